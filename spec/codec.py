@@ -1,0 +1,173 @@
+"""Building blocks for pvmsi wire formats, and the checked decoder/encoder.
+
+Formats are construct ``Struct`` values built from the field kinds below.  Decoding is strict (spec section
+"Conventions"): a short buffer, a non-zero reserved field or an unknown enum value is rejected with a
+:class:`DecodeError` that names the field path and the byte offset of the offending field.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+import construct as cs
+from construct.core import stream_tell
+
+# Little-endian, fixed-width field types (spec "Conventions": byte order).
+u8: cs.Construct[int, int] = cs.Int8ul
+u16: cs.Construct[int, int] = cs.Int16ul
+u32: cs.Construct[int, int] = cs.Int32ul
+u64: cs.Construct[int, int] = cs.Int64ul
+s32: cs.Construct[int, int] = cs.Int32sl
+s64: cs.Construct[int, int] = cs.Int64sl
+
+
+class DecodeError(ValueError):
+    """A wire format was rejected: ``path`` is the dotted field path, ``offset`` the byte offset in the buffer."""
+
+    def __init__(self, fmt: str, path: str, offset: int, reason: str) -> None:
+        self.fmt = fmt
+        self.path = path
+        self.offset = offset
+        self.reason = reason
+        super().__init__(f"{fmt}.{path} at byte offset {offset}: {reason}")
+
+
+class EncodeError(ValueError):
+    """A value could not be encoded into a wire format; ``path`` names the field."""
+
+    def __init__(self, fmt: str, path: str, reason: str) -> None:
+        self.fmt = fmt
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{fmt}.{path}: {reason}")
+
+
+class _FieldRejected(cs.ValidationError):  # type: ignore[misc]
+    """Raised inside construct's parse; converted to :class:`DecodeError` by :func:`decode`."""
+
+    def __init__(self, reason: str, offset: int, path: str) -> None:
+        super().__init__(reason, path=path)
+        self.reason = reason
+        self.offset = offset
+
+
+class Reserved(cs.Subconstruct):  # type: ignore[misc]
+    """A reserved field: must be zero on the wire (GEN-CONV-002); builds as zero when omitted."""
+
+    def __init__(self, subcon: cs.Construct[int, int]) -> None:
+        super().__init__(subcon)
+        self.flagbuildnone = True
+
+    def _parse(self, stream: Any, context: Any, path: str) -> int:
+        offset = stream_tell(stream, path)
+        value: int = self.subcon._parsereport(stream, context, path)
+        if value != 0:
+            raise _FieldRejected(f"reserved field is {value:#x}, must be zero", offset, path)
+        return value
+
+    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> int:
+        value = 0 if obj is None else obj
+        built: int = self.subcon._build(value, stream, context, path)
+        return built
+
+
+class EnumField(cs.Adapter):  # type: ignore[misc]
+    """An integer field whose value must be a member of ``enum``; parses to the enum member."""
+
+    def __init__(self, subcon: cs.Construct[int, int], enum_type: type[enum.IntEnum]) -> None:
+        super().__init__(subcon)
+        self.enum_type = enum_type
+
+    def _parse(self, stream: Any, context: Any, path: str) -> enum.IntEnum:
+        offset = stream_tell(stream, path)
+        value = self.subcon._parsereport(stream, context, path)
+        try:
+            return self.enum_type(value)
+        except ValueError:
+            raise _FieldRejected(
+                f"{value} is not a defined {self.enum_type.__name__} value", offset, path
+            ) from None
+
+    def _encode(self, obj: Any, context: Any, path: str) -> int:
+        return int(obj)
+
+    def _decode(self, obj: Any, context: Any, path: str) -> Any:  # pragma: no cover - _parse overrides
+        return self.enum_type(obj)
+
+
+class FlagsField(cs.Adapter):  # type: ignore[misc]
+    """A bit-set field; bits not defined by ``flags`` are reserved and must be zero (GEN-CONV-003)."""
+
+    def __init__(self, subcon: cs.Construct[int, int], flags_type: type[enum.IntFlag]) -> None:
+        super().__init__(subcon)
+        self.flags_type = flags_type
+        self.mask = 0
+        for member in flags_type:
+            self.mask |= int(member)
+
+    def _parse(self, stream: Any, context: Any, path: str) -> enum.IntFlag:
+        offset = stream_tell(stream, path)
+        value = self.subcon._parsereport(stream, context, path)
+        undefined = value & ~self.mask
+        if undefined:
+            raise _FieldRejected(
+                f"reserved {self.flags_type.__name__} bits {undefined:#x} are set, must be zero", offset, path
+            )
+        return self.flags_type(value)
+
+    def _encode(self, obj: Any, context: Any, path: str) -> int:
+        return int(obj)
+
+    def _decode(self, obj: Any, context: Any, path: str) -> Any:  # pragma: no cover - _parse overrides
+        return self.flags_type(obj)
+
+
+def _dotted(path: str) -> str:
+    """Turn construct's ``(parsing) -> a -> b`` into ``a.b``."""
+    out: list[str] = []
+    for part in (p.strip() for p in path.split("->")):
+        # "name / sub * doc" nests two Renamed wrappers with the same name: keep one.
+        if part and not part.startswith("(") and (not out or out[-1] != part):
+            out.append(part)
+    return ".".join(out)
+
+
+def decode(fmt: Any, data: bytes | bytearray | memoryview, *, name: str | None = None, exact: bool = True) -> Any:
+    """Decode ``data`` as ``fmt`` (a construct ``Struct``), strictly.
+
+    ``exact`` requires ``len(data) == sizeof``; otherwise trailing bytes are ignored.
+    """
+    from .layout import layout_of  # local: layout imports this module
+
+    lay = layout_of(fmt)
+    label = name or lay.name
+    buf = bytes(data)
+    if len(buf) < lay.size:
+        leaf = next(f for f in lay.leaves() if f.offset + f.size > len(buf))
+        raise DecodeError(
+            label, leaf.path, leaf.offset, f"buffer is {len(buf)} bytes, the format needs {lay.size}"
+        )
+    if exact and len(buf) > lay.size:
+        raise DecodeError(label, "<end>", lay.size, f"{len(buf) - lay.size} trailing bytes after the format")
+    try:
+        return fmt.parse(buf)
+    except _FieldRejected as e:
+        raise DecodeError(label, _dotted(e.path or ""), e.offset, e.reason) from None
+
+
+def encode(fmt: Any, value: Mapping[str, Any], *, name: str | None = None) -> bytes:
+    """Encode ``value`` (a mapping of field names; reserved fields may be omitted) as ``fmt``."""
+    from .layout import layout_of
+
+    lay = layout_of(fmt)
+    label = name or lay.name
+    try:
+        out: bytes = fmt.build(value)
+    except KeyError as e:
+        raise EncodeError(label, str(e.args[0]), "no value given for this field") from None
+    except (cs.ConstructError, TypeError, ValueError) as e:
+        path = _dotted(getattr(e, "path", "") or "") or "<value>"
+        raise EncodeError(label, path, str(e).splitlines()[-1] if str(e) else type(e).__name__) from None
+    return out

@@ -1,0 +1,307 @@
+"""Constants of pvmsi 1.0: status codes, function numbers, message kinds, feature and flag bits, limits.
+
+Each group is an ``IntEnum``/``IntFlag`` (for code) plus a :class:`ConstantGroup` (for the dump, the docs and
+the C header).  A constant is defined here once; everything else is generated from these groups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum, IntFlag
+from collections.abc import Mapping
+from typing import Any, Literal
+
+ConstKind = Literal["enum", "flags", "value"]
+
+
+class Status(IntEnum):
+    """Signed status returned in the status register of every call (spec section "Status codes")."""
+
+    SUCCESS = 0
+    INCOMPLETE = 1
+    NOT_SUPPORTED = -1
+    NOT_PERMITTED = -2
+    INVALID_PARAMETER = -3
+    INVALID_ADDRESS = -4
+    NO_RESOURCES = -5
+    WRONG_STATE = -6
+    UNKNOWN_HANDLE = -7
+    UNKNOWN_DEVICE = -8
+    VERSION_MISMATCH = -9
+    FEATURES_REFUSED = -10
+
+
+STATUS_DOCS: dict[Status, str] = {
+    Status.SUCCESS: "The call completed; for a batch, every entry from the start index to the end completed.",
+    Status.INCOMPLETE: (
+        "A batch stopped early without an error (the hypervisor chose to return, e.g. to let the vCPU be "
+        "preempted); resume at the returned next index. Not a failure."
+    ),
+    Status.NOT_SUPPORTED: (
+        "No such call: the function number is not defined, or not implemented by this hypervisor. Returned "
+        "for nothing else. Equal to SMCCC NOT_SUPPORTED."
+    ),
+    Status.NOT_PERMITTED: (
+        "The call exists and is well formed but the caller may not do this: a message kind or flag whose "
+        "feature was not negotiated, or a kind the device was not claimed for."
+    ),
+    Status.INVALID_PARAMETER: (
+        "A malformed argument: a non-zero reserved register, field or bit, an unknown enum value, a count "
+        "or index out of range, a vector count that is not a power of two."
+    ),
+    Status.INVALID_ADDRESS: (
+        "A parameter block address that is not 8-byte aligned, whose block crosses a 4 KiB page, is not "
+        "guest RAM, or whose input and output blocks overlap."
+    ),
+    Status.NO_RESOURCES: (
+        "A quota (per VM or per device) or the interrupt-remapping table is exhausted; nothing was allocated "
+        "for the failing entry."
+    ),
+    Status.WRONG_STATE: (
+        "The call is not valid in the current state: not yet negotiated, negotiated twice, the device is "
+        "not claimed, already claimed, or has the kind enabled through emulation."
+    ),
+    Status.UNKNOWN_HANDLE: (
+        "The message handle is not one that this VM holds for this device (never allocated, already freed, "
+        "or owned by another VM or device: indistinguishable by design)."
+    ),
+    Status.UNKNOWN_DEVICE: (
+        "No device with this identity is assigned to the calling VM (never was, or it was hot-unplugged)."
+    ),
+    Status.VERSION_MISMATCH: (
+        "NEGOTIATE asked for a major version the hypervisor does not implement, or a minor version newer "
+        "than it implements."
+    ),
+    Status.FEATURES_REFUSED: (
+        "NEGOTIATE offered a well-formed feature subset that the hypervisor refuses (it lacks a required "
+        "feature); the refused bits are reported and the VM stays un-negotiated."
+    ),
+}
+
+
+class FunctionNumber(IntEnum):
+    """The one function numbering shared by every architecture (spec section "Calling conventions")."""
+
+    VERSION = 0x00
+    GET_INFO = 0x01
+    NEGOTIATE = 0x02
+    RESET = 0x03
+    DEVICE_QUERY = 0x10
+    DEVICE_CLAIM = 0x11
+    DEVICE_RELEASE = 0x12
+    MSG_ALLOC = 0x20
+    MSG_RETARGET = 0x21
+    MSG_FREE = 0x22
+
+
+FUNCTION_DOCS: dict[FunctionNumber, str] = {
+    FunctionNumber.VERSION: "Highest protocol version the hypervisor implements; valid in every state.",
+    FunctionNumber.GET_INFO: "Features the hypervisor offers and requires, and its limits.",
+    FunctionNumber.NEGOTIATE: "The guest accepts a feature subset and so makes its promise; accepted or refused.",
+    FunctionNumber.RESET: "Drop every pvmsi state of the VM: free all messages, release all devices.",
+    FunctionNumber.DEVICE_QUERY: "What a device supports and its pvmsi state.",
+    FunctionNumber.DEVICE_CLAIM: "Take message kinds of a device over from emulation.",
+    FunctionNumber.DEVICE_RELEASE: "Free the device's messages and hand it back to emulation.",
+    FunctionNumber.MSG_ALLOC: "Allocate messages (batched).",
+    FunctionNumber.MSG_RETARGET: "Move messages to another vCPU or vector (batched).",
+    FunctionNumber.MSG_FREE: "Free messages (batched).",
+}
+
+
+class MsgKind(IntEnum):
+    """Where the guest will write a message's address/data pair."""
+
+    MSI = 1
+    MSIX = 2
+    IMS = 3
+
+
+MSG_KIND_DOCS: dict[MsgKind, str] = {
+    MsgKind.MSI: "The PCI MSI capability; 1 to 32 vectors as one power-of-two block of consecutive data values.",
+    MsgKind.MSIX: "An entry of the PCI MSI-X table; exactly one vector per message.",
+    MsgKind.IMS: "A device-specific Interrupt Message Store slot; exactly one vector per message.",
+}
+
+
+class KindMask(IntFlag):
+    """A set of message kinds: bit ``1 << kind``."""
+
+    MSI = 1 << MsgKind.MSI
+    MSIX = 1 << MsgKind.MSIX
+    IMS = 1 << MsgKind.IMS
+
+
+KIND_MASK_DOCS: dict[KindMask, str] = {
+    KindMask.MSI: "The MSI capability (1 << PVMSI_KIND_MSI).",
+    KindMask.MSIX: "The MSI-X table (1 << PVMSI_KIND_MSIX).",
+    KindMask.IMS: "The Interrupt Message Store (1 << PVMSI_KIND_IMS).",
+}
+
+
+class Feature(IntFlag):
+    """Feature bits offered by the hypervisor and accepted by the guest (64-bit mask)."""
+
+    MSI = 1 << 0
+    MSIX = 1 << 1
+    IMS = 1 << 2
+    SUBDEVICE = 1 << 3
+    POSTED = 1 << 4
+
+
+FEATURE_DOCS: dict[Feature, str] = {
+    Feature.MSI: "Messages of kind MSI, including multi-message blocks of up to 32 vectors.",
+    Feature.MSIX: "Messages of kind MSI-X.",
+    Feature.IMS: "Messages of kind IMS.",
+    Feature.SUBDEVICE: "Device identities qualified by a sub-device id (e.g. a PASID).",
+    Feature.POSTED: "The POSTED delivery flag: deliver through posted interrupts where the platform has them.",
+}
+
+
+class DeviceIdFlag(IntFlag):
+    """Flags of a device identity."""
+
+    SUBDEVICE = 1 << 0
+
+
+DEVICE_ID_FLAG_DOCS: dict[DeviceIdFlag, str] = {
+    DeviceIdFlag.SUBDEVICE: "subdevice_id is valid and names a sub-device (requires feature SUBDEVICE).",
+}
+
+
+class DeviceFlag(IntFlag):
+    """Properties and state of a device, reported by DEVICE_QUERY."""
+
+    ISOLATED = 1 << 0
+    CLAIMED = 1 << 1
+    RETARGET_IN_PLACE = 1 << 2
+    NEEDS_VIOMMU = 1 << 3
+
+
+DEVICE_FLAG_DOCS: dict[DeviceFlag, str] = {
+    DeviceFlag.ISOLATED: (
+        "The platform guarantees that this device can only raise the messages allocated for it (source "
+        "validation), like Linux msi_device_has_isolated_msi()."
+    ),
+    DeviceFlag.CLAIMED: "The device is claimed for pvmsi by this VM.",
+    DeviceFlag.RETARGET_IN_PLACE: (
+        "Retargeting never changes a message's address/data pair, so the guest never rewrites the device."
+    ),
+    DeviceFlag.NEEDS_VIOMMU: "The device's sub-devices need a vIOMMU (PASID) in the guest to be used.",
+}
+
+
+class DeliveryFlag(IntFlag):
+    """Delivery flags of an allocate or retarget entry."""
+
+    POSTED = 1 << 0
+
+
+DELIVERY_FLAG_DOCS: dict[DeliveryFlag, str] = {
+    DeliveryFlag.POSTED: "Deliver through posted interrupts where the platform can (requires feature POSTED).",
+}
+
+
+class RetargetFlag(IntFlag):
+    """Flags of a retarget result."""
+
+    REWRITE = 1 << 0
+
+
+RETARGET_FLAG_DOCS: dict[RetargetFlag, str] = {
+    RetargetFlag.REWRITE: (
+        "The address/data pair changed: the guest must write the new pair into the device. Clear when the "
+        "remapping entry was updated in place."
+    ),
+}
+
+
+class MessageFormat(IntEnum):
+    """The platform format of the address/data pairs this hypervisor hands out."""
+
+    X86_REMAPPED = 1
+    ARM_GIC_ITS = 2
+    RISCV_IMSIC = 3
+
+
+MESSAGE_FORMAT_DOCS: dict[MessageFormat, str] = {
+    MessageFormat.X86_REMAPPED: (
+        "x86 interrupt-remapping format: address 0xFEE00000 | handle bits, data carries the sub-handle."
+    ),
+    MessageFormat.ARM_GIC_ITS: "Address of the ITS doorbell (GITS_TRANSLATER), data an EventID.",
+    MessageFormat.RISCV_IMSIC: "Address of an IMSIC guest interrupt file page, data the interrupt identity.",
+}
+
+
+class Limit(IntEnum):
+    """Fixed limits of pvmsi 1.0."""
+
+    PAGE_SIZE = 4096
+    BLOCK_ALIGN = 8
+    MAX_BATCH = 64
+    MSI_MAX_VECTORS = 32
+    PASID_BITS = 20
+
+
+LIMIT_DOCS: dict[Limit, str] = {
+    Limit.PAGE_SIZE: "A parameter block never crosses a boundary of this size (bytes).",
+    Limit.BLOCK_ALIGN: "Parameter blocks start at a guest physical address aligned to this and are sized in its multiples.",
+    Limit.MAX_BATCH: "The largest entry count a batch header may carry in 1.0.",
+    Limit.MSI_MAX_VECTORS: "Largest multi-message MSI block.",
+    Limit.PASID_BITS: "Width of a PASID used as sub-device id.",
+}
+
+
+@dataclass(frozen=True)
+class ConstantGroup:
+    """One group of named constants, as dumped and documented."""
+
+    key: str
+    c_prefix: str
+    kind: ConstKind
+    doc: str
+    members: tuple[tuple[str, int, str], ...]
+    source: type[IntEnum] | type[IntFlag]
+
+    @staticmethod
+    def of(
+        key: str, c_prefix: str, kind: ConstKind, enum: type[IntEnum] | type[IntFlag], docs: Mapping[Any, str]
+    ) -> ConstantGroup:
+        members = []
+        for member in enum:
+            assert member.name is not None
+            members.append((member.name, int(member), docs[member]))
+        return ConstantGroup(key, c_prefix, kind, (enum.__doc__ or "").strip(), tuple(members), enum)
+
+    def c_name(self, member: str) -> str:
+        return f"{self.c_prefix}{member}"
+
+
+CONSTANT_GROUPS: tuple[ConstantGroup, ...] = (
+    ConstantGroup.of("status", "PVMSI_STATUS_", "enum", Status, STATUS_DOCS),
+    ConstantGroup.of("function", "PVMSI_FN_", "enum", FunctionNumber, FUNCTION_DOCS),
+    ConstantGroup.of("msg_kind", "PVMSI_KIND_", "enum", MsgKind, MSG_KIND_DOCS),
+    ConstantGroup.of("kind_mask", "PVMSI_KINDS_", "flags", KindMask, KIND_MASK_DOCS),
+    ConstantGroup.of("feature", "PVMSI_F_", "flags", Feature, FEATURE_DOCS),
+    ConstantGroup.of("device_id_flag", "PVMSI_DEVID_", "flags", DeviceIdFlag, DEVICE_ID_FLAG_DOCS),
+    ConstantGroup.of("device_flag", "PVMSI_DEV_", "flags", DeviceFlag, DEVICE_FLAG_DOCS),
+    ConstantGroup.of("delivery_flag", "PVMSI_DELIVER_", "flags", DeliveryFlag, DELIVERY_FLAG_DOCS),
+    ConstantGroup.of("retarget_flag", "PVMSI_RETARGET_", "flags", RetargetFlag, RETARGET_FLAG_DOCS),
+    ConstantGroup.of("message_format", "PVMSI_MSGFMT_", "enum", MessageFormat, MESSAGE_FORMAT_DOCS),
+    ConstantGroup.of("limit", "PVMSI_", "value", Limit, LIMIT_DOCS),
+)
+
+
+def group_of(enum_type: type[IntEnum] | type[IntFlag]) -> ConstantGroup:
+    """The constant group defined by ``enum_type``."""
+    for g in CONSTANT_GROUPS:
+        if g.source is enum_type:
+            return g
+    raise KeyError(enum_type.__name__)
+
+
+def group(key: str) -> ConstantGroup:
+    """The constant group named ``key``."""
+    for g in CONSTANT_GROUPS:
+        if g.key == key:
+            return g
+    raise KeyError(key)
