@@ -1,0 +1,17 @@
+"""``pvmsi``: one command for the spec, the generators, the reference implementations and the suite."""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from .spec_cmd import spec
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pvmsi")
+def main() -> None:
+    """pvmsi: MSI, MSI-X and IMS messages by hypercall."""
+
+
+main.add_command(spec)

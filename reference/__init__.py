@@ -1,0 +1,1 @@
+"""pvmsi.reference: the simulated platform, the reference hypervisor and the reference guest."""

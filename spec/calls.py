@@ -1,0 +1,146 @@
+"""The calls of pvmsi 1.0: function number, parameter blocks, register meaning (spec "Calls").
+
+Every call takes four argument registers and returns a status and one value register (see
+:mod:`.callconv` for which physical registers those are).  ``arg0`` is the guest physical address (GPA) of the
+input block and ``arg1`` that of the output block; a call without such a block requires the register to be zero,
+as it requires ``arg2`` and ``arg3`` to be zero (HV-CALL-003).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .constants import FunctionNumber
+
+NO_BLOCK = "reserved, must be zero"
+
+
+@dataclass(frozen=True)
+class CallDef:
+    """One call: its number, its parameter blocks and the meaning of its registers."""
+
+    name: str
+    fn: FunctionNumber
+    doc: str
+    input: str | None = None
+    output: str | None = None
+    input_entry: str | None = None
+    output_entry: str | None = None
+    value: str = "zero"
+    needs_negotiation: bool = True
+
+    @property
+    def batched(self) -> bool:
+        return self.input_entry is not None
+
+    @property
+    def c_name(self) -> str:
+        return f"PVMSI_FN_{self.name}"
+
+    @property
+    def args(self) -> tuple[str, str, str, str]:
+        in_arg = "GPA of the input block" if self.input else NO_BLOCK
+        out_arg = "GPA of the output block" if self.output else NO_BLOCK
+        return (in_arg, out_arg, NO_BLOCK, NO_BLOCK)
+
+
+CALLS: tuple[CallDef, ...] = (
+    CallDef(
+        "VERSION",
+        FunctionNumber.VERSION,
+        "Return the highest protocol version the hypervisor implements. Valid in every state, before and "
+        "after negotiation; it changes no state.",
+        value="major << 16 | minor of the highest version implemented",
+        needs_negotiation=False,
+    ),
+    CallDef(
+        "GET_INFO",
+        FunctionNumber.GET_INFO,
+        "Write the offered and required features and the hypervisor's limits to the output block. Valid in "
+        "every state; it changes no state.",
+        output="hv_info",
+        needs_negotiation=False,
+    ),
+    CallDef(
+        "NEGOTIATE",
+        FunctionNumber.NEGOTIATE,
+        "Accept a feature subset, so promising to obtain every message of a claimed device by hypercall. "
+        "On success the VM is NEGOTIATED; on refusal it stays OPEN and the output block says why.",
+        input="negotiate_in",
+        output="negotiate_out",
+        value="the features now in force (as negotiate_out.features)",
+        needs_negotiation=False,
+    ),
+    CallDef(
+        "RESET",
+        FunctionNumber.RESET,
+        "Free every message and release every device of the calling VM, then return it to OPEN, as a VM "
+        "reset does. For a kexec'd or crashed guest kernel that starts afresh.",
+        value="number of vectors freed",
+        needs_negotiation=False,
+    ),
+    CallDef(
+        "DEVICE_QUERY",
+        FunctionNumber.DEVICE_QUERY,
+        "Describe a device assigned to the VM: kinds it supports, table sizes, isolation, its claim and "
+        "allocation state and quota.",
+        input="device_id",
+        output="device_info",
+    ),
+    CallDef(
+        "DEVICE_CLAIM",
+        FunctionNumber.DEVICE_CLAIM,
+        "Claim message kinds of a device for pvmsi: the hypervisor stops trapping and emulating the MSI "
+        "capability and/or the MSI-X table for those kinds, and the guest writes pairs there itself.",
+        input="claim_in",
+    ),
+    CallDef(
+        "DEVICE_RELEASE",
+        FunctionNumber.DEVICE_RELEASE,
+        "Free every message the device still holds and hand all its kinds back to emulation.",
+        input="device_id",
+        value="number of vectors freed",
+    ),
+    CallDef(
+        "MSG_ALLOC",
+        FunctionNumber.MSG_ALLOC,
+        "Allocate one message per entry (for MSI, one block of vector_count consecutive data values), "
+        "programming interrupt remapping so that it delivers to the given vCPU and vector.",
+        input="batch_in",
+        input_entry="alloc_entry",
+        output="batch_out",
+        output_entry="alloc_result",
+        value="next_index (as batch_out.next_index)",
+    ),
+    CallDef(
+        "MSG_RETARGET",
+        FunctionNumber.MSG_RETARGET,
+        "Move messages to another vCPU and vector; where remapping allows the pair stays the same and the "
+        "device need not be rewritten.",
+        input="batch_in",
+        input_entry="retarget_entry",
+        output="batch_out",
+        output_entry="retarget_result",
+        value="next_index (as batch_out.next_index)",
+    ),
+    CallDef(
+        "MSG_FREE",
+        FunctionNumber.MSG_FREE,
+        "Free messages; only the VM (and device) holding a handle may free it.",
+        input="batch_in",
+        input_entry="free_entry",
+        output="batch_out",
+        output_entry="free_result",
+        value="next_index (as batch_out.next_index)",
+    ),
+)
+
+CALLS_BY_FN: dict[int, CallDef] = {int(c.fn): c for c in CALLS}
+
+
+def call(name: str) -> CallDef:
+    """The call named ``name`` (e.g. ``"MSG_ALLOC"``)."""
+    for c in CALLS:
+        if c.name == name:
+            return c
+    raise KeyError(name)

@@ -1,0 +1,117 @@
+"""The whole spec as one JSON-ready object (``pvmsi spec dump --json``), generated from spec/ alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .callconv import CONVENTIONS
+from .calls import CALLS
+from .constants import CONSTANT_GROUPS
+from .layout import FieldLayout, FormatLayout, all_layouts
+from .requirements import REQUIREMENTS, SECTIONS
+from .states import MACHINES
+from .version import SPEC_NAME, VERSION_MAJOR, VERSION_MINOR
+
+DUMP_SCHEMA_VERSION = 1
+
+
+def _field(f: FieldLayout) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": f.name,
+        "c_name": f.c_name,
+        "offset": f.offset,
+        "size": f.size,
+        "type": f.type,
+        "count": f.count,
+        "reserved": f.reserved,
+        "signed": f.signed,
+        "doc": f.doc,
+    }
+    if f.enum:
+        out["enum"] = f.enum
+    if f.flags:
+        out["flags"] = f.flags
+    return out
+
+
+def _format(lay: FormatLayout) -> dict[str, Any]:
+    return {
+        "name": lay.name,
+        "c_name": lay.c_name,
+        "area": lay.area,
+        "size": lay.size,
+        "alignment": lay.alignment,
+        "doc": lay.doc,
+        "fields": [_field(f) for f in lay.fields],
+    }
+
+
+def spec_dump() -> dict[str, Any]:
+    """The machine-readable spec."""
+    return {
+        "spec": {
+            "name": SPEC_NAME,
+            "version": {"major": VERSION_MAJOR, "minor": VERSION_MINOR},
+            "dump_schema_version": DUMP_SCHEMA_VERSION,
+        },
+        "formats": [_format(lay) for lay in all_layouts()],
+        "constants": {
+            g.key: [
+                {"name": name, "c_name": g.c_name(name), "value": value, "doc": doc}
+                for name, value, doc in g.members
+            ]
+            for g in CONSTANT_GROUPS
+        },
+        "constant_groups": [
+            {"key": g.key, "c_prefix": g.c_prefix, "kind": g.kind, "doc": g.doc} for g in CONSTANT_GROUPS
+        ],
+        "calls": [
+            {
+                "name": c.name,
+                "c_name": c.c_name,
+                "function_number": int(c.fn),
+                "function_id": {cc.arch: cc.function_id(c.fn) for cc in CONVENTIONS},
+                "input": c.input,
+                "input_entry": c.input_entry,
+                "output": c.output,
+                "output_entry": c.output_entry,
+                "batched": c.batched,
+                "args": list(c.args),
+                "value": c.value,
+                "requires_negotiation": c.needs_negotiation,
+                "doc": c.doc,
+            }
+            for c in CALLS
+        ],
+        "calling_conventions": {
+            cc.arch: {
+                "instruction": list(cc.instruction),
+                "function_id_register": cc.function_id_register,
+                "function_id_encoding": cc.function_id_encoding,
+                "extension_id_register": cc.extra_id_register,
+                "call_base": cc.call_base,
+                "argument_registers": list(cc.argument_registers),
+                "status_register": cc.status_register,
+                "value_register": cc.value_register,
+                "preserved": cc.preserved,
+                "discovery": list(cc.discovery),
+            }
+            for cc in CONVENTIONS
+        },
+        "state_machines": [
+            {
+                "name": m.name,
+                "initial": m.initial.value,
+                "transitions": [
+                    {"state": t.state.value, "event": t.event.value, "next": t.next.value, "effect": t.effect}
+                    for t in m.transitions
+                ],
+            }
+            for m in MACHINES
+        ],
+        "sections": [{"key": k, "title": t, "page": p} for k, (t, p) in SECTIONS.items()],
+        "requirements": [
+            {"id": r.id, "level": r.level.value, "role": r.role.value, "section": r.section, "text": r.text}
+            for r in REQUIREMENTS
+        ],
+    }

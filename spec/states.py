@@ -1,0 +1,131 @@
+"""The protocol state machines of pvmsi 1.0 as explicit transition tables (spec "Version and feature
+negotiation", "Device control", "Reset, FLR, hot-unplug and migration").
+
+No I/O here: the reference hypervisor drives these tables, and the docs' diagrams are drawn from them.
+An event with no entry for the current state is not allowed there: the call that would cause it fails with
+``WRONG_STATE`` (HV-STATE-001).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Generic, TypeVar
+
+
+class VmState(Enum):
+    """pvmsi state of one VM."""
+
+    OPEN = "OPEN"
+    NEGOTIATED = "NEGOTIATED"
+
+
+class VmEvent(Enum):
+    """What moves a VM between states."""
+
+    NEGOTIATE_ACCEPTED = "NEGOTIATE accepted"
+    NEGOTIATE_REFUSED = "NEGOTIATE refused"
+    RESET_CALL = "RESET call"
+    VM_RESET = "VM reset"
+
+
+class DeviceState(Enum):
+    """pvmsi state of one device (or sub-device) assigned to a VM."""
+
+    EMULATED = "EMULATED"
+    CLAIMED = "CLAIMED"
+    REMOVED = "REMOVED"
+
+
+class DeviceEvent(Enum):
+    """What moves a device between states."""
+
+    CLAIM = "DEVICE_CLAIM"
+    RELEASE = "DEVICE_RELEASE"
+    FLR = "FLR"
+    RESET_CALL = "RESET call"
+    VM_RESET = "VM reset"
+    HOT_UNPLUG = "hot-unplug"
+
+
+S = TypeVar("S", bound=Enum)
+E = TypeVar("E", bound=Enum)
+
+
+@dataclass(frozen=True)
+class Transition(Generic[S, E]):
+    """One row of a transition table, with what happens to messages and emulation."""
+
+    state: S
+    event: E
+    next: S
+    effect: str
+
+
+@dataclass(frozen=True)
+class StateMachine(Generic[S, E]):
+    """A named transition table."""
+
+    name: str
+    initial: S
+    transitions: tuple[Transition[S, E], ...]
+
+    def next_state(self, state: S, event: E) -> S | None:
+        """The state after ``event`` in ``state``, or ``None`` when the event is not allowed there."""
+        for t in self.transitions:
+            if t.state is state and t.event is event:
+                return t.next
+        return None
+
+
+VM_MACHINE: StateMachine[VmState, VmEvent] = StateMachine(
+    "vm",
+    VmState.OPEN,
+    (
+        Transition(VmState.OPEN, VmEvent.NEGOTIATE_ACCEPTED, VmState.NEGOTIATED, "features in force; promise made"),
+        Transition(VmState.OPEN, VmEvent.NEGOTIATE_REFUSED, VmState.OPEN, "nothing changes; refusal reported"),
+        Transition(VmState.OPEN, VmEvent.RESET_CALL, VmState.OPEN, "nothing to drop"),
+        Transition(VmState.OPEN, VmEvent.VM_RESET, VmState.OPEN, "nothing to drop"),
+        Transition(
+            VmState.NEGOTIATED, VmEvent.RESET_CALL, VmState.OPEN, "every message freed, every device released"
+        ),
+        Transition(
+            VmState.NEGOTIATED, VmEvent.VM_RESET, VmState.OPEN, "every message freed, every device released"
+        ),
+    ),
+)
+
+DEVICE_MACHINE: StateMachine[DeviceState, DeviceEvent] = StateMachine(
+    "device",
+    DeviceState.EMULATED,
+    (
+        Transition(DeviceState.EMULATED, DeviceEvent.CLAIM, DeviceState.CLAIMED, "emulation of the kinds stops"),
+        Transition(DeviceState.EMULATED, DeviceEvent.FLR, DeviceState.EMULATED, "emulated state reset"),
+        Transition(DeviceState.EMULATED, DeviceEvent.RESET_CALL, DeviceState.EMULATED, "nothing to drop"),
+        Transition(DeviceState.EMULATED, DeviceEvent.VM_RESET, DeviceState.EMULATED, "nothing to drop"),
+        Transition(DeviceState.EMULATED, DeviceEvent.HOT_UNPLUG, DeviceState.REMOVED, "device gone"),
+        Transition(
+            DeviceState.CLAIMED, DeviceEvent.RELEASE, DeviceState.EMULATED, "messages freed; emulation resumes"
+        ),
+        Transition(
+            DeviceState.CLAIMED,
+            DeviceEvent.FLR,
+            DeviceState.CLAIMED,
+            "messages and handles kept; the guest rewrites the pairs the FLR cleared",
+        ),
+        Transition(
+            DeviceState.CLAIMED, DeviceEvent.RESET_CALL, DeviceState.EMULATED, "messages freed; emulation resumes"
+        ),
+        Transition(
+            DeviceState.CLAIMED, DeviceEvent.VM_RESET, DeviceState.EMULATED, "messages freed; emulation resumes"
+        ),
+        Transition(
+            DeviceState.CLAIMED, DeviceEvent.HOT_UNPLUG, DeviceState.REMOVED, "messages freed; remapping revoked"
+        ),
+    ),
+)
+
+MACHINES: tuple[StateMachine[VmState, VmEvent] | StateMachine[DeviceState, DeviceEvent], ...] = (
+    VM_MACHINE,
+    DEVICE_MACHINE,
+)
