@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import construct as cs
 from construct.core import stream_tell
@@ -21,6 +21,14 @@ u32: cs.Construct[int, int] = cs.Int32ul
 u64: cs.Construct[int, int] = cs.Int64ul
 s32: cs.Construct[int, int] = cs.Int32sl
 s64: cs.Construct[int, int] = cs.Int64sl
+
+
+if TYPE_CHECKING:  # construct-typing's generics exist for the type checker only
+    _SubconBase = cs.Subconstruct[int, int, int, int]
+    _AdapterBase = cs.Adapter[int, int, Any, Any]
+else:
+    _SubconBase = cs.Subconstruct
+    _AdapterBase = cs.Adapter
 
 
 class DecodeError(ValueError):
@@ -44,7 +52,7 @@ class EncodeError(ValueError):
         super().__init__(f"{fmt}.{path}: {reason}")
 
 
-class _FieldRejected(cs.ValidationError):  # type: ignore[misc]
+class _FieldRejected(cs.ValidationError):
     """Raised inside construct's parse; converted to :class:`DecodeError` by :func:`decode`."""
 
     def __init__(self, reason: str, offset: int, path: str) -> None:
@@ -53,7 +61,7 @@ class _FieldRejected(cs.ValidationError):  # type: ignore[misc]
         self.offset = offset
 
 
-class Reserved(cs.Subconstruct):  # type: ignore[misc]
+class Reserved(_SubconBase):
     """A reserved field: must be zero on the wire (GEN-CONV-002); builds as zero when omitted."""
 
     def __init__(self, subcon: cs.Construct[int, int]) -> None:
@@ -73,7 +81,7 @@ class Reserved(cs.Subconstruct):  # type: ignore[misc]
         return built
 
 
-class EnumField(cs.Adapter):  # type: ignore[misc]
+class EnumField(_AdapterBase):
     """An integer field whose value must be a member of ``enum``; parses to the enum member."""
 
     def __init__(self, subcon: cs.Construct[int, int], enum_type: type[enum.IntEnum]) -> None:
@@ -97,7 +105,7 @@ class EnumField(cs.Adapter):  # type: ignore[misc]
         return self.enum_type(obj)
 
 
-class FlagsField(cs.Adapter):  # type: ignore[misc]
+class FlagsField(_AdapterBase):
     """A bit-set field; bits not defined by ``flags`` are reserved and must be zero (GEN-CONV-003)."""
 
     def __init__(self, subcon: cs.Construct[int, int], flags_type: type[enum.IntFlag]) -> None:
@@ -157,17 +165,85 @@ def decode(fmt: Any, data: bytes | bytearray | memoryview, *, name: str | None =
         raise DecodeError(label, _dotted(e.path or ""), e.offset, e.reason) from None
 
 
-def encode(fmt: Any, value: Mapping[str, Any], *, name: str | None = None) -> bytes:
-    """Encode ``value`` (a mapping of field names; reserved fields may be omitted) as ``fmt``."""
+def _int_range(size: int, signed: bool) -> tuple[int, int]:
+    bits = size * 8
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+
+def _check_value(label: str, lay: Any, value: Any, prefix: str, strict: bool) -> None:
+    """Check ``value`` against the layout ``lay`` field by field, so an error names the full dotted path."""
+    from .constants import group
+
+    if not isinstance(value, Mapping):
+        got = type(value).__name__
+        raise EncodeError(label, prefix.rstrip(".") or "<value>", f"expected a mapping of fields, got {got}")
+    for f in lay.fields:
+        path = prefix + f.name
+        if f.name not in value or value[f.name] is None:
+            if f.reserved:
+                continue
+            raise EncodeError(label, path, "no value given for this field")
+        v = value[f.name]
+        if f.nested is not None:
+            items = [v] if f.count == 1 else list(v)
+            if len(items) != f.count:
+                raise EncodeError(label, path, f"expected {f.count} elements, got {len(items)}")
+            for i, item in enumerate(items):
+                _check_value(label, f.nested, item, path + (f"[{i}]." if f.count > 1 else "."), strict)
+            continue
+        if f.type == "bytes":
+            if not isinstance(v, bytes | bytearray) or len(v) != f.size:
+                raise EncodeError(label, path, f"expected {f.size} bytes")
+            if strict and f.reserved and any(v):
+                raise EncodeError(label, path, "reserved field must be zero")
+            continue
+        elems = [v] if f.count == 1 else list(v)
+        if len(elems) != f.count:
+            raise EncodeError(label, path, f"expected {f.count} elements, got {len(elems)}")
+        lo, hi = _int_range(f.elem_size, f.signed)
+        for i, x in enumerate(elems):
+            epath = path + (f"[{i}]" if f.count > 1 else "")
+            if isinstance(x, bool) or not isinstance(x, int):
+                raise EncodeError(label, epath, f"expected an integer, got {type(x).__name__}")
+            if not lo <= x <= hi:
+                raise EncodeError(label, epath, f"{x} is out of range for {f.type} ({lo}..{hi})")
+            if not strict:
+                continue
+            if f.reserved and x != 0:
+                raise EncodeError(label, epath, f"reserved field is {x:#x}, must be zero")
+            if f.enum is not None:
+                enum_type = group(f.enum).source
+                if x not in {int(m) for m in enum_type}:
+                    raise EncodeError(label, epath, f"{x} is not a defined {enum_type.__name__} value")
+            if f.flags is not None:
+                flags_type = group(f.flags).source
+                mask = 0
+                for m in flags_type:
+                    mask |= int(m)
+                if x & ~mask:
+                    raise EncodeError(
+                        label, epath, f"reserved {flags_type.__name__} bits {x & ~mask:#x} are set, must be zero"
+                    )
+
+
+def encode(fmt: Any, value: Mapping[str, Any], *, name: str | None = None, strict: bool = True) -> bytes:
+    """Encode ``value`` (a mapping of field names; reserved fields may be omitted) as ``fmt``.
+
+    Every field is checked first, so an :class:`EncodeError` names the full dotted path of the field: a missing
+    field, a non-integer or an out-of-range integer always; with ``strict`` (the default) also a non-zero
+    reserved field, an undefined enum value and an undefined flag bit, so that :func:`decode` accepts whatever
+    :func:`encode` produces.  ``strict=False`` lets a test build such invalid input on purpose.
+    """
     from .layout import layout_of
 
     lay = layout_of(fmt)
     label = name or lay.name
+    _check_value(label, lay, value, "", strict)
     try:
         out: bytes = fmt.build(value)
-    except KeyError as e:
+    except KeyError as e:  # pragma: no cover - _check_value reports missing fields first
         raise EncodeError(label, str(e.args[0]), "no value given for this field") from None
-    except (cs.ConstructError, TypeError, ValueError) as e:
+    except (cs.ConstructError, TypeError, ValueError) as e:  # pragma: no cover - likewise
         path = _dotted(getattr(e, "path", "") or "") or "<value>"
         raise EncodeError(label, path, str(e).splitlines()[-1] if str(e) else type(e).__name__) from None
     return out

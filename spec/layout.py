@@ -112,6 +112,10 @@ class FormatLayout:
     def leaves(self, prefix: str = "", base: int = 0) -> Iterator[LeafField]:
         """Every scalar (or byte-array) field, depth first, with absolute offsets."""
         for f in self.fields:
+            if f.type == "bytes":
+                # A byte array is one leaf: the whole field (its count is its length, not an element count).
+                yield LeafField(f"{prefix}{f.name}", base + f.offset, f.size, f)
+                continue
             for i in range(f.count):
                 path = f"{prefix}{f.name}" + (f"[{i}]" if f.count > 1 else "")
                 off = base + f.offset + i * f.elem_size
@@ -119,8 +123,6 @@ class FormatLayout:
                     yield from f.nested.leaves(path + ".", off)
                 else:
                     yield LeafField(path, off, f.elem_size, f)
-                if f.nested is None and f.type == "bytes":
-                    break
 
     def field(self, name: str) -> FieldLayout:
         for f in self.fields:
@@ -146,7 +148,9 @@ def _field(name: str, sc: Any, doc: str, offset: int) -> FieldLayout:
     if isinstance(sc, Reserved):
         reserved, sc = True, sc.subcon
     if isinstance(sc, cs.Array):
-        count, sc = int(sc.count), sc.subcon
+        if not isinstance(sc.count, int):
+            raise TypeError(f"field {name}: array count must be a constant")
+        count, sc = sc.count, sc.subcon
     if isinstance(sc, EnumField):
         enum_key, sc = group_of(sc.enum_type).key, sc.subcon
     elif isinstance(sc, FlagsField):
@@ -156,7 +160,9 @@ def _field(name: str, sc: Any, doc: str, offset: int) -> FieldLayout:
         typ, size, signed = _SCALARS[sc.fmtstr]
         return FieldLayout(name, offset, size * count, typ, count, reserved, signed, doc, enum_key, flags_key)
     if isinstance(sc, cs.Bytes):
-        n = int(sc.length)
+        if not isinstance(sc.length, int):
+            raise TypeError(f"field {name}: byte length must be a constant")
+        n = sc.length
         return FieldLayout(name, offset, n, "bytes", n, reserved, False, doc)
     if isinstance(sc, cs.Struct) and id(sc) in _BY_STRUCT:
         nested = layout_of(sc)
