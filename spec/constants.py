@@ -6,9 +6,9 @@ the C header).  A constant is defined here once; everything else is generated fr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
-from collections.abc import Mapping
 from typing import Any, Literal
 
 ConstKind = Literal["enum", "flags", "value"]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     """RFC 2119 level of a requirement."""
 
     MUST = "MUST"
@@ -18,7 +18,7 @@ class Level(str, Enum):
     MAY = "MAY"
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     """Who a requirement binds."""
 
     GUEST = "guest"

@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
-from .model import Requirement
+from . import device, general, lifecycle, memory, messages, negotiation
+from .model import SECTIONS, Requirement
 
-REQUIREMENTS: tuple[Requirement, ...] = ()
+REQUIREMENTS: tuple[Requirement, ...] = tuple(
+    sorted(
+        general.REQUIREMENTS
+        + negotiation.REQUIREMENTS
+        + device.REQUIREMENTS
+        + messages.REQUIREMENTS
+        + memory.REQUIREMENTS
+        + lifecycle.REQUIREMENTS,
+        key=lambda r: list(SECTIONS).index(r.section),
+    )
+)
+
+_BY_ID: dict[str, Requirement] = {}
+for _r in REQUIREMENTS:
+    if _r.id in _BY_ID:
+        raise ValueError(f"requirement id {_r.id} defined twice")
+    _BY_ID[_r.id] = _r
 
 
 def by_id(rid: str) -> Requirement:
-    for r in REQUIREMENTS:
-        if r.id == rid:
-            return r
-    raise KeyError(rid)
+    """The requirement with id ``rid``."""
+    return _BY_ID[rid]
 
 
 def by_section(section: str) -> list[Requirement]:
+    """The requirements of one section, in registry order."""
+    if section not in SECTIONS:
+        raise KeyError(section)
     return [r for r in REQUIREMENTS if r.section == section]
