@@ -244,7 +244,9 @@ class Limit(IntEnum):
 
 LIMIT_DOCS: dict[Limit, str] = {
     Limit.PAGE_SIZE: "A parameter block never crosses a boundary of this size (bytes).",
-    Limit.BLOCK_ALIGN: "Parameter blocks start at a guest physical address aligned to this and are sized in its multiples.",
+    Limit.BLOCK_ALIGN: (
+        "Parameter blocks start at a guest physical address aligned to this and are sized in its multiples."
+    ),
     Limit.MAX_BATCH: "The largest entry count a batch header may carry in 1.0.",
     Limit.MSI_MAX_VECTORS: "Largest multi-message MSI block.",
     Limit.PASID_BITS: "Width of a PASID used as sub-device id.",
