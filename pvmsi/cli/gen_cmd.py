@@ -1,0 +1,77 @@
+"""``pvmsi gen``: generate bindings and vectors from spec/ (issue 3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import cast
+
+import click
+
+from ..gen.c_common import STYLES, Style
+
+_STYLE = click.option(
+    "--style",
+    type=click.Choice(STYLES),
+    default="stdint",
+    show_default=True,
+    help="stdint: <stdint.h> types; uapi: <linux/types.h> __u8..__u64 and __le16..__le64, for a kernel's include/uapi.",
+)
+_OUT = click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here, not stdout.")
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="ascii")
+    except OSError as e:
+        raise click.ClickException(f"cannot write {output}: {e.strerror or e}") from None
+    click.echo(f"wrote {output}", err=True)
+
+
+@click.group()
+def gen() -> None:
+    """Generate the C header, its layout checks and the format vectors from the spec."""
+
+
+@gen.command("c-header")
+@_STYLE
+@_OUT
+def c_header_cmd(style: str, output: Path | None) -> None:
+    """The C header: constants, function ids, parameter structs and hypercall helpers."""
+    from ..gen.c_header import c_header
+
+    _emit(c_header(cast(Style, style)), output)
+
+
+@gen.command("c-check")
+@_STYLE
+@_OUT
+@click.option("--header", default="pvmsi.h", show_default=True, help="File name the check #includes.")
+def c_check_cmd(style: str, output: Path | None, header: str) -> None:
+    """A C11 file that _Static_asserts every struct size and member offset of the header."""
+    from ..gen.c_check import c_check
+
+    _emit(c_check(cast(Style, style), header), output)
+
+
+@gen.command("vectors")
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory; the vectors go to DIR/formats/*.json (the committed set is conformance/vectors).",
+)
+def vectors_cmd(out_dir: Path) -> None:
+    """Valid and invalid encodings of every format, checked with the spec codec (JSON, deterministic)."""
+    from ..gen.vectors import write
+
+    try:
+        paths = write(out_dir)
+    except OSError as e:
+        raise click.ClickException(f"cannot write vectors to {out_dir}: {e.strerror or e}") from None
+    click.echo(f"wrote {len(paths)} files under {out_dir / 'formats'}", err=True)

@@ -1,0 +1,214 @@
+"""``pvmsi gen c-header``: the C header of the interface, from spec/ alone (issue 3).
+
+Layout: version macros and the interface-version guard, every constant group, the calling-convention ids,
+then per call its function ids right above its parameter structs, then the per-architecture helpers.
+"""
+
+from __future__ import annotations
+
+from ..spec.callconv import (
+    CONVENTIONS,
+    RISCV_EXTENSION_ID,
+    X86_CPUID_FIRST_BASE,
+    X86_CPUID_LAST_BASE,
+    X86_CPUID_SIGNATURE,
+    X86_CPUID_STEP,
+)
+from ..spec.calls import CALLS, CallDef
+from ..spec.constants import group
+from ..spec.layout import FieldLayout, FormatLayout, all_layouts
+from ..spec.version import VERSION_MAJOR, VERSION_MINOR
+from .c_asm import ARCH_PREFIX, helpers
+from .c_common import INCLUDES, Style, comment, groups, include_guard, literal, scalar_type, version_literal
+
+SPDX = "/* SPDX-License-Identifier: MIT */"
+
+
+def banner(what: str, command: str) -> list[str]:
+    return [
+        SPDX,
+        "/*",
+        f" * {what}",
+        " *",
+        f" * Generated from pvmsi spec version {VERSION_MAJOR}.{VERSION_MINOR} by `{command}`.",
+        " * Do not edit: change spec/ and regenerate.",
+        " */",
+    ]
+
+
+def _version() -> list[str]:
+    v = f"{VERSION_MAJOR}.{VERSION_MINOR}"
+    return [
+        '/* Version of the interface this header describes (spec "Versioning and extension"). */',
+        f"#define PVMSI_VERSION_MAJOR {VERSION_MAJOR}",
+        f"#define PVMSI_VERSION_MINOR {VERSION_MINOR}",
+        f"#define PVMSI_VERSION {version_literal()} /* major << 16 | minor, as the VERSION call returns it */",
+        "",
+        *comment(
+            "Interface-version guard (as Xen's __XEN_INTERFACE_VERSION__): define PVMSI_INTERFACE_VERSION to the "
+            "version your code was written against; it defaults to this header's. A newer one than the header "
+            "is an error, and so is another major version (layouts differ between majors)."
+        ),
+        "#ifndef PVMSI_INTERFACE_VERSION",
+        "#define PVMSI_INTERFACE_VERSION PVMSI_VERSION",
+        "#endif",
+        "#if PVMSI_INTERFACE_VERSION > PVMSI_VERSION",
+        f'#error "PVMSI_INTERFACE_VERSION is newer than this header (pvmsi {v}): regenerate the header"',
+        "#endif",
+        "#if (PVMSI_INTERFACE_VERSION >> 16) != PVMSI_VERSION_MAJOR",
+        f'#error "PVMSI_INTERFACE_VERSION names another major version than this header (pvmsi {v})"',
+        "#endif",
+        "",
+        *comment(
+            "PVMSI_U64_C(c): a 64-bit unsigned constant (ULL); strict C90 has no long long, so there it is UL "
+            "(64 bits on the LP64 targets pvmsi defines calling conventions for)."
+        ),
+        "#if defined(__cplusplus) || (defined(__STDC_VERSION__) && __STDC_VERSION__ >= 199901L)",
+        "#define PVMSI_U64_C(c) c##ULL",
+        "#else",
+        "#define PVMSI_U64_C(c) c##UL",
+        "#endif",
+    ]
+
+
+def _constants() -> list[str]:
+    out: list[str] = []
+    for g in groups(skip=("function",)):
+        out += ["", *comment(f"{g.doc} ({g.c_prefix}*, spec constants.{g.source.__name__})")]
+        for name, value, doc in g.members:
+            out += [*comment(doc), f"#define {g.c_name(name)} {literal(g, value)}"]
+    fn = group("function")
+    unused = [(n, v) for n, v, _ in fn.members if not any(c.fn.name == n for c in CALLS)]
+    for name, value in unused:
+        out.append(f"#define {fn.c_name(name)} {literal(fn, value)}")
+    return out
+
+
+def _callconv() -> list[str]:
+    out = ["", '/* Function ids per architecture (spec "Calling conventions"). */']
+    for cc in CONVENTIONS:
+        p = ARCH_PREFIX[cc.arch]
+        out += comment(f"{cc.arch}: {cc.function_id_encoding}.")
+        if cc.arch == "riscv64":
+            out += [f"#define PVMSI_RISCV_EXT_ID {RISCV_EXTENSION_ID:#010x}U", f"#define PVMSI_{p}_FN(fn) (fn)"]
+        else:
+            out += [f"#define PVMSI_{p}_CALL_BASE {cc.call_base:#010x}U"]
+            out += [f"#define PVMSI_{p}_FN(fn) (PVMSI_{p}_CALL_BASE | (fn))"]
+    sig = X86_CPUID_SIGNATURE
+    regs = ("EBX", "ECX", "EDX")
+    out += [
+        "",
+        *comment(f"x86-64 discovery: CPUID leaf bases and the signature {sig.decode()!r} in EBX, ECX, EDX."),
+        f"#define PVMSI_X86_CPUID_FIRST_BASE {X86_CPUID_FIRST_BASE:#010x}U",
+        f"#define PVMSI_X86_CPUID_LAST_BASE {X86_CPUID_LAST_BASE:#010x}U",
+        f"#define PVMSI_X86_CPUID_STEP {X86_CPUID_STEP:#x}U",
+    ]
+    for i, reg in enumerate(regs):
+        word = int.from_bytes(sig[4 * i : 4 * i + 4], "little")
+        out.append(f"#define PVMSI_X86_CPUID_SIGNATURE_{reg} {word:#010x}U /* {sig[4 * i : 4 * i + 4].decode()!r} */")
+    return out
+
+
+def _member(f: FieldLayout, style: Style) -> list[str]:
+    if f.reserved:
+        doc = "reserved, must be zero"
+    else:
+        doc = f.doc
+        key = f.enum or f.flags
+        if key and group(key).c_prefix + "*" not in doc:
+            doc += f" Values: {group(key).c_prefix}*."
+        if f.signed and style == "uapi":
+            doc += f" Signed: read as (__s{f.elem_size * 8})le{f.elem_size * 8}_to_cpu()."
+    typ = f"struct {f.nested.c_name}" if f.nested else scalar_type(f, style)
+    dim = f"[{f.count}]" if f.count > 1 else ""
+    return [*comment(f"+{f.offset}: {doc}", "\t"), f"\t{typ} {f.c_name}{dim};"]
+
+
+def struct(lay: FormatLayout, style: Style) -> list[str]:
+    lines = comment(f"{lay.doc} ({lay.size} bytes, spec format {lay.name})")
+    lines.append(f"struct {lay.c_name} {{")
+    for f in lay.fields:
+        lines += _member(f, style)
+    return [*lines, "};", ""]
+
+
+def _call(c: CallDef, by_name: dict[str, FormatLayout], done: set[str], style: Style) -> list[str]:
+    args = "; ".join(f"arg{i}: {a}" for i, a in enumerate(c.args))
+    state = "needs NEGOTIATED" if c.needs_negotiation else "valid before negotiation"
+    out = ["", *comment(f"{c.name}: {c.doc} Registers: {args}. Value: {c.value}. State: {state}.")]
+    out.append(f"#define {c.c_name} {literal(group('function'), int(c.fn))}")
+    for cc in CONVENTIONS:
+        out.append(f"#define PVMSI_{ARCH_PREFIX[cc.arch]}_FN_{c.name} {cc.function_id(c.fn):#010x}U")
+    for role, head, entry in (("IN (arg0)", c.input, c.input_entry), ("OUT (arg1)", c.output, c.output_entry)):
+        if head is None:
+            continue
+        text = f"struct pvmsi_{head}" + (f", then count x struct pvmsi_{entry}" if entry else "")
+        out.append(f"/* {role} of {c.name}: {text} */")
+    out.append("")
+    for name in (c.input, c.input_entry, c.output, c.output_entry):
+        if name is not None:
+            out += _with_deps(by_name[name], done, style)
+    return out
+
+
+def _with_deps(lay: FormatLayout, done: set[str], style: Style) -> list[str]:
+    """``lay``'s struct after the structs it nests, each emitted once."""
+    if lay.name in done:
+        return []
+    out: list[str] = []
+    for f in lay.fields:
+        if f.nested is not None:
+            out += _with_deps(f.nested, done, style)
+    done.add(lay.name)
+    return out + struct(lay, style)
+
+
+def c_header(style: Style = "stdint") -> str:
+    """The whole header, as text."""
+    guard = include_guard(style)
+    layouts = all_layouts()
+    by_name = {lay.name: lay for lay in layouts}
+    done: set[str] = set()
+    lines = banner(
+        f"pvmsi.h: pvmsi {VERSION_MAJOR}.{VERSION_MINOR} interface, {style} style "
+        "(MSI, MSI-X and IMS messages by hypercall).",
+        f"pvmsi gen c-header --style {style}",
+    )
+    lines += [
+        "",
+        f"#ifndef {guard}",
+        f"#define {guard}",
+        "",
+        f"#include {INCLUDES[style]}",
+        "",
+        "#ifdef __cplusplus",
+        'extern "C" {',
+        "#endif",
+        "",
+        *_version(),
+        *_constants(),
+        *_callconv(),
+        "",
+        *comment("Calls: function numbers, ids and parameter blocks (little-endian, 8-byte aligned GPAs)."),
+    ]
+    for c in CALLS:
+        lines += _call(c, by_name, done, style)
+    rest = [lay for lay in layouts if lay.name not in done]
+    if rest:
+        lines += ["", "/* Formats used by no call directly. */", ""]
+        for lay in rest:
+            lines += _with_deps(lay, done, style)
+    lines += ["", *comment("Hypercall helpers: status in the return value, the value register in *value."), ""]
+    for cc in CONVENTIONS:
+        lines += [*helpers(cc, style), ""]
+    lines += ["#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {guard} */"]
+    return squeeze(lines)
+
+
+def squeeze(lines: list[str]) -> str:
+    """Join ``lines``, collapsing runs of blank lines into one."""
+    out: list[str] = []
+    for line in lines:
+        if line or (out and out[-1]):
+            out.append(line)
+    return "\n".join(out).rstrip("\n") + "\n"
