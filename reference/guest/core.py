@@ -1,0 +1,350 @@
+"""The reference guest core: discovery, negotiation, claiming, batched allocation, writing pairs into devices,
+retargeting, freeing, FLR and hot-unplug, with the fall-back to emulated MSI/MSI-X (sans-I/O).
+
+Every public operation is a generator: it yields :mod:`.actions` and receives their answers, so the same
+logic runs in-process, over a transport, or under the conformance suite playing the hypervisor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from ...spec.codec import decode, encode
+from ...spec.constants import Feature, FunctionNumber, KindMask, MsgKind, RetargetFlag, Status
+from ...spec.formats import (
+    ALLOC_ENTRY,
+    ALLOC_RESULT,
+    BATCH_IN,
+    BATCH_OUT,
+    CLAIM_IN,
+    DEVICE_ID,
+    DEVICE_INFO,
+    FREE_ENTRY,
+    FREE_RESULT,
+    HV_INFO,
+    NEGOTIATE_IN,
+    NEGOTIATE_OUT,
+    RETARGET_ENTRY,
+    RETARGET_RESULT,
+)
+from ...spec.layout import layout_of
+from ...spec.version import VERSION_MAJOR, VERSION_MINOR, decode_version
+from .actions import Action, GuestDevice, Hypercall, MaskSlot, ProgramSlot, ReadMemory, SetEnabled, WriteMemory
+
+Op = Generator[Action, Any, Any]
+
+KNOWN_FEATURES = int(Feature.MSI | Feature.MSIX | Feature.IMS | Feature.SUBDEVICE | Feature.POSTED)
+KIND_FEATURE = {MsgKind.MSI: Feature.MSI, MsgKind.MSIX: Feature.MSIX, MsgKind.IMS: Feature.IMS}
+#: Where the input and output blocks go inside the guest's scratch page (each stays inside the page).
+IN_OFFSET, OUT_OFFSET = 0, 2048
+
+
+class GuestMode(Enum):
+    """How the guest obtains messages."""
+
+    UNKNOWN = "unknown"
+    PVMSI = "pvmsi"
+    EMULATED = "emulated"
+
+
+class GuestError(Exception):
+    """A pvmsi call failed in a way the guest cannot hide; ``status`` is the spec status."""
+
+    def __init__(self, call: str, status: int, detail: str = "") -> None:
+        name = Status(status).name if status in Status._value2member_map_ else str(status)
+        super().__init__(f"{call} failed with {name}{': ' + detail if detail else ''}")
+        self.call = call
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Target:
+    """One message the driver wants: the slot to program and where it should deliver."""
+
+    slot: int
+    vcpu: int
+    vector: int
+    count: int = 1
+
+
+@dataclass
+class GuestMessage:
+    """A message the guest holds and has written into a device."""
+
+    device: GuestDevice
+    kind: MsgKind
+    slot: int
+    count: int
+    vcpu: int
+    vector: int
+    address: int
+    data: int
+    handle: int = 0
+
+
+@dataclass
+class GuestCore:
+    """One guest kernel's interrupt-message layer."""
+
+    scratch_gpa: int
+    known_features: int = KNOWN_FEATURES
+    mode: GuestMode = GuestMode.UNKNOWN
+    features: int = 0
+    max_batch: int = 1
+    messages: dict[GuestDevice, dict[tuple[MsgKind, int], GuestMessage]] = field(default_factory=dict)
+    claimed: dict[GuestDevice, int] = field(default_factory=dict)
+    log: list[str] = field(default_factory=list)
+    calls: int = 0
+
+    # -- plumbing --------------------------------------------------------------------------------------------
+
+    @property
+    def in_gpa(self) -> int:
+        return self.scratch_gpa + IN_OFFSET
+
+    @property
+    def out_gpa(self) -> int:
+        return self.scratch_gpa + OUT_OFFSET
+
+    def _call(self, fn: FunctionNumber, block: bytes | None = None, out_size: int = 0) -> Op:
+        """Issue one call with the input block at in_gpa and the output block at out_gpa (GUEST-MEM-001/002)."""
+        if block is not None:
+            yield WriteMemory(self.in_gpa, block)
+        args = (self.in_gpa if block is not None else 0, self.out_gpa if out_size else 0, 0, 0)  # GUEST-CALL-001
+        status, value = yield Hypercall(int(fn), args)
+        self.calls += 1
+        out = (yield ReadMemory(self.out_gpa, out_size)) if out_size else b""
+        return int(status), int(value), out
+
+    @staticmethod
+    def _device_id(dev: GuestDevice) -> dict[str, Any]:
+        return {
+            "segment": dev.segment,
+            "bus": dev.bus,
+            "devfn": dev.devfn,
+            "flags": 1 if dev.pasid is not None else 0,
+            "subdevice_id": dev.pasid or 0,
+        }
+
+    # -- discovery and negotiation ---------------------------------------------------------------------------
+
+    def boot(self) -> Op:
+        """Discover pvmsi and negotiate; fall back to emulation when absent or refused (GUEST-DISC-002, NEG-003)."""
+        status, value, _ = yield from self._call(FunctionNumber.VERSION)
+        if status != Status.SUCCESS:
+            return self._fallback(f"VERSION answered {status}: pvmsi absent")
+        major, minor = decode_version(value)
+        if major != VERSION_MAJOR:
+            return self._fallback(f"hypervisor speaks pvmsi {major}.{minor}, guest {VERSION_MAJOR}.x")
+        status, _, out = yield from self._call(FunctionNumber.GET_INFO, None, layout_of(HV_INFO).size)
+        if status != Status.SUCCESS:
+            return self._fallback(f"GET_INFO failed with {status}")
+        info = decode(HV_INFO, out)
+        self.max_batch = info.max_batch
+        offered = info.features_offered & self.known_features  # GUEST-VER-001, GUEST-NEG-001
+        if info.features_required & ~offered:
+            return self._fallback("hypervisor requires features this guest does not know")  # GUEST-NEG-002
+        req = {"version_major": VERSION_MAJOR, "version_minor": min(VERSION_MINOR, minor), "features": offered}
+        status, value, out = yield from self._call(
+            FunctionNumber.NEGOTIATE, encode(NEGOTIATE_IN, req), layout_of(NEGOTIATE_OUT).size
+        )
+        if status != Status.SUCCESS:
+            refused = decode(NEGOTIATE_OUT, out).refused
+            return self._fallback(f"NEGOTIATE refused ({Status(status).name}, bits {refused:#x})")
+        self.features = value
+        self.mode = GuestMode.PVMSI
+        self.log.append(f"pvmsi {major}.{minor} negotiated, features {value:#x}")
+        return self.mode
+
+    def _fallback(self, why: str) -> GuestMode:
+        self.mode = GuestMode.EMULATED
+        self.log.append(f"emulated MSI/MSI-X: {why}")
+        return self.mode
+
+    # -- devices ---------------------------------------------------------------------------------------------
+
+    def query(self, dev: GuestDevice) -> Op:
+        status, _, out = yield from self._call(
+            FunctionNumber.DEVICE_QUERY, encode(DEVICE_ID, self._device_id(dev)), layout_of(DEVICE_INFO).size
+        )
+        if status != Status.SUCCESS:
+            raise GuestError("DEVICE_QUERY", status)
+        return decode(DEVICE_INFO, out)
+
+    def claim(self, dev: GuestDevice, kinds: int) -> Op:
+        """Disable the kinds under emulation, then claim them (GUEST-DEV-001, GUEST-DEV-002)."""
+        info = yield from self.query(dev)
+        if kinds & ~info.kinds:
+            raise GuestError("DEVICE_CLAIM", Status.INVALID_PARAMETER, "device lacks a kind")
+        for kind in (MsgKind.MSI, MsgKind.MSIX):
+            if kinds & (1 << kind):
+                yield SetEnabled(dev, kind, False)
+        req = {"device": self._device_id(dev), "kinds": kinds}
+        status, _, _ = yield from self._call(FunctionNumber.DEVICE_CLAIM, encode(CLAIM_IN, req))
+        if status != Status.SUCCESS:
+            raise GuestError("DEVICE_CLAIM", status)
+        self.claimed[dev] = kinds
+        self.log.append(f"claimed {_name(dev)} for {KindMask(kinds)!s}: emulation off")
+        return info
+
+    def release(self, dev: GuestDevice) -> Op:
+        status, value, _ = yield from self._call(
+            FunctionNumber.DEVICE_RELEASE, encode(DEVICE_ID, self._device_id(dev))
+        )
+        if status != Status.SUCCESS:
+            raise GuestError("DEVICE_RELEASE", status)
+        self.claimed.pop(dev, None)
+        self.messages.pop(dev, None)
+        return value
+
+    # -- batches ---------------------------------------------------------------------------------------------
+
+    def _batch(
+        self, fn: FunctionNumber, dev: GuestDevice, entry_fmt: Any, result_fmt: Any, entries: Sequence[dict[str, Any]]
+    ) -> Op:
+        """Run entries in batches of max_batch, resuming on INCOMPLETE (GUEST-BATCH-001).
+
+        Returns ``(results, status)``: the results of the completed entries, and SUCCESS or the error that stopped
+        the batch at entry ``len(results)`` (GUEST-BATCH-002).
+        """
+        results: list[Any] = []
+        result_size = layout_of(result_fmt).size
+        out_hdr = layout_of(BATCH_OUT).size
+        for chunk_start in range(0, len(entries), self.max_batch):
+            chunk = entries[chunk_start : chunk_start + self.max_batch]
+            body = b"".join(encode(entry_fmt, e) for e in chunk)
+            start = 0
+            while True:
+                hdr = {"device": self._device_id(dev), "count": len(chunk), "start": start}
+                status, next_index, out = yield from self._call(
+                    fn, encode(BATCH_IN, hdr) + body, out_hdr + len(chunk) * result_size
+                )
+                # The value register is next_index whenever batch_out was written (HV-BATCH-007), else zero.
+                for i in range(start, min(next_index, len(chunk))):
+                    off = out_hdr + i * result_size
+                    results.append(decode(result_fmt, out[off : off + result_size]))
+                if status == Status.INCOMPLETE and start < next_index < len(chunk):
+                    start = next_index
+                    continue
+                if status != Status.SUCCESS:
+                    return results, status
+                break
+        return results, Status.SUCCESS
+
+    # -- messages --------------------------------------------------------------------------------------------
+
+    def enable(self, dev: GuestDevice, kind: MsgKind, targets: Sequence[Target]) -> Op:
+        """Obtain a message per target, write each into its slot, enable the kind. Returns the messages."""
+        if self.mode is GuestMode.PVMSI and self.features & KIND_FEATURE[kind]:
+            msgs = yield from self._enable_pvmsi(dev, kind, targets)
+        else:
+            msgs = [_compat_message(dev, kind, t) for t in targets]
+        held = self.messages.setdefault(dev, {})
+        for m in msgs:
+            yield ProgramSlot(dev, kind, m.slot, m.address, m.data, m.count)  # GUEST-ALLOC-001
+            held[(kind, m.slot)] = m
+        yield SetEnabled(dev, kind, True)
+        for m in msgs:
+            yield MaskSlot(dev, kind, m.slot, False)
+        return msgs
+
+    def _enable_pvmsi(self, dev: GuestDevice, kind: MsgKind, targets: Sequence[Target]) -> Op:
+        if not self.claimed.get(dev, 0) & (1 << kind):
+            if dev in self.claimed:
+                raise GuestError("DEVICE_CLAIM", Status.WRONG_STATE, "device claimed for other kinds")
+            yield from self.claim(dev, 1 << kind)
+        entries = [
+            {"kind": kind, "flags": 0, "vector_count": t.count, "slot": t.slot, "vcpu": t.vcpu, "vector": t.vector}
+            for t in targets
+        ]
+        results, status = yield from self._batch(FunctionNumber.MSG_ALLOC, dev, ALLOC_ENTRY, ALLOC_RESULT, entries)
+        msgs = [
+            GuestMessage(dev, kind, t.slot, t.count, t.vcpu, t.vector, r.address, r.data, r.handle)
+            for t, r in zip(targets, results, strict=False)
+        ]
+        if status != Status.SUCCESS:
+            yield from self._free(dev, msgs)  # GUEST-BATCH-002: free what the failed batch left allocated
+            raise GuestError("MSG_ALLOC", status, f"entry {len(results)}")
+        self.log.append(f"allocated {sum(t.count for t in targets)} {kind.name} vectors on {_name(dev)}")
+        return msgs
+
+    def set_affinity(self, dev: GuestDevice, moves: Sequence[tuple[GuestMessage, int, int]]) -> Op:
+        """Move messages to (vcpu, vector); rewrite the device only where the pair changed (GUEST-ALLOC-002)."""
+        if self.mode is GuestMode.PVMSI and dev in self.claimed:
+            entries = [{"handle": m.handle, "vcpu": v, "vector": vec, "flags": 0} for m, v, vec in moves]
+            results, status = yield from self._batch(
+                FunctionNumber.MSG_RETARGET, dev, RETARGET_ENTRY, RETARGET_RESULT, entries
+            )
+            for (m, vcpu, vector), r in zip(moves, results, strict=False):
+                m.vcpu, m.vector = vcpu, vector
+                if r.flags & RetargetFlag.REWRITE:
+                    m.address, m.data = r.address, r.data
+                    yield from self._rewrite(m)
+            if status != Status.SUCCESS:
+                raise GuestError("MSG_RETARGET", status, f"entry {len(results)}")
+            return sum(1 for r in results if r.flags & RetargetFlag.REWRITE)
+        for m, vcpu, vector in moves:
+            new = _compat_message(m.device, m.kind, Target(m.slot, vcpu, vector, m.count))
+            m.vcpu, m.vector, m.address, m.data = vcpu, vector, new.address, new.data
+            yield from self._rewrite(m)
+        return len(moves)
+
+    def _rewrite(self, m: GuestMessage) -> Op:
+        yield MaskSlot(m.device, m.kind, m.slot, True)
+        yield ProgramSlot(m.device, m.kind, m.slot, m.address, m.data, m.count)
+        yield MaskSlot(m.device, m.kind, m.slot, False)
+
+    def disable(self, dev: GuestDevice, kind: MsgKind) -> Op:
+        """Mask every slot of the kind, disable it, free its messages (GUEST-ALLOC-003)."""
+        held = self.messages.get(dev, {})
+        msgs = [m for (k, _), m in held.items() if k is kind]
+        for m in msgs:
+            yield MaskSlot(dev, kind, m.slot, True)
+        yield SetEnabled(dev, kind, False)
+        if self.mode is GuestMode.PVMSI and dev in self.claimed:
+            yield from self._free(dev, msgs)
+        for m in msgs:
+            held.pop((kind, m.slot), None)
+        return len(msgs)
+
+    def _free(self, dev: GuestDevice, msgs: Sequence[GuestMessage]) -> Op:
+        entries = [{"handle": m.handle} for m in msgs if m.handle]
+        if not entries:
+            return 0
+        results, status = yield from self._batch(FunctionNumber.MSG_FREE, dev, FREE_ENTRY, FREE_RESULT, entries)
+        if status != Status.SUCCESS:
+            raise GuestError("MSG_FREE", status, f"entry {len(results)}")
+        return len(results)
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def after_flr(self, dev: GuestDevice) -> Op:
+        """The device forgot its pairs; write them again and re-enable (GUEST-FLR-001)."""
+        held = self.messages.get(dev, {})
+        kinds = sorted({k for k, _ in held}, key=int)
+        for m in held.values():
+            yield ProgramSlot(dev, m.kind, m.slot, m.address, m.data, m.count)
+        for kind in kinds:
+            yield SetEnabled(dev, kind, True)
+        for m in held.values():
+            yield MaskSlot(dev, m.kind, m.slot, False)
+        return len(held)
+
+    def on_unplug(self, dev: GuestDevice) -> int:
+        """The device is gone: drop its handles without freeing them (GUEST-UNPLUG-001)."""
+        dropped = len(self.messages.pop(dev, {}))
+        self.claimed.pop(dev, None)
+        return dropped
+
+
+def _name(dev: GuestDevice) -> str:
+    sub = f"/pasid {dev.pasid}" if dev.pasid is not None else ""
+    return f"{dev.segment:04x}:{dev.bus:02x}:{dev.devfn >> 3:02x}.{dev.devfn & 7}{sub}"
+
+
+def _compat_message(dev: GuestDevice, kind: MsgKind, t: Target) -> GuestMessage:
+    """The emulated path: an x86 compatibility-format pair (destination APIC id = vCPU index)."""
+    return GuestMessage(dev, kind, t.slot, t.count, t.vcpu, t.vector, 0xFEE00000 | (t.vcpu << 12), t.vector)

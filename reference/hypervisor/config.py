@@ -1,0 +1,37 @@
+"""Configuration of the reference hypervisor: what it offers and its limits (reported by GET_INFO)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...spec.constants import Feature, Limit, MessageFormat
+from ...spec.version import VERSION_MAJOR, VERSION_MINOR
+
+ALL_FEATURES = Feature.MSI | Feature.MSIX | Feature.IMS | Feature.SUBDEVICE | Feature.POSTED
+
+
+@dataclass(frozen=True)
+class HypervisorConfig:
+    """Knobs of one reference hypervisor instance."""
+
+    version_major: int = VERSION_MAJOR
+    version_minor: int = VERSION_MINOR
+    features_offered: int = int(ALL_FEATURES)
+    features_required: int = 0
+    message_format: MessageFormat = MessageFormat.X86_REMAPPED
+    max_batch: int = int(Limit.MAX_BATCH)
+    max_claimed_devices: int = 16
+    max_messages_per_vm: int = 8192
+    max_messages_per_device: int = 4096
+    #: Stop a batch with INCOMPLETE after this many entries per call (HV-BATCH-005); None never does.
+    yield_after: int | None = None
+    #: Seed of the handle generator; None draws from the OS (unguessable, HV-SEC-004).
+    handle_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.features_required & ~self.features_offered:
+            raise ValueError("features_required must be a subset of features_offered (HV-DISC-004)")
+        if not 1 <= self.max_batch <= Limit.MAX_BATCH:
+            raise ValueError(f"max_batch must be in 1..{int(Limit.MAX_BATCH)}")
+        if self.yield_after is not None and self.yield_after < 1:
+            raise ValueError("yield_after must be at least 1 (HV-BATCH-006)")

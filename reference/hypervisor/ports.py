@@ -1,0 +1,106 @@
+"""What the hypervisor core needs from the platform around it (structural types, no I/O).
+
+The simulated platform in :mod:`pvmsi.reference.platform` provides these; a real hypervisor would map them onto
+its own guest-memory accessors, PCI device model and IOMMU driver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ...spec.constants import MsgKind
+
+
+class GuestMemory(Protocol):
+    """Guest physical memory of one VM."""
+
+    def is_ram(self, gpa: int, size: int) -> bool:
+        """Whether ``[gpa, gpa + size)`` is entirely guest RAM."""
+        ...
+
+    def read(self, gpa: int, size: int) -> bytes:
+        """Read guest RAM (the caller has checked :meth:`is_ram`)."""
+        ...
+
+    def write(self, gpa: int, data: bytes) -> None:
+        """Write guest RAM (the caller has checked :meth:`is_ram`)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Source:
+    """The requester a device's message writes carry: host segment and requester id, and a PASID if any."""
+
+    segment: int
+    rid: int
+    pasid: int | None = None
+
+
+class AssignedDevice(Protocol):
+    """A device (or sub-device) assigned to a VM, as the hypervisor sees it."""
+
+    @property
+    def source(self) -> Source: ...
+
+    @property
+    def msi_max_vectors(self) -> int: ...
+
+    @property
+    def msix_table_size(self) -> int: ...
+
+    @property
+    def ims_slots(self) -> int: ...
+
+    @property
+    def isolated(self) -> bool: ...
+
+    @property
+    def needs_viommu(self) -> bool: ...
+
+    def emulated_enabled(self, kind: MsgKind) -> bool:
+        """Whether ``kind`` is enabled through the emulated capability (MSI Enable / MSI-X Enable)."""
+        ...
+
+
+class VmPort(Protocol):
+    """One VM: its vCPUs, memory and assigned devices, by the identities the guest sees."""
+
+    @property
+    def vm_id(self) -> int: ...
+
+    @property
+    def vcpu_count(self) -> int: ...
+
+    @property
+    def memory(self) -> GuestMemory: ...
+
+    def device(self, segment: int, bus: int, devfn: int, pasid: int | None) -> AssignedDevice | None:
+        """The device (``pasid`` None) or sub-device assigned at that guest identity, or None."""
+        ...
+
+    def set_emulation(self, device: AssignedDevice, kinds: int, trapped: bool) -> None:
+        """Turn trapping/emulation of the MSI capability and MSI-X table of ``kinds`` (a KindMask) on or off."""
+        ...
+
+
+class RemapPort(Protocol):
+    """The interrupt-remapping hardware: a table of entries and the message format that names them."""
+
+    def alloc(self, count: int) -> int | None:
+        """Base index of ``count`` (a power of two) free, naturally aligned, consecutive entries, or None."""
+        ...
+
+    def program(
+        self, index: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool
+    ) -> None:
+        """Make entry ``index`` present, delivering ``vector`` to ``vcpu`` of ``vm_id``, for ``source`` only."""
+        ...
+
+    def release(self, base: int, count: int) -> None:
+        """Clear and free ``count`` entries from ``base``."""
+        ...
+
+    def compose(self, base: int) -> tuple[int, int]:
+        """The (address, data) pair naming entry ``base`` (for a block, data | i names base + i)."""
+        ...

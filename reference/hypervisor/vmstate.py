@@ -1,0 +1,83 @@
+"""The pvmsi state the hypervisor keeps per VM: negotiation, claims, messages, quotas and handles."""
+
+from __future__ import annotations
+
+import random
+import secrets
+from dataclasses import dataclass, field
+
+from ...spec.constants import MsgKind
+from ...spec.states import DEVICE_MACHINE as DEVICE_MACHINE
+from ...spec.states import VM_MACHINE, DeviceEvent, DeviceState, VmEvent, VmState
+from .ports import AssignedDevice
+
+#: A device as the guest names it: (segment, bus, devfn, pasid or None).
+DeviceKey = tuple[int, int, int, int | None]
+
+
+@dataclass
+class Message:
+    """One allocated message (for MSI, one block of ``count`` vectors)."""
+
+    handle: int
+    device: DeviceKey
+    kind: MsgKind
+    slot: int
+    count: int
+    vcpu: int
+    vector: int
+    posted: bool
+    irte: int
+    address: int
+    data: int
+
+
+@dataclass
+class Claim:
+    """A claimed device: the kinds taken over, and what it holds."""
+
+    device: AssignedDevice
+    kinds: int
+    state: DeviceState = DeviceState.CLAIMED
+    vectors: int = 0
+    slots: set[tuple[MsgKind, int]] = field(default_factory=set)
+
+
+class HandleSource:
+    """Handles: a never-reused counter in bits 63:32, 32 unpredictable bits below (HV-SEC-004, HV-SEC-005)."""
+
+    def __init__(self, seed: int | None) -> None:
+        self._rng: random.Random | None = random.Random(seed) if seed is not None else None
+        self._counter = 0
+
+    def next(self) -> int:
+        self._counter += 1
+        low = self._rng.getrandbits(32) if self._rng is not None else secrets.randbits(32)
+        return (self._counter << 32) | low
+
+
+@dataclass
+class VmPvmsi:
+    """Per-VM protocol state."""
+
+    handles: HandleSource
+    state: VmState = VM_MACHINE.initial
+    features: int = 0
+    claims: dict[DeviceKey, Claim] = field(default_factory=dict)
+    messages: dict[int, Message] = field(default_factory=dict)
+    vectors: int = 0
+
+    def move(self, event: VmEvent) -> None:
+        nxt = VM_MACHINE.next_state(self.state, event)
+        if nxt is None:  # pragma: no cover - callers check the state first
+            raise AssertionError(f"{event} not allowed in {self.state}")
+        self.state = nxt
+
+
+def device_event(claim: Claim, event: DeviceEvent) -> DeviceState:
+    """Apply a device-machine event to a claim (spec/states.py), returning the new state."""
+    nxt = DEVICE_MACHINE.next_state(claim.state, event)
+    if nxt is None:  # pragma: no cover - callers check the state first
+        raise AssertionError(f"{event} not allowed in {claim.state}")
+    claim.state = nxt
+    return nxt
