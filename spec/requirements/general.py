@@ -47,7 +47,8 @@ CALLING: tuple[Requirement, ...] = (
     req("HV-CALL-005", MUST, "calling",
         "The hypervisor MUST check a call in this order and return the status of the first failed check: "
         "function number, argument registers, VM state, block addresses, block contents, then the call's own "
-        "checks."),
+        "checks; for a batch the header is checked (address, contents, device) before the whole blocks' "
+        "addresses and then the entries."),
     req("HV-CALL-006", MUST, "calling",
         "On x86-64 the hypervisor MUST accept both VMCALL and VMMCALL as the trap instruction, whatever the "
         "processor vendor."),

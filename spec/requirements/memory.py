@@ -29,8 +29,9 @@ MEMORY: tuple[Requirement, ...] = (
         "output block of a call that failed before its first entry, except as NEGOTIATE and the batch header "
         "rules say."),
     req("HV-MEM-007", MUST, "memory",
-        "The hypervisor MUST write batch_out of a batch call whenever the batch header passed its checks, "
-        "whatever the outcome of the entries."),
+        "The hypervisor MUST write batch_out of a batch call whenever the batch header passed its checks (its "
+        "address, contents, device and the addresses of both whole blocks), whatever the outcome of the "
+        "entries."),
 )
 
 SECURITY: tuple[Requirement, ...] = (

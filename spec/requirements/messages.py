@@ -85,8 +85,9 @@ BATCH: tuple[Requirement, ...] = (
     req("HV-BATCH-006", MUST, "batch",
         "The hypervisor MUST complete at least one entry in every call that returns INCOMPLETE."),
     req("HV-BATCH-007", MUST, "batch",
-        "On completing every entry the hypervisor MUST return SUCCESS with next_index equal to count; in every "
-        "outcome completed MUST equal next_index minus start and the value register MUST equal next_index."),
+        "On completing every entry the hypervisor MUST return SUCCESS with next_index equal to count; whenever "
+        "batch_out is written, completed MUST equal next_index minus start and the value register MUST equal "
+        "next_index."),
     req("HV-BATCH-008", MUST, "batch",
         "The hypervisor MUST treat a resumed batch (start above zero) as an ordinary call, keeping no state "
         "between the calls of one batch."),
