@@ -1,0 +1,254 @@
+"""The generated C header and check file, verified by real compilers (issue 3).
+
+Both styles compile clean with gcc and clang as C90, C99 and C11 and with g++/clang++ as C++17
+(-Wall -Wextra -Werror -pedantic -Wpadded), using every macro and calling the helpers; the C11 check file
+compiles natively and for arm64 and riscv64; a compiled program prints sizeof/offsetof of every struct and
+member and they equal `pvmsi spec dump --json`; the cross compilers build the arm64 and riscv64 helpers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from ctoolchain import C_STDS, compile_c, need, run
+
+from pvmsi.cli import main
+from pvmsi.gen.c_asm import ARCH_GUARD, ARCH_PREFIX, helper_name
+from pvmsi.gen.c_check import c_check, members
+from pvmsi.gen.c_common import STYLES, Style
+from pvmsi.gen.c_header import c_header
+from pvmsi.spec.callconv import CONVENTIONS
+from pvmsi.spec.calls import CALLS
+from pvmsi.spec.constants import CONSTANT_GROUPS
+from pvmsi.spec.layout import all_layouts
+
+HEADER = {"stdint": "pvmsi.h", "uapi": "pvmsi_uapi.h"}
+CROSS = {"arm64": "aarch64-linux-gnu-gcc", "riscv64": "riscv64-linux-gnu-gcc"}
+
+
+@pytest.fixture(scope="module")
+def cdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Both headers (written through the CLI), their check files and a use-everything source."""
+    d = tmp_path_factory.mktemp("c")
+    runner = CliRunner()
+    for style in STYLES:
+        for cmd, name in (("c-header", HEADER[style]), ("c-check", f"check_{style}.c")):
+            args = ["gen", cmd, "--style", style, "-o", str(d / name)]
+            if cmd == "c-check":
+                args += ["--header", HEADER[style]]
+            res = runner.invoke(main, args)
+            assert res.exit_code == 0, res.output
+        (d / f"use_{style}.c").write_text(use_source(style))
+        (d / f"use_{style}.cc").write_text(use_source(style))
+    return d
+
+
+def use_source(style: Style) -> str:
+    """A translation unit that includes the header, expands every macro and calls every helper."""
+    ul = "unsigned long" if style == "stdint" else "__u64"
+    lines = [f'#include "{HEADER[style]}"', f"{ul} pvmsi_use(void);", f"{ul} pvmsi_use(void)", "{"]
+    lines.append(f"\t{ul} v = 0, s = 0;")
+    for g in CONSTANT_GROUPS:
+        lines += [f"\ts += ({ul})({g.c_name(name)});" for name, _, _ in g.members]
+    for c in CALLS:
+        lines += [f"\ts += ({ul})(PVMSI_{p}_FN_{c.name});" for p in ARCH_PREFIX.values()]
+    lines += [f"\ts += ({ul})sizeof(struct {lay.c_name});" for lay in all_layouts()]
+    for cc in CONVENTIONS:
+        fn = f"PVMSI_{ARCH_PREFIX[cc.arch]}_FN_MSG_ALLOC"
+        lines.append(f"#if {ARCH_GUARD[cc.arch]}")
+        lines += [f"\ts += ({ul}){helper_name(i)}({fn}, 1, 2, 0, 0, &v);" for i in cc.instruction]
+        lines.append("#endif")
+    return "\n".join([*lines, "\treturn s + v;", "}", ""])
+
+
+def _std_flags(compiler: str, std: str) -> list[str]:
+    return [f"-std={std}", "-O2"]
+
+
+NATIVE = [(cc, std) for cc in ("gcc", "clang") for std in C_STDS] + [("g++", "c++17"), ("clang++", "c++17")]
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize(("compiler", "std"), NATIVE, ids=[f"{c}-{s}" for c, s in NATIVE])
+def test_header_compiles_clean(cdir: Path, tmp_path: Path, compiler: str, std: str, style: Style) -> None:
+    """Every macro expanded and every x86-64 helper called, warnings as errors (plus -Wpadded)."""
+    src = cdir / f"use_{style}.{'cc' if '++' in compiler else 'c'}"
+    obj = compile_c(compiler, src, tmp_path / "use.o", *_std_flags(compiler, std))
+    disasm = run([need("objdump"), "-d", obj])
+    for insn in ("vmcall", "vmmcall"):
+        assert re.search(rf"\b{insn}\b", disasm), f"{insn} missing from the x86-64 helpers"
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("arch", sorted(CROSS))
+def test_cross_helpers(cdir: Path, tmp_path: Path, arch: str, style: Style) -> None:
+    """The arm64 (hvc #0) and riscv64 (ecall) helpers build with the cross compilers, in C90 and C11."""
+    cc = CROSS[arch]
+    for std in ("c90", "c11"):
+        obj = compile_c(cc, cdir / f"use_{style}.c", tmp_path / f"use_{std}.o", f"-std={std}", "-O2")
+    objdump = need(cc.replace("-gcc", "-objdump"))
+    disasm = run([objdump, "-d", obj])
+    conv = next(c for c in CONVENTIONS if c.arch == arch)
+    for insn in conv.instruction:
+        mnemonic = insn.split()[0]
+        assert re.search(rf"\b{mnemonic}\b", disasm), f"{insn} missing from the {arch} helper"
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("compiler", ["gcc", "clang", *CROSS.values()])
+def test_check_file_compiles(cdir: Path, tmp_path: Path, compiler: str, style: Style) -> None:
+    """The C11 _Static_assert file holds natively and on arm64 and riscv64."""
+    compile_c(compiler, cdir / f"check_{style}.c", tmp_path / "check.o", "-std=c11")
+
+
+def test_check_file_covers_every_member() -> None:
+    text = c_check("stdint")
+    for lay in all_layouts():
+        assert f"sizeof(struct {lay.c_name}) == {lay.size}" in text
+        for m in members(lay):
+            assert f"offsetof(struct {lay.c_name}, {m.path}) == {m.offset}" in text
+
+
+def test_check_file_catches_a_wrong_layout(cdir: Path, tmp_path: Path) -> None:
+    """A header whose struct differs from the spec makes the check file fail to compile."""
+    need("gcc")
+    bad = tmp_path / "pvmsi.h"
+    bad.write_text(c_header("stdint").replace("uint16_t msix_table_size;", "uint32_t msix_table_size;"))
+    src = tmp_path / "check.c"
+    src.write_text(c_check("stdint"))
+    proc = subprocess.run(
+        ["gcc", "-std=c11", "-c", "-I", str(tmp_path), str(src), "-o", str(tmp_path / "x.o")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "pvmsi_device_info.msix_table_size" in proc.stderr
+
+
+def _expected_from_dump() -> dict[str, dict[str, tuple[int, int]]]:
+    """struct -> {"" : (size, 0), member path: (offset, size)} from `pvmsi spec dump --json` alone."""
+    res = CliRunner().invoke(main, ["spec", "dump", "--json"])
+    assert res.exit_code == 0, res.output
+    formats: dict[str, Any] = {f["name"]: f for f in json.loads(res.output)["formats"]}
+
+    def walk(fmt: dict[str, Any], prefix: str, base: int, out: dict[str, tuple[int, int]]) -> None:
+        for f in fmt["fields"]:
+            path, off = prefix + f["c_name"], base + f["offset"]
+            out[path] = (off, f["size"])
+            elem = f["size"] // f["count"]
+            for i in range(f["count"] if f["count"] > 1 and f["type"] != "bytes" else 0):
+                out[f"{path}[{i}]"] = (off + i * elem, elem)
+            if f["type"] in formats:
+                for i in range(f["count"]):
+                    sub = path + (f"[{i}]" if f["count"] > 1 else "")
+                    walk(formats[f["type"]], sub + ".", off + i * elem, out)
+
+    expected = {}
+    for f in formats.values():
+        members_: dict[str, tuple[int, int]] = {"": (f["size"], 0)}
+        walk(f, "", 0, members_)
+        expected[f["c_name"]] = members_
+    return expected
+
+
+def _printer_source(style: Style, expected: dict[str, dict[str, tuple[int, int]]]) -> str:
+    lines = ["#include <stddef.h>", "#include <stdio.h>", f'#include "{HEADER[style]}"', "int main(void)", "{"]
+    for name, mems in expected.items():
+        t = f"struct {name}"
+        lines.append(f'\tprintf("{name} . %lu 0\\n", (unsigned long)sizeof({t}));')
+        for path in mems:
+            if path:
+                size = f"sizeof((({t} *)0)->{path})"
+                lines.append(
+                    f'\tprintf("{name} {path} %lu %lu\\n", (unsigned long)offsetof({t}, {path}), '
+                    f"(unsigned long){size});"
+                )
+    return "\n".join([*lines, "\treturn 0;", "}", ""])
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("compiler", ["gcc", "clang"])
+def test_compiled_layout_equals_spec_dump(cdir: Path, tmp_path: Path, compiler: str, style: Style) -> None:
+    """sizeof/offsetof as a compiled program prints them == `pvmsi spec dump --json`, nested members too."""
+    expected = _expected_from_dump()
+    src = cdir / f"print_{style}.c"
+    src.write_text(_printer_source(style, expected))
+    exe = compile_c(compiler, src, tmp_path / "print", "-std=c11", link=True)
+    got: dict[str, dict[str, tuple[int, int]]] = {}
+    for line in run([exe]).splitlines():
+        name, path, a, b = line.split()
+        got.setdefault(name, {})["" if path == "." else path] = (int(a), int(b))
+    assert got == expected
+    assert set(expected) == {lay.c_name for lay in all_layouts()}
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_pahole_sees_no_holes(cdir: Path, tmp_path: Path, style: Style) -> None:
+    """pahole (DWARF) agrees on every struct size and finds no hole in any of them."""
+    pahole = need("pahole")
+    src = cdir / f"pahole_{style}.c"
+    src.write_text(
+        "\n".join([f'#include "{HEADER[style]}"', *(f"struct {lay.c_name} v_{lay.name};" for lay in all_layouts())])
+        + "\n"
+    )
+    obj = compile_c("gcc", src, tmp_path / "pahole.o", "-std=c11", "-g")
+    sizes = {}
+    for line in run([pahole, "--sizes", obj]).splitlines():
+        name, size, holes = line.split()
+        sizes[name] = (int(size), int(holes))
+    assert sizes == {lay.c_name: (lay.size, 0) for lay in all_layouts()}
+
+
+@pytest.mark.parametrize(
+    ("version", "error"),
+    [("0x00010000", None), ("0x00010001", "newer than this header"), ("0x00020000", "another major version")],
+)
+def test_interface_version_guard(cdir: Path, tmp_path: Path, version: str, error: str | None) -> None:
+    gcc = need("gcc")
+    src = tmp_path / "guard.c"
+    src.write_text(f'#define PVMSI_INTERFACE_VERSION {version}\n#include "{HEADER["stdint"]}"\nint x;\n')
+    cmd = [gcc, "-std=c90", "-pedantic", "-Werror", "-c", "-I", str(cdir), str(src), "-o", str(tmp_path / "g.o")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if error is None:
+        assert proc.returncode == 0, proc.stderr
+    else:
+        assert proc.returncode != 0
+        assert error in proc.stderr
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_header_text_rules(style: Style) -> None:
+    """C90-clean text, SPDX, banner and guard; every reserved member says it must be zero."""
+    text = c_header(style)
+    assert text.startswith("/* SPDX-License-Identifier: MIT */\n")
+    assert "Generated from pvmsi spec version 1.0 by `pvmsi gen c-header" in text
+    assert "Do not edit" in text
+    code = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    assert "//" not in code
+    assert not re.search(r"(?<!_)\b(inline|asm|typeof)\b", code)
+    assert 'extern "C"' in text
+    n_reserved = sum(1 for lay in all_layouts() for f in lay.fields if f.reserved)
+    assert text.count("reserved, must be zero */") == n_reserved
+    assert ("#include <linux/types.h>" in text) == (style == "uapi")
+    if style == "uapi":
+        assert not re.search(r"\buint\d+_t\b", code)
+        assert "__le64 features_offered;" in code
+    else:
+        assert "int32_t status;" in code
+
+
+def test_cli_errors_are_messages(tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["gen", "c-header", "-o", str(tmp_path / "f" / "x.h")])
+    assert res.exit_code == 0
+    (tmp_path / "blocker").write_text("")
+    res = CliRunner().invoke(main, ["gen", "c-header", "-o", str(tmp_path / "blocker" / "x.h")])
+    assert res.exit_code == 1
+    assert res.output.startswith("Error: cannot write")
+    assert res.exception is None or isinstance(res.exception, SystemExit)
