@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from typing import Any, Literal
 
+from . import harness_constants as hc
+
 ConstKind = Literal["enum", "flags", "value"]
 
 
@@ -290,6 +292,15 @@ CONSTANT_GROUPS: tuple[ConstantGroup, ...] = (
     ConstantGroup.of("retarget_flag", "PVMSI_RETARGET_", "flags", RetargetFlag, RETARGET_FLAG_DOCS),
     ConstantGroup.of("message_format", "PVMSI_MSGFMT_", "enum", MessageFormat, MESSAGE_FORMAT_DOCS),
     ConstantGroup.of("limit", "PVMSI_", "value", Limit, LIMIT_DOCS),
+    ConstantGroup.of("harness_frame_kind", "PVMSI_HFRAME_", "enum", hc.FrameKind, hc.FRAME_KIND_DOCS),
+    ConstantGroup.of("harness_status", "PVMSI_HSTATUS_", "enum", hc.HarnessStatus, hc.HARNESS_STATUS_DOCS),
+    ConstantGroup.of("harness_role", "PVMSI_HROLE_", "enum", hc.HarnessRole, hc.HARNESS_ROLE_DOCS),
+    ConstantGroup.of("device_profile", "PVMSI_HPROFILE_", "enum", hc.DeviceProfile, hc.DEVICE_PROFILE_DOCS),
+    ConstantGroup.of("device_space", "PVMSI_HSPACE_", "enum", hc.DeviceSpace, hc.DEVICE_SPACE_DOCS),
+    ConstantGroup.of("lifecycle_event", "PVMSI_HEVENT_", "enum", hc.LifecycleEvent, hc.LIFECYCLE_EVENT_DOCS),
+    ConstantGroup.of("fire_outcome", "PVMSI_HFIRE_", "enum", hc.FireOutcome, hc.FIRE_OUTCOME_DOCS),
+    ConstantGroup.of("guest_op", "PVMSI_HGUEST_", "enum", hc.GuestOp, hc.GUEST_OP_DOCS),
+    ConstantGroup.of("device_op", "PVMSI_HDEVOP_", "enum", hc.DeviceOp, hc.DEVICE_OP_DOCS),
 )
 
 

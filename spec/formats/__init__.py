@@ -1,6 +1,6 @@
 """Every pvmsi 1.0 wire format, one module per area; importing this package registers them all."""
 
-from . import device, messages, negotiation
+from . import device, harness, messages, negotiation
 from .device import CLAIM_IN, DEVICE_ID, DEVICE_INFO
 from .messages import (
     ALLOC_ENTRY,
@@ -30,6 +30,7 @@ __all__ = [
     "RETARGET_ENTRY",
     "RETARGET_RESULT",
     "device",
+    "harness",
     "messages",
     "negotiation",
 ]

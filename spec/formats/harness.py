@@ -1,0 +1,294 @@
+"""The conformance harness protocol (spec appendix "Harness protocol"), modelled on QEMU's qtest.
+
+Every frame is a :data:`FRAME_HEADER` followed by ``length`` payload bytes (a multiple of 8).  A request's
+payload is the format its kind names, optionally followed by entries or bytes; the peer answers every request
+with exactly one response frame carrying the same ``seq``, or an ERROR frame.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import construct as cs
+
+from ..codec import EnumField, Reserved, s32, s64, u8, u16, u32, u64
+from ..constants import MsgKind
+from ..harness_constants import (
+    DeviceOp,
+    DeviceProfile,
+    DeviceSpace,
+    FireOutcome,
+    FrameKind,
+    GuestOp,
+    HarnessRole,
+    HarnessStatus,
+    LifecycleEvent,
+)
+from ..layout import define
+from .device import DEVICE_ID
+
+FRAME_HEADER: Any = define(
+    "frame_header",
+    "harness",
+    "Starts every harness frame.",
+    cs.Struct(
+        "magic" / u32 * "0x484D5650 ('PVMH').",
+        "version_major" / u8 * "Harness protocol major version (1).",
+        "version_minor" / u8 * "Harness protocol minor version (0).",
+        "kind" / EnumField(u16, FrameKind) * "PVMSI_HFRAME_*.",
+        "seq" / u32 * "Request sequence number, echoed by the response.",
+        "length" / u32 * "Payload bytes after this header: a multiple of 8, at most 65536.",
+    ),
+)
+
+HELLO: Any = define(
+    "harness_hello",
+    "harness",
+    "Payload of HELLO and HELLO_ACK.",
+    cs.Struct(
+        "role" / EnumField(u8, HarnessRole) * "HELLO: the role the suite expects of the IUT; HELLO_ACK: the IUT's.",
+        "reserved0" / Reserved(u8) * "Reserved, zero.",
+        "spec_major" / u8 * "pvmsi major version the sender implements.",
+        "spec_minor" / u8 * "pvmsi minor version the sender implements.",
+        "max_payload" / u32 * "Largest payload the sender accepts.",
+        "name" / cs.Bytes(8) * "Implementation name, ASCII, NUL-padded.",
+    ),
+)
+
+VM_CONFIG: Any = define(
+    "vm_config",
+    "harness",
+    "Payload of VM_CREATE; device_count device_slot entries follow.",
+    cs.Struct(
+        "vcpus" / u32 * "vCPUs (1..256).",
+        "ram_mib" / u32 * "Guest RAM from GPA 0, in MiB (1..4096).",
+        "device_count" / u32 * "device_slot entries that follow (0..16).",
+        "reserved0" / Reserved(u32) * "Reserved, zero.",
+    ),
+)
+
+DEVICE_SLOT: Any = define(
+    "device_slot",
+    "harness",
+    "One device of a VM_CREATE: a profile at a guest identity.",
+    cs.Struct(
+        "profile" / EnumField(u8, DeviceProfile) * "PVMSI_HPROFILE_*.",
+        "reserved0" / Reserved(u8) * "Reserved, zero.",
+        "segment" / u16 * "Guest PCI segment.",
+        "bus" / u8 * "Guest PCI bus.",
+        "devfn" / u8 * "Guest PCI devfn.",
+        "reserved1" / Reserved(u16) * "Reserved, zero.",
+    ),
+)
+
+VM_REF: Any = define(
+    "vm_ref",
+    "harness",
+    "Payload of VM_DESTROY, COLLECT, COUNTERS and VM_CREATED.",
+    cs.Struct(
+        "vm" / u32 * "VM id.",
+        "reserved0" / Reserved(u32) * "Reserved, zero.",
+    ),
+)
+
+MEM_ACCESS: Any = define(
+    "mem_access",
+    "harness",
+    "Payload of MEM_READ, and of MEM_WRITE followed by the bytes (padded to 8).",
+    cs.Struct(
+        "vm" / u32 * "VM id.",
+        "size" / u32 * "Bytes to read or write (1..4096).",
+        "gpa" / u64 * "Guest physical address.",
+    ),
+)
+
+HYPERCALL_REQ: Any = define(
+    "hypercall_req",
+    "harness",
+    "Payload of HYPERCALL (suite to hypervisor IUT) and, followed by the input block, GUEST_HYPERCALL.",
+    cs.Struct(
+        "vm" / u32 * "VM id (GUEST_HYPERCALL: zero).",
+        "vcpu" / u32 * "vCPU issuing the call.",
+        "function" / u32 * "pvmsi function number (PVMSI_FN_*), architecture-neutral.",
+        "in_size" / u32 * "GUEST_HYPERCALL: bytes of the input block that follow; HYPERCALL: zero.",
+        "out_size" / u32 * "GUEST_HYPERCALL: bytes of output block the guest reads back; HYPERCALL: zero.",
+        "reserved0" / Reserved(u32) * "Reserved, zero.",
+        "args" / cs.Array(4, u64) * "arg0..arg3.",
+    ),
+)
+
+HYPERCALL_RES: Any = define(
+    "hypercall_res",
+    "harness",
+    "Payload of HYPERCALL_RESULT (for GUEST_HYPERCALL followed by the output block).",
+    cs.Struct(
+        "status" / s64 * "The status register, sign-extended.",
+        "value" / u64 * "The value register.",
+    ),
+)
+
+DEVICE_WRITE: Any = define(
+    "device_write",
+    "harness",
+    "Payload of DEVICE_WRITE: one guest store to a device register, as the guest's vCPU would do it.",
+    cs.Struct(
+        "vm" / u32 * "VM id.",
+        "reserved0" / Reserved(u32) * "Reserved, zero.",
+        "device" / DEVICE_ID * "The device as the guest sees it.",
+        "space" / EnumField(u8, DeviceSpace) * "PVMSI_HSPACE_*.",
+        "size" / u8 * "Access size: 1, 2, 4 or 8.",
+        "reserved1" / Reserved(u16) * "Reserved, zero.",
+        "offset" / u32 * "Offset in the space.",
+        "value" / u64 * "Value stored (little-endian, size bytes).",
+    ),
+)
+
+DEVICE_RESULT: Any = define(
+    "device_result",
+    "harness",
+    "Payload of DEVICE_RESULT.",
+    cs.Struct(
+        "exited" / u8 * "1 when the store trapped to the hypervisor (an exit), else 0.",
+        "reserved0" / Reserved(u8) * "Reserved, zero.",
+        "reserved1" / Reserved(u16) * "Reserved, zero.",
+        "reserved2" / Reserved(u32) * "Reserved, zero.",
+    ),
+)
+
+DEVICE_FIRE: Any = define(
+    "device_fire",
+    "harness",
+    "Payload of DEVICE_FIRE: the device emits the message stored in a slot.",
+    cs.Struct(
+        "vm" / u32 * "VM id.",
+        "reserved0" / Reserved(u32) * "Reserved, zero.",
+        "device" / DEVICE_ID * "The device (or sub-device) as the guest sees it.",
+        "kind" / EnumField(u8, MsgKind) * "PVMSI_KIND_*.",
+        "reserved1" / Reserved(u8) * "Reserved, zero.",
+        "reserved2" / Reserved(u16) * "Reserved, zero.",
+        "index" / u32 * "MSI-X entry or IMS slot; for MSI the vector number within the block.",
+    ),
+)
+
+FIRE_RESULT: Any = define(
+    "fire_result",
+    "harness",
+    "Payload of FIRE_RESULT.",
+    cs.Struct(
+        "outcome" / EnumField(u8, FireOutcome) * "PVMSI_HFIRE_*.",
+        "reserved0" / Reserved(u8) * "Reserved, zero.",
+        "reserved1" / Reserved(u16) * "Reserved, zero.",
+        "vcpu" / u32 * "DELIVERED: the vCPU it reached.",
+        "vector" / u32 * "DELIVERED: the vector injected.",
+        "reserved2" / Reserved(u32) * "Reserved, zero.",
+    ),
+)
+
+INTERRUPTS_HDR: Any = define(
+    "interrupts_hdr",
+    "harness",
+    "Payload of INTERRUPTS; count interrupt_record entries follow.",
+    cs.Struct(
+        "count" / u32 * "Records that follow, oldest first.",
+        "reserved0" / Reserved(u32) * "Reserved, zero.",
+    ),
+)
+
+INTERRUPT_RECORD: Any = define(
+    "interrupt_record",
+    "harness",
+    "One injected interrupt.",
+    cs.Struct(
+        "vcpu" / u32 * "vCPU it was injected into.",
+        "vector" / u32 * "Vector injected.",
+    ),
+)
+
+COUNTER_VALUES: Any = define(
+    "counter_values",
+    "harness",
+    "Payload of COUNTER_VALUES: totals since the VM was created.",
+    cs.Struct(
+        "exits" / u64 * "Every exit of every vCPU.",
+        "hypercall_exits" / u64 * "Exits for hypercalls.",
+        "msi_exits" / u64 * "Exits for trapped accesses to the MSI capability.",
+        "msix_exits" / u64 * "Exits for trapped accesses to the MSI-X capability and table.",
+        "delivered" / u64 * "Device messages delivered into this VM.",
+        "blocked" / u64 * "Device messages of this VM's devices blocked by the IOMMU.",
+    ),
+)
+
+LIFECYCLE: Any = define(
+    "lifecycle",
+    "harness",
+    "Payload of LIFECYCLE.",
+    cs.Struct(
+        "vm" / u32 * "VM id.",
+        "event" / EnumField(u8, LifecycleEvent) * "PVMSI_HEVENT_*.",
+        "reserved0" / Reserved(u8) * "Reserved, zero.",
+        "reserved1" / Reserved(u16) * "Reserved, zero.",
+        "device" / DEVICE_ID * "The device (FLR, HOT_UNPLUG); zero for VM_RESET.",
+        "reserved2" / Reserved(u64) * "Reserved, zero.",
+    ),
+)
+
+HARNESS_ERROR: Any = define(
+    "harness_error",
+    "harness",
+    "Payload of ERROR, followed by a UTF-8 detail padded with NULs to a multiple of 8.",
+    cs.Struct(
+        "code" / EnumField(u32, HarnessStatus) * "PVMSI_HSTATUS_*.",
+        "offset" / u32 * "Byte offset in the offending frame (header included) where the problem was found.",
+        "request_kind" / u16 * "Kind of the offending frame.",
+        "reserved0" / Reserved(u16) * "Reserved, zero.",
+        "detail_size" / u32 * "Bytes of UTF-8 detail that follow (before padding).",
+    ),
+)
+
+GUEST_COMMAND: Any = define(
+    "guest_command",
+    "harness",
+    "Payload of GUEST_COMMAND: an operation the guest IUT performs, issuing its own frames while it does.",
+    cs.Struct(
+        "op" / EnumField(u8, GuestOp) * "PVMSI_HGUEST_*.",
+        "kind" / u8 * "PVMSI_KIND_* for ENABLE, RETARGET, DISABLE; zero otherwise.",
+        "reserved0" / Reserved(u16) * "Reserved, zero.",
+        "count" / u32 * "ENABLE: messages (MSI: vectors of the block).",
+        "device" / DEVICE_ID * "The device; zero for BOOT.",
+        "vcpu" / u32 * "ENABLE, RETARGET: target vCPU.",
+        "vector" / u32 * "ENABLE: first vector.",
+        "first_slot" / u32 * "ENABLE: first MSI-X entry or IMS slot.",
+        "reserved1" / Reserved(u32) * "Reserved, zero.",
+        "scratch_gpa" / u64 * "BOOT: the guest page the guest uses for parameter blocks.",
+    ),
+)
+
+GUEST_RESULT: Any = define(
+    "guest_result",
+    "harness",
+    "Payload of GUEST_RESULT.",
+    cs.Struct(
+        "status" / s32 * "pvmsi status of the operation (SUCCESS, or the error the guest hit).",
+        "mode" / u8 * "1: pvmsi negotiated, 2: emulated MSI/MSI-X, 0: not booted.",
+        "reserved0" / Reserved(u8) * "Reserved, zero.",
+        "reserved1" / Reserved(u16) * "Reserved, zero.",
+        "done" / u32 * "Messages the operation affected.",
+        "reserved2" / Reserved(u32) * "Reserved, zero.",
+    ),
+)
+
+GUEST_DEVICE_OP: Any = define(
+    "guest_device_op",
+    "harness",
+    "Payload of GUEST_DEVICE_OP: the guest IUT acts on its device.",
+    cs.Struct(
+        "op" / EnumField(u8, DeviceOp) * "PVMSI_HDEVOP_*.",
+        "kind" / EnumField(u8, MsgKind) * "PVMSI_KIND_*.",
+        "reserved0" / Reserved(u16) * "Reserved, zero.",
+        "slot" / u32 * "MSI-X entry or IMS slot (MSI: 0).",
+        "device" / DEVICE_ID * "The device as the guest sees it.",
+        "address" / u64 * "PROGRAM: message address.",
+        "data" / u32 * "PROGRAM: message data.",
+        "vectors" / u32 * "PROGRAM for MSI: vectors of the block (Multiple Message Enable).",
+    ),
+)

@@ -1,0 +1,219 @@
+"""Constants of the conformance harness protocol (spec appendix "Harness protocol")."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+HARNESS_MAGIC = 0x484D5650  # "PVMH" as little-endian bytes
+HARNESS_VERSION_MAJOR = 1
+HARNESS_VERSION_MINOR = 0
+HARNESS_MAX_PAYLOAD = 65536
+
+
+class FrameKind(IntEnum):
+    """What a harness frame carries. Requests are below 0x80, responses 0x80 and above."""
+
+    HELLO = 0x01
+    VM_CREATE = 0x02
+    VM_DESTROY = 0x03
+    MEM_WRITE = 0x04
+    MEM_READ = 0x05
+    HYPERCALL = 0x06
+    DEVICE_WRITE = 0x07
+    DEVICE_FIRE = 0x08
+    COLLECT = 0x09
+    COUNTERS = 0x0A
+    LIFECYCLE = 0x0B
+    BYE = 0x0F
+    GUEST_COMMAND = 0x20
+    GUEST_HYPERCALL = 0x30
+    GUEST_DEVICE_OP = 0x31
+    OK = 0x80
+    HELLO_ACK = 0x81
+    VM_CREATED = 0x82
+    MEM_DATA = 0x83
+    HYPERCALL_RESULT = 0x84
+    DEVICE_RESULT = 0x85
+    FIRE_RESULT = 0x86
+    INTERRUPTS = 0x87
+    COUNTER_VALUES = 0x88
+    GUEST_RESULT = 0x89
+    ERROR = 0xFF
+
+
+FRAME_KIND_DOCS: dict[FrameKind, str] = {
+    FrameKind.HELLO: "Suite -> IUT: open a session (harness_hello); answered by HELLO_ACK.",
+    FrameKind.VM_CREATE: "Suite -> hypervisor IUT: create a VM (vm_config + device_slot[]); answered by VM_CREATED.",
+    FrameKind.VM_DESTROY: "Suite -> hypervisor IUT: destroy a VM (vm_ref); answered by OK.",
+    FrameKind.MEM_WRITE: "Suite -> hypervisor IUT: write guest RAM (mem_access + data); answered by OK.",
+    FrameKind.MEM_READ: "Suite -> hypervisor IUT: read guest RAM (mem_access); answered by MEM_DATA.",
+    FrameKind.HYPERCALL: "Suite -> hypervisor IUT: issue a pvmsi call on a vCPU (hypercall_req).",
+    FrameKind.DEVICE_WRITE: "Suite -> hypervisor IUT: a guest write to a device register (device_write).",
+    FrameKind.DEVICE_FIRE: "Suite -> hypervisor IUT: make a device emit the message of a slot (device_fire).",
+    FrameKind.COLLECT: "Suite -> hypervisor IUT: take the interrupts injected since the last COLLECT (vm_ref).",
+    FrameKind.COUNTERS: "Suite -> hypervisor IUT: read exit and message counters (vm_ref).",
+    FrameKind.LIFECYCLE: "Suite -> hypervisor IUT: VM reset, FLR or hot-unplug (lifecycle).",
+    FrameKind.BYE: "Suite -> IUT: end the session; answered by OK, then the IUT closes.",
+    FrameKind.GUEST_COMMAND: "Suite -> guest IUT: perform an operation (guest_command); answered by GUEST_RESULT.",
+    FrameKind.GUEST_HYPERCALL: "Guest IUT -> suite, during a command: a hypercall with its input block inline.",
+    FrameKind.GUEST_DEVICE_OP: "Guest IUT -> suite, during a command: a write to its device (guest_device_op).",
+    FrameKind.OK: "Response without payload.",
+    FrameKind.HELLO_ACK: "Response to HELLO (harness_hello).",
+    FrameKind.VM_CREATED: "Response to VM_CREATE (vm_ref).",
+    FrameKind.MEM_DATA: "Response to MEM_READ: the bytes, padded to 8.",
+    FrameKind.HYPERCALL_RESULT: "Response to HYPERCALL and GUEST_HYPERCALL (hypercall_res [+ output block]).",
+    FrameKind.DEVICE_RESULT: "Response to DEVICE_WRITE and GUEST_DEVICE_OP (device_result).",
+    FrameKind.FIRE_RESULT: "Response to DEVICE_FIRE (fire_result).",
+    FrameKind.INTERRUPTS: "Response to COLLECT (interrupts_hdr + interrupt_record[]).",
+    FrameKind.COUNTER_VALUES: "Response to COUNTERS (counter_values).",
+    FrameKind.GUEST_RESULT: "Response to GUEST_COMMAND (guest_result).",
+    FrameKind.ERROR: "A request could not be served (harness_error + UTF-8 detail, padded to 8).",
+}
+
+
+class HarnessStatus(IntEnum):
+    """Error codes of an ERROR frame."""
+
+    BAD_MAGIC = 1
+    BAD_VERSION = 2
+    UNKNOWN_KIND = 3
+    BAD_LENGTH = 4
+    BAD_PAYLOAD = 5
+    UNKNOWN_VM = 6
+    UNKNOWN_DEVICE = 7
+    BAD_ADDRESS = 8
+    UNSUPPORTED = 9
+    WRONG_ROLE = 10
+    INTERNAL = 11
+
+
+HARNESS_STATUS_DOCS: dict[HarnessStatus, str] = {
+    HarnessStatus.BAD_MAGIC: "The frame does not start with the harness magic; the receiver closes the session.",
+    HarnessStatus.BAD_VERSION: "The frame's harness major version is not implemented.",
+    HarnessStatus.UNKNOWN_KIND: "The frame kind is not defined or not a request.",
+    HarnessStatus.BAD_LENGTH: "The payload length is not a multiple of 8, too long, or wrong for the kind.",
+    HarnessStatus.BAD_PAYLOAD: "The payload does not decode (reserved field, enum value, size).",
+    HarnessStatus.UNKNOWN_VM: "No VM with that id exists.",
+    HarnessStatus.UNKNOWN_DEVICE: "The VM has no device with that identity.",
+    HarnessStatus.BAD_ADDRESS: "The guest memory range is not RAM of the VM.",
+    HarnessStatus.UNSUPPORTED: "The IUT does not implement this request (the test becomes 'unsupported').",
+    HarnessStatus.WRONG_ROLE: "The request belongs to the other role.",
+    HarnessStatus.INTERNAL: "The IUT failed internally; the detail says how.",
+}
+
+
+class HarnessRole(IntEnum):
+    """Which side the implementation under test plays."""
+
+    HYPERVISOR = 1
+    GUEST = 2
+
+
+HARNESS_ROLE_DOCS: dict[HarnessRole, str] = {
+    HarnessRole.HYPERVISOR: "The IUT is a hypervisor; the suite plays the guest.",
+    HarnessRole.GUEST: "The IUT is a guest; the suite plays the hypervisor.",
+}
+
+
+class DeviceProfile(IntEnum):
+    """Device models a VM can be created with (pvmsi.reference.platform.profiles)."""
+
+    IDXD = 1
+    MLX5 = 2
+    PLAIN_MSI = 3
+
+
+DEVICE_PROFILE_DOCS: dict[DeviceProfile, str] = {
+    DeviceProfile.IDXD: "IDXD-like: MSI-X and IMS, sub-devices with PASID, needs a vIOMMU.",
+    DeviceProfile.MLX5: "mlx5-like: MSI-X and IMS, no PASID, no vIOMMU.",
+    DeviceProfile.PLAIN_MSI: "A plain device with 32-vector multi-message MSI only.",
+}
+
+
+class DeviceSpace(IntEnum):
+    """Which register space a DEVICE_WRITE addresses."""
+
+    CONFIG = 1
+    MSIX_TABLE = 2
+    IMS = 3
+
+
+DEVICE_SPACE_DOCS: dict[DeviceSpace, str] = {
+    DeviceSpace.CONFIG: "PCI configuration space (offset from 0; the MSI and MSI-X capabilities live here).",
+    DeviceSpace.MSIX_TABLE: "The MSI-X table (offset from the table's start; 16 bytes an entry).",
+    DeviceSpace.IMS: "The Interrupt Message Store (offset from its start; 16 bytes a slot).",
+}
+
+
+class LifecycleEvent(IntEnum):
+    """Events the suite can inflict on a VM or device."""
+
+    VM_RESET = 1
+    FLR = 2
+    HOT_UNPLUG = 3
+
+
+LIFECYCLE_EVENT_DOCS: dict[LifecycleEvent, str] = {
+    LifecycleEvent.VM_RESET: "Reset the whole VM.",
+    LifecycleEvent.FLR: "Function-level reset of the device.",
+    LifecycleEvent.HOT_UNPLUG: "Surprise hot-unplug of the device.",
+}
+
+
+class FireOutcome(IntEnum):
+    """What became of a DEVICE_FIRE."""
+
+    DELIVERED = 1
+    BLOCKED = 2
+    PENDING = 3
+    NOT_PROGRAMMED = 4
+
+
+FIRE_OUTCOME_DOCS: dict[FireOutcome, str] = {
+    FireOutcome.DELIVERED: "The IOMMU delivered it; vcpu and vector say where.",
+    FireOutcome.BLOCKED: "The IOMMU blocked it (counted as a fault).",
+    FireOutcome.PENDING: "The slot is masked or the kind disabled: the device keeps it pending.",
+    FireOutcome.NOT_PROGRAMMED: "The slot holds no message address.",
+}
+
+
+class GuestOp(IntEnum):
+    """Operations the suite asks a guest IUT to perform."""
+
+    BOOT = 1
+    ENABLE = 2
+    RETARGET = 3
+    DISABLE = 4
+    FLR = 5
+    UNPLUG = 6
+    RELEASE = 7
+
+
+GUEST_OP_DOCS: dict[GuestOp, str] = {
+    GuestOp.BOOT: "Discover pvmsi and negotiate (or fall back to emulation).",
+    GuestOp.ENABLE: "Enable count vectors of a kind from first_slot, targeting vcpu, vector, vector+1, ...",
+    GuestOp.RETARGET: "Move every message of the kind on the device to vcpu, keeping each vector.",
+    GuestOp.DISABLE: "Mask, disable and free every message of the kind on the device.",
+    GuestOp.FLR: "The device went through an FLR: restore its messages.",
+    GuestOp.UNPLUG: "The device was hot-unplugged: forget it.",
+    GuestOp.RELEASE: "Release the device back to emulation.",
+}
+
+
+class DeviceOp(IntEnum):
+    """What a guest IUT does to its device (GUEST_DEVICE_OP)."""
+
+    PROGRAM = 1
+    ENABLE = 2
+    DISABLE = 3
+    MASK = 4
+    UNMASK = 5
+
+
+DEVICE_OP_DOCS: dict[DeviceOp, str] = {
+    DeviceOp.PROGRAM: "Write address and data into the slot (MSI: vectors sets Multiple Message Enable).",
+    DeviceOp.ENABLE: "Set MSI Enable / MSI-X Enable (IMS: no-op).",
+    DeviceOp.DISABLE: "Clear MSI Enable / MSI-X Enable (IMS: no-op).",
+    DeviceOp.MASK: "Mask the slot.",
+    DeviceOp.UNMASK: "Unmask the slot.",
+}
