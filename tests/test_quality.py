@@ -1,0 +1,29 @@
+"""ruff and mypy --strict (configured in pyproject.toml) are clean over pvmsi/ and tests/."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+@pytest.mark.slow
+def test_ruff_check() -> None:
+    proc = _run("ruff", "check", "--no-cache", "pvmsi", "tests")
+    assert proc.returncode == 0, f"ruff check failed:\n{proc.stdout}\n{proc.stderr}"
+
+
+@pytest.mark.slow
+def test_mypy_strict() -> None:
+    proc = _run("mypy", "pvmsi", "tests")
+    assert proc.returncode == 0, f"mypy failed:\n{proc.stdout}\n{proc.stderr}"
