@@ -292,3 +292,46 @@ GUEST_DEVICE_OP: Any = define(
         "vectors" / u32 * "PROGRAM for MSI: vectors of the block (Multiple Message Enable).",
     ),
 )
+
+
+class Payload:
+    """What follows the frame header for one kind: a fixed format, then optionally entries or raw bytes.
+
+    ``tail`` is ``None`` (nothing follows), ``("entries", fmt, count_field)`` or ``("bytes", size_field)``:
+    the named field of the fixed part gives the count or the byte size of the tail (padded to 8).
+    """
+
+    def __init__(self, fmt: Any | None, tail: tuple[str, ...] | tuple[str, Any, str] | None = None) -> None:
+        self.fmt = fmt
+        self.tail = tail
+
+
+#: The payload of every frame kind (normative: a frame whose payload does not match is BAD_LENGTH/BAD_PAYLOAD).
+PAYLOADS: dict[FrameKind, Payload] = {
+    FrameKind.HELLO: Payload(HELLO),
+    FrameKind.VM_CREATE: Payload(VM_CONFIG, ("entries", DEVICE_SLOT, "device_count")),
+    FrameKind.VM_DESTROY: Payload(VM_REF),
+    FrameKind.MEM_WRITE: Payload(MEM_ACCESS, ("bytes", "size")),
+    FrameKind.MEM_READ: Payload(MEM_ACCESS),
+    FrameKind.HYPERCALL: Payload(HYPERCALL_REQ),
+    FrameKind.DEVICE_WRITE: Payload(DEVICE_WRITE),
+    FrameKind.DEVICE_FIRE: Payload(DEVICE_FIRE),
+    FrameKind.COLLECT: Payload(VM_REF),
+    FrameKind.COUNTERS: Payload(VM_REF),
+    FrameKind.LIFECYCLE: Payload(LIFECYCLE),
+    FrameKind.BYE: Payload(None),
+    FrameKind.GUEST_COMMAND: Payload(GUEST_COMMAND),
+    FrameKind.GUEST_HYPERCALL: Payload(HYPERCALL_REQ, ("bytes", "in_size")),
+    FrameKind.GUEST_DEVICE_OP: Payload(GUEST_DEVICE_OP),
+    FrameKind.OK: Payload(None),
+    FrameKind.HELLO_ACK: Payload(HELLO),
+    FrameKind.VM_CREATED: Payload(VM_REF),
+    FrameKind.MEM_DATA: Payload(None, ("bytes",)),
+    FrameKind.HYPERCALL_RESULT: Payload(HYPERCALL_RES, ("bytes",)),
+    FrameKind.DEVICE_RESULT: Payload(DEVICE_RESULT),
+    FrameKind.FIRE_RESULT: Payload(FIRE_RESULT),
+    FrameKind.INTERRUPTS: Payload(INTERRUPTS_HDR, ("entries", INTERRUPT_RECORD, "count")),
+    FrameKind.COUNTER_VALUES: Payload(COUNTER_VALUES),
+    FrameKind.GUEST_RESULT: Payload(GUEST_RESULT),
+    FrameKind.ERROR: Payload(HARNESS_ERROR, ("bytes", "detail_size")),
+}
