@@ -50,10 +50,13 @@ def test_index() -> None:
         assert data["spec_version"] == index["spec_version"]
 
 
-def _get(obj: Any, path: str) -> int:
+def _get(obj: Any, path: str) -> int | str:
     for part in path.split("."):
-        obj = obj[part]
-    return int(obj)
+        name, _, index = part.partition("[")
+        obj = obj[name]
+        if index:
+            obj = obj[int(index.rstrip("]"))]
+    return obj.hex() if isinstance(obj, bytes) else int(obj)
 
 
 @pytest.mark.parametrize("lay", LAYOUTS, ids=[lay.name for lay in LAYOUTS])
@@ -103,6 +106,7 @@ def roundtrip_source(header: str, style: Style) -> str:
     for lay in LAYOUTS:
         data = load(lay.name)
         signed = {f["path"]: f["signed"] for f in data["fields"]}
+        kind = {f["path"]: f["kind"] for f in data["fields"]}
         bits = {f["path"]: f["size"] * 8 for f in data["fields"]}
         for n, v in enumerate(data["valid"]):
             raw = bytes.fromhex(v["hex"])
@@ -119,6 +123,12 @@ def roundtrip_source(header: str, style: Style) -> str:
                 "\tmemset(&r, 0, sizeof r);",
             ]
             for path, value in v["fields"].items():
+                if kind[path] == "bytes":  # a byte string: compare and copy it whole
+                    c_str = "".join(f"\\x{b:02x}" for b in bytes.fromhex(value))
+                    n = len(value) // 2
+                    out.append(f'\tFIELD("{label}", memcmp(s.{path}, "{c_str}", {n}), 0);')
+                    out.append(f'\tmemcpy(r.{path}, "{c_str}", {n});')
+                    continue
                 lit = _literal(value, signed[path])
                 if signed[path]:
                     stype = f"int{bits[path]}_t" if style == "stdint" else f"__s{bits[path]}"

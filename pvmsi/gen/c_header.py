@@ -193,11 +193,11 @@ def c_header(style: Style = "stdint") -> str:
     ]
     for c in CALLS:
         lines += _call(c, by_name, done, style)
-    rest = [lay for lay in layouts if lay.name not in done]
-    if rest:
-        lines += ["", "/* Formats used by no call directly. */", ""]
-        for lay in rest:
-            lines += _with_deps(lay, done, style)
+    for area in dict.fromkeys(lay.area for lay in layouts if lay.name not in done):
+        lines += ["", f"/* Formats of the spec area {area!r}, used by no call directly. */", ""]
+        for lay in layouts:
+            if lay.area == area:
+                lines += _with_deps(lay, done, style)
     lines += ["", *comment("Hypercall helpers: status in the return value, the value register in *value."), ""]
     for cc in CONVENTIONS:
         lines += [*helpers(cc, style), ""]

@@ -33,7 +33,7 @@ class Leaf:
     offset: int
     size: int
     signed: bool
-    kind: str  # "int", "enum", "flags" or "reserved"
+    kind: str  # "int", "enum", "flags", "reserved" or "bytes"
     values: tuple[int, ...] = ()  # enum: the defined values
     mask: int = 0  # flags: the defined bits
 
@@ -58,8 +58,10 @@ class Leaf:
 
 def _leaf(lf: LeafField) -> Leaf:
     f = lf.field
-    if f.type == "bytes":
-        raise NotImplementedError(f"{lf.path}: byte-array fields have no vectors yet; extend pvmsi/gen/vectors.py")
+    if f.type == "bytes":  # an opaque byte string; its value is written as hex
+        if f.reserved:
+            raise NotImplementedError(f"{lf.path}: reserved byte strings have no vectors; extend pvmsi/gen/vectors.py")
+        return Leaf(lf.path, lf.offset, lf.size, False, "bytes")
     if f.reserved:
         return Leaf(lf.path, lf.offset, lf.size, f.signed, "reserved")
     if f.enum:
@@ -80,10 +82,21 @@ def leaves(lay: FormatLayout) -> list[Leaf]:
 # --- valid field values -------------------------------------------------------------------------------------
 
 Chooser = Callable[[str, int, Leaf], int]
+Value = int | str  # str: the hex of a "bytes" field
 
 
 def _zero(fmt: str, i: int, leaf: Leaf) -> int:
     return leaf.values[0] if leaf.kind == "enum" else 0
+
+
+def _value(fmt: str, i: int, leaf: Leaf, choose: Chooser) -> Value:
+    """The chosen value of ``leaf``; a byte string's is the hex of ``size`` bytes (little-endian integer)."""
+    if leaf.kind != "bytes":
+        return choose(fmt, i, leaf)
+    if choose is _typical:
+        return bytes(range(i + 1, i + 1 + leaf.size)).hex()
+    number = choose(fmt, i, Leaf(leaf.path, leaf.offset, leaf.size, False, "int"))
+    return (number % (1 << leaf.bits)).to_bytes(leaf.size, "little").hex()
 
 
 def _typical(fmt: str, i: int, leaf: Leaf) -> int:
@@ -139,10 +152,11 @@ VALID: tuple[tuple[str, str, Chooser], ...] = (
 _PART = re.compile(r"(\w+)(?:\[(\d+)\])?")
 
 
-def _nest(flat: dict[str, int]) -> dict[str, Any]:
+def _nest(flat: dict[str, Value]) -> dict[str, Any]:
     """``{"device.segment": 1}`` -> ``{"device": {"segment": 1}}`` (``x[2]`` parts become lists)."""
     root: dict[str, Any] = {}
-    for path, value in flat.items():
+    for path, item in flat.items():
+        value = bytes.fromhex(item) if isinstance(item, str) else item
         node: Any = root
         parts = path.split(".")
         for depth, part in enumerate(parts):
@@ -168,14 +182,14 @@ def _nest(flat: dict[str, int]) -> dict[str, Any]:
     return root
 
 
-def _get(obj: Any, path: str) -> int:
+def _get(obj: Any, path: str) -> Value:
     for part in path.split("."):
         m = _PART.fullmatch(part)
         assert m is not None, path
         obj = obj[m.group(1)]
         if m.group(2) is not None:
             obj = obj[int(m.group(2))]
-    return int(obj)
+    return obj.hex() if isinstance(obj, bytes) else int(obj)
 
 
 def _put(buf: bytearray, leaf: Leaf, value: int) -> None:
@@ -191,7 +205,7 @@ def _valid(lay: FormatLayout, fs: list[Leaf]) -> list[dict[str, Any]]:
     for name, _doc, choose in VALID:
         if name == "min" and not any(leaf.signed and leaf.kind == "int" for leaf in fs):
             continue
-        flat = {leaf.path: choose(lay.name, i, leaf) for i, leaf in enumerate(fs)}
+        flat = {leaf.path: _value(lay.name, i, leaf, choose) for i, leaf in enumerate(fs)}
         data = encode(struct, _nest(flat))
         decoded = decode(struct, data)
         got = {leaf.path: _get(decoded, leaf.path) for leaf in fs}
