@@ -1,0 +1,208 @@
+"""The spec site: `mkdocs build --strict` passes, and what it shows is what spec/ defines.
+
+The site is built once per test session (into a temporary directory); the tests then read the HTML. The
+drift tests compare the built tables with the layouts of spec/ and with a fresh rendering.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from pvmsi.docsgen import expand, scan
+from pvmsi.docsgen.context import Ctx
+from pvmsi.docsgen.formats import layout, render_format
+from pvmsi.spec.layout import FormatLayout, all_layouts
+from pvmsi.spec.requirements import REQUIREMENTS, SECTIONS
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+VOID = frozenset({"br", "hr", "img", "input", "link", "meta", "source", "wbr", "col", "area", "base", "embed"})
+
+
+@dataclass
+class Node:
+    tag: str
+    attrs: dict[str, str]
+    children: list[Node | str] = field(default_factory=list)
+
+    def text(self) -> str:
+        return "".join(c if isinstance(c, str) else c.text() for c in self.children)
+
+    def iter(self, tag: str | None = None) -> list[Node]:
+        out: list[Node] = []
+        for c in self.children:
+            if isinstance(c, Node):
+                if tag is None or c.tag == tag:
+                    out.append(c)
+                out.extend(c.iter(tag))
+        return out
+
+
+class _TreeBuilder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root = Node("#root", {})
+        self.stack = [self.root]
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        node = Node(tag, {k: v or "" for k, v in attrs})
+        self.stack[-1].children.append(node)
+        if tag not in VOID:
+            self.stack.append(node)
+
+    def handle_endtag(self, tag: str) -> None:
+        for i in range(len(self.stack) - 1, 0, -1):
+            if self.stack[i].tag == tag:
+                del self.stack[i:]
+                return
+
+    def handle_data(self, data: str) -> None:
+        self.stack[-1].children.append(data)
+
+
+def parse_html(path: Path) -> Node:
+    b = _TreeBuilder()
+    b.feed(path.read_text(encoding="utf-8"))
+    b.close()
+    return b.root
+
+
+def ids(root: Node) -> dict[str, Node]:
+    return {n.attrs["id"]: n for n in root.iter() if "id" in n.attrs}
+
+
+def table_rows(table: Node) -> list[list[str]]:
+    return [[td.text().strip() for td in tr.iter("td")] for tr in table.iter("tr") if tr.iter("td")]
+
+
+def page_html(site: Path, page: str) -> Path:
+    stem = page.removesuffix(".md")
+    return site / "index.html" if stem == "index" else site / stem / "index.html"
+
+
+def build(dest: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"), "-d", str(dest)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dest = tmp_path_factory.mktemp("site")
+    proc = build(dest)
+    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
+    return dest
+
+
+def expected_rows(lay: FormatLayout) -> list[list[str]]:
+    """Offset, size, type and field name of each row, computed from the layout alone (not the renderer)."""
+    rows = []
+    for f in lay.fields:
+        typ = f.type if f.nested is not None or not f.signed else "s" + f.type[1:]
+        if f.type == "bytes":
+            typ = f"bytes[{f.size}]"
+        elif f.count > 1:
+            typ = f"{typ}[{f.count}]"
+        rows.append([str(f.offset), str(f.size), typ, f.name])
+        if f.nested is not None:
+            for i in range(f.count):
+                prefix = f"{f.name}[{i}]." if f.count > 1 else f"{f.name}."
+                for leaf in f.nested.leaves():
+                    lf = leaf.field
+                    ltyp = "s" + lf.type[1:] if lf.signed else lf.type
+                    ltyp = f"bytes[{leaf.size}]" if lf.type == "bytes" else ltyp
+                    rows.append(
+                        [str(f.offset + i * f.elem_size + leaf.offset), str(leaf.size), ltyp, prefix + leaf.path]
+                    )
+    return rows
+
+
+# --- the built site -----------------------------------------------------------------------------------------
+
+
+def test_build_strict_passes(site: Path) -> None:
+    assert (site / "index.html").is_file()
+    for page in {p for _, p in SECTIONS.values()} | {"requirements.md", "conformance.md", "formats.md"}:
+        assert page_html(site, page).is_file(), page
+
+
+@pytest.mark.parametrize("lay", all_layouts(), ids=lambda lay: lay.name)
+def test_every_format_has_a_table_and_a_diagram(site: Path, lay: FormatLayout) -> None:
+    anchors = ids(parse_html(page_html(site, "formats.md")))
+    block = anchors.get(f"format-{lay.name}")
+    assert block is not None, f"no element with id format-{lay.name} on the formats page"
+    tables = block.iter("table")
+    assert tables, f"format {lay.name} has no table"
+    # Drift: the built table says exactly what the layout in spec/ says.
+    assert [r[:4] for r in table_rows(tables[0])] == expected_rows(lay)
+    diagram = anchors.get(f"layout-{lay.name}")
+    assert diagram is not None
+    assert diagram.tag == "table"
+    spans = sum(int(td.attrs.get("colspan", "1")) for td in diagram.iter("td"))
+    assert spans == lay.size, "the byte diagram covers every byte exactly once"
+
+
+def test_every_requirement_is_an_anchor_on_index_and_chapter(site: Path) -> None:
+    assert REQUIREMENTS, "the registry is empty"
+    index = ids(parse_html(page_html(site, "requirements.md")))
+    chapters: dict[str, dict[str, Node]] = {}
+    for r in REQUIREMENTS:
+        assert r.id.lower() in index, f"{r.id} is not an anchor on the requirement index"
+        page = SECTIONS[r.section][1]
+        if page not in chapters:
+            chapters[page] = ids(parse_html(page_html(site, page)))
+        node = chapters[page].get(r.id.lower())
+        assert node is not None, f"{r.id} is not an anchor on {page}"
+        assert node.tag == "li"
+        text = " ".join(node.text().split())
+        assert r.id in text
+        assert r.level.value in text
+        assert r.role.value in text
+
+
+def test_conformance_lists_every_must_of_each_role(site: Path) -> None:
+    root = parse_html(page_html(site, "conformance.md"))
+    text = root.text()
+    for r in REQUIREMENTS:
+        assert r.id in text, f"{r.id} missing from the conformance clauses"
+
+
+def test_chapter_tables_equal_a_fresh_rendering() -> None:
+    """Drift: the expanded page contains exactly what the renderer returns for the current spec/."""
+    pages = sorted((p.relative_to(DOCS).as_posix(), p.read_text(encoding="utf-8")) for p in DOCS.rglob("*.md"))
+    site_index = scan(pages)
+    text = dict(pages)["messages.md"]
+    expanded = expand(text, "messages.md", site_index)
+    assert "{{pvmsi" not in expanded
+    for name in ("alloc_entry", "alloc_result", "retarget_entry", "retarget_result", "free_entry", "free_result"):
+        assert render_format(Ctx(site_index, "messages.md"), name) in expanded
+    assert expand(text, "messages.md", site_index) == expanded, "rendering is deterministic"
+
+
+def test_two_builds_are_identical(site: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    proc = build(again)
+    assert proc.returncode == 0, proc.stderr
+    for html in sorted(site.rglob("*.html")):
+        rel = html.relative_to(site)
+        assert (again / rel).read_bytes() == html.read_bytes(), f"{rel} differs between two builds"
+
+
+def test_every_layout_is_known_to_the_renderer() -> None:
+    for lay in all_layouts():
+        assert layout(lay.name) is not None
