@@ -13,7 +13,7 @@ from enum import Enum
 from typing import Any
 
 from ...spec.codec import decode, encode
-from ...spec.constants import Feature, FunctionNumber, KindMask, MsgKind, RetargetFlag, Status
+from ...spec.constants import Feature, FunctionNumber, MsgKind, RetargetFlag, Status
 from ...spec.formats import (
     ALLOC_ENTRY,
     ALLOC_RESULT,
@@ -174,10 +174,15 @@ class GuestCore:
             raise GuestError("DEVICE_QUERY", status)
         return decode(DEVICE_INFO, out)
 
-    def claim(self, dev: GuestDevice, kinds: int) -> Op:
-        """Disable the kinds under emulation, then claim them (GUEST-DEV-001, GUEST-DEV-002)."""
+    def claim(self, dev: GuestDevice, kinds: int | None = None) -> Op:
+        """Disable the kinds under emulation, then claim them (GUEST-DEV-001, GUEST-DEV-002).
+
+        ``kinds`` None claims every kind the device supports and pvmsi negotiated: a device is claimed once.
+        """
         info = yield from self.query(dev)
-        if kinds & ~info.kinds:
+        if kinds is None:
+            kinds = int(info.kinds) & sum(1 << k for k, f in KIND_FEATURE.items() if self.features & f)
+        if not kinds or kinds & ~info.kinds:
             raise GuestError("DEVICE_CLAIM", Status.INVALID_PARAMETER, "device lacks a kind")
         for kind in (MsgKind.MSI, MsgKind.MSIX):
             if kinds & (1 << kind):
@@ -187,7 +192,8 @@ class GuestCore:
         if status != Status.SUCCESS:
             raise GuestError("DEVICE_CLAIM", status)
         self.claimed[dev] = kinds
-        self.log.append(f"claimed {_name(dev)} for {KindMask(kinds)!s}: emulation off")
+        names = "+".join(k.name for k in MsgKind if kinds & (1 << k))
+        self.log.append(f"claimed {_name(dev)} for {names}: emulation of them off")
         return info
 
     def release(self, dev: GuestDevice) -> Op:
@@ -252,10 +258,10 @@ class GuestCore:
         return msgs
 
     def _enable_pvmsi(self, dev: GuestDevice, kind: MsgKind, targets: Sequence[Target]) -> Op:
-        if not self.claimed.get(dev, 0) & (1 << kind):
-            if dev in self.claimed:
-                raise GuestError("DEVICE_CLAIM", Status.WRONG_STATE, "device claimed for other kinds")
-            yield from self.claim(dev, 1 << kind)
+        if dev not in self.claimed:
+            yield from self.claim(dev, None)
+        if not self.claimed[dev] & (1 << kind):
+            raise GuestError("MSG_ALLOC", Status.NOT_PERMITTED, f"{kind.name} not claimed for the device")
         entries = [
             {"kind": kind, "flags": 0, "vector_count": t.count, "slot": t.slot, "vcpu": t.vcpu, "vector": t.vector}
             for t in targets

@@ -139,11 +139,12 @@ class MessageOps:
         st = c.st
         if claim.vectors + n > cfg.max_messages_per_device or st.vectors + n > cfg.max_messages_per_vm:
             raise CallError(Status.NO_RESOURCES, "quota exhausted (HV-SEC-006, HV-ALLOC-009)")
-        base = self.core.remap.alloc(n)
+        posted = bool(e.flags & DeliveryFlag.POSTED)
+        base = self.core.remap.alloc(  # HV-ALLOC-007, HV-SEC-002: source validation programmed with the entry
+            n, vm_id=c.vm.vm_id, vcpu=e.vcpu, vector=e.vector, source=claim.device.source, posted=posted
+        )
         if base is None:
             raise CallError(Status.NO_RESOURCES, "interrupt-remapping table full (HV-SEC-007)")
-        posted = bool(e.flags & DeliveryFlag.POSTED)
-        self._program(c, claim, base, n, e.vcpu, e.vector, posted)  # HV-ALLOC-007, HV-SEC-002
         address, data = self.core.remap.compose(base)  # HV-ALLOC-008: data's low bits are zero for a block
         handle = st.handles.next()
         st.messages[handle] = Message(handle, key, kind, e.slot, n, e.vcpu, e.vector, posted, base, address, data)
@@ -163,7 +164,8 @@ class MessageOps:
         msg = self._owned(c, key, e.handle)
         self._target(c, e.vcpu, e.vector, msg.count, e.flags)
         posted = bool(e.flags & DeliveryFlag.POSTED)
-        self._program(c, claim, msg.irte, msg.count, e.vcpu, e.vector, posted)  # HV-RETGT-002, in place: RETGT-004
+        # HV-RETGT-002, in place (HV-RETGT-004): the pair, which names the entry, does not change
+        self.core.remap.retarget(msg.irte, msg.count, vcpu=e.vcpu, vector=e.vector, posted=posted)
         msg.vcpu, msg.vector, msg.posted = e.vcpu, e.vector, posted
         address, data = self.core.remap.compose(msg.irte)
         rewrite = (address, data) != (msg.address, msg.data)
@@ -177,16 +179,10 @@ class MessageOps:
 
     # -- shared ---------------------------------------------------------------------------------------------------
 
-    def _program(self, c: Call, claim: Claim, base: int, n: int, vcpu: int, vector: int, posted: bool) -> None:
-        for i in range(n):
-            self.core.remap.program(
-                base + i, vm_id=c.vm.vm_id, vcpu=vcpu, vector=vector + i, source=claim.device.source, posted=posted
-            )
-
     def drop(self, st: VmPvmsi, claim: Claim, handle: int) -> int:
         """Free one message: revoke remapping, return its vectors to the quotas (HV-FREE-002)."""
         msg = st.messages.pop(handle)
-        self.core.remap.release(msg.irte, msg.count)
+        self.core.remap.release(msg.irte)
         claim.slots.discard((msg.kind, msg.slot))
         claim.vectors -= msg.count
         st.vectors -= msg.count

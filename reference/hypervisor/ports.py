@@ -87,18 +87,17 @@ class VmPort(Protocol):
 class RemapPort(Protocol):
     """The interrupt-remapping hardware: a table of entries and the message format that names them."""
 
-    def alloc(self, count: int) -> int | None:
-        """Base index of ``count`` (a power of two) free, naturally aligned, consecutive entries, or None."""
+    def alloc(self, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool) -> int | None:
+        """Allocate ``count`` (a power of two) naturally aligned consecutive entries, entry ``base + i``
+        delivering ``vector + i`` to ``vcpu`` of ``vm_id``, accepted from ``source`` only; the base, or None."""
         ...
 
-    def program(
-        self, index: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool
-    ) -> None:
-        """Make entry ``index`` present, delivering ``vector`` to ``vcpu`` of ``vm_id``, for ``source`` only."""
+    def retarget(self, base: int, count: int, *, vcpu: int, vector: int, posted: bool) -> None:
+        """Update the block's entries in place: entry ``base + i`` now delivers ``vector + i`` to ``vcpu``."""
         ...
 
-    def release(self, base: int, count: int) -> None:
-        """Clear and free ``count`` entries from ``base``."""
+    def release(self, base: int) -> None:
+        """Clear and free the block starting at ``base``."""
         ...
 
     def compose(self, base: int) -> tuple[int, int]:

@@ -1,0 +1,129 @@
+"""Run the guest core in-process: its actions become register-level traps into the reference system and
+driver-style register writes to the simulated devices (the in-process transport)."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from ...spec.callconv import CONVENTIONS
+from ...spec.constants import MsgKind
+from ..hypervisor.arch import to_signed
+from ..platform.pci import MSI_CAP_OFFSET, MSIX_CAP_OFFSET, MsiCapability, MsixCapability
+from ..platform.requester import Bdf
+from ..system import ReferenceSystem, SystemVm
+from .actions import GuestDevice, Hypercall, MaskSlot, ProgramSlot, ReadMemory, SetEnabled, WriteMemory
+
+BY_ARCH = {cc.arch: cc for cc in CONVENTIONS}
+RISCV_EXTENSION_ID = 0x0850564D
+
+
+class InProcessDriver:
+    """Executes a guest core's actions on vCPU ``vcpu`` of ``vm`` in a :class:`ReferenceSystem`."""
+
+    def __init__(self, system: ReferenceSystem, vm: SystemVm, *, vcpu: int = 0, arch: str = "x86_64") -> None:
+        self.system = system
+        self.vm = vm
+        self.vcpu = vcpu
+        self.cc = BY_ARCH[arch]
+        self.hypercalls = 0
+        self.device_writes = 0
+
+    def run(self, op: Generator[Any, Any, Any]) -> Any:
+        """Drive ``op`` to completion and return its result."""
+        answer: Any = None
+        try:
+            while True:
+                action = op.send(answer)
+                answer = self.execute(action)
+        except StopIteration as stop:
+            return stop.value
+
+    def execute(self, action: Any) -> Any:
+        if isinstance(action, Hypercall):
+            return self._hypercall(action)
+        if isinstance(action, WriteMemory):
+            self.vm.vm.memory.write(action.gpa, action.data)
+            return None
+        if isinstance(action, ReadMemory):
+            return self.vm.vm.memory.read(action.gpa, action.size)
+        if isinstance(action, ProgramSlot):
+            return self._program(action)
+        if isinstance(action, SetEnabled):
+            return self._set_enabled(action)
+        if isinstance(action, MaskSlot):
+            return self._mask(action)
+        raise TypeError(f"unknown guest action {action!r}")
+
+    # -- hypercalls through the architecture's registers ---------------------------------------------------
+
+    def _hypercall(self, call: Hypercall) -> tuple[int, int]:
+        cc = self.cc
+        regs = {r: 0 for r in ("rax", "rbx", "rcx", "rdx", "rsi", "x0", "x1", "x2", "x3", "x4", "a0", "a1")}
+        regs[cc.function_id_register] = cc.function_id(call.fn)
+        if cc.extra_id_register:
+            regs[cc.extra_id_register] = RISCV_EXTENSION_ID
+        for reg, value in zip(cc.argument_registers, call.args, strict=True):
+            regs[reg] = value
+        out = self.system.trap(self.vm, self.vcpu, cc.arch, regs)
+        if out is None:  # pragma: no cover - the driver only issues pvmsi ids
+            raise RuntimeError("trap not recognised as pvmsi")
+        self.hypercalls += 1
+        return to_signed(out[cc.status_register]), out[cc.value_register]
+
+    # -- device accesses (each may exit, when the hypervisor emulates that structure) ---------------------
+
+    def _bdf(self, dev: GuestDevice) -> Bdf:
+        return Bdf(dev.segment, dev.bus, dev.devfn)
+
+    def _ims_slot(self, dev: GuestDevice, slot: int) -> int:
+        if dev.pasid is None:
+            return slot
+        pci = self.vm.pci(dev.segment, dev.bus, dev.devfn)
+        sub = pci.subdevice(dev.pasid) if pci else None
+        if sub is None:
+            raise KeyError(f"no sub-device {dev.pasid}")
+        return sub.slot(slot)
+
+    def _program(self, a: ProgramSlot) -> None:
+        p, vm, bdf = self.system.platform, self.vm.vm, self._bdf(a.device)
+        self.device_writes += 1
+        if a.kind is MsgKind.MSIX:
+            p.guest_msix_entry_write(vm, bdf, a.slot, a.address, a.data, masked=True)
+        elif a.kind is MsgKind.IMS:
+            p.guest_ims_write(vm, bdf, self._ims_slot(a.device, a.slot), a.address, a.data, masked=True)
+        else:
+            p.guest_msi_write(vm, bdf, a.address, a.data, vectors=a.vectors, enable=False)
+
+    def _set_enabled(self, a: SetEnabled) -> None:
+        p, vm, bdf = self.system.platform, self.vm.vm, self._bdf(a.device)
+        if a.kind is MsgKind.IMS:
+            return  # IMS has no function-wide enable: slots are unmasked one by one
+        self.device_writes += 1
+        if a.kind is MsgKind.MSI:
+            reg = MSI_CAP_OFFSET + MsiCapability.CONTROL
+            control, _ = p.guest_config_read(vm, bdf, reg, 2)
+            p.guest_config_write(vm, bdf, reg, 2, (control | 1) if a.enabled else (control & ~1))
+        else:
+            reg = MSIX_CAP_OFFSET + MsixCapability.CONTROL
+            control, _ = p.guest_config_read(vm, bdf, reg, 2)
+            bit = MsixCapability.ENABLE
+            p.guest_config_write(vm, bdf, reg, 2, (control | bit) if a.enabled else (control & ~bit))
+
+    def _mask(self, a: MaskSlot) -> None:
+        p, vm, bdf = self.system.platform, self.vm.vm, self._bdf(a.device)
+        self.device_writes += 1
+        if a.kind is MsgKind.MSI:
+            reg = MSI_CAP_OFFSET + MsiCapability.MASK
+            p.guest_config_write(vm, bdf, reg, 4, 0xFFFFFFFF if a.masked else 0)
+            return
+        layout = p.layout(p.device_at(vm, bdf) or _missing(bdf))
+        if a.kind is MsgKind.MSIX:
+            gpa = layout.msix_entry_gpa(a.slot)
+        else:
+            gpa = layout.ims_slot_gpa(self._ims_slot(a.device, a.slot))
+        p.guest_mmio_write(vm, gpa + 12, 4, int(a.masked))
+
+
+def _missing(bdf: Bdf) -> Any:
+    raise KeyError(f"no device at {bdf}")

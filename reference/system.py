@@ -1,0 +1,194 @@
+"""The reference system: the simulated platform with the reference hypervisor core on top.
+
+This is the glue a real hypervisor would write too: it maps the core's ports (:mod:`.hypervisor.ports`) onto
+the platform's VMs, PCI devices, remapping table and MSI emulation, counts a hypercall exit for every call,
+and forwards platform events (VM reset, FLR, hot-unplug, VM destruction) to the core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ..spec.constants import MsgKind
+from .hypervisor.arch import hypercall_registers
+from .hypervisor.config import HypervisorConfig
+from .hypervisor.core import CallResult, HypervisorCore
+from .hypervisor.ports import GuestMemory, Source
+from .hypervisor.vmstate import DeviceKey
+from .platform.msi_format import compose
+from .platform.pci import PciDevice, SubDevice
+from .platform.platform import Platform
+from .platform.profiles import DeviceProfile
+from .platform.remap import Irte, RemappingTable
+from .platform.requester import Bdf, Requester
+from .platform.vm import ExitReason, Vm
+
+
+class PlatformRemap:
+    """:class:`~.hypervisor.ports.RemapPort` over the platform's remapping table and x86 message format."""
+
+    def __init__(self, table: RemappingTable) -> None:
+        self.table = table
+
+    def alloc(self, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool) -> int | None:
+        entry = Irte(vm_id, vcpu, vector, Requester(source.segment, source.rid, source.pasid), posted)
+        return self.table.alloc(entry, count)
+
+    def retarget(self, base: int, count: int, *, vcpu: int, vector: int, posted: bool) -> None:
+        for i in range(count):
+            self.table.update(base + i, dest_vcpu=vcpu, vector=vector + i, posted=posted)
+
+    def release(self, base: int) -> None:
+        self.table.free(base)
+
+    def compose(self, base: int) -> tuple[int, int]:
+        return compose(base)
+
+
+@dataclass(frozen=True)
+class AssignedFunction:
+    """:class:`~.hypervisor.ports.AssignedDevice`: a PCI function, or one of its PASID sub-devices."""
+
+    platform: Platform
+    device: PciDevice
+    sub: SubDevice | None = None
+
+    @property
+    def source(self) -> Source:
+        req = self.device.requester(self.sub.pasid if self.sub else None)
+        return Source(req.segment, req.rid, req.pasid)
+
+    @property
+    def msi_max_vectors(self) -> int:
+        return 0 if self.sub else self.device.msi_max_vectors
+
+    @property
+    def msix_table_size(self) -> int:
+        return 0 if self.sub else self.device.msix_table_size
+
+    @property
+    def ims_slots(self) -> int:
+        return self.sub.slot_count if self.sub else self.device.ims_slots
+
+    @property
+    def isolated(self) -> bool:
+        return self.device.isolated
+
+    @property
+    def needs_viommu(self) -> bool:
+        return self.device.needs_viommu and self.sub is not None
+
+    def emulated_enabled(self, kind: MsgKind) -> bool:
+        if self.sub is not None:
+            return False
+        return self.platform.legacy.enabled_through_emulation(self.device, kind)
+
+
+class SystemVm:
+    """:class:`~.hypervisor.ports.VmPort` for one platform VM."""
+
+    def __init__(self, platform: Platform, vm: Vm) -> None:
+        self.platform = platform
+        self.vm = vm
+
+    @property
+    def vm_id(self) -> int:
+        return self.vm.id
+
+    @property
+    def vcpu_count(self) -> int:
+        return self.vm.vcpu_count
+
+    @property
+    def memory(self) -> GuestMemory:
+        return self.vm.memory
+
+    def pci(self, segment: int, bus: int, devfn: int) -> PciDevice | None:
+        return self.platform.device_at(self.vm, Bdf(segment, bus, devfn))
+
+    def device(self, segment: int, bus: int, devfn: int, pasid: int | None) -> AssignedFunction | None:
+        dev = self.pci(segment, bus, devfn)
+        if dev is None:
+            return None
+        if pasid is None:
+            return AssignedFunction(self.platform, dev)
+        sub = dev.subdevice(pasid)
+        return AssignedFunction(self.platform, dev, sub) if sub is not None else None
+
+    def set_emulation(self, device: object, kinds: int, trapped: bool) -> None:
+        if not isinstance(device, AssignedFunction) or device.sub is not None:
+            return  # sub-devices have IMS only, which is never emulated
+        for kind in (MsgKind.MSI, MsgKind.MSIX):
+            if kinds & (1 << kind):
+                self.platform.set_passthrough(device.device, kind, not trapped)
+
+
+class ReferenceSystem:
+    """A host running the reference hypervisor: create VMs with devices, issue hypercalls, inflict events."""
+
+    def __init__(self, config: HypervisorConfig | None = None, *, remap_entries: int | None = None) -> None:
+        self.platform = Platform() if remap_entries is None else Platform(remap_entries)
+        self.core = HypervisorCore(config or HypervisorConfig(), PlatformRemap(self.platform.table))
+        self.vms: dict[int, SystemVm] = {}
+        self.platform.unplug_listeners.append(self._on_unplug)
+
+    def create_vm(
+        self, vcpus: int = 4, ram_bytes: int = 64 << 20, devices: Sequence[tuple[DeviceProfile, Bdf]] = ()
+    ) -> SystemVm:
+        vm = SystemVm(self.platform, self.platform.create_vm(vcpus, ram_bytes))
+        for profile, guest in devices:
+            self.platform.assign(self.platform.add_device(profile), vm.vm, guest)
+        self.vms[vm.vm_id] = vm
+        return vm
+
+    def hypercall(self, vm: SystemVm, vcpu: int, fn: int, args: Sequence[int]) -> CallResult:
+        """An architecture-neutral pvmsi call from ``vcpu`` (one exit)."""
+        vm.vm.count_exit(ExitReason.HYPERCALL)
+        return self.core.hypercall(vm, vcpu, fn, args)
+
+    def trap(self, vm: SystemVm, vcpu: int, arch: str, regs: Mapping[str, int]) -> dict[str, int] | None:
+        """A VMCALL/VMMCALL, HVC or ECALL with ``regs``: the registers after it, or None if not pvmsi."""
+        vm.vm.count_exit(ExitReason.HYPERCALL)
+        return hypercall_registers(self.core, vm, vcpu, arch, regs)
+
+    # -- events ---------------------------------------------------------------------------------------------
+
+    def reset_vm(self, vm: SystemVm) -> int:
+        """VM reset (HV-RESET-002): pvmsi state dropped, devices reset."""
+        freed = self.core.reset_vm(vm)
+        for dev in self.platform.devices_of(vm.vm):
+            self.platform.flr(dev)
+        return freed
+
+    def flr(self, vm: SystemVm, guest: Bdf) -> None:
+        dev = self.platform.device_at(vm.vm, guest)
+        if dev is None:
+            raise KeyError(f"VM {vm.vm_id} has no device at {guest}")
+        self.platform.flr(dev)
+        for key in self._keys(vm, dev):
+            self.core.flr(vm, key)
+
+    def unplug(self, vm: SystemVm, guest: Bdf) -> int:
+        dev = self.platform.device_at(vm.vm, guest)
+        if dev is None:
+            raise KeyError(f"VM {vm.vm_id} has no device at {guest}")
+        return self.platform.unplug(dev)
+
+    def destroy_vm(self, vm: SystemVm) -> int:
+        freed = self.core.destroy_vm(vm)
+        self.platform.destroy_vm(vm.vm)
+        del self.vms[vm.vm_id]
+        return freed
+
+    def _keys(self, vm: SystemVm, dev: PciDevice) -> list[DeviceKey]:
+        g = dev.guest
+        if g is None:
+            return []
+        return [(g.segment, g.bus, g.devfn, None)] + [(g.segment, g.bus, g.devfn, s.pasid) for s in dev.subdevices]
+
+    def _on_unplug(self, dev: PciDevice) -> None:
+        if dev.vm_id is None or dev.vm_id not in self.vms or dev.guest is None:
+            return
+        g = dev.guest
+        self.core.hot_unplug(self.vms[dev.vm_id], (g.segment, g.bus, g.devfn, None))
