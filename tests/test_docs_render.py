@@ -308,3 +308,15 @@ def test_scan_rejects_a_section_on_the_wrong_page() -> None:
 
 def test_feature_group_is_a_flags_group() -> None:
     assert group("feature").source is Feature
+
+
+def test_formats_of_one_area_get_their_page_as_home() -> None:
+    pages = [
+        ("harness.md", "{{pvmsi formats harness}}\n"),
+        ("formats.md", "{{pvmsi formats}}\n"),
+    ]
+    site = scan(pages, complete=False)
+    for lay in all_layouts():
+        assert site.format_home[lay.name] == ("harness.md" if lay.area == "harness" else "formats.md")
+    with pytest.raises(DocsError, match="unknown name 'nope'"):
+        scan([("x.md", "{{pvmsi formats nope}}\n")], complete=False)

@@ -244,6 +244,8 @@ def render_state_machine(ctx: Ctx, name: str) -> str:
             "",
             table(["State \\ event", *[escape_plain(str(e.value)) for e in events]], matrix),
             "",
+            "A call whose event is not allowed in the current state fails with `WRONG_STATE`.",
+            "",
             mermaid_state_diagram(m),
             "",
             "</div>",

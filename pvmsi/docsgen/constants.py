@@ -27,9 +27,11 @@ def value_text(group: ConstantGroup, value: int) -> str:
         if value > 0 and value & (value - 1) == 0:
             return f"1 << {value.bit_length() - 1} ({hx(value)})"
         return hx(value)
-    if 0 <= value < 10:
-        return str(value)
-    if value < 0:
+    values = [v for _, v, _ in group.members]
+    if group.kind == "enum" and min(values) >= 0 and max(values) >= 10:
+        # Numbering spaces (function numbers, frame kinds) read best in hex throughout.
+        return hx(value, 2) if value < 10 else f"{hx(value, 2)} ({value})"
+    if 0 <= value < 10 or value < 0:
         return str(value)
     return f"{hx(value)} ({value})"
 

@@ -94,7 +94,7 @@ def render_batch_example(ctx: Ctx) -> str:
     return "\n\n".join(
         [
             f"The guest allocates {n} MSI-X vectors of one device with one `MSG_ALLOC` batch "
-            f"(`count` = {n}, the largest batch 1.0 allows). The blocks:",
+            f"(`count` = {n}, the largest batch 1.0 allows; a hypervisor's `max_batch` may be lower). The blocks:",
             blocks,
             f"Each block lies within one {page}-byte page, so the input block starts at a page offset of at most "
             f"{page - in_size} and the output block at most {page - out_size}, both multiples of 8.",

@@ -136,6 +136,15 @@ def render_format(ctx: Ctx, name: str) -> str:
     )
 
 
+def render_area_formats(ctx: Ctx, area: str) -> str:
+    """Every format of one area, a level-2 heading per format."""
+    if area not in AREAS:
+        raise DocsError(f"unknown format area {area!r} (known: {', '.join(AREAS)})")
+    return "\n\n".join(
+        f"## {code(lay.c_name)}\n\n{render_format(ctx, lay.name)}" for lay in all_layouts() if lay.area == area
+    )
+
+
 def render_all_formats(ctx: Ctx) -> str:
     """Every format, grouped by area: a level-2 heading per area, a level-3 heading per format."""
     parts: list[str] = []

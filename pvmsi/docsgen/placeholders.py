@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from pvmsi.spec.calls import CALLS
 from pvmsi.spec.constants import CONSTANT_GROUPS
-from pvmsi.spec.layout import all_layouts
+from pvmsi.spec.layout import AREAS, all_layouts
 from pvmsi.spec.requirements import REQUIREMENTS, SECTIONS
 from pvmsi.spec.states import MACHINES
 from pvmsi.spec.version import VERSION_MAJOR, VERSION_MINOR
@@ -52,7 +52,11 @@ def _ref(ctx: Ctx, arg: str | None) -> str:
 
 DIRECTIVES: dict[str, Directive] = {
     "format": Directive("required", False, lambda c, a: formats.render_format(c, _req(a))),
-    "formats": Directive("none", False, lambda c, a: formats.render_all_formats(c)),
+    "formats": Directive(
+        "optional",
+        False,
+        lambda c, a: formats.render_all_formats(c) if a is None else formats.render_area_formats(c, a),
+    ),
     "format-summary": Directive("none", False, lambda c, a: formats.format_summary(c)),
     "constants": Directive(
         "optional",
@@ -122,6 +126,7 @@ def _check_name(p: Placeholder, page: str) -> None:
     """Fail early (while scanning) on an unknown argument."""
     known: dict[str, list[str]] = {
         "format": [lay.name for lay in all_layouts()],
+        "formats": list(AREAS),
         "constants": [g.key for g in CONSTANT_GROUPS],
         "register": list(constants.REGISTERS),
         "call": [c.name for c in CALLS],
@@ -140,7 +145,8 @@ def scan(pages: Sequence[tuple[str, str]], *, complete: bool = True) -> SiteInde
     """Validate every placeholder of ``pages`` (``(path, markdown)`` in navigation order) and find each object's home.
 
     An object's home is the first page that places it by name (``format X``, ``constants X``, ``call X``,
-    ``state-machine X``); failing that, the page that places all of its kind (``formats``, ``constants``).
+    ``state-machine X``); failing that, for a format the page placing its area (``formats AREA``); failing
+    that, the page that places all of its kind (``formats``, ``constants``).
     With ``complete``, every format, constant group and call must have a home, every requirement section
     must be placed exactly once, on the page ``SECTIONS`` names, and the requirement index must exist.
     """
@@ -149,6 +155,7 @@ def scan(pages: Sequence[tuple[str, str]], *, complete: bool = True) -> SiteInde
     call: dict[str, str] = {}
     mach: dict[str, str] = {}
     all_formats: str | None = None
+    area_formats: dict[str, str] = {}
     all_constants: str | None = None
     sections: dict[str, list[str]] = {}
     index: str | None = None
@@ -158,7 +165,10 @@ def scan(pages: Sequence[tuple[str, str]], *, complete: bool = True) -> SiteInde
             if p.directive == "format" and p.arg:
                 fmt.setdefault(p.arg, page)
             elif p.directive == "formats":
-                all_formats = all_formats or page
+                if p.arg:
+                    area_formats.setdefault(p.arg, page)
+                else:
+                    all_formats = all_formats or page
             elif p.directive == "constants":
                 if p.arg:
                     const.setdefault(p.arg, page)
@@ -173,8 +183,9 @@ def scan(pages: Sequence[tuple[str, str]], *, complete: bool = True) -> SiteInde
             elif p.directive == "requirement-index":
                 index = index or page
     for lay in all_layouts():
-        if lay.name not in fmt and all_formats is not None:
-            fmt[lay.name] = all_formats
+        home = area_formats.get(lay.area, all_formats)
+        if lay.name not in fmt and home is not None:
+            fmt[lay.name] = home
     for g in CONSTANT_GROUPS:
         if g.key not in const and all_constants is not None:
             const[g.key] = all_constants

@@ -128,9 +128,10 @@ def render_conformance(ctx: Ctx, role_name: str) -> str:
                 _id_links(ctx, g["optional"]),
             ]
         )
-    intro = (
-        f"A conforming {target.value} meets all {n_mand} mandatory requirements (MUST, MUST NOT) below; "
-        f"it follows the {n_rec} recommendations (SHOULD, SHOULD NOT) unless it documents why not; "
-        f"the {n_opt} permissions (MAY) describe behaviour the other side must tolerate."
-    )
+    intro = f"A conforming {target.value} meets all {n_mand} mandatory requirements (MUST, MUST NOT) below"
+    if n_rec:
+        intro += f"; it follows the {n_rec} recommendations (SHOULD, SHOULD NOT) unless it documents why not"
+    if n_opt:
+        intro += f"; the {n_opt} permissions (MAY) are behaviour it may choose and the other role has to tolerate"
+    intro += "."
     return intro + "\n\n" + table(["Section", "MUST / MUST NOT", "SHOULD / SHOULD NOT", "MAY"], rows)
