@@ -7,6 +7,7 @@ drift tests compare the built tables with the layouts of spec/ and with a fresh 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -206,3 +207,25 @@ def test_two_builds_are_identical(site: Path, tmp_path: Path) -> None:
 def test_every_layout_is_known_to_the_renderer() -> None:
     for lay in all_layouts():
         assert layout(lay.name) is not None
+
+
+def test_build_fails_on_an_unknown_placeholder(tmp_path: Path) -> None:
+    """The hook turns an unknown placeholder into a failed build, naming the page and line."""
+    shutil.copytree(DOCS, tmp_path / "docs")
+    shutil.copytree(ROOT / "docs_hooks", tmp_path / "docs_hooks")
+    shutil.copy(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml")
+    page = tmp_path / "docs" / "changelog.md"
+    page.write_text(page.read_text(encoding="utf-8") + "\n{{pvmsi format no_such_format}}\n", encoding="utf-8")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env=env,
+    )
+    assert proc.returncode != 0
+    assert "changelog.md" in proc.stderr
+    assert "no_such_format" in proc.stderr

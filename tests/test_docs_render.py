@@ -132,7 +132,7 @@ def test_constants_table_lists_every_member() -> None:
 def test_value_text() -> None:
     assert value_text(group("status"), -3) == "-3"
     assert value_text(group("function"), 0x20) == "0x20 (32)"
-    assert value_text(group("feature"), 1 << 4) == "1 << 4 (0x10)"
+    assert value_text(group("feature"), 1 << 4) == "`1 << 4` (0x10)"
 
 
 def test_flag_diagram_marks_undefined_bits_reserved() -> None:

@@ -25,7 +25,7 @@ def value_text(group: ConstantGroup, value: int) -> str:
     """How a constant's value is written: ``1 << 3`` for a flag, hex for large enum values, decimal otherwise."""
     if group.kind == "flags":
         if value > 0 and value & (value - 1) == 0:
-            return f"1 << {value.bit_length() - 1} ({hx(value)})"
+            return f"`1 << {value.bit_length() - 1}` ({hx(value)})"
         return hx(value)
     values = [v for _, v, _ in group.members]
     if group.kind == "enum" and min(values) >= 0 and max(values) >= 10:
