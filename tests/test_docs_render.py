@@ -161,6 +161,8 @@ def test_register_encodings() -> None:
     arm = render_register("function-id-arm64")
     assert "<th>29:24</th>" in arm
     assert f"0x{ARM64.call_base:08X}" in arm
+    assert "<th>7:3</th>" in render_register("devfn")
+    assert "<th>31:20</th>" in render_register("subdevice-id")
     with pytest.raises(DocsError, match="unknown register"):
         render_register("nope")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pvmsi.spec import callconv
-from pvmsi.spec.constants import CONSTANT_GROUPS, ConstantGroup
+from pvmsi.spec.constants import CONSTANT_GROUPS, ConstantGroup, Limit
 from pvmsi.spec.layout import all_layouts
 from pvmsi.spec.version import VERSION_MAJOR, VERSION_MINOR, encode_version
 
@@ -160,7 +160,22 @@ def riscv64_function_id() -> str:
     )
 
 
+def devfn_field() -> str:
+    """The PCI devfn byte of a device identity (PCI's own encoding)."""
+    fields = [BitField(7, 3, "device", "0..31"), BitField(2, 0, "function", "0..7")]
+    return bit_diagram(8, fields, "devfn")
+
+
+def subdevice_id_field() -> str:
+    """The sub-device id word: a PASID of ``PASID_BITS`` bits, the rest reserved."""
+    bits = int(Limit.PASID_BITS)
+    fields = [BitField(bits - 1, 0, "PASID", f"0..{hx((1 << bits) - 1)}")]
+    return bit_diagram(32, fields, "subdevice_id")
+
+
 REGISTERS = {
+    "devfn": devfn_field,
+    "subdevice-id": subdevice_id_field,
     "version": version_register,
     "function-id-x86_64": x86_function_id,
     "function-id-arm64": arm64_function_id,
