@@ -43,6 +43,8 @@ from .vmstate import Claim, DeviceKey, HandleSource, VmPvmsi, device_event
 KIND_FEATURE = {MsgKind.MSI: Feature.MSI, MsgKind.MSIX: Feature.MSIX, MsgKind.IMS: Feature.IMS}
 KIND_BITS = int(KindMask.MSI | KindMask.MSIX | KindMask.IMS)
 PASID_MASK = (1 << 20) - 1
+_SUBDEVICE_ID = int(DeviceIdFlag.SUBDEVICE)
+_F_SUBDEVICE = int(Feature.SUBDEVICE)
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class CallResult:
     why: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     """One call in progress."""
 
@@ -109,6 +111,9 @@ class HypervisorCore:
             FunctionNumber.MSG_RETARGET: self.messages.retarget,
             FunctionNumber.MSG_FREE: self.messages.free,
         }
+        self._dispatch: dict[int, tuple[CallDef, Callable[[Call], CallResult]]] = {
+            fn: (call, self._handlers[call.fn]) for fn, call in CALLS_BY_FN.items()
+        }
 
     # -- VM bookkeeping -------------------------------------------------------------------------------------
 
@@ -123,14 +128,15 @@ class HypervisorCore:
 
     def hypercall(self, vm: VmPort, vcpu: int, fn: int, args: Sequence[int]) -> CallResult:
         """Execute one pvmsi call (HV-CALL-005 gives the order of the checks)."""
-        call = CALLS_BY_FN.get(fn)
-        if call is None:
+        entry = self._dispatch.get(fn)
+        if entry is None:
             return CallResult(Status.NOT_SUPPORTED)  # HV-CALL-001
-        st = self.state_of(vm)
+        call, handler = entry
+        st = self._vms.get(vm.vm_id) or self.state_of(vm)
         try:
             self._check_registers(call, args)
             self._check_state(call, st)
-            return self._handlers[call.fn](Call(vm, st, vcpu, args))
+            return handler(Call(vm, st, vcpu, args))
         except CallError as e:
             return CallResult(e.status, 0, e.why)  # HV-CALL-004: value zero on failure
 
@@ -173,19 +179,25 @@ class HypervisorCore:
     # -- devices -------------------------------------------------------------------------------------------------
 
     def lookup(self, c: Call, dev_id: Any) -> tuple[DeviceKey, AssignedDevice]:
-        """Resolve a device identity the guest gave (HV-DEV-001..003, HV-NEG-008)."""
-        sub = bool(dev_id.flags & DeviceIdFlag.SUBDEVICE)
-        if not sub and dev_id.subdevice_id:
+        """Resolve a decoded device_id the guest gave (HV-DEV-001..003, HV-NEG-008)."""
+        return self.lookup_fields(c, dev_id.segment, dev_id.bus, dev_id.devfn, int(dev_id.flags), dev_id.subdevice_id)
+
+    def lookup_fields(
+        self, c: Call, segment: int, bus: int, devfn: int, flags: int, subdevice_id: int
+    ) -> tuple[DeviceKey, AssignedDevice]:
+        """Resolve a device identity given as its fields (HV-DEV-001..003, HV-NEG-008)."""
+        sub = bool(flags & _SUBDEVICE_ID)
+        if not sub and subdevice_id:
             raise CallError(Status.INVALID_PARAMETER, "subdevice_id without PVMSI_DEVID_SUBDEVICE (HV-DEV-002)")
-        if dev_id.subdevice_id & ~PASID_MASK:
+        if subdevice_id & ~PASID_MASK:
             raise CallError(Status.INVALID_PARAMETER, "subdevice_id has bits above 19 (HV-DEV-002)")
-        if sub and not c.st.features & Feature.SUBDEVICE:
+        if sub and not c.st.features & _F_SUBDEVICE:
             raise CallError(Status.NOT_PERMITTED, "sub-device id without feature SUBDEVICE (HV-NEG-008)")
-        pasid = dev_id.subdevice_id if sub else None
-        dev = c.vm.device(dev_id.segment, dev_id.bus, dev_id.devfn, pasid)
+        pasid = subdevice_id if sub else None
+        dev = c.vm.device(segment, bus, devfn, pasid)
         if dev is None:
             raise CallError(Status.UNKNOWN_DEVICE, "no such device assigned to this VM (HV-DEV-001, HV-DEV-003)")
-        return (dev_id.segment, dev_id.bus, dev_id.devfn, pasid), dev
+        return (segment, bus, devfn, pasid), dev
 
     # -- calls ---------------------------------------------------------------------------------------------------
 
@@ -282,7 +294,7 @@ class HypervisorCore:
                 raise CallError(Status.WRONG_STATE, f"{kind.name} enabled through emulation (HV-DEV-007)")
         if len(c.st.claims) >= self.config.max_claimed_devices:
             raise CallError(Status.NO_RESOURCES, "max_claimed_devices reached (HV-DEV-008)")
-        claim = Claim(dev, kinds)
+        claim = Claim(dev, kinds, dev.source)
         c.st.claims[key] = claim
         c.vm.set_emulation(dev, kinds, trapped=False)  # HV-DEV-009
         return CallResult(Status.SUCCESS)

@@ -4,12 +4,12 @@ completion", "Allocate, retarget and free")."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ...spec.codec import DecodeError, decode, encode
+from ...spec.codec import DecodeError
 from ...spec.constants import DeliveryFlag, Feature, FunctionNumber, MsgKind, RetargetFlag, Status
-from ...spec.formats import BATCH_OUT
-from ...spec.layout import layout_of
+from ...spec.fastcodec import FastFormat, Values, fast
+from ...spec.formats import BATCH_IN, BATCH_OUT  # noqa: F401  (registers the formats before fast() is used)
 from .blocks import check_block, check_disjoint
 from .errors import CallError
 from .vmstate import Claim, DeviceKey, Message, VmPvmsi
@@ -17,93 +17,127 @@ from .vmstate import Claim, DeviceKey, Message, VmPvmsi
 if TYPE_CHECKING:
     from .core import Call, CallResult, HypervisorCore
 
-OUT_HDR_SIZE = layout_of(BATCH_OUT).size
+# The hot path uses the codec derived from the construct definitions (spec/fastcodec.py; tests/test_fastcodec.py
+# proves it equal to the construct codec): one struct unpack/pack plus the generated field checks per block.
+FAST_BATCH_IN = fast("batch_in")
+FAST_BATCH_OUT = fast("batch_out")
+HDR_SIZE = FAST_BATCH_IN.size
+OUT_HDR_SIZE = FAST_BATCH_OUT.size
 VECTOR_MIN = 32
 VECTOR_MAX = 255
+_KINDS: dict[int, MsgKind] = {int(k): k for k in MsgKind}
+_POSTED = int(DeliveryFlag.POSTED)
+_REWRITE = int(RetargetFlag.REWRITE)
+_F_POSTED = int(Feature.POSTED)
 
-EntryFn = Callable[["Call", DeviceKey, Claim, Any], dict[str, Any]]
+#: Per entry: the decoded entry (a flat tuple in the entry format's field order) in, the result tuple out.
+EntryFn = Callable[["Call", DeviceKey, Claim, Values], Values]
+
+
+class BatchShape:
+    """The entry and result codecs of one batch call, and the result tuple of a failed entry."""
+
+    def __init__(self, entry: str, result: str) -> None:
+        self.entry: FastFormat = fast(entry)
+        self.result: FastFormat = fast(result)
+        self.status_index = self.result.index("status")
+
+    def failed(self, status: int) -> Values:
+        values = [0] * len(self.result.fields)
+        values[self.status_index] = status
+        return tuple(values)
+
+
+SHAPES: dict[FunctionNumber, BatchShape] = {
+    FunctionNumber.MSG_ALLOC: BatchShape("alloc_entry", "alloc_result"),
+    FunctionNumber.MSG_RETARGET: BatchShape("retarget_entry", "retarget_result"),
+    FunctionNumber.MSG_FREE: BatchShape("free_entry", "free_result"),
+}
 
 
 class MessageOps:
     """The message calls of one :class:`HypervisorCore`."""
 
     def __init__(self, core: HypervisorCore) -> None:
+        from .core import CallResult  # core imports this module
+
         self.core = core
+        self._result = CallResult
 
     # -- the calls -------------------------------------------------------------------------------------------
 
     def alloc(self, c: Call) -> CallResult:
-        return self._batch(c, FunctionNumber.MSG_ALLOC, self._alloc_entry)
+        return self._batch(c, SHAPES[FunctionNumber.MSG_ALLOC], self._alloc_entry)
 
     def retarget(self, c: Call) -> CallResult:
-        return self._batch(c, FunctionNumber.MSG_RETARGET, self._retarget_entry)
+        return self._batch(c, SHAPES[FunctionNumber.MSG_RETARGET], self._retarget_entry)
 
     def free(self, c: Call) -> CallResult:
-        return self._batch(c, FunctionNumber.MSG_FREE, self._free_entry)
+        return self._batch(c, SHAPES[FunctionNumber.MSG_FREE], self._free_entry)
 
     # -- batches ------------------------------------------------------------------------------------------------
 
-    def _batch(self, c: Call, fn: FunctionNumber, entry_fn: EntryFn) -> CallResult:
-        from .core import CallResult
-
+    def _batch(self, c: Call, shape: BatchShape, entry_fn: EntryFn) -> CallResult:
         core = self.core
-        entry_fmt, result_fmt = core.ENTRY[fn]
-        entry_size, result_size = layout_of(entry_fmt).size, layout_of(result_fmt).size
-        hdr_size, out_hdr_size = layout_of(core.BATCH_IN).size, layout_of(core.BATCH_OUT).size
+        entry_ff, result_ff = shape.entry, shape.result
+        entry_size, result_size = entry_ff.size, result_ff.size
         mem = c.vm.memory
+        in_gpa, out_gpa = c.args[0], c.args[1]
 
         # The header first: its address, then its contents (HV-CALL-005); read exactly once (HV-MEM-005).
-        check_block(mem, c.in_gpa, hdr_size, "input")
+        check_block(mem, in_gpa, HDR_SIZE, "input")
         try:
-            hdr = decode(core.BATCH_IN, mem.read(c.in_gpa, hdr_size))
+            seg, bus, devfn, id_flags, sub_id, _r, count, start, _r0, _r1 = FAST_BATCH_IN.unpack_from(
+                mem.read(in_gpa, HDR_SIZE)
+            )
         except DecodeError as e:
             raise CallError(Status.INVALID_PARAMETER, str(e)) from None
-        count, start = hdr.count, hdr.start
         if not 1 <= count <= core.config.max_batch or start >= count:
             raise CallError(Status.INVALID_PARAMETER, f"count {count} / start {start} out of range (HV-BATCH-001)")
-        in_size, out_size = hdr_size + count * entry_size, out_hdr_size + count * result_size
-        check_block(mem, c.in_gpa, in_size, "input")
-        check_block(mem, c.out_gpa, out_size, "output")
-        check_disjoint(c.in_gpa, in_size, c.out_gpa, out_size)
-        key, _dev = core.lookup(c, hdr.device)
+        in_size, out_size = HDR_SIZE + count * entry_size, OUT_HDR_SIZE + count * result_size
+        check_block(mem, in_gpa, in_size, "input")
+        check_block(mem, out_gpa, out_size, "output")
+        check_disjoint(in_gpa, in_size, out_gpa, out_size)
+        key, _dev = core.lookup_fields(c, seg, bus, devfn, id_flags, sub_id)
         claim = c.st.claims.get(key)
         if claim is None:
             raise CallError(Status.WRONG_STATE, "device not claimed (HV-ALLOC-001)")
 
-        # Entries [start, count): one read (HV-MEM-005), decoded before anything is acted on.
-        first = c.in_gpa + hdr_size + start * entry_size
-        raw = mem.read(first, (count - start) * entry_size)
-        limit = count if core.config.yield_after is None else min(count, start + core.config.yield_after)
-        index, status = start, Status.SUCCESS
+        # Entries [start, count): one read (HV-MEM-005); each decoded before it is acted on.
+        raw = mem.read(in_gpa + HDR_SIZE + start * entry_size, (count - start) * entry_size)
+        yield_after = core.config.yield_after
+        limit = count if yield_after is None else min(count, start + yield_after)
+        results = bytearray((limit - start) * result_size)
+        unpack_entry, pack_result = entry_ff.unpack_from, result_ff.pack_into
+        index, status, done = start, Status.SUCCESS, 0
         while index < limit:
-            off = (index - start) * entry_size
             try:
-                entry = decode(entry_fmt, raw[off : off + entry_size])
+                result = entry_fn(c, key, claim, unpack_entry(raw, done * entry_size))
             except DecodeError:
-                status = Status.INVALID_PARAMETER
-                self._write_result(c, result_fmt, result_size, index, {"status": status})
-                break
-            try:
-                result = entry_fn(c, key, claim, entry)
+                status = Status.INVALID_PARAMETER  # HV-CONV-001, HV-CONV-002 for this entry
             except CallError as e:
                 status = e.status  # HV-BATCH-002: stop at the first failing entry
-                self._write_result(c, result_fmt, result_size, index, {"status": status})
-                break
-            self._write_result(c, result_fmt, result_size, index, {**result, "status": Status.SUCCESS})
-            index += 1
+            else:
+                pack_result(results, done * result_size, *result)
+                index += 1
+                done += 1
+                continue
+            pack_result(results, done * result_size, *shape.failed(status))
+            break
+        written = done + (status is not Status.SUCCESS)  # the failing entry's result is written too
         if status is Status.SUCCESS and index < count:
             status = Status.INCOMPLETE  # HV-BATCH-005 (at least one entry done: HV-BATCH-006)
-        mem.write(  # HV-MEM-007, HV-BATCH-007
-            c.out_gpa,
-            encode(core.BATCH_OUT, {"next_index": index, "completed": index - start, "status": int(status)}),
-        )
-        return CallResult(status, index)
-
-    @staticmethod
-    def _write_result(c: Call, fmt: Any, size: int, index: int, values: dict[str, Any]) -> None:
-        full = {f.name: 0 for f in layout_of(fmt).fields if not f.reserved}
-        full.update(values)
-        c.vm.memory.write(c.out_gpa + OUT_HDR_SIZE + index * size, encode(fmt, full))
+        hdr = FAST_BATCH_OUT.pack(index, index - start, int(status), 0)
+        # Results of entries [start, index] (the failing one included), never below start or after the failure
+        # (HV-BATCH-004); batch_out whenever the header passed its checks (HV-MEM-007, HV-BATCH-007).
+        body = memoryview(results)[: written * result_size]
+        if start == 0:
+            mem.write(out_gpa, hdr + body)
+        else:
+            if written:
+                mem.write(out_gpa + OUT_HDR_SIZE + start * result_size, bytes(body))
+            mem.write(out_gpa, hdr)
+        return self._result(status, index)
 
     # -- per-entry checks -----------------------------------------------------------------------------------------
 
@@ -113,45 +147,45 @@ class MessageOps:
             raise CallError(Status.INVALID_PARAMETER, f"vcpu {vcpu} does not exist (HV-ALLOC-006)")
         if vector < VECTOR_MIN or vector + count - 1 > VECTOR_MAX:
             raise CallError(Status.INVALID_PARAMETER, f"vector {vector}+{count} out of range (HV-ALLOC-006)")
-        if flags & DeliveryFlag.POSTED and not c.st.features & Feature.POSTED:
+        if flags & _POSTED and not c.st.features & _F_POSTED:
             raise CallError(Status.NOT_PERMITTED, "POSTED without feature POSTED (HV-NEG-008)")
 
-    def _alloc_entry(self, c: Call, key: DeviceKey, claim: Claim, e: Any) -> dict[str, Any]:
-        kind: MsgKind = e.kind
+    def _alloc_entry(self, c: Call, key: DeviceKey, claim: Claim, e: Values) -> Values:
+        kind_value, flags, n, slot, vcpu, vector, _reserved = e
+        kind = _KINDS[kind_value]
         dev, cfg = claim.device, self.core.config
-        if not claim.kinds & (1 << kind):
+        if not claim.kinds & (1 << kind_value):
             raise CallError(Status.NOT_PERMITTED, f"{kind.name} not claimed for the device (HV-ALLOC-002)")
-        n = e.vector_count
         if kind is MsgKind.MSI:
             if n < 1 or n & (n - 1) or n > dev.msi_max_vectors:
                 raise CallError(Status.INVALID_PARAMETER, f"MSI vector_count {n} (HV-ALLOC-003)")
-            if e.slot:
+            if slot:
                 raise CallError(Status.INVALID_PARAMETER, "MSI slot must be zero (HV-ALLOC-004)")
         else:
             if n != 1:
                 raise CallError(Status.INVALID_PARAMETER, f"{kind.name} vector_count must be 1 (HV-ALLOC-003)")
             size = dev.msix_table_size if kind is MsgKind.MSIX else dev.ims_slots
-            if e.slot >= size:
-                raise CallError(Status.INVALID_PARAMETER, f"slot {e.slot} >= {size} (HV-ALLOC-004)")
-        if (kind, e.slot) in claim.slots:
-            raise CallError(Status.WRONG_STATE, f"{kind.name} slot {e.slot} already holds a message (HV-ALLOC-005)")
-        self._target(c, e.vcpu, e.vector, n, e.flags)
+            if slot >= size:
+                raise CallError(Status.INVALID_PARAMETER, f"slot {slot} >= {size} (HV-ALLOC-004)")
+        if (kind, slot) in claim.slots:
+            raise CallError(Status.WRONG_STATE, f"{kind.name} slot {slot} already holds a message (HV-ALLOC-005)")
+        self._target(c, vcpu, vector, n, flags)
         st = c.st
         if claim.vectors + n > cfg.max_messages_per_device or st.vectors + n > cfg.max_messages_per_vm:
             raise CallError(Status.NO_RESOURCES, "quota exhausted (HV-SEC-006, HV-ALLOC-009)")
-        posted = bool(e.flags & DeliveryFlag.POSTED)
+        posted = bool(flags & _POSTED)
         base = self.core.remap.alloc(  # HV-ALLOC-007, HV-SEC-002: source validation programmed with the entry
-            n, vm_id=c.vm.vm_id, vcpu=e.vcpu, vector=e.vector, source=claim.device.source, posted=posted
+            n, vm_id=c.vm.vm_id, vcpu=vcpu, vector=vector, source=claim.source, posted=posted
         )
         if base is None:
             raise CallError(Status.NO_RESOURCES, "interrupt-remapping table full (HV-SEC-007)")
         address, data = self.core.remap.compose(base)  # HV-ALLOC-008: data's low bits are zero for a block
         handle = st.handles.next()
-        st.messages[handle] = Message(handle, key, kind, e.slot, n, e.vcpu, e.vector, posted, base, address, data)
-        claim.slots.add((kind, e.slot))
+        st.messages[handle] = Message(handle, key, kind, slot, n, vcpu, vector, posted, base, address, data)
+        claim.slots.add((kind, slot))
         claim.vectors += n
         st.vectors += n
-        return {"handle": handle, "address": address, "data": data}
+        return (handle, address, data, 0)
 
     def _owned(self, c: Call, key: DeviceKey, handle: int) -> Message:
         """The message of a handle this VM holds for this device (HV-SEC-003, HV-RETGT-001, HV-FREE-001)."""
@@ -160,22 +194,23 @@ class MessageOps:
             raise CallError(Status.UNKNOWN_HANDLE, f"handle {handle:#x} not held for this device")
         return msg
 
-    def _retarget_entry(self, c: Call, key: DeviceKey, claim: Claim, e: Any) -> dict[str, Any]:
-        msg = self._owned(c, key, e.handle)
-        self._target(c, e.vcpu, e.vector, msg.count, e.flags)
-        posted = bool(e.flags & DeliveryFlag.POSTED)
+    def _retarget_entry(self, c: Call, key: DeviceKey, claim: Claim, e: Values) -> Values:
+        handle, vcpu, vector, flags = e[0], e[1], e[2], e[3]
+        msg = self._owned(c, key, handle)
+        self._target(c, vcpu, vector, msg.count, flags)
+        posted = bool(flags & _POSTED)
         # HV-RETGT-002, in place (HV-RETGT-004): the pair, which names the entry, does not change
-        self.core.remap.retarget(msg.irte, msg.count, vcpu=e.vcpu, vector=e.vector, posted=posted)
-        msg.vcpu, msg.vector, msg.posted = e.vcpu, e.vector, posted
+        self.core.remap.retarget(msg.irte, msg.count, vcpu=vcpu, vector=vector, posted=posted)
+        msg.vcpu, msg.vector, msg.posted = vcpu, vector, posted
         address, data = self.core.remap.compose(msg.irte)
         rewrite = (address, data) != (msg.address, msg.data)
         msg.address, msg.data = address, data
-        return {"address": address, "data": data, "flags": RetargetFlag.REWRITE if rewrite else 0}  # HV-RETGT-003
+        return (address, data, 0, _REWRITE if rewrite else 0, 0)  # HV-RETGT-003
 
-    def _free_entry(self, c: Call, key: DeviceKey, claim: Claim, e: Any) -> dict[str, Any]:
-        self._owned(c, key, e.handle)
-        self.drop(c.st, claim, e.handle)
-        return {}
+    def _free_entry(self, c: Call, key: DeviceKey, claim: Claim, e: Values) -> Values:
+        self._owned(c, key, e[0])
+        self.drop(c.st, claim, e[0])
+        return (0, 0)
 
     # -- shared ---------------------------------------------------------------------------------------------------
 
@@ -187,5 +222,3 @@ class MessageOps:
         claim.vectors -= msg.count
         st.vectors -= msg.count
         return msg.count
-
-

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from ...spec.constants import MsgKind
 from ...spec.states import DEVICE_MACHINE as DEVICE_MACHINE
 from ...spec.states import VM_MACHINE, DeviceEvent, DeviceState, VmEvent, VmState
-from .ports import AssignedDevice
+from .ports import AssignedDevice, Source
 
 #: A device as the guest names it: (segment, bus, devfn, pasid or None).
 DeviceKey = tuple[int, int, int, int | None]
@@ -38,6 +38,8 @@ class Claim:
 
     device: AssignedDevice
     kinds: int
+    #: The requester the device's messages carry, fixed while it is assigned (cached for the hot path).
+    source: Source
     state: DeviceState = DeviceState.CLAIMED
     vectors: int = 0
     slots: set[tuple[MsgKind, int]] = field(default_factory=set)
@@ -46,13 +48,22 @@ class Claim:
 class HandleSource:
     """Handles: a never-reused counter in bits 63:32, 32 unpredictable bits below (HV-SEC-004, HV-SEC-005)."""
 
+    _POOL = 512  # random words drawn from the OS at a time
+
     def __init__(self, seed: int | None) -> None:
         self._rng: random.Random | None = random.Random(seed) if seed is not None else None
         self._counter = 0
+        self._pool: list[int] = []
 
     def next(self) -> int:
         self._counter += 1
-        low = self._rng.getrandbits(32) if self._rng is not None else secrets.randbits(32)
+        if self._rng is not None:
+            low = self._rng.getrandbits(32)
+        else:
+            if not self._pool:
+                raw = secrets.token_bytes(4 * self._POOL)
+                self._pool = [int.from_bytes(raw[i : i + 4], "little") for i in range(0, len(raw), 4)]
+            low = self._pool.pop()
         return (self._counter << 32) | low
 
 
