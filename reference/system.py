@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..spec.constants import MsgKind
-from .hypervisor.arch import hypercall_registers
+from ..spec.version import encode_version
+from .hypervisor.arch import cpuid, firmware_call, hypercall_registers
 from .hypervisor.config import HypervisorConfig
 from .hypervisor.core import CallResult, HypervisorCore
 from .hypervisor.ports import GuestMemory, Source
@@ -151,6 +152,18 @@ class ReferenceSystem:
         """A VMCALL/VMMCALL, HVC or ECALL with ``regs``: the registers after it, or None if not pvmsi."""
         vm.vm.count_exit(ExitReason.HYPERCALL)
         return hypercall_registers(self.core, vm, vcpu, arch, regs)
+
+    def execute_trap(
+        self, vm: SystemVm, vcpu: int, arch: str, instruction: str, regs: Mapping[str, int]
+    ) -> dict[str, int] | None:
+        """A vCPU executes ``instruction`` (vmcall, vmmcall, hvc, ecall, cpuid): the registers after it, or
+        None when the reference does not handle it."""
+        if instruction == "cpuid":
+            version = encode_version(self.core.config.version_major, self.core.config.version_minor)
+            eax, ebx, ecx, edx = cpuid(regs.get("rax", 0) & 0xFFFFFFFF, version)
+            return {**regs, "rax": eax, "rbx": ebx, "rcx": ecx, "rdx": edx}
+        out = self.trap(vm, vcpu, arch, regs)
+        return out if out is not None else firmware_call(arch, regs)
 
     # -- events ---------------------------------------------------------------------------------------------
 

@@ -298,6 +298,8 @@ CONSTANT_GROUPS: tuple[ConstantGroup, ...] = (
     ConstantGroup.of("device_profile", "PVMSI_HPROFILE_", "enum", hc.DeviceProfile, hc.DEVICE_PROFILE_DOCS),
     ConstantGroup.of("device_space", "PVMSI_HSPACE_", "enum", hc.DeviceSpace, hc.DEVICE_SPACE_DOCS),
     ConstantGroup.of("lifecycle_event", "PVMSI_HEVENT_", "enum", hc.LifecycleEvent, hc.LIFECYCLE_EVENT_DOCS),
+    ConstantGroup.of("trap_arch", "PVMSI_HARCH_", "enum", hc.TrapArch, hc.TRAP_ARCH_DOCS),
+    ConstantGroup.of("trap_instruction", "PVMSI_HTRAP_", "enum", hc.TrapInstruction, hc.TRAP_INSTRUCTION_DOCS),
     ConstantGroup.of("fire_outcome", "PVMSI_HFIRE_", "enum", hc.FireOutcome, hc.FIRE_OUTCOME_DOCS),
     ConstantGroup.of("guest_op", "PVMSI_HGUEST_", "enum", hc.GuestOp, hc.GUEST_OP_DOCS),
     ConstantGroup.of("device_op", "PVMSI_HDEVOP_", "enum", hc.DeviceOp, hc.DEVICE_OP_DOCS),

@@ -24,6 +24,7 @@ class FrameKind(IntEnum):
     COLLECT = 0x09
     COUNTERS = 0x0A
     LIFECYCLE = 0x0B
+    TRAP = 0x0C
     BYE = 0x0F
     GUEST_COMMAND = 0x20
     GUEST_HYPERCALL = 0x30
@@ -38,6 +39,7 @@ class FrameKind(IntEnum):
     INTERRUPTS = 0x87
     COUNTER_VALUES = 0x88
     GUEST_RESULT = 0x89
+    TRAP_RESULT = 0x8A
     ERROR = 0xFF
 
 
@@ -53,6 +55,7 @@ FRAME_KIND_DOCS: dict[FrameKind, str] = {
     FrameKind.COLLECT: "Suite -> hypervisor IUT: take the interrupts injected since the last COLLECT (vm_ref).",
     FrameKind.COUNTERS: "Suite -> hypervisor IUT: read exit and message counters (vm_ref).",
     FrameKind.LIFECYCLE: "Suite -> hypervisor IUT: VM reset, FLR or hot-unplug (lifecycle).",
+    FrameKind.TRAP: "Suite -> hypervisor IUT: execute a trap instruction with a register file (trap_req).",
     FrameKind.BYE: "Suite -> IUT: end the session; answered by OK, then the IUT closes.",
     FrameKind.GUEST_COMMAND: "Suite -> guest IUT: perform an operation (guest_command); answered by GUEST_RESULT.",
     FrameKind.GUEST_HYPERCALL: "Guest IUT -> suite, during a command: a hypercall with its input block inline.",
@@ -67,6 +70,7 @@ FRAME_KIND_DOCS: dict[FrameKind, str] = {
     FrameKind.INTERRUPTS: "Response to COLLECT (interrupts_hdr + interrupt_record[]).",
     FrameKind.COUNTER_VALUES: "Response to COUNTERS (counter_values).",
     FrameKind.GUEST_RESULT: "Response to GUEST_COMMAND (guest_result).",
+    FrameKind.TRAP_RESULT: "Response to TRAP (trap_res).",
     FrameKind.ERROR: "A request could not be served (harness_error + UTF-8 detail, padded to 8).",
 }
 
@@ -151,12 +155,54 @@ class LifecycleEvent(IntEnum):
     VM_RESET = 1
     FLR = 2
     HOT_UNPLUG = 3
+    MIGRATE = 4
 
 
 LIFECYCLE_EVENT_DOCS: dict[LifecycleEvent, str] = {
     LifecycleEvent.VM_RESET: "Reset the whole VM.",
     LifecycleEvent.FLR: "Function-level reset of the device.",
     LifecycleEvent.HOT_UNPLUG: "Surprise hot-unplug of the device.",
+    LifecycleEvent.MIGRATE: "Live-migrate the VM (save its whole state, restore it on a fresh host, resume).",
+}
+
+
+class TrapArch(IntEnum):
+    """Architecture of a TRAP request; fixes which eight registers regs[] carries."""
+
+    X86_64 = 1
+    ARM64 = 2
+    RISCV64 = 3
+
+
+TRAP_ARCH_DOCS: dict[TrapArch, str] = {
+    TrapArch.X86_64: "regs = rax, rbx, rcx, rdx, rsi, rdi, r8, r9.",
+    TrapArch.ARM64: "regs = x0..x7.",
+    TrapArch.RISCV64: "regs = a0..a7.",
+}
+
+TRAP_REGISTERS: dict[TrapArch, tuple[str, ...]] = {
+    TrapArch.X86_64: ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9"),
+    TrapArch.ARM64: tuple(f"x{i}" for i in range(8)),
+    TrapArch.RISCV64: tuple(f"a{i}" for i in range(8)),
+}
+
+
+class TrapInstruction(IntEnum):
+    """The instruction a TRAP executes."""
+
+    VMCALL = 1
+    VMMCALL = 2
+    HVC = 3
+    ECALL = 4
+    CPUID = 5
+
+
+TRAP_INSTRUCTION_DOCS: dict[TrapInstruction, str] = {
+    TrapInstruction.VMCALL: "x86-64 VMCALL (Intel).",
+    TrapInstruction.VMMCALL: "x86-64 VMMCALL (AMD).",
+    TrapInstruction.HVC: "arm64 HVC #0.",
+    TrapInstruction.ECALL: "riscv64 ECALL from VS-mode.",
+    TrapInstruction.CPUID: "x86-64 CPUID with leaf in EAX and sub-leaf in ECX.",
 }
 
 

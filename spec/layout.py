@@ -204,6 +204,8 @@ def layout_of(struct: Any) -> FormatLayout:
 
 def format_layout(name: str) -> FormatLayout:
     """The layout of the format registered as ``name``."""
+    from . import formats  # noqa: F401  (importing registers every format)
+
     return layout_of(FORMATS[name].struct)
 
 

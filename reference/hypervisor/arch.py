@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ...spec.callconv import CONVENTIONS, CallingConvention
+from ...spec.callconv import CONVENTIONS, RISCV_EXTENSION_ID, X86_CPUID_SIGNATURE, CallingConvention
 from .core import CallResult, HypervisorCore
 from .ports import VmPort
 
@@ -19,7 +19,7 @@ def function_number(cc: CallingConvention, regs: Mapping[str, int]) -> int | Non
     """The pvmsi function number in ``regs``, or None when the trap is not a pvmsi call at all."""
     fid = regs.get(cc.function_id_register, 0)
     if cc.arch == "riscv64":
-        if regs.get(cc.extra_id_register or "", 0) != 0x0850564D:
+        if regs.get(cc.extra_id_register or "", 0) != RISCV_EXTENSION_ID:
             return None
         return fid  # any FID of the pvmsi extension is ours; an unknown one gets NOT_SUPPORTED
     if cc.arch == "arm64":
@@ -51,3 +51,54 @@ def hypercall_registers(
         out["x2"] = 0  # spec: x2 and x3 are returned as zero
         out["x3"] = 0
     return out
+
+
+# -- discovery traps around the pvmsi calls (spec "Discovery") --------------------------------------------------
+
+#: Where the reference puts the pvmsi CPUID leaf block (HV-DISC-001 allows any base 0x40000000 + k * 0x100).
+PVMSI_CPUID_BASE = 0x40000100
+HYPERVISOR_CPUID_SIGNATURE = b"pvmsiRefHV\0\0"
+SBI_BASE_EXTENSION = 0x10
+SBI_PROBE_EXTENSION = 3
+SBI_GET_SPEC_VERSION = 0
+SBI_ERR_NOT_SUPPORTED = -2
+SMCCC_VERSION = 0x80000000
+SMCCC_NOT_SUPPORTED = -1
+
+
+def _sig(sig: bytes) -> tuple[int, int, int]:
+    return tuple(int.from_bytes(sig[i : i + 4], "little") for i in (0, 4, 8))  # type: ignore[return-value]
+
+
+def cpuid(leaf: int, version: int) -> tuple[int, int, int, int]:
+    """The reference's hypervisor CPUID leaves: its own at 0x40000000, pvmsi's block at 0x40000100."""
+    if leaf == 0x40000000:
+        return (0x40000001, *_sig(HYPERVISOR_CPUID_SIGNATURE))
+    if leaf == PVMSI_CPUID_BASE:
+        return (PVMSI_CPUID_BASE + 1, *_sig(X86_CPUID_SIGNATURE))
+    if leaf == PVMSI_CPUID_BASE + 1:
+        return (version, 0, 0, 0)
+    return (0, 0, 0, 0)
+
+
+def firmware_call(arch: str, regs: Mapping[str, int]) -> dict[str, int] | None:
+    """The non-pvmsi calls a guest uses to discover pvmsi: SMCCC_VERSION on arm64, SBI base on riscv64."""
+    out = dict(regs)
+    if arch == "arm64":
+        if regs.get("x0", 0) & 0xFFFFFFFF == SMCCC_VERSION:
+            out["x0"] = 0x10001  # SMCCC 1.1
+        else:
+            out["x0"] = SMCCC_NOT_SUPPORTED & MASK64  # an unknown function id (SMCCC)
+        return out
+    if arch == "riscv64":
+        if regs.get("a7", 0) == SBI_BASE_EXTENSION:
+            fid = regs.get("a6", 0)
+            if fid == SBI_PROBE_EXTENSION:
+                out["a0"], out["a1"] = 0, int(regs.get("a0", 0) == RISCV_EXTENSION_ID)
+                return out
+            if fid == SBI_GET_SPEC_VERSION:
+                out["a0"], out["a1"] = 0, 0x01000000
+                return out
+        out["a0"], out["a1"] = SBI_ERR_NOT_SUPPORTED & MASK64, 0
+        return out
+    return None

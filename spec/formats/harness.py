@@ -23,6 +23,8 @@ from ..harness_constants import (
     HarnessRole,
     HarnessStatus,
     LifecycleEvent,
+    TrapArch,
+    TrapInstruction,
 )
 from ..layout import define
 from .device import DEVICE_ID
@@ -232,6 +234,34 @@ LIFECYCLE: Any = define(
     ),
 )
 
+TRAP_REQ: Any = define(
+    "trap_req",
+    "harness",
+    "Payload of TRAP: a vCPU executes a trap instruction with these registers (calling conventions, CPUID).",
+    cs.Struct(
+        "vm" / u32 * "VM id.",
+        "vcpu" / u32 * "vCPU executing the instruction.",
+        "arch" / EnumField(u8, TrapArch) * "PVMSI_HARCH_*: which registers regs[] holds.",
+        "instruction" / EnumField(u8, TrapInstruction) * "PVMSI_HTRAP_*.",
+        "reserved0" / Reserved(u16) * "Reserved, zero.",
+        "reserved1" / Reserved(u32) * "Reserved, zero.",
+        "regs" / cs.Array(8, u64) * "The register file before the instruction.",
+    ),
+)
+
+TRAP_RES: Any = define(
+    "trap_res",
+    "harness",
+    "Payload of TRAP_RESULT: the register file after the instruction.",
+    cs.Struct(
+        "handled" / u8 * "1 when the hypervisor handled the trap (pvmsi, SBI base or CPUID), 0 if it did not know it.",
+        "reserved0" / Reserved(u8) * "Reserved, zero.",
+        "reserved1" / Reserved(u16) * "Reserved, zero.",
+        "reserved2" / Reserved(u32) * "Reserved, zero.",
+        "regs" / cs.Array(8, u64) * "The register file after the instruction.",
+    ),
+)
+
 HARNESS_ERROR: Any = define(
     "harness_error",
     "harness",
@@ -319,6 +349,8 @@ PAYLOADS: dict[FrameKind, Payload] = {
     FrameKind.COLLECT: Payload(VM_REF),
     FrameKind.COUNTERS: Payload(VM_REF),
     FrameKind.LIFECYCLE: Payload(LIFECYCLE),
+    FrameKind.TRAP: Payload(TRAP_REQ),
+    FrameKind.TRAP_RESULT: Payload(TRAP_RES),
     FrameKind.BYE: Payload(None),
     FrameKind.GUEST_COMMAND: Payload(GUEST_COMMAND),
     FrameKind.GUEST_HYPERCALL: Payload(HYPERCALL_REQ, ("bytes", "in_size")),

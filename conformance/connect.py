@@ -1,0 +1,27 @@
+"""Open the implementation under test named by ``--iut``."""
+
+from __future__ import annotations
+
+from .harness.client import HarnessConnection, HarnessHypervisor
+from .harness.transport import open_channel
+from .iut import HypervisorIUT, IutError
+
+
+def open_hypervisor(spec: str, timeout: float) -> HypervisorIUT:
+    """``reference``, ``faulty:NAME`` (in-process), or ``unix:PATH`` / ``tcp:HOST:PORT`` / ``exec:CMD``."""
+    if spec == "reference":
+        from ..reference.backend import ReferenceHypervisor
+
+        return ReferenceHypervisor()
+    if spec.startswith("faulty:"):
+        from .faulty import faulty_hypervisor
+
+        return faulty_hypervisor(spec.removeprefix("faulty:"))
+    if spec.split(":", 1)[0] in ("unix", "tcp", "exec"):
+        conn = HarnessConnection(open_channel(spec, timeout), timeout)
+        try:
+            return HarnessHypervisor(conn)
+        except Exception:
+            conn.channel.close()
+            raise
+    raise IutError(f"--iut {spec!r}: expected reference, faulty:NAME, unix:PATH, tcp:HOST:PORT or exec:CMD")

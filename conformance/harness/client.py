@@ -1,0 +1,181 @@
+"""The suite's side of the harness protocol: requests with timeouts, and the hypervisor IUT over frames."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ...spec.harness_constants import (
+    DeviceSpace,
+    FireOutcome,
+    FrameKind,
+    HarnessRole,
+    HarnessStatus,
+    LifecycleEvent,
+    TrapArch,
+    TrapInstruction,
+)
+from ...spec.version import VERSION_MAJOR, VERSION_MINOR
+from ..iut import Counters, DeviceRef, DeviceSlot, FireResult, IutError, IutInfo, IutTimeout, Unsupported
+from .frames import Frame, FrameError, FrameReader, build, build_error, error_of
+from .transport import Channel
+
+#: Answers a request the IUT sends while the suite waits (the guest role): returns the response bytes.
+RequestHandler = Callable[[Frame], bytes]
+
+
+class HarnessConnection:
+    """Frames over a channel: one request in flight, every wait bounded by ``timeout``."""
+
+    def __init__(self, channel: Channel, timeout: float) -> None:
+        self.channel = channel
+        self.timeout = timeout
+        self.reader = FrameReader()
+        self.seq = 0
+        self.log: list[str] = []
+
+    def _next(self, deadline: float) -> Frame:
+        while True:
+            try:
+                frame = self.reader.next_frame()
+            except FrameError as e:
+                raise IutError(f"the IUT sent a malformed frame: {e}") from None
+            if frame is not None:
+                return frame
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise IutTimeout(f"no complete frame within {self.timeout:g} s")
+            data = self.channel.recv(left)
+            if not data:
+                raise IutError("the IUT closed the connection")
+            self.reader.feed(data)
+
+    def request(
+        self,
+        kind: FrameKind,
+        body: dict[str, Any] | None = None,
+        *,
+        entries: list[dict[str, Any]] | None = None,
+        data: bytes = b"",
+        on_request: RequestHandler | None = None,
+    ) -> Frame:
+        """Send one request and wait for its response; requests from the IUT meanwhile go to ``on_request``."""
+        self.seq = (self.seq + 1) & 0xFFFFFFFF
+        seq = self.seq
+        self.channel.send(build(kind, seq, body, entries=entries, data=data))
+        deadline = time.monotonic() + self.timeout
+        while True:
+            frame = self._next(deadline)
+            if frame.kind < FrameKind.OK:
+                if on_request is None:
+                    raise IutError(f"unexpected request {frame.kind.name} from the IUT")
+                self.channel.send(on_request(frame))
+                deadline = time.monotonic() + self.timeout
+                continue
+            if frame.seq != seq:
+                raise IutError(f"response seq {frame.seq} to request seq {seq}")
+            if frame.kind is FrameKind.ERROR:
+                code = HarnessStatus(frame.body.code)
+                if code is HarnessStatus.UNSUPPORTED:
+                    raise Unsupported(f"the IUT does not implement {kind.name}: {error_of(frame)}")
+                raise IutError(f"{kind.name} failed: {error_of(frame)}")
+            return frame
+
+    def close(self) -> None:
+        with contextlib.suppress(IutError, OSError):
+            self.channel.send(build(FrameKind.BYE, 0))
+        self.channel.close()
+
+
+def answer_error(frame: Frame, code: HarnessStatus, detail: str) -> bytes:
+    return build_error(frame.seq, code, 0, detail, int(frame.kind))
+
+
+class HarnessHypervisor:
+    """:class:`~pvmsi.conformance.iut.HypervisorIUT` over the harness protocol."""
+
+    def __init__(self, conn: HarnessConnection) -> None:
+        self.conn = conn
+        self.info = self.hello()
+
+    def hello(self) -> IutInfo:
+        body = {
+            "role": HarnessRole.HYPERVISOR,
+            "spec_major": VERSION_MAJOR,
+            "spec_minor": VERSION_MINOR,
+            "max_payload": 65536,
+            "name": b"pvmsi-ct",
+        }
+        ack = self.conn.request(FrameKind.HELLO, body)
+        if ack.kind is not FrameKind.HELLO_ACK or ack.body.role != HarnessRole.HYPERVISOR:
+            raise IutError(f"HELLO answered with {ack.kind.name}, role {getattr(ack.body, 'role', None)}")
+        return IutInfo(ack.body.name.rstrip(b"\0").decode("ascii", "replace"), ack.body.spec_major, ack.body.spec_minor)
+
+    def create_vm(self, vcpus: int, ram_mib: int, devices: list[DeviceSlot]) -> int:
+        entries = [
+            {"profile": d.profile, "segment": d.device.segment, "bus": d.device.bus, "devfn": d.device.devfn}
+            for d in devices
+        ]
+        f = self.conn.request(
+            FrameKind.VM_CREATE, {"vcpus": vcpus, "ram_mib": ram_mib, "device_count": len(devices)}, entries=entries
+        )
+        return int(f.body.vm)
+
+    def destroy_vm(self, vm: int) -> None:
+        self.conn.request(FrameKind.VM_DESTROY, {"vm": vm})
+
+    def mem_write(self, vm: int, gpa: int, data: bytes) -> None:
+        for off in range(0, len(data), 4096):
+            chunk = data[off : off + 4096]
+            self.conn.request(FrameKind.MEM_WRITE, {"vm": vm, "size": len(chunk), "gpa": gpa + off}, data=chunk)
+
+    def mem_read(self, vm: int, gpa: int, size: int) -> bytes:
+        out = b""
+        for off in range(0, size, 4096):
+            n = min(4096, size - off)
+            f = self.conn.request(FrameKind.MEM_READ, {"vm": vm, "size": n, "gpa": gpa + off})
+            out += f.data[:n]
+        return out
+
+    def hypercall(self, vm: int, vcpu: int, fn: int, args: tuple[int, int, int, int]) -> tuple[int, int]:
+        f = self.conn.request(
+            FrameKind.HYPERCALL,
+            {"vm": vm, "vcpu": vcpu, "function": fn, "in_size": 0, "out_size": 0, "args": list(args)},
+        )
+        return int(f.body.status), int(f.body.value)
+
+    def device_write(self, vm: int, device: DeviceRef, space: DeviceSpace, offset: int, size: int, value: int) -> bool:
+        f = self.conn.request(
+            FrameKind.DEVICE_WRITE,
+            {"vm": vm, "device": device.wire(), "space": space, "size": size, "offset": offset, "value": value},
+        )
+        return bool(f.body.exited)
+
+    def fire(self, vm: int, device: DeviceRef, kind: int, index: int) -> FireResult:
+        f = self.conn.request(FrameKind.DEVICE_FIRE, {"vm": vm, "device": device.wire(), "kind": kind, "index": index})
+        return FireResult(FireOutcome(f.body.outcome), int(f.body.vcpu), int(f.body.vector))
+
+    def trap(
+        self, vm: int, vcpu: int, arch: TrapArch, instruction: TrapInstruction, regs: list[int]
+    ) -> tuple[bool, list[int]]:
+        f = self.conn.request(
+            FrameKind.TRAP, {"vm": vm, "vcpu": vcpu, "arch": arch, "instruction": instruction, "regs": list(regs)}
+        )
+        return bool(f.body.handled), [int(r) for r in f.body.regs]
+
+    def collect(self, vm: int) -> list[tuple[int, int]]:
+        f = self.conn.request(FrameKind.COLLECT, {"vm": vm})
+        return [(int(e.vcpu), int(e.vector)) for e in f.entries]
+
+    def counters(self, vm: int) -> Counters:
+        b = self.conn.request(FrameKind.COUNTERS, {"vm": vm}).body
+        return Counters(b.exits, b.hypercall_exits, b.msi_exits, b.msix_exits, b.delivered, b.blocked)
+
+    def lifecycle(self, vm: int, event: LifecycleEvent, device: DeviceRef | None) -> None:
+        dev = (device or DeviceRef()).wire()
+        self.conn.request(FrameKind.LIFECYCLE, {"vm": vm, "event": event, "device": dev})
+
+    def close(self) -> None:
+        self.conn.close()

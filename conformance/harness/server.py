@@ -1,0 +1,158 @@
+"""The IUT's side of the harness protocol for a hypervisor: frames in, a backend called, frames out.
+
+:class:`HypervisorService` is sans-I/O (``handle(bytes) -> bytes``); :func:`serve` runs it over a channel.
+Every bad frame gets an ERROR frame naming the harness status and the byte offset; after a fatal one
+(bad magic or length: the stream cannot be resynchronised) the connection is closed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ...spec.harness_constants import (
+    DeviceProfile,
+    DeviceSpace,
+    FrameKind,
+    HarnessRole,
+    HarnessStatus,
+    LifecycleEvent,
+    TrapArch,
+    TrapInstruction,
+)
+from ..iut import BadAddress, DeviceRef, DeviceSlot, HypervisorIUT, NoSuchDevice, NoSuchVm
+from .frames import Frame, FrameError, FrameReader, build, build_error, pad8
+
+
+class ByteSink(Protocol):
+    def send(self, data: bytes) -> None: ...
+
+
+def device_ref(wire: Any) -> DeviceRef:
+    return DeviceRef(wire.segment, wire.bus, wire.devfn, wire.subdevice_id if wire.flags & 1 else None)
+
+
+class HypervisorService:
+    """Answers the suite's requests with a :class:`HypervisorIUT` backend."""
+
+    def __init__(self, backend: HypervisorIUT, name: bytes = b"pvmsi-ref") -> None:
+        self.backend = backend
+        self.name = name
+        self.reader = FrameReader()
+        self.closed = False
+
+    def receive(self, data: bytes) -> bytes:
+        """Feed bytes from the suite; returns the bytes to send back (possibly several frames)."""
+        self.reader.feed(data)
+        out = b""
+        while not self.closed:
+            try:
+                frame = self.reader.next_frame()
+            except FrameError as e:
+                out += build_error(e.seq, e.code, e.offset, e.detail, e.kind)
+                if e.fatal:
+                    self.closed = True
+                continue
+            if frame is None:
+                break
+            out += self.handle(frame)
+        return out
+
+    def handle(self, f: Frame) -> bytes:
+        try:
+            return self._dispatch(f)
+        except NoSuchVm as e:
+            return build_error(f.seq, HarnessStatus.UNKNOWN_VM, 0, f"no VM {e.args[0]}", int(f.kind))
+        except NoSuchDevice as e:
+            return build_error(f.seq, HarnessStatus.UNKNOWN_DEVICE, 0, f"no device {e.args[0]}", int(f.kind))
+        except BadAddress as e:
+            return build_error(f.seq, HarnessStatus.BAD_ADDRESS, 0, str(e), int(f.kind))
+        except (ValueError, KeyError) as e:
+            return build_error(f.seq, HarnessStatus.BAD_PAYLOAD, 0, f"{type(e).__name__}: {e}", int(f.kind))
+        except Exception as e:  # the harness must answer, whatever the backend did
+            return build_error(f.seq, HarnessStatus.INTERNAL, 0, f"{type(e).__name__}: {e}", int(f.kind))
+
+    def _dispatch(self, f: Frame) -> bytes:
+        b, be = f.body, self.backend
+        if f.kind is FrameKind.HELLO:
+            if b.role != HarnessRole.HYPERVISOR:
+                return build_error(f.seq, HarnessStatus.WRONG_ROLE, 16, "this IUT is a hypervisor", int(f.kind))
+            info = be.hello()
+            return build(
+                FrameKind.HELLO_ACK,
+                f.seq,
+                {
+                    "role": HarnessRole.HYPERVISOR,
+                    "spec_major": info.spec_major,
+                    "spec_minor": info.spec_minor,
+                    "max_payload": 65536,
+                    "name": self.name[:8].ljust(8, b"\0"),
+                },
+            )
+        if f.kind is FrameKind.VM_CREATE:
+            if not 1 <= b.vcpus <= 256 or not 1 <= b.ram_mib <= 4096 or b.device_count > 16:
+                return build_error(
+                    f.seq,
+                    HarnessStatus.BAD_PAYLOAD,
+                    16,
+                    "vcpus 1..256, ram_mib 1..4096, device_count 0..16",
+                    int(f.kind),
+                )
+            slots = [DeviceSlot(DeviceProfile(e.profile), DeviceRef(e.segment, e.bus, e.devfn)) for e in f.entries]
+            return build(FrameKind.VM_CREATED, f.seq, {"vm": be.create_vm(b.vcpus, b.ram_mib, slots)})
+        if f.kind is FrameKind.VM_DESTROY:
+            be.destroy_vm(b.vm)
+            return build(FrameKind.OK, f.seq)
+        if f.kind is FrameKind.MEM_WRITE:
+            if not 1 <= b.size <= 4096:
+                return build_error(f.seq, HarnessStatus.BAD_LENGTH, 20, "size must be 1..4096", int(f.kind))
+            be.mem_write(b.vm, b.gpa, f.data)
+            return build(FrameKind.OK, f.seq)
+        if f.kind is FrameKind.MEM_READ:
+            if not 1 <= b.size <= 4096:
+                return build_error(f.seq, HarnessStatus.BAD_LENGTH, 20, "size must be 1..4096", int(f.kind))
+            return build(FrameKind.MEM_DATA, f.seq, data=pad8(be.mem_read(b.vm, b.gpa, b.size)))
+        if f.kind is FrameKind.HYPERCALL:
+            status, value = be.hypercall(b.vm, b.vcpu, b.function, (b.args[0], b.args[1], b.args[2], b.args[3]))
+            return build(FrameKind.HYPERCALL_RESULT, f.seq, {"status": status, "value": value})
+        if f.kind is FrameKind.DEVICE_WRITE:
+            if b.size not in (1, 2, 4, 8):
+                return build_error(f.seq, HarnessStatus.BAD_PAYLOAD, 41, "size must be 1, 2, 4 or 8", int(f.kind))
+            exited = be.device_write(b.vm, device_ref(b.device), DeviceSpace(b.space), b.offset, b.size, b.value)
+            return build(FrameKind.DEVICE_RESULT, f.seq, {"exited": int(exited)})
+        if f.kind is FrameKind.DEVICE_FIRE:
+            r = be.fire(b.vm, device_ref(b.device), b.kind, b.index)
+            return build(FrameKind.FIRE_RESULT, f.seq, {"outcome": r.outcome, "vcpu": r.vcpu, "vector": r.vector})
+        if f.kind is FrameKind.TRAP:
+            handled, regs = be.trap(b.vm, b.vcpu, TrapArch(b.arch), TrapInstruction(b.instruction), list(b.regs))
+            return build(FrameKind.TRAP_RESULT, f.seq, {"handled": int(handled), "regs": regs})
+        if f.kind is FrameKind.COLLECT:
+            irqs = be.collect(b.vm)
+            return build(
+                FrameKind.INTERRUPTS, f.seq, {"count": len(irqs)}, entries=[{"vcpu": c, "vector": v} for c, v in irqs]
+            )
+        if f.kind is FrameKind.COUNTERS:
+            c = be.counters(b.vm)
+            return build(
+                FrameKind.COUNTER_VALUES,
+                f.seq,
+                {
+                    "exits": c.exits,
+                    "hypercall_exits": c.hypercall_exits,
+                    "msi_exits": c.msi_exits,
+                    "msix_exits": c.msix_exits,
+                    "delivered": c.delivered,
+                    "blocked": c.blocked,
+                },
+            )
+        if f.kind is FrameKind.LIFECYCLE:
+            event = LifecycleEvent(b.event)
+            be.lifecycle(b.vm, event, None if event is LifecycleEvent.VM_RESET else device_ref(b.device))
+            return build(FrameKind.OK, f.seq)
+        if f.kind is FrameKind.BYE:
+            self.closed = True
+            return build(FrameKind.OK, f.seq)
+        if f.kind in (FrameKind.GUEST_COMMAND,):
+            return build_error(f.seq, HarnessStatus.WRONG_ROLE, 6, "this IUT is a hypervisor", int(f.kind))
+        return build_error(
+            f.seq, HarnessStatus.UNKNOWN_KIND, 6, f"{f.kind.name} is not a request to a hypervisor", int(f.kind)
+        )

@@ -1,0 +1,134 @@
+"""The suite's view of an implementation under test (IUT), one operation per harness request.
+
+A hypervisor under test is driven through :class:`HypervisorIUT`: the in-process reference backend implements
+it directly, and :class:`~.harness.client.HarnessHypervisor` implements it over the harness protocol for any
+implementation behind a Unix socket, a TCP port or a child process's stdio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..spec.harness_constants import DeviceProfile, DeviceSpace, FireOutcome, LifecycleEvent, TrapArch, TrapInstruction
+
+
+class Unsupported(Exception):
+    """The IUT does not implement a request (harness UNSUPPORTED) or the ICS does not claim an option."""
+
+
+class IutTimeout(Exception):
+    """The IUT did not answer in time."""
+
+
+class NoSuchVm(KeyError):
+    """A backend was asked about a VM that does not exist (harness UNKNOWN_VM)."""
+
+
+class NoSuchDevice(KeyError):
+    """A backend was asked about a device the VM does not have (harness UNKNOWN_DEVICE)."""
+
+
+class BadAddress(ValueError):
+    """A backend was asked to access guest memory that is not RAM (harness BAD_ADDRESS)."""
+
+
+class IutError(Exception):
+    """The IUT answered a well-formed request with an error frame, or broke the harness protocol."""
+
+
+@dataclass(frozen=True)
+class DeviceRef:
+    """A device (or sub-device) as the guest sees it."""
+
+    segment: int = 0
+    bus: int = 0
+    devfn: int = 0
+    pasid: int | None = None
+
+    def with_pasid(self, pasid: int | None) -> DeviceRef:
+        return DeviceRef(self.segment, self.bus, self.devfn, pasid)
+
+    def wire(self) -> dict[str, int]:
+        """As a device_id format value."""
+        return {
+            "segment": self.segment,
+            "bus": self.bus,
+            "devfn": self.devfn,
+            "flags": 0 if self.pasid is None else 1,
+            "subdevice_id": self.pasid or 0,
+        }
+
+
+@dataclass(frozen=True)
+class DeviceSlot:
+    """A device to create a VM with."""
+
+    profile: DeviceProfile
+    device: DeviceRef
+
+
+@dataclass(frozen=True)
+class FireResult:
+    """What became of a device's message."""
+
+    outcome: FireOutcome
+    vcpu: int = 0
+    vector: int = 0
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Exit and message counters of a VM."""
+
+    exits: int
+    hypercall_exits: int
+    msi_exits: int
+    msix_exits: int
+    delivered: int
+    blocked: int
+
+
+@dataclass(frozen=True)
+class IutInfo:
+    """What the IUT said about itself in HELLO_ACK."""
+
+    name: str
+    spec_major: int
+    spec_minor: int
+
+
+class HypervisorIUT(Protocol):
+    """A hypervisor under test."""
+
+    def hello(self) -> IutInfo: ...
+
+    def create_vm(self, vcpus: int, ram_mib: int, devices: list[DeviceSlot]) -> int: ...
+
+    def destroy_vm(self, vm: int) -> None: ...
+
+    def mem_write(self, vm: int, gpa: int, data: bytes) -> None: ...
+
+    def mem_read(self, vm: int, gpa: int, size: int) -> bytes: ...
+
+    def hypercall(self, vm: int, vcpu: int, fn: int, args: tuple[int, int, int, int]) -> tuple[int, int]: ...
+
+    def device_write(
+        self, vm: int, device: DeviceRef, space: DeviceSpace, offset: int, size: int, value: int
+    ) -> bool: ...
+
+    def fire(self, vm: int, device: DeviceRef, kind: int, index: int) -> FireResult: ...
+
+    def trap(
+        self, vm: int, vcpu: int, arch: TrapArch, instruction: TrapInstruction, regs: list[int]
+    ) -> tuple[bool, list[int]]:
+        """Execute a trap instruction with eight registers (TRAP_REGISTERS order): (handled, registers after)."""
+        ...
+
+    def collect(self, vm: int) -> list[tuple[int, int]]: ...
+
+    def counters(self, vm: int) -> Counters: ...
+
+    def lifecycle(self, vm: int, event: LifecycleEvent, device: DeviceRef | None) -> None: ...
+
+    def close(self) -> None: ...

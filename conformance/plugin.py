@@ -1,0 +1,199 @@
+"""The pytest plugin that turns the suites into a conformance run: IUT fixtures, requirement markers, ICS
+options, selection by requirement or section, and one verdict per test (pass, fail, unsupported, error,
+timeout).
+
+Use it in your own pytest run with ``pytest -p pvmsi.conformance.plugin --pvmsi-iut unix:/path ...`` on
+``pvmsi/conformance/suites``; ``pvmsi conformance run`` does exactly that and writes the reports.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..spec.requirements import SECTIONS, by_id
+from .ics import Ics, default_ics, load_ics
+from .iut import IutTimeout, Unsupported
+from .results import TestResult, Verdict
+
+SUITES = Path(__file__).parent / "suites"
+UNSUPPORTED_PREFIX = "unsupported: "
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("pvmsi", "pvmsi conformance")
+    group.addoption(
+        "--pvmsi-iut", default="reference", help="reference | faulty:NAME | unix:PATH | tcp:HOST:PORT | exec:CMD"
+    )
+    group.addoption("--pvmsi-role", default="hypervisor", choices=["hypervisor", "guest"], help="role of the IUT")
+    group.addoption("--pvmsi-ics", default=None, help="implementation conformance statement (TOML)")
+    group.addoption("--pvmsi-timeout", type=float, default=10.0, help="seconds to wait for any one answer")
+    group.addoption("--pvmsi-requirement", action="append", default=[], help="run only tests naming this id")
+    group.addoption("--pvmsi-section", action="append", default=[], help="run only tests in this section")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "requirement(*ids): requirement ids the test checks")
+    config.addinivalue_line("markers", "option(name): ICS option the test needs")
+
+
+def requirements_of(item: pytest.Item) -> list[str]:
+    ids: list[str] = []
+    for mark in item.iter_markers("requirement"):
+        ids.extend(str(a) for a in mark.args)
+    return ids
+
+
+def role_of(item: pytest.Item) -> str:
+    return "guest" if "guest" in Path(str(item.path)).parts[-2] else "hypervisor"
+
+
+def section_of(ids: list[str]) -> str:
+    return by_id(ids[0]).section if ids else ""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wanted_ids = set(config.getoption("--pvmsi-requirement"))
+    wanted_sections = set(config.getoption("--pvmsi-section"))
+    for s in wanted_sections:
+        if s not in SECTIONS:
+            raise pytest.UsageError(f"unknown section {s!r}; known: {', '.join(SECTIONS)}")
+    for rid in wanted_ids:
+        by_id(rid)  # KeyError -> usage error below
+    role = config.getoption("--pvmsi-role")
+    keep: list[pytest.Item] = []
+    for item in items:
+        ids = requirements_of(item)
+        if not ids:
+            raise pytest.UsageError(f"{item.nodeid} names no requirement")
+        for rid in ids:
+            by_id(rid)
+        if role_of(item) != role:
+            continue
+        if wanted_ids and not wanted_ids & set(ids):
+            continue
+        if wanted_sections and not wanted_sections & {by_id(r).section for r in ids}:
+            continue
+        keep.append(item)
+    config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+    items[:] = keep
+
+
+class Recorder:
+    """Collects one :class:`TestResult` per test, streaming each to an optional JSON-lines file."""
+
+    def __init__(self, stream: Path | None = None, on_result: Callable[[TestResult], None] | None = None) -> None:
+        self.results: list[TestResult] = []
+        self.stream = stream
+        self.on_result = on_result
+        self.ics: Ics | None = None
+        self.total = 0
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.total = len(session.items)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+        outcome = yield
+        report: pytest.TestReport = outcome.get_result()
+        verdict: Verdict | None = None
+        message = ""
+        if report.when == "setup" and report.skipped:
+            verdict, message = Verdict.UNSUPPORTED, _skip_reason(report)
+        elif report.failed:
+            exc = call.excinfo.value if call.excinfo is not None else None
+            if isinstance(exc, Unsupported):
+                verdict, message = Verdict.UNSUPPORTED, str(exc)
+            elif isinstance(exc, IutTimeout):
+                verdict, message = Verdict.TIMEOUT, str(exc)
+            elif isinstance(exc, AssertionError) and report.when == "call":
+                verdict, message = Verdict.FAIL, str(exc)
+            else:
+                verdict = Verdict.ERROR
+                message = f"{type(exc).__name__}: {exc}" if exc is not None else report.longreprtext
+        elif report.when == "call" and report.passed:
+            verdict = Verdict.PASS
+        elif report.when == "call" and report.skipped:
+            verdict, message = Verdict.UNSUPPORTED, _skip_reason(report)
+        if verdict is None:
+            return
+        if any(r.test == _name(item) for r in self.results):
+            return  # teardown error after a verdict: the first verdict stands
+        ids = requirements_of(item)
+        result = TestResult(
+            test=_name(item),
+            role=role_of(item),
+            section=section_of(ids),
+            requirements=ids,
+            levels=[by_id(r).level.value for r in ids],
+            verdict=verdict,
+            duration_s=round(getattr(item, "pvmsi_duration", report.duration), 6),
+            message=message,
+            transcript=list(getattr(item, "pvmsi_transcript", [])),
+        )
+        self.results.append(result)
+        if self.stream is not None:
+            with self.stream.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(result.model_dump(mode="json")) + "\n")
+        if self.on_result is not None:
+            self.on_result(result)
+
+
+def _name(item: pytest.Item) -> str:
+    return f"{Path(str(item.path)).stem}::{item.name}"
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    text = str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    return text.removeprefix("Skipped: ").removeprefix(UNSUPPORTED_PREFIX)
+
+
+# -- fixtures -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pvmsi_ics(pytestconfig: pytest.Config) -> Ics:
+    path = pytestconfig.getoption("--pvmsi-ics")
+    role = pytestconfig.getoption("--pvmsi-role")
+    return load_ics(path) if path else default_ics(role)
+
+
+@pytest.fixture(autouse=True)
+def _pvmsi_options(request: pytest.FixtureRequest, pvmsi_ics: Ics) -> None:
+    """A test of an option the ICS does not claim is unsupported (ISO/IEC 9646 ICS)."""
+    for mark in request.node.iter_markers("option"):
+        for name in mark.args:
+            if not pvmsi_ics.claims(str(name)):
+                pytest.skip(f"{UNSUPPORTED_PREFIX}the ICS does not claim option {name!r}")
+
+
+@pytest.fixture(scope="session")
+def pvmsi_iut(pytestconfig: pytest.Config) -> Iterator[Any]:
+    from .connect import open_hypervisor
+
+    iut = open_hypervisor(pytestconfig.getoption("--pvmsi-iut"), pytestconfig.getoption("--pvmsi-timeout"))
+    try:
+        yield iut
+    finally:
+        iut.close()
+
+
+@pytest.fixture
+def session(request: pytest.FixtureRequest, pvmsi_iut: Any) -> Iterator[Any]:
+    """A fresh :class:`~.toolkit.Session` (and VM) per test; its transcript goes into the report."""
+    from .toolkit import Session
+
+    s = Session(pvmsi_iut)
+    request.node.pvmsi_transcript = s.transcript
+    start = time.perf_counter()
+    try:
+        yield s
+    finally:
+        request.node.pvmsi_duration = time.perf_counter() - start
+        s.close()

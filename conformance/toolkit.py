@@ -1,0 +1,304 @@
+"""What a hypervisor-suite test uses to play the guest: blocks in guest memory, calls, decoding, a transcript.
+
+Every call is recorded in the transcript (registers, block bytes in and out, status and value), which the
+reports show next to a failure, so that an implementer sees exactly what the suite sent and got.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..spec.codec import DecodeError, decode, encode
+from ..spec.constants import Feature, FunctionNumber, KindMask, MsgKind, Status
+from ..spec.formats import (
+    ALLOC_ENTRY,
+    ALLOC_RESULT,
+    BATCH_IN,
+    BATCH_OUT,
+    CLAIM_IN,
+    DEVICE_ID,
+    DEVICE_INFO,
+    FREE_ENTRY,
+    FREE_RESULT,
+    HV_INFO,
+    NEGOTIATE_IN,
+    NEGOTIATE_OUT,
+    RETARGET_ENTRY,
+    RETARGET_RESULT,
+)
+from ..spec.harness_constants import DeviceProfile
+from ..spec.layout import layout_of
+from ..spec.requirements import by_id
+from ..spec.version import VERSION_MAJOR, VERSION_MINOR
+from .iut import DeviceRef, DeviceSlot, HypervisorIUT
+
+#: The guest page the suite puts parameter blocks in, and where in it.
+SCRATCH = 0x10000
+IN_GPA = SCRATCH
+OUT_GPA = SCRATCH + 0x800
+#: What the suite fills an output block with before a call, to see what the IUT wrote.
+SENTINEL = 0xA5
+
+MLX5 = DeviceRef(0, 0, 0x08)
+MSI_DEV = DeviceRef(0, 0, 0x10)
+IDXD = DeviceRef(0, 0, 0x18)
+ABSENT = DeviceRef(0, 0, 0xF8)
+DEFAULT_DEVICES = (
+    DeviceSlot(DeviceProfile.MLX5, MLX5),
+    DeviceSlot(DeviceProfile.PLAIN_MSI, MSI_DEV),
+    DeviceSlot(DeviceProfile.IDXD, IDXD),
+)
+ALL_KINDS = int(Feature.MSI | Feature.MSIX | Feature.IMS)
+ENTRY_FORMATS = {
+    FunctionNumber.MSG_ALLOC: (ALLOC_ENTRY, ALLOC_RESULT),
+    FunctionNumber.MSG_RETARGET: (RETARGET_ENTRY, RETARGET_RESULT),
+    FunctionNumber.MSG_FREE: (FREE_ENTRY, FREE_RESULT),
+}
+
+
+def size(fmt: Any) -> int:
+    return layout_of(fmt).size
+
+
+def status_name(status: int) -> str:
+    try:
+        return Status(status).name
+    except ValueError:
+        return f"undefined status {status}"
+
+
+@dataclass
+class Outcome:
+    """What one call returned: registers and the output block as the suite read it back."""
+
+    fn: int
+    status: int
+    value: int
+    out: bytes = b""
+
+    def decode_out(self, fmt: Any, offset: int = 0) -> Any:
+        return decode(fmt, self.out[offset : offset + size(fmt)])
+
+
+@dataclass
+class Batch:
+    """A batch call's outcome: the header and each result slot (None where the slot still holds the sentinel)."""
+
+    outcome: Outcome
+    header: Any
+    results: list[Any]
+    raw_results: list[bytes]
+
+    @property
+    def status(self) -> int:
+        return self.outcome.status
+
+
+class RequirementFailure(AssertionError):
+    """A check failed: names the requirement, quotes it, and shows expected vs actual."""
+
+
+def check(cond: bool, rid: str, expected: str, actual: str) -> None:
+    """Fail the test against requirement ``rid`` unless ``cond``."""
+    if not cond:
+        req = by_id(rid)
+        raise RequirementFailure(
+            f"{rid} ({req.level.value}, {req.role.value}): {req.text}\n  expected: {expected}\n  actual:   {actual}"
+        )
+
+
+@dataclass
+class Session:
+    """One test's view of the IUT: a VM (created on first use), calls and the transcript."""
+
+    iut: HypervisorIUT
+    transcript: list[str] = field(default_factory=list)
+    vms: list[int] = field(default_factory=list)
+    _vm: int | None = None
+    vcpus: int = 4
+
+    # -- VMs -----------------------------------------------------------------------------------------------
+
+    @property
+    def vm(self) -> int:
+        if self._vm is None:
+            self._vm = self.new_vm()
+        return self._vm
+
+    def new_vm(self, devices: Sequence[DeviceSlot] = DEFAULT_DEVICES, vcpus: int | None = None) -> int:
+        vm = self.iut.create_vm(vcpus or self.vcpus, 16, list(devices))
+        self.vms.append(vm)
+        self.log(f"VM_CREATE -> vm {vm} ({len(devices)} devices)")
+        return vm
+
+    def close(self) -> None:
+        for vm in self.vms:
+            try:
+                self.iut.destroy_vm(vm)
+            except Exception as e:  # a destroy that fails must not hide the test's verdict
+                self.log(f"VM_DESTROY {vm} failed: {e}")
+        self.vms.clear()
+
+    def log(self, line: str) -> None:
+        self.transcript.append(line)
+
+    # -- raw calls -----------------------------------------------------------------------------------------------
+
+    def call(
+        self,
+        fn: int,
+        block: bytes | None = None,
+        out_size: int = 0,
+        *,
+        vm: int | None = None,
+        vcpu: int = 0,
+        in_gpa: int = IN_GPA,
+        out_gpa: int = OUT_GPA,
+        args: tuple[int, int, int, int] | None = None,
+        fill: bool = True,
+    ) -> Outcome:
+        """Issue ``fn`` with ``block`` at ``in_gpa`` and an output block of ``out_size`` at ``out_gpa``."""
+        vm = self.vm if vm is None else vm
+        if block is not None:
+            self.iut.mem_write(vm, in_gpa, block)
+        if out_size and fill:
+            self.iut.mem_write(vm, out_gpa, bytes([SENTINEL]) * out_size)
+        if args is None:
+            args = (in_gpa if block is not None else 0, out_gpa if out_size else 0, 0, 0)
+        status, value = self.iut.hypercall(vm, vcpu, fn, args)
+        out = self.iut.mem_read(vm, out_gpa, out_size) if out_size else b""
+        name = FunctionNumber(fn).name if fn in FunctionNumber._value2member_map_ else f"fn {fn:#x}"
+        self.log(
+            f"vm {vm} vcpu {vcpu} {name} args=({', '.join(hex(a) for a in args)})"
+            + (f" in={block.hex()}" if block else "")
+            + f" -> {status_name(status)} value={value:#x}"
+            + (f" out={out.hex()}" if out else "")
+        )
+        return Outcome(fn, status, value, out)
+
+    # -- typed calls ------------------------------------------------------------------------------------------------
+
+    def version(self, **kw: Any) -> Outcome:
+        return self.call(FunctionNumber.VERSION, **kw)
+
+    def info(self, **kw: Any) -> Any:
+        out = self.call(FunctionNumber.GET_INFO, None, size(HV_INFO), **kw)
+        check(out.status == Status.SUCCESS, "HV-DISC-004", "GET_INFO -> SUCCESS", status_name(out.status))
+        return out.decode_out(HV_INFO)
+
+    def negotiate(
+        self, features: int | None = None, *, major: int = VERSION_MAJOR, minor: int = VERSION_MINOR, **kw: Any
+    ) -> Outcome:
+        if features is None:
+            features = self.info(vm=kw.get("vm")).features_offered
+        req = encode(NEGOTIATE_IN, {"version_major": major, "version_minor": minor, "features": features})
+        return self.call(FunctionNumber.NEGOTIATE, req, size(NEGOTIATE_OUT), **kw)
+
+    def negotiated(self, features: int | None = None, **kw: Any) -> int:
+        """Negotiate (all offered features by default) and insist on success."""
+        out = self.negotiate(features, **kw)
+        check(out.status == Status.SUCCESS, "HV-NEG-005", "NEGOTIATE -> SUCCESS", status_name(out.status))
+        return out.value
+
+    def query(self, dev: DeviceRef, **kw: Any) -> Outcome:
+        return self.call(FunctionNumber.DEVICE_QUERY, encode(DEVICE_ID, dev.wire()), size(DEVICE_INFO), **kw)
+
+    def device_info(self, dev: DeviceRef, **kw: Any) -> Any:
+        out = self.query(dev, **kw)
+        check(out.status == Status.SUCCESS, "HV-DEV-004", "DEVICE_QUERY -> SUCCESS", status_name(out.status))
+        return out.decode_out(DEVICE_INFO)
+
+    def claim(self, dev: DeviceRef, kinds: int, **kw: Any) -> Outcome:
+        return self.call(FunctionNumber.DEVICE_CLAIM, encode(CLAIM_IN, {"device": dev.wire(), "kinds": kinds}), **kw)
+
+    def claimed(self, dev: DeviceRef, kinds: int, **kw: Any) -> None:
+        out = self.claim(dev, kinds, **kw)
+        check(out.status == Status.SUCCESS, "HV-DEV-009", "DEVICE_CLAIM -> SUCCESS", status_name(out.status))
+
+    def release(self, dev: DeviceRef, **kw: Any) -> Outcome:
+        return self.call(FunctionNumber.DEVICE_RELEASE, encode(DEVICE_ID, dev.wire()), **kw)
+
+    def reset(self, **kw: Any) -> Outcome:
+        return self.call(FunctionNumber.RESET, **kw)
+
+    def batch(
+        self,
+        fn: FunctionNumber,
+        dev: DeviceRef,
+        entries: Sequence[dict[str, Any] | bytes],
+        *,
+        start: int = 0,
+        count: int | None = None,
+        header: dict[str, Any] | None = None,
+        **kw: Any,
+    ) -> Batch:
+        """A batch call; entries may be raw bytes (to send malformed ones)."""
+        entry_fmt, result_fmt = ENTRY_FORMATS[fn]
+        n = len(entries) if count is None else count
+        hdr = {"device": dev.wire(), "count": n, "start": start, **(header or {})}
+        body = b"".join(e if isinstance(e, bytes) else encode(entry_fmt, e) for e in entries)
+        out_size = size(BATCH_OUT) + n * size(result_fmt)
+        out = self.call(fn, encode(BATCH_IN, hdr) + body, out_size, **kw)
+        rsize = size(result_fmt)
+        raw = [out.out[size(BATCH_OUT) + i * rsize : size(BATCH_OUT) + (i + 1) * rsize] for i in range(n)]
+        results: list[Any] = []
+        for r in raw:
+            if r == bytes([SENTINEL]) * rsize:
+                results.append(None)
+                continue
+            try:
+                results.append(decode(result_fmt, r))
+            except DecodeError:
+                results.append(r)
+        head_raw = out.out[: size(BATCH_OUT)]
+        header_val: Any = None
+        if head_raw != bytes([SENTINEL]) * size(BATCH_OUT):
+            try:
+                header_val = decode(BATCH_OUT, head_raw)
+            except DecodeError:
+                header_val = head_raw
+        return Batch(out, header_val, results, raw)
+
+    def alloc(self, dev: DeviceRef, entries: Sequence[dict[str, Any] | bytes], **kw: Any) -> Batch:
+        return self.batch(FunctionNumber.MSG_ALLOC, dev, entries, **kw)
+
+    def retarget(self, dev: DeviceRef, entries: Sequence[dict[str, Any] | bytes], **kw: Any) -> Batch:
+        return self.batch(FunctionNumber.MSG_RETARGET, dev, entries, **kw)
+
+    def free(self, dev: DeviceRef, handles: Sequence[int], **kw: Any) -> Batch:
+        return self.batch(FunctionNumber.MSG_FREE, dev, [{"handle": h} for h in handles], **kw)
+
+    # -- scenarios used by many tests ------------------------------------------------------------------------------
+
+    def ready(self, dev: DeviceRef = MLX5, kinds: int = int(KindMask.MSIX), **kw: Any) -> None:
+        """Negotiate every offered feature and claim ``kinds`` of ``dev``."""
+        self.negotiated(**kw)
+        self.claimed(dev, kinds, **kw)
+
+    def allocated(
+        self,
+        dev: DeviceRef,
+        kind: MsgKind,
+        slots: Sequence[int],
+        *,
+        vcpu: int = 1,
+        vector: int = 0x40,
+        count: int = 1,
+        **kw: Any,
+    ) -> list[Any]:
+        """Allocate one message per slot (vector, vector+1, ...) and insist on success."""
+        entries = [
+            {"kind": kind, "flags": 0, "vector_count": count, "slot": s, "vcpu": vcpu, "vector": vector + i * count}
+            for i, s in enumerate(slots)
+        ]
+        b = self.alloc(dev, entries, **kw)
+        check(b.status == Status.SUCCESS, "HV-ALLOC-007", "MSG_ALLOC -> SUCCESS", status_name(b.status))
+        return b.results
+
+
+def alloc_entry(
+    kind: MsgKind, slot: int, vcpu: int = 1, vector: int = 0x40, count: int = 1, flags: int = 0
+) -> dict[str, Any]:
+    return {"kind": kind, "flags": flags, "vector_count": count, "slot": slot, "vcpu": vcpu, "vector": vector}

@@ -1,0 +1,186 @@
+"""The reference hypervisor as an implementation under test: :class:`~pvmsi.conformance.iut.HypervisorIUT`
+over a :class:`~.system.ReferenceSystem`, in-process.  ``pvmsi serve --role hypervisor`` serves the same object
+over the harness protocol."""
+
+from __future__ import annotations
+
+from ..conformance.iut import BadAddress, Counters, DeviceRef, DeviceSlot, FireResult, IutInfo, NoSuchDevice, NoSuchVm
+from ..spec.constants import MsgKind
+from ..spec.harness_constants import (
+    TRAP_REGISTERS,
+    DeviceProfile,
+    DeviceSpace,
+    FireOutcome,
+    LifecycleEvent,
+    TrapArch,
+    TrapInstruction,
+)
+from ..spec.version import VERSION_MAJOR, VERSION_MINOR
+from .hypervisor.config import HypervisorConfig
+from .hypervisor.core import HypervisorCore
+from .platform.pci import NotFired
+from .platform.platform import Blocked, Delivered
+from .platform.profiles import IDXD_LIKE, MLX5_LIKE, MSI_MULTI
+from .platform.profiles import DeviceProfile as PlatformProfile
+from .platform.requester import Bdf
+from .platform.vm import ExitReason, GuestMemoryError
+from .system import ReferenceSystem, SystemVm
+
+PROFILES: dict[DeviceProfile, PlatformProfile] = {
+    DeviceProfile.IDXD: IDXD_LIKE,
+    DeviceProfile.MLX5: MLX5_LIKE,
+    DeviceProfile.PLAIN_MSI: MSI_MULTI,
+}
+
+
+ARCH_NAMES = {TrapArch.X86_64: "x86_64", TrapArch.ARM64: "arm64", TrapArch.RISCV64: "riscv64"}
+ARCH_INSTRUCTIONS = {
+    TrapArch.X86_64: (TrapInstruction.VMCALL, TrapInstruction.VMMCALL, TrapInstruction.CPUID),
+    TrapArch.ARM64: (TrapInstruction.HVC,),
+    TrapArch.RISCV64: (TrapInstruction.ECALL,),
+}
+
+
+class ReferenceHypervisor:
+    """The reference hypervisor behind the suite's IUT interface."""
+
+    name = "pvmsi-ref"
+
+    def __init__(self, config: HypervisorConfig | None = None, core: type[HypervisorCore] | None = None) -> None:
+        self.system = ReferenceSystem(config)
+        if core is not None:  # a faulty implementation (conformance/faulty.py) swaps the core
+            self.system.core = core(self.system.core.config, self.system.core.remap)
+        self._blocked: dict[int, int] = {}
+        self._delivered: dict[int, int] = {}
+
+    def hello(self) -> IutInfo:
+        return IutInfo(self.name, VERSION_MAJOR, VERSION_MINOR)
+
+    def _vm(self, vm: int) -> SystemVm:
+        found = self.system.vms.get(vm)
+        if found is None:
+            raise NoSuchVm(vm)
+        return found
+
+    def create_vm(self, vcpus: int, ram_mib: int, devices: list[DeviceSlot]) -> int:
+        slots = [(PROFILES[d.profile], Bdf(d.device.segment, d.device.bus, d.device.devfn)) for d in devices]
+        vm = self.system.create_vm(vcpus, ram_mib << 20, slots)
+        self._blocked[vm.vm_id] = self._delivered[vm.vm_id] = 0
+        return vm.vm_id
+
+    def destroy_vm(self, vm: int) -> None:
+        self.system.destroy_vm(self._vm(vm))
+
+    def mem_write(self, vm: int, gpa: int, data: bytes) -> None:
+        try:
+            self._vm(vm).vm.memory.write(gpa, data)
+        except GuestMemoryError as e:
+            raise BadAddress(str(e)) from None
+
+    def mem_read(self, vm: int, gpa: int, size: int) -> bytes:
+        try:
+            return self._vm(vm).vm.memory.read(gpa, size)
+        except GuestMemoryError as e:
+            raise BadAddress(str(e)) from None
+
+    def is_ram(self, vm: int, gpa: int, size: int) -> bool:
+        return self._vm(vm).vm.memory.is_ram(gpa, size)
+
+    def hypercall(self, vm: int, vcpu: int, fn: int, args: tuple[int, int, int, int]) -> tuple[int, int]:
+        result = self.system.hypercall(self._vm(vm), vcpu, fn, args)
+        return result.status, result.value
+
+    def _device(self, svm: SystemVm, device: DeviceRef) -> Bdf:
+        bdf = Bdf(device.segment, device.bus, device.devfn)
+        pci = self.system.platform.device_at(svm.vm, bdf)
+        if pci is None or (device.pasid is not None and pci.subdevice(device.pasid) is None):
+            raise NoSuchDevice(device)
+        return bdf
+
+    def device_write(self, vm: int, device: DeviceRef, space: DeviceSpace, offset: int, size: int, value: int) -> bool:
+        svm = self._vm(vm)
+        bdf = self._device(svm, device)
+        platform = self.system.platform
+        if space is DeviceSpace.CONFIG:
+            return platform.guest_config_write(svm.vm, bdf, offset, size, value)
+        pci = platform.device_at(svm.vm, bdf)
+        assert pci is not None
+        layout = platform.layout(pci)
+        if space is DeviceSpace.MSIX_TABLE:
+            if layout.msix_table_gpa is None:
+                raise NoSuchDevice(device)
+            return platform.guest_mmio_write(svm.vm, layout.msix_table_gpa + offset, size, value)
+        if layout.ims_gpa is None:
+            raise NoSuchDevice(device)
+        base = layout.ims_gpa
+        if device.pasid is not None:
+            sub = pci.subdevice(device.pasid)
+            assert sub is not None
+            base += sub.first_slot * layout.slot_size
+        return platform.guest_mmio_write(svm.vm, base + offset, size, value)
+
+    def fire(self, vm: int, device: DeviceRef, kind: int, index: int) -> FireResult:
+        svm = self._vm(vm)
+        bdf = self._device(svm, device)
+        pci = self.system.platform.device_at(svm.vm, bdf)
+        assert pci is not None
+        if device.pasid is not None:
+            sub = pci.subdevice(device.pasid)
+            assert sub is not None
+            index = sub.slot(index)
+        result = self.system.platform.fire(pci, MsgKind(kind), index)
+        if isinstance(result, Delivered):
+            self._delivered[vm] += 1
+            return FireResult(FireOutcome.DELIVERED, result.delivery.vcpu, result.delivery.vector)
+        if isinstance(result, Blocked):
+            self._blocked[vm] += 1
+            return FireResult(FireOutcome.BLOCKED)
+        assert isinstance(result, NotFired)
+        outcome = FireOutcome.PENDING if result.reason.value in ("masked", "disabled") else FireOutcome.NOT_PROGRAMMED
+        return FireResult(outcome)
+
+    def trap(
+        self, vm: int, vcpu: int, arch: TrapArch, instruction: TrapInstruction, regs: list[int]
+    ) -> tuple[bool, list[int]]:
+        names = TRAP_REGISTERS[arch]
+        if instruction not in ARCH_INSTRUCTIONS[arch]:
+            raise ValueError(f"{instruction.name} is not an instruction of {arch.name}")
+        before = dict(zip(names, regs, strict=True))
+        after = self.system.execute_trap(self._vm(vm), vcpu, ARCH_NAMES[arch], instruction.name.lower(), before)
+        if after is None:
+            return False, list(regs)
+        return True, [after.get(n, 0) & 0xFFFFFFFFFFFFFFFF for n in names]
+
+    def collect(self, vm: int) -> list[tuple[int, int]]:
+        svm = self._vm(vm)
+        return [(cpu.index, irq.vector) for cpu in svm.vm.vcpus for irq in cpu.take()]
+
+    def counters(self, vm: int) -> Counters:
+        ex = self._vm(vm).vm.exits
+        msi = ex[ExitReason.MSI_CAP_WRITE] + ex[ExitReason.MSI_CAP_READ]
+        msix = sum(
+            ex[r]
+            for r in (
+                ExitReason.MSIX_CAP_WRITE,
+                ExitReason.MSIX_CAP_READ,
+                ExitReason.MSIX_TABLE_WRITE,
+                ExitReason.MSIX_TABLE_READ,
+            )
+        )
+        return Counters(sum(ex.values()), ex[ExitReason.HYPERCALL], msi, msix, self._delivered[vm], self._blocked[vm])
+
+    def lifecycle(self, vm: int, event: LifecycleEvent, device: DeviceRef | None) -> None:
+        svm = self._vm(vm)
+        if event is LifecycleEvent.VM_RESET:
+            self.system.reset_vm(svm)
+            return
+        if device is None:
+            raise NoSuchDevice(device)
+        bdf = self._device(svm, device)
+        if event is LifecycleEvent.FLR:
+            self.system.flr(svm, bdf)
+        else:
+            self.system.unplug(svm, bdf)
+
+    def close(self) -> None:
+        return None
