@@ -75,3 +75,12 @@ def vectors_cmd(out_dir: Path) -> None:
     except OSError as e:
         raise click.ClickException(f"cannot write vectors to {out_dir}: {e.strerror or e}") from None
     click.echo(f"wrote {len(paths)} files under {out_dir / 'formats'}", err=True)
+
+
+@gen.command("rust")
+@_OUT
+def rust_cmd(output: Path | None) -> None:
+    """A Rust module: constants and #[repr(C)] structs with compile-time size/offset assertions."""
+    from ..gen.rust import rust
+
+    _emit(rust(), output)
