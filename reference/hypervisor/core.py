@@ -120,9 +120,17 @@ class HypervisorCore:
     def state_of(self, vm: VmPort) -> VmPvmsi:
         st = self._vms.get(vm.vm_id)
         if st is None:
-            st = VmPvmsi(HandleSource(None if self.config.handle_seed is None else self.config.handle_seed + vm.vm_id))
+            seed = self.config.handle_seed
+            st = VmPvmsi(HandleSource(None if seed is None else seed + vm.vm_id), self.config)
             self._vms[vm.vm_id] = st
         return st
+
+    def configure_vm(self, vm: VmPort, config: HypervisorConfig) -> None:
+        """Give one VM its own offer and limits (the harness's per-VM knobs); only before it negotiates."""
+        st = self.state_of(vm)
+        if st.state is not VmState.OPEN:
+            raise ValueError("a VM's configuration can change only while it is OPEN")
+        st.config = config
 
     # -- the one entry point --------------------------------------------------------------------------------
 
@@ -202,10 +210,11 @@ class HypervisorCore:
     # -- calls ---------------------------------------------------------------------------------------------------
 
     def _version(self, c: Call) -> CallResult:
-        return CallResult(Status.SUCCESS, encode_version(self.config.version_major, self.config.version_minor))
+        cfg = c.st.config
+        return CallResult(Status.SUCCESS, encode_version(cfg.version_major, cfg.version_minor))
 
     def _get_info(self, c: Call) -> CallResult:
-        cfg = self.config
+        cfg = c.st.config
         size = size_of(HV_INFO)
         check_block(c.vm.memory, c.out_gpa, size, "output")
         c.vm.memory.write(
@@ -229,7 +238,7 @@ class HypervisorCore:
 
     def _negotiate(self, c: Call) -> CallResult:
         req = self.read_input(c, NEGOTIATE_IN, NEGOTIATE_OUT)
-        cfg = self.config
+        cfg = c.st.config
 
         def answer(status: Status, features: int, refused: int) -> CallResult:
             c.vm.memory.write(c.out_gpa, encode(NEGOTIATE_OUT, {"features": features, "refused": refused}))
@@ -273,7 +282,7 @@ class HypervisorCore:
             "msix_table_size": dev.msix_table_size,
             "ims_slots": dev.ims_slots,
             "messages_allocated": claim.vectors if claim else 0,
-            "message_quota": self.config.max_messages_per_device,
+            "message_quota": c.st.config.max_messages_per_device,
         }
         c.vm.memory.write(c.out_gpa, encode(DEVICE_INFO, info))  # HV-DEV-004
         return CallResult(Status.SUCCESS)
@@ -292,7 +301,7 @@ class HypervisorCore:
         for kind in (MsgKind.MSI, MsgKind.MSIX):
             if kinds & (1 << kind) and dev.emulated_enabled(kind):
                 raise CallError(Status.WRONG_STATE, f"{kind.name} enabled through emulation (HV-DEV-007)")
-        if len(c.st.claims) >= self.config.max_claimed_devices:
+        if len(c.st.claims) >= c.st.config.max_claimed_devices:
             raise CallError(Status.NO_RESOURCES, "max_claimed_devices reached (HV-DEV-008)")
         claim = Claim(dev, kinds, dev.source)
         c.st.claims[key] = claim

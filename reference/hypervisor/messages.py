@@ -92,7 +92,7 @@ class MessageOps:
             )
         except DecodeError as e:
             raise CallError(Status.INVALID_PARAMETER, str(e)) from None
-        if not 1 <= count <= core.config.max_batch or start >= count:
+        if not 1 <= count <= c.st.config.max_batch or start >= count:
             raise CallError(Status.INVALID_PARAMETER, f"count {count} / start {start} out of range (HV-BATCH-001)")
         in_size, out_size = HDR_SIZE + count * entry_size, OUT_HDR_SIZE + count * result_size
         check_block(mem, in_gpa, in_size, "input")
@@ -105,7 +105,7 @@ class MessageOps:
 
         # Entries [start, count): one read (HV-MEM-005); each decoded before it is acted on.
         raw = mem.read(in_gpa + HDR_SIZE + start * entry_size, (count - start) * entry_size)
-        yield_after = core.config.yield_after
+        yield_after = c.st.config.yield_after
         limit = count if yield_after is None else min(count, start + yield_after)
         results = bytearray((limit - start) * result_size)
         unpack_entry, pack_result = entry_ff.unpack_from, result_ff.pack_into
@@ -153,7 +153,7 @@ class MessageOps:
     def _alloc_entry(self, c: Call, key: DeviceKey, claim: Claim, e: Values) -> Values:
         kind_value, flags, n, slot, vcpu, vector, _reserved = e
         kind = _KINDS[kind_value]
-        dev, cfg = claim.device, self.core.config
+        dev, cfg = claim.device, c.st.config
         if not claim.kinds & (1 << kind_value):
             raise CallError(Status.NOT_PERMITTED, f"{kind.name} not claimed for the device (HV-ALLOC-002)")
         if kind is MsgKind.MSI:
@@ -174,6 +174,8 @@ class MessageOps:
         if claim.vectors + n > cfg.max_messages_per_device or st.vectors + n > cfg.max_messages_per_vm:
             raise CallError(Status.NO_RESOURCES, "quota exhausted (HV-SEC-006, HV-ALLOC-009)")
         posted = bool(flags & _POSTED)
+        if cfg.max_remap_entries is not None and st.vectors + n > cfg.max_remap_entries:
+            raise CallError(Status.NO_RESOURCES, "interrupt-remapping table full (HV-SEC-007)")
         base = self.core.remap.alloc(  # HV-ALLOC-007, HV-SEC-002: source validation programmed with the entry
             n, vm_id=c.vm.vm_id, vcpu=vcpu, vector=vector, source=claim.source, posted=posted
         )

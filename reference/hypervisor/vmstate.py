@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from ...spec.constants import MsgKind
 from ...spec.states import DEVICE_MACHINE as DEVICE_MACHINE
 from ...spec.states import VM_MACHINE, DeviceEvent, DeviceState, VmEvent, VmState
+from .config import HypervisorConfig
 from .ports import AssignedDevice, Source
 
 #: A device as the guest names it: (segment, bus, devfn, pasid or None).
@@ -72,6 +73,8 @@ class VmPvmsi:
     """Per-VM protocol state."""
 
     handles: HandleSource
+    #: What GET_INFO reports and the limits enforced for this VM (per-VM knobs: HypervisorCore.configure_vm).
+    config: HypervisorConfig
     state: VmState = VM_MACHINE.initial
     features: int = 0
     claims: dict[DeviceKey, Claim] = field(default_factory=dict)
