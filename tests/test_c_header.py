@@ -252,3 +252,12 @@ def test_cli_errors_are_messages(tmp_path: Path) -> None:
     assert res.exit_code == 1
     assert res.output.startswith("Error: cannot write")
     assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def test_a_missing_compiler_skips_locally_and_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="install-toolchains"):
+        need("pvmsi-no-such-cc")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        need("pvmsi-no-such-cc")

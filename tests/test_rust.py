@@ -20,7 +20,7 @@ RUST_FLAGS = ["--edition", "2021", "-D", "warnings"]
 
 
 def rustc() -> str:
-    path = need("rustc")
+    path = need("rustc", in_ci=False)
     m = re.search(r"rustc (\d+)\.(\d+)", run([path, "--version"]))
     if m is None or (int(m.group(1)), int(m.group(2))) < (1, 82):
         pytest.skip("the generated assertions need rustc 1.82+ (nested offset_of!)")
