@@ -311,12 +311,16 @@ def pack_into(buf, offset, *v):
 
 
 def _flatten(lay: FormatLayout, value: Mapping[str, Any], out: list[Any]) -> None:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{lay.name}: expected a mapping")
     for f in lay.fields:
         v = value.get(f.name)
         if v is None:
             if not f.reserved:
                 raise KeyError(f.name)
             v = _zero(f)
+        if f.count > 1 and f.type != "bytes" and (not isinstance(v, list | tuple) or len(v) != f.count):
+            raise TypeError(f"{lay.name}.{f.name}: expected {f.count} elements")
         if f.nested is not None:
             for item in [v] if f.count == 1 else v:
                 _flatten(f.nested, item, out)

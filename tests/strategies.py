@@ -6,11 +6,13 @@ without touching the tests.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import reduce
 from typing import Any
 
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from pvmsi.spec.codec import encode
@@ -18,6 +20,10 @@ from pvmsi.spec.constants import group
 from pvmsi.spec.layout import FORMATS, FieldLayout, FormatLayout, LeafField, all_layouts
 
 LAYOUTS: list[FormatLayout] = all_layouts()
+
+#: Property tests parametrised over every format run this many examples per format (the format count multiplies
+#: it; PVMSI_HYPOTHESIS_PROFILE=pvmsi-thorough in conftest.py raises the default for a long run).
+per_format = settings(max_examples=min(50, settings().max_examples))
 
 
 def struct_of(lay: FormatLayout) -> Any:
@@ -154,13 +160,30 @@ def set_path(value: Mapping[str, Any], path: str, new: Any) -> dict[str, Any]:
 
 
 def without_path(value: Mapping[str, Any], path: str) -> dict[str, Any]:
-    """A deep copy of a nested mapping with the leaf at dotted ``path`` removed."""
+    """A deep copy of a nested mapping with the field at dotted ``path`` (``a.b``, ``a[1].b``) removed."""
     head, _, rest = path.partition(".")
     out = dict(value)
-    if rest:
-        out[head] = without_path(out[head], rest)
-    else:
+    if not rest:
         del out[head]
+    elif head.endswith("]"):
+        name, idx = head[:-1].split("[")
+        items = list(out[name])
+        items[int(idx)] = without_path(items[int(idx)], rest)
+        out[name] = items
+    else:
+        out[head] = without_path(out[head], rest)
+    return out
+
+
+def field_paths(lay: FormatLayout, pred: Any = None) -> list[str]:
+    """Dotted paths of every scalar *field* (an array of scalars once, as ``name``, not per element)."""
+    out: list[str] = []
+    for leaf in lay.leaves():
+        if pred is not None and not pred(leaf):
+            continue
+        path = re.sub(r"\[\d+\]$", "", leaf.path)
+        if path not in out:
+            out.append(path)
     return out
 
 

@@ -5,18 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import (
     LAYOUTS,
     BadInput,
     enum_inputs,
     example_value,
+    field_paths,
     flag_mask,
     flags_inputs,
     int_range,
     mutated_for,
     out_of_range_values,
+    per_format,
     reserved_inputs,
     set_path,
     short_inputs,
@@ -109,6 +111,7 @@ def test_decode_accepts_bytearray_and_memoryview(lay: FormatLayout) -> None:
 
 
 @by_layout
+@per_format
 @given(data=st.data())
 def test_arbitrary_bytes_decode_or_raise_decode_error(lay: FormatLayout, data: st.DataObject) -> None:
     fmt = struct_of(lay)
@@ -127,6 +130,7 @@ def test_arbitrary_bytes_decode_or_raise_decode_error(lay: FormatLayout, data: s
 
 
 @by_layout
+@settings(max_examples=40)
 @given(data=st.data())
 def test_arbitrary_lengths_decode_or_raise_decode_error(lay: FormatLayout, data: st.DataObject) -> None:
     fmt = struct_of(lay)
@@ -169,7 +173,14 @@ def _leaves(pred: Any) -> list[Any]:
     ]
 
 
-@pytest.mark.parametrize(("lay", "path"), _leaves(lambda leaf: not leaf.field.reserved))
+@pytest.mark.parametrize(
+    ("lay", "path"),
+    [
+        pytest.param(lay, path, id=f"{lay.name}.{path}")
+        for lay in LAYOUTS
+        for path in field_paths(lay, lambda leaf: not leaf.field.reserved)
+    ],
+)
 def test_encode_missing_field_names_the_field(lay: FormatLayout, path: str) -> None:
     with pytest.raises(EncodeError) as exc:
         encode(struct_of(lay), without_path(example_value(lay), path))

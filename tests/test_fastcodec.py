@@ -13,8 +13,10 @@ from strategies import (
     all_bad_inputs,
     encoded_for,
     example_value,
+    field_paths,
     mutated_for,
     out_of_range_values,
+    per_format,
     plain,
     set_path,
     struct_of,
@@ -87,6 +89,7 @@ def test_example_round_trip(lay: FormatLayout) -> None:
 
 
 @by_layout
+@per_format
 @given(data=st.data())
 def test_agrees_with_construct_on_valid_values(lay: FormatLayout, data: st.DataObject) -> None:
     ff = fast(lay.name)
@@ -99,6 +102,7 @@ def test_agrees_with_construct_on_valid_values(lay: FormatLayout, data: st.DataO
 
 
 @by_layout
+@per_format
 @given(data=st.data())
 def test_agrees_with_construct_on_arbitrary_bytes(lay: FormatLayout, data: st.DataObject) -> None:
     raw = data.draw(mutated_for(lay))
@@ -106,6 +110,7 @@ def test_agrees_with_construct_on_arbitrary_bytes(lay: FormatLayout, data: st.Da
 
 
 @by_layout
+@settings(max_examples=40)
 @given(data=st.data())
 def test_agrees_with_construct_on_arbitrary_lengths(lay: FormatLayout, data: st.DataObject) -> None:
     raw = data.draw(st.one_of(st.binary(max_size=2 * lay.size + 1), encoded_for(lay).map(lambda b: b + b"\0")))
@@ -183,10 +188,9 @@ def test_same_encode_error_reserved_enum_flags(lay: FormatLayout, path: str) -> 
 @pytest.mark.parametrize(
     ("lay", "path"),
     [
-        pytest.param(lay, leaf.path, id=f"{lay.name}.{leaf.path}")
+        pytest.param(lay, path, id=f"{lay.name}.{path}")
         for lay in LAYOUTS
-        for leaf in lay.leaves()
-        if not leaf.field.reserved
+        for path in field_paths(lay, lambda leaf: not leaf.field.reserved)
     ],
 )
 def test_same_encode_error_missing_or_wrong_type(lay: FormatLayout, path: str) -> None:
