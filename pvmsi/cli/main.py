@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .fuzz_cmd import fuzz
 from .gen_cmd import gen
 from .spec_cmd import spec
 
@@ -17,3 +18,4 @@ def main() -> None:
 
 main.add_command(spec)
 main.add_command(gen)
+main.add_command(fuzz)
