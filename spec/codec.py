@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import construct as cs
 from construct.core import stream_tell
@@ -24,7 +24,7 @@ s64: cs.Construct[int, int] = cs.Int64sl
 
 
 if TYPE_CHECKING:  # construct-typing's generics exist for the type checker only
-    _SubconBase = cs.Subconstruct[int, int, int, int]
+    _SubconBase = cs.Subconstruct[Any, Any, Any, Any]
     _AdapterBase = cs.Adapter[int, int, Any, Any]
 else:
     _SubconBase = cs.Subconstruct
@@ -62,23 +62,43 @@ class _FieldRejected(cs.ValidationError):
 
 
 class Reserved(_SubconBase):
-    """A reserved field: must be zero on the wire (GEN-CONV-002); builds as zero when omitted."""
+    """A reserved field: must be zero on the wire (GEN-CONV-002); builds as zero when omitted.
 
-    def __init__(self, subcon: cs.Construct[int, int]) -> None:
+    Wraps an integer, an ``Array`` of integers or a ``Bytes``; every element must be zero.
+    """
+
+    def __init__(self, subcon: cs.Construct[Any, Any]) -> None:
         super().__init__(subcon)
         self.flagbuildnone = True
 
-    def _parse(self, stream: Any, context: Any, path: str) -> int:
+    def _parse(self, stream: Any, context: Any, path: str) -> Any:
         offset = stream_tell(stream, path)
-        value: int = self.subcon._parsereport(stream, context, path)
-        if value != 0:
-            raise _FieldRejected(f"reserved field is {value:#x}, must be zero", offset, path)
+        value: Any = self.subcon._parsereport(stream, context, path)
+        if isinstance(value, int):
+            if value != 0:
+                raise _FieldRejected(f"reserved field is {value:#x}, must be zero", offset, path)
+        elif isinstance(value, bytes | bytearray):  # a reserved byte array: reported at its start
+            if any(value):
+                raise _FieldRejected("reserved field is non-zero, must be zero", offset, path)
+        else:  # a reserved array of integers: reported at the first non-zero element
+            sub: Any = self.subcon
+            elem = sub.subcon.sizeof()
+            for i, v in enumerate(value):
+                if v != 0:
+                    raise _FieldRejected(f"reserved field is {v:#x}, must be zero", offset + i * elem, path)
         return value
 
-    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> int:
-        value = 0 if obj is None else obj
-        built: int = self.subcon._build(value, stream, context, path)
-        return built
+    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> Any:
+        value = obj
+        sub: Any = self.subcon
+        if obj is None:
+            if isinstance(sub, cs.Bytes):
+                value = bytes(sub.sizeof())
+            elif isinstance(sub, cs.Array):
+                value = [0] * cast(int, sub.count)
+            else:
+                value = 0
+        return self.subcon._build(value, stream, context, path)
 
 
 class EnumField(_AdapterBase):
@@ -162,7 +182,10 @@ def decode(fmt: Any, data: bytes | bytearray | memoryview, *, name: str | None =
     try:
         return fmt.parse(buf)
     except _FieldRejected as e:
-        raise DecodeError(label, _dotted(e.path or ""), e.offset, e.reason) from None
+        # Name the leaf at the rejected offset (construct's own path has no array index); fall back to it.
+        hit = next((lf for lf in lay.leaves() if lf.offset == e.offset), None)
+        path = hit.path if hit is not None else _dotted(e.path or "")
+        raise DecodeError(label, path, e.offset, e.reason) from None
 
 
 def _int_range(size: int, signed: bool) -> tuple[int, int]:
