@@ -1,0 +1,91 @@
+"""The IOMMU's interrupt-remapping unit: turns a device's interrupt write into a delivery or a fault.
+
+Remapping is enforced (VT-d: interrupt remapping enabled, compatibility format blocked), so every interrupt
+request must be in remappable format, name a present entry and come from the entry's source: the segment and
+16-bit requester id must match, and the PASID must equal the entry's (``None`` on both sides for a write
+without PASID).  Anything else is blocked and counted by :class:`~.fault.FaultReason`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from .fault import FaultReason
+from .msi_format import MessageFormatError, parse
+from .remap import RemappingTable
+from .requester import Requester
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A message the IOMMU let through: inject ``vector`` into vCPU ``vcpu`` of VM ``vm``."""
+
+    vm: int
+    vcpu: int
+    vector: int
+    irte_index: int
+    posted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """A message the IOMMU blocked, and why (``irte_index`` when the request named one)."""
+
+    reason: FaultReason
+    requester: Requester
+    address: int
+    data: int
+    irte_index: int | None = None
+
+
+class Iommu:
+    """Interrupt remapping with source validation over one :class:`~.remap.RemappingTable`."""
+
+    def __init__(self, table: RemappingTable | None = None) -> None:
+        self.table = table if table is not None else RemappingTable()
+        self._faults: Counter[FaultReason] = Counter()
+        self._deliveries = 0
+        self.fault_log: list[Fault] = []
+        self.fault_log_limit = 1024
+
+    @property
+    def faults(self) -> dict[FaultReason, int]:
+        """Blocked messages so far, by reason (only reasons that occurred)."""
+        return dict(self._faults)
+
+    @property
+    def fault_count(self) -> int:
+        """Blocked messages so far, all reasons."""
+        return sum(self._faults.values())
+
+    @property
+    def delivery_count(self) -> int:
+        """Messages let through so far."""
+        return self._deliveries
+
+    def translate(self, requester: Requester, address: int, data: int) -> Delivery | Fault:
+        """Remap one interrupt write from ``requester``."""
+        try:
+            index = parse(address, data)
+        except MessageFormatError as error:
+            return self._fault(error.reason, requester, address, data, None)
+        if index >= self.table.capacity:
+            return self._fault(FaultReason.INDEX_OUT_OF_RANGE, requester, address, data, index)
+        entry = self.table.get(index)
+        if entry is None or not entry.present:
+            return self._fault(FaultReason.NOT_PRESENT, requester, address, data, index)
+        source = entry.source
+        if source.segment != requester.segment or source.rid != requester.rid:
+            return self._fault(FaultReason.SOURCE_ID_MISMATCH, requester, address, data, index)
+        if source.pasid != requester.pasid:
+            return self._fault(FaultReason.PASID_MISMATCH, requester, address, data, index)
+        self._deliveries += 1
+        return Delivery(entry.owner_vm, entry.dest_vcpu, entry.vector, index, entry.posted)
+
+    def _fault(self, reason: FaultReason, requester: Requester, address: int, data: int, index: int | None) -> Fault:
+        self._faults[reason] += 1
+        fault = Fault(reason, requester, address, data, index)
+        if len(self.fault_log) < self.fault_log_limit:
+            self.fault_log.append(fault)
+        return fault
