@@ -28,6 +28,7 @@ class InProcessDriver:
         self.cc = BY_ARCH[arch]
         self.hypercalls = 0
         self.device_writes = 0
+        self._msi_enabled: set[Bdf] = set()
 
     def run(self, op: Generator[Any, Any, Any]) -> Any:
         """Drive ``op`` to completion and return its result."""
@@ -93,7 +94,9 @@ class InProcessDriver:
         elif a.kind is MsgKind.IMS:
             p.guest_ims_write(vm, bdf, self._ims_slot(a.device, a.slot), a.address, a.data, masked=True)
         else:
-            p.guest_msi_write(vm, bdf, a.address, a.data, vectors=a.vectors, enable=False)
+            # Message Control is written too (Multiple Message Enable): keep MSI Enable as the driver last set it,
+            # or a rewrite (retarget under emulation, after FLR) would switch MSI off.
+            p.guest_msi_write(vm, bdf, a.address, a.data, vectors=a.vectors, enable=bdf in self._msi_enabled)
 
     def _set_enabled(self, a: SetEnabled) -> None:
         p, vm, bdf = self.system.platform, self.vm.vm, self._bdf(a.device)
@@ -101,6 +104,10 @@ class InProcessDriver:
             return  # IMS has no function-wide enable: slots are unmasked one by one
         self.device_writes += 1
         if a.kind is MsgKind.MSI:
+            if a.enabled:
+                self._msi_enabled.add(bdf)
+            else:
+                self._msi_enabled.discard(bdf)
             reg = MSI_CAP_OFFSET + MsiCapability.CONTROL
             control, _ = p.guest_config_read(vm, bdf, reg, 2)
             p.guest_config_write(vm, bdf, reg, 2, (control | 1) if a.enabled else (control & ~1))
