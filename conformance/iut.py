@@ -69,6 +69,17 @@ class DeviceSlot:
 
 
 @dataclass(frozen=True)
+class VmKnobs:
+    """Per-VM configuration a test asks of the IUT (vm_config knobs); zero means the IUT's default."""
+
+    yield_after: int = 0
+    features_required: int = 0
+    features_withheld: int = 0
+    remap_entries: int = 0
+    max_claimed_devices: int = 0
+
+
+@dataclass(frozen=True)
 class FireResult:
     """What became of a device's message."""
 
@@ -87,6 +98,7 @@ class Counters:
     msix_exits: int
     delivered: int
     blocked: int
+    last_call_max_reads: int = 0
 
 
 @dataclass(frozen=True)
@@ -103,7 +115,7 @@ class HypervisorIUT(Protocol):
 
     def hello(self) -> IutInfo: ...
 
-    def create_vm(self, vcpus: int, ram_mib: int, devices: list[DeviceSlot]) -> int: ...
+    def create_vm(self, vcpus: int, ram_mib: int, devices: list[DeviceSlot], knobs: VmKnobs | None = None) -> int: ...
 
     def destroy_vm(self, vm: int) -> None: ...
 

@@ -28,11 +28,11 @@ from ..spec.formats import (
     RETARGET_ENTRY,
     RETARGET_RESULT,
 )
-from ..spec.harness_constants import DeviceProfile
+from ..spec.harness_constants import DeviceProfile, DeviceSpace
 from ..spec.layout import layout_of
 from ..spec.requirements import by_id
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
-from .iut import DeviceRef, DeviceSlot, HypervisorIUT
+from .iut import DeviceRef, DeviceSlot, FireResult, HypervisorIUT, VmKnobs
 
 #: The guest page the suite puts parameter blocks in, and where in it.
 SCRATCH = 0x10000
@@ -50,6 +50,16 @@ DEFAULT_DEVICES = (
     DeviceSlot(DeviceProfile.PLAIN_MSI, MSI_DEV),
     DeviceSlot(DeviceProfile.IDXD, IDXD),
 )
+#: Register layout of the harness device profiles (spec appendix "Harness protocol").
+MSI_CAP = 0x50
+MSIX_CAP = 0x70
+MSIX_ENABLE = 1 << 15
+PROFILE_SIZES = {  # (MSI vectors, MSI-X table size, IMS slots, sub-devices)
+    DeviceProfile.MLX5: (0, 2048, 4096, 0),
+    DeviceProfile.PLAIN_MSI: (32, 0, 0, 0),
+    DeviceProfile.IDXD: (0, 9, 2048, 8),
+}
+IDXD_SUB_SLOTS = 256
 ALL_KINDS = int(Feature.MSI | Feature.MSIX | Feature.IMS)
 ENTRY_FORMATS = {
     FunctionNumber.MSG_ALLOC: (ALLOC_ENTRY, ALLOC_RESULT),
@@ -127,8 +137,10 @@ class Session:
             self._vm = self.new_vm()
         return self._vm
 
-    def new_vm(self, devices: Sequence[DeviceSlot] = DEFAULT_DEVICES, vcpus: int | None = None) -> int:
-        vm = self.iut.create_vm(vcpus or self.vcpus, 16, list(devices))
+    def new_vm(
+        self, devices: Sequence[DeviceSlot] = DEFAULT_DEVICES, vcpus: int | None = None, knobs: VmKnobs | None = None
+    ) -> int:
+        vm = self.iut.create_vm(vcpus or self.vcpus, 16, list(devices), knobs)
         self.vms.append(vm)
         self.log(f"VM_CREATE -> vm {vm} ({len(devices)} devices)")
         return vm
@@ -143,6 +155,72 @@ class Session:
 
     def log(self, line: str) -> None:
         self.transcript.append(line)
+
+    def use(self, vm: int) -> None:
+        """Make ``vm`` the default VM of later calls."""
+        self._vm = vm
+
+    # -- the device, as the guest's driver would touch it (harness device profiles) -----------------------------
+
+    def config_write(self, dev: DeviceRef, offset: int, size: int, value: int, *, vm: int | None = None) -> bool:
+        vm = self.vm if vm is None else vm
+        exited = self.iut.device_write(vm, dev, DeviceSpace.CONFIG, offset, size, value)
+        self.log(f"vm {vm} config write {dev} +{offset:#x}/{size} = {value:#x} -> exit={exited}")
+        return exited
+
+    def program(
+        self,
+        dev: DeviceRef,
+        kind: MsgKind,
+        slot: int,
+        address: int,
+        data: int,
+        *,
+        vectors: int = 1,
+        vm: int | None = None,
+        masked: bool = False,
+    ) -> int:
+        """Write a pair into a slot as a driver does; returns the exits it caused."""
+        vm = self.vm if vm is None else vm
+        exits = 0
+        if kind is MsgKind.MSI:
+            mme = (vectors.bit_length() - 1) << 4
+            for off, size_, val in (
+                (MSI_CAP + 4, 4, address & 0xFFFFFFFF),
+                (MSI_CAP + 8, 4, address >> 32),
+                (MSI_CAP + 0xC, 2, data),
+                (MSI_CAP + 2, 2, mme),
+            ):
+                exits += self.iut.device_write(vm, dev, DeviceSpace.CONFIG, off, size_, val)
+        else:
+            space = DeviceSpace.MSIX_TABLE if kind is MsgKind.MSIX else DeviceSpace.IMS
+            base = slot * 16
+            for off, val in ((0, address & 0xFFFFFFFF), (4, address >> 32), (8, data), (12, int(masked))):
+                exits += self.iut.device_write(vm, dev, space, base + off, 4, val)
+        self.log(f"vm {vm} program {dev} {kind.name}[{slot}] = ({address:#x}, {data:#x}) -> {exits} exits")
+        return exits
+
+    def enable(self, dev: DeviceRef, kind: MsgKind, *, vectors: int = 1, vm: int | None = None) -> int:
+        """Set MSI Enable (with Multiple Message Enable) or MSI-X Enable; IMS has none. Returns exits."""
+        vm = self.vm if vm is None else vm
+        if kind is MsgKind.MSI:
+            return int(self.config_write(dev, MSI_CAP + 2, 2, (vectors.bit_length() - 1) << 4 | 1, vm=vm))
+        if kind is MsgKind.MSIX:
+            return int(self.config_write(dev, MSIX_CAP + 2, 2, MSIX_ENABLE, vm=vm))
+        return 0
+
+    def fire(self, dev: DeviceRef, kind: MsgKind, index: int, *, vm: int | None = None) -> FireResult:
+        vm = self.vm if vm is None else vm
+        r = self.iut.fire(vm, dev, kind, index)
+        self.log(f"vm {vm} fire {dev} {kind.name}[{index}] -> {r.outcome.name} vcpu={r.vcpu} vector={r.vector:#x}")
+        return r
+
+    def live(
+        self, dev: DeviceRef, kind: MsgKind, slot: int, result: Any, *, vectors: int = 1, vm: int | None = None
+    ) -> None:
+        """Program an allocation's pair into its slot and enable it."""
+        self.program(dev, kind, slot, result.address, result.data, vectors=vectors, vm=vm)
+        self.enable(dev, kind, vectors=vectors, vm=vm)
 
     # -- raw calls -----------------------------------------------------------------------------------------------
 

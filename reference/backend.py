@@ -4,7 +4,19 @@ over the harness protocol."""
 
 from __future__ import annotations
 
-from ..conformance.iut import BadAddress, Counters, DeviceRef, DeviceSlot, FireResult, IutInfo, NoSuchDevice, NoSuchVm
+from dataclasses import replace
+
+from ..conformance.iut import (
+    BadAddress,
+    Counters,
+    DeviceRef,
+    DeviceSlot,
+    FireResult,
+    IutInfo,
+    NoSuchDevice,
+    NoSuchVm,
+    VmKnobs,
+)
 from ..spec.constants import MsgKind
 from ..spec.harness_constants import (
     TRAP_REGISTERS,
@@ -24,7 +36,7 @@ from .platform.profiles import IDXD_LIKE, MLX5_LIKE, MSI_MULTI
 from .platform.profiles import DeviceProfile as PlatformProfile
 from .platform.requester import Bdf
 from .platform.vm import ExitReason, GuestMemoryError
-from .system import ReferenceSystem, SystemVm
+from .system import ReferenceSystem, SystemVm, guest_subdevice
 
 PROFILES: dict[DeviceProfile, PlatformProfile] = {
     DeviceProfile.IDXD: IDXD_LIKE,
@@ -52,6 +64,7 @@ class ReferenceHypervisor:
             self.system.core = core(self.system.core.config, self.system.core.remap)
         self._blocked: dict[int, int] = {}
         self._delivered: dict[int, int] = {}
+        self._max_reads: dict[int, int] = {}
 
     def hello(self) -> IutInfo:
         return IutInfo(self.name, VERSION_MAJOR, VERSION_MINOR)
@@ -62,9 +75,23 @@ class ReferenceHypervisor:
             raise NoSuchVm(vm)
         return found
 
-    def create_vm(self, vcpus: int, ram_mib: int, devices: list[DeviceSlot]) -> int:
+    def create_vm(self, vcpus: int, ram_mib: int, devices: list[DeviceSlot], knobs: VmKnobs | None = None) -> int:
         slots = [(PROFILES[d.profile], Bdf(d.device.segment, d.device.bus, d.device.devfn)) for d in devices]
+        base = self.system.core.config
+        config = base
+        if knobs is not None:
+            if knobs.features_required & (knobs.features_withheld | ~base.features_offered):
+                raise ValueError("features_required must be offered and not withheld")
+            config = replace(
+                base,
+                features_offered=base.features_offered & ~knobs.features_withheld,
+                features_required=knobs.features_required,
+                yield_after=knobs.yield_after or None,
+                max_remap_entries=knobs.remap_entries or None,
+                max_claimed_devices=knobs.max_claimed_devices or base.max_claimed_devices,
+            )
         vm = self.system.create_vm(vcpus, ram_mib << 20, slots)
+        self.system.core.configure_vm(vm, config)
         self._blocked[vm.vm_id] = self._delivered[vm.vm_id] = 0
         return vm.vm_id
 
@@ -87,13 +114,16 @@ class ReferenceHypervisor:
         return self._vm(vm).vm.memory.is_ram(gpa, size)
 
     def hypercall(self, vm: int, vcpu: int, fn: int, args: tuple[int, int, int, int]) -> tuple[int, int]:
-        result = self.system.hypercall(self._vm(vm), vcpu, fn, args)
+        svm = self._vm(vm)
+        with svm.vm.memory.track() as tracker:  # HV-MEM-005 made observable: reads per guest byte
+            result = self.system.hypercall(svm, vcpu, fn, args)
+        self._max_reads[vm] = max(1, tracker.max_reads)
         return result.status, result.value
 
     def _device(self, svm: SystemVm, device: DeviceRef) -> Bdf:
         bdf = Bdf(device.segment, device.bus, device.devfn)
         pci = self.system.platform.device_at(svm.vm, bdf)
-        if pci is None or (device.pasid is not None and pci.subdevice(device.pasid) is None):
+        if pci is None or (device.pasid is not None and guest_subdevice(pci, device.pasid) is None):
             raise NoSuchDevice(device)
         return bdf
 
@@ -114,7 +144,7 @@ class ReferenceHypervisor:
             raise NoSuchDevice(device)
         base = layout.ims_gpa
         if device.pasid is not None:
-            sub = pci.subdevice(device.pasid)
+            sub = guest_subdevice(pci, device.pasid)
             assert sub is not None
             base += sub.first_slot * layout.slot_size
         return platform.guest_mmio_write(svm.vm, base + offset, size, value)
@@ -125,7 +155,7 @@ class ReferenceHypervisor:
         pci = self.system.platform.device_at(svm.vm, bdf)
         assert pci is not None
         if device.pasid is not None:
-            sub = pci.subdevice(device.pasid)
+            sub = guest_subdevice(pci, device.pasid)
             assert sub is not None
             index = sub.slot(index)
         result = self.system.platform.fire(pci, MsgKind(kind), index)
@@ -167,12 +197,23 @@ class ReferenceHypervisor:
                 ExitReason.MSIX_TABLE_READ,
             )
         )
-        return Counters(sum(ex.values()), ex[ExitReason.HYPERCALL], msi, msix, self._delivered[vm], self._blocked[vm])
+        return Counters(
+            sum(ex.values()),
+            ex[ExitReason.HYPERCALL],
+            msi,
+            msix,
+            self._delivered[vm],
+            self._blocked[vm],
+            self._max_reads.get(vm, 0),
+        )
 
     def lifecycle(self, vm: int, event: LifecycleEvent, device: DeviceRef | None) -> None:
         svm = self._vm(vm)
         if event is LifecycleEvent.VM_RESET:
             self.system.reset_vm(svm)
+            return
+        if event is LifecycleEvent.MIGRATE:
+            self.system.migrate(svm)
             return
         if device is None:
             raise NoSuchDevice(device)

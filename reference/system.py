@@ -7,14 +7,17 @@ and forwards platform events (VM reset, FLR, hot-unplug, VM destruction) to the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..spec.constants import MsgKind
 from ..spec.version import encode_version
 from .hypervisor.arch import cpuid, firmware_call, hypercall_registers
 from .hypervisor.config import HypervisorConfig
 from .hypervisor.core import CallResult, HypervisorCore
+from .hypervisor.migration import evict_vm, export_vm, import_vm
 from .hypervisor.ports import GuestMemory, Source
 from .hypervisor.vmstate import DeviceKey
 from .platform.msi_format import compose
@@ -26,6 +29,14 @@ from .platform.requester import Bdf, Requester
 from .platform.vm import ExitReason, Vm
 
 
+def guest_subdevice(dev: PciDevice, guest_id: int) -> SubDevice | None:
+    """The sub-device the guest calls ``guest_id``: ids 1..N name a device's N sub-devices in order (the guest's
+    PASIDs; the vIOMMU maps them to the host PASIDs the device tags its writes with)."""
+    if 1 <= guest_id <= len(dev.subdevices):
+        return dev.subdevices[guest_id - 1]
+    return None
+
+
 class PlatformRemap:
     """:class:`~.hypervisor.ports.RemapPort` over the platform's remapping table and x86 message format."""
 
@@ -35,6 +46,12 @@ class PlatformRemap:
     def alloc(self, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool) -> int | None:
         entry = Irte(vm_id, vcpu, vector, Requester(source.segment, source.rid, source.pasid), posted)
         return self.table.alloc(entry, count)
+
+    def alloc_at(
+        self, base: int, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool
+    ) -> bool:
+        entry = Irte(vm_id, vcpu, vector, Requester(source.segment, source.rid, source.pasid), posted)
+        return self.table.alloc_at(base, entry, count)
 
     def retarget(self, base: int, count: int, *, vcpu: int, vector: int, posted: bool) -> None:
         for i in range(count):
@@ -114,7 +131,7 @@ class SystemVm:
             return None
         if pasid is None:
             return AssignedFunction(self.platform, dev)
-        sub = dev.subdevice(pasid)
+        sub = guest_subdevice(dev, pasid)
         return AssignedFunction(self.platform, dev, sub) if sub is not None else None
 
     def set_emulation(self, device: object, kinds: int, trapped: bool) -> None:
@@ -187,6 +204,14 @@ class ReferenceSystem:
         if dev is None:
             raise KeyError(f"VM {vm.vm_id} has no device at {guest}")
         return self.platform.unplug(dev)
+
+    def migrate(self, vm: SystemVm) -> dict[str, Any]:
+        """Live-migrate ``vm``: export its pvmsi state as JSON, release it here, import it "on the destination"
+        (this same simulated host, whose table then has the same indices free). Returns the migrated state."""
+        state: dict[str, Any] = json.loads(json.dumps(export_vm(self.core, vm)))
+        evict_vm(self.core, vm)
+        import_vm(self.core, vm, state)
+        return state
 
     def destroy_vm(self, vm: SystemVm) -> int:
         freed = self.core.destroy_vm(vm)

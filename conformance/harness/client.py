@@ -18,7 +18,7 @@ from ...spec.harness_constants import (
     TrapInstruction,
 )
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR
-from ..iut import Counters, DeviceRef, DeviceSlot, FireResult, IutError, IutInfo, IutTimeout, Unsupported
+from ..iut import Counters, DeviceRef, DeviceSlot, FireResult, IutError, IutInfo, IutTimeout, Unsupported, VmKnobs
 from .frames import Frame, FrameError, FrameReader, build, build_error, error_of
 from .transport import Channel
 
@@ -113,13 +113,25 @@ class HarnessHypervisor:
             raise IutError(f"HELLO answered with {ack.kind.name}, role {getattr(ack.body, 'role', None)}")
         return IutInfo(ack.body.name.rstrip(b"\0").decode("ascii", "replace"), ack.body.spec_major, ack.body.spec_minor)
 
-    def create_vm(self, vcpus: int, ram_mib: int, devices: list[DeviceSlot]) -> int:
+    def create_vm(self, vcpus: int, ram_mib: int, devices: list[DeviceSlot], knobs: VmKnobs | None = None) -> int:
+        k = knobs or VmKnobs()
         entries = [
             {"profile": d.profile, "segment": d.device.segment, "bus": d.device.bus, "devfn": d.device.devfn}
             for d in devices
         ]
         f = self.conn.request(
-            FrameKind.VM_CREATE, {"vcpus": vcpus, "ram_mib": ram_mib, "device_count": len(devices)}, entries=entries
+            FrameKind.VM_CREATE,
+            {
+                "vcpus": vcpus,
+                "ram_mib": ram_mib,
+                "device_count": len(devices),
+                "yield_after": k.yield_after,
+                "features_required": k.features_required,
+                "features_withheld": k.features_withheld,
+                "remap_entries": k.remap_entries,
+                "max_claimed_devices": k.max_claimed_devices,
+            },
+            entries=entries,
         )
         return int(f.body.vm)
 
@@ -171,7 +183,9 @@ class HarnessHypervisor:
 
     def counters(self, vm: int) -> Counters:
         b = self.conn.request(FrameKind.COUNTERS, {"vm": vm}).body
-        return Counters(b.exits, b.hypercall_exits, b.msi_exits, b.msix_exits, b.delivered, b.blocked)
+        return Counters(
+            b.exits, b.hypercall_exits, b.msi_exits, b.msix_exits, b.delivered, b.blocked, b.last_call_max_reads
+        )
 
     def lifecycle(self, vm: int, event: LifecycleEvent, device: DeviceRef | None) -> None:
         dev = (device or DeviceRef()).wire()

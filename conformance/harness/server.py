@@ -19,7 +19,7 @@ from ...spec.harness_constants import (
     TrapArch,
     TrapInstruction,
 )
-from ..iut import BadAddress, DeviceRef, DeviceSlot, HypervisorIUT, NoSuchDevice, NoSuchVm
+from ..iut import BadAddress, DeviceRef, DeviceSlot, HypervisorIUT, NoSuchDevice, NoSuchVm, VmKnobs
 from .frames import Frame, FrameError, FrameReader, build, build_error, pad8
 
 
@@ -98,7 +98,10 @@ class HypervisorService:
                     int(f.kind),
                 )
             slots = [DeviceSlot(DeviceProfile(e.profile), DeviceRef(e.segment, e.bus, e.devfn)) for e in f.entries]
-            return build(FrameKind.VM_CREATED, f.seq, {"vm": be.create_vm(b.vcpus, b.ram_mib, slots)})
+            knobs = VmKnobs(
+                b.yield_after, b.features_required, b.features_withheld, b.remap_entries, b.max_claimed_devices
+            )
+            return build(FrameKind.VM_CREATED, f.seq, {"vm": be.create_vm(b.vcpus, b.ram_mib, slots, knobs)})
         if f.kind is FrameKind.VM_DESTROY:
             be.destroy_vm(b.vm)
             return build(FrameKind.OK, f.seq)
@@ -142,6 +145,7 @@ class HypervisorService:
                     "msix_exits": c.msix_exits,
                     "delivered": c.delivered,
                     "blocked": c.blocked,
+                    "last_call_max_reads": c.last_call_max_reads,
                 },
             )
         if f.kind is FrameKind.LIFECYCLE:

@@ -8,10 +8,10 @@ from typing import Any
 
 from ...spec.callconv import CONVENTIONS
 from ...spec.constants import MsgKind
-from ..hypervisor.arch import to_signed
+from ..hypervisor.arch import id_register, to_signed
 from ..platform.pci import MSI_CAP_OFFSET, MSIX_CAP_OFFSET, MsiCapability, MsixCapability
 from ..platform.requester import Bdf
-from ..system import ReferenceSystem, SystemVm
+from ..system import ReferenceSystem, SystemVm, guest_subdevice
 from .actions import GuestDevice, Hypercall, MaskSlot, ProgramSlot, ReadMemory, SetEnabled, WriteMemory
 
 BY_ARCH = {cc.arch: cc for cc in CONVENTIONS}
@@ -61,7 +61,7 @@ class InProcessDriver:
     def _hypercall(self, call: Hypercall) -> tuple[int, int]:
         cc = self.cc
         regs = {r: 0 for r in ("rax", "rbx", "rcx", "rdx", "rsi", "x0", "x1", "x2", "x3", "x4", "a0", "a1")}
-        regs[cc.function_id_register] = cc.function_id(call.fn)
+        regs[id_register(cc)] = cc.function_id(call.fn)
         if cc.extra_id_register:
             regs[cc.extra_id_register] = RISCV_EXTENSION_ID
         for reg, value in zip(cc.argument_registers, call.args, strict=True):
@@ -81,7 +81,7 @@ class InProcessDriver:
         if dev.pasid is None:
             return slot
         pci = self.vm.pci(dev.segment, dev.bus, dev.devfn)
-        sub = pci.subdevice(dev.pasid) if pci else None
+        sub = guest_subdevice(pci, dev.pasid) if pci else None
         if sub is None:
             raise KeyError(f"no sub-device {dev.pasid}")
         return sub.slot(slot)

@@ -15,9 +15,15 @@ FN_MASK = 0xFF
 BY_ARCH: dict[str, CallingConvention] = {cc.arch: cc for cc in CONVENTIONS}
 
 
+def id_register(cc: CallingConvention) -> str:
+    """The 64-bit register holding the function id (arm64's w0 is the low half of x0)."""
+    reg = cc.function_id_register
+    return "x" + reg[1:] if reg.startswith("w") else reg
+
+
 def function_number(cc: CallingConvention, regs: Mapping[str, int]) -> int | None:
     """The pvmsi function number in ``regs``, or None when the trap is not a pvmsi call at all."""
-    fid = regs.get(cc.function_id_register, 0)
+    fid = regs.get(id_register(cc), 0)
     if cc.arch == "riscv64":
         if regs.get(cc.extra_id_register or "", 0) != RISCV_EXTENSION_ID:
             return None

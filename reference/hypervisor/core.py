@@ -358,6 +358,14 @@ class HypervisorCore:
         del self._vms[vm.vm_id]
         return freed
 
+    def forget_vm(self, vm: VmPort) -> None:
+        """Drop a VM's state without touching remapping or emulation (the source side of a migration)."""
+        self._vms.pop(vm.vm_id, None)
+
+    def adopt_vm(self, vm: VmPort, st: VmPvmsi) -> None:
+        """Install a VM's imported state (the destination side of a migration)."""
+        self._vms[vm.vm_id] = st
+
     def vm_states(self) -> dict[int, VmPvmsi]:
         """Per-VM state, for invariant checks."""
         return dict(self._vms)

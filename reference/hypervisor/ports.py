@@ -92,6 +92,12 @@ class RemapPort(Protocol):
         delivering ``vector + i`` to ``vcpu`` of ``vm_id``, accepted from ``source`` only; the base, or None."""
         ...
 
+    def alloc_at(
+        self, base: int, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool
+    ) -> bool:
+        """As :meth:`alloc`, at exactly ``base`` (a migration destination); False when those entries are taken."""
+        ...
+
     def retarget(self, base: int, count: int, *, vcpu: int, vector: int, posted: bool) -> None:
         """Update the block's entries in place: entry ``base + i`` now delivers ``vector + i`` to ``vcpu``."""
         ...

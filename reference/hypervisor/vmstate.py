@@ -53,11 +53,11 @@ class HandleSource:
 
     def __init__(self, seed: int | None) -> None:
         self._rng: random.Random | None = random.Random(seed) if seed is not None else None
-        self._counter = 0
+        self.counter = 0
         self._pool: list[int] = []
 
     def next(self) -> int:
-        self._counter += 1
+        self.counter += 1
         if self._rng is not None:
             low = self._rng.getrandbits(32)
         else:
@@ -65,7 +65,7 @@ class HandleSource:
                 raw = secrets.token_bytes(4 * self._POOL)
                 self._pool = [int.from_bytes(raw[i : i + 4], "little") for i in range(0, len(raw), 4)]
             low = self._pool.pop()
-        return (self._counter << 32) | low
+        return (self.counter << 32) | low
 
 
 @dataclass

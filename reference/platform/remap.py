@@ -200,6 +200,25 @@ class RemappingTable:
         bit = (runs & -runs).bit_length() - 1
         self._set_word(word, free & ~(((1 << count) - 1) << bit))
         base = word * _WORD + bit
+        self._fill(base, count, entry)
+        return base
+
+    def alloc_at(self, base: int, entry: Irte, count: int = 1) -> bool:
+        """Allocate exactly ``[base, base + count)`` if it is free: what a live-migration destination does to
+        keep a VM's address/data pairs valid (HV-MIG-002).  Returns whether the entries were free."""
+        if _SIZE_INDEX.get(count) is None or base % count or not 0 <= base < self._capacity:
+            raise ValueError(f"block {base}+{count} is not an aligned block of {BLOCK_SIZES}")
+        _check_target(entry.dest_vcpu, entry.vector)
+        word, bit = base // _WORD, base % _WORD
+        mask = ((1 << count) - 1) << bit
+        free = self._free[word]
+        if free & mask != mask:
+            return False
+        self._set_word(word, free & ~mask)
+        self._fill(base, count, entry)
+        return True
+
+    def _fill(self, base: int, count: int, entry: Irte) -> None:
         self._blocks[base] = count
         self._used += count
         generations = self._generation
@@ -208,7 +227,6 @@ class RemappingTable:
             generation = generations[index] = generations[index] + 1
             self._entries[index] = Irte(owner, vcpu, vector, source, posted, present, generation)
             vector += 1
-        return base
 
     def free(self, base: int) -> int:
         """Free the block starting at ``base``; returns how many entries it held."""

@@ -60,12 +60,17 @@ HELLO: Any = define(
 VM_CONFIG: Any = define(
     "vm_config",
     "harness",
-    "Payload of VM_CREATE; device_count device_slot entries follow.",
+    "Payload of VM_CREATE; device_count device_slot entries follow. The knobs configure the IUT for this VM; an "
+    "IUT that cannot honour a non-zero knob answers UNSUPPORTED (the test becomes unsupported).",
     cs.Struct(
         "vcpus" / u32 * "vCPUs (1..256).",
         "ram_mib" / u32 * "Guest RAM from GPA 0, in MiB (1..4096).",
         "device_count" / u32 * "device_slot entries that follow (0..16).",
-        "reserved0" / Reserved(u32) * "Reserved, zero.",
+        "yield_after" / u32 * "Knob: end every batch call with INCOMPLETE after this many entries; 0: never.",
+        "features_required" / u64 * "Knob: what GET_INFO reports as features_required (subset of the offer).",
+        "features_withheld" / u64 * "Knob: feature bits the IUT must not offer to this VM.",
+        "remap_entries" / u32 * "Knob: remapping-table entries this VM may use (a small table); 0: no limit.",
+        "max_claimed_devices" / u32 * "Knob: what GET_INFO reports as max_claimed_devices; 0: the IUT's own.",
     ),
 )
 
@@ -217,6 +222,8 @@ COUNTER_VALUES: Any = define(
         "msix_exits" / u64 * "Exits for trapped accesses to the MSI-X capability and table.",
         "delivered" / u64 * "Device messages delivered into this VM.",
         "blocked" / u64 * "Device messages of this VM's devices blocked by the IOMMU.",
+        "last_call_max_reads" / u64
+        * "Most times any one guest byte was read during the VM's last hypercall; 0: the IUT does not track it.",
     ),
 )
 

@@ -1,0 +1,1 @@
+"""The conformance suites: one folder per role of the implementation under test."""

@@ -1,0 +1,1 @@
+"""The hypervisor suite: the suite plays the guest against a hypervisor under test."""

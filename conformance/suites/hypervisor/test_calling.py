@@ -1,0 +1,180 @@
+"""Calling conventions and the order of checks (spec "Calling conventions")."""
+
+from __future__ import annotations
+
+import pytest
+
+from pvmsi.conformance.toolkit import ABSENT, IN_GPA, OUT_GPA, Session, check, size, status_name
+from pvmsi.spec.callconv import ARM64, X86_64
+from pvmsi.spec.codec import encode
+from pvmsi.spec.constants import FunctionNumber, Status
+from pvmsi.spec.formats import CLAIM_IN, DEVICE_INFO, HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
+from pvmsi.spec.harness_constants import TrapArch, TrapInstruction
+
+requirement = pytest.mark.requirement
+MASK64 = (1 << 64) - 1
+RISCV64_EID = 0x0850564D  # a7 of every pvmsi ECALL (spec.callconv.RISCV_EXTENSION_ID)
+UNDEFINED_FNS = (0x04, 0x0F, 0x13, 0x23, 0x7F, 0xFF)
+
+
+@requirement("HV-CALL-001", "HV-CALL-002")
+def test_unknown_function_is_not_supported_and_changes_nothing(session: Session) -> None:
+    for fn in UNDEFINED_FNS:
+        out = session.call(fn)
+        check(
+            out.status == Status.NOT_SUPPORTED, "HV-CALL-001", f"fn {fn:#x} -> NOT_SUPPORTED", status_name(out.status)
+        )
+        check(out.value == 0, "HV-CALL-004", "value 0", hex(out.value))
+    # nothing changed: the VM is still OPEN and negotiates normally
+    check(session.negotiate().status == Status.SUCCESS, "HV-CALL-001", "NEGOTIATE still succeeds", "it failed")
+
+
+@requirement("HV-CALL-002", "HV-VER-001")
+def test_every_defined_function_exists(session: Session) -> None:
+    for fn in FunctionNumber:
+        out = session.call(fn, args=(0, 0, 1, 0))  # a reserved register set: a defined call must say so
+        check(
+            out.status != Status.NOT_SUPPORTED, "HV-CALL-002", f"{fn.name} not NOT_SUPPORTED", status_name(out.status)
+        )
+        check(
+            out.status == Status.INVALID_PARAMETER,
+            "HV-CALL-003",
+            f"{fn.name} with arg2=1 -> INVALID_PARAMETER",
+            status_name(out.status),
+        )
+
+
+@requirement("HV-CALL-003", "HV-CALL-004")
+def test_reserved_and_missing_registers(session: Session) -> None:
+    cases = [
+        (FunctionNumber.VERSION, (0, 0, 0, 1), "arg3 non-zero"),
+        (FunctionNumber.VERSION, (IN_GPA, 0, 0, 0), "arg0 set for a call without input block"),
+        (FunctionNumber.VERSION, (0, OUT_GPA, 0, 0), "arg1 set for a call without output block"),
+        (FunctionNumber.GET_INFO, (0, 0, 0, 0), "no output block address"),
+        (FunctionNumber.NEGOTIATE, (0, OUT_GPA, 0, 0), "no input block address"),
+        (FunctionNumber.RESET, (IN_GPA, 0, 0, 0), "arg0 set for RESET"),
+    ]
+    for fn, args, what in cases:
+        out = session.call(fn, args=args)
+        check(
+            out.status == Status.INVALID_PARAMETER,
+            "HV-CALL-003",
+            f"{fn.name} {what} -> INVALID_PARAMETER",
+            status_name(out.status),
+        )
+        check(out.value == 0, "HV-CALL-004", f"{fn.name} failing -> value 0", hex(out.value))
+
+
+@requirement("HV-CALL-005")
+def test_checks_come_in_the_specified_order(session: Session) -> None:
+    # registers before state: MSG_ALLOC while OPEN with a reserved register
+    out = session.call(FunctionNumber.MSG_ALLOC, args=(IN_GPA, OUT_GPA, 0, 7))
+    check(
+        out.status == Status.INVALID_PARAMETER,
+        "HV-CALL-005",
+        "registers first: INVALID_PARAMETER",
+        status_name(out.status),
+    )
+    # state before addresses: MSG_ALLOC while OPEN with a misaligned block
+    out = session.call(FunctionNumber.MSG_ALLOC, args=(IN_GPA + 4, OUT_GPA, 0, 0))
+    check(
+        out.status == Status.WRONG_STATE, "HV-CALL-005", "state before addresses: WRONG_STATE", status_name(out.status)
+    )
+    # addresses before contents: NEGOTIATE with a bad reserved field at a misaligned address
+    bad = bytearray(encode(NEGOTIATE_IN, {"version_major": 1, "version_minor": 0, "features": 2}))
+    bad[4] = 1
+    out = session.call(FunctionNumber.NEGOTIATE, bytes(bad), size(NEGOTIATE_OUT), in_gpa=IN_GPA + 4)
+    check(
+        out.status == Status.INVALID_ADDRESS,
+        "HV-CALL-005",
+        "addresses before contents: INVALID_ADDRESS",
+        status_name(out.status),
+    )
+    session.negotiated()
+    # contents before the call's own checks: a reserved field and an unknown device
+    claim = bytearray(encode(CLAIM_IN, {"device": ABSENT.wire(), "kinds": 4}))
+    claim[20] = 1
+    out = session.call(FunctionNumber.DEVICE_CLAIM, bytes(claim))
+    check(
+        out.status == Status.INVALID_PARAMETER,
+        "HV-CALL-005",
+        "contents before device lookup: INVALID_PARAMETER",
+        status_name(out.status),
+    )
+
+
+def _trap(session: Session, arch: TrapArch, instr: TrapInstruction, regs: list[int]) -> list[int]:
+    handled, after = session.iut.trap(session.vm, 0, arch, instr, regs)
+    session.log(
+        f"TRAP {arch.name} {instr.name} {[hex(r) for r in regs]} -> handled={handled} {[hex(r) for r in after]}"
+    )
+    check(handled, "GEN-CALL-001", f"{instr.name} handled", "not handled")
+    return after
+
+
+@requirement("GEN-CALL-001", "HV-CALL-004", "HV-CALL-006", "HV-SEC-008")
+def test_x86_64_registers_vmcall_and_vmmcall(session: Session) -> None:
+    version = session.version().value
+    for instr in (TrapInstruction.VMCALL, TrapInstruction.VMMCALL):
+        # rax, rbx, rcx, rdx, rsi, rdi, r8, r9
+        before = [X86_64.function_id(FunctionNumber.VERSION), 0, 0, 0, 0, 0x1111, 0x2222, 0x3333]
+        after = _trap(session, TrapArch.X86_64, instr, before)
+        check(after[0] == 0, "HV-CALL-006", f"{instr.name}: rax = SUCCESS", hex(after[0]))
+        check(after[1] == version, "GEN-CALL-001", f"{instr.name}: rbx = version {version:#x}", hex(after[1]))
+        check(
+            after[2:] == before[2:], "HV-CALL-004", f"{instr.name}: rcx..r9 preserved", str([hex(r) for r in after[2:]])
+        )
+
+
+@requirement("GEN-CALL-001", "HV-CALL-004", "HV-CALL-001")
+def test_arm64_registers_hvc(session: Session) -> None:
+    version = session.version().value
+    before = [ARM64.function_id(FunctionNumber.VERSION), 0, 0, 0, 0, 0x55, 0x66, 0x77]
+    after = _trap(session, TrapArch.ARM64, TrapInstruction.HVC, before)
+    check(
+        after[0] == 0 and after[1] == version,
+        "GEN-CALL-001",
+        f"x0 = 0, x1 = {version:#x}",
+        f"x0 = {after[0]:#x}, x1 = {after[1]:#x}",
+    )
+    check(after[2] == 0 and after[3] == 0, "HV-CALL-004", "x2 = x3 = 0", f"{after[2]:#x}, {after[3]:#x}")
+    check(after[4:] == before[4:], "HV-CALL-004", "x4..x7 preserved", str([hex(r) for r in after[4:]]))
+    after = _trap(session, TrapArch.ARM64, TrapInstruction.HVC, [ARM64.function_id(0xFF), 0, 0, 0, 0, 0, 0, 0])
+    check(after[0] == Status.NOT_SUPPORTED & MASK64, "HV-CALL-001", "x0 = -1 (NOT_SUPPORTED)", hex(after[0]))
+
+
+@requirement("GEN-CALL-001", "HV-CALL-004")
+def test_riscv64_registers_ecall(session: Session) -> None:
+    version = session.version().value
+    # a0..a7: a6 = function number, a7 = extension id
+    before = [0, 0, 0, 0, 0x44, 0x55, FunctionNumber.VERSION, RISCV64_EID]
+    after = _trap(session, TrapArch.RISCV64, TrapInstruction.ECALL, before)
+    check(
+        after[0] == 0 and after[1] == version,
+        "GEN-CALL-001",
+        f"a0 = 0, a1 = {version:#x}",
+        f"a0 = {after[0]:#x}, a1 = {after[1]:#x}",
+    )
+    check(after[2:] == before[2:], "HV-CALL-004", "a2..a7 preserved", str([hex(r) for r in after[2:]]))
+
+
+@requirement("HV-CALL-003", "HV-MEM-006")
+def test_failed_call_writes_no_output(session: Session) -> None:
+    session.negotiated()
+    out = session.call(FunctionNumber.DEVICE_QUERY, encode_absent(), size(DEVICE_INFO))
+    check(out.status == Status.UNKNOWN_DEVICE, "HV-DEV-001", "UNKNOWN_DEVICE", status_name(out.status))
+    check(set(out.out) == {0xA5}, "HV-MEM-006", "output block untouched", out.out.hex())
+    # GET_INFO writes its 48 bytes and nothing after them
+    out = session.call(FunctionNumber.GET_INFO, None, size(HV_INFO) + 16)
+    check(
+        out.out[size(HV_INFO) :] == b"\xa5" * 16,
+        "HV-MEM-006",
+        "bytes after hv_info untouched",
+        out.out[size(HV_INFO) :].hex(),
+    )
+
+
+def encode_absent() -> bytes:
+    from pvmsi.spec.formats import DEVICE_ID
+
+    return encode(DEVICE_ID, {"segment": 0, "bus": 0, "devfn": 0xF8, "flags": 0, "subdevice_id": 0})

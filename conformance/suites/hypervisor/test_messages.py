@@ -1,0 +1,222 @@
+"""MSG_ALLOC, MSG_RETARGET, MSG_FREE and end-to-end delivery (spec "Allocate, retarget and free")."""
+
+from __future__ import annotations
+
+import pytest
+
+from pvmsi.conformance.toolkit import (
+    IDXD,
+    MLX5,
+    MSI_DEV,
+    PROFILE_SIZES,
+    Session,
+    alloc_entry,
+    check,
+    status_name,
+)
+from pvmsi.spec.constants import FunctionNumber, KindMask, MsgKind, RetargetFlag, Status
+from pvmsi.spec.harness_constants import DeviceProfile, FireOutcome
+
+requirement = pytest.mark.requirement
+option = pytest.mark.option
+
+
+def _delivered(session: Session, dev: object, kind: MsgKind, index: int, vcpu: int, vector: int, rid: str) -> None:
+    fired = session.fire(dev, kind, index)  # type: ignore[arg-type]
+    check(
+        fired.outcome == FireOutcome.DELIVERED and (fired.vcpu, fired.vector) == (vcpu, vector),
+        rid,
+        f"delivered to vcpu {vcpu} vector {vector:#x}",
+        f"{fired.outcome.name} vcpu {fired.vcpu} vector {fired.vector:#x}",
+    )
+    got = session.iut.collect(session.vm)
+    check(got == [(vcpu, vector)], rid, f"exactly [({vcpu}, {vector:#x})] injected", str(got))
+
+
+@requirement("HV-ALLOC-001")
+def test_message_calls_need_a_claimed_device(session: Session) -> None:
+    session.negotiated()
+    for fn, entry in (
+        (FunctionNumber.MSG_ALLOC, alloc_entry(MsgKind.MSIX, 0)),
+        (FunctionNumber.MSG_RETARGET, {"handle": 1, "vcpu": 0, "vector": 0x40, "flags": 0}),
+        (FunctionNumber.MSG_FREE, {"handle": 1}),
+    ):
+        b = session.batch(fn, MLX5, [entry])
+        check(
+            b.status == Status.WRONG_STATE,
+            "HV-ALLOC-001",
+            f"{fn.name} on an unclaimed device -> WRONG_STATE",
+            status_name(b.status),
+        )
+        check(b.header is None, "HV-ALLOC-001", "no entry processed, nothing written", str(b.header))
+
+
+@requirement("HV-ALLOC-002")
+@option("ims")
+def test_kind_must_be_claimed(session: Session) -> None:
+    session.ready(MLX5, int(KindMask.MSIX))
+    b = session.alloc(MLX5, [alloc_entry(MsgKind.IMS, 0)])
+    check(b.status == Status.NOT_PERMITTED, "HV-ALLOC-002", "IMS not claimed -> NOT_PERMITTED", status_name(b.status))
+
+
+@requirement("HV-ALLOC-003")
+@option("msi")
+def test_vector_count_rules(session: Session) -> None:
+    session.ready(MLX5, int(KindMask.MSIX))
+    session.claimed(MSI_DEV, int(KindMask.MSI))
+    for dev, entry, what in (
+        (MLX5, alloc_entry(MsgKind.MSIX, 0, count=2), "MSI-X with 2 vectors"),
+        (MLX5, alloc_entry(MsgKind.MSIX, 0, count=0), "MSI-X with 0 vectors"),
+        (MSI_DEV, alloc_entry(MsgKind.MSI, 0, count=3), "MSI with 3 vectors"),
+        (MSI_DEV, alloc_entry(MsgKind.MSI, 0, count=0), "MSI with 0 vectors"),
+        (MSI_DEV, alloc_entry(MsgKind.MSI, 0, count=64), "MSI with 64 vectors"),
+    ):
+        b = session.alloc(dev, [entry])
+        check(
+            b.status == Status.INVALID_PARAMETER, "HV-ALLOC-003", f"{what} -> INVALID_PARAMETER", status_name(b.status)
+        )
+
+
+@requirement("HV-ALLOC-004")
+@option("msi", "ims")
+def test_slot_ranges(session: Session) -> None:
+    session.ready(MLX5, int(KindMask.MSIX | KindMask.IMS))
+    session.claimed(MSI_DEV, int(KindMask.MSI))
+    _msi, msix, ims, _ = PROFILE_SIZES[DeviceProfile.MLX5]
+    for dev, entry, what in (
+        (MLX5, alloc_entry(MsgKind.MSIX, msix), f"MSI-X slot {msix}"),
+        (MLX5, alloc_entry(MsgKind.IMS, ims), f"IMS slot {ims}"),
+        (MSI_DEV, alloc_entry(MsgKind.MSI, 1), "MSI slot 1"),
+    ):
+        b = session.alloc(dev, [entry])
+        check(
+            b.status == Status.INVALID_PARAMETER, "HV-ALLOC-004", f"{what} -> INVALID_PARAMETER", status_name(b.status)
+        )
+    b = session.alloc(MLX5, [alloc_entry(MsgKind.MSIX, msix - 1)])
+    check(b.status == Status.SUCCESS, "HV-ALLOC-004", f"MSI-X slot {msix - 1} is fine", status_name(b.status))
+
+
+@requirement("HV-ALLOC-005")
+def test_slot_holds_one_message(session: Session) -> None:
+    session.ready()
+    session.allocated(MLX5, MsgKind.MSIX, [7])
+    b = session.alloc(MLX5, [alloc_entry(MsgKind.MSIX, 7)])
+    check(b.status == Status.WRONG_STATE, "HV-ALLOC-005", "slot 7 twice -> WRONG_STATE", status_name(b.status))
+
+
+@requirement("HV-ALLOC-006")
+@option("msi")
+def test_target_vcpu_and_vector_ranges(session: Session) -> None:
+    session.ready()
+    session.claimed(MSI_DEV, int(KindMask.MSI))
+    cases = [
+        (MLX5, alloc_entry(MsgKind.MSIX, 0, vcpu=session.vcpus), "a vCPU the VM does not have"),
+        (MLX5, alloc_entry(MsgKind.MSIX, 0, vector=31), "vector 31"),
+        (MLX5, alloc_entry(MsgKind.MSIX, 0, vector=256), "vector 256"),
+        (MSI_DEV, alloc_entry(MsgKind.MSI, 0, vector=250, count=8), "an MSI block 250..257"),
+    ]
+    for dev, entry, what in cases:
+        b = session.alloc(dev, [entry])
+        check(
+            b.status == Status.INVALID_PARAMETER, "HV-ALLOC-006", f"{what} -> INVALID_PARAMETER", status_name(b.status)
+        )
+    h = session.allocated(MLX5, MsgKind.MSIX, [0])[0].handle
+    b = session.retarget(MLX5, [{"handle": h, "vcpu": session.vcpus, "vector": 0x50, "flags": 0}])
+    check(
+        b.status == Status.INVALID_PARAMETER,
+        "HV-ALLOC-006",
+        "retarget to a missing vCPU -> INVALID_PARAMETER",
+        status_name(b.status),
+    )
+
+
+@requirement("HV-ALLOC-007", "HV-SEC-001", "HV-SEC-008")
+def test_allocated_pair_delivers_to_its_target(session: Session) -> None:
+    session.ready()
+    results = session.allocated(MLX5, MsgKind.MSIX, [0, 1, 2], vcpu=2, vector=0x60)
+    check(all(r.handle for r in results), "HV-ALLOC-007", "non-zero handles", str([r.handle for r in results]))
+    for r in results:
+        check(
+            r.address >> 32 == 0 and r.address >> 20 == 0xFEE,
+            "HV-SEC-008",
+            "an address in the interrupt window, nothing more",
+            hex(r.address),
+        )
+    for slot, r in enumerate(results):
+        session.program(MLX5, MsgKind.MSIX, slot, r.address, r.data)
+    session.enable(MLX5, MsgKind.MSIX)
+    for slot in range(3):
+        _delivered(session, MLX5, MsgKind.MSIX, slot, 2, 0x60 + slot, "HV-ALLOC-007")
+
+
+@requirement("HV-ALLOC-008", "HV-ALLOC-009")
+@option("msi")
+def test_multi_message_msi_block(session: Session) -> None:
+    session.negotiated()
+    session.claimed(MSI_DEV, int(KindMask.MSI))
+    r = session.allocated(MSI_DEV, MsgKind.MSI, [0], vcpu=3, vector=0x80, count=8)[0]
+    check(r.data & 7 == 0, "HV-ALLOC-008", "data's low 3 bits zero", hex(r.data))
+    check(session.device_info(MSI_DEV).messages_allocated == 8, "HV-ALLOC-009", "8 vectors counted", "other")
+    session.live(MSI_DEV, MsgKind.MSI, 0, r, vectors=8)
+    for i in range(8):
+        _delivered(session, MSI_DEV, MsgKind.MSI, i, 3, 0x80 + i, "HV-ALLOC-008")
+
+
+@requirement("HV-RETGT-001", "HV-SEC-003")
+def test_retarget_needs_a_handle_held_for_the_device(session: Session) -> None:
+    session.ready()
+    session.claimed(IDXD, int(KindMask.MSIX))
+    mine = session.allocated(MLX5, MsgKind.MSIX, [0])[0].handle
+    other_dev = session.allocated(IDXD, MsgKind.MSIX, [0])[0].handle
+    for handle, what in ((0, "handle 0"), (mine ^ 0x5A5A, "a guessed handle"), (other_dev, "another device's")):
+        b = session.retarget(MLX5, [{"handle": handle, "vcpu": 0, "vector": 0x41, "flags": 0}])
+        check(b.status == Status.UNKNOWN_HANDLE, "HV-RETGT-001", f"{what} -> UNKNOWN_HANDLE", status_name(b.status))
+
+
+@requirement("HV-RETGT-002", "HV-RETGT-003", "HV-RETGT-004")
+def test_retarget_moves_delivery(session: Session) -> None:
+    session.ready()
+    r = session.allocated(MLX5, MsgKind.MSIX, [4], vcpu=0, vector=0x44)[0]
+    session.live(MLX5, MsgKind.MSIX, 4, r)
+    _delivered(session, MLX5, MsgKind.MSIX, 4, 0, 0x44, "HV-ALLOC-007")
+    b = session.retarget(MLX5, [{"handle": r.handle, "vcpu": 3, "vector": 0x99, "flags": 0}])
+    check(b.status == Status.SUCCESS, "HV-RETGT-002", "SUCCESS", status_name(b.status))
+    res = b.results[0]
+    changed = (res.address, res.data) != (r.address, r.data)
+    check(
+        bool(res.flags & RetargetFlag.REWRITE) == changed,
+        "HV-RETGT-003",
+        f"REWRITE == pair changed ({changed})",
+        hex(res.flags),
+    )
+    if changed:
+        session.program(MLX5, MsgKind.MSIX, 4, res.address, res.data)
+    _delivered(session, MLX5, MsgKind.MSIX, 4, 3, 0x99, "HV-RETGT-002")
+    check(not changed, "HV-RETGT-004", "the pair kept (retarget in place)", "the device had to be rewritten")
+
+
+@requirement("HV-FREE-001", "HV-SEC-003")
+def test_free_is_the_owners_alone(session: Session) -> None:
+    session.ready()
+    session.claimed(IDXD, int(KindMask.MSIX))
+    h = session.allocated(MLX5, MsgKind.MSIX, [0])[0].handle
+    other = session.allocated(IDXD, MsgKind.MSIX, [0])[0].handle
+    for handle, what in ((other, "another device's handle"), (h + (1 << 32), "a handle never issued")):
+        b = session.free(MLX5, [handle])
+        check(b.status == Status.UNKNOWN_HANDLE, "HV-FREE-001", f"{what} -> UNKNOWN_HANDLE", status_name(b.status))
+    check(session.free(MLX5, [h]).status == Status.SUCCESS, "HV-FREE-001", "the owner frees it", "failed")
+    b = session.free(MLX5, [h])
+    check(b.status == Status.UNKNOWN_HANDLE, "HV-FREE-001", "a second free -> UNKNOWN_HANDLE", status_name(b.status))
+
+
+@requirement("HV-FREE-002")
+def test_free_revokes_and_returns_quota(session: Session) -> None:
+    session.ready()
+    r = session.allocated(MLX5, MsgKind.MSIX, [9])[0]
+    session.live(MLX5, MsgKind.MSIX, 9, r)
+    _delivered(session, MLX5, MsgKind.MSIX, 9, 1, 0x40, "HV-ALLOC-007")
+    check(session.free(MLX5, [r.handle]).status == Status.SUCCESS, "HV-FREE-002", "freed", "not freed")
+    fired = session.fire(MLX5, MsgKind.MSIX, 9)
+    check(fired.outcome == FireOutcome.BLOCKED, "HV-FREE-002", "the freed pair is blocked", fired.outcome.name)
+    check(session.iut.collect(session.vm) == [], "HV-FREE-002", "nothing injected", "an interrupt arrived")
+    check(session.device_info(MLX5).messages_allocated == 0, "HV-FREE-002", "the vector returned", "still counted")

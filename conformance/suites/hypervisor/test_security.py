@@ -1,0 +1,153 @@
+"""Isolation, ownership, quotas and leaks (spec "Security considerations")."""
+
+from __future__ import annotations
+
+import pytest
+
+from pvmsi.conformance.iut import DeviceRef, DeviceSlot, VmKnobs
+from pvmsi.conformance.toolkit import (
+    DEFAULT_DEVICES,
+    IDXD,
+    MLX5,
+    Session,
+    alloc_entry,
+    check,
+    status_name,
+)
+from pvmsi.spec.constants import KindMask, MsgKind, Status
+from pvmsi.spec.harness_constants import DeviceProfile, FireOutcome
+
+requirement = pytest.mark.requirement
+option = pytest.mark.option
+
+
+@requirement("HV-SEC-001", "HV-SEC-002")
+def test_a_pair_replayed_from_another_vm_is_blocked(session: Session) -> None:
+    vm_a = session.vm
+    vm_b = session.new_vm(DEFAULT_DEVICES)
+    session.ready()
+    session.ready(vm=vm_b)
+    r = session.allocated(MLX5, MsgKind.MSIX, [0], vcpu=1, vector=0x70)[0]
+    session.live(MLX5, MsgKind.MSIX, 0, r, vm=vm_b)  # VM B writes VM A's pair into its own device
+    fired = session.fire(MLX5, MsgKind.MSIX, 0, vm=vm_b)
+    check(fired.outcome == FireOutcome.BLOCKED, "HV-SEC-001", "blocked", fired.outcome.name)
+    got_a, got_b = session.iut.collect(vm_a), session.iut.collect(vm_b)
+    check(got_a == [] and got_b == [], "HV-SEC-001", "nothing delivered in either VM", f"A {got_a}, B {got_b}")
+    check(session.iut.counters(vm_b).blocked >= 1, "HV-SEC-001", "counted as blocked", "not counted")
+
+
+@requirement("HV-SEC-002")
+@option("subdevice", "ims")
+def test_subdevice_pairs_need_their_pasid(session: Session) -> None:
+    session.negotiated()
+    sub = IDXD.with_pasid(1)
+    session.claimed(sub, int(KindMask.IMS))
+    session.claimed(IDXD, int(KindMask.IMS | KindMask.MSIX))
+    r = session.allocated(sub, MsgKind.IMS, [0], vcpu=0, vector=0x51)[0]
+    session.program(sub, MsgKind.IMS, 0, r.address, r.data)
+    fired = session.fire(sub, MsgKind.IMS, 0)
+    check(
+        fired.outcome == FireOutcome.DELIVERED and fired.vector == 0x51,
+        "HV-SEC-002",
+        "delivered from the sub-device",
+        f"{fired.outcome.name} {fired.vector:#x}",
+    )
+    session.iut.collect(session.vm)
+    # the parent (no PASID) writes the sub-device's pair from one of its own slots
+    session.program(IDXD, MsgKind.MSIX, 0, r.address, r.data)
+    session.enable(IDXD, MsgKind.MSIX)
+    fired = session.fire(IDXD, MsgKind.MSIX, 0)
+    check(fired.outcome == FireOutcome.BLOCKED, "HV-SEC-002", "blocked without the PASID", fired.outcome.name)
+
+
+@requirement("HV-SEC-003")
+def test_another_vms_handle_is_unknown(session: Session) -> None:
+    vm_b = session.new_vm(DEFAULT_DEVICES)
+    session.ready()
+    session.ready(vm=vm_b)
+    h = session.allocated(MLX5, MsgKind.MSIX, [0])[0].handle
+    never = session.free(MLX5, [h ^ (1 << 63)], vm=vm_b).status
+    for b, what in (
+        (session.retarget(MLX5, [{"handle": h, "vcpu": 0, "vector": 0x41, "flags": 0}], vm=vm_b), "retarget"),
+        (session.free(MLX5, [h], vm=vm_b), "free"),
+    ):
+        check(
+            b.status == Status.UNKNOWN_HANDLE,
+            "HV-SEC-003",
+            f"{what} of VM A's handle in VM B -> UNKNOWN_HANDLE",
+            status_name(b.status),
+        )
+        check(b.status == never, "HV-SEC-003", "the same answer as a never-issued handle", status_name(b.status))
+    check(session.device_info(MLX5).messages_allocated == 1, "HV-SEC-003", "VM A's message untouched", "freed")
+
+
+@requirement("HV-SEC-004", "HV-SEC-005")
+def test_handles_are_not_reissued_and_hard_to_guess(session: Session) -> None:
+    session.ready()
+    seen: list[int] = []
+    for _ in range(4):
+        results = session.allocated(MLX5, MsgKind.MSIX, list(range(16)))
+        seen += [r.handle for r in results]
+        session.free(MLX5, [r.handle for r in results])
+    check(
+        len(set(seen)) == len(seen),
+        "HV-SEC-005",
+        "64 distinct handles across re-allocation of the same slots",
+        f"{len(seen) - len(set(seen))} reissued",
+    )
+    varying = 0
+    for bit in range(64):
+        values = {(h >> bit) & 1 for h in seen}
+        varying += len(values) == 2
+    check(varying >= 32, "HV-SEC-004", "at least 32 handle bits vary", f"{varying} bits vary")
+
+
+@requirement("HV-SEC-006", "HV-ALLOC-009")
+def test_device_quota(session: Session) -> None:
+    session.ready(MLX5, int(KindMask.MSIX | KindMask.IMS))
+    info = session.device_info(MLX5)
+    quota, max_batch = info.message_quota, session.info().max_batch
+    slots = [(MsgKind.MSIX, s) for s in range(info.msix_table_size)] + [(MsgKind.IMS, s) for s in range(info.ims_slots)]
+    if len(slots) <= quota:
+        pytest.skip(f"unsupported: the device has {len(slots)} slots, within its quota of {quota}")
+    done = 0
+    while done < quota:
+        chunk = slots[done : min(quota, done + max_batch)]
+        b = session.alloc(MLX5, [alloc_entry(k, s) for k, s in chunk])
+        check(
+            b.status == Status.SUCCESS,
+            "HV-SEC-006",
+            f"allocations within the quota ({done}/{quota})",
+            status_name(b.status),
+        )
+        done += len(chunk)
+    kind, slot = slots[quota]
+    b = session.alloc(MLX5, [alloc_entry(kind, slot)])
+    check(
+        b.status == Status.NO_RESOURCES, "HV-SEC-006", "one more than the quota -> NO_RESOURCES", status_name(b.status)
+    )
+
+
+@requirement("HV-SEC-007")
+def test_full_remapping_table(session: Session) -> None:
+    vm = session.new_vm(DEFAULT_DEVICES, knobs=VmKnobs(remap_entries=8))
+    session.use(vm)
+    session.ready()
+    session.allocated(MLX5, MsgKind.MSIX, list(range(8)))
+    b = session.alloc(MLX5, [alloc_entry(MsgKind.MSIX, 8)])
+    check(b.status == Status.NO_RESOURCES, "HV-SEC-007", "ninth entry -> NO_RESOURCES", status_name(b.status))
+    check(session.device_info(MLX5).messages_allocated == 8, "HV-SEC-007", "nothing allocated for it", "other")
+
+
+@requirement("HV-SEC-009")
+def test_destroyed_vms_leave_nothing_behind(session: Session) -> None:
+    # 40 VMs of 2048 vectors each need 81,920 entries: more than a 65,536-entry table unless destroy frees them.
+    for i in range(40):
+        vm = session.new_vm([DeviceSlot(DeviceProfile.MLX5, DeviceRef(0, 0, 0x08))], vcpus=1)
+        session.ready(vm=vm)
+        for base in range(0, 2048, 64):
+            b = session.alloc(MLX5, [alloc_entry(MsgKind.MSIX, s, vcpu=0) for s in range(base, base + 64)], vm=vm)
+            check(b.status == Status.SUCCESS, "HV-SEC-009", f"VM #{i}: allocation succeeds", status_name(b.status))
+        session.iut.destroy_vm(vm)
+        session.vms.remove(vm)
+        session.transcript.clear()
