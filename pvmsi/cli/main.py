@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .bench_cmd import bench
+from .demo_cmd import demo
 from .fuzz_cmd import fuzz
 from .gen_cmd import gen
 from .spec_cmd import spec
@@ -19,3 +21,5 @@ def main() -> None:
 main.add_command(spec)
 main.add_command(gen)
 main.add_command(fuzz)
+main.add_command(bench)
+main.add_command(demo)
