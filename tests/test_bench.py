@@ -1,0 +1,63 @@
+"""``pvmsi bench``: the JSON shape and sane figures (no timing assertions: a benchmark is not a test)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from pvmsi.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def figures() -> dict[str, Any]:
+    result = CliRunner().invoke(main, ["bench", "--quick", "--json"])
+    assert result.exit_code == 0, result.output
+    data: dict[str, Any] = json.loads(result.output)  # exactly one JSON object, nothing else
+    return data
+
+
+def test_json_shape(figures: dict[str, Any]) -> None:
+    assert {"exits", "throughput", "codec", "remap_table", "machine", "targets"} <= set(figures)
+    for row in figures["exits"]:
+        assert {"device", "operation", "vectors", "emulated", "pvmsi", "pvmsi_device_writes"} <= set(row)
+        assert row["device"] in ("msix", "ims", "msi")
+        assert row["operation"] in ("setup", "retarget")
+        assert isinstance(row["pvmsi"], int)
+        assert isinstance(row["pvmsi_device_writes"], int)
+    assert set(figures["throughput"]) >= {"single_alloc_free_calls_per_s", "batch64_vectors_per_s"}
+    assert set(figures["codec"]) >= {"hot_path_ns", "struct_baseline_ns", "ratio"}
+    assert set(figures["remap_table"]) >= {"alloc_ns_1pct", "alloc_ns_95pct", "ratio"}
+    for group in ("throughput", "codec", "remap_table"):
+        assert all(isinstance(v, float) and v > 0 for v in figures[group].values())
+
+
+def test_exit_counts_make_sense(figures: dict[str, Any]) -> None:
+    rows = figures["exits"]
+    for row in rows:
+        if row["device"] == "ims":
+            assert row["emulated"] is None  # IMS cannot be emulated
+        else:
+            assert row["emulated"] > row["pvmsi"] >= 1
+        if row["operation"] == "retarget":
+            assert row["pvmsi_device_writes"] == 0  # remapped in place: the device is not rewritten
+    big = [r for r in rows if r["device"] == "msix" and r["vectors"] == 64 and r["operation"] == "setup"]
+    assert big
+    assert big[0]["emulated"] >= 64 * 4 > big[0]["pvmsi"]
+
+
+def test_plot_and_render(figures: dict[str, Any], tmp_path: Path) -> None:
+    saved = tmp_path / "bench.json"
+    saved.write_text(json.dumps(figures))
+    svg = tmp_path / "exits.svg"
+    result = CliRunner().invoke(main, ["bench", "--from-json", str(saved), "--plot", str(svg)])
+    assert result.exit_code == 0, result.output
+    assert "Exits" in result.output
+    assert "IMS cannot be emulated" in result.output
+    text = svg.read_text()
+    assert text.startswith("<svg")
+    assert text.rstrip().endswith("</svg>")
+    assert "<rect" in text

@@ -1,0 +1,50 @@
+"""A short fuzz run (the 1,000,000-input run is documented in docs/performance.md), and the invariant checker
+itself: it must see a broken book."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from pvmsi.cli.main import main
+from pvmsi.reference.fuzz import Fuzzer, check_invariants, chunks, fuzz
+from pvmsi.reference.platform.remap import Irte
+from pvmsi.reference.platform.requester import Requester
+
+
+def test_short_fuzz_run_is_clean() -> None:
+    report = fuzz(2000, seed=3)
+    assert report.ok, report.failures
+    assert report.inputs == 2000
+    assert report.statuses["SUCCESS"] > 0
+    assert report.statuses["INVALID_PARAMETER"] > 0
+    assert sum(report.statuses.values()) > 1500
+
+
+def test_fuzz_is_reproducible() -> None:
+    assert fuzz(300, seed=11).statuses == fuzz(300, seed=11).statuses
+
+
+def test_invariant_checker_sees_broken_books() -> None:
+    f = Fuzzer(5)
+    f.new_epoch()
+    assert check_invariants(f.system) == []
+    state = next(iter(f.system.core.vm_states().values()))
+    state.vectors += 1
+    assert any("vectors" in p for p in check_invariants(f.system))
+    state.vectors -= 1
+    f.system.platform.table.alloc(Irte(1, 0, 0x40, Requester(0, 0x100)))  # an entry nobody accounts for
+    assert any("remapping table holds" in p for p in check_invariants(f.system))
+
+
+def test_fuzz_cli_json() -> None:
+    result = CliRunner().invoke(main, ["fuzz", "--inputs", "500", "--seed", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["ok"]
+    assert report["inputs"] == 500
+
+
+def test_chunks() -> None:
+    assert list(chunks(10, 3)) == [4, 3, 3]
