@@ -6,9 +6,11 @@ import click
 
 from .. import __version__
 from .bench_cmd import bench
+from .conformance_cmd import conformance
 from .demo_cmd import demo
 from .fuzz_cmd import fuzz
 from .gen_cmd import gen
+from .serve_cmd import serve
 from .spec_cmd import spec
 
 
@@ -23,3 +25,5 @@ main.add_command(gen)
 main.add_command(fuzz)
 main.add_command(bench)
 main.add_command(demo)
+main.add_command(conformance)
+main.add_command(serve)

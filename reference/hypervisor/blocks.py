@@ -26,3 +26,14 @@ def check_disjoint(in_gpa: int, in_size: int, out_gpa: int, out_size: int) -> No
     """Input and output blocks must not overlap (HV-MEM-004)."""
     if in_gpa < out_gpa + out_size and out_gpa < in_gpa + in_size:
         raise CallError(Status.INVALID_ADDRESS, "input and output blocks overlap (HV-MEM-004)")
+
+
+class MemoryRules:
+    """The memory rules as an object the core consults, so that a deliberately faulty core (conformance's
+    faulty implementations) can break exactly one of them."""
+
+    def block(self, memory: GuestMemory, gpa: int, size: int, what: str) -> None:
+        check_block(memory, gpa, size, what)
+
+    def disjoint(self, in_gpa: int, in_size: int, out_gpa: int, out_size: int) -> None:
+        check_disjoint(in_gpa, in_size, out_gpa, out_size)

@@ -33,7 +33,7 @@ from ...spec.formats import (
 from ...spec.layout import layout_of
 from ...spec.states import DeviceEvent, VmEvent, VmState
 from ...spec.version import encode_version
-from .blocks import check_block, check_disjoint
+from .blocks import MemoryRules
 from .config import HypervisorConfig
 from .errors import CallError
 from .messages import MessageOps
@@ -98,6 +98,7 @@ class HypervisorCore:
         self.config = config
         self.remap = remap
         self._vms: dict[int, VmPvmsi] = {}
+        self.rules = MemoryRules()
         self.messages = MessageOps(self)
         self._handlers: dict[FunctionNumber, Callable[[Call], CallResult]] = {
             FunctionNumber.VERSION: self._version,
@@ -169,15 +170,14 @@ class HypervisorCore:
 
     # -- block helpers ----------------------------------------------------------------------------------------
 
-    @staticmethod
-    def read_input(c: Call, fmt: Any, out_fmt: Any | None = None) -> Any:
+    def read_input(self, c: Call, fmt: Any, out_fmt: Any | None = None) -> Any:
         """Check the input (and output) block addresses, read the input once and decode it."""
         size = size_of(fmt)
-        check_block(c.vm.memory, c.in_gpa, size, "input")
+        self.rules.block(c.vm.memory, c.in_gpa, size, "input")
         if out_fmt is not None:
             out_size = size_of(out_fmt)
-            check_block(c.vm.memory, c.out_gpa, out_size, "output")
-            check_disjoint(c.in_gpa, size, c.out_gpa, out_size)
+            self.rules.block(c.vm.memory, c.out_gpa, out_size, "output")
+            self.rules.disjoint(c.in_gpa, size, c.out_gpa, out_size)
         raw = c.vm.memory.read(c.in_gpa, size)  # HV-MEM-005: the only read of this block
         try:
             return decode(fmt, raw)
@@ -216,7 +216,7 @@ class HypervisorCore:
     def _get_info(self, c: Call) -> CallResult:
         cfg = c.st.config
         size = size_of(HV_INFO)
-        check_block(c.vm.memory, c.out_gpa, size, "output")
+        self.rules.block(c.vm.memory, c.out_gpa, size, "output")
         c.vm.memory.write(
             c.out_gpa,
             encode(

@@ -10,7 +10,6 @@ from ...spec.codec import DecodeError
 from ...spec.constants import DeliveryFlag, Feature, FunctionNumber, MsgKind, RetargetFlag, Status
 from ...spec.fastcodec import FastFormat, Values, fast
 from ...spec.formats import BATCH_IN, BATCH_OUT  # noqa: F401  (registers the formats before fast() is used)
-from .blocks import check_block, check_disjoint
 from .errors import CallError
 from .vmstate import Claim, DeviceKey, Message, VmPvmsi
 
@@ -85,7 +84,8 @@ class MessageOps:
         in_gpa, out_gpa = c.args[0], c.args[1]
 
         # The header first: its address, then its contents (HV-CALL-005); read exactly once (HV-MEM-005).
-        check_block(mem, in_gpa, HDR_SIZE, "input")
+        rules = core.rules
+        rules.block(mem, in_gpa, HDR_SIZE, "input")
         try:
             seg, bus, devfn, id_flags, sub_id, _r, count, start, _r0, _r1 = FAST_BATCH_IN.unpack_from(
                 mem.read(in_gpa, HDR_SIZE)
@@ -95,9 +95,9 @@ class MessageOps:
         if not 1 <= count <= c.st.config.max_batch or start >= count:
             raise CallError(Status.INVALID_PARAMETER, f"count {count} / start {start} out of range (HV-BATCH-001)")
         in_size, out_size = HDR_SIZE + count * entry_size, OUT_HDR_SIZE + count * result_size
-        check_block(mem, in_gpa, in_size, "input")
-        check_block(mem, out_gpa, out_size, "output")
-        check_disjoint(in_gpa, in_size, out_gpa, out_size)
+        rules.block(mem, in_gpa, in_size, "input")
+        rules.block(mem, out_gpa, out_size, "output")
+        rules.disjoint(in_gpa, in_size, out_gpa, out_size)
         key, _dev = core.lookup_fields(c, seg, bus, devfn, id_flags, sub_id)
         claim = c.st.claims.get(key)
         if claim is None:

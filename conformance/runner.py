@@ -1,0 +1,170 @@
+"""Run a suite with pytest and collect a :class:`~.results.Report`; list the catalogue without running."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+
+from ..spec.requirements import by_id
+from ..spec.version import VERSION_MAJOR, VERSION_MINOR
+from . import plugin
+from .plugin import SUITES, Recorder, requirements_of, role_of, section_of
+from .results import Report, Summary, TestResult
+
+Role = Literal["hypervisor", "guest"]
+INI = Path(__file__).parent / "pytest.ini"
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """One test of the catalogue."""
+
+    test: str
+    role: str
+    section: str
+    requirements: list[str]
+    doc: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "test": self.test,
+            "role": self.role,
+            "section": self.section,
+            "requirements": self.requirements,
+            "doc": self.doc,
+        }
+
+
+def _args(
+    role: Role, iut: str, ics: str | None, timeout: float, requirements: list[str], sections: list[str]
+) -> list[str]:
+    args = [
+        str(SUITES / role),
+        "-c",
+        str(INI),
+        "--rootdir",
+        str(SUITES),
+        "--pvmsi-role",
+        role,
+        "--pvmsi-iut",
+        iut,
+        "--pvmsi-timeout",
+        str(timeout),
+        "-p",
+        "no:terminal",
+    ]
+    if ics:
+        args += ["--pvmsi-ics", ics]
+    for r in requirements:
+        args += ["--pvmsi-requirement", r]
+    for s in sections:
+        args += ["--pvmsi-section", s]
+    return args
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[io.StringIO]:
+    """pytest's own output is replaced by our reports; keep it for diagnosing usage errors."""
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+        yield buf
+
+
+class UsageError(ValueError):
+    """The run could not start (bad selection, bad ICS, unreachable IUT): the message says why."""
+
+
+def run(
+    role: Role,
+    iut: str,
+    *,
+    ics: str | None = None,
+    timeout: float = 10.0,
+    requirements: list[str] | None = None,
+    sections: list[str] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_result: Callable[[TestResult], None] | None = None,
+    stream: Path | None = None,
+) -> Report:
+    """Run the ``role`` suite against ``iut``; the report holds whatever finished, even if interrupted."""
+    for rid in requirements or []:
+        try:
+            by_id(rid)
+        except KeyError:
+            raise UsageError(f"unknown requirement id {rid!r}") from None
+    recorder = Recorder(stream, on_result)
+
+    class _Start:
+        def pytest_collection_finish(self, session: pytest.Session) -> None:
+            if on_start is not None:
+                on_start(len(session.items))
+
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    interrupted = False
+    with _quiet() as out:
+        try:
+            code = pytest.main(
+                _args(role, iut, ics, timeout, requirements or [], sections or []), plugins=[plugin, recorder, _Start()]
+            )
+        except KeyboardInterrupt:
+            code, interrupted = pytest.ExitCode.INTERRUPTED, True
+    if code == pytest.ExitCode.USAGE_ERROR or (code == pytest.ExitCode.INTERNAL_ERROR and not recorder.results):
+        raise UsageError(_last_error(out.getvalue()))
+    if code == pytest.ExitCode.INTERRUPTED:
+        interrupted = True
+    summary = Summary()
+    for r in recorder.results:
+        summary.add(r.verdict)
+    return Report(
+        spec_version=f"{VERSION_MAJOR}.{VERSION_MINOR}",
+        role=role,
+        iut=iut,
+        complete=not interrupted,
+        started=started.isoformat(timespec="seconds"),
+        duration_s=round(time.perf_counter() - t0, 3),
+        summary=summary,
+        results=recorder.results,
+    )
+
+
+def _last_error(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if "Error" in line or "error" in line]
+    return (errors or lines or ["the suite could not start"])[-1].removeprefix("ERROR: ").strip()
+
+
+def catalogue(role: Role | None = None) -> list[CatalogueEntry]:
+    """Every test of the suites (or of one role) with its section and requirement ids, without running."""
+    entries: list[CatalogueEntry] = []
+
+    class _Collect:
+        def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+            for item in items:
+                ids = requirements_of(item)
+                doc = (getattr(getattr(item, "obj", None), "__doc__", None) or "").strip().splitlines()
+                entries.append(
+                    CatalogueEntry(
+                        f"{Path(str(item.path)).stem}::{item.name}",
+                        role_of(item),
+                        section_of(ids),
+                        ids,
+                        doc[0] if doc else "",
+                    )
+                )
+
+    roles: list[Role] = [role] if role else ["hypervisor", "guest"]
+    for r in roles:
+        with _quiet() as out:
+            code = pytest.main([*_args(r, "reference", None, 1.0, [], []), "--collect-only"], plugins=[plugin, _Collect()])
+        if code not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+            raise UsageError(_last_error(out.getvalue()))
+    return entries

@@ -1,0 +1,66 @@
+"""``pvmsi serve``: run a reference implementation as an implementation under test (harness protocol)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..conformance.harness.serve import serve_socket, serve_stdio
+from ..conformance.iut import HypervisorIUT
+
+
+@click.command()
+@click.option(
+    "--role",
+    type=click.Choice(["hypervisor"]),
+    default="hypervisor",
+    show_default=True,
+    help="What to serve (the guest role arrives with the guest suite).",
+)
+@click.option("--listen", help="unix:PATH or tcp:127.0.0.1:PORT (PORT 0 picks one and prints it).")
+@click.option("--stdio", is_flag=True, help="Speak the protocol on stdin/stdout (for --iut exec:...).")
+@click.option("--fault", help="Serve a deliberately faulty hypervisor (see `pvmsi conformance faults`).")
+@click.option(
+    "--idle-timeout",
+    type=float,
+    default=600.0,
+    show_default=True,
+    help="Close a connection after this many seconds without a frame.",
+)
+@click.option("--once", is_flag=True, help="Exit after the first connection ends.")
+def serve(role: str, listen: str | None, stdio: bool, fault: str | None, idle_timeout: float, once: bool) -> None:
+    """Serve the reference hypervisor (or a faulty one) over the harness protocol."""
+    if bool(listen) == stdio:
+        raise click.UsageError("give exactly one of --listen ADDRESS or --stdio")
+
+    def factory() -> HypervisorIUT:
+        if fault:
+            from ..conformance.faulty import faulty_hypervisor
+
+            return faulty_hypervisor(fault)
+        from ..reference.backend import ReferenceHypervisor
+
+        return ReferenceHypervisor()
+
+    if fault:
+        try:
+            factory()
+        except KeyError as e:
+            raise click.UsageError(str(e.args[0])) from None
+    if stdio:
+        serve_stdio(factory, idle_timeout)
+        return
+    assert listen is not None
+    try:
+        serve_socket(
+            factory,
+            listen,
+            idle_timeout,
+            once,
+            ready=lambda where: print(f"pvmsi serve: listening on {where}", file=sys.stderr, flush=True),
+        )
+    except (ValueError, OSError) as e:
+        raise click.UsageError(str(e)) from None
+    except KeyboardInterrupt:
+        pass
