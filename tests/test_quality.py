@@ -1,4 +1,4 @@
-"""ruff and mypy --strict (configured in pyproject.toml) are clean over pvmsi/ and tests/."""
+"""ruff and mypy --strict (configured in pyproject.toml) are clean over every source folder and tests/."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.slow
 def test_ruff_check() -> None:
-    proc = _run("ruff", "check", "--no-cache", "pvmsi", "tests")
+    proc = _run("ruff", "check", "--no-cache", "spec", "reference", "conformance", "pvmsi", "tests", "docs_hooks")
     assert proc.returncode == 0, f"ruff check failed:\n{proc.stdout}\n{proc.stderr}"
 
 
