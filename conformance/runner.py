@@ -164,7 +164,9 @@ def catalogue(role: Role | None = None) -> list[CatalogueEntry]:
     roles: list[Role] = [role] if role else ["hypervisor", "guest"]
     for r in roles:
         with _quiet() as out:
-            code = pytest.main([*_args(r, "reference", None, 1.0, [], []), "--collect-only"], plugins=[plugin, _Collect()])
+            code = pytest.main(
+                [*_args(r, "reference", None, 1.0, [], []), "--collect-only"], plugins=[plugin, _Collect()]
+            )
         if code not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
             raise UsageError(_last_error(out.getvalue()))
     return entries
