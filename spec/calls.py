@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .constants import FunctionNumber
+from .states import VmState
+
+ANY_STATE = (VmState.OPEN, VmState.NEGOTIATED)
 
 NO_BLOCK = "reserved, must be zero"
 
@@ -27,7 +30,12 @@ class CallDef:
     input_entry: str | None = None
     output_entry: str | None = None
     value: str = "zero"
-    needs_negotiation: bool = True
+    #: VM states the call is valid in; in any other it fails with WRONG_STATE (HV-STATE-001).
+    states: tuple[VmState, ...] = (VmState.NEGOTIATED,)
+
+    @property
+    def needs_negotiation(self) -> bool:
+        return VmState.OPEN not in self.states
 
     @property
     def batched(self) -> bool:
@@ -51,7 +59,7 @@ CALLS: tuple[CallDef, ...] = (
         "Return the highest protocol version the hypervisor implements. Valid in every state, before and "
         "after negotiation; it changes no state.",
         value="major << 16 | minor of the highest version implemented",
-        needs_negotiation=False,
+        states=ANY_STATE,
     ),
     CallDef(
         "GET_INFO",
@@ -59,7 +67,7 @@ CALLS: tuple[CallDef, ...] = (
         "Write the offered and required features and the hypervisor's limits to the output block. Valid in "
         "every state; it changes no state.",
         output="hv_info",
-        needs_negotiation=False,
+        states=ANY_STATE,
     ),
     CallDef(
         "NEGOTIATE",
@@ -69,7 +77,7 @@ CALLS: tuple[CallDef, ...] = (
         input="negotiate_in",
         output="negotiate_out",
         value="the features now in force (as negotiate_out.features)",
-        needs_negotiation=False,
+        states=(VmState.OPEN,),
     ),
     CallDef(
         "RESET",
@@ -77,7 +85,7 @@ CALLS: tuple[CallDef, ...] = (
         "Free every message and release every device of the calling VM, then return it to OPEN, as a VM "
         "reset does. For a kexec'd or crashed guest kernel that starts afresh.",
         value="number of vectors freed",
-        needs_negotiation=False,
+        states=ANY_STATE,
     ),
     CallDef(
         "DEVICE_QUERY",

@@ -125,6 +125,16 @@ class EnumField(_AdapterBase):
         return self.enum_type(obj)
 
 
+class ValuesOf(_SubconBase):
+    """An integer field that carries constants of a group, named for the docs and bindings but *not* checked on
+    decode: the spec gives such values their own rule (an unknown feature bit gets a status code from the
+    hypervisor; a status or frame kind from a newer peer is still reported)."""
+
+    def __init__(self, subcon: cs.Construct[int, int], group_type: type[enum.IntEnum] | type[enum.IntFlag]) -> None:
+        super().__init__(subcon)
+        self.group_type = group_type
+
+
 class FlagsField(_AdapterBase):
     """A bit-set field; bits not defined by ``flags`` are reserved and must be zero (GEN-CONV-003)."""
 

@@ -31,6 +31,8 @@ def _field(f: FieldLayout) -> dict[str, Any]:
         out["enum"] = f.enum
     if f.flags:
         out["flags"] = f.flags
+    if f.values:
+        out["values"] = f.values
     return out
 
 
@@ -79,6 +81,7 @@ def spec_dump() -> dict[str, Any]:
                 "args": list(c.args),
                 "value": c.value,
                 "requires_negotiation": c.needs_negotiation,
+                "valid_states": [st.value for st in c.states],
                 "doc": c.doc,
             }
             for c in CALLS

@@ -12,7 +12,7 @@ from typing import Any
 
 import construct as cs
 
-from .codec import EnumField, FlagsField, Reserved
+from .codec import EnumField, FlagsField, Reserved, ValuesOf
 from .constants import group_of
 
 _SCALARS: dict[str, tuple[str, int, bool]] = {
@@ -77,6 +77,8 @@ class FieldLayout:
     enum: str | None = None
     flags: str | None = None
     nested: FormatLayout | None = None
+    #: Constant group whose values the field carries without a decode check (codec.ValuesOf).
+    values: str | None = None
 
     @property
     def c_name(self) -> str:
@@ -151,6 +153,9 @@ def _field(name: str, sc: Any, doc: str, offset: int) -> FieldLayout:
         if not isinstance(sc.count, int):
             raise TypeError(f"field {name}: array count must be a constant")
         count, sc = sc.count, sc.subcon
+    values_key: str | None = None
+    if isinstance(sc, ValuesOf):
+        values_key, sc = group_of(sc.group_type).key, sc.subcon
     if isinstance(sc, EnumField):
         enum_key, sc = group_of(sc.enum_type).key, sc.subcon
     elif isinstance(sc, FlagsField):
@@ -158,7 +163,9 @@ def _field(name: str, sc: Any, doc: str, offset: int) -> FieldLayout:
     sc, _ = _unwrap(sc)
     if isinstance(sc, cs.FormatField):
         typ, size, signed = _SCALARS[sc.fmtstr]
-        return FieldLayout(name, offset, size * count, typ, count, reserved, signed, doc, enum_key, flags_key)
+        return FieldLayout(
+            name, offset, size * count, typ, count, reserved, signed, doc, enum_key, flags_key, values=values_key
+        )
     if isinstance(sc, cs.Bytes):
         if not isinstance(sc.length, int):
             raise TypeError(f"field {name}: byte length must be a constant")

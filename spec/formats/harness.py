@@ -11,8 +11,8 @@ from typing import Any
 
 import construct as cs
 
-from ..codec import EnumField, Reserved, s32, s64, u8, u16, u32, u64
-from ..constants import MsgKind
+from ..codec import EnumField, Reserved, ValuesOf, s32, s64, u8, u16, u32, u64
+from ..constants import MsgKind, Status
 from ..harness_constants import (
     DeviceOp,
     DeviceProfile,
@@ -129,7 +129,7 @@ HYPERCALL_RES: Any = define(
     "harness",
     "Payload of HYPERCALL_RESULT (for GUEST_HYPERCALL followed by the output block).",
     cs.Struct(
-        "status" / s64 * "The status register, sign-extended.",
+        "status" / ValuesOf(s64, Status) * "The status register, sign-extended.",
         "value" / u64 * "The value register.",
     ),
 )
@@ -222,7 +222,8 @@ COUNTER_VALUES: Any = define(
         "msix_exits" / u64 * "Exits for trapped accesses to the MSI-X capability and table.",
         "delivered" / u64 * "Device messages delivered into this VM.",
         "blocked" / u64 * "Device messages of this VM's devices blocked by the IOMMU.",
-        "last_call_max_reads" / u64
+        "last_call_max_reads"
+        / u64
         * "Most times any one guest byte was read during the VM's last hypercall; 0: the IUT does not track it.",
     ),
 )
@@ -276,7 +277,7 @@ HARNESS_ERROR: Any = define(
     cs.Struct(
         "code" / EnumField(u32, HarnessStatus) * "PVMSI_HSTATUS_*.",
         "offset" / u32 * "Byte offset in the offending frame (header included) where the problem was found.",
-        "request_kind" / u16 * "Kind of the offending frame.",
+        "request_kind" / ValuesOf(u16, FrameKind) * "Kind of the offending frame.",
         "reserved0" / Reserved(u16) * "Reserved, zero.",
         "detail_size" / u32 * "Bytes of UTF-8 detail that follow (before padding).",
     ),
@@ -305,7 +306,7 @@ GUEST_RESULT: Any = define(
     "harness",
     "Payload of GUEST_RESULT.",
     cs.Struct(
-        "status" / s32 * "pvmsi status of the operation (SUCCESS, or the error the guest hit).",
+        "status" / ValuesOf(s32, Status) * "pvmsi status of the operation (SUCCESS, or the error the guest hit).",
         "mode" / u8 * "1: pvmsi negotiated, 2: emulated MSI/MSI-X, 0: not booted.",
         "reserved0" / Reserved(u8) * "Reserved, zero.",
         "reserved1" / Reserved(u16) * "Reserved, zero.",

@@ -10,8 +10,8 @@ from typing import Any
 
 import construct as cs
 
-from ..codec import EnumField, FlagsField, Reserved, s32, u8, u16, u32, u64
-from ..constants import DeliveryFlag, MsgKind, RetargetFlag
+from ..codec import EnumField, FlagsField, Reserved, ValuesOf, s32, u8, u16, u32, u64
+from ..constants import DeliveryFlag, MsgKind, RetargetFlag, Status
 from ..layout import define
 from .device import DEVICE_ID
 
@@ -35,7 +35,9 @@ BATCH_OUT: Any = define(
     cs.Struct(
         "next_index" / u16 * "First entry not completed; equals count when the batch is done.",
         "completed" / u16 * "Entries completed by this call (next_index - start).",
-        "status" / s32 * "Status of entry next_index if the batch stopped on an error; SUCCESS otherwise.",
+        "status"
+        / ValuesOf(s32, Status)
+        * "Status of entry next_index if the batch stopped on an error; SUCCESS otherwise.",
         "reserved0" / Reserved(u64) * "Reserved, zero.",
     ),
 )
@@ -63,7 +65,7 @@ ALLOC_RESULT: Any = define(
         "handle" / u64 * "Opaque, non-zero handle naming the message in RETARGET and FREE.",
         "address" / u64 * "Message address the guest writes into the device.",
         "data" / u32 * "Message data; for MSI the first of vector_count consecutive values.",
-        "status" / s32 * "Status of this entry (SUCCESS, or the error that stopped the batch here).",
+        "status" / ValuesOf(s32, Status) * "Status of this entry (SUCCESS, or the error that stopped the batch here).",
     ),
 )
 
@@ -89,7 +91,7 @@ RETARGET_RESULT: Any = define(
     cs.Struct(
         "address" / u64 * "The message address now in force.",
         "data" / u32 * "The message data now in force.",
-        "status" / s32 * "Status of this entry.",
+        "status" / ValuesOf(s32, Status) * "Status of this entry.",
         "flags" / FlagsField(u32, RetargetFlag) * "PVMSI_RETARGET_REWRITE when the guest must rewrite the device.",
         "reserved0" / Reserved(u32) * "Reserved, zero.",
     ),
@@ -109,7 +111,7 @@ FREE_RESULT: Any = define(
     "messages",
     "OUT result of MSG_FREE for one entry.",
     cs.Struct(
-        "status" / s32 * "Status of this entry.",
+        "status" / ValuesOf(s32, Status) * "Status of this entry.",
         "reserved0" / Reserved(u32) * "Reserved, zero.",
     ),
 )

@@ -6,8 +6,8 @@ from typing import Any
 
 import construct as cs
 
-from ..codec import EnumField, Reserved, u8, u16, u32, u64
-from ..constants import MessageFormat
+from ..codec import EnumField, Reserved, ValuesOf, u8, u16, u32, u64
+from ..constants import Feature, MessageFormat
 from ..layout import define
 
 HV_INFO: Any = define(
@@ -20,8 +20,9 @@ HV_INFO: Any = define(
         "message_format" / EnumField(u8, MessageFormat) * "Platform format of the address/data pairs handed out.",
         "reserved0" / Reserved(u8) * "Reserved, zero.",
         "reserved1" / Reserved(u16) * "Reserved, zero.",
-        "features_offered" / u64 * "Feature bits the guest may accept (PVMSI_F_*).",
-        "features_required" / u64
+        "features_offered" / ValuesOf(u64, Feature) * "Feature bits the guest may accept (PVMSI_F_*).",
+        "features_required"
+        / ValuesOf(u64, Feature)
         * "Feature bits the guest must accept for NEGOTIATE to succeed; a subset of features_offered.",
         "max_batch" / u32 * "Largest entry count of one batch this hypervisor accepts (1..PVMSI_MAX_BATCH).",
         "max_claimed_devices" / u32 * "How many devices (and sub-devices) the VM may hold claimed at once.",
@@ -39,7 +40,9 @@ NEGOTIATE_IN: Any = define(
         "version_major" / u16 * "Major version the guest implements; must equal the hypervisor's.",
         "version_minor" / u16 * "Minor version the guest implements; at most the hypervisor's.",
         "reserved0" / Reserved(u32) * "Reserved, zero.",
-        "features" / u64 * "The accepted subset of features_offered; must include features_required.",
+        "features"
+        / ValuesOf(u64, Feature)
+        * "The accepted subset of features_offered; must include features_required.",
     ),
 )
 
@@ -48,8 +51,11 @@ NEGOTIATE_OUT: Any = define(
     "negotiation",
     "OUT of NEGOTIATE: what was accepted, or which bits caused a refusal.",
     cs.Struct(
-        "features" / u64 * "The features now in force (equal to the guest's subset on success, else zero).",
-        "refused" / u64
+        "features"
+        / ValuesOf(u64, Feature)
+        * "The features now in force (equal to the guest's subset on success, else zero).",
+        "refused"
+        / ValuesOf(u64, Feature)
         * "On FEATURES_REFUSED: required bits the subset lacked; on INVALID_PARAMETER: bits not offered.",
     ),
 )
