@@ -13,10 +13,16 @@ from ...spec.constants import MsgKind
 
 @dataclass(frozen=True)
 class Hypercall:
-    """Issue pvmsi function ``fn`` with four arguments; answered with ``(status, value)``."""
+    """Issue pvmsi function ``fn`` with four arguments; answered with ``(status, value)``.
+
+    ``in_size`` and ``out_size`` are the sizes of the input block at ``args[0]`` and the output block at
+    ``args[1]`` (zero when the call has none), so that a remote guest can ship the blocks inline.
+    """
 
     fn: int
     args: tuple[int, int, int, int]
+    in_size: int = 0
+    out_size: int = 0
 
 
 @dataclass(frozen=True)

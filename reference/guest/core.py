@@ -7,12 +7,13 @@ logic runs in-process, over a transport, or under the conformance suite playing 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from ...spec.codec import decode, encode
+from ...spec.codec import DecodeError, decode, encode
 from ...spec.constants import Feature, FunctionNumber, MsgKind, RetargetFlag, Status
 from ...spec.formats import (
     ALLOC_ENTRY,
@@ -38,6 +39,7 @@ Op = Generator[Action, Any, Any]
 
 KNOWN_FEATURES = int(Feature.MSI | Feature.MSIX | Feature.IMS | Feature.SUBDEVICE | Feature.POSTED)
 KIND_FEATURE = {MsgKind.MSI: Feature.MSI, MsgKind.MSIX: Feature.MSIX, MsgKind.IMS: Feature.IMS}
+KIND_FEATURES = int(Feature.MSI | Feature.MSIX | Feature.IMS)
 #: Where the input and output blocks go inside the guest's scratch page (each stays inside the page).
 IN_OFFSET, OUT_OFFSET = 0, 2048
 
@@ -114,7 +116,7 @@ class GuestCore:
         if block is not None:
             yield WriteMemory(self.in_gpa, block)
         args = (self.in_gpa if block is not None else 0, self.out_gpa if out_size else 0, 0, 0)  # GUEST-CALL-001
-        status, value = yield Hypercall(int(fn), args)
+        status, value = yield Hypercall(int(fn), args, len(block) if block is not None else 0, out_size)
         self.calls += 1
         out = (yield ReadMemory(self.out_gpa, out_size)) if out_size else b""
         return int(status), int(value), out
@@ -143,17 +145,23 @@ class GuestCore:
         if status != Status.SUCCESS:
             return self._fallback(f"GET_INFO failed with {status}")
         info = decode(HV_INFO, out)
-        self.max_batch = info.max_batch
+        self.max_batch = max(1, info.max_batch)
         offered = info.features_offered & self.known_features  # GUEST-VER-001, GUEST-NEG-001
         if info.features_required & ~offered:
             return self._fallback("hypervisor requires features this guest does not know")  # GUEST-NEG-002
+        if not offered & KIND_FEATURES:
+            return self._fallback("no message kind both offered and known")  # a NEGOTIATE would be refused
         req = {"version_major": VERSION_MAJOR, "version_minor": min(VERSION_MINOR, minor), "features": offered}
         status, value, out = yield from self._call(
             FunctionNumber.NEGOTIATE, encode(NEGOTIATE_IN, req), layout_of(NEGOTIATE_OUT).size
         )
         if status != Status.SUCCESS:
-            refused = decode(NEGOTIATE_OUT, out).refused
-            return self._fallback(f"NEGOTIATE refused ({Status(status).name}, bits {refused:#x})")
+            # GUEST-CONV-001: negotiate_out is meaningful only after FEATURES_REFUSED or INVALID_PARAMETER.
+            refused = ""
+            if status in (Status.FEATURES_REFUSED, Status.INVALID_PARAMETER):
+                with contextlib.suppress(DecodeError):
+                    refused = f", bits {decode(NEGOTIATE_OUT, out).refused:#x}"
+            return self._fallback(f"NEGOTIATE refused ({_status_name(status)}{refused})")
         self.features = value
         self.mode = GuestMode.PVMSI
         self.log.append(f"pvmsi {major}.{minor} negotiated, features {value:#x}")
@@ -196,7 +204,15 @@ class GuestCore:
         self.log.append(f"claimed {_name(dev)} for {names}: emulation of them off")
         return info
 
+    def shutdown(self, dev: GuestDevice) -> Op:
+        """Disable the kinds and free the messages, then hand the device back to emulation (GUEST-DEV-003)."""
+        held = self.messages.get(dev, {})
+        for kind in sorted({k for k, _ in held}, key=int):
+            yield from self.disable(dev, kind)
+        return (yield from self.release(dev))
+
     def release(self, dev: GuestDevice) -> Op:
+        """DEVICE_RELEASE as it stands: the hypervisor frees whatever messages are left."""
         status, value, _ = yield from self._call(
             FunctionNumber.DEVICE_RELEASE, encode(DEVICE_ID, self._device_id(dev))
         )
@@ -344,6 +360,15 @@ class GuestCore:
         dropped = len(self.messages.pop(dev, {}))
         self.claimed.pop(dev, None)
         return dropped
+
+    def forget(self, dev: GuestDevice) -> Op:
+        """:meth:`on_unplug` as an operation, for drivers that run every operation as a generator."""
+        return self.on_unplug(dev)
+        yield  # pragma: no cover - makes this a generator
+
+
+def _status_name(status: int) -> str:
+    return Status(status).name if status in Status._value2member_map_ else f"status {status}"
 
 
 def _name(dev: GuestDevice) -> str:
