@@ -35,6 +35,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--pvmsi-timeout", type=float, default=10.0, help="seconds to wait for any one answer")
     group.addoption("--pvmsi-requirement", action="append", default=[], help="run only tests naming this id")
     group.addoption("--pvmsi-section", action="append", default=[], help="run only tests in this section")
+    group.addoption("--pvmsi-record", default=None, help="record scenario vectors of passing tests into this folder "
+                    "(runs the reference hypervisor with a fixed handle seed)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -93,6 +95,23 @@ class Recorder:
         self.on_result = on_result
         self.ics: Ics | None = None
         self.total = 0
+        self.passed_items: list[pytest.Item] = []
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        """After teardown (when the scenario steps are complete), write passing tests' scenario vectors."""
+        for item in [i for i in self.passed_items if i.nodeid == nodeid]:
+            self.passed_items.remove(item)
+            steps = getattr(item, "pvmsi_steps", None)
+            if steps is None:
+                continue
+            from .scenarios import vector_document, write_vector
+
+            directory = Path(item.config.getoption("--pvmsi-record"))
+            directory.mkdir(parents=True, exist_ok=True)
+            options = [str(a) for m in item.iter_markers("option") for a in m.args]
+            doc = vector_document(_name(item), requirements_of(item), steps)
+            doc["options"] = options
+            write_vector(directory, doc)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.total = len(session.items)
@@ -137,6 +156,9 @@ class Recorder:
             transcript=list(getattr(item, "pvmsi_transcript", [])),
         )
         self.results.append(result)
+        record = item.config.getoption("--pvmsi-record")
+        if record and verdict is Verdict.PASS:
+            self.passed_items.append(item)
         if self.stream is not None:
             with self.stream.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(result.model_dump(mode="json")) + "\n")
@@ -177,7 +199,14 @@ def _pvmsi_options(request: pytest.FixtureRequest, pvmsi_ics: Ics) -> None:
 def pvmsi_iut(pytestconfig: pytest.Config) -> Iterator[Any]:
     from .connect import open_hypervisor
 
-    iut = open_hypervisor(pytestconfig.getoption("--pvmsi-iut"), pytestconfig.getoption("--pvmsi-timeout"))
+    if pytestconfig.getoption("--pvmsi-record"):
+        from ..reference.backend import ReferenceHypervisor
+        from ..reference.hypervisor.config import HypervisorConfig
+        from .scenarios import Recorder as ScenarioRecorder
+
+        iut: Any = ScenarioRecorder(ReferenceHypervisor(HypervisorConfig(handle_seed=1)))
+    else:
+        iut = open_hypervisor(pytestconfig.getoption("--pvmsi-iut"), pytestconfig.getoption("--pvmsi-timeout"))
     try:
         yield iut
     finally:
@@ -191,9 +220,15 @@ def session(request: pytest.FixtureRequest, pvmsi_iut: Any) -> Iterator[Any]:
 
     s = Session(pvmsi_iut)
     request.node.pvmsi_transcript = s.transcript
+    begin = getattr(pvmsi_iut, "begin", None)
+    if begin is not None:
+        begin()
     start = time.perf_counter()
     try:
         yield s
     finally:
         request.node.pvmsi_duration = time.perf_counter() - start
         s.close()
+        steps = getattr(pvmsi_iut, "steps", None)
+        if steps is not None:
+            request.node.pvmsi_steps = list(steps)

@@ -27,6 +27,7 @@ def write_atomic(path: str | Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

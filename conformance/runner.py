@@ -93,6 +93,7 @@ def run(
     on_start: Callable[[int], None] | None = None,
     on_result: Callable[[TestResult], None] | None = None,
     stream: Path | None = None,
+    record: Path | None = None,
 ) -> Report:
     """Run the ``role`` suite against ``iut``; the report holds whatever finished, even if interrupted."""
     for rid in requirements or []:
@@ -112,8 +113,11 @@ def run(
     interrupted = False
     with _quiet() as out:
         try:
+            args = _args(role, iut, ics, timeout, requirements or [], sections or [])
+            if record is not None:
+                args += ["--pvmsi-record", str(record)]
             code = pytest.main(
-                _args(role, iut, ics, timeout, requirements or [], sections or []), plugins=[plugin, recorder, _Start()]
+                args, plugins=[plugin, recorder, _Start()]
             )
         except KeyboardInterrupt:
             code, interrupted = pytest.ExitCode.INTERRUPTED, True

@@ -182,6 +182,9 @@ class Session:
     ) -> int:
         """Write a pair into a slot as a driver does; returns the exits it caused."""
         vm = self.vm if vm is None else vm
+        annotate = getattr(self.iut, "annotate_pair", None)
+        if annotate is not None:  # scenario vectors: the next device writes carry this pair
+            annotate(address, data)
         exits = 0
         if kind is MsgKind.MSI:
             mme = (vectors.bit_length() - 1) << 4

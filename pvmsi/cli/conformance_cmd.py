@@ -215,3 +215,55 @@ def check_faults_cmd(full: bool) -> None:
     console.print(t)
     click.echo(f"{len(FAULTS) - missed} caught, {missed} missed")
     sys.exit(1 if missed else 0)
+
+
+@conformance.command("vectors")
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Folder to write (its scenarios/ subfolder is replaced).")
+def vectors_cmd(out_dir: str) -> None:
+    """Record the scenario vectors: every passing hypervisor test, replayable without Python's suite."""
+    import shutil
+
+    from ..conformance.scenarios import SCENARIO_FORMAT, SCENARIO_VERSION, load_vectors
+
+    target = Path(out_dir) / "scenarios"
+    if target.exists():
+        shutil.rmtree(target)
+    report = run("hypervisor", "reference", record=target)
+    docs = list(load_vectors(target))
+    index = {"format": SCENARIO_FORMAT, "format_version": SCENARIO_VERSION, "spec_version": report.spec_version,
+             "vectors": [{"file": d["test"].replace("::", "__") + ".json", "test": d["test"],
+                          "requirements": d["requirements"], "options": d.get("options", []),
+                          "steps": len(d["steps"])} for d in docs],
+             "omitted": json.loads((target / "omitted.json").read_text()) if (target / "omitted.json").exists() else []}
+    write_atomic(target / "index.json", json.dumps(index, indent=1, sort_keys=True) + "\n")
+    click.echo(f"wrote {len(docs)} scenario vectors under {target}")
+    if not report.summary.ok:
+        raise click.ClickException("the suite did not pass against the reference; vectors are incomplete")
+
+
+@conformance.command("replay")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--iut", default="reference", show_default=True, help="As for `run`.")
+@click.option("--timeout", type=float, default=10.0, show_default=True)
+def replay_cmd(directory: str, iut: str, timeout: float) -> None:
+    """Replay scenario vectors against a hypervisor (a fresh connection per vector)."""
+    from ..conformance.connect import open_hypervisor
+    from ..conformance.scenarios import ReplayMismatch, load_vectors, replay
+
+    passed = failed = 0
+    for doc in load_vectors(Path(directory)):
+        try:
+            target = open_hypervisor(iut, timeout)
+        except IutError as e:
+            raise click.UsageError(str(e)) from None
+        try:
+            replay(doc, target)
+            passed += 1
+        except ReplayMismatch as e:
+            failed += 1
+            click.echo(f"FAIL {doc['test']} ({', '.join(doc['requirements'])}): {e}")
+        finally:
+            target.close()
+    click.echo(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
