@@ -25,6 +25,26 @@ SUITES = Path(__file__).parent / "suites"
 UNSUPPORTED_PREFIX = "unsupported: "
 
 
+class Preopened:
+    """An IUT the runner opened before the run (so that an unreachable IUT is one clear error, not a failed test
+    per test), or the timeout that opening it hit (then every test gets the ``timeout`` verdict)."""
+
+    def __init__(self, iut: Any = None, error: Exception | None = None) -> None:
+        self.iut = iut
+        self.error = error
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        config.stash[PREOPENED] = self
+
+    def close(self) -> None:
+        if self.iut is not None:
+            self.iut.close()
+            self.iut = None
+
+
+PREOPENED = pytest.StashKey[Preopened]()
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("pvmsi", "pvmsi conformance")
     group.addoption(
@@ -35,8 +55,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--pvmsi-timeout", type=float, default=10.0, help="seconds to wait for any one answer")
     group.addoption("--pvmsi-requirement", action="append", default=[], help="run only tests naming this id")
     group.addoption("--pvmsi-section", action="append", default=[], help="run only tests in this section")
-    group.addoption("--pvmsi-record", default=None, help="record scenario vectors of passing tests into this folder "
-                    "(runs the reference hypervisor with a fixed handle seed)")
+    group.addoption(
+        "--pvmsi-record",
+        default=None,
+        help="record scenario vectors of passing tests into this folder "
+        "(runs the reference hypervisor with a fixed handle seed)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -199,6 +223,12 @@ def _pvmsi_options(request: pytest.FixtureRequest, pvmsi_ics: Ics) -> None:
 def pvmsi_iut(pytestconfig: pytest.Config) -> Iterator[Any]:
     from .connect import open_hypervisor
 
+    pre = pytestconfig.stash.get(PREOPENED, None)
+    if pre is not None:  # opened (and closed) by the runner
+        if pre.error is not None:
+            raise pre.error
+        yield pre.iut
+        return
     if pytestconfig.getoption("--pvmsi-record"):
         from ..reference.backend import ReferenceHypervisor
         from ..reference.hypervisor.config import HypervisorConfig

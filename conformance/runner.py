@@ -13,10 +13,11 @@ from typing import Any, Literal
 
 import pytest
 
-from ..spec.requirements import by_id
+from ..spec.requirements import SECTIONS, by_id
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
 from . import plugin
-from .plugin import SUITES, Recorder, requirements_of, role_of, section_of
+from .iut import IutError, IutTimeout
+from .plugin import SUITES, Preopened, Recorder, requirements_of, role_of, section_of
 from .results import Report, Summary, TestResult
 
 Role = Literal["hypervisor", "guest"]
@@ -101,7 +102,11 @@ def run(
             by_id(rid)
         except KeyError:
             raise UsageError(f"unknown requirement id {rid!r}") from None
+    for section in sections or []:
+        if section not in SECTIONS:
+            raise UsageError(f"unknown section {section!r}; known: {', '.join(SECTIONS)}")
     recorder = Recorder(stream, on_result)
+    pre = _preopen(role, iut, timeout) if record is None else None
 
     class _Start:
         def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -116,11 +121,12 @@ def run(
             args = _args(role, iut, ics, timeout, requirements or [], sections or [])
             if record is not None:
                 args += ["--pvmsi-record", str(record)]
-            code = pytest.main(
-                args, plugins=[plugin, recorder, _Start()]
-            )
+            code = pytest.main(args, plugins=[plugin, recorder, _Start(), *([pre] if pre else [])])
         except KeyboardInterrupt:
             code, interrupted = pytest.ExitCode.INTERRUPTED, True
+        finally:
+            if pre is not None:
+                pre.close()
     if code == pytest.ExitCode.USAGE_ERROR or (code == pytest.ExitCode.INTERNAL_ERROR and not recorder.results):
         raise UsageError(_last_error(out.getvalue()))
     if code == pytest.ExitCode.INTERRUPTED:
@@ -138,6 +144,21 @@ def run(
         summary=summary,
         results=recorder.results,
     )
+
+
+def _preopen(role: Role, iut: str, timeout: float) -> Preopened | None:
+    """Open a hypervisor IUT before the run: unreachable is a :class:`UsageError`, silent gives timeouts."""
+    if role != "hypervisor":
+        return None
+    from .connect import open_hypervisor
+
+    try:
+        return Preopened(open_hypervisor(iut, timeout))
+    except IutTimeout as e:
+        return Preopened(error=e)
+    except (IutError, KeyError) as e:
+        why = str(e.args[0] if isinstance(e, KeyError) else e)
+        raise UsageError(why if why.startswith(iut) else f"cannot use the IUT {iut}: {why}") from None
 
 
 def _last_error(text: str) -> str:
