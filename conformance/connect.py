@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .harness.client import HarnessConnection, HarnessHypervisor
+from .harness.client import HarnessConnection, HarnessGuest, HarnessHypervisor
 from .harness.transport import open_channel
-from .iut import HypervisorIUT, IutError
+from .iut import GuestIUT, HypervisorIUT, IutError
 
 
 def open_hypervisor(spec: str, timeout: float) -> HypervisorIUT:
@@ -21,6 +21,26 @@ def open_hypervisor(spec: str, timeout: float) -> HypervisorIUT:
         conn = HarnessConnection(open_channel(spec, timeout), timeout)
         try:
             return HarnessHypervisor(conn)
+        except Exception:
+            conn.channel.close()
+            raise
+    raise IutError(f"--iut {spec!r}: expected reference, faulty:NAME, unix:PATH, tcp:HOST:PORT or exec:CMD")
+
+
+def open_guest(spec: str, timeout: float) -> GuestIUT:
+    """``reference``, ``faulty:NAME`` (in-process guests), or ``unix:PATH`` / ``tcp:HOST:PORT`` / ``exec:CMD``."""
+    if spec == "reference":
+        from .guest import ReferenceGuest
+
+        return ReferenceGuest()
+    if spec.startswith("faulty:"):
+        from .faulty_guests import faulty_guest
+
+        return faulty_guest(spec.removeprefix("faulty:"))
+    if spec.split(":", 1)[0] in ("unix", "tcp", "exec"):
+        conn = HarnessConnection(open_channel(spec, timeout), timeout)
+        try:
+            return HarnessGuest(conn)
         except Exception:
             conn.channel.close()
             raise

@@ -3,14 +3,29 @@
 A hypervisor under test is driven through :class:`HypervisorIUT`: the in-process reference backend implements
 it directly, and :class:`~.harness.client.HarnessHypervisor` implements it over the harness protocol for any
 implementation behind a Unix socket, a TCP port or a child process's stdio.
+
+A guest under test is driven through :class:`GuestIUT`: the suite sends it one :class:`GuestCommand` at a time
+and plays its hypervisor meanwhile, answering every hypercall and device access the guest makes through the
+:class:`GuestHost` it passes along (:class:`~.guest.ReferenceGuest` in-process,
+:class:`~.harness.client.HarnessGuest` over the harness protocol).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Protocol
 
-from ..spec.harness_constants import DeviceProfile, DeviceSpace, FireOutcome, LifecycleEvent, TrapArch, TrapInstruction
+from ..spec.harness_constants import (
+    DeviceOp,
+    DeviceProfile,
+    DeviceSpace,
+    FireOutcome,
+    GuestOp,
+    LifecycleEvent,
+    TrapArch,
+    TrapInstruction,
+)
 
 
 class Unsupported(Exception):
@@ -142,5 +157,81 @@ class HypervisorIUT(Protocol):
     def counters(self, vm: int) -> Counters: ...
 
     def lifecycle(self, vm: int, event: LifecycleEvent, device: DeviceRef | None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# -- the guest role -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GuestCommand:
+    """One operation the suite asks of a guest under test (the guest_command format)."""
+
+    op: GuestOp
+    device: DeviceRef = DeviceRef()
+    kind: int = 0
+    count: int = 0
+    vcpu: int = 0
+    vector: int = 0
+    first_slot: int = 0
+    scratch_gpa: int = 0
+
+    def describe(self) -> str:
+        from ..spec.constants import MsgKind
+
+        if self.op is GuestOp.BOOT:
+            return f"BOOT (scratch page {self.scratch_gpa:#x})"
+        kind = MsgKind(self.kind).name if self.kind in MsgKind._value2member_map_ else str(self.kind)
+        what = f"{self.op.name} {self.device}"
+        if self.op is GuestOp.ENABLE:
+            return (
+                f"{what} {kind} x{self.count} from slot {self.first_slot} -> vcpu {self.vcpu} vector {self.vector:#x}"
+            )
+        if self.op is GuestOp.RETARGET:
+            return f"{what} {kind} -> vcpu {self.vcpu}"
+        return f"{what} {kind}" if self.kind else what
+
+
+class GuestMode(IntEnum):
+    """How the guest ended up obtaining messages (guest_result.mode)."""
+
+    NOT_BOOTED = 0
+    PVMSI = 1
+    EMULATED = 2
+
+
+@dataclass(frozen=True)
+class GuestResult:
+    """What the guest said about a command (the guest_result format)."""
+
+    status: int
+    mode: GuestMode
+    done: int = 0
+
+
+class GuestHost(Protocol):
+    """The hypervisor a guest under test talks to while it runs a command (the suite's model)."""
+
+    def hypercall(
+        self, vcpu: int, fn: int, args: tuple[int, int, int, int], in_block: bytes, out_size: int
+    ) -> tuple[int, int, bytes]:
+        """A pvmsi call with the input block as the guest wrote it at ``args[0]``: ``(status, value, out_block)``,
+        ``out_block`` being the ``out_size`` bytes at ``args[1]`` after the call."""
+        ...
+
+    def device_op(
+        self, op: DeviceOp, device: DeviceRef, kind: int, slot: int, address: int, data: int, vectors: int
+    ) -> bool:
+        """The guest acts on its device; returns whether the access exited to the hypervisor."""
+        ...
+
+
+class GuestIUT(Protocol):
+    """A guest under test."""
+
+    def hello(self) -> IutInfo: ...
+
+    def command(self, cmd: GuestCommand, host: GuestHost) -> GuestResult: ...
 
     def close(self) -> None: ...

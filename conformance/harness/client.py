@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ...spec.harness_constants import (
+    DeviceOp,
     DeviceSpace,
     FireOutcome,
     FrameKind,
@@ -18,8 +19,22 @@ from ...spec.harness_constants import (
     TrapInstruction,
 )
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR
-from ..iut import Counters, DeviceRef, DeviceSlot, FireResult, IutError, IutInfo, IutTimeout, Unsupported, VmKnobs
-from .frames import Frame, FrameError, FrameReader, build, build_error, error_of
+from ..iut import (
+    Counters,
+    DeviceRef,
+    DeviceSlot,
+    FireResult,
+    GuestCommand,
+    GuestHost,
+    GuestMode,
+    GuestResult,
+    IutError,
+    IutInfo,
+    IutTimeout,
+    Unsupported,
+    VmKnobs,
+)
+from .frames import Frame, FrameError, FrameReader, build, build_error, error_of, pad8
 from .transport import Channel
 
 #: Answers a request the IUT sends while the suite waits (the guest role): returns the response bytes.
@@ -190,6 +205,79 @@ class HarnessHypervisor:
     def lifecycle(self, vm: int, event: LifecycleEvent, device: DeviceRef | None) -> None:
         dev = (device or DeviceRef()).wire()
         self.conn.request(FrameKind.LIFECYCLE, {"vm": vm, "event": event, "device": dev})
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class HarnessGuest:
+    """:class:`~pvmsi.conformance.iut.GuestIUT` over the harness protocol: the suite sends GUEST_COMMAND and
+    answers the GUEST_HYPERCALL and GUEST_DEVICE_OP frames the guest sends meanwhile with its ``host``."""
+
+    def __init__(self, conn: HarnessConnection) -> None:
+        self.conn = conn
+        self.info = self.hello()
+
+    def hello(self) -> IutInfo:
+        body = {
+            "role": HarnessRole.GUEST,
+            "spec_major": VERSION_MAJOR,
+            "spec_minor": VERSION_MINOR,
+            "max_payload": 65536,
+            "name": b"pvmsi-ct",
+        }
+        ack = self.conn.request(FrameKind.HELLO, body)
+        if ack.kind is not FrameKind.HELLO_ACK or ack.body.role != HarnessRole.GUEST:
+            raise IutError(f"HELLO answered with {ack.kind.name}, role {getattr(ack.body, 'role', None)}")
+        return IutInfo(ack.body.name.rstrip(b"\0").decode("ascii", "replace"), ack.body.spec_major, ack.body.spec_minor)
+
+    def command(self, cmd: GuestCommand, host: GuestHost) -> GuestResult:
+        from .server import device_ref
+
+        failures: list[BaseException] = []
+
+        def on_request(f: Frame) -> bytes:
+            b = f.body
+            try:
+                if f.kind is FrameKind.GUEST_HYPERCALL:
+                    if b.out_size > 4096 or b.in_size > 4096:
+                        return answer_error(f, HarnessStatus.BAD_PAYLOAD, "a parameter block is at most 4096 bytes")
+                    args = (int(b.args[0]), int(b.args[1]), int(b.args[2]), int(b.args[3]))
+                    status, value, out = host.hypercall(b.vcpu, b.function, args, f.data, b.out_size)
+                    out = bytes(out[: b.out_size]).ljust(b.out_size, b"\0")
+                    return build(FrameKind.HYPERCALL_RESULT, f.seq, {"status": status, "value": value}, data=pad8(out))
+                if f.kind is FrameKind.GUEST_DEVICE_OP:
+                    exited = host.device_op(
+                        DeviceOp(b.op), device_ref(b.device), int(b.kind), b.slot, b.address, b.data, b.vectors
+                    )
+                    return build(FrameKind.DEVICE_RESULT, f.seq, {"exited": int(exited)})
+            except Exception as e:  # the suite's own model failed: tell the guest, then report it
+                failures.append(e)
+                return answer_error(f, HarnessStatus.INTERNAL, f"{type(e).__name__}: {e}")
+            return answer_error(f, HarnessStatus.WRONG_ROLE, f"{f.kind.name} is not a request of a guest")
+
+        body = {
+            "op": cmd.op,
+            "kind": cmd.kind,
+            "count": cmd.count,
+            "device": cmd.device.wire(),
+            "vcpu": cmd.vcpu,
+            "vector": cmd.vector,
+            "first_slot": cmd.first_slot,
+            "scratch_gpa": cmd.scratch_gpa,
+        }
+        try:
+            f = self.conn.request(FrameKind.GUEST_COMMAND, body, on_request=on_request)
+        finally:
+            if failures:
+                raise failures[0]
+        if f.kind is not FrameKind.GUEST_RESULT:
+            raise IutError(f"GUEST_COMMAND answered with {f.kind.name}")
+        try:
+            mode = GuestMode(f.body.mode)
+        except ValueError:
+            raise IutError(f"GUEST_RESULT mode {f.body.mode} is not defined") from None
+        return GuestResult(int(f.body.status), mode, int(f.body.done))
 
     def close(self) -> None:
         self.conn.close()

@@ -1,4 +1,8 @@
-"""Serve a hypervisor backend over the harness protocol: on stdio, a Unix socket or TCP (loopback)."""
+"""Serve an implementation over the harness protocol: on stdio, a Unix socket or TCP (loopback).
+
+The hypervisor role serves a :class:`~.server.HypervisorService` per connection; the guest role a
+:class:`~.guest_server.GuestService` (pass ``service=``), whose answers from the suite have a deadline.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,10 @@ import os
 import selectors
 import socket
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from ..iut import HypervisorIUT
 from .server import HypervisorService
@@ -15,16 +21,58 @@ from .server import HypervisorService
 Factory = Callable[[], HypervisorIUT]
 
 
+class Service(Protocol):
+    """What the transport loop drives: bytes in, bytes out (sans-I/O)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def receive(self, data: bytes) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+#: Makes the service of one connection.
+ServiceFactory = Callable[[], Service]
+
+
+class _Hypervisor:
+    """A :class:`HypervisorService` with the backend's close as its own."""
+
+    def __init__(self, factory: Factory) -> None:
+        self.service = HypervisorService(factory())
+
+    @property
+    def closed(self) -> bool:
+        return self.service.closed
+
+    def receive(self, data: bytes) -> bytes:
+        return self.service.receive(data)
+
+    def close(self) -> None:
+        self.service.backend.close()
+
+
 def _pump(
     read: Callable[[int], bytes],
     write: Callable[[bytes], None],
     wait: Callable[[float], bool],
-    service: HypervisorService,
+    service: Service,
     idle_timeout: float,
 ) -> None:
-    """Feed the service until the peer closes, sends BYE, breaks the framing, or stays idle too long."""
+    """Feed the service until the peer closes, sends BYE, breaks the framing, or stays idle too long.
+
+    A service with a ``deadline`` (the guest role, waiting for the suite's answer) is woken when it is due and
+    its ``expire()`` output is sent."""
     while not service.closed:
-        if not wait(idle_timeout):
+        deadline: float | None = getattr(service, "deadline", None)
+        timeout = idle_timeout if deadline is None else max(0.0, min(idle_timeout, deadline - time.monotonic()))
+        if not wait(timeout):
+            if deadline is not None and time.monotonic() >= deadline:
+                out = service.expire()  # type: ignore[attr-defined]
+                if out:
+                    write(out)
+                continue
             return
         data = read(65536)
         if not data:
@@ -34,7 +82,14 @@ def _pump(
             write(out)
 
 
-def serve_stdio(factory: Factory, idle_timeout: float) -> None:
+def _service(factory: Factory | None, service: ServiceFactory | None) -> Service:
+    if service is not None:
+        return service()
+    assert factory is not None
+    return _Hypervisor(factory)
+
+
+def serve_stdio(factory: Factory | None, idle_timeout: float, *, service: ServiceFactory | None = None) -> None:
     stdin, stdout = sys.stdin.buffer.fileno(), sys.stdout.buffer
     sel = selectors.DefaultSelector()
     sel.register(stdin, selectors.EVENT_READ)
@@ -43,15 +98,21 @@ def serve_stdio(factory: Factory, idle_timeout: float) -> None:
         stdout.write(data)
         stdout.flush()
 
-    service = HypervisorService(factory())
+    svc = _service(factory, service)
     try:
-        _pump(lambda n: os.read(stdin, n), write, lambda t: bool(sel.select(t)), service, idle_timeout)
+        _pump(lambda n: os.read(stdin, n), write, lambda t: bool(sel.select(t)), svc, idle_timeout)
     finally:
-        service.backend.close()
+        svc.close()
 
 
 def serve_socket(
-    factory: Factory, listen: str, idle_timeout: float, once: bool = False, ready: Callable[[str], None] | None = None
+    factory: Factory | None,
+    listen: str,
+    idle_timeout: float,
+    once: bool = False,
+    ready: Callable[[str], None] | None = None,
+    *,
+    service: ServiceFactory | None = None,
 ) -> None:
     """Accept connections one after another; each gets a fresh backend (a fresh host)."""
     scheme, _, rest = listen.partition(":")
@@ -76,27 +137,33 @@ def serve_socket(
         while True:
             conn, _ = srv.accept()
             with conn:
-                service = HypervisorService(factory())
+                svc = _service(factory, service)
 
                 def wait(t: float, c: socket.socket = conn) -> bool:
-                    c.settimeout(t)
-                    return True
+                    return bool(selectors_wait(c, t))
 
                 def read(n: int, c: socket.socket = conn) -> bytes:
                     try:
                         return c.recv(n)
-                    except (TimeoutError, ConnectionError):
+                    except ConnectionError:
                         return b""
 
                 try:
-                    _pump(read, conn.sendall, wait, service, idle_timeout)
+                    _pump(read, conn.sendall, wait, svc, idle_timeout)
                 except (BrokenPipeError, ConnectionError):
                     pass
                 finally:
-                    service.backend.close()
+                    svc.close()
             if once:
                 return
     finally:
         srv.close()
         if scheme == "unix":
             Path(rest).unlink(missing_ok=True)
+
+
+def selectors_wait(sock: socket.socket, timeout: float) -> bool:
+    """Whether ``sock`` becomes readable (or closed) within ``timeout`` seconds."""
+    with selectors.DefaultSelector() as sel:
+        sel.register(sock, selectors.EVENT_READ)
+        return bool(sel.select(timeout))

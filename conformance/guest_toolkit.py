@@ -1,0 +1,158 @@
+"""What a guest-suite test uses to play the hypervisor: the model, the commands, delivery and violation checks.
+
+A test makes a :class:`~.guest_host.HostModel` with the knobs it needs (:meth:`GuestSession.host`), then drives
+the guest under test with commands (:meth:`GuestSession.boot`, :meth:`~GuestSession.enable`, ...).  The model
+answers the guest's calls and device accesses and records every breach of a guest requirement; the test checks
+that none of the requirements it names was broken (:meth:`GuestSession.clean`), and that the messages the guest
+enabled deliver where they should (:meth:`GuestSession.delivers`).  Every call and device access is in the
+transcript the reports show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..spec.constants import FunctionNumber, MsgKind, Status
+from ..spec.harness_constants import GuestOp
+from .guest_host import ABSENT, IDXD, MLX5, MSI_DEV, CallRecord, HostKnobs, HostModel, status_name
+from .iut import DeviceRef, GuestCommand, GuestIUT, GuestMode, GuestResult
+from .toolkit import check
+
+#: The guest page the suite assigns for parameter blocks (BOOT's scratch_gpa).
+SCRATCH = 0x10000
+IDXD_SUB = IDXD.with_pasid(1)
+
+__all__ = [
+    "ABSENT",
+    "IDXD",
+    "IDXD_SUB",
+    "MLX5",
+    "MSI_DEV",
+    "SCRATCH",
+    "GuestSession",
+    "HostKnobs",
+]
+
+
+@dataclass
+class GuestSession:
+    """One test's view of the guest under test and the model playing its hypervisor."""
+
+    iut: GuestIUT
+    transcript: list[str] = field(default_factory=list)
+    model: HostModel | None = None
+    results: list[GuestResult] = field(default_factory=list)
+
+    def log(self, line: str) -> None:
+        self.transcript.append(line)
+
+    def host(self, **knobs: Any) -> HostModel:
+        """A fresh hypervisor model with these :class:`HostKnobs`; the guest must BOOT against it."""
+        self.model = HostModel(HostKnobs(**knobs), self.log)
+        if knobs:
+            self.log(f"model: {', '.join(f'{k}={v!r}' for k, v in knobs.items())}")
+        return self.model
+
+    @property
+    def hv(self) -> HostModel:
+        if self.model is None:
+            self.host()
+        assert self.model is not None
+        return self.model
+
+    # -- commands ---------------------------------------------------------------------------------------------
+
+    def command(self, cmd: GuestCommand) -> GuestResult:
+        hv = self.hv
+        what = cmd.describe()
+        self.log(f"-> {what}")
+        hv.begin(what)
+        r = self.iut.command(cmd, hv)
+        hv.end(r)
+        self.results.append(r)
+        self.log(f"<- {status_name(r.status)}, mode {r.mode.name}, done {r.done}")
+        return r
+
+    def boot(self, scratch: int = SCRATCH) -> GuestResult:
+        return self.command(GuestCommand(GuestOp.BOOT, scratch_gpa=scratch))
+
+    def enable(
+        self, dev: DeviceRef, kind: MsgKind, count: int, *, vcpu: int = 1, vector: int = 0x40, first_slot: int = 0
+    ) -> GuestResult:
+        return self.command(GuestCommand(GuestOp.ENABLE, dev, int(kind), count, vcpu, vector, first_slot))
+
+    def retarget(self, dev: DeviceRef, kind: MsgKind, vcpu: int) -> GuestResult:
+        return self.command(GuestCommand(GuestOp.RETARGET, dev, int(kind), vcpu=vcpu))
+
+    def disable(self, dev: DeviceRef, kind: MsgKind) -> GuestResult:
+        return self.command(GuestCommand(GuestOp.DISABLE, dev, int(kind)))
+
+    def release(self, dev: DeviceRef) -> GuestResult:
+        return self.command(GuestCommand(GuestOp.RELEASE, dev))
+
+    def flr(self, dev: DeviceRef) -> GuestResult:
+        """The device goes through an FLR, then the guest is told to restore it."""
+        self.hv.flr(dev)
+        return self.command(GuestCommand(GuestOp.FLR, dev))
+
+    def unplug(self, dev: DeviceRef) -> GuestResult:
+        """The device is hot-unplugged, then the guest is told it is gone."""
+        self.hv.unplug(dev)
+        return self.command(GuestCommand(GuestOp.UNPLUG, dev))
+
+    # -- checks ---------------------------------------------------------------------------------------------------
+
+    def clean(self, *rids: str) -> None:
+        """Fail on the first recorded breach of any of ``rids`` (in that order)."""
+        for rid in rids:
+            found = self.hv.violations_of(rid)
+            if found:
+                v = found[0]
+                more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+                check(False, rid, "no breach", f"during {v.command}: {v.detail}{more}")
+
+    def ok(self, r: GuestResult, rid: str, what: str, mode: GuestMode | None = GuestMode.PVMSI) -> None:
+        """The command succeeded (in ``mode``)."""
+        check(r.status == Status.SUCCESS, rid, f"{what} -> SUCCESS", status_name(r.status))
+        if mode is not None:
+            check(r.mode is mode, rid, f"{what}: guest in mode {mode.name}", r.mode.name)
+
+    def delivers(
+        self, dev: DeviceRef, kind: MsgKind, count: int, rid: str, *, vcpu: int = 1, vector: int = 0x40, first: int = 0
+    ) -> None:
+        """Every vector of an ENABLE(count from ``first``) delivers ``vector + i`` to ``vcpu``."""
+        for i in range(count):
+            index = i if kind is MsgKind.MSI else first + i
+            bad = self.hv.delivered(dev, kind, index, vcpu, vector + i)
+            check(
+                bad is None,
+                rid,
+                f"{dev} {kind.name}[{index}] delivers vector {vector + i:#x} to vCPU {vcpu}",
+                bad or "",
+            )
+
+    def calls(self, fn: FunctionNumber | None = None, command: str | None = None) -> list[CallRecord]:
+        return [c for c in self.hv.calls(None if fn is None else int(fn)) if command is None or c.command == command]
+
+    def fns(self) -> list[str]:
+        return [
+            FunctionNumber(c.fn).name if c.fn in FunctionNumber._value2member_map_ else hex(c.fn) for c in self.calls()
+        ]
+
+    def full_workout(self) -> None:
+        """Boot and use every kind: MSI-X, IMS, multi-message MSI, an IMS sub-device; retarget, disable, release."""
+        self.boot()
+        self.enable(MLX5, MsgKind.MSIX, 6, vcpu=1, vector=0x40)
+        self.enable(MLX5, MsgKind.IMS, 3, vcpu=2, vector=0x60, first_slot=10)
+        self.enable(MSI_DEV, MsgKind.MSI, 8, vcpu=3, vector=0x80)
+        self.enable(IDXD_SUB, MsgKind.IMS, 2, vcpu=0, vector=0xA0, first_slot=4)
+        self.retarget(MLX5, MsgKind.MSIX, 2)
+        self.disable(MLX5, MsgKind.IMS)
+        self.release(MLX5)
+        self.disable(MSI_DEV, MsgKind.MSI)
+
+
+def each(records: Sequence[CallRecord]) -> list[str]:
+    return [f"{FunctionNumber(r.fn).name} -> {status_name(r.status)}" for r in records]

@@ -1,0 +1,1 @@
+"""The guest suite: the suite plays the hypervisor for a guest under test."""
