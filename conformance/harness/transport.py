@@ -45,7 +45,7 @@ class SocketChannel:
         try:
             return self.sock.recv(65536)
         except TimeoutError:
-            raise IutTimeout(f"{self.label}: no answer within {timeout:g} s") from None
+            raise IutTimeout(f"{self.label}: no answer within {timeout:.3g} s") from None
         except OSError as e:
             raise IutError(f"{self.label}: receive failed: {e}") from None
 
@@ -79,7 +79,7 @@ class ProcessChannel:
 
     def recv(self, timeout: float) -> bytes:
         if not self._sel.select(timeout):
-            raise IutTimeout(f"{self.label}: no answer within {timeout:g} s")
+            raise IutTimeout(f"{self.label}: no answer within {timeout:.3g} s")
         return os.read(self._out.fileno(), 65536)
 
     def close(self) -> None:

@@ -1,0 +1,352 @@
+"""``pvmsi conformance run`` as a user meets it: ICS, selection, usage errors, unreachable and silent IUTs,
+exit codes and interrupted runs.
+
+CLI runs whose exit code matters are subprocesses, started together by a module fixture so that their start-up
+costs overlap; the rest runs in-process through :func:`pvmsi.conformance.runner.run`.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+import signal
+import socket
+import subprocess
+import tempfile
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pvmsi.conformance import results
+from pvmsi.conformance.harness.frames import FrameReader, build
+from pvmsi.conformance.ics import OPTION_NAMES, Ics, IcsError, default_ics, load_ics
+from pvmsi.conformance.plugin import SUITES
+from pvmsi.conformance.results import Report, Verdict
+from pvmsi.conformance.runner import UsageError, catalogue, run
+from pvmsi.spec.harness_constants import FrameKind, HarnessRole
+from pvmsi.spec.requirements import by_id
+
+PVMSI = str(Path(sys.executable).with_name("pvmsi"))
+WAIT = 60.0
+
+ICS_WITHOUT_IMS = """\
+[implementation]
+name = "no-ims-hv"
+version = "0.1"
+role = "hypervisor"
+spec_version = "1.0"
+
+[options]
+ims = false
+"""
+BAD_ICS = {
+    "value": ('[implementation]\nname = "x"\nrole = "hypervisor"\n[options]\nims = "maybe"\n', "options.ims"),
+    "key": ('[implementation]\nname = "x"\nrole = "hypervisor"\n[options]\nteleport = true\n', "options.teleport"),
+    "role": ('[implementation]\nname = "x"\nrole = "toaster"\n', "implementation.role"),
+    "missing": ("[options]\nims = true\n", "implementation"),
+    "toml": ('[implementation\nname = "x"\n', "not valid TOML"),
+}
+
+
+def option_tests(option: str) -> set[str]:
+    """The hypervisor tests marked ``@option(...)`` with ``option`` (read from the suite's source)."""
+    found: set[str] = set()
+    for path in sorted((SUITES / "hypervisor").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            for deco in node.decorator_list:
+                if (
+                    isinstance(deco, ast.Call)
+                    and isinstance(deco.func, ast.Name)
+                    and deco.func.id == "option"
+                    and any(isinstance(a, ast.Constant) and a.value == option for a in deco.args)
+                ):
+                    found.add(f"{path.stem}::{node.name}")
+    return found
+
+
+# -- CLI subprocesses ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Cli:
+    proc: subprocess.Popen[str]
+    code: int | None = None
+    out: str = ""
+    err: str = ""
+
+    def result(self) -> Cli:
+        if self.code is None:
+            try:
+                self.out, self.err = self.proc.communicate(timeout=WAIT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.communicate()
+                raise
+            self.code = self.proc.returncode
+        return self
+
+
+def cli(*args: str) -> Cli:
+    return Cli(subprocess.Popen([PVMSI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Cli]]:
+    tmp = tmp_path_factory.mktemp("cli")
+    started: dict[str, Cli] = {}
+    for name, (text, _) in BAD_ICS.items():
+        (tmp / f"bad-{name}.toml").write_text(text)
+        started[f"ics-{name}"] = cli("conformance", "run", "--ics", str(tmp / f"bad-{name}.toml"))
+    started["ics-absent"] = cli("conformance", "run", "--ics", str(tmp / "absent.toml"))
+    started["unknown-id"] = cli("conformance", "run", "--requirement", "HV-NOPE-999")
+    started["unknown-section"] = cli("conformance", "run", "--section", "teleportation")
+    started["unix-absent"] = cli("conformance", "run", "--iut", f"unix:{tmp / 'absent.sock'}", "--timeout", "0.5")
+    started["exec-absent"] = cli("conformance", "run", "--iut", f"exec:{tmp / 'no-such-hypervisor'} --stdio")
+    started["faulty"] = cli("conformance", "run", "--iut", "faulty:double-fetch", "--requirement", "HV-MEM-005")
+    started["selected"] = cli("conformance", "run", "--requirement", "HV-MEM-005", "--json", str(tmp / "sel.json"))
+    try:
+        yield started
+    finally:
+        for c in started.values():
+            if c.proc.poll() is None:
+                c.proc.kill()
+            c.result()
+
+
+def assert_usage_error(c: Cli, *needles: str) -> None:
+    c.result()
+    assert c.code == 2, (c.code, c.out, c.err)
+    assert "Traceback" not in c.out + c.err
+    assert "Error:" in c.err
+    for needle in needles:
+        assert needle in c.err, (needle, c.err)
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ICS))
+def test_malformed_ics_is_a_usage_error_naming_file_and_key(runs: dict[str, Cli], case: str) -> None:
+    assert_usage_error(runs[f"ics-{case}"], f"bad-{case}.toml", BAD_ICS[case][1])
+
+
+def test_missing_ics_file(runs: dict[str, Cli]) -> None:
+    assert_usage_error(runs["ics-absent"], "absent.toml", "cannot read")
+
+
+def test_unknown_requirement_and_section(runs: dict[str, Cli]) -> None:
+    assert_usage_error(runs["unknown-id"], "HV-NOPE-999")
+    assert_usage_error(runs["unknown-section"], "teleportation", "known:")
+
+
+def test_unreachable_iut_is_one_clear_error(runs: dict[str, Cli]) -> None:
+    assert_usage_error(runs["unix-absent"], "absent.sock", "cannot connect")
+    assert_usage_error(runs["exec-absent"], "no-such-hypervisor", "cannot start")
+
+
+def test_exit_codes(runs: dict[str, Cli]) -> None:
+    faulty = runs["faulty"].result()
+    assert faulty.code == 1, faulty.err
+    assert "0 errors" in faulty.out
+    assert "HV-MEM-005" in faulty.err
+    selected = runs["selected"].result()
+    assert selected.code == 0, selected.err
+    assert "0 failed" in selected.out
+
+
+# -- ICS -------------------------------------------------------------------------------------------------------------
+
+
+def test_ics_without_an_option_makes_its_tests_unsupported(tmp_path: Path) -> None:
+    ims_tests = option_tests("ims")
+    assert ims_tests, "the suite has IMS tests"
+    ics = tmp_path / "ics.toml"
+    ics.write_text(ICS_WITHOUT_IMS)
+    by_test = {e.test: e for e in catalogue("hypervisor")}
+    ids = sorted({rid for t in ims_tests for rid in by_test[t].requirements} | {"HV-ALLOC-005"})
+    report = run("hypervisor", "reference", ics=str(ics), requirements=ids)
+    verdicts = {r.test: r for r in report.results}
+    assert ims_tests <= set(verdicts)
+    for name, r in verdicts.items():
+        if name in ims_tests:
+            assert r.verdict is Verdict.UNSUPPORTED, (name, r.verdict, r.message)
+            assert "'ims'" in r.message
+        else:
+            assert r.verdict is Verdict.PASS, (name, r.verdict, r.message)
+    assert report.summary.fail == 0
+    assert report.summary.unsupported == len(ims_tests)
+    assert report.summary.ok
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ICS))
+def test_load_ics_errors(tmp_path: Path, case: str) -> None:
+    path = tmp_path / "ics.toml"
+    path.write_text(BAD_ICS[case][0])
+    with pytest.raises(IcsError) as exc:
+        load_ics(path)
+    assert str(path) in str(exc.value)
+    assert BAD_ICS[case][1] in str(exc.value)
+
+
+def test_ics_options_cover_the_suite() -> None:
+    used = set().union(*(option_tests(o) for o in OPTION_NAMES))
+    assert used, "some tests are optional"
+    ics = default_ics("hypervisor")
+    assert all(ics.claims(o) for o in OPTION_NAMES)
+    with pytest.raises(KeyError):
+        ics.claims("teleport")
+    loaded = load_ics_text(ICS_WITHOUT_IMS)
+    assert not loaded.claims("ims")
+    assert loaded.claims("msix")
+
+
+def load_ics_text(text: str) -> Ics:
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "ics.toml"
+        p.write_text(text)
+        return load_ics(p)
+
+
+# -- selection ---------------------------------------------------------------------------------------------------
+
+
+def test_select_by_requirement() -> None:
+    report = run("hypervisor", "reference", requirements=["HV-MEM-001", "HV-FREE-001"])
+    assert report.results
+    for r in report.results:
+        assert {"HV-MEM-001", "HV-FREE-001"} & set(r.requirements), r.test
+    expected = {e.test for e in catalogue("hypervisor") if {"HV-MEM-001", "HV-FREE-001"} & set(e.requirements)}
+    assert {r.test for r in report.results} == expected
+
+
+def test_select_by_section() -> None:
+    report = run("hypervisor", "reference", sections=["discovery"])
+    assert report.results
+    for r in report.results:
+        assert "discovery" in {by_id(rid).section for rid in r.requirements}, r.test
+    assert report.summary.ok
+
+
+def test_unknown_selection_in_process() -> None:
+    with pytest.raises(UsageError, match="HV-NOPE"):
+        run("hypervisor", "reference", requirements=["HV-NOPE"])
+    with pytest.raises(UsageError, match="unknown section"):
+        run("hypervisor", "reference", sections=["nope"])
+    with pytest.raises(UsageError, match="cannot connect"):
+        run("hypervisor", "tcp:127.0.0.1:1", timeout=0.3)
+
+
+# -- an IUT that stops answering --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def silent_server(path: Path, *, answer_hello: bool) -> Iterator[str]:
+    """A Unix-socket 'hypervisor' that accepts and never answers (or answers HELLO, then goes silent)."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(path))
+    srv.listen(4)
+    srv.settimeout(0.05)
+    stop = threading.Event()
+    conns: list[socket.socket] = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            conns.append(conn)
+            if not answer_hello:
+                continue
+            reader = FrameReader()
+            conn.settimeout(2)
+            while (frame := reader.next_frame()) is None:
+                reader.feed(conn.recv(4096))
+            hello = {"role": HarnessRole.HYPERVISOR, "spec_major": 1, "spec_minor": 0, "max_payload": 65536}
+            conn.sendall(build(FrameKind.HELLO_ACK, frame.seq, {**hello, "name": b"silent\0\0"}))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"unix:{path}"
+    finally:
+        stop.set()
+        thread.join(5)
+        for c in conns:
+            c.close()
+        srv.close()
+
+
+@pytest.mark.parametrize("answer_hello", [False, True], ids=["never-answers", "hello-then-silent"])
+def test_a_silent_iut_gives_timeouts_within_the_timeout(tmp_path: Path, answer_hello: bool) -> None:
+    with silent_server(tmp_path / "s.sock", answer_hello=answer_hello) as iut:
+        t0 = time.monotonic()
+        report = run("hypervisor", iut, timeout=0.3, requirements=["HV-MEM-001", "HV-MEM-002"])
+        elapsed = time.monotonic() - t0
+    assert len(report.results) == 2
+    for r in report.results:
+        assert r.verdict is Verdict.TIMEOUT, (r.test, r.verdict, r.message)
+        assert "0.3 s" in r.message
+        assert r.duration_s < 2
+    assert elapsed < 8
+    assert not report.summary.ok
+    assert report.summary.timeout == 2
+
+
+def test_a_timeout_fails_the_cli(tmp_path: Path) -> None:
+    with silent_server(tmp_path / "s.sock", answer_hello=True) as iut:
+        c = cli("conformance", "run", "--iut", iut, "--timeout", "0.3", "--requirement", "HV-MEM-001").result()
+    assert c.code == 1, c.err
+    assert "1 timeouts" in c.out
+
+
+# -- interrupted runs ---------------------------------------------------------------------------------------------
+
+
+def _start_and_wait_for(tmp_path: Path, lines: int) -> tuple[subprocess.Popen[str], Path, Path]:
+    out = tmp_path / "report.json"
+    partial = out.with_suffix(".partial.jsonl")
+    proc = subprocess.Popen(
+        [PVMSI, "conformance", "run", "--json", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        if partial.exists() and len(partial.read_text().splitlines()) >= lines:
+            return proc, out, partial
+        time.sleep(0.02)
+    proc.kill()
+    proc.communicate()
+    raise AssertionError(f"the run never streamed {lines} results")
+
+
+def test_interrupted_run_keeps_the_finished_tests(tmp_path: Path) -> None:
+    proc, out, partial = _start_and_wait_for(tmp_path, 5)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 130, (stdout, stderr)
+    assert "Traceback" not in stderr
+    assert "interrupted" in stderr
+    report = Report.model_validate_json(out.read_text())
+    assert not report.complete
+    assert 5 <= len(report.results) < len(catalogue("hypervisor"))
+    assert all(r.verdict is Verdict.PASS for r in report.results)
+    assert not partial.exists(), "the stream is removed once the report is written"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_killed_run_leaves_a_readable_stream(tmp_path: Path) -> None:
+    proc, out, partial = _start_and_wait_for(tmp_path, 3)
+    proc.kill()
+    proc.communicate(timeout=WAIT)
+    lines = partial.read_text().splitlines()
+    assert len(lines) >= 3
+    for line in lines:
+        r = results.TestResult.model_validate(json.loads(line))
+        assert r.verdict is Verdict.PASS
+        assert r.requirements
+    assert not out.exists(), "no half-written report"
