@@ -1,0 +1,45 @@
+"""Batches as the guest drives them: resume after INCOMPLETE, clean up after a failure (spec "Batching and partial
+completion")."""
+
+from __future__ import annotations
+
+import pytest
+
+from pvmsi.conformance.guest_toolkit import MLX5, GuestSession
+from pvmsi.conformance.toolkit import check
+from pvmsi.spec.constants import FunctionNumber, MsgKind, Status
+
+requirement = pytest.mark.requirement
+
+
+@requirement("GUEST-BATCH-001", "GEN-STAT-001")
+def test_resumes_incomplete_batches(guest: GuestSession) -> None:
+    """Every batch call stops after 3 entries with INCOMPLETE: the guest resumes at next_index until done, for
+    MSG_ALLOC, MSG_RETARGET and MSG_FREE."""
+    guest.host(yield_after=3)
+    guest.boot()
+    r = guest.enable(MLX5, MsgKind.MSIX, 10, vcpu=1, vector=0x40)
+    guest.retarget(MLX5, MsgKind.MSIX, 2)
+    guest.clean("GUEST-BATCH-001")
+    guest.ok(r, "GUEST-BATCH-001", "ENABLE of 10")
+    starts = [c.start for c in guest.calls(FunctionNumber.MSG_ALLOC)]
+    check(starts == [0, 3, 6, 9], "GUEST-BATCH-001", "MSG_ALLOC starts 0, 3, 6, 9", str(starts))
+    guest.delivers(MLX5, MsgKind.MSIX, 10, "GUEST-BATCH-001", vcpu=2, vector=0x40)
+    guest.disable(MLX5, MsgKind.MSIX)
+    guest.clean("GUEST-BATCH-001")
+    check(not guest.hv.live(), "GUEST-BATCH-001", "every message freed", str(len(guest.hv.live())))
+
+
+@requirement("GUEST-BATCH-002", "GUEST-CONV-001")
+def test_a_failed_batch_is_cleaned_up(guest: GuestSession) -> None:
+    """The device quota is 5: entry 5 of an 8-entry MSG_ALLOC fails with NO_RESOURCES. The guest frees entries 0..4
+    (or keeps and writes them), and never uses the results the hypervisor did not write."""
+    guest.host(device_quota=5)
+    guest.boot()
+    r = guest.enable(MLX5, MsgKind.MSIX, 8)
+    guest.clean("GUEST-BATCH-002", "GUEST-CONV-001")
+    alloc = guest.calls(FunctionNumber.MSG_ALLOC)[0]
+    check(alloc.status == Status.NO_RESOURCES and alloc.value == 5, "GUEST-BATCH-002", "entry 5 failed", str(alloc.value))
+    check(r.status != Status.SUCCESS, "GUEST-BATCH-002", "ENABLE reports the failure", str(r.status))
+    guest.enable(MLX5, MsgKind.MSIX, 4, first_slot=16)
+    guest.clean("GUEST-BATCH-002", "GUEST-CONV-001")

@@ -1,0 +1,48 @@
+"""Device control as the guest does it: disable before claiming, query first, tidy up before releasing (spec
+"Device control")."""
+
+from __future__ import annotations
+
+import pytest
+
+from pvmsi.conformance.guest_toolkit import MLX5, MSI_DEV, GuestSession
+from pvmsi.conformance.toolkit import check
+from pvmsi.spec.constants import FunctionNumber, MsgKind, Status
+
+requirement = pytest.mark.requirement
+
+
+@requirement("GUEST-DEV-001")
+def test_disables_emulated_kinds_before_claiming(guest: GuestSession) -> None:
+    """MSI-X and MSI were left enabled through emulation (firmware, a previous kernel): the guest clears MSI-X
+    Enable and MSI Enable before it claims them, so the claims succeed."""
+    guest.host(preenabled=((MLX5, MsgKind.MSIX), (MSI_DEV, MsgKind.MSI)))
+    guest.boot()
+    r1 = guest.enable(MLX5, MsgKind.MSIX, 4)
+    r2 = guest.enable(MSI_DEV, MsgKind.MSI, 4, vector=0x80)
+    guest.clean("GUEST-DEV-001")
+    guest.ok(r1, "GUEST-DEV-001", "ENABLE MSI-X")
+    guest.ok(r2, "GUEST-DEV-001", "ENABLE MSI")
+    guest.delivers(MLX5, MsgKind.MSIX, 4, "GUEST-DEV-001")
+
+
+@requirement("GUEST-DEV-002")
+def test_queries_before_claiming(guest: GuestSession) -> None:
+    """SHOULD: DEVICE_QUERY before DEVICE_CLAIM, claiming only kinds the device has."""
+    guest.full_workout()
+    guest.clean("GUEST-DEV-002")
+    for c in guest.calls(FunctionNumber.DEVICE_CLAIM):
+        check(c.status == Status.SUCCESS, "GUEST-DEV-002", "claims of supported kinds succeed", str(c.status))
+
+
+@requirement("GUEST-DEV-003")
+def test_disables_and_frees_before_releasing(guest: GuestSession) -> None:
+    """SHOULD: before DEVICE_RELEASE the guest disables the kinds and frees every message."""
+    guest.boot()
+    guest.enable(MLX5, MsgKind.MSIX, 4)
+    guest.enable(MLX5, MsgKind.IMS, 2, first_slot=8, vector=0x60)
+    r = guest.release(MLX5)
+    guest.clean("GUEST-DEV-003")
+    guest.ok(r, "GUEST-DEV-003", "RELEASE")
+    release = guest.calls(FunctionNumber.DEVICE_RELEASE)
+    check(len(release) == 1 and release[0].value == 0, "GUEST-DEV-003", "nothing left to free", str(release))
