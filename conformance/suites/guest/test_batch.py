@@ -39,7 +39,9 @@ def test_a_failed_batch_is_cleaned_up(guest: GuestSession) -> None:
     r = guest.enable(MLX5, MsgKind.MSIX, 8)
     guest.clean("GUEST-BATCH-002", "GUEST-CONV-001")
     alloc = guest.calls(FunctionNumber.MSG_ALLOC)[0]
-    check(alloc.status == Status.NO_RESOURCES and alloc.value == 5, "GUEST-BATCH-002", "entry 5 failed", str(alloc.value))
+    check(
+        alloc.status == Status.NO_RESOURCES and alloc.value == 5, "GUEST-BATCH-002", "entry 5 failed", str(alloc.value)
+    )
     check(r.status != Status.SUCCESS, "GUEST-BATCH-002", "ENABLE reports the failure", str(r.status))
     guest.enable(MLX5, MsgKind.MSIX, 4, first_slot=16)
     guest.clean("GUEST-BATCH-002", "GUEST-CONV-001")
