@@ -178,42 +178,56 @@ def schema_cmd() -> None:
     click.echo(json.dumps(report_schema(), indent=2))
 
 
-@conformance.command("faults")
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def faults_cmd(as_json: bool) -> None:
-    """The deliberately faulty implementations the suite must catch (run one with --iut faulty:NAME)."""
+def _all_faults(role: str | None) -> list[tuple[str, str, str, str]]:
+    """(role, name, breaks, description) of every faulty implementation of ``role`` (None: both roles)."""
     from ..conformance.faulty import FAULTS
+    from ..conformance.faulty_guests import GUEST_FAULTS
 
+    rows: list[tuple[str, str, str, str]] = []
+    if role in (None, "hypervisor"):
+        rows += [("hypervisor", f.name, f.breaks, f.description) for f in FAULTS.values()]
+    if role in (None, "guest"):
+        rows += [("guest", f.name, f.breaks, f.description) for f in GUEST_FAULTS.values()]
+    return rows
+
+
+@conformance.command("faults")
+@click.option("--role", type=click.Choice(["hypervisor", "guest"]), help="Only this role's faulty implementations.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def faults_cmd(role: str | None, as_json: bool) -> None:
+    """The deliberately faulty implementations the suite must catch (run one with --role R --iut faulty:NAME)."""
+    rows = _all_faults(role)
     if as_json:
         click.echo(
             json.dumps(
-                [{"name": f.name, "breaks": f.breaks, "description": f.description} for f in FAULTS.values()], indent=2
+                [{"name": n, "role": r, "breaks": b, "description": d} for r, n, b, d in rows],
+                indent=2,
             )
         )
         return
-    t = Table("name", "breaks", "what it does wrong")
-    for f in FAULTS.values():
-        t.add_row(f.name, f.breaks, f.description)
+    t = Table("role", "name", "breaks", "what it does wrong")
+    for r, n, b, d in rows:
+        t.add_row(r, n, b, d)
     Console().print(t)
 
 
 @conformance.command("check-faults")
+@click.option("--role", type=click.Choice(["hypervisor", "guest"]), help="Only this role's faulty implementations.")
 @click.option("--full", is_flag=True, help="Run the whole suite against each, not only the tests naming its id.")
-def check_faults_cmd(full: bool) -> None:
+def check_faults_cmd(role: str | None, full: bool) -> None:
     """Run the suite against every faulty implementation: each must fail with the requirement it breaks."""
-    from ..conformance.faulty import FAULTS
-
     console = Console()
-    t = Table("fault", "breaks", "failed tests", "caught")
+    t = Table("role", "fault", "breaks", "failed tests", "caught")
+    rows = _all_faults(role)
     missed = 0
-    for f in FAULTS.values():
-        report = run("hypervisor", f"faulty:{f.name}", requirements=[] if full else [f.breaks])
-        failed = [r for r in report.results if r.verdict is Verdict.FAIL]
-        caught = any(f.breaks in r.message.split(" ", 1)[0] for r in failed)
+    for r, name, breaks, _ in rows:
+        report = run(cast(Role, r), f"faulty:{name}", requirements=[] if full else [breaks])
+        failed = [x for x in report.results if x.verdict is Verdict.FAIL]
+        caught = any(breaks in x.message.split(" ", 1)[0] for x in failed)
         missed += not caught
-        t.add_row(f.name, f.breaks, str(len(failed)), "[green]yes[/]" if caught else "[red]NO[/]")
+        t.add_row(r, name, breaks, str(len(failed)), "[green]yes[/]" if caught else "[red]NO[/]")
     console.print(t)
-    click.echo(f"{len(FAULTS) - missed} caught, {missed} missed")
+    click.echo(f"{len(rows) - missed} caught, {missed} missed")
     sys.exit(1 if missed else 0)
 
 

@@ -13,14 +13,14 @@ from ..conformance.iut import HypervisorIUT
 @click.command()
 @click.option(
     "--role",
-    type=click.Choice(["hypervisor"]),
+    type=click.Choice(["hypervisor", "guest"]),
     default="hypervisor",
     show_default=True,
-    help="What to serve (the guest role arrives with the guest suite).",
+    help="What to serve: the reference hypervisor, or the reference guest (it waits for GUEST_COMMAND frames).",
 )
 @click.option("--listen", help="unix:PATH or tcp:127.0.0.1:PORT (PORT 0 picks one and prints it).")
 @click.option("--stdio", is_flag=True, help="Speak the protocol on stdin/stdout (for --iut exec:...).")
-@click.option("--fault", help="Serve a deliberately faulty hypervisor (see `pvmsi conformance faults`).")
+@click.option("--fault", help="Serve a deliberately faulty hypervisor or guest (see `pvmsi conformance faults`).")
 @click.option(
     "--idle-timeout",
     type=float,
@@ -28,11 +28,29 @@ from ..conformance.iut import HypervisorIUT
     show_default=True,
     help="Close a connection after this many seconds without a frame.",
 )
+@click.option(
+    "--answer-timeout",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Guest role: end a command when the suite does not answer the guest's request within this many seconds.",
+)
 @click.option("--once", is_flag=True, help="Exit after the first connection ends.")
-def serve(role: str, listen: str | None, stdio: bool, fault: str | None, idle_timeout: float, once: bool) -> None:
-    """Serve the reference hypervisor (or a faulty one) over the harness protocol."""
+def serve(
+    role: str,
+    listen: str | None,
+    stdio: bool,
+    fault: str | None,
+    idle_timeout: float,
+    answer_timeout: float,
+    once: bool,
+) -> None:
+    """Serve the reference hypervisor or guest (or a faulty one) over the harness protocol."""
     if bool(listen) == stdio:
         raise click.UsageError("give exactly one of --listen ADDRESS or --stdio")
+    if role == "guest":
+        _serve_guest(listen, stdio, fault, idle_timeout, answer_timeout, once)
+        return
 
     def factory() -> HypervisorIUT:
         if fault:
@@ -59,6 +77,45 @@ def serve(role: str, listen: str | None, stdio: bool, fault: str | None, idle_ti
             idle_timeout,
             once,
             ready=lambda where: print(f"pvmsi serve: listening on {where}", file=sys.stderr, flush=True),
+        )
+    except (ValueError, OSError) as e:
+        raise click.UsageError(str(e)) from None
+    except KeyboardInterrupt:
+        pass
+
+
+def _serve_guest(
+    listen: str | None, stdio: bool, fault: str | None, idle_timeout: float, answer_timeout: float, once: bool
+) -> None:
+    from ..conformance.guest import CoreFactory, GuestRunner, reference_core
+    from ..conformance.harness.guest_server import GuestService
+
+    factory: CoreFactory = reference_core
+    name = b"pvmsi-ref"
+    if fault:
+        from ..conformance.faulty_guests import faulty_core
+
+        try:
+            factory = faulty_core(fault)
+        except KeyError as e:
+            raise click.UsageError(str(e.args[0])) from None
+        name = b"faulty"
+
+    def service() -> GuestService:
+        return GuestService(GuestRunner(factory), name, answer_timeout)
+
+    if stdio:
+        serve_stdio(None, idle_timeout, service=service)
+        return
+    assert listen is not None
+    try:
+        serve_socket(
+            None,
+            listen,
+            idle_timeout,
+            once,
+            ready=lambda where: print(f"pvmsi serve: listening on {where}", file=sys.stderr, flush=True),
+            service=service,
         )
     except (ValueError, OSError) as e:
         raise click.UsageError(str(e)) from None
