@@ -129,7 +129,8 @@ def run(
                 pre.close()
     if code == pytest.ExitCode.USAGE_ERROR or (code == pytest.ExitCode.INTERNAL_ERROR and not recorder.results):
         raise UsageError(_last_error(out.getvalue()))
-    if code == pytest.ExitCode.INTERRUPTED:
+    if code in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
+        # INTERNAL_ERROR after some results: a Ctrl-C that landed inside a hook; the run did not finish either way
         interrupted = True
     summary = Summary()
     for r in recorder.results:

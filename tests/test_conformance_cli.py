@@ -13,8 +13,8 @@ import json
 import signal
 import socket
 import subprocess
-import tempfile
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -350,3 +350,18 @@ def test_killed_run_leaves_a_readable_stream(tmp_path: Path) -> None:
         assert r.verdict is Verdict.PASS
         assert r.requirements
     assert not out.exists(), "no half-written report"
+
+
+def test_ctrl_c_inside_a_hook_is_still_an_interrupted_run() -> None:
+    """A KeyboardInterrupt raised in a reporting hook (pytest calls it an internal error) must not pass for a
+    complete run."""
+    seen: list[str] = []
+
+    def on_result(r: results.TestResult) -> None:
+        seen.append(r.test)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    report = run("hypervisor", "reference", on_result=on_result)
+    assert not report.complete
+    assert 3 <= len(report.results) < len(catalogue("hypervisor"))
