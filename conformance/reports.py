@@ -35,8 +35,9 @@ def write_atomic(path: str | Path, text: str) -> None:
 
 
 def report_schema() -> dict[str, Any]:
-    """The JSON schema of the JSON report, generated from the pydantic model."""
-    schema = Report.model_json_schema(by_alias=True)
+    """The JSON schema of the JSON report, generated from the pydantic model (as serialised: every field the
+    report always carries, such as each summary count, is required)."""
+    schema = Report.model_json_schema(by_alias=True, mode="serialization")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = SCHEMA_ID
     return schema

@@ -18,7 +18,7 @@ class Verdict(StrEnum):
 class TestResult(BaseModel):
     """The verdict of one test."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
 
     test: str = Field(description="Test id: module::function.")
     role: str = Field(description="hypervisor or guest: the role of the implementation under test.")
@@ -32,7 +32,7 @@ class TestResult(BaseModel):
 
 
 class Summary(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
 
     pass_: int = Field(0, alias="pass")
     fail: int = 0
@@ -52,7 +52,7 @@ class Summary(BaseModel):
 class Report(BaseModel):
     """A whole run: what ran against what, the summary and every result."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_serialization_defaults_required=True)
 
     spec_version: str
     role: str

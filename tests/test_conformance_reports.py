@@ -1,0 +1,244 @@
+"""The reports of a conformance run: the JSON report validates against the published schema, JUnit XML is
+consistent, the HTML page is self-contained and shows every failure with expected vs actual and the transcript,
+and every file is written atomically."""
+
+from __future__ import annotations
+
+import html
+import importlib
+import json
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pvmsi.conformance.reports import report_schema, to_html, to_json, to_junit, write_atomic
+from pvmsi.conformance.results import Report, Summary, Verdict
+from pvmsi.conformance.runner import run
+from pvmsi.spec.requirements import SECTIONS
+
+jsonschema: Any = importlib.import_module("jsonschema")  # no type stubs
+PVMSI = str(Path(sys.executable).with_name("pvmsi"))
+ICS_WITHOUT_IMS = '[implementation]\nname = "x"\nrole = "hypervisor"\n[options]\nims = false\n'
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> Report:
+    """A run with passes, failures and unsupported tests across several sections."""
+    ics = tmp_path_factory.mktemp("ics") / "ics.toml"
+    ics.write_text(ICS_WITHOUT_IMS)
+    report = run(
+        "hypervisor",
+        "faulty:double-fetch",
+        ics=str(ics),
+        requirements=["HV-MEM-005", "HV-MEM-001", "HV-ALLOC-002", "HV-DISC-001", "HV-FREE-001"],
+    )
+    verdicts = {r.verdict for r in report.results}
+    assert {Verdict.PASS, Verdict.FAIL, Verdict.UNSUPPORTED} <= verdicts
+    return report
+
+
+def every_verdict(base: Report) -> Report:
+    """``base`` plus one synthetic error and one timeout (a real run rarely has both)."""
+    extra = [
+        base.results[0].model_copy(update={"test": "synthetic::error", "verdict": Verdict.ERROR, "message": "boom"}),
+        base.results[0].model_copy(update={"test": "synthetic::timeout", "verdict": Verdict.TIMEOUT, "message": "t"}),
+    ]
+    summary = Summary()
+    for r in [*base.results, *extra]:
+        summary.add(r.verdict)
+    return base.model_copy(update={"results": [*base.results, *extra], "summary": summary})
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict[str, Any]:
+    proc = subprocess.run([PVMSI, "conformance", "schema"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    published: dict[str, Any] = json.loads(proc.stdout)
+    assert published == report_schema()
+    return published
+
+
+# -- JSON --------------------------------------------------------------------------------------------------------
+
+
+def test_json_validates_against_the_published_schema(mixed: Report, schema: dict[str, Any]) -> None:
+    jsonschema.Draft202012Validator.check_schema(schema)
+    for report in (mixed, every_verdict(mixed)):
+        doc = json.loads(to_json(report))
+        jsonschema.Draft202012Validator(schema).validate(doc)
+
+
+def test_json_has_the_promised_shape_and_counts(mixed: Report) -> None:
+    doc = json.loads(to_json(every_verdict(mixed)))
+    assert set(doc["summary"]) == {"pass", "fail", "unsupported", "error", "timeout"}
+    counts = Counter(r["verdict"] for r in doc["results"])
+    assert doc["summary"] == {v.value: counts.get(v.value, 0) for v in Verdict}
+    for r in doc["results"]:
+        assert {"test", "role", "requirements", "verdict", "duration_s", "message"} <= set(r)
+        assert r["role"] == "hypervisor"
+        assert r["requirements"]
+    assert Report.model_validate(doc) == every_verdict(mixed)
+
+
+def test_schema_rejects_a_broken_report(mixed: Report, schema: dict[str, Any]) -> None:
+    doc = json.loads(to_json(mixed))
+    doc["results"][0]["verdict"] = "maybe"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, schema)
+    doc = json.loads(to_json(mixed))
+    del doc["summary"]["pass"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, schema)
+
+
+# -- JUnit -------------------------------------------------------------------------------------------------------
+
+
+def test_junit_counts_are_consistent(mixed: Report) -> None:
+    report = every_verdict(mixed)
+    root = ET.fromstring(to_junit(report))
+    assert root.tag == "testsuites"
+    suites = root.findall("testsuite")
+    assert suites
+    totals = Counter[str]()
+    for suite in suites:
+        cases = suite.findall("testcase")
+        counts = {
+            "tests": len(cases),
+            "failures": sum(c.find("failure") is not None for c in cases),
+            "errors": sum(c.find("error") is not None for c in cases),
+            "skipped": sum(c.find("skipped") is not None for c in cases),
+        }
+        for key, n in counts.items():
+            assert int(suite.get(key, "-1")) == n, (suite.get("name"), key)
+            totals[key] += n
+    for key, n in totals.items():
+        assert int(root.get(key, "-1")) == n, key
+    by_verdict = Counter(r.verdict for r in report.results)
+    assert totals["tests"] == len(report.results)
+    assert totals["failures"] == by_verdict[Verdict.FAIL]
+    assert totals["errors"] == by_verdict[Verdict.ERROR] + by_verdict[Verdict.TIMEOUT]
+    assert totals["skipped"] == by_verdict[Verdict.UNSUPPORTED]
+
+
+def test_junit_names_requirements_and_keeps_the_transcript(mixed: Report) -> None:
+    root = ET.fromstring(to_junit(mixed))
+    cases = {c.get("name"): c for c in root.iter("testcase")}
+    for r in mixed.results:
+        case = cases[r.test]
+        assert [p.get("value") for p in case.iter("property")] == r.requirements
+        if r.verdict is Verdict.FAIL:
+            failure = case.find("failure")
+            assert failure is not None
+            assert "expected:" in (failure.text or "")
+            out = case.find("system-out")
+            assert out is not None
+            assert out.text
+
+
+# -- HTML --------------------------------------------------------------------------------------------------------
+
+
+def test_html_has_a_section_per_spec_section(mixed: Report) -> None:
+    page = to_html(every_verdict(mixed))
+    for section in {r.section for r in mixed.results}:
+        assert f"<h2 id='{section}'>{SECTIONS[section][0]}</h2>" in page
+    for r in mixed.results:
+        assert r.test in page
+
+
+def test_html_shows_failures_with_expected_actual_and_transcript(mixed: Report) -> None:
+    page = to_html(mixed)
+    failed = [r for r in mixed.results if r.verdict is Verdict.FAIL]
+    assert failed
+    for r in failed:
+        assert "<details open>" in page
+        assert "expected:" in page
+        assert "actual:" in page
+        assert "Transcript" in page
+        assert html.escape(r.transcript[-1]) in page
+
+
+def test_html_is_self_contained(mixed: Report) -> None:
+    page = to_html(every_verdict(mixed))
+    assert page.startswith("<!DOCTYPE html>")
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page, re.I)
+    assert not re.search(r"<(script|link|img|iframe)\b", page, re.I)
+    assert "@import" not in page
+    assert "url(" not in page
+    assert not re.search(r"https?://", page)
+
+
+def test_html_escapes_what_the_iut_says(mixed: Report) -> None:
+    evil = mixed.results[0].model_copy(update={"verdict": Verdict.FAIL, "message": "<script>x</script>"})
+    page = to_html(mixed.model_copy(update={"results": [evil]}))
+    assert "<script>" not in page
+    assert "&lt;script&gt;" in page
+
+
+def test_html_marks_a_partial_run(mixed: Report) -> None:
+    assert "interrupted" not in to_html(mixed)
+    assert "interrupted: partial results" in to_html(mixed.model_copy(update={"complete": False}))
+
+
+# -- writing -----------------------------------------------------------------------------------------------------
+
+
+def test_write_atomic_replaces_whole_files(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "report.json"
+    write_atomic(target, "one")
+    write_atomic(target, "two")
+    assert target.read_text() == "two"
+    assert [p.name for p in target.parent.iterdir()] == ["report.json"]
+
+
+def test_write_atomic_keeps_the_old_file_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "report.json"
+    write_atomic(target, "old")
+
+    def broken(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(target, "new")
+    monkeypatch.undo()
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+    assert os.stat(target).st_size == 3
+
+
+def test_cli_writes_every_report(tmp_path: Path, schema: dict[str, Any]) -> None:
+    paths = {k: tmp_path / f"r.{k}" for k in ("json", "xml", "html")}
+    proc = subprocess.run(
+        [
+            PVMSI,
+            "conformance",
+            "run",
+            "--iut",
+            "faulty:double-fetch",
+            "--requirement",
+            "HV-MEM-005",
+            "--json",
+            str(paths["json"]),
+            "--junit",
+            str(paths["xml"]),
+            "--html",
+            str(paths["html"]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1, proc.stderr
+    jsonschema.validate(json.loads(paths["json"].read_text()), schema)
+    assert int(ET.parse(paths["xml"]).getroot().get("failures", "0")) >= 1
+    assert "HV-MEM-005" in paths["html"].read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "r.json", "r.xml"]
