@@ -445,3 +445,21 @@ def test_a_huge_declared_size_costs_nothing(backend: ReferenceHypervisor) -> Non
     raw[HEADER_SIZE + 4 : HEADER_SIZE + 8] = (0xFFFFFFF8).to_bytes(4, "little")
     err = only_error(service(backend).receive(bytes(raw)))
     assert (err.body.code, err.body.offset) == (HarnessStatus.BAD_LENGTH, HEADER_SIZE + 16)
+
+
+class NoTrapBackend(ReferenceHypervisor):
+    """An adapter whose hypervisor cannot run TRAP (as an adapter for a real hypervisor might)."""
+
+    def trap(self, vm: int, vcpu: int, arch: Any, instruction: Any, regs: list[int]) -> tuple[bool, list[int]]:
+        raise Unsupported("this adapter cannot execute trap instructions")
+
+
+def test_a_backend_raising_unsupported_answers_unsupported() -> None:
+    svc = HypervisorService(NoTrapBackend())
+    trap = example_value(layout_of(PAYLOADS[FrameKind.TRAP].fmt))
+    err = _ask(svc, FrameKind.TRAP, trap)
+    assert _code(err) is HarnessStatus.UNSUPPORTED
+    assert "cannot execute trap" in err.data.decode()
+    conn = HarnessConnection(ScriptedChannel([svc.receive(build(FrameKind.TRAP, 1, trap))]), timeout=0.1)
+    with pytest.raises(Unsupported):
+        conn.request(FrameKind.TRAP, trap)

@@ -19,7 +19,7 @@ from ...spec.harness_constants import (
     TrapArch,
     TrapInstruction,
 )
-from ..iut import BadAddress, DeviceRef, DeviceSlot, HypervisorIUT, NoSuchDevice, NoSuchVm, VmKnobs
+from ..iut import BadAddress, DeviceRef, DeviceSlot, HypervisorIUT, NoSuchDevice, NoSuchVm, Unsupported, VmKnobs
 from .frames import Frame, FrameError, FrameReader, build, build_error, pad8
 
 
@@ -60,6 +60,8 @@ class HypervisorService:
     def handle(self, f: Frame) -> bytes:
         try:
             return self._dispatch(f)
+        except Unsupported as e:  # an adapter that cannot do this request: the test becomes "unsupported"
+            return build_error(f.seq, HarnessStatus.UNSUPPORTED, 0, str(e) or f"{f.kind.name} unsupported", int(f.kind))
         except NoSuchVm as e:
             return build_error(f.seq, HarnessStatus.UNKNOWN_VM, 0, f"no VM {e.args[0]}", int(f.kind))
         except NoSuchDevice as e:
