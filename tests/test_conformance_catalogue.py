@@ -78,3 +78,25 @@ def test_text_listing(listed: list[dict[str, Any]]) -> None:
     assert proc.returncode == 0, proc.stderr
     hv = [e for e in listed if e["role"] == "hypervisor"]
     assert proc.stdout.rstrip().endswith(f"{len(hv)} tests")
+
+
+def test_traceability_page_lists_every_requirement(listed: list[dict[str, Any]]) -> None:
+    from pvmsi.docsgen.context import Ctx, SiteIndex
+    from pvmsi.docsgen.traceability import render_report_schema, render_traceability
+    from pvmsi.spec.requirements import REQUIREMENTS
+
+    page = render_traceability(Ctx(SiteIndex(), "traceability.md"))
+    rows = {line.split("](", 1)[0].removeprefix("| ["): line for line in page.splitlines() if line.startswith("| [")}
+    assert set(rows) == {r.id for r in REQUIREMENTS}
+    named = {rid for e in listed for rid in e["requirements"]}
+    for r in REQUIREMENTS:
+        if r.id in named:
+            tests = [e["test"] for e in listed if r.id in e["requirements"]]
+            assert all(t in rows[r.id] for t in tests), r.id
+        else:
+            assert "*not tested*" in rows[r.id]
+            assert r.level.value not in MANDATORY, f"{r.id} is mandatory and untested"
+    assert "danger" not in page
+    schema_block = render_report_schema(Ctx(SiteIndex(), "conformance-guide.md"))
+    assert schema_block.startswith("```json\n")
+    assert json.loads(schema_block.removeprefix("```json\n").removesuffix("\n```")) == _json("conformance", "schema")

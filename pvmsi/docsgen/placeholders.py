@@ -19,7 +19,7 @@ from pvmsi.spec.requirements import REQUIREMENTS, SECTIONS
 from pvmsi.spec.states import MACHINES
 from pvmsi.spec.version import VERSION_MAJOR, VERSION_MINOR
 
-from . import calls, constants, examples, formats, requirements
+from . import calls, constants, examples, formats, requirements, traceability
 from .context import Ctx, DocsError, SiteIndex
 
 _OPEN = re.compile(r"\{\{\s*pvmsi\b")
@@ -78,6 +78,8 @@ DIRECTIVES: dict[str, Directive] = {
     "requirement-index": Directive("none", False, lambda c, a: requirements.render_requirement_index(c)),
     "conformance-clauses": Directive("required", False, lambda c, a: requirements.render_conformance(c, _req(a))),
     "batch-example": Directive("none", False, lambda c, a: examples.render_batch_example(c)),
+    "traceability": Directive("none", False, lambda c, a: traceability.render_traceability(c)),
+    "report-schema": Directive("none", False, lambda c, a: traceability.render_report_schema(c)),
     "ref": Directive("required", True, _ref),
     "version": Directive("none", True, lambda c, a: f"{VERSION_MAJOR}.{VERSION_MINOR}"),
 }
