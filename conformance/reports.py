@@ -102,9 +102,11 @@ body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:70em;padding:
 h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
 .summary span{display:inline-block;margin-right:1.2em;padding:.2em .6em;border-radius:.3em}
 .pass{background:#dcf5e3}.fail{background:#fbe0e0}.unsupported{background:#eee}.error,.timeout{background:#fde8c8}
-table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;padding:.3em .5em;text-align:left;
-vertical-align:top}details pre{white-space:pre-wrap;background:#f6f8fa;padding:.6em;font-size:13px}
-code{font-size:13px}
+table{border-collapse:collapse;width:100%;table-layout:fixed}td,th{border-bottom:1px solid #eee;padding:.3em .5em;
+text-align:left;vertical-align:top;overflow-wrap:anywhere}
+th:nth-child(1){width:58%}th:nth-child(2){width:24%}th:nth-child(3){width:10%}th:nth-child(4){width:8%}
+details pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f6f8fa;padding:.6em;font-size:13px;
+max-height:30em;overflow:auto}summary{cursor:pointer;overflow-wrap:anywhere}code{font-size:13px}
 """
 
 
