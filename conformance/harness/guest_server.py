@@ -19,21 +19,20 @@ from ...spec.harness_constants import FrameKind, GuestOp, HarnessRole, HarnessSt
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR
 from ..guest import CommandRun, GuestRunner, HostCall, HostRequest
 from ..iut import GuestCommand, IutError
-from .frames import Frame, FrameError, FrameReader, build, build_error, error_of
-from .server import device_ref
+from .frames import Frame, build, build_error, error_of
+from .server import FrameService, device_ref
 
 KIND_OPS = (GuestOp.ENABLE, GuestOp.RETARGET, GuestOp.DISABLE)
 
 
-class GuestService:
+class GuestService(FrameService):
     """Serves one guest (its runner) to the suite."""
 
     def __init__(self, runner: GuestRunner, name: bytes = b"pvmsi-ref", answer_timeout: float = 10.0) -> None:
         self.runner = runner
         self.name = name
         self.answer_timeout = answer_timeout
-        self.reader = FrameReader()
-        self.closed = False
+        super().__init__()
         self.seq = 0
         self._run: CommandRun | None = None
         self._command: tuple[int, str] | None = None  # (seq, description) of the GUEST_COMMAND in progress
@@ -43,23 +42,8 @@ class GuestService:
 
     # -- bytes in, bytes out ---------------------------------------------------------------------------------
 
-    def receive(self, data: bytes) -> bytes:
-        """Feed bytes from the suite; returns the bytes to send back (possibly several frames)."""
-        self.reader.feed(data)
-        out = b""
-        while not self.closed:
-            try:
-                frame = self.reader.next_frame()
-            except FrameError as e:
-                out += build_error(e.seq, e.code, e.offset, e.detail, e.kind)
-                if e.fatal:
-                    self.closed = True
-                    out += self._abort("the stream broke")
-                continue
-            if frame is None:
-                break
-            out += self.handle(frame)
-        return out
+    def on_fatal(self) -> bytes:
+        return self._abort("the stream broke")
 
     def expire(self, now: float | None = None) -> bytes:
         """End the command in progress when the suite's answer is overdue; b"" if nothing is overdue."""

@@ -31,12 +31,14 @@ def device_ref(wire: Any) -> DeviceRef:
     return DeviceRef(wire.segment, wire.bus, wire.devfn, wire.subdevice_id if wire.flags & 1 else None)
 
 
-class HypervisorService:
-    """Answers the suite's requests with a :class:`HypervisorIUT` backend."""
+class FrameService:
+    """The IUT side of a harness connection, sans-I/O: bytes from the suite in, bytes to send back out.
 
-    def __init__(self, backend: HypervisorIUT, name: bytes = b"pvmsi-ref") -> None:
-        self.backend = backend
-        self.name = name
+    Subclasses answer one frame in :meth:`handle`; a frame that does not parse gets an ERROR frame here, and
+    after a fatal one (the stream cannot be resynchronised) the service is closed, :meth:`on_fatal` first.
+    """
+
+    def __init__(self) -> None:
         self.reader = FrameReader()
         self.closed = False
 
@@ -51,11 +53,28 @@ class HypervisorService:
                 out += build_error(e.seq, e.code, e.offset, e.detail, e.kind)
                 if e.fatal:
                     self.closed = True
+                    out += self.on_fatal()
                 continue
             if frame is None:
                 break
             out += self.handle(frame)
         return out
+
+    def handle(self, f: Frame) -> bytes:
+        raise NotImplementedError
+
+    def on_fatal(self) -> bytes:
+        """What to send after a fatal framing error, before closing."""
+        return b""
+
+
+class HypervisorService(FrameService):
+    """Answers the suite's requests with a :class:`HypervisorIUT` backend."""
+
+    def __init__(self, backend: HypervisorIUT, name: bytes = b"pvmsi-ref") -> None:
+        super().__init__()
+        self.backend = backend
+        self.name = name
 
     def handle(self, f: Frame) -> bytes:
         try:
