@@ -266,7 +266,10 @@ def replay_cmd(directory: str, iut: str, timeout: float) -> None:
     from ..conformance.scenarios import ReplayMismatch, load_vectors, replay
 
     passed = failed = 0
-    for doc in load_vectors(Path(directory)):
+    docs = list(load_vectors(Path(directory)))
+    if not docs:
+        raise click.UsageError(f"{directory}: no scenario vectors (*.json) there")
+    for doc in docs:
         try:
             target = open_hypervisor(iut, timeout)
         except IutError as e:
