@@ -43,11 +43,11 @@ def type_name(f: FieldLayout) -> str:
 def field_group(f: FieldLayout) -> str | None:
     """The constant group whose values or bits a field holds.
 
-    The field's own ``enum``/``flags`` tag first; failing that, a doc naming the group's C prefix with a
-    wildcard (``PVMSI_F_*``).
+    The field's own ``enum``/``flags``/``values`` tag first; failing that, a doc naming the group's C prefix
+    with a wildcard (``PVMSI_F_*``).
     """
-    if f.enum or f.flags:
-        return f.enum or f.flags
+    if f.enum or f.flags or f.values:
+        return f.enum or f.flags or f.values
     for g in CONSTANT_GROUPS:
         if g.kind != "value" and f"{g.c_prefix}*" in f.doc:
             return g.key
