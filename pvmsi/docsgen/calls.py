@@ -76,7 +76,7 @@ def render_call(ctx: Ctx, name: str) -> str:
     props = [
         ["Function number", f"{code(hx(int(c.fn), 2))} ({code(c.c_name)})"],
         ["Function id", ids],
-        ["Requires the NEGOTIATED state", "yes" if c.needs_negotiation else "no"],
+        ["Valid in the VM states", ", ".join(code(st.value) for st in c.states) + " (else WRONG_STATE)"],
         ["Input block (arg0)", _block(ctx, c.input, c.input_entry)],
         ["Output block (arg1)", _block(ctx, c.output, c.output_entry)],
         ["Value register", escape_plain(c.value)],
@@ -106,10 +106,10 @@ def render_function_ids(ctx: Ctx) -> str:
                 f"[{code(c.name)}]({ctx.call_link(c.name)})",
                 code(hx(int(c.fn), 2)),
                 *[code(function_id_text(cc, c)) for cc in CONVENTIONS],
-                "yes" if c.needs_negotiation else "no",
+                ", ".join(st.value for st in c.states),
             ]
         )
-    header = ["Call", "Number", *[ARCH_TITLES[cc.arch] for cc in CONVENTIONS], "Needs NEGOTIATED"]
+    header = ["Call", "Number", *[ARCH_TITLES[cc.arch] for cc in CONVENTIONS], "Valid in"]
     return table(header, rows)
 
 
