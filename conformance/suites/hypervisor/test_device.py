@@ -148,6 +148,7 @@ def test_claim_of_empty_or_unsupported_kinds(session: Session) -> None:
         (MLX5, 0, "no kinds"),
         (MLX5, int(KindMask.MSI), "MSI on a device without MSI"),
         (MSI_DEV, int(KindMask.MSIX), "MSI-X on a device without MSI-X"),
+        (MLX5, int(KindMask.MSI | KindMask.MSIX), "MSI and MSI-X on a device without MSI"),
     ):
         out = session.claim(dev, kinds)
         check(

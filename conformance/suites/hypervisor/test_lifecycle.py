@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pvmsi.conformance.toolkit import MLX5, Session, check, status_name
+from pvmsi.conformance.iut import VmKnobs
+from pvmsi.conformance.toolkit import DEFAULT_DEVICES, IDXD, MLX5, Session, alloc_entry, check, status_name
 from pvmsi.spec.constants import DeviceFlag, KindMask, MsgKind, Status
 from pvmsi.spec.harness_constants import FireOutcome, LifecycleEvent
 
@@ -105,6 +106,26 @@ def test_hot_unplug(session: Session) -> None:
     check(b.status == Status.UNKNOWN_HANDLE, "HV-UNPLUG-001", "its handles are unknown", status_name(b.status))
 
 
+@requirement("HV-UNPLUG-001")
+@option("hot_unplug")
+def test_hot_unplug_frees_remapping_entries(session: Session) -> None:
+    """With room for 4 remapping entries, 4 messages of a device that is then unplugged must not keep the room."""
+    vm = session.new_vm(DEFAULT_DEVICES, knobs=VmKnobs(remap_entries=4))
+    session.use(vm)
+    session.ready()
+    session.allocated(MLX5, MsgKind.MSIX, [0, 1, 2, 3])
+    session.iut.lifecycle(vm, LifecycleEvent.HOT_UNPLUG, MLX5)
+    session.log("LIFECYCLE HOT_UNPLUG")
+    session.claimed(IDXD, int(KindMask.MSIX))
+    b = session.alloc(IDXD, [alloc_entry(MsgKind.MSIX, s) for s in range(4)])
+    check(
+        b.status == Status.SUCCESS,
+        "HV-UNPLUG-001",
+        "4 allocations for another device: the unplugged device's entries were freed",
+        status_name(b.status),
+    )
+
+
 @requirement("HV-MIG-001", "HV-MIG-002", "HV-MIG-003")
 def test_live_migration_keeps_everything(session: Session) -> None:
     results = _setup(session)
@@ -114,6 +135,9 @@ def test_live_migration_keeps_everything(session: Session) -> None:
     check(session.negotiate().status == Status.WRONG_STATE, "HV-MIG-001", "still negotiated", "OPEN again")
     after = session.device_info(MLX5)
     check(after == before, "HV-MIG-001", "claim and allocation unchanged", f"{before} -> {after}")
+    # the claim holds without a re-claim: the MSI-X table still reaches the device with no exit (an unused slot)
+    exits = session.program(MLX5, MsgKind.MSIX, 3, 0xFEE00000, 0, masked=True)
+    check(exits == 0, "HV-MIG-003", "MSI-X table writes do not exit after migration", f"{exits} exits")
     for slot in range(3):  # no rewrite: the pairs in the device must still deliver (HV-MIG-003)
         fired = session.fire(MLX5, MsgKind.MSIX, slot)
         check(

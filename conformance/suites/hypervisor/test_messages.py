@@ -142,6 +142,7 @@ def test_allocated_pair_delivers_to_its_target(session: Session) -> None:
             "an address in the interrupt window, nothing more",
             hex(r.address),
         )
+        check(r.data >> 16 == 0, "HV-SEC-008", "data carries a sub-handle only (bits 31:16 zero)", hex(r.data))
     for slot, r in enumerate(results):
         session.program(MLX5, MsgKind.MSIX, slot, r.address, r.data)
     session.enable(MLX5, MsgKind.MSIX)

@@ -37,6 +37,18 @@ def test_calls_before_negotiation_are_wrong_state(session: Session) -> None:
     check(
         session.negotiate().status == Status.SUCCESS, "HV-STATE-001", "VM still OPEN, NEGOTIATE succeeds", "it failed"
     )
+    # one state per VM, whichever vCPU calls: negotiated on vCPU 0, the VM is NEGOTIATED for vCPU 2 too ...
+    out = session.query(MLX5, vcpu=2)
+    check(out.status == Status.SUCCESS, "HV-STATE-001", "DEVICE_QUERY from vCPU 2 -> SUCCESS", status_name(out.status))
+    # ... and RESET from vCPU 3 puts the whole VM back in OPEN
+    check(session.reset(vcpu=3).status == Status.SUCCESS, "HV-RESET-003", "RESET -> SUCCESS", "it failed")
+    out = session.query(MLX5)
+    check(
+        out.status == Status.WRONG_STATE,
+        "HV-STATE-001",
+        "DEVICE_QUERY from vCPU 0 after RESET from vCPU 3 -> WRONG_STATE",
+        status_name(out.status),
+    )
 
 
 @requirement("HV-NEG-001")
@@ -112,7 +124,8 @@ def test_accepted_features_are_in_force(session: Session) -> None:
 
 @requirement("HV-NEG-006", "HV-NEG-007")
 def test_second_negotiation_is_wrong_state(session: Session) -> None:
-    session.negotiated(int(Feature.MSIX))
+    posted = session.info().features_offered & int(Feature.POSTED)
+    session.negotiated(int(Feature.MSIX) | posted)
     out = session.negotiate(int(Feature.MSIX | Feature.IMS))
     check(out.status == Status.WRONG_STATE, "HV-NEG-006", "WRONG_STATE", status_name(out.status))
     out = session.claim(MLX5, int(KindMask.MSIX))
@@ -124,6 +137,9 @@ def test_second_negotiation_is_wrong_state(session: Session) -> None:
     )
     b = session.alloc(MLX5, [alloc_entry(MsgKind.MSIX, 0)])
     check(b.status == Status.SUCCESS, "HV-NEG-007", "allocation under the accepted set", status_name(b.status))
+    if posted:  # every accepted bit stays usable: POSTED was accepted, so the flag is permitted
+        b = session.alloc(MLX5, [alloc_entry(MsgKind.MSIX, 1, flags=int(DeliveryFlag.POSTED))])
+        check(b.status == Status.SUCCESS, "HV-NEG-007", "a POSTED allocation (POSTED accepted)", status_name(b.status))
 
 
 @requirement("HV-NEG-008")
