@@ -1260,6 +1260,22 @@ def _host_vector(hv: ReferenceHypervisor) -> None:
     remap.compose = compose  # type: ignore[method-assign]
 
 
+@fault(
+    "destroy-leaks-entries",
+    "HV-SEC-009",
+    "destroying a VM drops its pvmsi bookkeeping but skips the teardown that releases its remapping entries",
+)
+def _destroy(hv: ReferenceHypervisor) -> None:
+    system = hv.system
+
+    def destroy_vm(vm: Any) -> int:
+        system.core.forget_vm(vm)
+        del system.vms[vm.vm_id]
+        return 0
+
+    system.destroy_vm = destroy_vm  # type: ignore[method-assign]
+
+
 # -- lifecycle -----------------------------------------------------------------------------------------------------
 
 
