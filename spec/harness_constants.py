@@ -236,7 +236,8 @@ class GuestOp(IntEnum):
 
 
 GUEST_OP_DOCS: dict[GuestOp, str] = {
-    GuestOp.BOOT: "Discover pvmsi and negotiate (or fall back to emulation).",
+    GuestOp.BOOT: "Start the guest afresh (no pvmsi state kept), discover pvmsi and negotiate (or fall back to "
+    "emulation).",
     GuestOp.ENABLE: "Enable count vectors of a kind from first_slot, targeting vcpu, vector, vector+1, ...",
     GuestOp.RETARGET: "Move every message of the kind on the device to vcpu, keeping each vector.",
     GuestOp.DISABLE: "Mask, disable and free every message of the kind on the device.",

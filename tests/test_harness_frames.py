@@ -421,7 +421,7 @@ class ScriptedChannel:
         (build(FrameKind.OK, 2), IutError, "response seq 2 to request seq 1"),
         (b"\0" * 24, IutError, "malformed frame"),
         (b"", IutError, "closed the connection"),
-        (None, IutTimeout, "nothing within"),
+        (None, IutTimeout, "COLLECT: no answer within 0.1 s"),
         (build_error(1, HarnessStatus.UNSUPPORTED, 0, "no TRAP here", 0x0C), Unsupported, "does not implement"),
         (build_error(1, HarnessStatus.UNKNOWN_VM, 0, "no VM 3", 0x09), IutError, "UNKNOWN_VM"),
         (build(FrameKind.BYE, 1), IutError, "unexpected request BYE"),
@@ -463,3 +463,13 @@ def test_a_backend_raising_unsupported_answers_unsupported() -> None:
     conn = HarnessConnection(ScriptedChannel([svc.receive(build(FrameKind.TRAP, 1, trap))]), timeout=0.1)
     with pytest.raises(Unsupported):
         conn.request(FrameKind.TRAP, trap)
+
+
+def test_a_late_answer_to_a_timed_out_request_is_dropped() -> None:
+    late_then_current = build(FrameKind.INTERRUPTS, 1, {"count": 0}) + build(FrameKind.OK, 2)
+    conn = HarnessConnection(ScriptedChannel([None, late_then_current]), timeout=0.1)
+    with pytest.raises(IutTimeout, match="COLLECT: no answer within"):
+        conn.request(FrameKind.COLLECT, {"vm": 3})
+    frame = conn.request(FrameKind.VM_DESTROY, {"vm": 3})
+    assert (frame.kind, frame.seq) == (FrameKind.OK, 2)
+    assert conn.abandoned == set()

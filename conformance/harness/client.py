@@ -50,6 +50,8 @@ class HarnessConnection:
         self.reader = FrameReader()
         self.seq = 0
         self.log: list[str] = []
+        #: Requests that timed out: a late answer to one of them is dropped, so the connection stays in step.
+        self.abandoned: set[int] = set()
 
     def _next(self, deadline: float) -> Frame:
         while True:
@@ -82,7 +84,14 @@ class HarnessConnection:
         self.channel.send(build(kind, seq, body, entries=entries, data=data))
         deadline = time.monotonic() + self.timeout
         while True:
-            frame = self._next(deadline)
+            try:
+                frame = self._next(deadline)
+            except IutTimeout:
+                self.abandoned.add(seq)
+                raise IutTimeout(f"{kind.name}: no answer within {self.timeout:g} s") from None
+            if frame.kind >= FrameKind.OK and frame.seq in self.abandoned:
+                self.abandoned.discard(frame.seq)  # the late answer to a request that timed out
+                continue
             if frame.kind < FrameKind.OK:
                 if on_request is None:
                     raise IutError(f"unexpected request {frame.kind.name} from the IUT")
