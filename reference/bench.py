@@ -307,17 +307,26 @@ def run(
         "codec": cd,
         "remap_table": rt,
         "targets": {
-            f"exit_reduction_at_{largest}": {"value": reduction, "target": TARGETS["exit_reduction_at_2048"],
-                                             "met": reduction >= TARGETS["exit_reduction_at_2048"]},
+            f"exit_reduction_at_{largest}": {
+                "value": reduction,
+                "target": TARGETS["exit_reduction_at_2048"],
+                "met": reduction >= TARGETS["exit_reduction_at_2048"],
+            },
             "single_alloc_free_calls_per_s": {
                 "value": tp["single_alloc_free_calls_per_s"],
                 "target": TARGETS["single_alloc_free_calls_per_s"],
                 "met": tp["single_alloc_free_calls_per_s"] >= TARGETS["single_alloc_free_calls_per_s"],
             },
-            "codec_ratio": {"value": cd["ratio"], "target": TARGETS["codec_ratio"],
-                            "met": cd["ratio"] <= TARGETS["codec_ratio"]},
-            "remap_ratio": {"value": rt["ratio"], "target": TARGETS["remap_ratio"],
-                            "met": rt["ratio"] <= TARGETS["remap_ratio"]},
+            "codec_ratio": {
+                "value": cd["ratio"],
+                "target": TARGETS["codec_ratio"],
+                "met": cd["ratio"] <= TARGETS["codec_ratio"],
+            },
+            "remap_ratio": {
+                "value": rt["ratio"],
+                "target": TARGETS["remap_ratio"],
+                "met": rt["ratio"] <= TARGETS["remap_ratio"],
+            },
         },
         "quick": quick,
         "machine": machine(),
@@ -358,16 +367,21 @@ def svg_plot(figures: dict[str, Any]) -> str:
             v = r[key]
             x = x0 + j * bar
             if v is None:
-                parts.append(f'<text x="{x + bar / 2:.1f}" y="{height - bottom - 4}" text-anchor="middle" '
-                             f'font-size="9" fill="#d9534f">n/a</text>')
+                parts.append(
+                    f'<text x="{x + bar / 2:.1f}" y="{height - bottom - 4}" text-anchor="middle" '
+                    f'font-size="9" fill="#d9534f">n/a</text>'
+                )
                 continue
             yy = y(v)
-            parts.append(f'<rect x="{x:.1f}" y="{yy:.1f}" width="{bar:.1f}" height="{height - bottom - yy:.1f}" '
-                         f'fill="{colour}"><title>{key}: {v}</title></rect>')
+            parts.append(
+                f'<rect x="{x:.1f}" y="{yy:.1f}" width="{bar:.1f}" height="{height - bottom - yy:.1f}" '
+                f'fill="{colour}"><title>{key}: {v}</title></rect>'
+            )
             parts.append(f'<text x="{x + bar / 2:.1f}" y="{yy - 3:.1f}" text-anchor="middle" font-size="9">{v}</text>')
         cx = left + i * group_w + group_w / 2
-        parts.append(f'<text x="{cx:.1f}" y="{height - bottom + 16}" text-anchor="middle">{r["device"]} '
-                     f'{r["operation"]}</text>')
+        parts.append(
+            f'<text x="{cx:.1f}" y="{height - bottom + 16}" text-anchor="middle">{r["device"]} {r["operation"]}</text>'
+        )
         parts.append(f'<text x="{cx:.1f}" y="{height - bottom + 30}" text-anchor="middle">N={r["vectors"]}</text>')
     ly = height - 22
     parts.append(f'<rect x="{left}" y="{ly - 9}" width="10" height="10" fill="#d9534f"/>')

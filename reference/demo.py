@@ -198,9 +198,11 @@ class _Run:
         injected = sum(len(v.take()) for v in (*self.vm.vm.vcpus, *self.intruder.vm.vcpus))
         self.check("forged write from another requester is blocked", isinstance(forged, Fault), str(forged))
         self.check("replay by another VM's device is blocked", isinstance(replay, Fault), str(replay))
-        self.check("both counted as IOMMU faults, nothing injected",
-                   platform.iommu.fault_count == faults + 2 and injected == 0,
-                   f"faults +{platform.iommu.fault_count - faults}, injected {injected}")
+        self.check(
+            "both counted as IOMMU faults, nothing injected",
+            platform.iommu.fault_count == faults + 2 and injected == 0,
+            f"faults +{platform.iommu.fault_count - faults}, injected {injected}",
+        )
 
 
 def run_demo(say: Callable[[str], None] | None = None) -> DemoReport:

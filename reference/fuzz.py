@@ -373,8 +373,15 @@ class Fuzzer:
             vector = rng.randrange(32, 200) if rng.random() < 0.95 else rng.randrange(0, 300)
             return _raw("alloc_entry", kind, rng.choice((0, 0, 1)), n, slot, vcpu, min(vector, 2**32 - 1), 0)
         if name == "retarget_entry":
-            return _raw("retarget_entry",
-                self._handle(vm), rng.choice((0, 1, 3, 7)), rng.randrange(20, 270), rng.choice((0, 0, 1)), 0, 0, 0
+            return _raw(
+                "retarget_entry",
+                self._handle(vm),
+                rng.choice((0, 1, 3, 7)),
+                rng.randrange(20, 270),
+                rng.choice((0, 0, 1)),
+                0,
+                0,
+                0,
             )
         return _raw("free_entry", self._handle(vm))
 

@@ -114,9 +114,7 @@ class EnumField(_AdapterBase):
         try:
             return self.enum_type(value)
         except ValueError:
-            raise _FieldRejected(
-                f"{value} is not a defined {self.enum_type.__name__} value", offset, path
-            ) from None
+            raise _FieldRejected(f"{value} is not a defined {self.enum_type.__name__} value", offset, path) from None
 
     def _encode(self, obj: Any, context: Any, path: str) -> int:
         return int(obj)
@@ -184,9 +182,7 @@ def decode(fmt: Any, data: bytes | bytearray | memoryview, *, name: str | None =
     buf = bytes(data)
     if len(buf) < lay.size:
         leaf = next(f for f in lay.leaves() if f.offset + f.size > len(buf))
-        raise DecodeError(
-            label, leaf.path, leaf.offset, f"buffer is {len(buf)} bytes, the format needs {lay.size}"
-        )
+        raise DecodeError(label, leaf.path, leaf.offset, f"buffer is {len(buf)} bytes, the format needs {lay.size}")
     if exact and len(buf) > lay.size:
         raise DecodeError(label, "<end>", lay.size, f"{len(buf) - lay.size} trailing bytes after the format")
     try:

@@ -59,8 +59,7 @@ def spec_dump() -> dict[str, Any]:
         "formats": [_format(lay) for lay in all_layouts()],
         "constants": {
             g.key: [
-                {"name": name, "c_name": g.c_name(name), "value": value, "doc": doc}
-                for name, value, doc in g.members
+                {"name": name, "c_name": g.c_name(name), "value": value, "doc": doc} for name, value, doc in g.members
             ]
             for g in CONSTANT_GROUPS
         },

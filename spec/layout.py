@@ -173,9 +173,7 @@ def _field(name: str, sc: Any, doc: str, offset: int) -> FieldLayout:
         return FieldLayout(name, offset, n, "bytes", n, reserved, False, doc)
     if isinstance(sc, cs.Struct) and id(sc) in _BY_STRUCT:
         nested = layout_of(sc)
-        return FieldLayout(
-            name, offset, nested.size * count, nested.name, count, reserved, False, doc, nested=nested
-        )
+        return FieldLayout(name, offset, nested.size * count, nested.name, count, reserved, False, doc, nested=nested)
     raise TypeError(f"field {name}: unsupported construct {type(sc).__name__}")
 
 

@@ -86,12 +86,8 @@ VM_MACHINE: StateMachine[VmState, VmEvent] = StateMachine(
         Transition(VmState.OPEN, VmEvent.NEGOTIATE_REFUSED, VmState.OPEN, "nothing changes; refusal reported"),
         Transition(VmState.OPEN, VmEvent.RESET_CALL, VmState.OPEN, "nothing to drop"),
         Transition(VmState.OPEN, VmEvent.VM_RESET, VmState.OPEN, "nothing to drop"),
-        Transition(
-            VmState.NEGOTIATED, VmEvent.RESET_CALL, VmState.OPEN, "every message freed, every device released"
-        ),
-        Transition(
-            VmState.NEGOTIATED, VmEvent.VM_RESET, VmState.OPEN, "every message freed, every device released"
-        ),
+        Transition(VmState.NEGOTIATED, VmEvent.RESET_CALL, VmState.OPEN, "every message freed, every device released"),
+        Transition(VmState.NEGOTIATED, VmEvent.VM_RESET, VmState.OPEN, "every message freed, every device released"),
     ),
 )
 
@@ -104,9 +100,7 @@ DEVICE_MACHINE: StateMachine[DeviceState, DeviceEvent] = StateMachine(
         Transition(DeviceState.EMULATED, DeviceEvent.RESET_CALL, DeviceState.EMULATED, "nothing to drop"),
         Transition(DeviceState.EMULATED, DeviceEvent.VM_RESET, DeviceState.EMULATED, "nothing to drop"),
         Transition(DeviceState.EMULATED, DeviceEvent.HOT_UNPLUG, DeviceState.REMOVED, "device gone"),
-        Transition(
-            DeviceState.CLAIMED, DeviceEvent.RELEASE, DeviceState.EMULATED, "messages freed; emulation resumes"
-        ),
+        Transition(DeviceState.CLAIMED, DeviceEvent.RELEASE, DeviceState.EMULATED, "messages freed; emulation resumes"),
         Transition(
             DeviceState.CLAIMED,
             DeviceEvent.FLR,

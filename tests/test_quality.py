@@ -24,6 +24,14 @@ def test_ruff_check() -> None:
 
 
 @pytest.mark.slow
+def test_ruff_format() -> None:
+    proc = _run(
+        "ruff", "format", "--check", "--no-cache", "spec", "reference", "conformance", "pvmsi", "tests", "docs_hooks"
+    )
+    assert proc.returncode == 0, f"ruff format would change files (run ruff format):\n{proc.stdout}\n{proc.stderr}"
+
+
+@pytest.mark.slow
 def test_mypy_strict() -> None:
     proc = _run("mypy", "pvmsi", "tests")
     assert proc.returncode == 0, f"mypy failed:\n{proc.stdout}\n{proc.stderr}"

@@ -31,8 +31,12 @@ KEYS: dict[str, DeviceKey] = {
     "accel/1": (0, 0, 0x18, 1),
     "accel/2": (0, 0, 0x18, 2),
 }
-KIND_OF = {"nic": (MsgKind.MSIX, MsgKind.IMS), "msi": (MsgKind.MSI,), "accel/1": (MsgKind.IMS,),
-           "accel/2": (MsgKind.IMS,)}
+KIND_OF = {
+    "nic": (MsgKind.MSIX, MsgKind.IMS),
+    "msi": (MsgKind.MSI,),
+    "accel/1": (MsgKind.IMS,),
+    "accel/2": (MsgKind.IMS,),
+}
 CLAIM_KINDS = {"nic": 0b1100, "msi": 0b0010, "accel/1": 0b1000, "accel/2": 0b1000}
 
 
@@ -46,8 +50,9 @@ class PvmsiMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        config = HypervisorConfig(handle_seed=7, max_messages_per_device=24, max_messages_per_vm=40,
-                                  max_claimed_devices=3)
+        config = HypervisorConfig(
+            handle_seed=7, max_messages_per_device=24, max_messages_per_vm=40, max_claimed_devices=3
+        )
         self.system = ReferenceSystem(config, remap_entries=512)
         self.vms: list[SystemVm] = []
         self.destroyed: set[int] = set()
@@ -66,8 +71,9 @@ class PvmsiMachine(RuleBasedStateMachine):
         """What a booting guest does: negotiate, then claim its devices (the fuzzed rules go on from there)."""
         self.call(vm, FunctionNumber.NEGOTIATE, fast("negotiate_in").pack(1, 0, 0, int(ALL_FEATURES)), True)
         for dev in ("nic", "msi", "accel/1"):
-            self.call(vm, FunctionNumber.DEVICE_CLAIM, fast("claim_in").pack(*_dev_id(KEYS[dev]), CLAIM_KINDS[dev],
-                                                                             0), False)
+            self.call(
+                vm, FunctionNumber.DEVICE_CLAIM, fast("claim_in").pack(*_dev_id(KEYS[dev]), CLAIM_KINDS[dev], 0), False
+            )
 
     # -- helpers -------------------------------------------------------------------------------------------
     def call(self, vm: SystemVm, fn: FunctionNumber, block: bytes | None, out: bool) -> Any:
@@ -89,10 +95,19 @@ class PvmsiMachine(RuleBasedStateMachine):
 
     @rule(v=st.integers(0, 1), dev=st.sampled_from(sorted(KEYS)))
     def claim(self, v: int, dev: str) -> None:
-        r = self.call(self.vms[v], FunctionNumber.DEVICE_CLAIM, fast("claim_in").pack(*_dev_id(KEYS[dev]),
-                                                                                    CLAIM_KINDS[dev], 0), False)
-        assert r.status in (Status.SUCCESS, Status.WRONG_STATE, Status.NO_RESOURCES, Status.UNKNOWN_DEVICE,
-                            Status.INVALID_PARAMETER)
+        r = self.call(
+            self.vms[v],
+            FunctionNumber.DEVICE_CLAIM,
+            fast("claim_in").pack(*_dev_id(KEYS[dev]), CLAIM_KINDS[dev], 0),
+            False,
+        )
+        assert r.status in (
+            Status.SUCCESS,
+            Status.WRONG_STATE,
+            Status.NO_RESOURCES,
+            Status.UNKNOWN_DEVICE,
+            Status.INVALID_PARAMETER,
+        )
 
     @rule(v=st.integers(0, 1), dev=st.sampled_from(sorted(KEYS)), data=st.data())
     def alloc(self, v: int, dev: str, data: st.DataObject) -> None:
@@ -103,8 +118,9 @@ class PvmsiMachine(RuleBasedStateMachine):
         for _ in range(count):
             n = data.draw(st.sampled_from((1, 2, 4, 8))) if kind is MsgKind.MSI else 1
             slot = 0 if kind is MsgKind.MSI else data.draw(st.integers(0, 40))
-            entries += fast("alloc_entry").pack(int(kind), 0, n, slot, data.draw(st.integers(0, 4)),
-                                                data.draw(st.integers(30, 250)), 0)
+            entries += fast("alloc_entry").pack(
+                int(kind), 0, n, slot, data.draw(st.integers(0, 4)), data.draw(st.integers(30, 250)), 0
+            )
         before = set(self.handles(vm))
         hdr = fast("batch_in").pack(*_dev_id(KEYS[dev]), count, 0, 0, 0)
         r = self.call(vm, FunctionNumber.MSG_ALLOC, hdr + entries, True)
@@ -126,10 +142,10 @@ class PvmsiMachine(RuleBasedStateMachine):
             return
         handle = data.draw(st.sampled_from(sorted(held)))
         key = held[handle].device
-        entry = fast("retarget_entry").pack(handle, data.draw(st.integers(0, 3)), data.draw(st.integers(32, 200)),
-                                            0, 0, 0, 0)
-        r = self.call(vm, FunctionNumber.MSG_RETARGET, fast("batch_in").pack(*_dev_id(key), 1, 0, 0, 0) + entry,
-                      True)
+        entry = fast("retarget_entry").pack(
+            handle, data.draw(st.integers(0, 3)), data.draw(st.integers(32, 200)), 0, 0, 0, 0
+        )
+        r = self.call(vm, FunctionNumber.MSG_RETARGET, fast("batch_in").pack(*_dev_id(key), 1, 0, 0, 0) + entry, True)
         if other and owner.vm_id != vm.vm_id:
             assert r.status in (Status.UNKNOWN_HANDLE, Status.WRONG_STATE, Status.UNKNOWN_DEVICE)
             assert handle in self.handles(owner)
@@ -142,8 +158,12 @@ class PvmsiMachine(RuleBasedStateMachine):
             return
         handle = data.draw(st.sampled_from(sorted(held)))
         key = held[handle].device
-        r = self.call(vm, FunctionNumber.MSG_FREE,
-                      fast("batch_in").pack(*_dev_id(key), 1, 0, 0, 0) + fast("free_entry").pack(handle), True)
+        r = self.call(
+            vm,
+            FunctionNumber.MSG_FREE,
+            fast("batch_in").pack(*_dev_id(key), 1, 0, 0, 0) + fast("free_entry").pack(handle),
+            True,
+        )
         if owner.vm_id == vm.vm_id:
             assert r.status == Status.SUCCESS
             assert handle not in self.handles(vm)
@@ -203,8 +223,11 @@ class PvmsiMachine(RuleBasedStateMachine):
         seg, bus, devfn, pasid = m.device
         dev = GuestDevice(seg, bus, devfn, pasid)
         driver = InProcessDriver(self.system, vm)
-        for action in (ProgramSlot(dev, m.kind, m.slot, m.address, m.data, m.count), SetEnabled(dev, m.kind, True),
-                       MaskSlot(dev, m.kind, m.slot, False)):
+        for action in (
+            ProgramSlot(dev, m.kind, m.slot, m.address, m.data, m.count),
+            SetEnabled(dev, m.kind, True),
+            MaskSlot(dev, m.kind, m.slot, False),
+        ):
             driver.execute(action)
         pci = vm.pci(seg, bus, devfn)
         assert pci is not None
@@ -218,8 +241,7 @@ class PvmsiMachine(RuleBasedStateMachine):
             return  # a parent slot partitioned to a sub-device: tagged with that PASID (reported modelling gap)
         outcome = self.system.platform.fire(pci, m.kind, index)
         assert isinstance(outcome, Delivered), outcome
-        assert (outcome.delivery.vm, outcome.delivery.vcpu, outcome.delivery.vector) == (vm.vm_id, m.vcpu,
-                                                                                           m.vector + i)
+        assert (outcome.delivery.vm, outcome.delivery.vcpu, outcome.delivery.vector) == (vm.vm_id, m.vcpu, m.vector + i)
 
     @rule(v=st.integers(0, 1), data=st.data(), replay=st.booleans())
     def forged_write(self, v: int, data: st.DataObject, replay: bool) -> None:

@@ -130,8 +130,9 @@ def test_release_resumes_emulation(env: Env) -> None:
     env.system.platform.guest_msix_entry_write(env.vm.vm, NIC, 0, 0xFEE00000, 0x41)
     assert env.vm.vm.total_exits == before + 1 + 4  # trapped again: the capability write and 4 table writes
     # the stale pvmsi pair the device may still hold is revoked
-    assert isinstance(env.system.platform.route(MemoryWrite(env.pci(NIC).requester(), msgs[0].address,
-                                                           msgs[0].data)), Fault)
+    assert isinstance(
+        env.system.platform.route(MemoryWrite(env.pci(NIC).requester(), msgs[0].address, msgs[0].data)), Fault
+    )
 
 
 def test_release_frees_what_is_left(env: Env) -> None:

@@ -21,8 +21,15 @@ def _render(figures: dict[str, Any], console: Console) -> None:
         t.add_column(col, justify="left" if col in ("device", "operation") else "right")
     for r in figures["exits"]:
         red = "" if r["reduction"] is None else f"{r['reduction']:,}x"
-        t.add_row(r["device"], r["operation"], str(r["vectors"]), _fmt(r["emulated"]), _fmt(r["pvmsi"]), red,
-                  _fmt(r["pvmsi_device_writes"]))
+        t.add_row(
+            r["device"],
+            r["operation"],
+            str(r["vectors"]),
+            _fmt(r["emulated"]),
+            _fmt(r["pvmsi"]),
+            red,
+            _fmt(r["pvmsi_device_writes"]),
+        )
     console.print(t)
     console.print("n/a: IMS cannot be emulated (the hypervisor does not know where a device keeps its IMS slots)")
     b = figures["boot_exits"]
@@ -31,28 +38,38 @@ def _render(figures: dict[str, Any], console: Console) -> None:
     m = Table(title="Costs", title_justify="left")
     m.add_column("figure")
     m.add_column("value", justify="right")
-    m.add_row("alternating single MSG_ALLOC / MSG_FREE", f"{tp['single_alloc_free_calls_per_s']:,.0f} calls/s "
-              f"({tp['single_call_us']:.1f} µs/call)")
+    m.add_row(
+        "alternating single MSG_ALLOC / MSG_FREE",
+        f"{tp['single_alloc_free_calls_per_s']:,.0f} calls/s ({tp['single_call_us']:.1f} µs/call)",
+    )
     m.add_row("64-entry batches (alloc + free)", f"{tp['batch64_vectors_per_s']:,.0f} vectors/s")
     m.add_row("hot-path codec round (derived from construct)", f"{cd['hot_path_ns']:,.0f} ns")
     m.add_row("same round, hand-written struct", f"{cd['struct_baseline_ns']:,.0f} ns (ratio {cd['ratio']:.2f})")
-    m.add_row("remap table alloc at 1% / 95% occupancy",
-              f"{rt['alloc_ns_1pct']:,.0f} / {rt['alloc_ns_95pct']:,.0f} ns (ratio {rt['ratio']:.2f})")
+    m.add_row(
+        "remap table alloc at 1% / 95% occupancy",
+        f"{rt['alloc_ns_1pct']:,.0f} / {rt['alloc_ns_95pct']:,.0f} ns (ratio {rt['ratio']:.2f})",
+    )
     console.print(m)
     for name, t_ in figures["targets"].items():
         mark = "[green]met[/]" if t_["met"] else "[red]not met[/]"
         console.print(f"target {name}: {t_['value']:,.2f} vs {t_['target']:,} {mark}")
     mc = figures["machine"]
-    console.print(f"[dim]{mc['implementation']} {mc['python']} on {mc['machine']} {mc['system']}, "
-                  f"{mc['cpus']} CPUs, load {mc['load_average']}[/]")
+    console.print(
+        f"[dim]{mc['implementation']} {mc['python']} on {mc['machine']} {mc['system']}, "
+        f"{mc['cpus']} CPUs, load {mc['load_average']}[/]"
+    )
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object with every figure.")
 @click.option("--quick", is_flag=True, help="A fast, less precise run (N up to 64, few repeats); for tests.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Also write an SVG bar chart of exits.")
-@click.option("--from-json", "from_json", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Do not measure: render (and plot) figures saved by an earlier --json run.")
+@click.option(
+    "--from-json",
+    "from_json",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Do not measure: render (and plot) figures saved by an earlier --json run.",
+)
 def bench(as_json: bool, quick: bool, plot: Path | None, from_json: Path | None) -> None:
     """Measure pvmsi against trapped MSI/MSI-X emulation and the reference's costs on this machine."""
     from ..reference.bench import run, svg_plot

@@ -232,8 +232,14 @@ def check_faults_cmd(role: str | None, full: bool) -> None:
 
 
 @conformance.command("vectors")
-@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), required=True,
-              help="Folder to write (its scenarios/ subfolder is replaced).")
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Folder to write (its scenarios/ subfolder is replaced).",
+)
 def vectors_cmd(out_dir: str) -> None:
     """Record the scenario vectors: every passing hypervisor test, replayable without Python's suite."""
     import shutil
@@ -245,11 +251,22 @@ def vectors_cmd(out_dir: str) -> None:
         shutil.rmtree(target)
     report = run("hypervisor", "reference", record=target)
     docs = list(load_vectors(target))
-    index = {"format": SCENARIO_FORMAT, "format_version": SCENARIO_VERSION, "spec_version": report.spec_version,
-             "vectors": [{"file": d["test"].replace("::", "__") + ".json", "test": d["test"],
-                          "requirements": d["requirements"], "options": d.get("options", []),
-                          "steps": len(d["steps"])} for d in docs],
-             "omitted": json.loads((target / "omitted.json").read_text()) if (target / "omitted.json").exists() else []}
+    index = {
+        "format": SCENARIO_FORMAT,
+        "format_version": SCENARIO_VERSION,
+        "spec_version": report.spec_version,
+        "vectors": [
+            {
+                "file": d["test"].replace("::", "__") + ".json",
+                "test": d["test"],
+                "requirements": d["requirements"],
+                "options": d.get("options", []),
+                "steps": len(d["steps"]),
+            }
+            for d in docs
+        ],
+        "omitted": json.loads((target / "omitted.json").read_text()) if (target / "omitted.json").exists() else [],
+    }
     write_atomic(target / "index.json", json.dumps(index, indent=1, sort_keys=True) + "\n")
     click.echo(f"wrote {len(docs)} scenario vectors under {target}")
     if not report.summary.ok:

@@ -41,7 +41,11 @@ def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
 @click.option("--inputs", "-n", type=click.IntRange(min=1), default=10_000, show_default=True, help="Inputs to feed.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed; a run is reproducible from it.")
 @click.option(
-    "--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
     help="Worker processes; job i fuzzes inputs/jobs inputs from seed + i.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (the report) and nothing else.")
@@ -53,8 +57,12 @@ def fuzz(inputs: int, seed: int, jobs: int, as_json: bool) -> None:
     if jobs == 1:
         fuzzer = Fuzzer(seed)
         with Progress(
-            TextColumn("fuzzing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=console, transient=True,
+            TextColumn("fuzzing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
         ) as progress:
             task = progress.add_task("fuzz", total=inputs)
             report = fuzzer.run(inputs, lambda done: progress.update(task, completed=done)).as_dict()

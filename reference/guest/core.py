@@ -213,9 +213,7 @@ class GuestCore:
 
     def release(self, dev: GuestDevice) -> Op:
         """DEVICE_RELEASE as it stands: the hypervisor frees whatever messages are left."""
-        status, value, _ = yield from self._call(
-            FunctionNumber.DEVICE_RELEASE, encode(DEVICE_ID, self._device_id(dev))
-        )
+        status, value, _ = yield from self._call(FunctionNumber.DEVICE_RELEASE, encode(DEVICE_ID, self._device_id(dev)))
         if status != Status.SUCCESS:
             raise GuestError("DEVICE_RELEASE", status)
         self.claimed.pop(dev, None)

@@ -15,9 +15,7 @@ def check_block(memory: GuestMemory, gpa: int, size: int, what: str) -> None:
     if gpa % ALIGN:
         raise CallError(Status.INVALID_ADDRESS, f"{what} block at {gpa:#x} is not {ALIGN}-byte aligned (HV-MEM-001)")
     if gpa // PAGE != (gpa + size - 1) // PAGE:
-        raise CallError(
-            Status.INVALID_ADDRESS, f"{what} block {gpa:#x}+{size} crosses a {PAGE}-byte page (HV-MEM-002)"
-        )
+        raise CallError(Status.INVALID_ADDRESS, f"{what} block {gpa:#x}+{size} crosses a {PAGE}-byte page (HV-MEM-002)")
     if not memory.is_ram(gpa, size):
         raise CallError(Status.INVALID_ADDRESS, f"{what} block {gpa:#x}+{size} is not guest RAM (HV-MEM-003)")
 

@@ -19,8 +19,7 @@ DEVICE_ID: Any = define(
         "bus" / u8 * "PCI bus number.",
         "devfn" / u8 * "PCI device (bits 7:3) and function (bits 2:0).",
         "flags" / FlagsField(u32, DeviceIdFlag) * "PVMSI_DEVID_* flags.",
-        "subdevice_id" / u32
-        * "Sub-device id (a PASID, bits 19:0) when PVMSI_DEVID_SUBDEVICE is set; zero otherwise.",
+        "subdevice_id" / u32 * "Sub-device id (a PASID, bits 19:0) when PVMSI_DEVID_SUBDEVICE is set; zero otherwise.",
         "reserved0" / Reserved(u32) * "Reserved, zero.",
     ),
 )
