@@ -57,7 +57,7 @@ MSIX_ENABLE = 1 << 15
 PROFILE_SIZES = {  # (MSI vectors, MSI-X table size, IMS slots, sub-devices)
     DeviceProfile.MLX5: (0, 2048, 4096, 0),
     DeviceProfile.PLAIN_MSI: (32, 0, 0, 0),
-    DeviceProfile.IDXD: (0, 9, 2048, 8),
+    DeviceProfile.IDXD: (0, 9, 0, 8),  # its 2048 IMS slots all belong to the 8 sub-devices
 }
 IDXD_SUB_SLOTS = 256
 ALL_KINDS = int(Feature.MSI | Feature.MSIX | Feature.IMS)

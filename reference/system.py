@@ -87,7 +87,11 @@ class AssignedFunction:
 
     @property
     def ims_slots(self) -> int:
-        return self.sub.slot_count if self.sub else self.device.ims_slots
+        """A sub-device's own partition; for the function itself, the slots no sub-device owns (a write from a
+        sub-device's slot carries that sub-device's PASID, so the function could never use it)."""
+        if self.sub is not None:
+            return self.sub.slot_count
+        return self.device.ims_slots - sum(s.slot_count for s in self.device.subdevices)
 
     @property
     def isolated(self) -> bool:

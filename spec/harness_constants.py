@@ -128,9 +128,12 @@ class DeviceProfile(IntEnum):
 
 
 DEVICE_PROFILE_DOCS: dict[DeviceProfile, str] = {
-    DeviceProfile.IDXD: "IDXD-like: MSI-X and IMS, sub-devices with PASID, needs a vIOMMU.",
-    DeviceProfile.MLX5: "mlx5-like: MSI-X and IMS, no PASID, no vIOMMU.",
-    DeviceProfile.PLAIN_MSI: "A plain device with 32-vector multi-message MSI only.",
+    DeviceProfile.IDXD: (
+        "IDXD-like: MSI-X with 9 entries on the function; 2048 IMS slots split among 8 PASID sub-devices (ids 1..8, "
+        "256 slots each, so none left to the function); needs a vIOMMU."
+    ),
+    DeviceProfile.MLX5: "mlx5-like: MSI-X with 2048 entries and 4096 IMS slots on the function; no PASID, no vIOMMU.",
+    DeviceProfile.PLAIN_MSI: "A plain device with 32-vector multi-message MSI (per-vector masking) and nothing else.",
 }
 
 
