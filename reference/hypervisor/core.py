@@ -9,27 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from ...spec.calls import CALLS_BY_FN, CallDef
 from ...spec.codec import DecodeError, decode, encode
 from ...spec.constants import DeviceFlag, DeviceIdFlag, Feature, FunctionNumber, KindMask, MsgKind, Status
-from ...spec.formats import (
-    ALLOC_ENTRY,
-    ALLOC_RESULT,
-    BATCH_IN,
-    BATCH_OUT,
-    CLAIM_IN,
-    DEVICE_ID,
-    DEVICE_INFO,
-    FREE_ENTRY,
-    FREE_RESULT,
-    HV_INFO,
-    NEGOTIATE_IN,
-    NEGOTIATE_OUT,
-    RETARGET_ENTRY,
-    RETARGET_RESULT,
-)
+from ...spec.formats import CLAIM_IN, DEVICE_ID, DEVICE_INFO, HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
 from ...spec.layout import layout_of
 from ...spec.states import DeviceEvent, VmEvent, VmState
 from ...spec.version import encode_version
@@ -41,7 +26,6 @@ from .ports import AssignedDevice, RemapPort, VmPort
 from .vmstate import Claim, DeviceKey, HandleSource, VmPvmsi, device_event
 
 KIND_FEATURE = {MsgKind.MSI: Feature.MSI, MsgKind.MSIX: Feature.MSIX, MsgKind.IMS: Feature.IMS}
-KIND_BITS = int(KindMask.MSI | KindMask.MSIX | KindMask.IMS)
 PASID_MASK = (1 << 20) - 1
 _SUBDEVICE_ID = int(DeviceIdFlag.SUBDEVICE)
 _F_SUBDEVICE = int(Feature.SUBDEVICE)
@@ -366,12 +350,3 @@ class HypervisorCore:
     def vm_states(self) -> dict[int, VmPvmsi]:
         """Per-VM state, for invariant checks."""
         return dict(self._vms)
-
-    # the batch formats, re-exported for MessageOps
-    BATCH_IN = BATCH_IN
-    BATCH_OUT = BATCH_OUT
-    ENTRY: ClassVar[dict[FunctionNumber, tuple[Any, Any]]] = {
-        FunctionNumber.MSG_ALLOC: (ALLOC_ENTRY, ALLOC_RESULT),
-        FunctionNumber.MSG_RETARGET: (RETARGET_ENTRY, RETARGET_RESULT),
-        FunctionNumber.MSG_FREE: (FREE_ENTRY, FREE_RESULT),
-    }
