@@ -14,6 +14,7 @@ requirement = pytest.mark.requirement
 
 @requirement("HV-BATCH-001")
 def test_count_and_start_limits(session: Session) -> None:
+    """A count of 0 or above max_batch, or a start >= count, is INVALID_PARAMETER and writes nothing."""
     session.ready()
     max_batch = session.info().max_batch
     one = [alloc_entry(MsgKind.MSIX, 0)]
@@ -36,6 +37,7 @@ def test_count_and_start_limits(session: Session) -> None:
 
 @requirement("HV-BATCH-002", "HV-BATCH-003", "HV-BATCH-004", "HV-BATCH-007", "HV-MEM-007")
 def test_stop_at_the_first_failing_entry(session: Session) -> None:
+    """A batch stops at its failing entry: earlier results written, later ones untouched, value next_index."""
     session.ready()
     entries = [alloc_entry(MsgKind.MSIX, s) for s in range(5)]
     entries[2] = alloc_entry(MsgKind.MSIX, 2, vcpu=999)
@@ -69,6 +71,7 @@ def test_stop_at_the_first_failing_entry(session: Session) -> None:
 
 @requirement("HV-BATCH-004", "HV-BATCH-007", "HV-BATCH-008")
 def test_start_skips_earlier_entries(session: Session) -> None:
+    """Entries below start are skipped, even an invalid one, and completed counts only those from start on."""
     session.ready()
     entries = [alloc_entry(MsgKind.MSIX, 0, vcpu=999)] + [alloc_entry(MsgKind.MSIX, s) for s in (1, 2, 3)]
     b = session.alloc(MLX5, entries, start=1)
@@ -89,6 +92,7 @@ def test_start_skips_earlier_entries(session: Session) -> None:
 
 @requirement("HV-BATCH-008", "GUEST-BATCH-002")
 def test_resume_after_fixing_the_failing_entry(session: Session) -> None:
+    """After the failing entry is fixed, the call resumed at next_index completes and allocates all four."""
     session.ready()
     entries = [alloc_entry(MsgKind.MSIX, s) for s in range(4)]
     entries[1] = alloc_entry(MsgKind.MSIX, 1, vector=7)
@@ -107,6 +111,7 @@ def test_resume_after_fixing_the_failing_entry(session: Session) -> None:
 
 @requirement("HV-BATCH-005", "HV-BATCH-006", "HV-BATCH-007")
 def test_incomplete_batches_resume(session: Session) -> None:
+    """An IUT yielding every 3 entries answers INCOMPLETE with progress; resuming at next_index finishes."""
     vm = session.new_vm(DEFAULT_DEVICES, knobs=VmKnobs(yield_after=3))
     session.use(vm)
     session.ready(MLX5, int(KindMask.MSIX))

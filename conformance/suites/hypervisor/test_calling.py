@@ -20,6 +20,7 @@ UNDEFINED_FNS = (0x04, 0x0F, 0x13, 0x23, 0x7F, 0xFF)
 
 @requirement("HV-CALL-001", "HV-CALL-002")
 def test_unknown_function_is_not_supported_and_changes_nothing(session: Session) -> None:
+    """Undefined function numbers return NOT_SUPPORTED with value 0 and leave the VM state unchanged."""
     for fn in UNDEFINED_FNS:
         out = session.call(fn)
         check(
@@ -32,6 +33,7 @@ def test_unknown_function_is_not_supported_and_changes_nothing(session: Session)
 
 @requirement("HV-CALL-002", "HV-VER-001")
 def test_every_defined_function_exists(session: Session) -> None:
+    """Every 1.0 function is implemented and rejects a non-zero reserved arg2 with INVALID_PARAMETER."""
     for fn in FunctionNumber:
         call = CALLS_BY_FN[fn]
         # well formed (zeroed blocks, while OPEN): any answer but NOT_SUPPORTED shows the call is implemented
@@ -56,6 +58,7 @@ def test_every_defined_function_exists(session: Session) -> None:
 
 @requirement("HV-CALL-003", "HV-CALL-004")
 def test_reserved_and_missing_registers(session: Session) -> None:
+    """A non-zero reserved register or a missing or unexpected block address is INVALID_PARAMETER, value 0."""
     cases = [
         (FunctionNumber.VERSION, (0, 0, 0, 1), "arg3 non-zero"),
         (FunctionNumber.VERSION, (IN_GPA, 0, 0, 0), "arg0 set for a call without input block"),
@@ -77,6 +80,7 @@ def test_reserved_and_missing_registers(session: Session) -> None:
 
 @requirement("HV-CALL-005")
 def test_checks_come_in_the_specified_order(session: Session) -> None:
+    """Checks run in order: registers, then VM state, then block addresses, then block contents."""
     # registers before state: MSG_ALLOC while OPEN with a reserved register
     out = session.call(FunctionNumber.MSG_ALLOC, args=(IN_GPA, OUT_GPA, 0, 7))
     check(
@@ -126,6 +130,7 @@ def _trap(
 
 @requirement("GEN-CALL-001", "HV-CALL-004", "HV-CALL-006", "HV-SEC-008")
 def test_x86_64_registers_vmcall_and_vmmcall(session: Session) -> None:
+    """On x86-64, VMCALL and VMMCALL both answer in rax and rbx and preserve rcx..r9."""
     version = session.version().value
     for instr in (TrapInstruction.VMCALL, TrapInstruction.VMMCALL):
         # rax, rbx, rcx, rdx, rsi, rdi, r8, r9
@@ -140,6 +145,7 @@ def test_x86_64_registers_vmcall_and_vmmcall(session: Session) -> None:
 
 @requirement("GEN-CALL-001", "HV-CALL-004", "HV-CALL-001")
 def test_arm64_registers_hvc(session: Session) -> None:
+    """On arm64, HVC answers in x0/x1, zeroes x2 and x3, keeps x4..x7, and gives -1 for an unknown call."""
     version = session.version().value
     before = [ARM64.function_id(FunctionNumber.VERSION), 0, 0, 0, 0, 0x55, 0x66, 0x77]
     after = _trap(session, TrapArch.ARM64, TrapInstruction.HVC, before)
@@ -157,6 +163,7 @@ def test_arm64_registers_hvc(session: Session) -> None:
 
 @requirement("GEN-CALL-001", "HV-CALL-004")
 def test_riscv64_registers_ecall(session: Session) -> None:
+    """On riscv64, an ECALL with the pvmsi extension id answers in a0 and a1 and preserves a2..a7."""
     version = session.version().value
     # a0..a7: a6 = function number, a7 = extension id
     before = [0, 0, 0, 0, 0x44, 0x55, FunctionNumber.VERSION, RISCV64_EID]
@@ -172,6 +179,7 @@ def test_riscv64_registers_ecall(session: Session) -> None:
 
 @requirement("HV-CALL-003", "HV-MEM-006")
 def test_failed_call_writes_no_output(session: Session) -> None:
+    """A failed DEVICE_QUERY leaves its output block untouched, and GET_INFO writes nothing past hv_info."""
     session.negotiated()
     out = session.call(FunctionNumber.DEVICE_QUERY, encode_absent(), size(DEVICE_INFO))
     check(out.status == Status.UNKNOWN_DEVICE, "HV-DEV-001", "UNKNOWN_DEVICE", status_name(out.status))

@@ -31,6 +31,7 @@ def _reserved_offsets(fmt: object) -> list[int]:
 
 @requirement("GEN-CONV-001", "GEN-CONV-002", "GEN-CONV-003", "HV-STAT-001", "GEN-STAT-001")
 def test_outputs_are_little_endian_with_zero_reserved_fields(session: Session) -> None:
+    """Output blocks are little-endian with zero reserved fields, and every status is a defined code."""
     raw = session.call(FunctionNumber.GET_INFO, None, size(HV_INFO)).out
     check(
         int.from_bytes(raw[0:2], "little") == 1, "GEN-CONV-001", "version_major = 1 little-endian at 0", raw[0:2].hex()
@@ -56,6 +57,7 @@ def test_outputs_are_little_endian_with_zero_reserved_fields(session: Session) -
 
 @requirement("HV-CONV-001")
 def test_reserved_fields_in_inputs_are_rejected(session: Session) -> None:
+    """A set reserved byte or undefined flag bit in any input block is INVALID_PARAMETER and has no effect."""
     good = encode(NEGOTIATE_IN, {"version_major": 1, "version_minor": 0, "features": int(Feature.MSIX)})
     for off in _reserved_offsets(NEGOTIATE_IN):
         bad = bytearray(good)
@@ -119,6 +121,7 @@ def test_reserved_fields_in_inputs_are_rejected(session: Session) -> None:
 
 @requirement("HV-CONV-002")
 def test_unknown_enum_values_are_rejected(session: Session) -> None:
+    """An allocation entry with an undefined message kind (0, 4 or 0xFF) is refused with INVALID_PARAMETER."""
     session.ready()
     for kind in (0, 4, 0xFF):
         raw = bytearray(encode(ALLOC_ENTRY, alloc_entry(MsgKind.MSIX, 0)))
@@ -134,6 +137,7 @@ def test_unknown_enum_values_are_rejected(session: Session) -> None:
 
 @requirement("GEN-VER-001", "GEN-VER-002", "HV-VER-001")
 def test_version_1_0_layouts_are_accepted_exactly(session: Session) -> None:
+    """A 1.x hypervisor reports major 1 and accepts a 1.0 guest's NEGOTIATE and MSG_ALLOC blocks."""
     # A hypervisor of any 1.x accepts the 1.0 blocks at their exact 1.0 sizes and answers in 1.0 layouts.
     info_raw = session.call(FunctionNumber.GET_INFO, None, size(HV_INFO)).out
     info = decode(HV_INFO, info_raw)

@@ -28,6 +28,7 @@ option = pytest.mark.option
 
 @requirement("HV-DEV-001")
 def test_unknown_and_foreign_devices(session: Session) -> None:
+    """Query, claim and release of an absent, another VM's or a wrong-segment device are UNKNOWN_DEVICE."""
     other = session.new_vm([DeviceSlot(DeviceProfile.MLX5, DeviceRef(0, 0, 0x40))])
     session.negotiated()
     for dev, what in (
@@ -50,6 +51,7 @@ def test_unknown_and_foreign_devices(session: Session) -> None:
 
 @requirement("HV-DEV-002")
 def test_subdevice_id_encoding(session: Session) -> None:
+    """A subdevice_id without the sub-device flag, or with bits above 19 set, is INVALID_PARAMETER."""
     session.negotiated()
     from pvmsi.conformance.toolkit import size
     from pvmsi.spec.codec import encode
@@ -69,6 +71,7 @@ def test_subdevice_id_encoding(session: Session) -> None:
 @requirement("HV-DEV-003")
 @option("subdevice")
 def test_unknown_subdevice(session: Session) -> None:
+    """A PASID the device does not have, or any PASID of a device without sub-devices, is UNKNOWN_DEVICE."""
     session.negotiated()
     for pasid in (0, PROFILE_SIZES[DeviceProfile.IDXD][3] + 1, 0xFFFFF):
         out = session.query(IDXD.with_pasid(pasid))
@@ -89,6 +92,7 @@ def test_unknown_subdevice(session: Session) -> None:
 
 @requirement("HV-DEV-004")
 def test_query_reports_capabilities_and_state(session: Session) -> None:
+    """DEVICE_QUERY reports each device's slot counts, kinds and identity, then its claim and allocations."""
     session.negotiated()
     for dev, profile in ((MLX5, DeviceProfile.MLX5), (MSI_DEV, DeviceProfile.PLAIN_MSI), (IDXD, DeviceProfile.IDXD)):
         info = session.device_info(dev)
@@ -124,6 +128,7 @@ def test_query_reports_capabilities_and_state(session: Session) -> None:
 
 @requirement("HV-DEV-005", "HV-SEC-002")
 def test_isolated_means_source_validated(session: Session) -> None:
+    """On an ISOLATED device, its allocated pair written into another device is blocked when fired."""
     session.negotiated()
     info = session.device_info(MLX5)
     if not info.flags & DeviceFlag.ISOLATED:
@@ -143,6 +148,7 @@ def test_isolated_means_source_validated(session: Session) -> None:
 
 @requirement("HV-DEV-006")
 def test_claim_of_empty_or_unsupported_kinds(session: Session) -> None:
+    """A claim of no kinds, or of a kind the device lacks, is INVALID_PARAMETER."""
     session.negotiated()
     for dev, kinds, what in (
         (MLX5, 0, "no kinds"),
@@ -161,6 +167,7 @@ def test_claim_of_empty_or_unsupported_kinds(session: Session) -> None:
 
 @requirement("HV-DEV-007")
 def test_claim_twice_or_while_emulation_enabled(session: Session) -> None:
+    """A second claim, or a claim of a kind enabled under emulation, is WRONG_STATE until it is disabled."""
     session.negotiated()
     session.claimed(MLX5, int(KindMask.MSIX))
     out = session.claim(MLX5, int(KindMask.MSIX))
@@ -184,6 +191,7 @@ def test_claim_twice_or_while_emulation_enabled(session: Session) -> None:
 
 @requirement("HV-DEV-008")
 def test_claimed_device_limit(session: Session) -> None:
+    """With max_claimed_devices = 2, a claim of a third device is refused with NO_RESOURCES."""
     devices = [DeviceSlot(DeviceProfile.MLX5, DeviceRef(0, 1, i << 3)) for i in range(3)]
     vm = session.new_vm(devices, knobs=VmKnobs(max_claimed_devices=2))
     session.use(vm)
@@ -197,6 +205,7 @@ def test_claimed_device_limit(session: Session) -> None:
 
 @requirement("HV-DEV-009")
 def test_claim_stops_trapping(session: Session) -> None:
+    """MSI-X table writes exit while the device is emulated and no longer once it is claimed."""
     session.negotiated()
     before = session.program(MLX5, MsgKind.MSIX, 5, 0xFEE00000, 0x30)
     check(before > 0, "HV-DEV-009", "MSI-X table writes exit while emulated", f"{before} exits")
@@ -213,6 +222,7 @@ def test_claim_stops_trapping(session: Session) -> None:
 
 @requirement("HV-DEV-010")
 def test_release_of_unclaimed_device(session: Session) -> None:
+    """DEVICE_RELEASE of a device that is not claimed is WRONG_STATE."""
     session.negotiated()
     out = session.release(MLX5)
     check(out.status == Status.WRONG_STATE, "HV-DEV-010", "WRONG_STATE", status_name(out.status))
@@ -220,6 +230,7 @@ def test_release_of_unclaimed_device(session: Session) -> None:
 
 @requirement("HV-DEV-011")
 def test_release_frees_and_resumes_emulation(session: Session) -> None:
+    """Release frees every message, stale pairs stop delivering, and MSI-X table writes trap again."""
     session.negotiated()
     session.claimed(MLX5, int(KindMask.MSIX))
     results = session.allocated(MLX5, MsgKind.MSIX, [0, 1, 2])
@@ -248,6 +259,7 @@ def test_release_frees_and_resumes_emulation(session: Session) -> None:
 @requirement("HV-DEV-012")
 @option("subdevice", "ims")
 def test_subdevices_are_devices_of_their_own(session: Session) -> None:
+    """Each sub-device is claimed and allocated apart from its parent and from the other sub-devices."""
     session.negotiated()
     sub1, sub2 = IDXD.with_pasid(1), IDXD.with_pasid(2)
     session.claimed(sub1, int(KindMask.IMS))

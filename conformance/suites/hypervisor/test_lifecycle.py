@@ -34,6 +34,7 @@ def _after_reset(session: Session, rid: str) -> None:
 
 @requirement("HV-RESET-001")
 def test_reset_call_drops_everything(session: Session) -> None:
+    """RESET frees every message, old pairs stop delivering, and the VM is OPEN and emulated again."""
     _setup(session)
     out = session.reset()
     check(
@@ -47,6 +48,7 @@ def test_reset_call_drops_everything(session: Session) -> None:
 
 @requirement("HV-RESET-002")
 def test_vm_reset_drops_everything(session: Session) -> None:
+    """A VM reset drops every message and claim: old pairs stop delivering and the VM is OPEN again."""
     _setup(session)
     session.iut.lifecycle(session.vm, LifecycleEvent.VM_RESET, None)
     session.log("LIFECYCLE VM_RESET")
@@ -55,6 +57,7 @@ def test_vm_reset_drops_everything(session: Session) -> None:
 
 @requirement("HV-RESET-003")
 def test_reset_while_open(session: Session) -> None:
+    """RESET in the OPEN state succeeds and reports 0 messages freed."""
     out = session.reset()
     check(
         out.status == Status.SUCCESS and out.value == 0,
@@ -67,6 +70,7 @@ def test_reset_while_open(session: Session) -> None:
 @requirement("HV-FLR-001")
 @option("flr")
 def test_flr_keeps_claim_and_handles(session: Session) -> None:
+    """After an FLR the device stays claimed with valid handles, and a rewritten pair delivers."""
     results = _setup(session)
     session.iut.lifecycle(session.vm, LifecycleEvent.FLR, MLX5)
     session.log("LIFECYCLE FLR")
@@ -94,6 +98,7 @@ def test_flr_keeps_claim_and_handles(session: Session) -> None:
 @requirement("HV-UNPLUG-001")
 @option("hot_unplug")
 def test_hot_unplug(session: Session) -> None:
+    """After hot-unplug the device is UNKNOWN_DEVICE and its handles are UNKNOWN_HANDLE."""
     results = _setup(session)
     session.iut.lifecycle(session.vm, LifecycleEvent.HOT_UNPLUG, MLX5)
     session.log("LIFECYCLE HOT_UNPLUG")
@@ -128,6 +133,7 @@ def test_hot_unplug_frees_remapping_entries(session: Session) -> None:
 
 @requirement("HV-MIG-001", "HV-MIG-002", "HV-MIG-003")
 def test_live_migration_keeps_everything(session: Session) -> None:
+    """Live migration keeps state, claim, allocations and handles, and the pairs deliver without a rewrite."""
     results = _setup(session)
     before = session.device_info(MLX5)
     session.iut.lifecycle(session.vm, LifecycleEvent.MIGRATE, None)

@@ -19,6 +19,7 @@ def _negotiate_block() -> bytes:
 
 @requirement("HV-MEM-001")
 def test_misaligned_blocks(session: Session) -> None:
+    """Input and output blocks not aligned to 8 bytes are refused with INVALID_ADDRESS."""
     for delta in (1, 4, 7):
         out = session.call(FunctionNumber.NEGOTIATE, _negotiate_block(), size(NEGOTIATE_OUT), in_gpa=IN_GPA + delta)
         check(
@@ -38,6 +39,7 @@ def test_misaligned_blocks(session: Session) -> None:
 
 @requirement("HV-MEM-002")
 def test_blocks_crossing_a_page(session: Session) -> None:
+    """A block, or a batch's entries, crossing a 4 KiB page is INVALID_ADDRESS and allocates nothing."""
     edge = SCRATCH + PAGE - 8
     out = session.call(FunctionNumber.NEGOTIATE, _negotiate_block(), size(NEGOTIATE_OUT), in_gpa=edge)
     check(
@@ -72,6 +74,7 @@ def test_blocks_crossing_a_page(session: Session) -> None:
 
 @requirement("HV-MEM-003")
 def test_blocks_outside_ram(session: Session) -> None:
+    """A block above the VM's RAM or in the interrupt window (MMIO) is refused with INVALID_ADDRESS."""
     for gpa, what in ((0x4000_0000, "above the VM's 16 MiB of RAM"), (0xFEE0_0000, "the interrupt window (MMIO)")):
         out = session.call(FunctionNumber.GET_INFO, None, 0, args=(0, gpa, 0, 0))
         check(
@@ -91,6 +94,7 @@ def test_blocks_outside_ram(session: Session) -> None:
 
 @requirement("HV-MEM-004")
 def test_overlapping_blocks(session: Session) -> None:
+    """Overlapping input and output blocks are refused with INVALID_ADDRESS."""
     out = session.call(FunctionNumber.NEGOTIATE, _negotiate_block(), size(NEGOTIATE_OUT), out_gpa=IN_GPA + 8)
     check(
         out.status == Status.INVALID_ADDRESS,
@@ -102,6 +106,7 @@ def test_overlapping_blocks(session: Session) -> None:
 
 @requirement("HV-MEM-005")
 def test_each_input_byte_read_once(session: Session) -> None:
+    """MSG_ALLOC and NEGOTIATE read each byte of their input block from guest memory at most once."""
     session.ready()
     b = session.alloc(MLX5, [alloc_entry(MsgKind.MSIX, s) for s in range(16)])
     check(b.status == Status.SUCCESS, "HV-ALLOC-007", "SUCCESS", status_name(b.status))
@@ -116,6 +121,7 @@ def test_each_input_byte_read_once(session: Session) -> None:
 
 @requirement("HV-MEM-006", "HV-MEM-007")
 def test_output_written_only_as_specified(session: Session) -> None:
+    """A batch failing before its entries writes no output; one failing at entry 0 still writes batch_out."""
     session.negotiated()
     out = session.claim(MLX5, 0)
     check(out.status == Status.INVALID_PARAMETER, "HV-DEV-006", "INVALID_PARAMETER", status_name(out.status))

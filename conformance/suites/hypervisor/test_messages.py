@@ -35,6 +35,7 @@ def _delivered(session: Session, dev: object, kind: MsgKind, index: int, vcpu: i
 
 @requirement("HV-ALLOC-001")
 def test_message_calls_need_a_claimed_device(session: Session) -> None:
+    """MSG_ALLOC, MSG_RETARGET and MSG_FREE on an unclaimed device are WRONG_STATE and write nothing."""
     session.negotiated()
     for fn, entry in (
         (FunctionNumber.MSG_ALLOC, alloc_entry(MsgKind.MSIX, 0)),
@@ -54,6 +55,7 @@ def test_message_calls_need_a_claimed_device(session: Session) -> None:
 @requirement("HV-ALLOC-002")
 @option("ims")
 def test_kind_must_be_claimed(session: Session) -> None:
+    """Allocating an IMS message on a device claimed for MSI-X only is NOT_PERMITTED."""
     session.ready(MLX5, int(KindMask.MSIX))
     b = session.alloc(MLX5, [alloc_entry(MsgKind.IMS, 0)])
     check(b.status == Status.NOT_PERMITTED, "HV-ALLOC-002", "IMS not claimed -> NOT_PERMITTED", status_name(b.status))
@@ -62,6 +64,7 @@ def test_kind_must_be_claimed(session: Session) -> None:
 @requirement("HV-ALLOC-003")
 @option("msi")
 def test_vector_count_rules(session: Session) -> None:
+    """An MSI-X entry needs 1 vector and an MSI entry a power of two up to 32, else INVALID_PARAMETER."""
     session.ready(MLX5, int(KindMask.MSIX))
     session.claimed(MSI_DEV, int(KindMask.MSI))
     for dev, entry, what in (
@@ -80,6 +83,7 @@ def test_vector_count_rules(session: Session) -> None:
 @requirement("HV-ALLOC-004")
 @option("msi", "ims")
 def test_slot_ranges(session: Session) -> None:
+    """An MSI-X or IMS slot out of range, or MSI slot 1, is INVALID_PARAMETER; the last MSI-X slot is fine."""
     session.ready(MLX5, int(KindMask.MSIX | KindMask.IMS))
     session.claimed(MSI_DEV, int(KindMask.MSI))
     _msi, msix, ims, _ = PROFILE_SIZES[DeviceProfile.MLX5]
@@ -98,6 +102,7 @@ def test_slot_ranges(session: Session) -> None:
 
 @requirement("HV-ALLOC-005")
 def test_slot_holds_one_message(session: Session) -> None:
+    """Allocating a second message for an already allocated slot is WRONG_STATE."""
     session.ready()
     session.allocated(MLX5, MsgKind.MSIX, [7])
     b = session.alloc(MLX5, [alloc_entry(MsgKind.MSIX, 7)])
@@ -107,6 +112,7 @@ def test_slot_holds_one_message(session: Session) -> None:
 @requirement("HV-ALLOC-006")
 @option("msi")
 def test_target_vcpu_and_vector_ranges(session: Session) -> None:
+    """A missing vCPU, a vector outside 32..255 or an MSI block past 255 is INVALID_PARAMETER."""
     session.ready()
     session.claimed(MSI_DEV, int(KindMask.MSI))
     cases = [
@@ -132,6 +138,7 @@ def test_target_vcpu_and_vector_ranges(session: Session) -> None:
 
 @requirement("HV-ALLOC-007", "HV-SEC-001", "HV-SEC-008")
 def test_allocated_pair_delivers_to_its_target(session: Session) -> None:
+    """Allocated pairs carry non-zero handles and interrupt-window addresses, and deliver to their target."""
     session.ready()
     results = session.allocated(MLX5, MsgKind.MSIX, [0, 1, 2], vcpu=2, vector=0x60)
     check(all(r.handle for r in results), "HV-ALLOC-007", "non-zero handles", str([r.handle for r in results]))
@@ -153,6 +160,7 @@ def test_allocated_pair_delivers_to_its_target(session: Session) -> None:
 @requirement("HV-ALLOC-008", "HV-ALLOC-009")
 @option("msi")
 def test_multi_message_msi_block(session: Session) -> None:
+    """An 8-vector MSI block gets data with its low 3 bits zero, counts 8 vectors, and each one delivers."""
     session.negotiated()
     session.claimed(MSI_DEV, int(KindMask.MSI))
     r = session.allocated(MSI_DEV, MsgKind.MSI, [0], vcpu=3, vector=0x80, count=8)[0]
@@ -165,6 +173,7 @@ def test_multi_message_msi_block(session: Session) -> None:
 
 @requirement("HV-RETGT-001", "HV-SEC-003")
 def test_retarget_needs_a_handle_held_for_the_device(session: Session) -> None:
+    """Retargeting handle 0, a guessed handle or another device's handle is UNKNOWN_HANDLE."""
     session.ready()
     session.claimed(IDXD, int(KindMask.MSIX))
     mine = session.allocated(MLX5, MsgKind.MSIX, [0])[0].handle
@@ -176,6 +185,7 @@ def test_retarget_needs_a_handle_held_for_the_device(session: Session) -> None:
 
 @requirement("HV-RETGT-002", "HV-RETGT-003", "HV-RETGT-004")
 def test_retarget_moves_delivery(session: Session) -> None:
+    """Retarget moves delivery to the new vCPU and vector, with REWRITE set exactly when the pair changed."""
     session.ready()
     r = session.allocated(MLX5, MsgKind.MSIX, [4], vcpu=0, vector=0x44)[0]
     session.live(MLX5, MsgKind.MSIX, 4, r)
@@ -198,6 +208,7 @@ def test_retarget_moves_delivery(session: Session) -> None:
 
 @requirement("HV-FREE-001", "HV-SEC-003")
 def test_free_is_the_owners_alone(session: Session) -> None:
+    """Freeing another device's, a never-issued or an already freed handle is UNKNOWN_HANDLE."""
     session.ready()
     session.claimed(IDXD, int(KindMask.MSIX))
     h = session.allocated(MLX5, MsgKind.MSIX, [0])[0].handle
@@ -212,6 +223,7 @@ def test_free_is_the_owners_alone(session: Session) -> None:
 
 @requirement("HV-FREE-002")
 def test_free_revokes_and_returns_quota(session: Session) -> None:
+    """A freed message's pair is blocked, nothing is injected, and its vector is no longer counted."""
     session.ready()
     r = session.allocated(MLX5, MsgKind.MSIX, [9])[0]
     session.live(MLX5, MsgKind.MSIX, 9, r)

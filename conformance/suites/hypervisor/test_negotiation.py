@@ -25,6 +25,7 @@ AFTER_NEGOTIATION = (
 
 @requirement("HV-STATE-001", "HV-STATE-002")
 def test_calls_before_negotiation_are_wrong_state(session: Session) -> None:
+    """Device and message calls while OPEN are WRONG_STATE, and the state is per VM, not per vCPU."""
     for fn in AFTER_NEGOTIATION:
         call = CALLS_BY_FN[fn]
         out = session.call(fn, b"\0" * 64 if call.input else None, 64 if call.output else 0)
@@ -53,6 +54,7 @@ def test_calls_before_negotiation_are_wrong_state(session: Session) -> None:
 
 @requirement("HV-NEG-001")
 def test_version_mismatch(session: Session) -> None:
+    """NEGOTIATE of version 2.0, 0.0 or 1.65535 is VERSION_MISMATCH and leaves the VM OPEN."""
     for major, minor in ((2, 0), (0, 0), (1, 0xFFFF)):
         out = session.negotiate(major=major, minor=minor)
         check(
@@ -66,6 +68,7 @@ def test_version_mismatch(session: Session) -> None:
 
 @requirement("HV-NEG-002")
 def test_unoffered_bits_are_refused_and_reported(session: Session) -> None:
+    """NEGOTIATE of an unoffered bit is INVALID_PARAMETER, reports it in refused, and leaves the VM OPEN."""
     offered = session.info().features_offered
     extra = 1 << 40
     out = session.negotiate(offered | extra)
@@ -77,6 +80,7 @@ def test_unoffered_bits_are_refused_and_reported(session: Session) -> None:
 
 @requirement("HV-NEG-003")
 def test_no_message_kind_is_invalid(session: Session) -> None:
+    """NEGOTIATE of a feature set without any message kind (MSI, MSI-X, IMS) is INVALID_PARAMETER."""
     offered = session.info().features_offered
     out = session.negotiate(offered & ~int(Feature.MSI | Feature.MSIX | Feature.IMS))
     check(out.status == Status.INVALID_PARAMETER, "HV-NEG-003", "INVALID_PARAMETER", status_name(out.status))
@@ -84,6 +88,7 @@ def test_no_message_kind_is_invalid(session: Session) -> None:
 
 @requirement("HV-NEG-004")
 def test_missing_required_feature_is_refused_visibly(session: Session) -> None:
+    """NEGOTIATE lacking a required feature gets FEATURES_REFUSED, naming it in refused; the VM stays OPEN."""
     vm = session.new_vm(DEFAULT_DEVICES, knobs=VmKnobs(features_required=int(Feature.MSIX)))
     session.use(vm)
     info = session.info()
@@ -104,6 +109,7 @@ def test_missing_required_feature_is_refused_visibly(session: Session) -> None:
 
 @requirement("HV-NEG-005")
 def test_accepted_features_are_in_force(session: Session) -> None:
+    """A successful NEGOTIATE returns the accepted features in its block and value, and they can be used."""
     wanted = int(Feature.MSIX | Feature.IMS)
     out = session.negotiate(wanted)
     check(out.status == Status.SUCCESS, "HV-NEG-005", "SUCCESS", status_name(out.status))
@@ -124,6 +130,7 @@ def test_accepted_features_are_in_force(session: Session) -> None:
 
 @requirement("HV-NEG-006", "HV-NEG-007")
 def test_second_negotiation_is_wrong_state(session: Session) -> None:
+    """A second NEGOTIATE is WRONG_STATE, and the feature set accepted first stays in force."""
     posted = session.info().features_offered & int(Feature.POSTED)
     session.negotiated(int(Feature.MSIX) | posted)
     out = session.negotiate(int(Feature.MSIX | Feature.IMS))
@@ -144,6 +151,7 @@ def test_second_negotiation_is_wrong_state(session: Session) -> None:
 
 @requirement("HV-NEG-008")
 def test_features_not_in_force_are_not_permitted(session: Session) -> None:
+    """Using IMS, a sub-device id or POSTED delivery without its feature negotiated is NOT_PERMITTED."""
     session.negotiated(int(Feature.MSIX))
     out = session.claim(MLX5, int(KindMask.IMS))
     check(

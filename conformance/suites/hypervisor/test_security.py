@@ -23,6 +23,7 @@ option = pytest.mark.option
 
 @requirement("HV-SEC-001", "HV-SEC-002")
 def test_a_pair_replayed_from_another_vm_is_blocked(session: Session) -> None:
+    """A pair allocated in one VM and written into another VM's device is blocked and delivered in neither."""
     vm_a = session.vm
     vm_b = session.new_vm(DEFAULT_DEVICES)
     session.ready()
@@ -39,6 +40,7 @@ def test_a_pair_replayed_from_another_vm_is_blocked(session: Session) -> None:
 @requirement("HV-SEC-002")
 @option("subdevice", "ims")
 def test_subdevice_pairs_need_their_pasid(session: Session) -> None:
+    """A sub-device's IMS pair delivers from the sub-device but is blocked when the parent writes it."""
     session.negotiated()
     sub = IDXD.with_pasid(1)
     session.claimed(sub, int(KindMask.IMS))
@@ -62,6 +64,7 @@ def test_subdevice_pairs_need_their_pasid(session: Session) -> None:
 
 @requirement("HV-SEC-003")
 def test_another_vms_handle_is_unknown(session: Session) -> None:
+    """A handle held by another VM is refused with UNKNOWN_HANDLE, the same answer as a never-issued one."""
     vm_b = session.new_vm(DEFAULT_DEVICES)
     session.ready()
     session.ready(vm=vm_b)
@@ -83,6 +86,7 @@ def test_another_vms_handle_is_unknown(session: Session) -> None:
 
 @requirement("HV-SEC-004", "HV-SEC-005")
 def test_handles_are_not_reissued_and_hard_to_guess(session: Session) -> None:
+    """Handles are never reissued when the same slots are allocated again, and at least 32 bits vary."""
     session.ready()
     seen: list[int] = []
     for _ in range(4):
@@ -104,6 +108,7 @@ def test_handles_are_not_reissued_and_hard_to_guess(session: Session) -> None:
 
 @requirement("HV-SEC-006", "HV-ALLOC-009")
 def test_device_quota(session: Session) -> None:
+    """Allocations up to the device's message quota succeed, and one more is refused with NO_RESOURCES."""
     session.ready(MLX5, int(KindMask.MSIX | KindMask.IMS))
     info = session.device_info(MLX5)
     quota, max_batch = info.message_quota, session.info().max_batch
@@ -130,6 +135,7 @@ def test_device_quota(session: Session) -> None:
 
 @requirement("HV-SEC-007")
 def test_full_remapping_table(session: Session) -> None:
+    """With 8 remapping entries, a ninth allocation is NO_RESOURCES and allocates nothing."""
     vm = session.new_vm(DEFAULT_DEVICES, knobs=VmKnobs(remap_entries=8))
     session.use(vm)
     session.ready()
@@ -141,6 +147,7 @@ def test_full_remapping_table(session: Session) -> None:
 
 @requirement("HV-SEC-009")
 def test_destroyed_vms_leave_nothing_behind(session: Session) -> None:
+    """Destroying a VM frees its remapping entries, so 40 VMs of 2048 vectors each allocate in turn."""
     # 40 VMs of 2048 vectors each need 81,920 entries: more than a 65,536-entry table unless destroy frees them.
     for i in range(40):
         vm = session.new_vm([DeviceSlot(DeviceProfile.MLX5, DeviceRef(0, 0, 0x08))], vcpus=1)
