@@ -13,10 +13,12 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
+from ctoolchain import need
 
 from pvmsi.conformance.reports import report_schema, to_html, to_json, to_junit, write_atomic
 from pvmsi.conformance.results import Report, Summary, Verdict
@@ -242,3 +244,67 @@ def test_cli_writes_every_report(tmp_path: Path, schema: dict[str, Any]) -> None
     assert int(ET.parse(paths["xml"]).getroot().get("failures", "0")) >= 1
     assert "HV-MEM-005" in paths["html"].read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "r.json", "r.xml"]
+
+
+# -- the HTML page in a real browser -----------------------------------------------------------------------------
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1024,768",
+]
+
+# Appended to a copy of the page only (the report itself has no script): the browser records what it laid out.
+LAYOUT_PROBE = """<script>
+const b = document.body;
+b.dataset.overflow = String(document.documentElement.scrollWidth > window.innerWidth);
+b.dataset.rows = String(document.querySelectorAll("table tr td:first-child").length);
+b.dataset.open = String([...document.querySelectorAll("details[open] pre")].filter(p => p.offsetHeight > 0).length);
+b.dataset.h2 = String(document.querySelectorAll("h2").length);
+</script>"""
+
+
+class _BodyData(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "body":
+            self.data = {k.removeprefix("data-"): v or "" for k, v in attrs if k.startswith("data-")}
+
+
+def test_html_renders_in_chromium(mixed: Report, tmp_path: Path) -> None:
+    """Headless Chromium lays the page out: one row per result, every failure's details open and visible, a
+    heading per section, and nothing wider than a 1024-pixel window (long transcript lines wrap)."""
+    browser = need("chromium")
+    report = every_verdict(mixed)
+    long_line = report.results[0].model_copy(
+        update={"test": "synthetic::long", "verdict": Verdict.FAIL, "message": "expected: " + "x" * 3000}
+    )
+    report = report.model_copy(update={"results": [*report.results, long_line]})
+    page = to_html(report)
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", LAYOUT_PROBE + "</body>"))
+    proc = subprocess.run(
+        [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", probe.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    body = _BodyData()
+    body.feed(proc.stdout)
+    failing = [r for r in report.results if r.verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.TIMEOUT)]
+    assert body.data == {
+        "overflow": "false",
+        "rows": str(len(report.results)),
+        "open": str(len(failing) + sum(bool(r.transcript) for r in failing)),
+        "h2": str(len({r.section for r in report.results})),
+    }
