@@ -20,7 +20,9 @@ Four groups of figures (a benchmark, not a test: nothing here asserts a timing):
 - **remap_table**: remapping-table allocation cost at 1% and 95% occupancy
   (:mod:`pvmsi.reference.platform.remap_bench`).
 
-Timings are the best of several repeats (``timeit`` practice: the least disturbed run).
+Timings are the best of many short repeats (``timeit`` practice: the least disturbed run; short runs are less
+often interrupted on a shared machine).  ``machine.reference_loop_us`` times a fixed pure-Python loop in the
+same run, so that figures from two machines can be compared.
 """
 
 from __future__ import annotations
@@ -169,7 +171,7 @@ def _batch_header(count: int) -> bytes:
     return fast("batch_in").pack(DEVICE_BDF.segment, DEVICE_BDF.bus, DEVICE_BDF.devfn, 0, 0, 0, count, 0, 0, 0)
 
 
-def throughput(pairs: int = 2000, batches: int = 100, repeat: int = 7) -> dict[str, float]:
+def throughput(pairs: int = 250, batches: int = 20, repeat: int = 40) -> dict[str, float]:
     """Calls per second (alternating single alloc/free) and vectors per second (64-entry batches)."""
     system, vm = _claimed()
     core, mem = system.core, vm.vm.memory
@@ -227,7 +229,7 @@ def throughput(pairs: int = 2000, batches: int = 100, repeat: int = 7) -> dict[s
 # -- codec -----------------------------------------------------------------------------------------------------
 
 
-def codec(number: int = 50_000, repeat: int = 7) -> dict[str, float]:
+def codec(number: int = 5_000, repeat: int = 60) -> dict[str, float]:
     """One hot-path codec round with the derived codec vs the same by hand with :mod:`struct`, in ns."""
     bin_, ent, res, bout = fast("batch_in"), fast("alloc_entry"), fast("alloc_result"), fast("batch_out")
     hdr = _batch_header(1)
@@ -249,10 +251,10 @@ def codec(number: int = 50_000, repeat: int = 7) -> dict[str, float]:
 
         return one_round
 
-    def ns(fn: Callable[[], object]) -> float:
-        return min(timeit.repeat(fn, number=number, repeat=repeat)) / number * 1e9
-
-    hot, base = ns(make(fast_round)), ns(make(hand_round))
+    # Interleaved repeats, so that both codecs see the same disturbances; the best of each.
+    timers = (timeit.Timer(make(fast_round)), timeit.Timer(make(hand_round)))
+    best = [min(pair) for pair in zip(*([t.timeit(number) for t in timers] for _ in range(repeat)), strict=True)]
+    hot, base = (b / number * 1e9 for b in best)
     return {"hot_path_ns": hot, "struct_baseline_ns": base, "ratio": hot / base}
 
 
@@ -261,6 +263,11 @@ def remap_table(repeat: int = 30, batch: int = 256) -> dict[str, float]:
     low = alloc_cost_ns(0.01, repeat=repeat, batch=batch)
     high = alloc_cost_ns(0.95, repeat=repeat, batch=batch)
     return {"alloc_ns_1pct": low, "alloc_ns_95pct": high, "ratio": high / low}
+
+
+def reference_loop_us(repeat: int = 20) -> float:
+    """A fixed pure-Python workload (``sum(range(1000))``), best of ``repeat``: compare two machines' figures by it."""
+    return min(timeit.repeat(lambda: sum(range(1000)), number=200, repeat=repeat)) / 200 * 1e6
 
 
 def machine() -> dict[str, Any]:
@@ -272,6 +279,7 @@ def machine() -> dict[str, Any]:
         "system": f"{host.system()} {host.release()}",
         "cpus": os.cpu_count(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "reference_loop_us": reference_loop_us(),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
@@ -294,7 +302,7 @@ def run(
     say("throughput")
     tp = throughput(pairs=300, batches=20, repeat=3) if quick else throughput()
     say("codec")
-    cd = codec(number=5_000, repeat=3) if quick else codec()
+    cd = codec(number=2_000, repeat=5) if quick else codec()
     say("remapping table")
     rt = remap_table(repeat=3, batch=64) if quick else remap_table()
     largest = max(sizes)

@@ -42,16 +42,21 @@ class PlatformRemap:
 
     def __init__(self, table: RemappingTable) -> None:
         self.table = table
+        self._requesters: dict[Source, Requester] = {}  # one Requester per source, built (and checked) once
+
+    def _requester(self, source: Source) -> Requester:
+        req = self._requesters.get(source)
+        if req is None:
+            req = self._requesters[source] = Requester(source.segment, source.rid, source.pasid)
+        return req
 
     def alloc(self, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool) -> int | None:
-        entry = Irte(vm_id, vcpu, vector, Requester(source.segment, source.rid, source.pasid), posted)
-        return self.table.alloc(entry, count)
+        return self.table.alloc(Irte(vm_id, vcpu, vector, self._requester(source), posted), count)
 
     def alloc_at(
         self, base: int, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool
     ) -> bool:
-        entry = Irte(vm_id, vcpu, vector, Requester(source.segment, source.rid, source.pasid), posted)
-        return self.table.alloc_at(base, entry, count)
+        return self.table.alloc_at(base, Irte(vm_id, vcpu, vector, self._requester(source), posted), count)
 
     def retarget(self, base: int, count: int, *, vcpu: int, vector: int, posted: bool) -> None:
         for i in range(count):
@@ -127,7 +132,7 @@ class SystemVm:
         return self.vm.memory
 
     def pci(self, segment: int, bus: int, devfn: int) -> PciDevice | None:
-        return self.platform.device_at(self.vm, Bdf(segment, bus, devfn))
+        return self.platform.device_at_address(self.vm.id, segment, bus, devfn)
 
     def device(self, segment: int, bus: int, devfn: int, pasid: int | None) -> AssignedFunction | None:
         dev = self.pci(segment, bus, devfn)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pvmsi.reference.platform.requester import Requester
 from pvmsi.reference.platform.vm import (
@@ -65,6 +69,38 @@ def test_bounds_are_checked() -> None:
         vm.memory.add_mmio(0, 4096, "clash")
     with pytest.raises(ValueError, match="aligned"):
         vm.memory.add_ram(1 << 40, 100)
+
+
+# Two RAM regions with a hole between them, small enough to model as one bytearray.
+_REGIONS = ((0, 2 * 4096), (4 * 4096, 2 * 4096))
+_SPAN = 6 * 4096
+_ops = st.lists(
+    st.tuples(st.booleans(), st.integers(-8, _SPAN + 8), st.integers(1, 2 * 4096 + 8), st.integers(0, 255)),
+    max_size=40,
+)
+
+
+@given(_ops, st.booleans())
+def test_memory_matches_a_flat_model(ops: list[tuple[bool, int, int, int]], tracked: bool) -> None:
+    """Reads and writes (one page or several, tracked or not, in or outside RAM) behave as on a flat byte array
+    in which only the RAM ranges are accessible: the single-page fast path and the general path agree."""
+    mem = GuestMemory()
+    for start, length in _REGIONS:
+        mem.add_ram(start, length)
+    model = bytearray(_SPAN)
+    with mem.track() if tracked else contextlib.nullcontext():
+        for write, gpa, size, fill in ops:
+            in_ram = any(start <= gpa and gpa + size <= start + length for start, length in _REGIONS)
+            assert mem.is_ram(gpa, size) == in_ram
+            data = bytes([fill]) * size
+            if not in_ram:
+                with pytest.raises(GuestMemoryError):
+                    mem.write(gpa, data) if write else mem.read(gpa, size)
+            elif write:
+                mem.write(gpa, data)
+                model[gpa : gpa + size] = data
+            else:
+                assert mem.read(gpa, size) == bytes(model[gpa : gpa + size])
 
 
 def test_access_tracking_counts_each_byte() -> None:

@@ -56,7 +56,9 @@ def _render(figures: dict[str, Any], console: Console) -> None:
     mc = figures["machine"]
     console.print(
         f"[dim]{mc['implementation']} {mc['python']} on {mc['machine']} {mc['system']}, "
-        f"{mc['cpus']} CPUs, load {mc['load_average']}[/]"
+        f"{mc['cpus']} CPUs, load {mc['load_average']}"
+        + (f", reference loop {mc['reference_loop_us']:.1f} µs" if mc.get("reference_loop_us") else "")
+        + "[/]"
     )
 
 

@@ -206,8 +206,13 @@ class Platform:
 
     def device_at(self, vm: Vm, guest: Bdf) -> PciDevice | None:
         """The device ``vm`` sees at ``guest``."""
+        return self.device_at_address(vm.id, guest.segment, guest.bus, guest.devfn)
+
+    def device_at_address(self, vm_id: int, segment: int, bus: int, devfn: int) -> PciDevice | None:
+        """The device VM ``vm_id`` sees at ``segment:bus:devfn`` (no :class:`Bdf` built: the hypercall path)."""
         for device in self.devices:
-            if device.vm_id == vm.id and device.guest == guest:
+            g = device.guest
+            if device.vm_id == vm_id and g is not None and g.devfn == devfn and g.bus == bus and g.segment == segment:
                 return device
         return None
 

@@ -19,6 +19,8 @@ from enum import StrEnum
 from .requester import Requester
 
 PAGE_SIZE = 4096
+_PAGE_SHIFT = 12
+_PAGE_MASK = PAGE_SIZE - 1
 GPA_LIMIT = 1 << 52
 
 
@@ -107,6 +109,7 @@ class GuestMemory:
         self._mmio: list[Region] = []
         self._pages: dict[int, bytearray] = {}
         self._trackers: list[AccessTracker] = []
+        self._last_ram: Region | None = None  # the region of the last access (hypercalls touch one or two)
 
     @property
     def ram_regions(self) -> tuple[Region, ...]:
@@ -148,15 +151,23 @@ class GuestMemory:
         if size <= 0 or gpa < 0:
             return False
         end = gpa + size
+        last = self._last_ram
+        if last is not None and last.start <= gpa and end <= last.end:
+            return True
         for region in self._ram:  # sorted; adjacent regions count as one
             if region.start <= gpa < region.end:
                 if end <= region.end:
+                    self._last_ram = region
                     return True
                 gpa = region.end
         return False
 
     def read(self, gpa: int, size: int) -> bytes:
         """Read ``size`` bytes of RAM at ``gpa``."""
+        offset = gpa & _PAGE_MASK
+        if offset + size <= PAGE_SIZE and not self._trackers and self.is_ram(gpa, size):  # within one page
+            store = self._pages.get(gpa >> _PAGE_SHIFT)
+            return bytes(size) if store is None else bytes(store[offset : offset + size])
         self._check(gpa, size)
         for tracker in self._trackers:
             tracker.reads.update(range(gpa, gpa + size))
@@ -172,7 +183,15 @@ class GuestMemory:
 
     def write(self, gpa: int, data: bytes) -> None:
         """Write ``data`` into RAM at ``gpa``."""
-        self._check(gpa, len(data))
+        offset = gpa & _PAGE_MASK
+        size = len(data)
+        if offset + size <= PAGE_SIZE and not self._trackers and self.is_ram(gpa, size):  # within one page
+            store = self._pages.get(gpa >> _PAGE_SHIFT)
+            if store is None:
+                store = self._pages[gpa >> _PAGE_SHIFT] = bytearray(PAGE_SIZE)
+            store[offset : offset + size] = data
+            return
+        self._check(gpa, size)
         for tracker in self._trackers:
             tracker.writes.update(range(gpa, gpa + len(data)))
         view = memoryview(data)
