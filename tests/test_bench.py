@@ -61,3 +61,28 @@ def test_plot_and_render(figures: dict[str, Any], tmp_path: Path) -> None:
     assert text.startswith("<svg")
     assert text.rstrip().endswith("</svg>")
     assert "<rect" in text
+
+
+def test_the_published_figures_are_one_full_run(figures: dict[str, Any]) -> None:
+    """docs/assets/bench.json (what the Performance page renders) is a full run with every key a run has now,
+    and the chart beside it is drawn from it: neither may drift from the other or from the bench's output."""
+    from pvmsi.docsgen.bench import BENCH_JSON, load
+    from pvmsi.reference.bench import svg_plot
+
+    published = load(BENCH_JSON)
+    assert not published["quick"]
+    for group in ("throughput", "codec", "remap_table", "machine"):
+        assert set(published[group]) >= set(figures[group]), group
+    assert {r["vectors"] for r in published["exits"]} == {1, 32, 64, 2048}
+    assert "exit_reduction_at_2048" in published["targets"]
+    assert (BENCH_JSON.parent / "bench-exits.svg").read_text() == svg_plot(published)
+
+
+def test_the_page_renders_every_section() -> None:
+    from pvmsi.docsgen.bench import SECTIONS, render_bench
+
+    exits = render_bench("exits")
+    assert "| IMS | setup | 2,048 | impossible |" in exits
+    assert "Target: at N = 2048" in exits
+    for section in SECTIONS:
+        assert render_bench(section).strip()

@@ -19,7 +19,7 @@ from pvmsi.spec.requirements import REQUIREMENTS, SECTIONS
 from pvmsi.spec.states import MACHINES
 from pvmsi.spec.version import VERSION_MAJOR, VERSION_MINOR
 
-from . import calls, constants, examples, formats, requirements, traceability
+from . import bench, calls, constants, examples, formats, requirements, traceability
 from .context import Ctx, DocsError, SiteIndex
 
 _OPEN = re.compile(r"\{\{\s*pvmsi\b")
@@ -80,6 +80,7 @@ DIRECTIVES: dict[str, Directive] = {
     "batch-example": Directive("none", False, lambda c, a: examples.render_batch_example(c)),
     "traceability": Directive("none", False, lambda c, a: traceability.render_traceability(c)),
     "report-schema": Directive("none", False, lambda c, a: traceability.render_report_schema(c)),
+    "bench": Directive("required", False, lambda c, a: bench.render_bench(_req(a))),
     "ref": Directive("required", True, _ref),
     "version": Directive("none", True, lambda c, a: f"{VERSION_MAJOR}.{VERSION_MINOR}"),
 }
@@ -138,6 +139,7 @@ def _check_name(p: Placeholder, page: str) -> None:
         "requirements": list(SECTIONS),
         "conformance-clauses": ["guest", "hypervisor"],
         "ref": [r.id for r in REQUIREMENTS],
+        "bench": list(bench.SECTIONS),
     }
     if p.arg is not None and p.directive in known and p.arg not in known[p.directive]:
         raise DocsError(f"{page}:{p.line}: unknown name {p.arg!r} in {p.text} (known: {', '.join(known[p.directive])})")

@@ -1,0 +1,142 @@
+"""The Performance page's figures, rendered at build time from the committed output of ``pvmsi bench --json``
+(docs/assets/bench.json), so that the page never states a number the measured run did not produce."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .context import DocsError
+from .markup import table
+
+#: The measured run the page shows: ``pvmsi bench --json --plot docs/assets/bench-exits.svg > docs/assets/bench.json``.
+BENCH_JSON = Path(__file__).resolve().parents[2] / "docs" / "assets" / "bench.json"
+SECTIONS = ("exits", "throughput", "codec", "remap", "machine")
+_DEVICES = {"msix": "MSI-X", "ims": "IMS", "msi": "MSI"}
+
+
+def load(path: Path = BENCH_JSON) -> dict[str, Any]:
+    try:
+        figures: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DocsError(f"cannot read the benchmark figures {path}: {exc}") from exc
+    if figures.get("quick"):
+        raise DocsError(f"{path} is a --quick run; the page shows a full `pvmsi bench --json` run")
+    return figures
+
+
+def _n(value: float, digits: int = 0) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def _target(figures: dict[str, Any], key: str, fmt: str) -> str:
+    t = figures["targets"][key]
+    return f"{fmt} ({'met' if t['met'] else '**not met**'})"
+
+
+def _exits(figures: dict[str, Any]) -> str:
+    rows = []
+    for r in figures["exits"]:
+        emulated = "impossible" if r["emulated"] is None else _n(r["emulated"])
+        reduction = "n/a" if r["emulated"] is None else f"{r['emulated'] / max(r['pvmsi'], 1):,.1f}x"
+        rows.append(
+            [
+                _DEVICES[r["device"]],
+                r["operation"],
+                _n(r["vectors"]),
+                emulated,
+                _n(r["pvmsi"]),
+                reduction,
+                _n(r["pvmsi_device_writes"]),
+            ]
+        )
+    key = next(k for k in figures["targets"] if k.startswith("exit_reduction_at_"))
+    t = figures["targets"][key]
+    header = ["device", "operation", "N", "emulated exits", "pvmsi exits", "reduction", "pvmsi device writes"]
+    return (
+        table(header, rows, ["l", "l", "r", "r", "r", "r", "r"])
+        + f"\n\nTarget: at N = {key.rsplit('_', 1)[1]}, at least {t['target']:,.0f}x fewer exits than emulation. "
+        + f"Measured: {t['value']:,.1f}x at the least ({'met' if t['met'] else '**not met**'})."
+    )
+
+
+def _throughput(figures: dict[str, Any]) -> str:
+    tp = figures["throughput"]
+    return table(
+        ["figure", "measured", "target"],
+        [
+            [
+                "alternating single-vector MSG_ALLOC / MSG_FREE",
+                _target(
+                    figures,
+                    "single_alloc_free_calls_per_s",
+                    f"**{_n(tp['single_alloc_free_calls_per_s'])} calls/s** ({tp['single_call_us']:.1f} µs per call)",
+                ),
+                f"≥ {_n(figures['targets']['single_alloc_free_calls_per_s']['target'])} calls/s",
+            ],
+            [
+                "64-entry batches (each vector allocated and freed)",
+                f"{_n(tp['batch64_vectors_per_s'])} vectors/s",
+                "",
+            ],
+        ],
+        ["l", "r", "r"],
+    )
+
+
+def _codec(figures: dict[str, Any]) -> str:
+    cd = figures["codec"]
+    return table(
+        ["figure", "measured", "target"],
+        [
+            ["derived hot-path codec, one round", f"{_n(cd['hot_path_ns'])} ns", ""],
+            ["hand-written `struct`, same round, no checks", f"{_n(cd['struct_baseline_ns'])} ns", ""],
+            [
+                "ratio",
+                _target(figures, "codec_ratio", f"**{cd['ratio']:.2f}**"),
+                f"≤ {figures['targets']['codec_ratio']['target']:g}",
+            ],
+        ],
+        ["l", "r", "r"],
+    )
+
+
+def _remap(figures: dict[str, Any]) -> str:
+    rt = figures["remap_table"]
+    return table(
+        ["occupancy", "cost per allocation"],
+        [
+            ["1%", f"{_n(rt['alloc_ns_1pct'])} ns"],
+            ["95%", f"{_n(rt['alloc_ns_95pct'])} ns"],
+            [
+                "ratio",
+                _target(figures, "remap_ratio", f"**{rt['ratio']:.2f}**")
+                + f" (target ≤ {figures['targets']['remap_ratio']['target']:g})",
+            ],
+        ],
+        ["l", "r"],
+    )
+
+
+def _machine(figures: dict[str, Any]) -> str:
+    mc = figures["machine"]
+    load = ", ".join(f"{x:.2f}" for x in mc.get("load_average") or [])
+    loop = mc.get("reference_loop_us")
+    return (
+        f"Measured on {mc['date'][:10]} with {mc['implementation']} {mc['python']}, {mc['machine']} "
+        f"{mc['system'].split()[0]}, {mc['cpus']} CPUs (load average {load or 'unknown'})"
+        + (
+            f"; the reference loop (`sum(range(1000))`, the same run) took {loop:.1f} µs, to compare this machine "
+            "with yours."
+            if loop
+            else "."
+        )
+    )
+
+
+def render_bench(section: str, path: Path = BENCH_JSON) -> str:
+    """One part of the measured figures: ``exits``, ``throughput``, ``codec``, ``remap`` or ``machine``."""
+    figures = load(path)
+    renderers = {"exits": _exits, "throughput": _throughput, "codec": _codec, "remap": _remap, "machine": _machine}
+    return renderers[section](figures)
