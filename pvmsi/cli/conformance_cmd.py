@@ -165,9 +165,12 @@ def list_cmd(role: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([entry.as_json() for entry in entries], indent=2))
         return
-    t = Table("role", "section", "test", "requirements")
+    # Names and ids are never cut short, however narrow the terminal: they fold onto the next line instead.
+    t = Table("role", "section")
+    t.add_column("test", overflow="fold")
+    t.add_column("requirements", no_wrap=True)
     for entry in entries:
-        t.add_row(entry.role, entry.section, entry.test, ", ".join(entry.requirements))
+        t.add_row(entry.role, entry.section, entry.test, "\n".join(entry.requirements))
     Console().print(t)
     click.echo(f"{len(entries)} tests")
 
