@@ -138,7 +138,7 @@ def test_reference_in_process_passes_fully() -> None:
     assert_all_pass(report)
     assert {r.test for r in report.results} == hypervisor_tests()
     assert report.summary.pass_ == len(report.results) > 0
-    assert report.duration_s < 30
+    # How long a run takes is a figure to report (issue note, docs), not something a test asserts.
 
 
 # -- faulty hypervisors are caught -------------------------------------------------------------------------------
