@@ -1162,22 +1162,36 @@ def _no_batch_out(hv: ReferenceHypervisor) -> None:
 # -- security ------------------------------------------------------------------------------------------------------
 
 
-@fault(
-    "pasid-not-validated", "HV-SEC-002", "source validation checks the requester id but not the PASID of a sub-device"
-)
-def _pasid(hv: ReferenceHypervisor) -> None:
+def _deliver_despite(hv: ReferenceHypervisor, reason: str) -> None:
+    """The IOMMU delivers a remapped message that source validation blocked for ``reason``."""
     iommu = hv.system.platform.iommu
     inner = iommu.translate
 
     def translate(requester: Requester, address: int, data: int) -> Delivery | Fault:
         r = inner(requester, address, data)
-        if isinstance(r, Fault) and r.reason.name == "PASID_MISMATCH" and r.irte_index is not None:
+        if isinstance(r, Fault) and r.reason.name == reason and r.irte_index is not None:
             entry = iommu.table.get(r.irte_index)
             if entry is not None:
                 return Delivery(entry.owner_vm, entry.dest_vcpu, entry.vector, r.irte_index, entry.posted)
         return r
 
     iommu.translate = translate  # type: ignore[method-assign]
+
+
+@fault(
+    "pasid-not-validated", "HV-SEC-002", "source validation checks the requester id but not the PASID of a sub-device"
+)
+def _pasid(hv: ReferenceHypervisor) -> None:
+    _deliver_despite(hv, "PASID_MISMATCH")
+
+
+@fault(
+    "isolated-without-source-validation",
+    "HV-DEV-005",
+    "reports PVMSI_DEV_ISOLATED, but the platform delivers a message whichever requester id wrote it",
+)
+def _isolated_unvalidated(hv: ReferenceHypervisor) -> None:
+    _deliver_despite(hv, "SOURCE_ID_MISMATCH")
 
 
 @fault(

@@ -23,7 +23,7 @@ import pytest
 from pvmsi.conformance.faulty import FAULTS
 from pvmsi.conformance.results import Report, Verdict
 from pvmsi.conformance.runner import catalogue, run
-from pvmsi.spec.requirements import by_id
+from pvmsi.spec.requirements import REQUIREMENTS, by_id
 
 PVMSI = str(Path(sys.executable).with_name("pvmsi"))
 WAIT = 60.0
@@ -147,6 +147,15 @@ def test_reference_in_process_passes_fully() -> None:
 def test_there_are_at_least_twenty_faults() -> None:
     assert len(FAULTS) >= 20
     assert len({f.breaks for f in FAULTS.values()}) >= 15
+
+
+def test_every_hypervisor_must_has_a_faulty_hypervisor() -> None:
+    """Each hypervisor MUST / MUST NOT is broken by at least one faulty hypervisor (which the suite must catch):
+    the core enforces it, and the suite's test of it fails without it."""
+    mandatory = {r.id for r in REQUIREMENTS if r.level.value in ("MUST", "MUST NOT") and r.role.value == "hypervisor"}
+    assert mandatory
+    missing = sorted(mandatory - {f.breaks for f in FAULTS.values()})
+    assert not missing, f"hypervisor MUSTs no faulty hypervisor breaks: {missing}"
 
 
 @pytest.mark.parametrize("name", sorted(FAULTS))

@@ -87,6 +87,13 @@ def test_at_least_eight_faulty_guests_breaking_distinct_requirements() -> None:
     assert len({f.breaks for f in GUEST_FAULTS.values()}) >= 8
 
 
+def test_every_guest_must_has_a_faulty_guest() -> None:
+    mandatory = {r.id for r in REQUIREMENTS if r.level.value in ("MUST", "MUST NOT") and r.role.value == "guest"}
+    assert mandatory
+    missing = sorted(mandatory - {f.breaks for f in GUEST_FAULTS.values()})
+    assert not missing, f"guest MUSTs no faulty guest breaks: {missing}"
+
+
 def test_a_faulty_guest_is_caught_over_stdio() -> None:
     report = run(
         "guest", f"exec:{PVMSI} serve --role guest --stdio --fault no-resume", requirements=["GUEST-BATCH-001"]
