@@ -30,16 +30,19 @@ def _n(value: float, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _verdict(figures: dict[str, Any], key: str) -> str:
+    return "met" if figures["targets"][key]["met"] else "**not met**"
+
+
 def _target(figures: dict[str, Any], key: str, fmt: str) -> str:
-    t = figures["targets"][key]
-    return f"{fmt} ({'met' if t['met'] else '**not met**'})"
+    return f"{fmt} ({_verdict(figures, key)})"
 
 
 def _exits(figures: dict[str, Any]) -> str:
     rows = []
     for r in figures["exits"]:
         emulated = "impossible" if r["emulated"] is None else _n(r["emulated"])
-        reduction = "n/a" if r["emulated"] is None else f"{r['emulated'] / max(r['pvmsi'], 1):,.1f}x"
+        reduction = "n/a" if r["reduction"] is None else f"{r['reduction']:,.1f}x"
         rows.append(
             [
                 _DEVICES[r["device"]],
@@ -57,7 +60,7 @@ def _exits(figures: dict[str, Any]) -> str:
     return (
         table(header, rows, ["l", "l", "r", "r", "r", "r", "r"])
         + f"\n\nTarget: at N = {key.rsplit('_', 1)[1]}, at least {t['target']:,.0f}x fewer exits than emulation. "
-        + f"Measured: {t['value']:,.1f}x at the least ({'met' if t['met'] else '**not met**'})."
+        + f"Measured: {t['value']:,.1f}x at the least ({_verdict(figures, key)})."
     )
 
 

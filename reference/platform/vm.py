@@ -193,7 +193,7 @@ class GuestMemory:
             return
         self._check(gpa, size)
         for tracker in self._trackers:
-            tracker.writes.update(range(gpa, gpa + len(data)))
+            tracker.writes.update(range(gpa, gpa + size))
         view = memoryview(data)
         while view:
             page, offset = divmod(gpa, PAGE_SIZE)
