@@ -1047,6 +1047,39 @@ def _start_done(hv: ReferenceHypervisor) -> None:
 
 
 @fault(
+    "whole-blocks-before-device",
+    "HV-CALL-005",
+    "checks a batch's whole input and output blocks before the device its header names",
+)
+def _blocks_before_device(hv: ReferenceHypervisor) -> None:
+    from ..reference.hypervisor.messages import HDR_SIZE, OUT_HDR_SIZE, SHAPES
+
+    core = hv.system.core
+
+    def make(entry_size: int, result_size: int) -> Callable[[Callable[[Call], CallResult], Call], CallResult]:
+        def wrap(inner: Callable[[Call], CallResult], c: Call) -> CallResult:
+            try:
+                return inner(c)
+            except CallError as e:
+                if "HV-DEV-001" not in e.why and "HV-ALLOC-001" not in e.why:
+                    raise
+                # the device check failed, so the header's address and contents passed: as if the whole
+                # blocks had been checked first (the header is read again only on this failing path)
+                count, _start = _header(c)
+                in_size, out_size = HDR_SIZE + count * entry_size, OUT_HDR_SIZE + count * result_size
+                rules = core.rules
+                rules.block(c.vm.memory, c.in_gpa, in_size, "input")
+                rules.block(c.vm.memory, c.out_gpa, out_size, "output")
+                rules.disjoint(c.in_gpa, in_size, c.out_gpa, out_size)
+                raise
+
+        return wrap
+
+    for fn in _BATCHES:
+        _wrap_handler(hv, fn, make(SHAPES[fn].entry.size, SHAPES[fn].result.size))
+
+
+@fault(
     "failed-batch-rolled-back", "HV-BATCH-003", "a failing MSG_ALLOC entry rolls back the entries completed before it"
 )
 def _rollback(hv: ReferenceHypervisor) -> None:

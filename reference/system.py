@@ -65,8 +65,7 @@ class PlatformRemap:
     def release(self, base: int) -> None:
         self.table.free(base)
 
-    def compose(self, base: int) -> tuple[int, int]:
-        return compose(base)
+    compose = staticmethod(compose)  # the x86 remappable format (msi_format.compose)
 
 
 @dataclass(frozen=True)
@@ -118,30 +117,36 @@ class SystemVm:
     def __init__(self, platform: Platform, vm: Vm) -> None:
         self.platform = platform
         self.vm = vm
-
-    @property
-    def vm_id(self) -> int:
-        return self.vm.id
-
-    @property
-    def vcpu_count(self) -> int:
-        return self.vm.vcpu_count
-
-    @property
-    def memory(self) -> GuestMemory:
-        return self.vm.memory
+        # Fixed for the VM's life: plain attributes, read on every hypercall.
+        self.vm_id: int = vm.id
+        self.vcpu_count: int = vm.vcpu_count
+        self.memory: GuestMemory = vm.memory
+        #: One AssignedFunction per (device, guest PASID) looked up, built once (it holds no state of its own).
+        self._functions: dict[tuple[PciDevice, int | None], AssignedFunction] = {}
 
     def pci(self, segment: int, bus: int, devfn: int) -> PciDevice | None:
-        return self.platform.device_at_address(self.vm.id, segment, bus, devfn)
+        return self.platform.device_at_address(self.vm_id, segment, bus, devfn)
 
     def device(self, segment: int, bus: int, devfn: int, pasid: int | None) -> AssignedFunction | None:
-        dev = self.pci(segment, bus, devfn)
+        dev = self.platform.device_at_address(self.vm_id, segment, bus, devfn)
         if dev is None:
             return None
-        if pasid is None:
-            return AssignedFunction(self.platform, dev)
-        sub = guest_subdevice(dev, pasid)
-        return AssignedFunction(self.platform, dev, sub) if sub is not None else None
+        function = self._functions.get((dev, pasid))
+        if function is None:
+            if pasid is None:
+                function = AssignedFunction(self.platform, dev)
+            else:
+                sub = guest_subdevice(dev, pasid)
+                if sub is None:
+                    return None
+                function = AssignedFunction(self.platform, dev, sub)
+            self._functions[dev, pasid] = function
+        return function
+
+    def forget(self, dev: PciDevice) -> None:
+        """Drop the functions of a device that left the VM."""
+        for key in [k for k in self._functions if k[0] is dev]:
+            del self._functions[key]
 
     def set_emulation(self, device: object, kinds: int, trapped: bool) -> None:
         if not isinstance(device, AssignedFunction) or device.sub is not None:
@@ -237,5 +242,6 @@ class ReferenceSystem:
     def _on_unplug(self, dev: PciDevice) -> None:
         if dev.vm_id is None or dev.vm_id not in self.vms or dev.guest is None:
             return
-        g = dev.guest
-        self.core.hot_unplug(self.vms[dev.vm_id], (g.segment, g.bus, g.devfn, None))
+        g, vm = dev.guest, self.vms[dev.vm_id]
+        self.core.hot_unplug(vm, (g.segment, g.bus, g.devfn, None))
+        vm.forget(dev)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pvmsi.reference.platform.remap import BLOCK_SIZES, TABLE_ENTRIES, Irte, RemappingTable
+from pvmsi.reference.platform.remap import BLOCK_SIZES, TABLE_ENTRIES, Irte, RemappingTable, _size_flags
 from pvmsi.reference.platform.requester import Requester
 
 SOURCE = Requester(0, 0x1008)
@@ -176,6 +176,10 @@ def test_random_alloc_free_sequences_keep_exact_bookkeeping(ops: list[tuple[str,
         assert table.occupancy == used
         assert table.free_entries == capacity - used
         assert table.blocks() == blocks
+        # the level-1 summary follows level 0 (the inline copy in _set_word agrees with _size_flags)
+        assert table._flags == [_size_flags(word) for word in table._free]
+        for i in range(len(BLOCK_SIZES)):
+            assert table._summary[i] == sum(1 << w for w, flags in enumerate(table._flags) if flags >> i & 1)
     for index in range(capacity):
         in_block = any(base <= index < base + n for base, n in blocks.items())
         assert table.is_allocated(index) == in_block
@@ -194,3 +198,23 @@ def test_filling_with_mixed_blocks_ends_in_none(sizes: list[int]) -> None:
     assert table.occupancy == allocated
     if allocated == 64:
         assert all(table.alloc(ENTRY._replace(vector=32), n) is None for n in BLOCK_SIZES)
+
+
+def _brute_size_flags(free: int) -> int:
+    """Bit i set when some aligned block of BLOCK_SIZES[i] entries is all free in the 64-entry word."""
+    flags = 0
+    for i, size in enumerate(BLOCK_SIZES):
+        mask = (1 << size) - 1
+        if any((free >> base) & mask == mask for base in range(0, 64, size)):
+            flags |= 1 << i
+    return flags
+
+
+@given(st.integers(min_value=0, max_value=(1 << 64) - 1))
+def test_word_flags_match_a_brute_force_scan(free: int) -> None:
+    """_size_flags and the copy inlined in _set_word (the allocation hot path) both find every free block size."""
+    assert _size_flags(free) == _brute_size_flags(free)
+    table = RemappingTable(128)
+    table._set_word(1, free)
+    assert table._flags[1] == _brute_size_flags(free)
+    assert [s >> 1 & 1 for s in table._summary] == [_brute_size_flags(free) >> i & 1 for i in range(len(BLOCK_SIZES))]

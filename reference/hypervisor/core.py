@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...spec.calls import CALLS_BY_FN, CallDef
 from ...spec.codec import DecodeError, decode, encode
@@ -31,9 +31,8 @@ _SUBDEVICE_ID = int(DeviceIdFlag.SUBDEVICE)
 _F_SUBDEVICE = int(Feature.SUBDEVICE)
 
 
-@dataclass(frozen=True)
-class CallResult:
-    """What the hypervisor puts in the status and value registers."""
+class CallResult(NamedTuple):
+    """What the hypervisor puts in the status and value registers (immutable; a tuple, cheap to build)."""
 
     status: int
     value: int = 0

@@ -6,8 +6,7 @@ its own guest-memory accessors, PCI device model and IOMMU driver.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ...spec.constants import MsgKind
 
@@ -28,9 +27,9 @@ class GuestMemory(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Source:
-    """The requester a device's message writes carry: host segment and requester id, and a PASID if any."""
+class Source(NamedTuple):
+    """The requester a device's message writes carry: host segment and requester id, and a PASID if any
+    (immutable; a tuple, so that it hashes in C: the remapping port looks it up on every allocation)."""
 
     segment: int
     rid: int

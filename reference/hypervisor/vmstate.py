@@ -16,7 +16,7 @@ from .ports import AssignedDevice, Source
 DeviceKey = tuple[int, int, int, int | None]
 
 
-@dataclass
+@dataclass(slots=True)
 class Message:
     """One allocated message (for MSI, one block of ``count`` vectors)."""
 
@@ -33,7 +33,7 @@ class Message:
     data: int
 
 
-@dataclass
+@dataclass(slots=True)
 class Claim:
     """A claimed device: the kinds taken over, and what it holds."""
 
@@ -44,6 +44,13 @@ class Claim:
     state: DeviceState = DeviceState.CLAIMED
     vectors: int = 0
     slots: set[tuple[MsgKind, int]] = field(default_factory=set)
+    #: Per MsgKind value (index 0 unused): the MSI vector maximum, the MSI-X table size and the IMS slots the
+    #: device has; hardware facts, fixed while it is assigned (cached for the hot path, HV-ALLOC-003/004).
+    limits: tuple[int, int, int, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        dev = self.device
+        self.limits = (0, dev.msi_max_vectors, dev.msix_table_size, dev.ims_slots)
 
 
 class HandleSource:

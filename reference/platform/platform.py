@@ -97,6 +97,8 @@ class Platform:
         self._next_pasid = 1
         self._bar_regions: dict[PciDevice, Region] = {}
         self._mmio_cursor: dict[int, int] = {}
+        #: (vm id, guest segment, bus, devfn) -> the device assigned there (kept by assign and _unassign)
+        self._at_address: dict[tuple[int, int, int, int], PciDevice] = {}
 
     # -- VMs -----------------------------------------------------------------------------------------------
     def create_vm(self, vcpus: int, ram_bytes: int = 64 << 20) -> Vm:
@@ -169,6 +171,7 @@ class Platform:
             raise ValueError(f"BAR at {bar_gpa:#x} not aligned to its size {size:#x}")
         self._bar_regions[device] = vm.memory.add_mmio(bar_gpa, size, f"bar0:{device.name}")
         device.guest, device.vm_id, device.bar_gpa = guest, vm.id, bar_gpa
+        self._at_address[vm.id, guest.segment, guest.bus, guest.devfn] = device
         self.legacy.attach(vm, device)
         return self.layout(device)
 
@@ -210,11 +213,7 @@ class Platform:
 
     def device_at_address(self, vm_id: int, segment: int, bus: int, devfn: int) -> PciDevice | None:
         """The device VM ``vm_id`` sees at ``segment:bus:devfn`` (no :class:`Bdf` built: the hypercall path)."""
-        for device in self.devices:
-            g = device.guest
-            if device.vm_id == vm_id and g is not None and g.devfn == devfn and g.bus == bus and g.segment == segment:
-                return device
-        return None
+        return self._at_address.get((vm_id, segment, bus, devfn))
 
     def devices_of(self, vm: Vm) -> list[PciDevice]:
         return [d for d in self.devices if d.vm_id == vm.id]
@@ -374,4 +373,7 @@ class Platform:
         region = self._bar_regions.pop(device, None)
         if region is not None and device.vm_id in self.vms:
             self.vms[device.vm_id].memory.remove_mmio(region)
+        if device.vm_id is not None and device.guest is not None:
+            g = device.guest
+            del self._at_address[device.vm_id, g.segment, g.bus, g.devfn]
         device.guest, device.vm_id, device.bar_gpa = None, None, None

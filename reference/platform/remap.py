@@ -95,6 +95,10 @@ class Irte(NamedTuple):
     generation: int = 0
 
 
+#: Builds an Irte from a complete tuple without the generated ``__new__`` (namedtuple's own ``_make`` idiom).
+_new_irte = tuple.__new__
+
+
 def _check_target(dest_vcpu: int, vector: int) -> None:
     if not 0 <= vector <= 0xFF:
         raise ValueError(f"vector {vector} is not an 8-bit value")
@@ -188,9 +192,10 @@ class RemappingTable:
         size_index = _SIZE_INDEX.get(count)
         if size_index is None:
             raise ValueError(f"block size {count} is not one of {BLOCK_SIZES}")
-        _check_target(entry.dest_vcpu, entry.vector)
-        if entry.vector + count - 1 > 0xFF:
-            raise ValueError(f"vectors {entry.vector}..{entry.vector + count - 1} exceed 255")
+        vector = entry.vector
+        if not 0 <= vector <= 0x100 - count or entry.dest_vcpu < 0:
+            _check_target(entry.dest_vcpu, vector)
+            raise ValueError(f"vectors {vector}..{vector + count - 1} exceed 255")
         summary = self._summary[size_index]
         if not summary:
             return None
@@ -222,10 +227,11 @@ class RemappingTable:
         self._blocks[base] = count
         self._used += count
         generations = self._generation
+        entries = self._entries
         owner, vcpu, vector, source, posted, present, _ = entry
         for index in range(base, base + count):
             generation = generations[index] = generations[index] + 1
-            self._entries[index] = Irte(owner, vcpu, vector, source, posted, present, generation)
+            entries[index] = _new_irte(Irte, (owner, vcpu, vector, source, posted, present, generation))
             vector += 1
 
     def free(self, base: int) -> int:
@@ -267,14 +273,32 @@ class RemappingTable:
     def _set_word(self, word: int, free: int) -> None:
         self._free[word] = free
         old = self._flags[word]
-        new = _size_flags(free)
+        # _size_flags(free), inline: this runs on every allocation and free
+        if not free:
+            new = 0
+        else:
+            m = free & (free >> 1)
+            if not m & _A2:
+                new = 1
+            else:
+                m &= m >> 2
+                if not m & _A4:
+                    new = 3
+                else:
+                    m &= m >> 4
+                    if not m & _A8:
+                        new = 7
+                    else:
+                        m &= m >> 8
+                        new = 15 if not m & _A16 else 63 if (m & (m >> 16)) & _A32 else 31
         if old != new:
             self._flags[word] = new
             changed = old ^ new
             bit = 1 << word
+            summary = self._summary
             for i in range(len(BLOCK_SIZES)):
                 if changed >> i & 1:
-                    self._summary[i] ^= bit
+                    summary[i] ^= bit
 
     def _check_index(self, index: int) -> None:
         if not 0 <= index < self._capacity:

@@ -148,12 +148,12 @@ class GuestMemory:
 
     def is_ram(self, gpa: int, size: int) -> bool:
         """Whether ``[gpa, gpa + size)`` lies entirely in guest RAM (``size`` > 0)."""
+        last = self._last_ram
+        if last is not None and last.start <= gpa and gpa + size <= last.end and size > 0:
+            return True
         if size <= 0 or gpa < 0:
             return False
         end = gpa + size
-        last = self._last_ram
-        if last is not None and last.start <= gpa and end <= last.end:
-            return True
         for region in self._ram:  # sorted; adjacent regions count as one
             if region.start <= gpa < region.end:
                 if end <= region.end:
@@ -165,7 +165,14 @@ class GuestMemory:
     def read(self, gpa: int, size: int) -> bytes:
         """Read ``size`` bytes of RAM at ``gpa``."""
         offset = gpa & _PAGE_MASK
-        if offset + size <= PAGE_SIZE and not self._trackers and self.is_ram(gpa, size):  # within one page
+        last = self._last_ram  # the fast path: within one page of the last region used, nothing tracking
+        if (
+            last is not None
+            and 0 < size <= PAGE_SIZE - offset
+            and last.start <= gpa
+            and gpa + size <= last.end
+            and not self._trackers
+        ):
             store = self._pages.get(gpa >> _PAGE_SHIFT)
             return bytes(size) if store is None else bytes(store[offset : offset + size])
         self._check(gpa, size)
@@ -185,7 +192,14 @@ class GuestMemory:
         """Write ``data`` into RAM at ``gpa``."""
         offset = gpa & _PAGE_MASK
         size = len(data)
-        if offset + size <= PAGE_SIZE and not self._trackers and self.is_ram(gpa, size):  # within one page
+        last = self._last_ram  # the fast path, as in read()
+        if (
+            last is not None
+            and 0 < size <= PAGE_SIZE - offset
+            and last.start <= gpa
+            and gpa + size <= last.end
+            and not self._trackers
+        ):
             store = self._pages.get(gpa >> _PAGE_SHIFT)
             if store is None:
                 store = self._pages[gpa >> _PAGE_SHIFT] = bytearray(PAGE_SIZE)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from pvmsi.conformance.toolkit import ABSENT, IN_GPA, OUT_GPA, Session, check, size, status_name
+from pvmsi.conformance.toolkit import ABSENT, IN_GPA, MLX5, OUT_GPA, Session, alloc_entry, check, size, status_name
 from pvmsi.spec.callconv import ARM64, X86_64
 from pvmsi.spec.calls import CALLS_BY_FN
 from pvmsi.spec.codec import encode
-from pvmsi.spec.constants import FunctionNumber, Status
-from pvmsi.spec.formats import CLAIM_IN, DEVICE_INFO, HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
+from pvmsi.spec.constants import FunctionNumber, Limit, MsgKind, Status
+from pvmsi.spec.formats import BATCH_IN, CLAIM_IN, DEVICE_INFO, HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
 from pvmsi.spec.harness_constants import TrapArch, TrapInstruction
 
 requirement = pytest.mark.requirement
 MASK64 = (1 << 64) - 1
+PAGE = int(Limit.PAGE_SIZE)
 RISCV64_EID = 0x0850564D  # a7 of every pvmsi ECALL (spec.callconv.RISCV_EXTENSION_ID)
 UNDEFINED_FNS = (0x04, 0x0F, 0x13, 0x23, 0x7F, 0xFF)
 
@@ -115,6 +116,27 @@ def test_checks_come_in_the_specified_order(session: Session) -> None:
         "contents before device lookup: INVALID_PARAMETER",
         status_name(out.status),
     )
+
+
+@requirement("HV-CALL-005", "HV-ALLOC-001")
+def test_a_batch_header_is_checked_before_the_whole_blocks(session: Session) -> None:
+    """A batch's header (address, contents, device) is checked before the whole blocks' addresses."""
+    session.negotiated()
+    # the header fits in its page, the four entries after it cross into the next one
+    entries = [alloc_entry(MsgKind.MSIX, s) for s in range(4)]
+    at = IN_GPA + PAGE - size(BATCH_IN) - 24
+    cases = (
+        (ABSENT, Status.UNKNOWN_DEVICE, "an unknown device"),
+        (MLX5, Status.WRONG_STATE, "a device not claimed (HV-ALLOC-001)"),
+    )
+    for dev, expected, what in cases:
+        b = session.alloc(dev, entries, in_gpa=at)
+        check(
+            b.status == expected,
+            "HV-CALL-005",
+            f"{what} in the header, entries crossing a page -> {expected.name} (device before whole blocks)",
+            status_name(b.status),
+        )
 
 
 def _trap(
