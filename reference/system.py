@@ -51,7 +51,8 @@ class PlatformRemap:
         return req
 
     def alloc(self, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool) -> int | None:
-        return self.table.alloc(Irte(vm_id, vcpu, vector, self._requester(source), posted), count)
+        requester = self._requesters.get(source) or self._requester(source)
+        return self.table.alloc(Irte(vm_id, vcpu, vector, requester, posted), count)
 
     def alloc_at(
         self, base: int, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool
@@ -121,6 +122,7 @@ class SystemVm:
         self.vm_id: int = vm.id
         self.vcpu_count: int = vm.vcpu_count
         self.memory: GuestMemory = vm.memory
+        self._assigned = platform.assigned  # (vm id, segment, bus, devfn) -> device
         #: One AssignedFunction per (device, guest PASID) looked up, built once (it holds no state of its own).
         self._functions: dict[tuple[PciDevice, int | None], AssignedFunction] = {}
 
@@ -128,7 +130,7 @@ class SystemVm:
         return self.platform.device_at_address(self.vm_id, segment, bus, devfn)
 
     def device(self, segment: int, bus: int, devfn: int, pasid: int | None) -> AssignedFunction | None:
-        dev = self.platform.device_at_address(self.vm_id, segment, bus, devfn)
+        dev = self._assigned.get((self.vm_id, segment, bus, devfn))
         if dev is None:
             return None
         function = self._functions.get((dev, pasid))

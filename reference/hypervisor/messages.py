@@ -59,6 +59,10 @@ SHAPES: dict[FunctionNumber, BatchShape] = {
     FunctionNumber.MSG_FREE: BatchShape("free_entry", "free_result"),
 }
 
+_ALLOC, _RETARGET, _FREE = (
+    SHAPES[fn] for fn in (FunctionNumber.MSG_ALLOC, FunctionNumber.MSG_RETARGET, FunctionNumber.MSG_FREE)
+)
+
 
 class MessageOps:
     """The message calls of one :class:`HypervisorCore`."""
@@ -72,13 +76,13 @@ class MessageOps:
     # -- the calls -------------------------------------------------------------------------------------------
 
     def alloc(self, c: Call) -> CallResult:
-        return self._batch(c, SHAPES[FunctionNumber.MSG_ALLOC], self._alloc_entry)
+        return self._batch(c, _ALLOC, self._alloc_entry)
 
     def retarget(self, c: Call) -> CallResult:
-        return self._batch(c, SHAPES[FunctionNumber.MSG_RETARGET], self._retarget_entry)
+        return self._batch(c, _RETARGET, self._retarget_entry)
 
     def free(self, c: Call) -> CallResult:
-        return self._batch(c, SHAPES[FunctionNumber.MSG_FREE], self._free_entry)
+        return self._batch(c, _FREE, self._free_entry)
 
     # -- batches ------------------------------------------------------------------------------------------------
 
@@ -129,7 +133,7 @@ class MessageOps:
             results.append(pack_result(*shape.failed(status)))  # the failing entry's result is written too
         elif index < count:
             status = _INCOMPLETE  # HV-BATCH-005 (at least one entry done: HV-BATCH-006)
-        hdr = _pack_out_header(index, index - start, int(status), 0)
+        hdr = _pack_out_header(index, index - start, status, 0)
         # Results of entries [start, index] (the failing one included), never below start or after the failure
         # (HV-BATCH-004); batch_out whenever the header passed its checks (HV-MEM-007, HV-BATCH-007).
         if start == 0:

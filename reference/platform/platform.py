@@ -14,8 +14,9 @@ device is left afterwards is revoked by the platform.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from pvmsi.spec.constants import MsgKind
 
@@ -97,8 +98,9 @@ class Platform:
         self._next_pasid = 1
         self._bar_regions: dict[PciDevice, Region] = {}
         self._mmio_cursor: dict[int, int] = {}
-        #: (vm id, guest segment, bus, devfn) -> the device assigned there (kept by assign and _unassign)
         self._at_address: dict[tuple[int, int, int, int], PciDevice] = {}
+        #: (vm id, guest segment, bus, devfn) -> the device assigned there (read-only; assign and unplug keep it)
+        self.assigned: Mapping[tuple[int, int, int, int], PciDevice] = MappingProxyType(self._at_address)
 
     # -- VMs -----------------------------------------------------------------------------------------------
     def create_vm(self, vcpus: int, ram_bytes: int = 64 << 20) -> Vm:

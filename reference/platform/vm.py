@@ -109,7 +109,8 @@ class GuestMemory:
         self._mmio: list[Region] = []
         self._pages: dict[int, bytearray] = {}
         self._trackers: list[AccessTracker] = []
-        self._last_ram: Region | None = None  # the region of the last access (hypercalls touch one or two)
+        # [start, end) of the RAM region of the last access (hypercalls touch one or two); empty at first
+        self._last_start = self._last_end = 0
 
     @property
     def ram_regions(self) -> tuple[Region, ...]:
@@ -148,8 +149,7 @@ class GuestMemory:
 
     def is_ram(self, gpa: int, size: int) -> bool:
         """Whether ``[gpa, gpa + size)`` lies entirely in guest RAM (``size`` > 0)."""
-        last = self._last_ram
-        if last is not None and last.start <= gpa and gpa + size <= last.end and size > 0:
+        if self._last_start <= gpa and gpa + size <= self._last_end and size > 0:
             return True
         if size <= 0 or gpa < 0:
             return False
@@ -157,7 +157,7 @@ class GuestMemory:
         for region in self._ram:  # sorted; adjacent regions count as one
             if region.start <= gpa < region.end:
                 if end <= region.end:
-                    self._last_ram = region
+                    self._last_start, self._last_end = region.start, region.end
                     return True
                 gpa = region.end
         return False
@@ -165,12 +165,11 @@ class GuestMemory:
     def read(self, gpa: int, size: int) -> bytes:
         """Read ``size`` bytes of RAM at ``gpa``."""
         offset = gpa & _PAGE_MASK
-        last = self._last_ram  # the fast path: within one page of the last region used, nothing tracking
+        # the fast path: within one page of the last region used, nothing tracking
         if (
-            last is not None
-            and 0 < size <= PAGE_SIZE - offset
-            and last.start <= gpa
-            and gpa + size <= last.end
+            0 < size <= PAGE_SIZE - offset
+            and self._last_start <= gpa
+            and gpa + size <= self._last_end
             and not self._trackers
         ):
             store = self._pages.get(gpa >> _PAGE_SHIFT)
@@ -192,12 +191,11 @@ class GuestMemory:
         """Write ``data`` into RAM at ``gpa``."""
         offset = gpa & _PAGE_MASK
         size = len(data)
-        last = self._last_ram  # the fast path, as in read()
+        # the fast path, as in read()
         if (
-            last is not None
-            and 0 < size <= PAGE_SIZE - offset
-            and last.start <= gpa
-            and gpa + size <= last.end
+            0 < size <= PAGE_SIZE - offset
+            and self._last_start <= gpa
+            and gpa + size <= self._last_end
             and not self._trackers
         ):
             store = self._pages.get(gpa >> _PAGE_SHIFT)
