@@ -1067,10 +1067,7 @@ def _blocks_before_device(hv: ReferenceHypervisor) -> None:
                 # blocks had been checked first (the header is read again only on this failing path)
                 count, _start = _header(c)
                 in_size, out_size = HDR_SIZE + count * entry_size, OUT_HDR_SIZE + count * result_size
-                rules = core.rules
-                rules.block(c.vm.memory, c.in_gpa, in_size, "input")
-                rules.block(c.vm.memory, c.out_gpa, out_size, "output")
-                rules.disjoint(c.in_gpa, in_size, c.out_gpa, out_size)
+                core.rules.blocks(c.vm.memory, c.in_gpa, in_size, c.out_gpa, out_size)
                 raise
 
         return wrap

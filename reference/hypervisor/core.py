@@ -153,11 +153,10 @@ class HypervisorCore:
     def read_input(self, c: Call, fmt: Any, out_fmt: Any | None = None) -> Any:
         """Check the input (and output) block addresses, read the input once and decode it."""
         size = size_of(fmt)
-        self.rules.block(c.vm.memory, c.in_gpa, size, "input")
-        if out_fmt is not None:
-            out_size = size_of(out_fmt)
-            self.rules.block(c.vm.memory, c.out_gpa, out_size, "output")
-            self.rules.disjoint(c.in_gpa, size, c.out_gpa, out_size)
+        if out_fmt is None:
+            self.rules.block(c.vm.memory, c.in_gpa, size, "input")
+        else:
+            self.rules.blocks(c.vm.memory, c.in_gpa, size, c.out_gpa, size_of(out_fmt))
         raw = c.vm.memory.read(c.in_gpa, size)  # HV-MEM-005: the only read of this block
         try:
             return decode(fmt, raw)

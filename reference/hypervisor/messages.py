@@ -107,9 +107,7 @@ class MessageOps:
         entry_ff, result_ff = shape.entry, shape.result
         entry_size, result_size = entry_ff.size, result_ff.size
         in_size, out_size = HDR_SIZE + count * entry_size, OUT_HDR_SIZE + count * result_size
-        rules.block(mem, in_gpa, in_size, "input")
-        rules.block(mem, out_gpa, out_size, "output")
-        rules.disjoint(in_gpa, in_size, out_gpa, out_size)
+        rules.blocks(mem, in_gpa, in_size, out_gpa, out_size)
 
         # Entries [start, count): one read (HV-MEM-005); each decoded before it is acted on.
         raw = mem.read(in_gpa + HDR_SIZE + start * entry_size, (count - start) * entry_size)
