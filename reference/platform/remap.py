@@ -24,6 +24,7 @@ TABLE_ENTRIES = 65536
 BLOCK_SIZES = (1, 2, 4, 8, 16, 32)
 _WORD = 64
 _FULL_WORD = (1 << _WORD) - 1
+_LOW_HALF = (1 << (_WORD // 2)) - 1
 
 
 def _aligned_mask(size: int) -> int:
@@ -276,6 +277,8 @@ class RemappingTable:
         # _size_flags(free), inline: this runs on every allocation and free
         if not free:
             new = 0
+        elif free & _LOW_HALF == _LOW_HALF or free >> 32 == _LOW_HALF:
+            new = 63  # a free aligned 32-entry block holds free blocks of every smaller size
         else:
             m = free & (free >> 1)
             if not m & _A2:
