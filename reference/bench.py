@@ -171,7 +171,7 @@ def _batch_header(count: int) -> bytes:
     return fast("batch_in").pack(DEVICE_BDF.segment, DEVICE_BDF.bus, DEVICE_BDF.devfn, 0, 0, 0, count, 0, 0, 0)
 
 
-def throughput(pairs: int = 250, batches: int = 20, repeat: int = 40) -> dict[str, float]:
+def throughput(pairs: int = 20, batches: int = 1, repeat: int = 400) -> dict[str, float]:
     """Calls per second (alternating single alloc/free) and vectors per second (64-entry batches)."""
     system, vm = _claimed()
     core, mem = system.core, vm.vm.memory
@@ -265,9 +265,9 @@ def remap_table(repeat: int = 30, batch: int = 256) -> dict[str, float]:
     return {"alloc_ns_1pct": low, "alloc_ns_95pct": high, "ratio": high / low}
 
 
-def reference_loop_us(repeat: int = 20) -> float:
+def reference_loop_us(repeat: int = 200) -> float:
     """A fixed pure-Python workload (``sum(range(1000))``), best of ``repeat``: compare two machines' figures by it."""
-    return min(timeit.repeat(lambda: sum(range(1000)), number=200, repeat=repeat)) / 200 * 1e6
+    return min(timeit.repeat(lambda: sum(range(1000)), number=20, repeat=repeat)) / 20 * 1e6
 
 
 def machine() -> dict[str, Any]:
@@ -300,7 +300,7 @@ def run(
         say(f"exits: msi, {n} vectors")
         exits += exit_rows("msi", n)
     say("throughput")
-    tp = throughput(pairs=300, batches=20, repeat=3) if quick else throughput()
+    tp = throughput(pairs=20, batches=1, repeat=20) if quick else throughput()
     say("codec")
     cd = codec(number=2_000, repeat=5) if quick else codec()
     say("remapping table")

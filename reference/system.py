@@ -24,7 +24,7 @@ from .platform.msi_format import compose
 from .platform.pci import PciDevice, SubDevice
 from .platform.platform import Platform
 from .platform.profiles import DeviceProfile
-from .platform.remap import Irte, RemappingTable
+from .platform.remap import Irte, RemappingTable, new_irte
 from .platform.requester import Bdf, Requester
 from .platform.vm import ExitReason, Vm
 
@@ -52,7 +52,7 @@ class PlatformRemap:
 
     def alloc(self, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool) -> int | None:
         requester = self._requesters.get(source) or self._requester(source)
-        return self.table.alloc(Irte(vm_id, vcpu, vector, requester, posted), count)
+        return self.table.alloc(new_irte(Irte, (vm_id, vcpu, vector, requester, posted, True, 0)), count)
 
     def alloc_at(
         self, base: int, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool

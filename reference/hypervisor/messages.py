@@ -28,6 +28,7 @@ _SUCCESS, _INCOMPLETE = Status.SUCCESS, Status.INCOMPLETE
 _INVALID_PARAMETER, _WRONG_STATE = Status.INVALID_PARAMETER, Status.WRONG_STATE
 _NOT_PERMITTED, _NO_RESOURCES, _UNKNOWN_HANDLE = Status.NOT_PERMITTED, Status.NO_RESOURCES, Status.UNKNOWN_HANDLE
 _MSI = MsgKind.MSI
+_new_result = tuple.__new__
 VECTOR_MIN = 32
 VECTOR_MAX = 255
 _KINDS: dict[int, MsgKind] = {int(k): k for k in MsgKind}
@@ -140,7 +141,7 @@ class MessageOps:
             if results:
                 mem.write(out_gpa + OUT_HDR_SIZE + start * result_size, b"".join(results))
             mem.write(out_gpa, hdr)
-        return self._result(status, index)
+        return _new_result(self._result, (status, index, ""))  # CallResult(status, index), without a frame
 
     # -- per-entry checks -----------------------------------------------------------------------------------------
 

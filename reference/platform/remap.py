@@ -96,8 +96,9 @@ class Irte(NamedTuple):
     generation: int = 0
 
 
-#: Builds an Irte from a complete tuple without the generated ``__new__`` (namedtuple's own ``_make`` idiom).
-_new_irte = tuple.__new__
+#: ``new_irte(Irte, fields)`` builds an Irte from all seven fields without the generated ``__new__`` (what
+#: namedtuple's own ``_make`` does); for the allocation hot path.
+new_irte = tuple.__new__
 
 
 def _check_target(dest_vcpu: int, vector: int) -> None:
@@ -232,7 +233,7 @@ class RemappingTable:
         owner, vcpu, vector, source, posted, present, _ = entry
         for index in range(base, base + count):
             generation = generations[index] = generations[index] + 1
-            entries[index] = _new_irte(Irte, (owner, vcpu, vector, source, posted, present, generation))
+            entries[index] = new_irte(Irte, (owner, vcpu, vector, source, posted, present, generation))
             vector += 1
 
     def free(self, base: int) -> int:
