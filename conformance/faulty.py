@@ -67,25 +67,32 @@ def _wrap_handler(
 # -- calling conventions and status codes --------------------------------------------------------------------------
 
 
+def _register_failure(r: CallResult) -> bool:
+    """Whether the reference failed a call on its argument registers (HV-CALL-003)."""
+    return r.status == Status.INVALID_PARAMETER and ("HV-CALL-003" in r.why or "argument registers" in r.why)
+
+
 @fault("not-supported-for-bad-registers", "HV-CALL-002", "answers a reserved register with NOT_SUPPORTED")
 def _not_supported(hv: ReferenceHypervisor) -> None:
     core = hv.system.core
-    inner = core._check_registers
+    inner = core.hypercall
 
-    def check(call: Any, args: Sequence[int]) -> None:
-        try:
-            inner(call, args)
-        except CallError as e:
-            raise CallError(Status.NOT_SUPPORTED, e.why) from None
+    def hypercall(vm: VmPort, vcpu: int, fn: int, args: Sequence[int]) -> CallResult:
+        r = inner(vm, vcpu, fn, args)
+        return CallResult(Status.NOT_SUPPORTED, 0, r.why) if _register_failure(r) else r
 
-    core._check_registers = check  # type: ignore[method-assign]
+    core.hypercall = hypercall  # type: ignore[method-assign]
 
 
 @fault("ignore-reserved-registers", "HV-CALL-003", "ignores non-zero reserved argument registers")
 def _ignore_registers(hv: ReferenceHypervisor) -> None:
     core = hv.system.core
-    inner = core._check_registers
-    core._check_registers = lambda call, args: inner(call, (args[0], args[1], 0, 0))  # type: ignore[method-assign]
+    inner = core.hypercall
+
+    def hypercall(vm: VmPort, vcpu: int, fn: int, args: Sequence[int]) -> CallResult:
+        return inner(vm, vcpu, fn, (args[0], args[1], 0, 0) if len(args) == 4 else args)
+
+    core.hypercall = hypercall  # type: ignore[method-assign]
 
 
 @fault("value-on-failure", "HV-CALL-004", "returns a non-zero value register from failing calls")

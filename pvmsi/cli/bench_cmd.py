@@ -15,6 +15,11 @@ def _fmt(v: Any) -> str:
     return "n/a" if v is None else f"{v:,}"
 
 
+def _median(group: dict[str, Any], key: str, unit: str) -> str:
+    """The median repeat beside the best one (older saved runs have no median)."""
+    return f"; median {group[key]:,.0f} {unit}" if key in group else ""
+
+
 def _render(figures: dict[str, Any], console: Console) -> None:
     t = Table(title="Exits (guest traps to the hypervisor)", title_justify="left")
     for col in ("device", "operation", "vectors", "emulated", "pvmsi", "reduction", "pvmsi device writes"):
@@ -40,9 +45,15 @@ def _render(figures: dict[str, Any], console: Console) -> None:
     m.add_column("value", justify="right")
     m.add_row(
         "alternating single MSG_ALLOC / MSG_FREE",
-        f"{tp['single_alloc_free_calls_per_s']:,.0f} calls/s ({tp['single_call_us']:.1f} µs/call)",
+        f"{tp['single_alloc_free_calls_per_s']:,.0f} calls/s ({tp['single_call_us']:.1f} µs/call)"
+        + _median(tp, "single_alloc_free_calls_per_s_median", "calls/s"),
     )
-    m.add_row("64-entry batches (alloc + free)", f"{tp['batch64_vectors_per_s']:,.0f} vectors/s")
+    m.add_row(
+        "64-entry batches (alloc + free)",
+        f"{tp['batch64_vectors_per_s']:,.0f} vectors/s" + _median(tp, "batch64_vectors_per_s_median", "vectors/s"),
+    )
+    if "single_call_bytecodes" in tp:
+        m.add_row("Python bytecodes per single-vector call (traced)", f"{tp['single_call_bytecodes']:,.0f}")
     m.add_row("hot-path codec round (derived from construct)", f"{cd['hot_path_ns']:,.0f} ns")
     m.add_row("same round, hand-written struct", f"{cd['struct_baseline_ns']:,.0f} ns (ratio {cd['ratio']:.2f})")
     m.add_row(

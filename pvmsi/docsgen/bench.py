@@ -67,7 +67,7 @@ def _exits(figures: dict[str, Any]) -> str:
 def _throughput(figures: dict[str, Any]) -> str:
     tp = figures["throughput"]
     return table(
-        ["figure", "measured", "target"],
+        ["figure", "best repeat", "median repeat", "target"],
         [
             [
                 "alternating single-vector MSG_ALLOC / MSG_FREE",
@@ -76,15 +76,23 @@ def _throughput(figures: dict[str, Any]) -> str:
                     "single_alloc_free_calls_per_s",
                     f"**{_n(tp['single_alloc_free_calls_per_s'])} calls/s** ({tp['single_call_us']:.1f} µs per call)",
                 ),
+                f"{_n(tp['single_alloc_free_calls_per_s_median'])} calls/s",
                 f"≥ {_n(figures['targets']['single_alloc_free_calls_per_s']['target'])} calls/s",
             ],
             [
                 "64-entry batches (each vector allocated and freed)",
                 f"{_n(tp['batch64_vectors_per_s'])} vectors/s",
+                f"{_n(tp['batch64_vectors_per_s_median'])} vectors/s",
+                "",
+            ],
+            [
+                "Python bytecodes per single-vector call (traced, does not depend on the load)",
+                _n(tp["single_call_bytecodes"]),
+                "",
                 "",
             ],
         ],
-        ["l", "r", "r"],
+        ["l", "r", "r", "r"],
     )
 
 

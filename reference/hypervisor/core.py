@@ -8,7 +8,6 @@ hypervisor requirement of the spec; each check cites the requirement id it imple
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ...spec.calls import CALLS_BY_FN, CallDef
@@ -29,6 +28,8 @@ KIND_FEATURE = {MsgKind.MSI: Feature.MSI, MsgKind.MSIX: Feature.MSIX, MsgKind.IM
 PASID_MASK = (1 << 20) - 1
 _SUBDEVICE_ID = int(DeviceIdFlag.SUBDEVICE)
 _F_SUBDEVICE = int(Feature.SUBDEVICE)
+_INVALID_PARAMETER = Status.INVALID_PARAMETER
+_new_call = tuple.__new__
 
 
 class CallResult(NamedTuple):
@@ -40,9 +41,8 @@ class CallResult(NamedTuple):
     why: str = ""
 
 
-@dataclass(slots=True)
-class Call:
-    """One call in progress."""
+class Call(NamedTuple):
+    """One call in progress (immutable; built as a tuple on every hypercall)."""
 
     vm: VmPort
     st: VmPvmsi
@@ -124,25 +124,22 @@ class HypervisorCore:
         if entry is None:
             return CallResult(Status.NOT_SUPPORTED)  # HV-CALL-001
         call, handler = entry
-        st = self._vms.get(vm.vm_id) or self.state_of(vm)
-        try:
-            self._check_registers(call, args)
-            self._check_state(call, st)
-            return handler(Call(vm, st, vcpu, args))
-        except CallError as e:
-            return CallResult(e.status, 0, e.why)  # HV-CALL-004: value zero on failure
-
-    @staticmethod
-    def _check_registers(call: CallDef, args: Sequence[int]) -> None:
+        # The argument registers (HV-CALL-003), then the VM state, then the call itself.
         if len(args) != 4:
-            raise CallError(Status.INVALID_PARAMETER, "four argument registers expected")
+            return CallResult(_INVALID_PARAMETER, 0, "four argument registers expected")
         in_gpa, out_gpa, a2, a3 = args
         if a2 or a3:
-            raise CallError(Status.INVALID_PARAMETER, "reserved argument register is not zero (HV-CALL-003)")
+            return CallResult(_INVALID_PARAMETER, 0, "reserved argument register is not zero (HV-CALL-003)")
         if (call.input is None) != (in_gpa == 0):
-            raise CallError(Status.INVALID_PARAMETER, "input block address register is wrong (HV-CALL-003)")
+            return CallResult(_INVALID_PARAMETER, 0, "input block address register is wrong (HV-CALL-003)")
         if (call.output is None) != (out_gpa == 0):
-            raise CallError(Status.INVALID_PARAMETER, "output block address register is wrong (HV-CALL-003)")
+            return CallResult(_INVALID_PARAMETER, 0, "output block address register is wrong (HV-CALL-003)")
+        st = self._vms.get(vm.vm_id) or self.state_of(vm)
+        try:
+            self._check_state(call, st)
+            return handler(_new_call(Call, (vm, st, vcpu, args)))  # Call(vm, st, vcpu, args), without a frame
+        except CallError as e:
+            return CallResult(e.status, 0, e.why)  # HV-CALL-004: value zero on failure
 
     @staticmethod
     def _check_state(call: CallDef, st: VmPvmsi) -> None:

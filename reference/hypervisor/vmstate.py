@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import secrets
+import struct
 from dataclasses import dataclass, field
 
 from ...spec.constants import MsgKind
@@ -53,10 +54,11 @@ class Claim:
         self.limits = (0, dev.msi_max_vectors, dev.msix_table_size, dev.ims_slots)
 
 
+_POOL_WORDS = struct.Struct("<512I")  # the random words drawn from the OS at a time
+
+
 class HandleSource:
     """Handles: a never-reused counter in bits 63:32, 32 unpredictable bits below (HV-SEC-004, HV-SEC-005)."""
-
-    _POOL = 512  # random words drawn from the OS at a time
 
     def __init__(self, seed: int | None) -> None:
         self._rng: random.Random | None = random.Random(seed) if seed is not None else None
@@ -69,8 +71,7 @@ class HandleSource:
             low = self._rng.getrandbits(32)
         else:
             if not self._pool:
-                raw = secrets.token_bytes(4 * self._POOL)
-                self._pool = [int.from_bytes(raw[i : i + 4], "little") for i in range(0, len(raw), 4)]
+                self._pool = list(_POOL_WORDS.unpack(secrets.token_bytes(_POOL_WORDS.size)))
             low = self._pool.pop()
         return (self.counter << 32) | low
 
