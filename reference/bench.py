@@ -48,7 +48,7 @@ from .guest.core import KNOWN_FEATURES, GuestCore, GuestMessage, Target
 from .guest.driver import InProcessDriver
 from .platform.platform import Delivered
 from .platform.profiles import MLX5_LIKE, MSI_MULTI, DeviceProfile
-from .platform.remap_bench import alloc_cost_ns
+from .platform.remap_bench import paired_cost_ns
 from .platform.requester import Bdf
 from .system import ReferenceSystem, SystemVm
 
@@ -194,12 +194,12 @@ def _bytecodes_per_call(workload: Callable[[], object]) -> float:
     return float(count)
 
 
-def throughput(pairs: int = 20, batches: int = 1, repeat: int = 400) -> dict[str, float]:
+def throughput(pairs: int = 20, repeat: int = 1000, batches: int = 1, batch_repeat: int = 400) -> dict[str, float]:
     """Calls per second (alternating single alloc/free) and vectors per second (64-entry batches).
 
-    ``repeat`` repeats of ``pairs`` single alloc/free pairs, then ``repeat`` repeats of ``batches`` 64-entry
-    alloc/free pairs; the figures are the best repeat (the least disturbed, as ``timeit`` advises) and the
-    median one.
+    ``repeat`` repeats of ``pairs`` single alloc/free pairs (a few seconds: the machine this runs on may change
+    speed for seconds at a time), then ``batch_repeat`` repeats of ``batches`` 64-entry alloc/free pairs; the
+    figures are the best repeat (the least disturbed, as ``timeit`` advises) and the median one.
     """
     system, vm = _claimed()
     core, mem = system.core, vm.vm.memory
@@ -241,10 +241,10 @@ def throughput(pairs: int = 20, batches: int = 1, repeat: int = 400) -> dict[str
     handles = core.state_of(vm).handles
     issued = handles.counter
     singles = sorted(single() for _ in range(repeat))
-    batches_s = sorted(batch() for _ in range(repeat))
+    batches_s = sorted(batch() for _ in range(batch_repeat))
     bytecodes = _bytecodes_per_call(single)  # one more repeat, traced
     # every timed MSG_ALLOC succeeded (a handle per vector) and every MSG_FREE too (nothing is left allocated)
-    if handles.counter - issued != (repeat + 1) * pairs + repeat * 64 * batches or core.state_of(vm).messages:
+    if handles.counter - issued != (repeat + 1) * pairs + batch_repeat * 64 * batches or core.state_of(vm).messages:
         raise BenchError("a timed MSG_ALLOC or MSG_FREE failed")
     check = hypercall(vm, 0, fn_alloc, alloc_args)
     if check.status != 0 or check.value != 1:
@@ -301,10 +301,10 @@ def codec(number: int = 5_000, repeat: int = 60) -> dict[str, float]:
     return {"hot_path_ns": hot, "struct_baseline_ns": base, "ratio": hot / base}
 
 
-def remap_table(repeat: int = 30, batch: int = 256) -> dict[str, float]:
-    """Remapping-table allocation cost at 1% and 95% occupancy (free entries scattered), in ns."""
-    low = alloc_cost_ns(0.01, repeat=repeat, batch=batch)
-    high = alloc_cost_ns(0.95, repeat=repeat, batch=batch)
+def remap_table(repeat: int = 100, batch: int = 256) -> dict[str, float]:
+    """Remapping-table allocation cost at 1% and 95% occupancy (free entries scattered, samples alternating),
+    in ns."""
+    low, high = paired_cost_ns(1, batch, repeat)
     return {"alloc_ns_1pct": low, "alloc_ns_95pct": high, "ratio": high / low}
 
 
@@ -343,7 +343,7 @@ def run(
         say(f"exits: msi, {n} vectors")
         exits += exit_rows("msi", n)
     say("throughput")
-    tp = throughput(pairs=20, batches=1, repeat=20) if quick else throughput()
+    tp = throughput(repeat=20, batch_repeat=5) if quick else throughput()
     say("codec")
     cd = codec(number=2_000, repeat=5) if quick else codec()
     say("remapping table")

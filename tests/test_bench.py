@@ -86,3 +86,14 @@ def test_the_page_renders_every_section() -> None:
     assert "Target: at N = 2048" in exits
     for section in SECTIONS:
         assert render_bench(section).strip()
+
+
+def test_remap_bench_module_reports_both_occupancies(capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m pvmsi.reference.platform.remap_bench --json``: single entries and 32-entry blocks."""
+    from pvmsi.reference.platform.remap_bench import main as remap_main
+
+    remap_main(["--repeat", "2", "--batch", "16", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"alloc_ns_1pct", "alloc_ns_95pct", "ratio", "alloc32_ns_1pct", "alloc32_ns_95pct", "ratio32"}
+    assert all(v > 0 for v in out.values())
+    assert out["ratio"] == out["alloc_ns_95pct"] / out["alloc_ns_1pct"]

@@ -6,6 +6,7 @@ The table is filled to the target occupancy with single entries, then a random s
 free entries are scattered (the worst case for a scanning allocator).  One timing sample allocates ``batch``
 entries (or blocks) and then frees them again, so the occupancy stays put; the figure is the best sample's
 time divided by the allocations, in nanoseconds (``timeit`` practice: the minimum is the least disturbed run).
+The samples at 1% and 95% alternate, so that the ratio compares like with like.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import json
 import random
 import timeit
+from collections.abc import Callable
 
 from .remap import TABLE_ENTRIES, Irte, RemappingTable
 from .requester import Requester
@@ -41,12 +43,12 @@ def filled_table(occupancy: float, seed: int = 1, *, free_blocks: int = 0, block
     return table
 
 
-def alloc_cost_ns(occupancy: float, *, count: int = 1, batch: int = 256, repeat: int = 50, seed: int = 1) -> float:
-    """Nanoseconds per ``alloc(count=count)`` at ``occupancy`` (best of ``repeat`` samples)."""
+def _sampler(occupancy: float, count: int, batch: int, seed: int) -> Callable[[], float]:
+    """One timing sample at ``occupancy``: allocate ``batch`` entries (or blocks), then free them again."""
     table = filled_table(occupancy, seed, free_blocks=batch if count > 1 else 0, block=max(count, 1))
     timer = timeit.default_timer
-    best = float("inf")
-    for _ in range(repeat):
+
+    def sample() -> float:
         start = timer()
         got = [table.alloc(_ENTRY, count) for _ in range(batch)]
         elapsed = timer() - start
@@ -54,16 +56,29 @@ def alloc_cost_ns(occupancy: float, *, count: int = 1, batch: int = 256, repeat:
             if base is None:
                 raise RuntimeError(f"table exhausted at occupancy {occupancy} for blocks of {count}")
             table.free(base)
-        best = min(best, elapsed)
-    return best / batch * 1e9
+        return elapsed
+
+    return sample
+
+
+def alloc_cost_ns(occupancy: float, *, count: int = 1, batch: int = 256, repeat: int = 50, seed: int = 1) -> float:
+    """Nanoseconds per ``alloc(count=count)`` at ``occupancy`` (best of ``repeat`` samples)."""
+    sample = _sampler(occupancy, count, batch, seed)
+    return min(sample() for _ in range(repeat)) / batch * 1e9
+
+
+def paired_cost_ns(count: int, batch: int, repeat: int, seed: int = 1) -> tuple[float, float]:
+    """ns per allocation at 1% and at 95% occupancy, their samples alternating (so that a change in the
+    machine's speed during the run affects both alike: the ratio is the figure that matters)."""
+    low, high = _sampler(0.01, count, batch, seed), _sampler(0.95, count, batch, seed)
+    pairs = [(low(), high()) for _ in range(repeat)]
+    return min(p[0] for p in pairs) / batch * 1e9, min(p[1] for p in pairs) / batch * 1e9
 
 
 def measure(repeat: int = 50, batch: int = 256) -> dict[str, float]:
     """The figures ``pvmsi bench`` reports under ``remap_table``."""
-    low = alloc_cost_ns(0.01, repeat=repeat, batch=batch)
-    high = alloc_cost_ns(0.95, repeat=repeat, batch=batch)
-    low_block = alloc_cost_ns(0.01, count=32, repeat=repeat, batch=batch // 8)
-    high_block = alloc_cost_ns(0.95, count=32, repeat=repeat, batch=batch // 8)
+    low, high = paired_cost_ns(1, batch, repeat)
+    low_block, high_block = paired_cost_ns(32, batch // 8, repeat)
     return {
         "alloc_ns_1pct": low,
         "alloc_ns_95pct": high,
