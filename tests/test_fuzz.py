@@ -44,6 +44,27 @@ def test_fuzz_cli_json() -> None:
     report = json.loads(result.output)
     assert report["ok"]
     assert report["inputs"] == 500
+    assert report["run"]["seed"] == 2
+    assert report["run"]["jobs"] == 1
+    assert {"cpus", "python", "date"} <= set(report["run"])
+
+
+def test_the_published_fuzz_run_is_a_clean_million_inputs() -> None:
+    """docs/assets/fuzz.json (what the Performance page renders) is the documented 1,000,000-input run, and the
+    page shows every status and its verdict from it."""
+    from pvmsi.docsgen.fuzz import FUZZ_JSON, load, render_fuzz
+
+    report = load(FUZZ_JSON)
+    assert report["ok"]
+    assert report["failures"] == 0
+    assert report["inputs"] == 1_000_000
+    assert (report["run"]["seed"], report["run"]["jobs"]) == (1, 2)
+    assert 0 < sum(report["statuses"].values()) <= report["inputs"]  # a trap outside pvmsi returns no status
+    text = render_fuzz()
+    assert "1,000,000-input run" in text
+    assert "**no failure**" in text
+    for name, n in report["statuses"].items():
+        assert f"{name} {n:,}" in text
 
 
 def test_chunks() -> None:

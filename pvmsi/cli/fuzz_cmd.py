@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -69,6 +72,13 @@ def fuzz(inputs: int, seed: int, jobs: int, as_json: bool) -> None:
     else:
         with console.status(f"fuzzing {inputs} inputs in {jobs} processes"), ProcessPoolExecutor(jobs) as pool:
             report = _merge(list(pool.map(_run_chunk, [(n, seed + j) for j, n in enumerate(chunks(inputs, jobs))])))
+    report["run"] = {
+        "seed": seed,
+        "jobs": jobs,
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
     if as_json:
         click.echo(json.dumps(report, sort_keys=True))
     else:

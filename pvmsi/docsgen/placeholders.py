@@ -19,7 +19,7 @@ from pvmsi.spec.requirements import REQUIREMENTS, SECTIONS
 from pvmsi.spec.states import MACHINES
 from pvmsi.spec.version import VERSION_MAJOR, VERSION_MINOR
 
-from . import bench, calls, constants, examples, formats, requirements, traceability
+from . import bench, calls, constants, examples, formats, fuzz, requirements, traceability
 from .context import Ctx, DocsError, SiteIndex
 
 _OPEN = re.compile(r"\{\{\s*pvmsi\b")
@@ -81,6 +81,7 @@ DIRECTIVES: dict[str, Directive] = {
     "traceability": Directive("none", False, lambda c, a: traceability.render_traceability(c)),
     "report-schema": Directive("none", False, lambda c, a: traceability.render_report_schema(c)),
     "bench": Directive("required", False, lambda c, a: bench.render_bench(_req(a))),
+    "fuzz": Directive("none", False, lambda c, a: fuzz.render_fuzz()),
     "ref": Directive("required", True, _ref),
     "version": Directive("none", True, lambda c, a: f"{VERSION_MAJOR}.{VERSION_MINOR}"),
 }
