@@ -130,8 +130,9 @@ class SystemVm:
         return self.platform.device_at_address(self.vm_id, segment, bus, devfn)
 
     def device(self, segment: int, bus: int, devfn: int, pasid: int | None) -> AssignedFunction | None:
-        dev = self._assigned.get((self.vm_id, segment, bus, devfn))
-        if dev is None:
+        try:
+            dev = self._assigned[self.vm_id, segment, bus, devfn]  # subscript: no method call on the proxy
+        except KeyError:
             return None
         function = self._functions.get((dev, pasid))
         if function is None:

@@ -25,6 +25,7 @@ BLOCK_SIZES = (1, 2, 4, 8, 16, 32)
 _WORD = 64
 _FULL_WORD = (1 << _WORD) - 1
 _LOW_HALF = (1 << (_WORD // 2)) - 1
+_ALL_SIZES = 63  # size flags with every block size free
 
 
 def _aligned_mask(size: int) -> int:
@@ -205,7 +206,11 @@ class RemappingTable:
         free = self._free[word]
         runs = free if count == 1 else _free_runs(free)[size_index]
         bit = (runs & -runs).bit_length() - 1
-        self._set_word(word, free & ~(((1 << count) - 1) << bit))
+        free &= ~(((1 << count) - 1) << bit)
+        if self._flags[word] == _ALL_SIZES and (free & _LOW_HALF == _LOW_HALF or free >> 32 == _LOW_HALF):
+            self._free[word] = free  # a free 32-entry half is left: no size flag changes (the sparse case)
+        else:
+            self._set_word(word, free)
         base = word * _WORD + bit
         self._fill(base, count, entry)
         return base
@@ -244,7 +249,11 @@ class RemappingTable:
         for i in range(base, base + count):
             self._entries[i] = None
         word = base >> 6
-        self._set_word(word, self._free[word] | ((1 << count) - 1) << (base & 63))
+        free = self._free[word] | ((1 << count) - 1) << (base & 63)
+        if self._flags[word] == _ALL_SIZES:
+            self._free[word] = free  # every size was free already: freeing more changes no flag
+        else:
+            self._set_word(word, free)
         self._used -= count
         return count
 
@@ -279,7 +288,7 @@ class RemappingTable:
         if not free:
             new = 0
         elif free & _LOW_HALF == _LOW_HALF or free >> 32 == _LOW_HALF:
-            new = 63  # a free aligned 32-entry block holds free blocks of every smaller size
+            new = _ALL_SIZES  # a free aligned 32-entry block holds free blocks of every smaller size
         else:
             m = free & (free >> 1)
             if not m & _A2:
