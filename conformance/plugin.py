@@ -234,7 +234,10 @@ def pvmsi_iut(pytestconfig: pytest.Config) -> Iterator[Any]:
         from ..reference.hypervisor.config import HypervisorConfig
         from .scenarios import Recorder as ScenarioRecorder
 
-        iut: Any = ScenarioRecorder(ReferenceHypervisor(HypervisorConfig(handle_seed=1)))
+        def host() -> ReferenceHypervisor:
+            return ReferenceHypervisor(HypervisorConfig(handle_seed=1))
+
+        iut: Any = ScenarioRecorder(host(), new_host=host)  # a fresh host per test: vectors independent
     else:
         iut = open_hypervisor(pytestconfig.getoption("--pvmsi-iut"), pytestconfig.getoption("--pvmsi-timeout"))
     try:

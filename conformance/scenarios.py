@@ -11,7 +11,7 @@ documented in conformance/vectors/README.md; :func:`replay` is the reference rep
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,9 @@ class Recorder:
     """Wraps a hypervisor IUT and records what a test does to it, and what it answered."""
 
     inner: HypervisorIUT
+    #: When set, every test is recorded on a host of its own, made by this factory (so that a scenario's bytes,
+    #: VM ids and handles included, depend on that test alone, not on the tests recorded before it).
+    new_host: Callable[[], HypervisorIUT] | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)
     vm_names: dict[int, str] = field(default_factory=dict)
     captures: dict[int, str] = field(default_factory=dict)  # value -> capture name (handles)
@@ -81,6 +84,9 @@ class Recorder:
     # -- bookkeeping ------------------------------------------------------------------------------------------
 
     def begin(self) -> None:
+        if self.new_host is not None:
+            self.inner.close()
+            self.inner = self.new_host()
         self.steps, self.vm_names, self.captures, self.pairs, self.memory = [], {}, {}, {}, {}
         self.pending, self.pair_note = None, None
 

@@ -38,6 +38,18 @@ def test_regeneration_is_byte_identical(regenerated: Path) -> None:
         assert (regenerated / name).read_bytes() == (COMMITTED / name).read_bytes(), f"{name} drifted"
 
 
+def test_a_vector_depends_on_its_test_alone(tmp_path: Path) -> None:
+    """Each test is recorded on a host of its own: one late test recorded alone gives the committed bytes, so a
+    new test never rewrites the vectors of the others."""
+    from pvmsi.conformance.runner import run
+
+    report = run("hypervisor", "reference", requirements=["HV-FLR-001"], record=tmp_path)
+    assert report.summary.fail == 0
+    name = "test_lifecycle__test_flr_keeps_claim_and_handles.json"
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    assert (tmp_path / name).read_bytes() == (COMMITTED / name).read_bytes()
+
+
 def test_index_lists_every_vector() -> None:
     index = json.loads((COMMITTED / "index.json").read_text())
     files = {p.name for p in COMMITTED.glob("test_*.json")}
