@@ -60,6 +60,8 @@ def _size_flags(free: int) -> int:
     """
     if not free:
         return 0
+    if free & _LOW_HALF == _LOW_HALF or free >> 32 == _LOW_HALF:
+        return _ALL_SIZES  # a free aligned 32-entry block holds free blocks of every smaller size
     m = free & (free >> 1)
     if not m & _A2:
         return 1
@@ -73,7 +75,7 @@ def _size_flags(free: int) -> int:
     if not m & _A16:
         return 15
     m &= m >> 16
-    return 63 if m & _A32 else 31
+    return _ALL_SIZES if m & _A32 else 31
 
 
 _SIZE_INDEX = {size: i for i, size in enumerate(BLOCK_SIZES)}
@@ -118,7 +120,7 @@ class RemappingTable:
         self._capacity = entries
         words = entries // _WORD
         self._free: list[int] = [_FULL_WORD] * words
-        self._flags: list[int] = [_size_flags(_FULL_WORD)] * words
+        self._flags: list[int] = [_ALL_SIZES] * words
         all_words = (1 << words) - 1
         self._summary: list[int] = [all_words for _ in BLOCK_SIZES]
         self._entries: list[Irte | None] = [None] * entries
@@ -284,26 +286,7 @@ class RemappingTable:
     def _set_word(self, word: int, free: int) -> None:
         self._free[word] = free
         old = self._flags[word]
-        # _size_flags(free), inline: this runs on every allocation and free
-        if not free:
-            new = 0
-        elif free & _LOW_HALF == _LOW_HALF or free >> 32 == _LOW_HALF:
-            new = _ALL_SIZES  # a free aligned 32-entry block holds free blocks of every smaller size
-        else:
-            m = free & (free >> 1)
-            if not m & _A2:
-                new = 1
-            else:
-                m &= m >> 2
-                if not m & _A4:
-                    new = 3
-                else:
-                    m &= m >> 4
-                    if not m & _A8:
-                        new = 7
-                    else:
-                        m &= m >> 8
-                        new = 15 if not m & _A16 else 63 if (m & (m >> 16)) & _A32 else 31
+        new = _size_flags(free)
         if old != new:
             self._flags[word] = new
             changed = old ^ new

@@ -61,12 +61,6 @@ def _sampler(occupancy: float, count: int, batch: int, seed: int) -> Callable[[]
     return sample
 
 
-def alloc_cost_ns(occupancy: float, *, count: int = 1, batch: int = 256, repeat: int = 50, seed: int = 1) -> float:
-    """Nanoseconds per ``alloc(count=count)`` at ``occupancy`` (best of ``repeat`` samples)."""
-    sample = _sampler(occupancy, count, batch, seed)
-    return min(sample() for _ in range(repeat)) / batch * 1e9
-
-
 def paired_cost_ns(count: int, batch: int, repeat: int, seed: int = 1) -> tuple[float, float]:
     """ns per allocation at 1% and at 95% occupancy, their samples alternating (so that a change in the
     machine's speed during the run affects both alike: the ratio is the figure that matters)."""
