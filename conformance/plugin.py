@@ -8,10 +8,12 @@ Use it in your own pytest run with ``pytest -p pvmsi.conformance.plugin --pvmsi-
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -23,6 +25,53 @@ from .results import TestResult, Verdict
 
 SUITES = Path(__file__).parent / "suites"
 UNSUPPORTED_PREFIX = "unsupported: "
+
+
+def suite_module_name(path: Path) -> str | None:
+    """The installed name of a file of this package (``.../suites/guest/test_batch.py`` is
+    ``pvmsi.conformance.suites.guest.test_batch``, a folder's ``__init__.py`` the folder's name), or None for a
+    file outside it."""
+    try:
+        rel = path.resolve().relative_to(Path(__file__).parent.resolve())
+    except ValueError:
+        return None
+    parts = list(rel.with_suffix("").parts)
+    return ".".join([__package__ or "pvmsi.conformance", *parts[: -1 if parts[-1:] == ["__init__"] else None]])
+
+
+class SuiteModule(pytest.Module):
+    """A suite file, imported under its installed name. pytest would name a file by the folders above it that
+    hold an ``__init__.py`` (``conformance.suites...`` in a checkout, where the folder is not called pvmsi), and so
+    import a second copy of the package; the suites import ``pvmsi.conformance`` and must share it."""
+
+    def _getobj(self) -> ModuleType:
+        name = suite_module_name(self.path)
+        assert name is not None, self.path  # made only for files under SUITES (pytest_pycollect_makemodule)
+        return importlib.import_module(name)
+
+
+class SuitePackage(pytest.Package):
+    """A folder of the suites (or above them, up to this package): its ``__init__.py`` (no ``setup_module``)
+    imported under its installed name, for the reason :class:`SuiteModule` gives."""
+
+    def setup(self) -> None:
+        name = suite_module_name(self.path / "__init__.py")
+        assert name is not None, self.path  # made only for folders under SUITES (pytest_collect_directory)
+        importlib.import_module(name)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> pytest.Module | None:
+    if suite_module_name(module_path) is None:
+        return None
+    return SuiteModule.from_parent(parent, path=module_path)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if suite_module_name(path / "__init__.py") is None or not (path / "__init__.py").is_file():
+        return None
+    return SuitePackage.from_parent(parent, path=path)
 
 
 class Preopened:
@@ -221,7 +270,8 @@ def _pvmsi_options(request: pytest.FixtureRequest, pvmsi_ics: Ics) -> None:
 
 @pytest.fixture(scope="session")
 def pvmsi_iut(pytestconfig: pytest.Config) -> Iterator[Any]:
-    from .connect import open_hypervisor
+    """The implementation under test named by ``--pvmsi-iut``, in the role ``--pvmsi-role`` gives it."""
+    from .connect import open_guest, open_hypervisor
 
     pre = pytestconfig.stash.get(PREOPENED, None)
     if pre is not None:  # opened (and closed) by the runner
@@ -229,7 +279,10 @@ def pvmsi_iut(pytestconfig: pytest.Config) -> Iterator[Any]:
             raise pre.error
         yield pre.iut
         return
-    if pytestconfig.getoption("--pvmsi-record"):
+    timeout = pytestconfig.getoption("--pvmsi-timeout")
+    if pytestconfig.getoption("--pvmsi-role") == "guest":
+        iut: Any = open_guest(pytestconfig.getoption("--pvmsi-iut"), timeout)
+    elif pytestconfig.getoption("--pvmsi-record"):
         from ..reference.backend import ReferenceHypervisor
         from ..reference.hypervisor.config import HypervisorConfig
         from .scenarios import Recorder as ScenarioRecorder
@@ -237,13 +290,27 @@ def pvmsi_iut(pytestconfig: pytest.Config) -> Iterator[Any]:
         def host() -> ReferenceHypervisor:
             return ReferenceHypervisor(HypervisorConfig(handle_seed=1))
 
-        iut: Any = ScenarioRecorder(host(), new_host=host)  # a fresh host per test: vectors independent
+        iut = ScenarioRecorder(host(), new_host=host)  # a fresh host per test: vectors independent
     else:
-        iut = open_hypervisor(pytestconfig.getoption("--pvmsi-iut"), pytestconfig.getoption("--pvmsi-timeout"))
+        iut = open_hypervisor(pytestconfig.getoption("--pvmsi-iut"), timeout)
     try:
         yield iut
     finally:
         iut.close()
+
+
+@pytest.fixture
+def guest(request: pytest.FixtureRequest, pvmsi_iut: Any) -> Iterator[Any]:
+    """The suite plays the hypervisor for the guest under test; the transcript goes into the report."""
+    from .guest_toolkit import GuestSession
+
+    g = GuestSession(pvmsi_iut)
+    request.node.pvmsi_transcript = g.transcript
+    start = time.perf_counter()
+    try:
+        yield g
+    finally:
+        request.node.pvmsi_duration = time.perf_counter() - start
 
 
 @pytest.fixture

@@ -4,15 +4,12 @@ gives a working ``pvmsi``, conformance suite included); dev and docs tools stay 
 from __future__ import annotations
 
 import ast
-import os
 import re
 import sys
 from importlib.metadata import packages_distributions, requires
-from pathlib import Path
 
 from packaging.requirements import Requirement
-
-PACKAGE = Path(__file__).resolve().parent.parent / "pvmsi"
+from typecheck import ROOT, package_dir
 
 
 def _normal(name: str) -> str:
@@ -20,11 +17,11 @@ def _normal(name: str) -> str:
 
 
 def _imported_modules() -> dict[str, str]:
-    """Top-level modules imported anywhere in the package (through its spec/reference/conformance links),
-    each with one file that imports it."""
+    """Top-level modules imported anywhere in the package (every folder pyproject.toml maps into it), each with one
+    file that imports it."""
     found: dict[str, str] = {}
-    files = [Path(d) / f for d, _, names in os.walk(PACKAGE, followlinks=True) for f in names if f.endswith(".py")]
-    assert any(p.name == "runner.py" for p in files), "the spec/reference/conformance links were not followed"
+    files = [path for folder in package_dir().values() for path in folder.rglob("*.py")]
+    assert any(p.name == "runner.py" for p in files), "the conformance folder was not walked"
     for path in sorted(files):
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):
@@ -34,7 +31,7 @@ def _imported_modules() -> dict[str, str]:
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names = [node.module]
             for name in names:
-                found.setdefault(name.split(".")[0], str(path.relative_to(PACKAGE)))
+                found.setdefault(name.split(".")[0], str(path.relative_to(ROOT)))
     return found
 
 
