@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ..spec.iut import GuestIUT, HypervisorIUT, IutError
 from .harness.client import HarnessConnection, HarnessGuest, HarnessHypervisor
 from .harness.transport import open_channel
-from .iut import GuestIUT, HypervisorIUT, IutError
 
 
 def open_hypervisor(spec: str, timeout: float) -> HypervisorIUT:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..reference.backend import ReferenceHypervisor
 from ..reference.hypervisor.blocks import ALIGN, PAGE, MemoryRules
-from ..reference.hypervisor.core import Call, CallResult
+from ..reference.hypervisor.call import Call, CallResult
 from ..reference.hypervisor.errors import CallError
 from ..reference.hypervisor.ports import GuestMemory, VmPort
 from ..reference.hypervisor.vmstate import Claim, DeviceKey, Message

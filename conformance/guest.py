@@ -19,8 +19,8 @@ from ..reference.guest.core import GuestCore, GuestError, Target
 from ..reference.guest.core import GuestMode as CoreMode
 from ..spec.constants import MsgKind, Status
 from ..spec.harness_constants import DeviceOp, GuestOp
+from ..spec.iut import DeviceRef, GuestCommand, GuestHost, GuestMode, GuestResult, IutError, IutInfo
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
-from .iut import DeviceRef, GuestCommand, GuestHost, GuestMode, GuestResult, IutError, IutInfo
 
 PAGE = 4096
 #: Makes a fresh guest core on BOOT, given the scratch page the suite assigned.

@@ -36,6 +36,7 @@ from ..spec.formats import (
     BATCH_IN,
     BATCH_OUT,
     DEVICE_INFO,
+    FORMATS,
     FREE_ENTRY,
     FREE_RESULT,
     HV_INFO,
@@ -44,9 +45,9 @@ from ..spec.formats import (
     RETARGET_RESULT,
 )
 from ..spec.harness_constants import DeviceOp, DeviceProfile, FireOutcome, LifecycleEvent
-from ..spec.layout import FORMATS, layout_of
+from ..spec.iut import DeviceRef, DeviceSlot, FireResult, GuestResult, VmKnobs
+from ..spec.layout import layout_of
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR, encode_version
-from .iut import DeviceRef, DeviceSlot, FireResult, GuestResult, VmKnobs
 
 PAGE = 4096
 KNOWN_1_0 = int(ALL_FEATURES)

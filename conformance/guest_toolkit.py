@@ -16,8 +16,8 @@ from typing import Any
 
 from ..spec.constants import FunctionNumber, MsgKind, Status
 from ..spec.harness_constants import GuestOp
+from ..spec.iut import DeviceRef, GuestCommand, GuestIUT, GuestMode, GuestResult
 from .guest_host import ABSENT, IDXD, MLX5, MSI_DEV, CallRecord, HostKnobs, HostModel, status_name
-from .iut import DeviceRef, GuestCommand, GuestIUT, GuestMode, GuestResult
 from .toolkit import check
 
 #: The guest page the suite assigns for parameter blocks (BOOT's scratch_gpa).

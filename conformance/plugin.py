@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from ..spec.iut import IutTimeout, Unsupported
 from ..spec.requirements import SECTIONS, by_id
 from .ics import Ics, default_ics, load_ics
-from .iut import IutTimeout, Unsupported
 from .results import TestResult, Verdict
 
 SUITES = Path(__file__).parent / "suites"

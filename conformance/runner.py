@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 import pytest
 
+from ..spec.iut import IutError, IutTimeout
 from ..spec.requirements import SECTIONS, by_id
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
 from . import plugin
-from .iut import IutError, IutTimeout
 from .plugin import SUITES, Preopened, Recorder, requirements_of, role_of, section_of
 from .results import Report, Summary, TestResult
 

@@ -18,9 +18,9 @@ from typing import Any
 
 from ..spec.constants import FunctionNumber
 from ..spec.harness_constants import DeviceProfile, DeviceSpace, FireOutcome, LifecycleEvent, TrapArch, TrapInstruction
+from ..spec.iut import Counters, DeviceRef, DeviceSlot, FireResult, HypervisorIUT, IutInfo, VmKnobs
 from ..spec.layout import FormatLayout, format_layout
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
-from .iut import Counters, DeviceRef, DeviceSlot, FireResult, HypervisorIUT, IutInfo, VmKnobs
 
 SCENARIO_FORMAT = "pvmsi-scenario"
 SCENARIO_VERSION = 1

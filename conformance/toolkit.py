@@ -29,10 +29,10 @@ from ..spec.formats import (
     RETARGET_RESULT,
 )
 from ..spec.harness_constants import DeviceProfile, DeviceSpace
+from ..spec.iut import DeviceRef, DeviceSlot, FireResult, HypervisorIUT, VmKnobs
 from ..spec.layout import layout_of
 from ..spec.requirements import by_id
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
-from .iut import DeviceRef, DeviceSlot, FireResult, HypervisorIUT, VmKnobs
 
 #: The guest page the suite puts parameter blocks in, and where in it.
 SCRATCH = 0x10000

@@ -1,4 +1,4 @@
-"""The reference hypervisor as an implementation under test: :class:`~pvmsi.conformance.iut.HypervisorIUT`
+"""The reference hypervisor as an implementation under test: :class:`~pvmsi.spec.iut.HypervisorIUT`
 over a :class:`~.system.ReferenceSystem`, in-process.  ``pvmsi serve --role hypervisor`` serves the same object
 over the harness protocol."""
 
@@ -6,17 +6,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..conformance.iut import (
-    BadAddress,
-    Counters,
-    DeviceRef,
-    DeviceSlot,
-    FireResult,
-    IutInfo,
-    NoSuchDevice,
-    NoSuchVm,
-    VmKnobs,
-)
 from ..spec.constants import MsgKind
 from ..spec.harness_constants import (
     TRAP_REGISTERS,
@@ -26,6 +15,17 @@ from ..spec.harness_constants import (
     LifecycleEvent,
     TrapArch,
     TrapInstruction,
+)
+from ..spec.iut import (
+    BadAddress,
+    Counters,
+    DeviceRef,
+    DeviceSlot,
+    FireResult,
+    IutInfo,
+    NoSuchDevice,
+    NoSuchVm,
+    VmKnobs,
 )
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
 from .hypervisor.config import HypervisorConfig

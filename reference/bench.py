@@ -42,7 +42,6 @@ from typing import Any
 
 from ..spec.constants import FunctionNumber, MsgKind
 from ..spec.fastcodec import fast
-from ..spec.formats import BATCH_IN  # noqa: F401  (registers every format before fast() is used)
 from .guest.actions import GuestDevice
 from .guest.core import KNOWN_FEATURES, GuestCore, GuestMessage, Target
 from .guest.driver import InProcessDriver

@@ -37,7 +37,6 @@ from ..spec.callconv import CONVENTIONS
 from ..spec.calls import CALLS_BY_FN
 from ..spec.constants import Feature, FunctionNumber, MsgKind, Status
 from ..spec.fastcodec import fast
-from ..spec.formats import BATCH_IN  # noqa: F401  (registers every format before fast() is used)
 from .guest.actions import GuestDevice, MaskSlot, ProgramSlot, SetEnabled
 from .guest.driver import InProcessDriver
 from .hypervisor.arch import to_signed

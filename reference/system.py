@@ -15,8 +15,9 @@ from typing import Any
 from ..spec.constants import MsgKind
 from ..spec.version import encode_version
 from .hypervisor.arch import cpuid, firmware_call, hypercall_registers
+from .hypervisor.call import CallResult
 from .hypervisor.config import HypervisorConfig
-from .hypervisor.core import CallResult, HypervisorCore
+from .hypervisor.core import HypervisorCore
 from .hypervisor.migration import evict_vm, export_vm, import_vm
 from .hypervisor.ports import GuestMemory, Source
 from .hypervisor.vmstate import DeviceKey

@@ -1,34 +1,20 @@
-"""Building blocks for pvmsi wire formats, and the checked decoder/encoder.
+"""The checked decoder and encoder of pvmsi wire formats.
 
-Formats are construct ``Struct`` values built from the field kinds below.  Decoding is strict (spec section
-"Conventions"): a short buffer, a non-zero reserved field or an unknown enum value is rejected with a
-:class:`DecodeError` that names the field path and the byte offset of the offending field.
+Formats are construct ``Struct`` values built from the field kinds of :mod:`pvmsi.spec.fields`.  Decoding is
+strict (spec section "Conventions"): a short buffer, a non-zero reserved field or an unknown enum value is
+rejected with a :class:`DecodeError` that names the field path and the byte offset of the offending field.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import construct as cs
-from construct.core import stream_tell
 
-# Little-endian, fixed-width field types (spec "Conventions": byte order).
-u8: cs.Construct[int, int] = cs.Int8ul
-u16: cs.Construct[int, int] = cs.Int16ul
-u32: cs.Construct[int, int] = cs.Int32ul
-u64: cs.Construct[int, int] = cs.Int64ul
-s32: cs.Construct[int, int] = cs.Int32sl
-s64: cs.Construct[int, int] = cs.Int64sl
-
-
-if TYPE_CHECKING:  # construct-typing's generics exist for the type checker only
-    _SubconBase = cs.Subconstruct[Any, Any, Any, Any]
-    _AdapterBase = cs.Adapter[int, int, Any, Any]
-else:
-    _SubconBase = cs.Subconstruct
-    _AdapterBase = cs.Adapter
+from .constants import group
+from .fields import FieldRejected
+from .layout import layout_of
 
 
 class DecodeError(ValueError):
@@ -52,114 +38,6 @@ class EncodeError(ValueError):
         super().__init__(f"{fmt}.{path}: {reason}")
 
 
-class _FieldRejected(cs.ValidationError):
-    """Raised inside construct's parse; converted to :class:`DecodeError` by :func:`decode`."""
-
-    def __init__(self, reason: str, offset: int, path: str) -> None:
-        super().__init__(reason, path=path)
-        self.reason = reason
-        self.offset = offset
-
-
-class Reserved(_SubconBase):
-    """A reserved field: must be zero on the wire (GEN-CONV-002); builds as zero when omitted.
-
-    Wraps an integer, an ``Array`` of integers or a ``Bytes``; every element must be zero.
-    """
-
-    def __init__(self, subcon: cs.Construct[Any, Any]) -> None:
-        super().__init__(subcon)
-        self.flagbuildnone = True
-
-    def _parse(self, stream: Any, context: Any, path: str) -> Any:
-        offset = stream_tell(stream, path)
-        value: Any = self.subcon._parsereport(stream, context, path)
-        if isinstance(value, int):
-            if value != 0:
-                raise _FieldRejected(f"reserved field is {value:#x}, must be zero", offset, path)
-        elif isinstance(value, bytes | bytearray):  # a reserved byte array: reported at its start
-            if any(value):
-                raise _FieldRejected("reserved field is non-zero, must be zero", offset, path)
-        else:  # a reserved array of integers: reported at the first non-zero element
-            sub: Any = self.subcon
-            elem = sub.subcon.sizeof()
-            for i, v in enumerate(value):
-                if v != 0:
-                    raise _FieldRejected(f"reserved field is {v:#x}, must be zero", offset + i * elem, path)
-        return value
-
-    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> Any:
-        value = obj
-        sub: Any = self.subcon
-        if obj is None:
-            if isinstance(sub, cs.Bytes):
-                value = bytes(sub.sizeof())
-            elif isinstance(sub, cs.Array):
-                value = [0] * cast(int, sub.count)
-            else:
-                value = 0
-        return self.subcon._build(value, stream, context, path)
-
-
-class EnumField(_AdapterBase):
-    """An integer field whose value must be a member of ``enum``; parses to the enum member."""
-
-    def __init__(self, subcon: cs.Construct[int, int], enum_type: type[enum.IntEnum]) -> None:
-        super().__init__(subcon)
-        self.enum_type = enum_type
-
-    def _parse(self, stream: Any, context: Any, path: str) -> enum.IntEnum:
-        offset = stream_tell(stream, path)
-        value = self.subcon._parsereport(stream, context, path)
-        try:
-            return self.enum_type(value)
-        except ValueError:
-            raise _FieldRejected(f"{value} is not a defined {self.enum_type.__name__} value", offset, path) from None
-
-    def _encode(self, obj: Any, context: Any, path: str) -> int:
-        return int(obj)
-
-    def _decode(self, obj: Any, context: Any, path: str) -> Any:  # pragma: no cover - _parse overrides
-        return self.enum_type(obj)
-
-
-class ValuesOf(_SubconBase):
-    """An integer field that carries constants of a group, named for the docs and bindings but *not* checked on
-    decode: the spec gives such values their own rule (an unknown feature bit gets a status code from the
-    hypervisor; a status or frame kind from a newer peer is still reported)."""
-
-    def __init__(self, subcon: cs.Construct[int, int], group_type: type[enum.IntEnum] | type[enum.IntFlag]) -> None:
-        super().__init__(subcon)
-        self.group_type = group_type
-
-
-class FlagsField(_AdapterBase):
-    """A bit-set field; bits not defined by ``flags`` are reserved and must be zero (GEN-CONV-003)."""
-
-    def __init__(self, subcon: cs.Construct[int, int], flags_type: type[enum.IntFlag]) -> None:
-        super().__init__(subcon)
-        self.flags_type = flags_type
-        self.mask = 0
-        for member in flags_type:
-            self.mask |= int(member)
-
-    def _parse(self, stream: Any, context: Any, path: str) -> enum.IntFlag:
-        offset = stream_tell(stream, path)
-        value = self.subcon._parsereport(stream, context, path)
-        undefined = value & ~self.mask
-        if undefined:
-            raise _FieldRejected(
-                f"reserved {self.flags_type.__name__} bits {undefined:#x} are set, must be zero", offset, path
-            )
-        return self.flags_type(value)
-
-    def _encode(self, obj: Any, context: Any, path: str) -> int:
-        return int(obj)
-
-    def _decode(self, obj: Any, context: Any, path: str) -> Any:  # pragma: no cover - _parse overrides
-        return self.flags_type(obj)
-
-
 def _dotted(path: str) -> str:
     """Turn construct's ``(parsing) -> a -> b`` into ``a.b``."""
     out: list[str] = []
@@ -175,8 +53,6 @@ def decode(fmt: Any, data: bytes | bytearray | memoryview, *, name: str | None =
 
     ``exact`` requires ``len(data) == sizeof``; otherwise trailing bytes are ignored.
     """
-    from .layout import layout_of  # local: layout imports this module
-
     lay = layout_of(fmt)
     label = name or lay.name
     buf = bytes(data)
@@ -187,7 +63,7 @@ def decode(fmt: Any, data: bytes | bytearray | memoryview, *, name: str | None =
         raise DecodeError(label, "<end>", lay.size, f"{len(buf) - lay.size} trailing bytes after the format")
     try:
         return fmt.parse(buf)
-    except _FieldRejected as e:
+    except FieldRejected as e:
         # Name the leaf at the rejected offset (construct's own path has no array index); fall back to it.
         hit = next((lf for lf in lay.leaves() if lf.offset == e.offset), None)
         path = hit.path if hit is not None else _dotted(e.path or "")
@@ -201,8 +77,6 @@ def _int_range(size: int, signed: bool) -> tuple[int, int]:
 
 def _check_value(label: str, lay: Any, value: Any, prefix: str, strict: bool) -> None:
     """Check ``value`` against the layout ``lay`` field by field, so an error names the full dotted path."""
-    from .constants import group
-
     if not isinstance(value, Mapping):
         got = type(value).__name__
         raise EncodeError(label, prefix.rstrip(".") or "<value>", f"expected a mapping of fields, got {got}")
@@ -263,8 +137,6 @@ def encode(fmt: Any, value: Mapping[str, Any], *, name: str | None = None, stric
     reserved field, an undefined enum value and an undefined flag bit, so that :func:`decode` accepts whatever
     :func:`encode` produces.  ``strict=False`` lets a test build such invalid input on purpose.
     """
-    from .layout import layout_of
-
     lay = layout_of(fmt)
     label = name or lay.name
     _check_value(label, lay, value, "", strict)

@@ -12,8 +12,9 @@ from typing import Any
 
 import construct as cs
 
-from .codec import EnumField, FlagsField, Reserved, ValuesOf
 from .constants import group_of
+from .fields import EnumField, FlagsField, Reserved, ValuesOf, format_def
+from .formats import FORMATS
 
 _SCALARS: dict[str, tuple[str, int, bool]] = {
     "<B": ("u8", 1, False),
@@ -27,39 +28,6 @@ _SCALARS: dict[str, tuple[str, int, bool]] = {
     "<i": ("u32", 4, True),
     "<q": ("u64", 8, True),
 }
-
-
-@dataclass(frozen=True)
-class FormatDef:
-    """A named wire format: its construct definition plus its documentation."""
-
-    name: str
-    doc: str
-    struct: Any
-    area: str
-
-    @property
-    def c_name(self) -> str:
-        return f"pvmsi_{self.name}"
-
-
-#: Spec areas in the order the spec presents them; every format belongs to one.
-AREAS: tuple[str, ...] = ("negotiation", "device", "batch", "messages", "harness")
-
-FORMATS: dict[str, FormatDef] = {}
-_BY_STRUCT: dict[int, FormatDef] = {}
-
-
-def define(name: str, area: str, doc: str, struct: Any) -> Any:
-    """Register ``struct`` as the format ``name`` (spec area ``area``) and return it for use in other formats."""
-    if area not in AREAS:
-        raise ValueError(f"format {name}: unknown area {area}")
-    if name in FORMATS:
-        raise ValueError(f"format {name} defined twice")
-    fd = FormatDef(name, doc, struct, area)
-    FORMATS[name] = fd
-    _BY_STRUCT[id(struct)] = fd
-    return struct
 
 
 @dataclass(frozen=True)
@@ -171,7 +139,7 @@ def _field(name: str, sc: Any, doc: str, offset: int) -> FieldLayout:
             raise TypeError(f"field {name}: byte length must be a constant")
         n = sc.length
         return FieldLayout(name, offset, n, "bytes", n, reserved, False, doc)
-    if isinstance(sc, cs.Struct) and id(sc) in _BY_STRUCT:
+    if isinstance(sc, cs.Struct) and format_def(sc) is not None:
         nested = layout_of(sc)
         return FieldLayout(name, offset, nested.size * count, nested.name, count, reserved, False, doc, nested=nested)
     raise TypeError(f"field {name}: unsupported construct {type(sc).__name__}")
@@ -186,7 +154,7 @@ def layout_of(struct: Any) -> FormatLayout:
     cached = _CACHE.get(key)
     if cached is not None:
         return cached
-    fd = _BY_STRUCT.get(key)
+    fd = format_def(struct)
     if fd is None:
         raise KeyError("not a registered pvmsi format")
     fields: list[FieldLayout] = []
@@ -209,14 +177,9 @@ def layout_of(struct: Any) -> FormatLayout:
 
 def format_layout(name: str) -> FormatLayout:
     """The layout of the format registered as ``name``."""
-    from . import formats  # noqa: F401  (importing registers every format)
-
     return layout_of(FORMATS[name].struct)
 
 
 def all_layouts() -> list[FormatLayout]:
     """Layouts of every registered format, in definition order."""
-    from . import formats  # noqa: F401  (importing registers every format)
-
-    order = {area: i for i, area in enumerate(AREAS)}
-    return sorted((layout_of(fd.struct) for fd in FORMATS.values()), key=lambda lay: order[lay.area])
+    return [layout_of(fd.struct) for fd in FORMATS.values()]

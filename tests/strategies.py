@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from pvmsi.spec.codec import encode
 from pvmsi.spec.constants import group
-from pvmsi.spec.layout import FORMATS, FieldLayout, FormatLayout, LeafField, all_layouts
+from pvmsi.spec.formats import FORMATS
+from pvmsi.spec.layout import FieldLayout, FormatLayout, LeafField, all_layouts
 
 LAYOUTS: list[FormatLayout] = all_layouts()
 

@@ -16,7 +16,8 @@ from pvmsi.spec.callconv import CONVENTIONS
 from pvmsi.spec.calls import CALLS
 from pvmsi.spec.constants import CONSTANT_GROUPS
 from pvmsi.spec.dump import spec_dump
-from pvmsi.spec.layout import FORMATS, all_layouts
+from pvmsi.spec.formats import FORMATS
+from pvmsi.spec.layout import all_layouts
 from pvmsi.spec.requirements import REQUIREMENTS, SECTIONS
 from pvmsi.spec.version import SPEC_NAME, VERSION_MAJOR, VERSION_MINOR
 

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from strategies import LAYOUTS, example_value, minimal_value, per_format, plain, struct_of, values_for
 
 from pvmsi.spec.codec import decode, encode
-from pvmsi.spec.layout import FORMATS, FormatLayout, format_layout, layout_of
+from pvmsi.spec.formats import FORMATS
+from pvmsi.spec.layout import FormatLayout, format_layout, layout_of
 
 ids = [lay.name for lay in LAYOUTS]
 by_layout = pytest.mark.parametrize("lay", LAYOUTS, ids=ids)

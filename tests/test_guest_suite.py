@@ -22,12 +22,12 @@ from pvmsi.conformance.guest import GuestRunner, HostCall, ReferenceGuest
 from pvmsi.conformance.guest_host import HostKnobs, HostModel
 from pvmsi.conformance.harness.frames import Frame, FrameReader, build
 from pvmsi.conformance.harness.guest_server import GuestService
-from pvmsi.conformance.iut import GuestCommand, GuestMode
 from pvmsi.conformance.results import Verdict
 from pvmsi.conformance.runner import catalogue, run
 from pvmsi.reference.guest.core import GuestCore
 from pvmsi.spec.constants import FunctionNumber, MsgKind, Status
 from pvmsi.spec.harness_constants import FrameKind, GuestOp, HarnessRole, HarnessStatus
+from pvmsi.spec.iut import GuestCommand, GuestMode
 from pvmsi.spec.requirements import REQUIREMENTS, Level
 
 PVMSI = str(Path(sys.executable).with_name("pvmsi"))

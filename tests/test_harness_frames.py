@@ -23,7 +23,6 @@ from pvmsi.conformance.harness.frames import (
     pad8,
 )
 from pvmsi.conformance.harness.server import HypervisorService
-from pvmsi.conformance.iut import IutError, IutTimeout, Unsupported
 from pvmsi.reference.backend import ReferenceHypervisor
 from pvmsi.spec.codec import encode
 from pvmsi.spec.formats.harness import FRAME_HEADER, PAYLOADS, Payload
@@ -37,6 +36,7 @@ from pvmsi.spec.harness_constants import (
     HarnessStatus,
     LifecycleEvent,
 )
+from pvmsi.spec.iut import IutError, IutTimeout, Unsupported
 from pvmsi.spec.layout import layout_of
 
 REQUESTS = [k for k in PAYLOADS if k < FrameKind.OK]

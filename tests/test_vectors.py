@@ -16,7 +16,8 @@ from pvmsi.cli import main
 from pvmsi.gen.c_common import STYLES, Style
 from pvmsi.gen.c_header import c_header
 from pvmsi.spec.codec import DecodeError, decode, encode
-from pvmsi.spec.layout import FORMATS, all_layouts
+from pvmsi.spec.formats import FORMATS
+from pvmsi.spec.layout import all_layouts
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "conformance" / "vectors"

@@ -18,8 +18,7 @@ from ...spec.harness_constants import (
     TrapArch,
     TrapInstruction,
 )
-from ...spec.version import VERSION_MAJOR, VERSION_MINOR
-from ..iut import (
+from ...spec.iut import (
     Counters,
     DeviceRef,
     DeviceSlot,
@@ -34,6 +33,7 @@ from ..iut import (
     Unsupported,
     VmKnobs,
 )
+from ...spec.version import VERSION_MAJOR, VERSION_MINOR
 from .frames import Frame, FrameError, FrameReader, build, build_error, error_of, pad8
 from .transport import Channel
 
@@ -118,7 +118,7 @@ def answer_error(frame: Frame, code: HarnessStatus, detail: str) -> bytes:
 
 
 class HarnessHypervisor:
-    """:class:`~pvmsi.conformance.iut.HypervisorIUT` over the harness protocol."""
+    """:class:`~pvmsi.spec.iut.HypervisorIUT` over the harness protocol."""
 
     def __init__(self, conn: HarnessConnection) -> None:
         self.conn = conn
@@ -220,7 +220,7 @@ class HarnessHypervisor:
 
 
 class HarnessGuest:
-    """:class:`~pvmsi.conformance.iut.GuestIUT` over the harness protocol: the suite sends GUEST_COMMAND and
+    """:class:`~pvmsi.spec.iut.GuestIUT` over the harness protocol: the suite sends GUEST_COMMAND and
     answers the GUEST_HYPERCALL and GUEST_DEVICE_OP frames the guest sends meanwhile with its ``host``."""
 
     def __init__(self, conn: HarnessConnection) -> None:

@@ -16,9 +16,9 @@ from typing import Any
 
 from ...spec.constants import MsgKind
 from ...spec.harness_constants import FrameKind, GuestOp, HarnessRole, HarnessStatus
+from ...spec.iut import GuestCommand, IutError
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR
 from ..guest import CommandRun, GuestRunner, HostCall, HostRequest
-from ..iut import GuestCommand, IutError
 from .frames import Frame, build, build_error, error_of
 from .server import FrameService, device_ref
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from ..iut import HypervisorIUT
+from ...spec.iut import HypervisorIUT
 from .server import HypervisorService
 
 Factory = Callable[[], HypervisorIUT]

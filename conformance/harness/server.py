@@ -19,7 +19,7 @@ from ...spec.harness_constants import (
     TrapArch,
     TrapInstruction,
 )
-from ..iut import BadAddress, DeviceRef, DeviceSlot, HypervisorIUT, NoSuchDevice, NoSuchVm, Unsupported, VmKnobs
+from ...spec.iut import BadAddress, DeviceRef, DeviceSlot, HypervisorIUT, NoSuchDevice, NoSuchVm, Unsupported, VmKnobs
 from .frames import Frame, FrameError, FrameReader, build, build_error, pad8
 
 

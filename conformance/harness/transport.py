@@ -14,7 +14,7 @@ import subprocess
 import time
 from typing import Protocol
 
-from ..iut import IutError, IutTimeout
+from ...spec.iut import IutError, IutTimeout
 
 
 class Channel(Protocol):

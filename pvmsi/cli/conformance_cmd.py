@@ -13,10 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..conformance.ics import IcsError, load_ics
-from ..conformance.iut import IutError
 from ..conformance.reports import report_schema, to_html, to_json, to_junit, write_atomic
 from ..conformance.results import Report, TestResult, Verdict
 from ..conformance.runner import UsageError, catalogue, run
+from ..spec.iut import IutError
 
 Role = Literal["hypervisor", "guest"]
 COLOURS = {"pass": "green", "fail": "red", "unsupported": "dim", "error": "yellow", "timeout": "yellow"}

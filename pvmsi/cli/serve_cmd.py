@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..conformance.harness.serve import serve_socket, serve_stdio
-from ..conformance.iut import HypervisorIUT
+from ..spec.iut import HypervisorIUT
 
 
 @click.command()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pvmsi.spec.constants import CONSTANT_GROUPS
-from pvmsi.spec.layout import AREAS, FieldLayout, FormatLayout, all_layouts
+from pvmsi.spec.fields import AREAS
+from pvmsi.spec.layout import FieldLayout, FormatLayout, all_layouts
 
 from .context import Ctx, DocsError, format_anchor
 from .diagrams import byte_diagram

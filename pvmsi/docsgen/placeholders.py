@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from pvmsi.spec.calls import CALLS
 from pvmsi.spec.constants import CONSTANT_GROUPS
-from pvmsi.spec.layout import AREAS, all_layouts
+from pvmsi.spec.fields import AREAS
+from pvmsi.spec.layout import all_layouts
 from pvmsi.spec.requirements import REQUIREMENTS, SECTIONS
 from pvmsi.spec.states import MACHINES
 from pvmsi.spec.version import VERSION_MAJOR, VERSION_MINOR

@@ -18,7 +18,8 @@ from typing import Any
 
 from ..spec.codec import DecodeError, decode, encode
 from ..spec.constants import group
-from ..spec.layout import FORMATS, FormatLayout, LeafField, all_layouts
+from ..spec.formats import FORMATS
+from ..spec.layout import FormatLayout, LeafField, all_layouts
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
 
 SCHEMA_VERSION = 1

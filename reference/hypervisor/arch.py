@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ...spec.callconv import CONVENTIONS, RISCV_EXTENSION_ID, X86_CPUID_SIGNATURE, CallingConvention
-from .core import CallResult, HypervisorCore
+from .call import CallResult
+from .core import HypervisorCore
 from .ports import VmPort
 
 MASK64 = (1 << 64) - 1

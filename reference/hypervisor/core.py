@@ -8,7 +8,7 @@ hypervisor requirement of the spec; each check cites the requirement id it imple
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from ...spec.calls import CALLS_BY_FN, CallDef
 from ...spec.codec import DecodeError, decode, encode
@@ -18,6 +18,7 @@ from ...spec.layout import layout_of
 from ...spec.states import DeviceEvent, VmEvent, VmState
 from ...spec.version import encode_version
 from .blocks import MemoryRules
+from .call import Call, CallResult
 from .config import HypervisorConfig
 from .errors import CallError
 from .messages import MessageOps
@@ -30,32 +31,6 @@ _SUBDEVICE_ID = int(DeviceIdFlag.SUBDEVICE)
 _F_SUBDEVICE = int(Feature.SUBDEVICE)
 _INVALID_PARAMETER = Status.INVALID_PARAMETER
 _new_call = tuple.__new__
-
-
-class CallResult(NamedTuple):
-    """What the hypervisor puts in the status and value registers (immutable; a tuple, cheap to build)."""
-
-    status: int
-    value: int = 0
-    #: Why a call failed (the check and the requirement id); diagnostics only, never on the wire.
-    why: str = ""
-
-
-class Call(NamedTuple):
-    """One call in progress (immutable; built as a tuple on every hypercall)."""
-
-    vm: VmPort
-    st: VmPvmsi
-    vcpu: int
-    args: Sequence[int]
-
-    @property
-    def in_gpa(self) -> int:
-        return self.args[0]
-
-    @property
-    def out_gpa(self) -> int:
-        return self.args[1]
 
 
 def size_of(fmt: Any) -> int:

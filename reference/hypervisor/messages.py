@@ -4,17 +4,16 @@ completion", "Allocate, retarget and free")."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ...spec.codec import DecodeError
 from ...spec.constants import DeliveryFlag, Feature, FunctionNumber, MsgKind, RetargetFlag, Status
 from ...spec.fastcodec import FastFormat, Values, fast
-from ...spec.formats import BATCH_IN, BATCH_OUT  # noqa: F401  (registers the formats before fast() is used)
+from .blocks import MemoryRules
+from .call import Call, CallResult
 from .errors import CallError
+from .ports import AssignedDevice, RemapPort
 from .vmstate import Claim, DeviceKey, Message, VmPvmsi
-
-if TYPE_CHECKING:
-    from .core import Call, CallResult, HypervisorCore
 
 # The hot path uses the codec derived from the construct definitions (spec/fastcodec.py; tests/test_fastcodec.py
 # proves it equal to the construct codec): one struct unpack/pack plus the generated field checks per block.
@@ -65,12 +64,21 @@ _ALLOC, _RETARGET, _FREE = (
 )
 
 
+class CoreServices(Protocol):
+    """What the message calls use of the hypervisor core they belong to."""
+
+    rules: MemoryRules
+    remap: RemapPort
+
+    def lookup_fields(
+        self, c: Call, segment: int, bus: int, devfn: int, flags: int, subdevice_id: int
+    ) -> tuple[DeviceKey, AssignedDevice]: ...
+
+
 class MessageOps:
-    """The message calls of one :class:`HypervisorCore`."""
+    """The message calls of one hypervisor core."""
 
-    def __init__(self, core: HypervisorCore) -> None:
-        from .core import CallResult  # core imports this module
-
+    def __init__(self, core: CoreServices) -> None:
         self.core = core
         self._result = CallResult
 

@@ -1,5 +1,6 @@
-"""Every pvmsi 1.0 wire format, one module per area; importing this package registers them all."""
+"""Every pvmsi 1.0 wire format, one module per area, and :data:`FORMATS`, the registry of them all."""
 
+from ..fields import AREAS, FormatDef, format_def
 from . import device, harness, messages, negotiation
 from .device import CLAIM_IN, DEVICE_ID, DEVICE_INFO
 from .messages import (
@@ -14,6 +15,19 @@ from .messages import (
 )
 from .negotiation import HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
 
+
+def _registry() -> dict[str, FormatDef]:
+    """Each area module's formats (its ``DEFINED``, in definition order), in the order of the spec's areas."""
+    defs = [fd for module in (device, harness, messages, negotiation) for fd in map(format_def, module.DEFINED) if fd]
+    names = [fd.name for fd in defs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a format name is defined twice: {sorted(n for n in names if names.count(n) > 1)}")
+    return {fd.name: fd for fd in sorted(defs, key=lambda fd: AREAS.index(fd.area))}
+
+
+#: Every format by name, in the order of the spec's areas (negotiation, device, batch, messages, harness).
+FORMATS: dict[str, FormatDef] = _registry()
+
 __all__ = [
     "ALLOC_ENTRY",
     "ALLOC_RESULT",
@@ -22,6 +36,7 @@ __all__ = [
     "CLAIM_IN",
     "DEVICE_ID",
     "DEVICE_INFO",
+    "FORMATS",
     "FREE_ENTRY",
     "FREE_RESULT",
     "HV_INFO",

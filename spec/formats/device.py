@@ -6,9 +6,8 @@ from typing import Any
 
 import construct as cs
 
-from ..codec import FlagsField, Reserved, u8, u16, u32
 from ..constants import DeviceFlag, DeviceIdFlag, KindMask
-from ..layout import define
+from ..fields import FlagsField, Reserved, define, u8, u16, u32
 
 DEVICE_ID: Any = define(
     "device_id",
@@ -52,4 +51,11 @@ CLAIM_IN: Any = define(
         "kinds" / FlagsField(u32, KindMask) * "Kinds to claim: non-empty, supported and negotiated.",
         "reserved0" / Reserved(u32) * "Reserved, zero.",
     ),
+)
+
+#: The formats of this module, in definition order (:mod:`pvmsi.spec.formats` registers them).
+DEFINED: tuple[Any, ...] = (
+    DEVICE_ID,
+    DEVICE_INFO,
+    CLAIM_IN,
 )

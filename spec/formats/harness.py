@@ -11,8 +11,8 @@ from typing import Any
 
 import construct as cs
 
-from ..codec import EnumField, Reserved, ValuesOf, s32, s64, u8, u16, u32, u64
 from ..constants import MsgKind, Status
+from ..fields import EnumField, Reserved, ValuesOf, define, s32, s64, u8, u16, u32, u64
 from ..harness_constants import (
     DeviceOp,
     DeviceProfile,
@@ -26,7 +26,6 @@ from ..harness_constants import (
     TrapArch,
     TrapInstruction,
 )
-from ..layout import define
 from .device import DEVICE_ID
 
 FRAME_HEADER: Any = define(
@@ -375,3 +374,29 @@ PAYLOADS: dict[FrameKind, Payload] = {
     FrameKind.GUEST_RESULT: Payload(GUEST_RESULT),
     FrameKind.ERROR: Payload(HARNESS_ERROR, ("bytes", "detail_size")),
 }
+
+#: The formats of this module, in definition order (:mod:`pvmsi.spec.formats` registers them).
+DEFINED: tuple[Any, ...] = (
+    FRAME_HEADER,
+    HELLO,
+    VM_CONFIG,
+    DEVICE_SLOT,
+    VM_REF,
+    MEM_ACCESS,
+    HYPERCALL_REQ,
+    HYPERCALL_RES,
+    DEVICE_WRITE,
+    DEVICE_RESULT,
+    DEVICE_FIRE,
+    FIRE_RESULT,
+    INTERRUPTS_HDR,
+    INTERRUPT_RECORD,
+    COUNTER_VALUES,
+    LIFECYCLE,
+    TRAP_REQ,
+    TRAP_RES,
+    HARNESS_ERROR,
+    GUEST_COMMAND,
+    GUEST_RESULT,
+    GUEST_DEVICE_OP,
+)

@@ -10,9 +10,8 @@ from typing import Any
 
 import construct as cs
 
-from ..codec import EnumField, FlagsField, Reserved, ValuesOf, s32, u8, u16, u32, u64
 from ..constants import DeliveryFlag, MsgKind, RetargetFlag, Status
-from ..layout import define
+from ..fields import EnumField, FlagsField, Reserved, ValuesOf, define, s32, u8, u16, u32, u64
 from .device import DEVICE_ID
 
 BATCH_IN: Any = define(
@@ -114,4 +113,16 @@ FREE_RESULT: Any = define(
         "status" / ValuesOf(s32, Status) * "Status of this entry.",
         "reserved0" / Reserved(u32) * "Reserved, zero.",
     ),
+)
+
+#: The formats of this module, in definition order (:mod:`pvmsi.spec.formats` registers them).
+DEFINED: tuple[Any, ...] = (
+    BATCH_IN,
+    BATCH_OUT,
+    ALLOC_ENTRY,
+    ALLOC_RESULT,
+    RETARGET_ENTRY,
+    RETARGET_RESULT,
+    FREE_ENTRY,
+    FREE_RESULT,
 )

@@ -6,9 +6,8 @@ from typing import Any
 
 import construct as cs
 
-from ..codec import EnumField, Reserved, ValuesOf, u8, u16, u32, u64
 from ..constants import Feature, MessageFormat
-from ..layout import define
+from ..fields import EnumField, Reserved, ValuesOf, define, u8, u16, u32, u64
 
 HV_INFO: Any = define(
     "hv_info",
@@ -58,4 +57,11 @@ NEGOTIATE_OUT: Any = define(
         / ValuesOf(u64, Feature)
         * "On FEATURES_REFUSED: required bits the subset lacked; on INVALID_PARAMETER: bits not offered.",
     ),
+)
+
+#: The formats of this module, in definition order (:mod:`pvmsi.spec.formats` registers them).
+DEFINED: tuple[Any, ...] = (
+    HV_INFO,
+    NEGOTIATE_IN,
+    NEGOTIATE_OUT,
 )

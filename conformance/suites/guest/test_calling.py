@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from pvmsi.conformance.guest_toolkit import MLX5, GuestSession
-from pvmsi.conformance.iut import GuestMode
 from pvmsi.conformance.toolkit import check
 from pvmsi.spec.constants import FunctionNumber, MsgKind, Status
+from pvmsi.spec.iut import GuestMode
 
 requirement = pytest.mark.requirement
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from pvmsi.conformance.guest_toolkit import IDXD_SUB, MLX5, MSI_DEV, GuestSession
-from pvmsi.conformance.iut import DeviceRef
 from pvmsi.conformance.toolkit import check
 from pvmsi.spec.constants import FunctionNumber, MsgKind, RetargetFlag
+from pvmsi.spec.iut import DeviceRef
 
 requirement = pytest.mark.requirement
 

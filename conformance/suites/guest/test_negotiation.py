@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from pvmsi.conformance.guest_toolkit import MLX5, GuestSession
-from pvmsi.conformance.iut import GuestMode
 from pvmsi.conformance.toolkit import check
 from pvmsi.spec.constants import Feature, FunctionNumber, MsgKind, Status
 from pvmsi.spec.formats import HV_INFO, NEGOTIATE_OUT
+from pvmsi.spec.iut import GuestMode
 from pvmsi.spec.layout import layout_of
 
 requirement = pytest.mark.requirement

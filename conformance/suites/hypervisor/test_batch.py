@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from pvmsi.conformance.iut import VmKnobs
 from pvmsi.conformance.toolkit import DEFAULT_DEVICES, MLX5, Session, alloc_entry, check, status_name
 from pvmsi.spec.constants import KindMask, MsgKind, Status
+from pvmsi.spec.iut import VmKnobs
 
 requirement = pytest.mark.requirement
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from pvmsi.conformance.iut import DeviceRef, DeviceSlot, VmKnobs
 from pvmsi.conformance.toolkit import (
     ABSENT,
     IDXD,
@@ -21,6 +20,7 @@ from pvmsi.conformance.toolkit import (
 )
 from pvmsi.spec.constants import DeviceFlag, FunctionNumber, KindMask, MsgKind, Status
 from pvmsi.spec.harness_constants import DeviceProfile, FireOutcome
+from pvmsi.spec.iut import DeviceRef, DeviceSlot, VmKnobs
 
 requirement = pytest.mark.requirement
 option = pytest.mark.option

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pvmsi.conformance.iut import VmKnobs
 from pvmsi.conformance.toolkit import DEFAULT_DEVICES, IDXD, MLX5, Session, alloc_entry, check, status_name
 from pvmsi.spec.constants import DeviceFlag, KindMask, MsgKind, Status
 from pvmsi.spec.harness_constants import FireOutcome, LifecycleEvent
+from pvmsi.spec.iut import VmKnobs
 
 requirement = pytest.mark.requirement
 option = pytest.mark.option

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from pvmsi.conformance.iut import VmKnobs
 from pvmsi.conformance.toolkit import DEFAULT_DEVICES, IDXD, MLX5, Session, alloc_entry, check, status_name
 from pvmsi.spec.calls import CALLS_BY_FN
 from pvmsi.spec.constants import DeliveryFlag, Feature, FunctionNumber, KindMask, MsgKind, Status
 from pvmsi.spec.formats import NEGOTIATE_OUT
+from pvmsi.spec.iut import VmKnobs
 
 requirement = pytest.mark.requirement
 option = pytest.mark.option

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from pvmsi.conformance.iut import DeviceRef, DeviceSlot, VmKnobs
 from pvmsi.conformance.toolkit import (
     DEFAULT_DEVICES,
     IDXD,
@@ -16,6 +15,7 @@ from pvmsi.conformance.toolkit import (
 )
 from pvmsi.spec.constants import KindMask, MsgKind, Status
 from pvmsi.spec.harness_constants import DeviceProfile, FireOutcome
+from pvmsi.spec.iut import DeviceRef, DeviceSlot, VmKnobs
 
 requirement = pytest.mark.requirement
 option = pytest.mark.option

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Protocol
 
-from ..spec.harness_constants import (
+from .harness_constants import (
     DeviceOp,
     DeviceProfile,
     DeviceSpace,
@@ -178,7 +178,7 @@ class GuestCommand:
     scratch_gpa: int = 0
 
     def describe(self) -> str:
-        from ..spec.constants import MsgKind
+        from .constants import MsgKind
 
         if self.op is GuestOp.BOOT:
             return f"BOOT (scratch page {self.scratch_gpa:#x})"

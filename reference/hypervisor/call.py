@@ -1,0 +1,36 @@
+"""One hypercall in progress and its result: what every call handler of the hypervisor core takes and returns
+(spec "Calling conventions": the status and value registers)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from .ports import VmPort
+from .vmstate import VmPvmsi
+
+
+class CallResult(NamedTuple):
+    """What the hypervisor puts in the status and value registers (immutable; a tuple, cheap to build)."""
+
+    status: int
+    value: int = 0
+    #: Why a call failed (the check and the requirement id); diagnostics only, never on the wire.
+    why: str = ""
+
+
+class Call(NamedTuple):
+    """One call in progress (immutable; built as a tuple on every hypercall)."""
+
+    vm: VmPort
+    st: VmPvmsi
+    vcpu: int
+    args: Sequence[int]
+
+    @property
+    def in_gpa(self) -> int:
+        return self.args[0]
+
+    @property
+    def out_gpa(self) -> int:
+        return self.args[1]
