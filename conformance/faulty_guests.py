@@ -14,8 +14,6 @@ from typing import Any
 
 from ..reference.guest.actions import GuestDevice, Hypercall, MaskSlot, ProgramSlot, ReadMemory, SetEnabled, WriteMemory
 from ..reference.guest.core import (
-    KIND_FEATURE,
-    KNOWN_FEATURES,
     GuestCore,
     GuestError,
     GuestMessage,
@@ -25,7 +23,7 @@ from ..reference.guest.core import (
     _compat_message,
 )
 from ..spec.codec import decode, encode
-from ..spec.constants import FunctionNumber, MsgKind, Status
+from ..spec.constants import FEATURES_1_0, KIND_FEATURE, FunctionNumber, MsgKind, Status
 from ..spec.formats import BATCH_IN, BATCH_OUT, CLAIM_IN, FREE_ENTRY, FREE_RESULT, HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
 from ..spec.layout import layout_of
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR, decode_version
@@ -122,7 +120,7 @@ class _IgnoresMajor(_Boot):
 @fault("accepts-unoffered", "GUEST-NEG-001", "negotiates every feature it knows, offered or not")
 class _AcceptsUnoffered(_Boot):
     def accept(self, offered: int, required: int) -> int:
-        return KNOWN_FEATURES | required
+        return int(FEATURES_1_0) | required
 
 
 @fault("drops-unknown-required", "GUEST-NEG-002", "negotiates without the required bits it does not know")

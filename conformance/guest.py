@@ -17,12 +17,12 @@ from typing import Any
 from ..reference.guest.actions import GuestDevice, Hypercall, MaskSlot, ProgramSlot, ReadMemory, SetEnabled, WriteMemory
 from ..reference.guest.core import GuestCore, GuestError, Target
 from ..reference.guest.core import GuestMode as CoreMode
+from ..reference.platform.vm import PAGE_SIZE
 from ..spec.constants import MsgKind, Status
 from ..spec.harness_constants import DeviceOp, GuestOp
 from ..spec.iut import DeviceRef, GuestCommand, GuestHost, GuestMode, GuestResult, IutError, IutInfo
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
 
-PAGE = 4096
 #: Makes a fresh guest core on BOOT, given the scratch page the suite assigned.
 CoreFactory = Callable[[int], GuestCore]
 
@@ -68,15 +68,15 @@ class SparseMemory:
 
     def write(self, gpa: int, data: bytes) -> None:
         for i, b in enumerate(data):
-            page = self.pages.setdefault((gpa + i) // PAGE, bytearray(PAGE))
-            page[(gpa + i) % PAGE] = b
+            page = self.pages.setdefault((gpa + i) // PAGE_SIZE, bytearray(PAGE_SIZE))
+            page[(gpa + i) % PAGE_SIZE] = b
 
     def read(self, gpa: int, size: int) -> bytes:
         out = bytearray(size)
         for i in range(size):
-            page = self.pages.get((gpa + i) // PAGE)
+            page = self.pages.get((gpa + i) // PAGE_SIZE)
             if page is not None:
-                out[i] = page[(gpa + i) % PAGE]
+                out[i] = page[(gpa + i) % PAGE_SIZE]
         return bytes(out)
 
 

@@ -23,40 +23,39 @@ from typing import Any
 from ..reference.backend import ReferenceHypervisor
 from ..reference.guest.actions import GuestDevice, MaskSlot, ProgramSlot, SetEnabled
 from ..reference.guest.driver import InProcessDriver
-from ..reference.hypervisor.config import ALL_FEATURES, HypervisorConfig
+from ..reference.hypervisor.config import HypervisorConfig
 from ..reference.hypervisor.errors import CallError
 from ..reference.hypervisor.vmstate import Message
 from ..reference.platform.vm import GuestMemoryError
-from ..spec.calls import CALLS_BY_FN
+from ..spec.calls import BATCH_CALLS, CALLS_BY_FN
 from ..spec.codec import DecodeError, decode, encode
-from ..spec.constants import DeliveryFlag, DeviceFlag, FunctionNumber, KindMask, MsgKind, RetargetFlag, Status
+from ..spec.constants import (
+    FEATURES_1_0,
+    DeliveryFlag,
+    DeviceFlag,
+    FunctionNumber,
+    KindMask,
+    Limit,
+    MsgKind,
+    RetargetFlag,
+    Status,
+)
 from ..spec.formats import (
-    ALLOC_ENTRY,
-    ALLOC_RESULT,
     BATCH_IN,
     BATCH_OUT,
     DEVICE_INFO,
     FORMATS,
-    FREE_ENTRY,
-    FREE_RESULT,
     HV_INFO,
     NEGOTIATE_OUT,
-    RETARGET_ENTRY,
-    RETARGET_RESULT,
 )
 from ..spec.harness_constants import DeviceOp, DeviceProfile, FireOutcome, LifecycleEvent
 from ..spec.iut import DeviceRef, DeviceSlot, FireResult, GuestResult, VmKnobs
 from ..spec.layout import layout_of
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR, encode_version
 
-PAGE = 4096
-KNOWN_1_0 = int(ALL_FEATURES)
+PAGE = int(Limit.PAGE_SIZE)
+KNOWN_1_0 = int(FEATURES_1_0)
 FUNCTIONS_1_0 = {int(f) for f in FunctionNumber}
-BATCH_FORMATS: dict[int, tuple[Any, Any]] = {
-    FunctionNumber.MSG_ALLOC: (ALLOC_ENTRY, ALLOC_RESULT),
-    FunctionNumber.MSG_RETARGET: (RETARGET_ENTRY, RETARGET_RESULT),
-    FunctionNumber.MSG_FREE: (FREE_ENTRY, FREE_RESULT),
-}
 HDR = layout_of(BATCH_IN).size
 OUT_HDR = layout_of(BATCH_OUT).size
 #: Poison the model leaves in output blocks: it decodes, looks like success, and was never handed out.
@@ -148,13 +147,13 @@ class CallRecord:
 
     @property
     def start(self) -> int:
-        return int(self.decoded.start) if self.fn in BATCH_FORMATS and self.decoded is not None else 0
+        return int(self.decoded.start) if self.fn in BATCH_CALLS and self.decoded is not None else 0
 
     def results(self) -> list[Any]:
         """The results of a batch's completed entries [start, next_index), as the model wrote them."""
-        if self.fn not in BATCH_FORMATS:
+        if self.fn not in BATCH_CALLS:
             return []
-        rfmt = BATCH_FORMATS[self.fn][1]
+        rfmt = BATCH_CALLS[self.fn].result_format
         rsize = layout_of(rfmt).size
         out = []
         for i in range(self.start, min(self.value, len(self.entries))):
@@ -240,7 +239,7 @@ class HostModel:
 
     def __init__(self, knobs: HostKnobs | None = None, log: Callable[[str], None] | None = None) -> None:
         self.knobs = k = knobs or HostKnobs()
-        offered = int(ALL_FEATURES) | k.extra_offered | k.required
+        offered = KNOWN_1_0 | k.extra_offered | k.required
         config = HypervisorConfig(
             version_major=k.version[0],
             version_minor=k.version[1],
@@ -400,8 +399,8 @@ class HostModel:
         size = layout_of(fmt).size
         try:
             rec.decoded = decode(fmt, rec.in_block[:size])
-            if rec.fn in BATCH_FORMATS:
-                efmt = BATCH_FORMATS[rec.fn][0]
+            if rec.fn in BATCH_CALLS:
+                efmt = BATCH_CALLS[rec.fn].entry_format
                 esize = layout_of(efmt).size
                 count = int(rec.decoded.count)
                 if HDR + count * esize != len(rec.in_block):
@@ -447,8 +446,8 @@ class HostModel:
         call = CALLS_BY_FN.get(rec.fn)
         if call is None:
             return 0, 0
-        if rec.fn in BATCH_FORMATS:
-            efmt, rfmt = BATCH_FORMATS[rec.fn]
+        if rec.fn in BATCH_CALLS:
+            efmt, rfmt = BATCH_CALLS[rec.fn].entry_format, BATCH_CALLS[rec.fn].result_format
             count = len(rec.entries) if rec.decoded is not None else 0
             return HDR + count * layout_of(efmt).size, OUT_HDR + count * layout_of(rfmt).size
         in_size = layout_of(FORMATS[call.input].struct).size if call.input else 0
@@ -638,7 +637,7 @@ class HostModel:
                 self.refused = True
         elif fn == FunctionNumber.DEVICE_QUERY and status == Status.SUCCESS and rec.device is not None:
             self.queried.add(rec.device)
-        if fn not in BATCH_FORMATS or rec.device is None:
+        if fn not in BATCH_CALLS or rec.device is None:
             return
         if status == Status.INCOMPLETE:
             self.pending_resume = rec

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..spec.constants import FunctionNumber
+from ..spec.calls import BATCH_CALLS, CALLS
 from ..spec.harness_constants import DeviceProfile, DeviceSpace, FireOutcome, LifecycleEvent, TrapArch, TrapInstruction
 from ..spec.iut import Counters, DeviceRef, DeviceSlot, FireResult, HypervisorIUT, IutInfo, VmKnobs
 from ..spec.layout import FormatLayout, format_layout
@@ -40,16 +40,16 @@ CHOSEN: dict[str, tuple[str, ...]] = {
     ),
     "device_info": ("message_quota",),
 }
-#: The output block of each call: (header format, result entry format or None).
-OUTPUTS: dict[int, tuple[str, str | None]] = {
-    FunctionNumber.GET_INFO: ("hv_info", None),
-    FunctionNumber.NEGOTIATE: ("negotiate_out", None),
-    FunctionNumber.DEVICE_QUERY: ("device_info", None),
-    FunctionNumber.MSG_ALLOC: ("batch_out", "alloc_result"),
-    FunctionNumber.MSG_RETARGET: ("batch_out", "retarget_result"),
-    FunctionNumber.MSG_FREE: ("batch_out", "free_result"),
+#: The output block of each call that has one (spec "Calls"): (header format, result entry format or None).
+OUTPUTS: dict[int, tuple[str, str | None]] = {int(c.fn): (c.output, c.output_entry) for c in CALLS if c.output}
+#: The batch calls whose entries name a handle: the entry format and where the handle sits in an entry.
+HANDLE_INPUTS: dict[int, tuple[str, int, int]] = {
+    fn: (c.input_entry, leaf.offset, leaf.size)
+    for fn, c in BATCH_CALLS.items()
+    if c.input_entry
+    for leaf in format_layout(c.input_entry).leaves()
+    if leaf.path == "handle"
 }
-HANDLE_INPUTS: dict[int, str] = {FunctionNumber.MSG_RETARGET: "retarget_entry", FunctionNumber.MSG_FREE: "free_entry"}
 
 
 def _field_spans(lay: FormatLayout, names: tuple[str, ...]) -> list[tuple[str, int, int]]:
@@ -165,12 +165,13 @@ class Recorder:
             return
         step = writes[-1]
         data = bytes.fromhex(step["data"])
-        esize = format_layout(HANDLE_INPUTS[fn]).size
-        hdr = format_layout("batch_in").size
-        for off in range(hdr, len(data) - 7, esize):
-            value = int.from_bytes(data[off : off + 8], "little")
+        entry, at, size = HANDLE_INPUTS[fn]
+        esize = format_layout(entry).size
+        hdr = format_layout(BATCH_CALLS[fn].input or "").size
+        for base in range(hdr, len(data) - (at + size) + 1, esize):  # an entry cut short still names its handle
+            value = int.from_bytes(data[base + at : base + at + size], "little")
             if value in self.captures:
-                step["refs"].append({"offset": off, "size": 8, "capture": self.captures[value]})
+                step["refs"].append({"offset": base + at, "size": size, "capture": self.captures[value]})
 
     def mem_read(self, vm: int, gpa: int, size: int) -> bytes:
         data = self.inner.mem_read(vm, gpa, size)

@@ -10,23 +10,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..spec.calls import BATCH_CALLS
 from ..spec.codec import DecodeError, decode, encode
-from ..spec.constants import Feature, FunctionNumber, KindMask, MsgKind, Status
+from ..spec.constants import KIND_FEATURES, FunctionNumber, KindMask, MsgKind, Status
 from ..spec.formats import (
-    ALLOC_ENTRY,
-    ALLOC_RESULT,
     BATCH_IN,
     BATCH_OUT,
     CLAIM_IN,
     DEVICE_ID,
     DEVICE_INFO,
-    FREE_ENTRY,
-    FREE_RESULT,
     HV_INFO,
     NEGOTIATE_IN,
     NEGOTIATE_OUT,
-    RETARGET_ENTRY,
-    RETARGET_RESULT,
 )
 from ..spec.harness_constants import DeviceProfile, DeviceSpace
 from ..spec.iut import DeviceRef, DeviceSlot, FireResult, HypervisorIUT, VmKnobs
@@ -60,12 +55,7 @@ PROFILE_SIZES = {  # (MSI vectors, MSI-X table size, IMS slots, sub-devices)
     DeviceProfile.IDXD: (0, 9, 0, 8),  # its 2048 IMS slots all belong to the 8 sub-devices
 }
 IDXD_SUB_SLOTS = 256
-ALL_KINDS = int(Feature.MSI | Feature.MSIX | Feature.IMS)
-ENTRY_FORMATS = {
-    FunctionNumber.MSG_ALLOC: (ALLOC_ENTRY, ALLOC_RESULT),
-    FunctionNumber.MSG_RETARGET: (RETARGET_ENTRY, RETARGET_RESULT),
-    FunctionNumber.MSG_FREE: (FREE_ENTRY, FREE_RESULT),
-}
+ALL_KINDS = int(KIND_FEATURES)
 
 
 def size(fmt: Any) -> int:
@@ -316,7 +306,7 @@ class Session:
         **kw: Any,
     ) -> Batch:
         """A batch call; entries may be raw bytes (to send malformed ones)."""
-        entry_fmt, result_fmt = ENTRY_FORMATS[fn]
+        entry_fmt, result_fmt = BATCH_CALLS[fn].entry_format, BATCH_CALLS[fn].result_format
         n = len(entries) if count is None else count
         hdr = {"device": dev.wire(), "count": n, "start": start, **(header or {})}
         body = b"".join(e if isinstance(e, bytes) else encode(entry_fmt, e) for e in entries)

@@ -40,10 +40,10 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from ..spec.constants import FunctionNumber, MsgKind
+from ..spec.constants import FEATURES_1_0, FunctionNumber, MsgKind
 from ..spec.fastcodec import fast
 from .guest.actions import GuestDevice
-from .guest.core import KNOWN_FEATURES, GuestCore, GuestMessage, Target
+from .guest.core import GuestCore, GuestMessage, Target
 from .guest.driver import InProcessDriver
 from .platform.platform import Delivered
 from .platform.profiles import MLX5_LIKE, MSI_MULTI, DeviceProfile
@@ -88,7 +88,7 @@ class _Guest:
 def _boot(profile: DeviceProfile, pvmsi: bool) -> _Guest:
     system = ReferenceSystem()
     vm = system.create_vm(VCPUS, devices=[(profile, DEVICE_BDF)])
-    core = GuestCore(scratch_gpa=SCRATCH, known_features=KNOWN_FEATURES if pvmsi else 0)
+    core = GuestCore(scratch_gpa=SCRATCH, known_features=int(FEATURES_1_0) if pvmsi else 0)
     driver = InProcessDriver(system, vm)
     driver.run(core.boot())
     return _Guest(system, vm, core, driver)

@@ -22,9 +22,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..spec.constants import MsgKind
+from ..spec.constants import FEATURES_1_0, MsgKind
 from .guest.actions import GuestDevice
-from .guest.core import KNOWN_FEATURES, GuestCore, GuestMessage, GuestMode, Target
+from .guest.core import GuestCore, GuestMessage, GuestMode, Target
 from .guest.driver import InProcessDriver
 from .platform.iommu import Fault
 from .platform.pci import MSIX_CAP_OFFSET, MemoryWrite, MsixCapability, PciDevice
@@ -79,7 +79,7 @@ class _Run:
         self.system = ReferenceSystem()
         self.vm = self.system.create_vm(VCPUS, devices=[(MLX5_LIKE, NIC), (MSI_MULTI, MSI_DEV), (IDXD_LIKE, ACCEL)])
         self.intruder = self.system.create_vm(2, devices=[(MLX5_LIKE, NIC)])
-        self.guest = GuestCore(scratch_gpa=SCRATCH, known_features=KNOWN_FEATURES if pvmsi else 0)
+        self.guest = GuestCore(scratch_gpa=SCRATCH, known_features=int(FEATURES_1_0) if pvmsi else 0)
         self.driver = InProcessDriver(self.system, self.vm)
         self.result = PathResult(path)
         self.phase_exits: dict[str, int] = {}

@@ -34,13 +34,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..spec.callconv import CONVENTIONS
-from ..spec.calls import CALLS_BY_FN
-from ..spec.constants import Feature, FunctionNumber, MsgKind, Status
+from ..spec.calls import BATCH_CALLS, CALLS_BY_FN
+from ..spec.constants import FEATURES_1_0, Feature, FunctionNumber, Limit, MsgKind, Status
 from ..spec.fastcodec import fast
 from .guest.actions import GuestDevice, MaskSlot, ProgramSlot, SetEnabled
 from .guest.driver import InProcessDriver
 from .hypervisor.arch import to_signed
-from .hypervisor.config import ALL_FEATURES, HypervisorConfig
+from .hypervisor.config import HypervisorConfig
 from .hypervisor.vmstate import DeviceKey
 from .platform.iommu import Fault
 from .platform.msi_format import compose
@@ -51,9 +51,9 @@ from .platform.requester import Bdf, Requester
 from .system import ReferenceSystem, SystemVm
 
 STATUS_VALUES = frozenset(int(s) for s in Status)
-_MESSAGE_CALLS = (FunctionNumber.MSG_ALLOC, FunctionNumber.MSG_RETARGET, FunctionNumber.MSG_FREE)
+_MESSAGE_CALLS = tuple(BATCH_CALLS)
 MASK64 = (1 << 64) - 1
-PAGE = 4096
+PAGE = int(Limit.PAGE_SIZE)
 SCRATCH = 0x20000
 #: Guest devices of the fuzzed VMs: (profile, guest BDF).  Both VMs see an mlx5-like NIC at the same guest BDF.
 VM_A_DEVICES: tuple[tuple[DeviceProfile, Bdf], ...] = (
@@ -230,7 +230,7 @@ class Fuzzer:
     def new_epoch(self) -> None:
         rng = self.rng
         required = 0
-        offered = int(ALL_FEATURES)
+        offered = int(FEATURES_1_0)
         if rng.random() < 0.2:
             offered = rng.randrange(1, 1 << 5) | int(rng.choice((Feature.MSI, Feature.MSIX, Feature.IMS)))
         if rng.random() < 0.15:
@@ -258,7 +258,7 @@ class Fuzzer:
     def _setup(self, vm: SystemVm) -> None:
         """Negotiate and claim through valid calls, so that most inputs reach the message paths."""
         rng, core = self.rng, self.system.core
-        features = core.config.features_offered & rng.choice((int(ALL_FEATURES), int(ALL_FEATURES), rng.getrandbits(5)))
+        features = core.config.features_offered & rng.choice((int(FEATURES_1_0), int(FEATURES_1_0), rng.getrandbits(5)))
         features |= core.config.features_required
         if not features & 0b111:
             features |= core.config.features_offered & 0b111

@@ -9,8 +9,10 @@ as it requires ``arg2`` and ``arg3`` to be zero (HV-CALL-003).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .constants import FunctionNumber
+from .formats import FORMATS
 from .states import VmState
 
 ANY_STATE = (VmState.OPEN, VmState.NEGOTIATED)
@@ -39,7 +41,28 @@ class CallDef:
 
     @property
     def batched(self) -> bool:
+        """A batch call (spec "Batching and partial completion"): a header, then ``count`` entries."""
         return self.input_entry is not None
+
+    @property
+    def input_format(self) -> Any:
+        """The construct ``Struct`` of the input block (its header, for a batch), or None."""
+        return FORMATS[self.input].struct if self.input else None
+
+    @property
+    def output_format(self) -> Any:
+        """The construct ``Struct`` of the output block (its header, for a batch), or None."""
+        return FORMATS[self.output].struct if self.output else None
+
+    @property
+    def entry_format(self) -> Any:
+        """The construct ``Struct`` of one input entry of a batch call, or None."""
+        return FORMATS[self.input_entry].struct if self.input_entry else None
+
+    @property
+    def result_format(self) -> Any:
+        """The construct ``Struct`` of one result of a batch call, or None."""
+        return FORMATS[self.output_entry].struct if self.output_entry else None
 
     @property
     def c_name(self) -> str:
@@ -144,6 +167,9 @@ CALLS: tuple[CallDef, ...] = (
 )
 
 CALLS_BY_FN: dict[int, CallDef] = {int(c.fn): c for c in CALLS}
+
+#: The batch calls, by function number.
+BATCH_CALLS: dict[int, CallDef] = {int(c.fn): c for c in CALLS if c.batched}
 
 
 def call(name: str) -> CallDef:

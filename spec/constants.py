@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
+from types import MappingProxyType
 from typing import Any, Literal
 
 from . import harness_constants as hc
@@ -149,6 +150,22 @@ class Feature(IntFlag):
     SUBDEVICE = 1 << 3
     POSTED = 1 << 4
 
+
+#: Every feature bit pvmsi 1.0 defines: what a 1.0 guest knows and the most a 1.0 hypervisor can offer; any other
+#: bit is undefined (HV-NEG-002).
+FEATURES_1_0: Feature = Feature(sum(int(f) for f in Feature))
+
+#: The feature that must be in force for a request to use a kind of message (HV-NEG-008); MSI, MSI-X and IMS
+#: have one feature bit each.
+KIND_FEATURE: Mapping[MsgKind, Feature] = MappingProxyType(
+    {MsgKind.MSI: Feature.MSI, MsgKind.MSIX: Feature.MSIX, MsgKind.IMS: Feature.IMS}
+)
+
+#: The message-kind feature bits, of which NEGOTIATE must accept at least one (HV-NEG-003).
+KIND_FEATURES: Feature = Feature(sum(int(f) for f in KIND_FEATURE.values()))
+
+#: Vectors an allocate or retarget entry may name on x86 (HV-ALLOC-006): 0 to 31 are the CPU's exceptions.
+X86_VECTORS: range = range(32, 256)
 
 FEATURE_DOCS: dict[Feature, str] = {
     Feature.MSI: "Messages of kind MSI, including multi-message blocks of up to 32 vectors.",

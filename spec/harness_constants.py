@@ -8,6 +8,12 @@ HARNESS_MAGIC = 0x484D5650  # "PVMH" as little-endian bytes
 HARNESS_VERSION_MAJOR = 1
 HARNESS_VERSION_MINOR = 0
 HARNESS_MAX_PAYLOAD = 65536
+#: Limits of VM_CREATE (vm_config): vCPUs, guest RAM in MiB and device slots of one VM.
+HARNESS_MAX_VCPUS = 256
+HARNESS_MAX_RAM_MIB = 4096
+HARNESS_MAX_DEVICES = 16
+#: Largest size of one MEM_READ or MEM_WRITE (mem_access.size), in bytes.
+HARNESS_MAX_MEM_ACCESS = 4096
 
 
 class FrameKind(IntEnum):

@@ -12,7 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from pvmsi.reference.fuzz import check_invariants
 from pvmsi.reference.guest.actions import GuestDevice, MaskSlot, ProgramSlot, SetEnabled
 from pvmsi.reference.guest.driver import InProcessDriver
-from pvmsi.reference.hypervisor.config import ALL_FEATURES, HypervisorConfig
+from pvmsi.reference.hypervisor.config import HypervisorConfig
 from pvmsi.reference.hypervisor.vmstate import DeviceKey
 from pvmsi.reference.platform.iommu import Fault
 from pvmsi.reference.platform.pci import MemoryWrite
@@ -20,7 +20,7 @@ from pvmsi.reference.platform.platform import Delivered
 from pvmsi.reference.platform.profiles import IDXD_LIKE, MLX5_LIKE, MSI_MULTI
 from pvmsi.reference.platform.requester import Bdf, Requester
 from pvmsi.reference.system import ReferenceSystem, SystemVm
-from pvmsi.spec.constants import FunctionNumber, MsgKind, Status
+from pvmsi.spec.constants import FEATURES_1_0, FunctionNumber, MsgKind, Status
 from pvmsi.spec.fastcodec import fast
 
 SCRATCH, OUT = 0x10000, 0x10800
@@ -69,7 +69,7 @@ class PvmsiMachine(RuleBasedStateMachine):
 
     def join(self, vm: SystemVm) -> None:
         """What a booting guest does: negotiate, then claim its devices (the fuzzed rules go on from there)."""
-        self.call(vm, FunctionNumber.NEGOTIATE, fast("negotiate_in").pack(1, 0, 0, int(ALL_FEATURES)), True)
+        self.call(vm, FunctionNumber.NEGOTIATE, fast("negotiate_in").pack(1, 0, 0, int(FEATURES_1_0)), True)
         for dev in ("nic", "msi", "accel/1"):
             self.call(
                 vm, FunctionNumber.DEVICE_CLAIM, fast("claim_in").pack(*_dev_id(KEYS[dev]), CLAIM_KINDS[dev], 0), False
@@ -90,7 +90,7 @@ class PvmsiMachine(RuleBasedStateMachine):
     def negotiate(self, v: int) -> None:
         vm = self.vms[v]
         state = self.system.core.state_of(vm).state.name
-        r = self.call(vm, FunctionNumber.NEGOTIATE, fast("negotiate_in").pack(1, 0, 0, int(ALL_FEATURES)), True)
+        r = self.call(vm, FunctionNumber.NEGOTIATE, fast("negotiate_in").pack(1, 0, 0, int(FEATURES_1_0)), True)
         assert r.status == (Status.SUCCESS if state == "OPEN" else Status.WRONG_STATE)
 
     @rule(v=st.integers(0, 1), dev=st.sampled_from(sorted(KEYS)))

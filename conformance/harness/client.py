@@ -7,7 +7,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ...spec.constants import Limit
 from ...spec.harness_constants import (
+    HARNESS_MAX_MEM_ACCESS,
+    HARNESS_MAX_PAYLOAD,
     DeviceOp,
     DeviceSpace,
     FireOutcome,
@@ -129,7 +132,7 @@ class HarnessHypervisor:
             "role": HarnessRole.HYPERVISOR,
             "spec_major": VERSION_MAJOR,
             "spec_minor": VERSION_MINOR,
-            "max_payload": 65536,
+            "max_payload": HARNESS_MAX_PAYLOAD,
             "name": b"pvmsi-ct",
         }
         ack = self.conn.request(FrameKind.HELLO, body)
@@ -163,14 +166,14 @@ class HarnessHypervisor:
         self.conn.request(FrameKind.VM_DESTROY, {"vm": vm})
 
     def mem_write(self, vm: int, gpa: int, data: bytes) -> None:
-        for off in range(0, len(data), 4096):
-            chunk = data[off : off + 4096]
+        for off in range(0, len(data), HARNESS_MAX_MEM_ACCESS):
+            chunk = data[off : off + HARNESS_MAX_MEM_ACCESS]
             self.conn.request(FrameKind.MEM_WRITE, {"vm": vm, "size": len(chunk), "gpa": gpa + off}, data=chunk)
 
     def mem_read(self, vm: int, gpa: int, size: int) -> bytes:
         out = b""
-        for off in range(0, size, 4096):
-            n = min(4096, size - off)
+        for off in range(0, size, HARNESS_MAX_MEM_ACCESS):
+            n = min(HARNESS_MAX_MEM_ACCESS, size - off)
             f = self.conn.request(FrameKind.MEM_READ, {"vm": vm, "size": n, "gpa": gpa + off})
             out += f.data[:n]
         return out
@@ -232,7 +235,7 @@ class HarnessGuest:
             "role": HarnessRole.GUEST,
             "spec_major": VERSION_MAJOR,
             "spec_minor": VERSION_MINOR,
-            "max_payload": 65536,
+            "max_payload": HARNESS_MAX_PAYLOAD,
             "name": b"pvmsi-ct",
         }
         ack = self.conn.request(FrameKind.HELLO, body)
@@ -249,8 +252,10 @@ class HarnessGuest:
             b = f.body
             try:
                 if f.kind is FrameKind.GUEST_HYPERCALL:
-                    if b.out_size > 4096 or b.in_size > 4096:
-                        return answer_error(f, HarnessStatus.BAD_PAYLOAD, "a parameter block is at most 4096 bytes")
+                    if b.out_size > Limit.PAGE_SIZE or b.in_size > Limit.PAGE_SIZE:
+                        return answer_error(
+                            f, HarnessStatus.BAD_PAYLOAD, f"a parameter block is at most {int(Limit.PAGE_SIZE)} bytes"
+                        )
                     args = (int(b.args[0]), int(b.args[1]), int(b.args[2]), int(b.args[3]))
                     status, value, out = host.hypercall(b.vcpu, b.function, args, f.data, b.out_size)
                     out = bytes(out[: b.out_size]).ljust(b.out_size, b"\0")

@@ -25,6 +25,24 @@ from ...spec.layout import layout_of
 HEADER_SIZE = layout_of(FRAME_HEADER).size
 
 
+def leaf_offset(fmt: Any, path: str) -> int:
+    """Byte offset of the field ``path`` (dotted, e.g. ``device.bus``) within the format ``fmt``."""
+    for leaf in layout_of(fmt).leaves():
+        if leaf.path == path:
+            return leaf.offset
+    raise KeyError(f"{layout_of(fmt).name} has no field {path}")
+
+
+def payload_at(fmt: Any, path: str) -> int:
+    """Offset from the frame start of the field ``path`` of the payload format ``fmt`` (as ERROR frames count)."""
+    return HEADER_SIZE + leaf_offset(fmt, path)
+
+
+#: Offsets from the frame start of the header's kind and seq fields (ERROR frames about the header name them).
+KIND_AT = leaf_offset(FRAME_HEADER, "kind")
+SEQ_AT = leaf_offset(FRAME_HEADER, "seq")
+
+
 def pad8(data: bytes) -> bytes:
     return data + b"\0" * (-len(data) % 8)
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ...spec.constants import MsgKind
-from ...spec.harness_constants import FrameKind, GuestOp, HarnessRole, HarnessStatus
+from ...spec.constants import Limit, MsgKind
+from ...spec.formats.harness import GUEST_COMMAND, HELLO
+from ...spec.harness_constants import HARNESS_MAX_PAYLOAD, FrameKind, GuestOp, HarnessRole, HarnessStatus
 from ...spec.iut import GuestCommand, IutError
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR
 from ..guest import CommandRun, GuestRunner, HostCall, HostRequest
-from .frames import Frame, build, build_error, error_of
+from .frames import KIND_AT, SEQ_AT, Frame, build, build_error, error_of, payload_at
 from .server import FrameService, device_ref
 
 KIND_OPS = (GuestOp.ENABLE, GuestOp.RETARGET, GuestOp.DISABLE)
@@ -70,7 +71,9 @@ class GuestService(FrameService):
     def _dispatch(self, f: Frame) -> bytes:
         if f.kind is FrameKind.HELLO:
             if f.body.role != HarnessRole.GUEST:
-                return build_error(f.seq, HarnessStatus.WRONG_ROLE, 16, "this IUT is a guest", int(f.kind))
+                return build_error(
+                    f.seq, HarnessStatus.WRONG_ROLE, payload_at(HELLO, "role"), "this IUT is a guest", int(f.kind)
+                )
             return build(
                 FrameKind.HELLO_ACK,
                 f.seq,
@@ -78,7 +81,7 @@ class GuestService(FrameService):
                     "role": HarnessRole.GUEST,
                     "spec_major": VERSION_MAJOR,
                     "spec_minor": VERSION_MINOR,
-                    "max_payload": 65536,
+                    "max_payload": HARNESS_MAX_PAYLOAD,
                     "name": self.name[:8].ljust(8, b"\0"),
                 },
             )
@@ -90,21 +93,37 @@ class GuestService(FrameService):
         if f.kind in (FrameKind.HYPERCALL_RESULT, FrameKind.DEVICE_RESULT, FrameKind.ERROR):
             return self._answer(f)
         if f.kind < FrameKind.OK:
-            return build_error(f.seq, HarnessStatus.WRONG_ROLE, 6, f"{f.kind.name}: this IUT is a guest", int(f.kind))
-        return build_error(f.seq, HarnessStatus.UNKNOWN_KIND, 6, f"unexpected {f.kind.name}", int(f.kind))
+            return build_error(
+                f.seq, HarnessStatus.WRONG_ROLE, KIND_AT, f"{f.kind.name}: this IUT is a guest", int(f.kind)
+            )
+        return build_error(f.seq, HarnessStatus.UNKNOWN_KIND, KIND_AT, f"unexpected {f.kind.name}", int(f.kind))
 
     def _start(self, f: Frame) -> bytes:
         b = f.body
         if self._command is not None:
-            return build_error(f.seq, HarnessStatus.BAD_PAYLOAD, 16, "a command is already running", int(f.kind))
+            return build_error(
+                f.seq,
+                HarnessStatus.BAD_PAYLOAD,
+                payload_at(GUEST_COMMAND, "op"),
+                "a command is already running",
+                int(f.kind),
+            )
         op = GuestOp(b.op)
         if op in KIND_OPS and b.kind not in MsgKind._value2member_map_:
             return build_error(
-                f.seq, HarnessStatus.BAD_PAYLOAD, 17, f"kind {b.kind} is not a message kind", int(f.kind)
+                f.seq,
+                HarnessStatus.BAD_PAYLOAD,
+                payload_at(GUEST_COMMAND, "kind"),
+                f"kind {b.kind} is not a message kind",
+                int(f.kind),
             )
-        if op is GuestOp.BOOT and (b.scratch_gpa % 4096 or not b.scratch_gpa):
+        if op is GuestOp.BOOT and (b.scratch_gpa % Limit.PAGE_SIZE or not b.scratch_gpa):
             return build_error(
-                f.seq, HarnessStatus.BAD_PAYLOAD, 56, "scratch_gpa must be a non-zero 4 KiB page", int(f.kind)
+                f.seq,
+                HarnessStatus.BAD_PAYLOAD,
+                payload_at(GUEST_COMMAND, "scratch_gpa"),
+                "scratch_gpa must be a non-zero 4 KiB page",
+                int(f.kind),
             )
         cmd = GuestCommand(
             op, device_ref(b.device), int(b.kind), b.count, b.vcpu, b.vector, b.first_slot, b.scratch_gpa
@@ -117,7 +136,7 @@ class GuestService(FrameService):
         if self._pending is None or f.seq != self._pending[0]:
             if f.kind is FrameKind.ERROR:
                 return b""  # an error about something we sent earlier: nothing is waiting for it
-            return build_error(f.seq, HarnessStatus.BAD_PAYLOAD, 8, f"{f.kind.name} answers nothing", int(f.kind))
+            return build_error(f.seq, HarnessStatus.BAD_PAYLOAD, SEQ_AT, f"{f.kind.name} answers nothing", int(f.kind))
         _, sent, expected = self._pending
         if f.kind is FrameKind.ERROR:
             return self._abort(f"the suite could not answer the guest's {sent.name}: {error_of(f)}")

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from ...spec.formats.harness import DEVICE_WRITE, HELLO, MEM_ACCESS, VM_CONFIG
 from ...spec.harness_constants import (
+    HARNESS_MAX_DEVICES,
+    HARNESS_MAX_MEM_ACCESS,
+    HARNESS_MAX_PAYLOAD,
+    HARNESS_MAX_RAM_MIB,
+    HARNESS_MAX_VCPUS,
     DeviceProfile,
     DeviceSpace,
     FrameKind,
@@ -20,7 +26,12 @@ from ...spec.harness_constants import (
     TrapInstruction,
 )
 from ...spec.iut import BadAddress, DeviceRef, DeviceSlot, HypervisorIUT, NoSuchDevice, NoSuchVm, Unsupported, VmKnobs
-from .frames import Frame, FrameError, FrameReader, build, build_error, pad8
+from .frames import KIND_AT, Frame, FrameError, FrameReader, build, build_error, pad8, payload_at
+
+MEM_SIZE_RULE = f"size must be 1..{HARNESS_MAX_MEM_ACCESS}"
+VM_CONFIG_RULE = (
+    f"vcpus 1..{HARNESS_MAX_VCPUS}, ram_mib 1..{HARNESS_MAX_RAM_MIB}, device_count 0..{HARNESS_MAX_DEVICES}"
+)
 
 
 class ByteSink(Protocol):
@@ -96,7 +107,9 @@ class HypervisorService(FrameService):
         b, be = f.body, self.backend
         if f.kind is FrameKind.HELLO:
             if b.role != HarnessRole.HYPERVISOR:
-                return build_error(f.seq, HarnessStatus.WRONG_ROLE, 16, "this IUT is a hypervisor", int(f.kind))
+                return build_error(
+                    f.seq, HarnessStatus.WRONG_ROLE, payload_at(HELLO, "role"), "this IUT is a hypervisor", int(f.kind)
+                )
             info = be.hello()
             return build(
                 FrameKind.HELLO_ACK,
@@ -105,17 +118,21 @@ class HypervisorService(FrameService):
                     "role": HarnessRole.HYPERVISOR,
                     "spec_major": info.spec_major,
                     "spec_minor": info.spec_minor,
-                    "max_payload": 65536,
+                    "max_payload": HARNESS_MAX_PAYLOAD,
                     "name": self.name[:8].ljust(8, b"\0"),
                 },
             )
         if f.kind is FrameKind.VM_CREATE:
-            if not 1 <= b.vcpus <= 256 or not 1 <= b.ram_mib <= 4096 or b.device_count > 16:
+            if (
+                not 1 <= b.vcpus <= HARNESS_MAX_VCPUS
+                or not 1 <= b.ram_mib <= HARNESS_MAX_RAM_MIB
+                or b.device_count > HARNESS_MAX_DEVICES
+            ):
                 return build_error(
                     f.seq,
                     HarnessStatus.BAD_PAYLOAD,
-                    16,
-                    "vcpus 1..256, ram_mib 1..4096, device_count 0..16",
+                    payload_at(VM_CONFIG, "vcpus"),
+                    VM_CONFIG_RULE,
                     int(f.kind),
                 )
             slots = [DeviceSlot(DeviceProfile(e.profile), DeviceRef(e.segment, e.bus, e.devfn)) for e in f.entries]
@@ -127,20 +144,30 @@ class HypervisorService(FrameService):
             be.destroy_vm(b.vm)
             return build(FrameKind.OK, f.seq)
         if f.kind is FrameKind.MEM_WRITE:
-            if not 1 <= b.size <= 4096:
-                return build_error(f.seq, HarnessStatus.BAD_LENGTH, 20, "size must be 1..4096", int(f.kind))
+            if not 1 <= b.size <= HARNESS_MAX_MEM_ACCESS:
+                return build_error(
+                    f.seq, HarnessStatus.BAD_LENGTH, payload_at(MEM_ACCESS, "size"), MEM_SIZE_RULE, int(f.kind)
+                )
             be.mem_write(b.vm, b.gpa, f.data)
             return build(FrameKind.OK, f.seq)
         if f.kind is FrameKind.MEM_READ:
-            if not 1 <= b.size <= 4096:
-                return build_error(f.seq, HarnessStatus.BAD_LENGTH, 20, "size must be 1..4096", int(f.kind))
+            if not 1 <= b.size <= HARNESS_MAX_MEM_ACCESS:
+                return build_error(
+                    f.seq, HarnessStatus.BAD_LENGTH, payload_at(MEM_ACCESS, "size"), MEM_SIZE_RULE, int(f.kind)
+                )
             return build(FrameKind.MEM_DATA, f.seq, data=pad8(be.mem_read(b.vm, b.gpa, b.size)))
         if f.kind is FrameKind.HYPERCALL:
             status, value = be.hypercall(b.vm, b.vcpu, b.function, (b.args[0], b.args[1], b.args[2], b.args[3]))
             return build(FrameKind.HYPERCALL_RESULT, f.seq, {"status": status, "value": value})
         if f.kind is FrameKind.DEVICE_WRITE:
             if b.size not in (1, 2, 4, 8):
-                return build_error(f.seq, HarnessStatus.BAD_PAYLOAD, 41, "size must be 1, 2, 4 or 8", int(f.kind))
+                return build_error(
+                    f.seq,
+                    HarnessStatus.BAD_PAYLOAD,
+                    payload_at(DEVICE_WRITE, "size"),
+                    "size must be 1, 2, 4 or 8",
+                    int(f.kind),
+                )
             exited = be.device_write(b.vm, device_ref(b.device), DeviceSpace(b.space), b.offset, b.size, b.value)
             return build(FrameKind.DEVICE_RESULT, f.seq, {"exited": int(exited)})
         if f.kind is FrameKind.DEVICE_FIRE:
@@ -177,7 +204,7 @@ class HypervisorService(FrameService):
             self.closed = True
             return build(FrameKind.OK, f.seq)
         if f.kind in (FrameKind.GUEST_COMMAND,):
-            return build_error(f.seq, HarnessStatus.WRONG_ROLE, 6, "this IUT is a hypervisor", int(f.kind))
+            return build_error(f.seq, HarnessStatus.WRONG_ROLE, KIND_AT, "this IUT is a hypervisor", int(f.kind))
         return build_error(
-            f.seq, HarnessStatus.UNKNOWN_KIND, 6, f"{f.kind.name} is not a request to a hypervisor", int(f.kind)
+            f.seq, HarnessStatus.UNKNOWN_KIND, KIND_AT, f"{f.kind.name} is not a request to a hypervisor", int(f.kind)
         )

@@ -14,7 +14,15 @@ from enum import Enum
 from typing import Any
 
 from ...spec.codec import DecodeError, decode, encode
-from ...spec.constants import Feature, FunctionNumber, MsgKind, RetargetFlag, Status
+from ...spec.constants import (
+    FEATURES_1_0,
+    KIND_FEATURE,
+    KIND_FEATURES,
+    FunctionNumber,
+    MsgKind,
+    RetargetFlag,
+    Status,
+)
 from ...spec.formats import (
     ALLOC_ENTRY,
     ALLOC_RESULT,
@@ -37,9 +45,6 @@ from .actions import Action, GuestDevice, Hypercall, MaskSlot, ProgramSlot, Read
 
 Op = Generator[Action, Any, Any]
 
-KNOWN_FEATURES = int(Feature.MSI | Feature.MSIX | Feature.IMS | Feature.SUBDEVICE | Feature.POSTED)
-KIND_FEATURE = {MsgKind.MSI: Feature.MSI, MsgKind.MSIX: Feature.MSIX, MsgKind.IMS: Feature.IMS}
-KIND_FEATURES = int(Feature.MSI | Feature.MSIX | Feature.IMS)
 #: Where the input and output blocks go inside the guest's scratch page (each stays inside the page).
 IN_OFFSET, OUT_OFFSET = 0, 2048
 
@@ -92,7 +97,7 @@ class GuestCore:
     """One guest kernel's interrupt-message layer."""
 
     scratch_gpa: int
-    known_features: int = KNOWN_FEATURES
+    known_features: int = int(FEATURES_1_0)
     mode: GuestMode = GuestMode.UNKNOWN
     features: int = 0
     max_batch: int = 1

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...spec.constants import Feature, Limit, MessageFormat
+from ...spec.constants import FEATURES_1_0, Limit, MessageFormat
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR
-
-ALL_FEATURES = Feature.MSI | Feature.MSIX | Feature.IMS | Feature.SUBDEVICE | Feature.POSTED
 
 
 @dataclass(frozen=True)
@@ -16,7 +14,7 @@ class HypervisorConfig:
 
     version_major: int = VERSION_MAJOR
     version_minor: int = VERSION_MINOR
-    features_offered: int = int(ALL_FEATURES)
+    features_offered: int = int(FEATURES_1_0)
     features_required: int = 0
     message_format: MessageFormat = MessageFormat.X86_REMAPPED
     max_batch: int = int(Limit.MAX_BATCH)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pvmsi.spec.constants import MsgKind
+from pvmsi.spec.constants import X86_VECTORS, MsgKind
 
 from .msi_format import CompatMessage, compose, parse_compat
 from .pci import (
@@ -37,8 +37,6 @@ from .pci import (
 from .remap import Irte, RemappingTable
 from .vm import ExitReason, Vm
 
-VECTOR_MIN = 32
-VECTOR_MAX = 255
 _MSIX_REGIONS = (BarRegion.MSIX_TABLE, BarRegion.MSIX_PBA)
 
 
@@ -230,7 +228,7 @@ class LegacyMsi:
         message = parse_compat(address, data)
         if message is None or message.dest_apic_id >= state.vm.vcpu_count:
             return None
-        if message.vector < VECTOR_MIN or message.vector + count - 1 > VECTOR_MAX:
+        if message.vector not in X86_VECTORS or message.vector + count - 1 not in X86_VECTORS:
             return None
         return message
 

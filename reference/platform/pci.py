@@ -29,7 +29,7 @@ from typing import TypeVar
 from pvmsi.spec.constants import KindMask, MsgKind
 
 from .requester import Bdf, Requester
-from .vm import MessageSource
+from .vm import PAGE_SIZE, MessageSource
 
 CONFIG_SPACE_SIZE = 4096
 MSI_CAP_OFFSET = 0x50
@@ -37,7 +37,6 @@ MSIX_CAP_OFFSET = 0x70
 CAP_POINTER = 0x34
 MSIX_MAX_TABLE_SIZE = 2048
 SLOT_SIZE = 16
-_PAGE = 4096
 _T = TypeVar("_T")
 
 
@@ -47,7 +46,7 @@ def _check_access(offset: int, size: int, limit: int) -> None:
 
 
 def _round_page(n: int) -> int:
-    return -(-n // _PAGE) * _PAGE
+    return -(-n // PAGE_SIZE) * PAGE_SIZE
 
 
 def _merge(image: bytearray, offset: int, size: int, value: int) -> bytearray:

@@ -14,6 +14,10 @@ import construct as cs
 from ..constants import MsgKind, Status
 from ..fields import EnumField, Reserved, ValuesOf, define, s32, s64, u8, u16, u32, u64
 from ..harness_constants import (
+    HARNESS_MAX_DEVICES,
+    HARNESS_MAX_MEM_ACCESS,
+    HARNESS_MAX_RAM_MIB,
+    HARNESS_MAX_VCPUS,
     DeviceOp,
     DeviceProfile,
     DeviceSpace,
@@ -62,9 +66,9 @@ VM_CONFIG: Any = define(
     "Payload of VM_CREATE; device_count device_slot entries follow. The knobs configure the IUT for this VM; an "
     "IUT that cannot honour a non-zero knob answers UNSUPPORTED (the test becomes unsupported).",
     cs.Struct(
-        "vcpus" / u32 * "vCPUs (1..256).",
-        "ram_mib" / u32 * "Guest RAM from GPA 0, in MiB (1..4096).",
-        "device_count" / u32 * "device_slot entries that follow (0..16).",
+        "vcpus" / u32 * f"vCPUs (1..{HARNESS_MAX_VCPUS}).",
+        "ram_mib" / u32 * f"Guest RAM from GPA 0, in MiB (1..{HARNESS_MAX_RAM_MIB}).",
+        "device_count" / u32 * f"device_slot entries that follow (0..{HARNESS_MAX_DEVICES}).",
         "yield_after" / u32 * "Knob: end every batch call with INCOMPLETE after this many entries; 0: never.",
         "features_required" / u64 * "Knob: what GET_INFO reports as features_required (subset of the offer).",
         "features_withheld" / u64 * "Knob: feature bits the IUT must not offer to this VM.",
@@ -103,7 +107,7 @@ MEM_ACCESS: Any = define(
     "Payload of MEM_READ, and of MEM_WRITE followed by the bytes (padded to 8).",
     cs.Struct(
         "vm" / u32 * "VM id.",
-        "size" / u32 * "Bytes to read or write (1..4096).",
+        "size" / u32 * f"Bytes to read or write (1..{HARNESS_MAX_MEM_ACCESS}).",
         "gpa" / u64 * "Guest physical address.",
     ),
 )

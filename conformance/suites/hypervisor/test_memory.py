@@ -6,11 +6,11 @@ import pytest
 
 from pvmsi.conformance.toolkit import IN_GPA, MLX5, OUT_GPA, SCRATCH, Session, alloc_entry, check, size, status_name
 from pvmsi.spec.codec import encode
-from pvmsi.spec.constants import Feature, FunctionNumber, MsgKind, Status
+from pvmsi.spec.constants import Feature, FunctionNumber, Limit, MsgKind, Status
 from pvmsi.spec.formats import ALLOC_ENTRY, BATCH_IN, BATCH_OUT, HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
 
 requirement = pytest.mark.requirement
-PAGE = 4096
+PAGE = int(Limit.PAGE_SIZE)
 
 
 def _negotiate_block() -> bytes:
