@@ -48,10 +48,11 @@ from ..spec.formats import (
     HV_INFO,
     NEGOTIATE_OUT,
 )
-from ..spec.harness_constants import DeviceOp, DeviceProfile, FireOutcome, LifecycleEvent
-from ..spec.iut import DeviceRef, DeviceSlot, FireResult, GuestResult, VmKnobs
+from ..spec.harness_constants import DeviceOp, FireOutcome, LifecycleEvent
+from ..spec.iut import DeviceRef, FireResult, GuestResult, VmKnobs
 from ..spec.layout import layout_of
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR, encode_version
+from .toolkit import DEFAULT_DEVICES, status_name
 
 PAGE = int(Limit.PAGE_SIZE)
 KNOWN_1_0 = int(FEATURES_1_0)
@@ -63,15 +64,8 @@ POISON_HANDLE = 0x5EED_0000_0000_0000
 POISON_ADDRESS = 0xFEEF_F018
 POISON_DATA = 0x5EED
 
-MLX5 = DeviceRef(0, 0, 0x08)
-MSI_DEV = DeviceRef(0, 0, 0x10)
-IDXD = DeviceRef(0, 0, 0x18)
-ABSENT = DeviceRef(0, 0, 0xF8)
-GUEST_DEVICES = (
-    DeviceSlot(DeviceProfile.MLX5, MLX5),
-    DeviceSlot(DeviceProfile.PLAIN_MSI, MSI_DEV),
-    DeviceSlot(DeviceProfile.IDXD, IDXD),
-)
+#: The guest under test sees the devices the hypervisor suite's test VMs have, at the same addresses.
+GUEST_DEVICES = DEFAULT_DEVICES
 VCPUS = 4
 RAM_MIB = 16
 
@@ -89,10 +83,6 @@ def name_of(key: DeviceKey) -> str:
 
 def fn_name(fn: int) -> str:
     return FunctionNumber(fn).name if fn in FUNCTIONS_1_0 else f"fn {fn:#x}"
-
-
-def status_name(status: int) -> str:
-    return Status(status).name if status in Status._value2member_map_ else f"undefined status {status}"
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from typing import Any
 from ..spec.constants import FunctionNumber, MsgKind, Status
 from ..spec.harness_constants import GuestOp
 from ..spec.iut import DeviceRef, GuestCommand, GuestIUT, GuestMode, GuestResult
-from .guest_host import ABSENT, IDXD, MLX5, MSI_DEV, CallRecord, HostKnobs, HostModel, status_name
-from .toolkit import check
+from .guest_host import CallRecord, HostKnobs, HostModel
+from .toolkit import ABSENT, IDXD, MLX5, MSI_DEV, check, status_name
 
 #: The guest page the suite assigns for parameter blocks (BOOT's scratch_gpa).
 SCRATCH = 0x10000

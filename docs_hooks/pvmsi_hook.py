@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from mkdocs.exceptions import PluginError
@@ -18,7 +19,7 @@ def on_nav(nav: Any, config: Any, files: Any) -> Any:
     in_nav = {f.src_uri for f in ordered}
     ordered += sorted((f for f in files.documentation_pages() if f.src_uri not in in_nav), key=lambda f: f.src_uri)
     try:
-        _site = scan([(f.src_uri, f.content_string) for f in ordered])
+        _site = scan([(f.src_uri, f.content_string) for f in ordered], docs_dir=Path(config["docs_dir"]))
     except DocsError as exc:
         raise PluginError(f"pvmsi docs: {exc}") from exc
     return nav

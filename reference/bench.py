@@ -54,7 +54,7 @@ from .system import ReferenceSystem, SystemVm
 SCRATCH = 0x10000
 DEVICE_BDF = Bdf(0, 0, 0x08)
 VCPUS = 4
-#: The targets of issue 4 (the bench reports whether each is met; it does not fail on them).
+#: The performance targets (docs/performance.md); the bench reports whether each is met, it does not fail on them.
 TARGETS = {
     "exit_reduction_at_2048": 100.0,
     "single_alloc_free_calls_per_s": 50_000.0,

@@ -37,7 +37,7 @@ from ..spec.callconv import CONVENTIONS
 from ..spec.calls import BATCH_CALLS, CALLS_BY_FN
 from ..spec.constants import FEATURES_1_0, Feature, FunctionNumber, Limit, MsgKind, Status
 from ..spec.fastcodec import fast
-from .guest.actions import GuestDevice, MaskSlot, ProgramSlot, SetEnabled
+from .guest.actions import GuestDevice
 from .guest.driver import InProcessDriver
 from .hypervisor.arch import to_signed
 from .hypervisor.config import HypervisorConfig
@@ -530,14 +530,9 @@ class Fuzzer:
             return
         m = rng.choice(list(st.messages.values()))
         seg, bus, devfn, pasid = m.device
-        dev = GuestDevice(seg, bus, devfn, pasid)
-        driver = InProcessDriver(self.system, vm)
-        for action in (
-            ProgramSlot(dev, m.kind, m.slot, m.address, m.data, m.count),
-            SetEnabled(dev, m.kind, True),
-            MaskSlot(dev, m.kind, m.slot, False),
-        ):
-            driver.execute(action)
+        InProcessDriver(self.system, vm).install(
+            GuestDevice(seg, bus, devfn, pasid), m.kind, m.slot, m.address, m.data, m.count
+        )
         pci = vm.pci(seg, bus, devfn)
         assert pci is not None
         i = rng.randrange(m.count)

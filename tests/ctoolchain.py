@@ -1,4 +1,4 @@
-"""Running real C compilers from the tests (issue 3): find a tool or skip/fail, compile, run.
+"""Running real C compilers from the tests: find a tool or skip/fail, compile, run.
 
 A missing tool skips the test with the reason locally, but fails it when ``CI`` is set: CI installs every
 tool through .ci/install-toolchains, so a missing one there is a broken environment, never a silent skip.

@@ -1,4 +1,4 @@
-"""The generated C header and check file, verified by real compilers (issue 3).
+"""The generated C header and check file, verified by real compilers.
 
 Both styles compile clean with gcc and clang as C90, C99 and C11 and with g++/clang++ as C++17
 (-Wall -Wextra -Werror -pedantic -Wpadded), using every macro and calling the helpers; the C11 check file

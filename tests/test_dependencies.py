@@ -9,7 +9,8 @@ import sys
 from importlib.metadata import packages_distributions, requires
 
 from packaging.requirements import Requirement
-from typecheck import ROOT, package_dir
+from paths import ROOT
+from typecheck import package_dir
 
 
 def _normal(name: str) -> str:

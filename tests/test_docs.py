@@ -15,15 +15,13 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from paths import DOCS, ROOT
 
 from pvmsi.docsgen import expand, scan
 from pvmsi.docsgen.context import Ctx
 from pvmsi.docsgen.formats import layout, render_format
 from pvmsi.spec.layout import FormatLayout, all_layouts
 from pvmsi.spec.requirements import REQUIREMENTS, SECTIONS
-
-ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs"
 
 VOID = frozenset({"br", "hr", "img", "input", "link", "meta", "source", "wbr", "col", "area", "base", "embed"})
 
@@ -186,7 +184,7 @@ def test_conformance_lists_every_must_of_each_role(site: Path) -> None:
 def test_chapter_tables_equal_a_fresh_rendering() -> None:
     """Drift: the expanded page contains exactly what the renderer returns for the current spec/."""
     pages = sorted((p.relative_to(DOCS).as_posix(), p.read_text(encoding="utf-8")) for p in DOCS.rglob("*.md"))
-    site_index = scan(pages)
+    site_index = scan(pages, docs_dir=DOCS)
     text = dict(pages)["messages.md"]
     expanded = expand(text, "messages.md", site_index)
     assert "{{pvmsi" not in expanded

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from paths import ROOT
 
 from pvmsi.docsgen import DIRECTIVES, DocsError, SiteIndex, expand, find_placeholders, scan
 from pvmsi.docsgen.calls import function_id_text, mermaid_state_diagram, render_call, render_function_ids
@@ -290,12 +291,12 @@ def test_scan_finds_homes_and_checks_completeness() -> None:
         ("messages.md", "{{pvmsi format alloc_entry}}\n{{pvmsi requirements messages}}\n"),
         ("formats.md", "{{pvmsi formats}}\n{{pvmsi constants}}\n"),
     ]
-    site = scan(pages, complete=False)
+    site = scan(pages, docs_dir=ROOT / "docs", complete=False)
     assert site.format_home["alloc_entry"] == "messages.md"
     assert site.format_home["batch_in"] == "formats.md"
     assert site.constants_home["status"] == "formats.md"
     with pytest.raises(DocsError, match="not placed on any page"):
-        scan(pages)
+        scan(pages, docs_dir=ROOT / "docs")
 
 
 def test_scan_rejects_a_section_on_the_wrong_page() -> None:
@@ -305,7 +306,7 @@ def test_scan_rejects_a_section_on_the_wrong_page() -> None:
     for key, (_, page) in SECTIONS.items():
         pages.append((page if key != "security" else "wrong.md", f"{{{{pvmsi requirements {key}}}}}\n"))
     with pytest.raises(DocsError, match=r"'security' must be placed once, on security\.md"):
-        scan(pages)
+        scan(pages, docs_dir=ROOT / "docs")
 
 
 def test_feature_group_is_a_flags_group() -> None:
@@ -317,8 +318,8 @@ def test_formats_of_one_area_get_their_page_as_home() -> None:
         ("harness.md", "{{pvmsi formats harness}}\n"),
         ("formats.md", "{{pvmsi formats}}\n"),
     ]
-    site = scan(pages, complete=False)
+    site = scan(pages, docs_dir=ROOT / "docs", complete=False)
     for lay in all_layouts():
         assert site.format_home[lay.name] == ("harness.md" if lay.area == "harness" else "formats.md")
     with pytest.raises(DocsError, match="unknown name 'nope'"):
-        scan([("x.md", "{{pvmsi formats nope}}\n")], complete=False)
+        scan([("x.md", "{{pvmsi formats nope}}\n")], docs_dir=ROOT / "docs", complete=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
+from paths import DOCS
 
 from pvmsi.cli.main import main
 from pvmsi.reference.fuzz import Fuzzer, check_invariants, chunks, fuzz
@@ -54,13 +55,13 @@ def test_the_published_fuzz_run_is_a_clean_million_inputs() -> None:
     page shows every status and its verdict from it."""
     from pvmsi.docsgen.fuzz import FUZZ_JSON, load, render_fuzz
 
-    report = load(FUZZ_JSON)
+    report = load(DOCS / FUZZ_JSON)
     assert report["ok"]
     assert report["failures"] == 0
     assert report["inputs"] == 1_000_000
     assert (report["run"]["seed"], report["run"]["jobs"]) == (1, 2)
     assert 0 < sum(report["statuses"].values()) <= report["inputs"]  # a trap outside pvmsi returns no status
-    text = render_fuzz()
+    text = render_fuzz(DOCS / FUZZ_JSON)
     assert "1,000,000-input run" in text
     assert "**no failure**" in text
     for name, n in report["statuses"].items():

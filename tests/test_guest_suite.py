@@ -250,7 +250,7 @@ def test_model_answers_a_command_with_every_kind() -> None:
     model = HostModel(HostKnobs())
     guest = ReferenceGuest()
     guest.command(GuestCommand(GuestOp.BOOT, scratch_gpa=0x10000), model)
-    from pvmsi.conformance.guest_host import MSI_DEV
+    from pvmsi.conformance.toolkit import MSI_DEV
 
     r = guest.command(GuestCommand(GuestOp.ENABLE, MSI_DEV, int(MsgKind.MSI), 4, 1, 0x40), model)
     assert (r.status, r.done) == (0, 4)

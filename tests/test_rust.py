@@ -1,4 +1,4 @@
-"""`pvmsi gen rust`, compile-checked with rustc (issue 3 stretch): the const size/offset assertions hold,
+"""`pvmsi gen rust`, compile-checked with rustc: the const size/offset assertions hold,
 and a program built on the module reads every valid format vector and re-encodes it to the same bytes."""
 
 from __future__ import annotations

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from paths import ROOT
 
 from pvmsi.conformance.connect import open_hypervisor
 from pvmsi.conformance.scenarios import ReplayMismatch, load_vectors, replay
 
-ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "conformance" / "vectors" / "scenarios"
 
 

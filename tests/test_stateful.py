@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from pvmsi.reference.fuzz import check_invariants
-from pvmsi.reference.guest.actions import GuestDevice, MaskSlot, ProgramSlot, SetEnabled
+from pvmsi.reference.guest.actions import GuestDevice
 from pvmsi.reference.guest.driver import InProcessDriver
 from pvmsi.reference.hypervisor.config import HypervisorConfig
 from pvmsi.reference.hypervisor.vmstate import DeviceKey
@@ -221,14 +221,9 @@ class PvmsiMachine(RuleBasedStateMachine):
             return
         m = held[data.draw(st.sampled_from(sorted(held)))]
         seg, bus, devfn, pasid = m.device
-        dev = GuestDevice(seg, bus, devfn, pasid)
-        driver = InProcessDriver(self.system, vm)
-        for action in (
-            ProgramSlot(dev, m.kind, m.slot, m.address, m.data, m.count),
-            SetEnabled(dev, m.kind, True),
-            MaskSlot(dev, m.kind, m.slot, False),
-        ):
-            driver.execute(action)
+        InProcessDriver(self.system, vm).install(
+            GuestDevice(seg, bus, devfn, pasid), m.kind, m.slot, m.address, m.data, m.count
+        )
         pci = vm.pci(seg, bus, devfn)
         assert pci is not None
         i = data.draw(st.integers(0, m.count - 1))

@@ -1,4 +1,4 @@
-"""The committed format vectors (conformance/vectors): deterministic, codec-checked, and read by C (issue 3)."""
+"""The committed format vectors (conformance/vectors): deterministic, codec-checked, and read by C."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from ctoolchain import compile_c, run
+from paths import ROOT
 
 from pvmsi.cli import main
 from pvmsi.gen.c_common import STYLES, Style
@@ -19,7 +20,6 @@ from pvmsi.spec.codec import DecodeError, decode, encode
 from pvmsi.spec.formats import FORMATS
 from pvmsi.spec.layout import all_layouts
 
-ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "conformance" / "vectors"
 LAYOUTS = all_layouts()
 

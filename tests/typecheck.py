@@ -18,8 +18,7 @@ from mypy import build
 from mypy.errors import CompileError
 from mypy.main import process_options
 from mypy.modulefinder import BuildSource
-
-ROOT = Path(__file__).resolve().parent.parent
+from paths import ROOT
 
 
 def package_dir() -> dict[str, Path]:

@@ -120,6 +120,21 @@ def answer_error(frame: Frame, code: HarnessStatus, detail: str) -> bytes:
     return build_error(frame.seq, code, 0, detail, int(frame.kind))
 
 
+def hello(conn: HarnessConnection, role: HarnessRole) -> IutInfo:
+    """HELLO as the suite, expecting an IUT of ``role``: the IUT's name and spec version (harness "HELLO")."""
+    body = {
+        "role": role,
+        "spec_major": VERSION_MAJOR,
+        "spec_minor": VERSION_MINOR,
+        "max_payload": HARNESS_MAX_PAYLOAD,
+        "name": b"pvmsi-ct",
+    }
+    ack = conn.request(FrameKind.HELLO, body)
+    if ack.kind is not FrameKind.HELLO_ACK or ack.body.role != role:
+        raise IutError(f"HELLO answered with {ack.kind.name}, role {getattr(ack.body, 'role', None)}")
+    return IutInfo(ack.body.name.rstrip(b"\0").decode("ascii", "replace"), ack.body.spec_major, ack.body.spec_minor)
+
+
 class HarnessHypervisor:
     """:class:`~pvmsi.spec.iut.HypervisorIUT` over the harness protocol."""
 
@@ -128,17 +143,7 @@ class HarnessHypervisor:
         self.info = self.hello()
 
     def hello(self) -> IutInfo:
-        body = {
-            "role": HarnessRole.HYPERVISOR,
-            "spec_major": VERSION_MAJOR,
-            "spec_minor": VERSION_MINOR,
-            "max_payload": HARNESS_MAX_PAYLOAD,
-            "name": b"pvmsi-ct",
-        }
-        ack = self.conn.request(FrameKind.HELLO, body)
-        if ack.kind is not FrameKind.HELLO_ACK or ack.body.role != HarnessRole.HYPERVISOR:
-            raise IutError(f"HELLO answered with {ack.kind.name}, role {getattr(ack.body, 'role', None)}")
-        return IutInfo(ack.body.name.rstrip(b"\0").decode("ascii", "replace"), ack.body.spec_major, ack.body.spec_minor)
+        return hello(self.conn, HarnessRole.HYPERVISOR)
 
     def create_vm(self, vcpus: int, ram_mib: int, devices: list[DeviceSlot], knobs: VmKnobs | None = None) -> int:
         k = knobs or VmKnobs()
@@ -231,17 +236,7 @@ class HarnessGuest:
         self.info = self.hello()
 
     def hello(self) -> IutInfo:
-        body = {
-            "role": HarnessRole.GUEST,
-            "spec_major": VERSION_MAJOR,
-            "spec_minor": VERSION_MINOR,
-            "max_payload": HARNESS_MAX_PAYLOAD,
-            "name": b"pvmsi-ct",
-        }
-        ack = self.conn.request(FrameKind.HELLO, body)
-        if ack.kind is not FrameKind.HELLO_ACK or ack.body.role != HarnessRole.GUEST:
-            raise IutError(f"HELLO answered with {ack.kind.name}, role {getattr(ack.body, 'role', None)}")
-        return IutInfo(ack.body.name.rstrip(b"\0").decode("ascii", "replace"), ack.body.spec_major, ack.body.spec_minor)
+        return hello(self.conn, HarnessRole.GUEST)
 
     def command(self, cmd: GuestCommand, host: GuestHost) -> GuestResult:
         from .server import device_ref

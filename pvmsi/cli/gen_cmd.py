@@ -1,4 +1,4 @@
-"""``pvmsi gen``: generate bindings and vectors from spec/ (issue 3)."""
+"""``pvmsi gen``: generate bindings and vectors from spec/."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pvmsi.spec.requirements import REQUIREMENTS, SECTIONS
 
@@ -38,6 +39,8 @@ class SiteIndex:
     call_home: dict[str, str] = field(default_factory=dict)
     machine_home: dict[str, str] = field(default_factory=dict)
     requirement_index: str | None = None
+    #: The site's Markdown folder (mkdocs' docs_dir), where the measured figures (assets/*.json) are read.
+    docs_dir: Path = Path("docs")
 
     def requirement_home(self, rid: str) -> str | None:
         """The chapter page of requirement ``rid``, or ``None`` for an id not in the registry."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from pvmsi.spec.calls import CALLS
 from pvmsi.spec.constants import CONSTANT_GROUPS
@@ -81,8 +82,8 @@ DIRECTIVES: dict[str, Directive] = {
     "batch-example": Directive("none", False, lambda c, a: examples.render_batch_example(c)),
     "traceability": Directive("none", False, lambda c, a: traceability.render_traceability(c)),
     "report-schema": Directive("none", False, lambda c, a: traceability.render_report_schema(c)),
-    "bench": Directive("required", False, lambda c, a: bench.render_bench(_req(a))),
-    "fuzz": Directive("none", False, lambda c, a: fuzz.render_fuzz()),
+    "bench": Directive("required", False, lambda c, a: bench.render_bench(_req(a), c.site.docs_dir / bench.BENCH_JSON)),
+    "fuzz": Directive("none", False, lambda c, a: fuzz.render_fuzz(c.site.docs_dir / fuzz.FUZZ_JSON)),
     "ref": Directive("required", True, _ref),
     "version": Directive("none", True, lambda c, a: f"{VERSION_MAJOR}.{VERSION_MINOR}"),
 }
@@ -147,7 +148,7 @@ def _check_name(p: Placeholder, page: str) -> None:
         raise DocsError(f"{page}:{p.line}: unknown name {p.arg!r} in {p.text} (known: {', '.join(known[p.directive])})")
 
 
-def scan(pages: Sequence[tuple[str, str]], *, complete: bool = True) -> SiteIndex:
+def scan(pages: Sequence[tuple[str, str]], *, docs_dir: Path, complete: bool = True) -> SiteIndex:
     """Validate every placeholder of ``pages`` (``(path, markdown)`` in navigation order) and find each object's home.
 
     An object's home is the first page that places it by name (``format X``, ``constants X``, ``call X``,
@@ -197,7 +198,7 @@ def scan(pages: Sequence[tuple[str, str]], *, complete: bool = True) -> SiteInde
             const[g.key] = all_constants
     if complete:
         _check_complete(fmt, const, call, sections, index)
-    return SiteIndex(fmt, const, call, mach, index)
+    return SiteIndex(fmt, const, call, mach, index, docs_dir)
 
 
 def _check_complete(

@@ -1,4 +1,4 @@
-"""``pvmsi gen c-header``: the C header of the interface, from spec/ alone (issue 3).
+"""``pvmsi gen c-header``: the C header of the interface, from spec/ alone (docs: "Using the C header").
 
 Layout: version macros and the interface-version guard, every constant group, the calling-convention ids,
 then per call its function ids right above its parameter structs, then the per-architecture helpers.

@@ -1,4 +1,4 @@
-"""``pvmsi gen vectors``: language-neutral encode/decode vectors for every format (issue 3).
+"""``pvmsi gen vectors``: language-neutral encode/decode vectors for every format (docs: "Format vectors").
 
 Each vector is computed with, and checked against, the spec's strict codec (:mod:`pvmsi.spec.codec`):
 valid ones must decode to exactly their field values and re-encode to the same bytes; invalid ones must be

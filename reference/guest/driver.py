@@ -56,6 +56,16 @@ class InProcessDriver:
             return self._mask(action)
         raise TypeError(f"unknown guest action {action!r}")
 
+    def install(self, device: GuestDevice, kind: MsgKind, slot: int, address: int, data: int, count: int) -> None:
+        """Write a pair into the device as a driver does, then enable its kind and unmask its slot (spec
+        "Messages": the guest writes the pair where the device wants it)."""
+        for action in (
+            ProgramSlot(device, kind, slot, address, data, count),
+            SetEnabled(device, kind, True),
+            MaskSlot(device, kind, slot, False),
+        ):
+            self.execute(action)
+
     # -- hypercalls through the architecture's registers ---------------------------------------------------
 
     def _hypercall(self, call: Hypercall) -> tuple[int, int]:
