@@ -19,7 +19,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.slow
 def test_ruff_check() -> None:
     proc = _run(
-        "ruff", "check", "--no-cache", "spec", "reference", "conformance", "pvmsi", "tests", "docs_hooks", "setup.py"
+        "ruff", "check", "--no-cache", "spec", "reference", "conformance", "src", "tests", "docs_hooks", "setup.py"
     )
     assert proc.returncode == 0, f"ruff check failed:\n{proc.stdout}\n{proc.stderr}"
 
@@ -34,7 +34,7 @@ def test_ruff_format() -> None:
         "spec",
         "reference",
         "conformance",
-        "pvmsi",
+        "src",
         "tests",
         "docs_hooks",
         "setup.py",
