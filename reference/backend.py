@@ -18,6 +18,7 @@ from ..spec.harness_constants import (
 )
 from ..spec.iut import (
     BadAddress,
+    BadRequest,
     Counters,
     DeviceRef,
     DeviceSlot,
@@ -77,11 +78,13 @@ class ReferenceHypervisor:
 
     def create_vm(self, vcpus: int, ram_mib: int, devices: list[DeviceSlot], knobs: VmKnobs | None = None) -> int:
         slots = [(PROFILES[d.profile], Bdf(d.device.segment, d.device.bus, d.device.devfn)) for d in devices]
+        if len({bdf for _, bdf in slots}) != len(slots):
+            raise BadRequest("device_count", "two device slots at one guest address")
         base = self.system.core.config
         config = base
         if knobs is not None:
             if knobs.features_required & (knobs.features_withheld | ~base.features_offered):
-                raise ValueError("features_required must be offered and not withheld")
+                raise BadRequest("features_required", "must be offered and not withheld")
             config = replace(
                 base,
                 features_offered=base.features_offered & ~knobs.features_withheld,
@@ -174,7 +177,7 @@ class ReferenceHypervisor:
     ) -> tuple[bool, list[int]]:
         names = TRAP_REGISTERS[arch]
         if instruction not in ARCH_INSTRUCTIONS[arch]:
-            raise ValueError(f"{instruction.name} is not an instruction of {arch.name}")
+            raise BadRequest("instruction", f"{instruction.name} is not an instruction of {arch.name}")
         before = dict(zip(names, regs, strict=True))
         after = self.system.execute_trap(self._vm(vm), vcpu, ARCH_NAMES[arch], instruction.name.lower(), before)
         if after is None:

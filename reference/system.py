@@ -172,9 +172,18 @@ class ReferenceSystem:
     def create_vm(
         self, vcpus: int = 4, ram_bytes: int = 64 << 20, devices: Sequence[tuple[DeviceProfile, Bdf]] = ()
     ) -> SystemVm:
+        """A VM with ``devices`` assigned at their guest addresses; if any cannot be assigned (two at one address),
+        nothing is left behind and the platform's ValueError says why."""
+        addresses = [guest for _, guest in devices]
+        if len(set(addresses)) != len(addresses):
+            raise ValueError("two devices at one guest address")
         vm = SystemVm(self.platform, self.platform.create_vm(vcpus, ram_bytes))
-        for profile, guest in devices:
-            self.platform.assign(self.platform.add_device(profile), vm.vm, guest)
+        try:
+            for profile, guest in devices:
+                self.platform.assign(self.platform.add_device(profile), vm.vm, guest)
+        except ValueError:
+            self.platform.destroy_vm(vm.vm)
+            raise
         self.vms[vm.vm_id] = vm
         return vm
 

@@ -7,6 +7,7 @@ from typing import Any
 from .callconv import CONVENTIONS
 from .calls import CALLS
 from .constants import CONSTANT_GROUPS
+from .harness_constants import HARNESS_VALUES, RESPONSE_OF
 from .layout import FieldLayout, FormatLayout, all_layouts
 from .requirements import REQUIREMENTS, SECTIONS
 from .states import MACHINES
@@ -111,6 +112,10 @@ def spec_dump() -> dict[str, Any]:
             }
             for m in MACHINES
         ],
+        "harness": {
+            "values": [{"name": v.name, "value": v.value, "doc": v.doc} for v in HARNESS_VALUES],
+            "responses": {request.name: response.name for request, response in RESPONSE_OF.items()},
+        },
         "sections": [{"key": k, "title": t, "page": p} for k, (t, p) in SECTIONS.items()],
         "requirements": [
             {"id": r.id, "level": r.level.value, "role": r.role.value, "section": r.section, "text": r.text}

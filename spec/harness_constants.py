@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum
 
 HARNESS_MAGIC = 0x484D5650  # "PVMH" as little-endian bytes
@@ -12,8 +13,40 @@ HARNESS_MAX_PAYLOAD = 65536
 HARNESS_MAX_VCPUS = 256
 HARNESS_MAX_RAM_MIB = 4096
 HARNESS_MAX_DEVICES = 16
+#: Limits of one session: VMs alive at once, and the guest RAM (MiB) of those VMs together; a VM_CREATE past
+#: either is answered ERROR LIMIT and creates nothing.
+HARNESS_MAX_VMS = 64
+HARNESS_MAX_SESSION_RAM_MIB = 1024
+#: Sessions a socket IUT serves at once; a further connection is answered ERROR BUSY and closed.
+HARNESS_MAX_SESSIONS = 8
 #: Largest size of one MEM_READ or MEM_WRITE (mem_access.size), in bytes.
 HARNESS_MAX_MEM_ACCESS = 4096
+
+
+@dataclass(frozen=True)
+class HarnessValue:
+    """A fixed number of the harness protocol, as dumped and documented."""
+
+    name: str
+    value: int
+    doc: str
+
+
+HARNESS_VALUES: tuple[HarnessValue, ...] = (
+    HarnessValue("HARNESS_MAGIC", HARNESS_MAGIC, 'frame_header.magic: "PVMH" as little-endian bytes.'),
+    HarnessValue("HARNESS_VERSION_MAJOR", HARNESS_VERSION_MAJOR, "frame_header.version_major of this protocol."),
+    HarnessValue("HARNESS_VERSION_MINOR", HARNESS_VERSION_MINOR, "frame_header.version_minor of this protocol."),
+    HarnessValue("HARNESS_MAX_PAYLOAD", HARNESS_MAX_PAYLOAD, "Largest payload of one frame, in bytes."),
+    HarnessValue("HARNESS_MAX_VCPUS", HARNESS_MAX_VCPUS, "Largest vm_config.vcpus."),
+    HarnessValue("HARNESS_MAX_RAM_MIB", HARNESS_MAX_RAM_MIB, "Largest vm_config.ram_mib (MiB of guest RAM)."),
+    HarnessValue("HARNESS_MAX_DEVICES", HARNESS_MAX_DEVICES, "Largest vm_config.device_count."),
+    HarnessValue("HARNESS_MAX_VMS", HARNESS_MAX_VMS, "VMs one session may hold alive at once."),
+    HarnessValue(
+        "HARNESS_MAX_SESSION_RAM_MIB", HARNESS_MAX_SESSION_RAM_MIB, "Guest RAM (MiB) of one session's VMs together."
+    ),
+    HarnessValue("HARNESS_MAX_SESSIONS", HARNESS_MAX_SESSIONS, "Sessions a socket IUT serves at once."),
+    HarnessValue("HARNESS_MAX_MEM_ACCESS", HARNESS_MAX_MEM_ACCESS, "Largest mem_access.size, in bytes."),
+)
 
 
 class FrameKind(IntEnum):
@@ -58,7 +91,10 @@ FRAME_KIND_DOCS: dict[FrameKind, str] = {
     FrameKind.HYPERCALL: "Suite -> hypervisor IUT: issue a pvmsi call on a vCPU (hypercall_req).",
     FrameKind.DEVICE_WRITE: "Suite -> hypervisor IUT: a guest write to a device register (device_write).",
     FrameKind.DEVICE_FIRE: "Suite -> hypervisor IUT: make a device emit the message of a slot (device_fire).",
-    FrameKind.COLLECT: "Suite -> hypervisor IUT: take the interrupts injected since the last COLLECT (vm_ref).",
+    FrameKind.COLLECT: (
+        "Suite -> hypervisor IUT: take the interrupts injected since the last COLLECT, oldest first, as many as "
+        "one INTERRUPTS frame holds (vm_ref); interrupts_hdr.remaining says how many are still queued."
+    ),
     FrameKind.COUNTERS: "Suite -> hypervisor IUT: read exit and message counters (vm_ref).",
     FrameKind.LIFECYCLE: "Suite -> hypervisor IUT: VM reset, FLR or hot-unplug (lifecycle).",
     FrameKind.TRAP: "Suite -> hypervisor IUT: execute a trap instruction with a register file (trap_req).",
@@ -81,6 +117,27 @@ FRAME_KIND_DOCS: dict[FrameKind, str] = {
 }
 
 
+#: The response kind of each request (an ERROR frame may answer any request instead).
+RESPONSE_OF: dict[FrameKind, FrameKind] = {
+    FrameKind.HELLO: FrameKind.HELLO_ACK,
+    FrameKind.VM_CREATE: FrameKind.VM_CREATED,
+    FrameKind.VM_DESTROY: FrameKind.OK,
+    FrameKind.MEM_WRITE: FrameKind.OK,
+    FrameKind.MEM_READ: FrameKind.MEM_DATA,
+    FrameKind.HYPERCALL: FrameKind.HYPERCALL_RESULT,
+    FrameKind.DEVICE_WRITE: FrameKind.DEVICE_RESULT,
+    FrameKind.DEVICE_FIRE: FrameKind.FIRE_RESULT,
+    FrameKind.COLLECT: FrameKind.INTERRUPTS,
+    FrameKind.COUNTERS: FrameKind.COUNTER_VALUES,
+    FrameKind.LIFECYCLE: FrameKind.OK,
+    FrameKind.TRAP: FrameKind.TRAP_RESULT,
+    FrameKind.BYE: FrameKind.OK,
+    FrameKind.GUEST_COMMAND: FrameKind.GUEST_RESULT,
+    FrameKind.GUEST_HYPERCALL: FrameKind.HYPERCALL_RESULT,
+    FrameKind.GUEST_DEVICE_OP: FrameKind.DEVICE_RESULT,
+}
+
+
 class HarnessStatus(IntEnum):
     """Error codes of an ERROR frame."""
 
@@ -95,6 +152,9 @@ class HarnessStatus(IntEnum):
     UNSUPPORTED = 9
     WRONG_ROLE = 10
     INTERNAL = 11
+    NO_HELLO = 12
+    LIMIT = 13
+    BUSY = 14
 
 
 HARNESS_STATUS_DOCS: dict[HarnessStatus, str] = {
@@ -109,6 +169,9 @@ HARNESS_STATUS_DOCS: dict[HarnessStatus, str] = {
     HarnessStatus.UNSUPPORTED: "The IUT does not implement this request (the test becomes 'unsupported').",
     HarnessStatus.WRONG_ROLE: "The request belongs to the other role.",
     HarnessStatus.INTERNAL: "The IUT failed internally; the detail says how.",
+    HarnessStatus.NO_HELLO: "A request other than HELLO or BYE came before HELLO; a session starts with HELLO.",
+    HarnessStatus.LIMIT: "A limit of the session (VMs, guest RAM) would be exceeded; nothing was created.",
+    HarnessStatus.BUSY: "The IUT already serves as many sessions as it can; it closes this connection.",
 }
 
 

@@ -48,6 +48,16 @@ class BadAddress(ValueError):
     """A backend was asked to access guest memory that is not RAM (harness BAD_ADDRESS)."""
 
 
+class BadRequest(ValueError):
+    """A well-formed request the backend cannot serve as asked (harness BAD_PAYLOAD): ``field`` names the payload
+    field at fault (e.g. ``features_required`` of vm_config)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
 class IutError(Exception):
     """The IUT answered a well-formed request with an error frame, or broke the harness protocol."""
 

@@ -168,6 +168,14 @@ def _boot(seq: int = 7) -> bytes:
     return build(FrameKind.GUEST_COMMAND, seq, body)
 
 
+def _greeted(svc: GuestService) -> GuestService:
+    """``svc`` past HELLO (a session starts with HELLO)."""
+    hello = {"role": HarnessRole.GUEST, "spec_major": 1, "spec_minor": 0, "max_payload": 65536, "name": bytes(8)}
+    (ack,) = _frames(svc.receive(build(FrameKind.HELLO, 1, hello)))
+    assert ack.kind is FrameKind.HELLO_ACK
+    return svc
+
+
 def test_service_runs_a_command_through_frames() -> None:
     svc = GuestService(GuestRunner())
     hello = {
@@ -193,8 +201,9 @@ def test_service_runs_a_command_through_frames() -> None:
 def test_service_answers_bad_frames_with_errors() -> None:
     svc = GuestService(GuestRunner())
     (err,) = _frames(svc.receive(build(FrameKind.VM_DESTROY, 3, {"vm": 1})))
-    assert err.kind is FrameKind.ERROR
-    assert err.body.code == HarnessStatus.WRONG_ROLE
+    assert (err.kind, err.body.code) == (FrameKind.ERROR, HarnessStatus.NO_HELLO)  # before HELLO: nothing served
+    (err,) = _frames(svc.receive(_boot(seq=3)))
+    assert (err.kind, err.body.code) == (FrameKind.ERROR, HarnessStatus.NO_HELLO)
     hello = {
         "role": HarnessRole.HYPERVISOR,
         "spec_major": 1,
@@ -204,6 +213,9 @@ def test_service_answers_bad_frames_with_errors() -> None:
     }
     (err,) = _frames(svc.receive(build(FrameKind.HELLO, 4, hello)))
     assert err.body.code == HarnessStatus.WRONG_ROLE
+    _greeted(svc)
+    (err,) = _frames(svc.receive(build(FrameKind.VM_DESTROY, 5, {"vm": 1})))
+    assert err.body.code == HarnessStatus.WRONG_ROLE
     (err,) = _frames(svc.receive(build(FrameKind.DEVICE_RESULT, 99, {"exited": 0})))
     assert err.body.code == HarnessStatus.BAD_PAYLOAD
     out = _frames(svc.receive(b"\x00" * 16))  # bad magic: fatal
@@ -212,7 +224,7 @@ def test_service_answers_bad_frames_with_errors() -> None:
 
 
 def test_service_ends_a_command_the_suite_does_not_answer() -> None:
-    svc = GuestService(GuestRunner(), answer_timeout=0.5)
+    svc = _greeted(GuestService(GuestRunner(), answer_timeout=0.5))
     (call,) = _frames(svc.receive(_boot(seq=11)))
     assert call.kind is FrameKind.GUEST_HYPERCALL
     assert svc.expire(now=time.monotonic()) == b""
@@ -226,18 +238,18 @@ def test_service_ends_a_command_the_suite_does_not_answer() -> None:
 
 
 def test_service_refuses_a_second_command_and_a_bad_scratch_page() -> None:
-    svc = GuestService(GuestRunner())
+    svc = _greeted(GuestService(GuestRunner()))
     _frames(svc.receive(_boot(seq=1)))
     (err,) = _frames(svc.receive(_boot(seq=2)))
     assert (err.kind, err.seq, err.body.code) == (FrameKind.ERROR, 2, HarnessStatus.BAD_PAYLOAD)
-    svc = GuestService(GuestRunner())
+    svc = _greeted(GuestService(GuestRunner()))
     bad = _boot(seq=3)[:-8] + (0x10004).to_bytes(8, "little")
     (err,) = _frames(svc.receive(bad))
     assert err.body.code == HarnessStatus.BAD_PAYLOAD
 
 
 def test_service_aborts_when_the_suite_answers_with_an_error() -> None:
-    svc = GuestService(GuestRunner())
+    svc = _greeted(GuestService(GuestRunner()))
     (call,) = _frames(svc.receive(_boot(seq=5)))
     from pvmsi.conformance.harness.frames import build_error
 

@@ -103,8 +103,22 @@ def backend() -> ReferenceHypervisor:
     return ReferenceHypervisor()
 
 
-def service(backend: ReferenceHypervisor) -> HypervisorService:
-    return HypervisorService(backend)
+HELLO_BODY = {
+    "role": HarnessRole.HYPERVISOR,
+    "spec_major": 1,
+    "spec_minor": 0,
+    "max_payload": 65536,
+    "name": b"t".ljust(8, b"\0"),
+}
+
+
+def service(backend: ReferenceHypervisor, *, greeted: bool = True) -> HypervisorService:
+    """A service for one session, past HELLO unless ``greeted`` is False (a session starts with HELLO)."""
+    svc = HypervisorService(backend)
+    if greeted:
+        (ack,) = frames_of(svc.receive(build(FrameKind.HELLO, 1, HELLO_BODY)))
+        assert ack.kind is FrameKind.HELLO_ACK
+    return svc
 
 
 # -- round trips -------------------------------------------------------------------------------------------------
@@ -294,7 +308,7 @@ _streams = st.lists(st.one_of(st.binary(max_size=64), _frame_like, _valid), max_
 @given(_streams, st.integers(1, 64))
 @settings(max_examples=300)
 def test_arbitrary_bytes_never_raise_and_yield_well_formed_frames(stream: bytes, chunk: int) -> None:
-    svc = HypervisorService(ReferenceHypervisor())
+    svc = service(ReferenceHypervisor())
     out = b""
     for pos in range(0, len(stream), chunk):
         out += svc.receive(stream[pos : pos + chunk])
@@ -319,7 +333,7 @@ def _device(devfn: int) -> dict[str, int]:
 
 @pytest.fixture
 def svc_vm() -> tuple[HypervisorService, int]:
-    svc = HypervisorService(ReferenceHypervisor())
+    svc = service(ReferenceHypervisor())
     config = dict.fromkeys(("yield_after", "features_required", "features_withheld", "remap_entries"), 0)
     config |= {"vcpus": 2, "ram_mib": 16, "device_count": 1, "max_claimed_devices": 0}
     slot = {"profile": DeviceProfile.MLX5, "segment": 0, "bus": 0, "devfn": 8}
@@ -455,7 +469,7 @@ class NoTrapBackend(ReferenceHypervisor):
 
 
 def test_a_backend_raising_unsupported_answers_unsupported() -> None:
-    svc = HypervisorService(NoTrapBackend())
+    svc = service(NoTrapBackend())
     trap = example_value(layout_of(PAYLOADS[FrameKind.TRAP].fmt))
     err = _ask(svc, FrameKind.TRAP, trap)
     assert _code(err) is HarnessStatus.UNSUPPORTED
@@ -466,7 +480,7 @@ def test_a_backend_raising_unsupported_answers_unsupported() -> None:
 
 
 def test_a_late_answer_to_a_timed_out_request_is_dropped() -> None:
-    late_then_current = build(FrameKind.INTERRUPTS, 1, {"count": 0}) + build(FrameKind.OK, 2)
+    late_then_current = build(FrameKind.INTERRUPTS, 1, {"count": 0, "remaining": 0}) + build(FrameKind.OK, 2)
     conn = HarnessConnection(ScriptedChannel([None, late_then_current]), timeout=0.1)
     with pytest.raises(IutTimeout, match="COLLECT: no answer within"):
         conn.request(FrameKind.COLLECT, {"vm": 3})

@@ -11,6 +11,7 @@ from ...spec.constants import Limit
 from ...spec.harness_constants import (
     HARNESS_MAX_MEM_ACCESS,
     HARNESS_MAX_PAYLOAD,
+    RESPONSE_OF,
     DeviceOp,
     DeviceSpace,
     FireOutcome,
@@ -108,6 +109,12 @@ class HarnessConnection:
                 if code is HarnessStatus.UNSUPPORTED:
                     raise Unsupported(f"the IUT does not implement {kind.name}: {error_of(frame)}")
                 raise IutError(f"{kind.name} failed: {error_of(frame)}")
+            expected = RESPONSE_OF[kind]
+            if frame.kind is not expected:  # a broken adapter: an error of the harness, never a fail of the IUT
+                raise IutError(
+                    f"harness protocol: {kind.name} must be answered by {expected.name} or ERROR, "
+                    f"the IUT answered {frame.kind.name}"
+                )
             return frame
 
     def close(self) -> None:
@@ -176,12 +183,14 @@ class HarnessHypervisor:
             self.conn.request(FrameKind.MEM_WRITE, {"vm": vm, "size": len(chunk), "gpa": gpa + off}, data=chunk)
 
     def mem_read(self, vm: int, gpa: int, size: int) -> bytes:
-        out = b""
+        parts = []
         for off in range(0, size, HARNESS_MAX_MEM_ACCESS):
             n = min(HARNESS_MAX_MEM_ACCESS, size - off)
             f = self.conn.request(FrameKind.MEM_READ, {"vm": vm, "size": n, "gpa": gpa + off})
-            out += f.data[:n]
-        return out
+            if len(f.data) < n:
+                raise IutError(f"harness protocol: MEM_READ of {n} bytes answered with {len(f.data)}")
+            parts.append(f.data[:n])
+        return b"".join(parts)
 
     def hypercall(self, vm: int, vcpu: int, fn: int, args: tuple[int, int, int, int]) -> tuple[int, int]:
         f = self.conn.request(
@@ -210,8 +219,16 @@ class HarnessHypervisor:
         return bool(f.body.handled), [int(r) for r in f.body.regs]
 
     def collect(self, vm: int) -> list[tuple[int, int]]:
-        f = self.conn.request(FrameKind.COLLECT, {"vm": vm})
-        return [(int(e.vcpu), int(e.vector)) for e in f.entries]
+        """Every interrupt injected since the last collect: COLLECT again while interrupts_hdr.remaining says
+        more are queued (harness "Sessions", rule 4)."""
+        out: list[tuple[int, int]] = []
+        while True:
+            f = self.conn.request(FrameKind.COLLECT, {"vm": vm})
+            out += [(int(e.vcpu), int(e.vector)) for e in f.entries]
+            if not f.body.remaining:
+                return out
+            if not f.entries:
+                raise IutError("harness protocol: INTERRUPTS with no records but remaining > 0")
 
     def counters(self, vm: int) -> Counters:
         b = self.conn.request(FrameKind.COUNTERS, {"vm": vm}).body

@@ -40,6 +40,7 @@ class GuestService(FrameService):
         self._pending: tuple[int, FrameKind, FrameKind] | None = None  # (our seq, what we sent, what answers it)
         #: When the answer to the guest's request in flight is due (time.monotonic); None when nothing waits.
         self.deadline: float | None = None
+        self.greeted = False
 
     # -- bytes in, bytes out ---------------------------------------------------------------------------------
 
@@ -69,11 +70,14 @@ class GuestService(FrameService):
             return build_error(f.seq, HarnessStatus.INTERNAL, 0, f"{type(e).__name__}: {e}", int(f.kind))
 
     def _dispatch(self, f: Frame) -> bytes:
+        if not self.greeted and f.kind < FrameKind.OK and f.kind not in (FrameKind.HELLO, FrameKind.BYE):
+            return build_error(f.seq, HarnessStatus.NO_HELLO, KIND_AT, "a session starts with HELLO", int(f.kind))
         if f.kind is FrameKind.HELLO:
             if f.body.role != HarnessRole.GUEST:
                 return build_error(
                     f.seq, HarnessStatus.WRONG_ROLE, payload_at(HELLO, "role"), "this IUT is a guest", int(f.kind)
                 )
+            self.greeted = True
             return build(
                 FrameKind.HELLO_ACK,
                 f.seq,

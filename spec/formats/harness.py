@@ -200,7 +200,7 @@ INTERRUPTS_HDR: Any = define(
     "Payload of INTERRUPTS; count interrupt_record entries follow.",
     cs.Struct(
         "count" / u32 * "Records that follow, oldest first.",
-        "reserved0" / Reserved(u32) * "Reserved, zero.",
+        "remaining" / u32 * "Records still queued after these (more than one frame holds); COLLECT again to take them.",
     ),
 )
 

@@ -6,7 +6,14 @@ import sys
 
 import click
 
-from ..conformance.harness.serve import serve_socket, serve_stdio
+from ..conformance.harness.serve import (
+    Deadlines,
+    Factory,
+    ServiceFactory,
+    serve_socket,
+    serve_stdio,
+    terminate_on_sigterm,
+)
 from ..spec.iut import HypervisorIUT
 
 
@@ -26,7 +33,21 @@ from ..spec.iut import HypervisorIUT
     type=float,
     default=600.0,
     show_default=True,
-    help="Close a connection after this many seconds without a frame.",
+    help="Close a session after this many seconds without a byte.",
+)
+@click.option(
+    "--frame-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Close a session whose frame is not complete this many seconds after its first byte.",
+)
+@click.option(
+    "--write-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Close a session whose peer does not take a response within this many seconds.",
 )
 @click.option(
     "--answer-timeout",
@@ -42,14 +63,17 @@ def serve(
     stdio: bool,
     fault: str | None,
     idle_timeout: float,
+    frame_timeout: float,
+    write_timeout: float,
     answer_timeout: float,
     once: bool,
 ) -> None:
     """Serve the reference hypervisor or guest (or a faulty one) over the harness protocol."""
     if bool(listen) == stdio:
         raise click.UsageError("give exactly one of --listen ADDRESS or --stdio")
+    deadlines = Deadlines(idle=idle_timeout, frame=frame_timeout, write=write_timeout)
     if role == "guest":
-        _serve_guest(listen, stdio, fault, idle_timeout, answer_timeout, once)
+        _run(listen, deadlines, once, service=_guest_service(fault, answer_timeout))
         return
 
     def factory() -> HypervisorIUT:
@@ -66,27 +90,38 @@ def serve(
             factory()
         except KeyError as e:
             raise click.UsageError(str(e.args[0])) from None
-    if stdio:
-        serve_stdio(factory, idle_timeout)
-        return
-    assert listen is not None
-    try:
-        serve_socket(
-            factory,
-            listen,
-            idle_timeout,
-            once,
-            ready=lambda where: print(f"pvmsi serve: listening on {where}", file=sys.stderr, flush=True),
-        )
-    except (ValueError, OSError) as e:
-        raise click.UsageError(str(e)) from None
-    except KeyboardInterrupt:
-        pass
+    _run(listen, deadlines, once, factory=factory)
 
 
-def _serve_guest(
-    listen: str | None, stdio: bool, fault: str | None, idle_timeout: float, answer_timeout: float, once: bool
+def _run(
+    listen: str | None,
+    deadlines: Deadlines,
+    once: bool,
+    *,
+    factory: Factory | None = None,
+    service: ServiceFactory | None = None,
 ) -> None:
+    """Serve on stdio (``listen`` None) or a socket until the peer, SIGINT or SIGTERM ends it."""
+    with terminate_on_sigterm():
+        if listen is None:
+            serve_stdio(factory, deadlines, service=service)
+            return
+        try:
+            serve_socket(
+                factory,
+                listen,
+                deadlines,
+                once,
+                ready=lambda where: print(f"pvmsi serve: listening on {where}", file=sys.stderr, flush=True),
+                service=service,
+            )
+        except (ValueError, OSError) as e:
+            raise click.UsageError(str(e)) from None
+        except KeyboardInterrupt:
+            pass
+
+
+def _guest_service(fault: str | None, answer_timeout: float) -> ServiceFactory:
     from ..conformance.guest import CoreFactory, GuestRunner, reference_core
     from ..conformance.harness.guest_server import GuestService
 
@@ -104,20 +139,4 @@ def _serve_guest(
     def service() -> GuestService:
         return GuestService(GuestRunner(factory), name, answer_timeout)
 
-    if stdio:
-        serve_stdio(None, idle_timeout, service=service)
-        return
-    assert listen is not None
-    try:
-        serve_socket(
-            None,
-            listen,
-            idle_timeout,
-            once,
-            ready=lambda where: print(f"pvmsi serve: listening on {where}", file=sys.stderr, flush=True),
-            service=service,
-        )
-    except (ValueError, OSError) as e:
-        raise click.UsageError(str(e)) from None
-    except KeyboardInterrupt:
-        pass
+    return service

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pvmsi.spec import callconv
 from pvmsi.spec.constants import CONSTANT_GROUPS, ConstantGroup, Limit
+from pvmsi.spec.harness_constants import HARNESS_VALUES
 from pvmsi.spec.layout import all_layouts
 from pvmsi.spec.version import VERSION_MAJOR, VERSION_MINOR, encode_version
 
@@ -11,6 +12,11 @@ from .context import Ctx, DocsError, constants_anchor
 from .diagrams import BitField, bit_diagram
 from .formats import field_group
 from .markup import code, hx, md_text, table
+
+
+def render_harness_values() -> str:
+    """The fixed numbers of the harness protocol (spec appendix "Harness protocol")."""
+    return table(["name", "value", "meaning"], [[code(v.name), str(v.value), md_text(v.doc)] for v in HARNESS_VALUES])
 
 
 def constant_group(key: str) -> ConstantGroup:

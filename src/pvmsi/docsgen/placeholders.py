@@ -66,6 +66,7 @@ DIRECTIVES: dict[str, Directive] = {
         lambda c, a: constants.render_all_constants(c) if a is None else constants.render_constants(c, a),
     ),
     "register": Directive("required", False, lambda c, a: constants.render_register(_req(a))),
+    "harness-values": Directive("none", False, lambda c, a: constants.render_harness_values()),
     "call": Directive("required", False, lambda c, a: calls.render_call(c, _req(a))),
     "calls": Directive("none", False, lambda c, a: calls.render_calls_summary(c)),
     "function-ids": Directive("none", False, lambda c, a: calls.render_function_ids(c)),
