@@ -54,7 +54,7 @@ def serve(
 
     def factory() -> HypervisorIUT:
         if fault:
-            from ..conformance.faulty import faulty_hypervisor
+            from ..conformance.faults import faulty_hypervisor
 
             return faulty_hypervisor(fault)
         from ..reference.backend import ReferenceHypervisor
@@ -93,7 +93,7 @@ def _serve_guest(
     factory: CoreFactory = reference_core
     name = b"pvmsi-ref"
     if fault:
-        from ..conformance.faulty_guests import faulty_core
+        from ..conformance.faults import faulty_core
 
         try:
             factory = faulty_core(fault)

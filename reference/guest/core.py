@@ -261,7 +261,7 @@ class GuestCore:
         if self.mode is GuestMode.PVMSI and self.features & KIND_FEATURE[kind]:
             msgs = yield from self._enable_pvmsi(dev, kind, targets)
         else:
-            msgs = [_compat_message(dev, kind, t) for t in targets]
+            msgs = [compat_message(dev, kind, t) for t in targets]
         held = self.messages.setdefault(dev, {})
         for m in msgs:
             yield ProgramSlot(dev, kind, m.slot, m.address, m.data, m.count)  # GUEST-ALLOC-001
@@ -307,7 +307,7 @@ class GuestCore:
                 raise GuestError("MSG_RETARGET", status, f"entry {len(results)}")
             return sum(1 for r in results if r.flags & RetargetFlag.REWRITE)
         for m, vcpu, vector in moves:
-            new = _compat_message(m.device, m.kind, Target(m.slot, vcpu, vector, m.count))
+            new = compat_message(m.device, m.kind, Target(m.slot, vcpu, vector, m.count))
             m.vcpu, m.vector, m.address, m.data = vcpu, vector, new.address, new.data
             yield from self._rewrite(m)
         return len(moves)
@@ -374,6 +374,6 @@ def _name(dev: GuestDevice) -> str:
     return f"{dev.segment:04x}:{dev.bus:02x}:{dev.devfn >> 3:02x}.{dev.devfn & 7}{sub}"
 
 
-def _compat_message(dev: GuestDevice, kind: MsgKind, t: Target) -> GuestMessage:
+def compat_message(dev: GuestDevice, kind: MsgKind, t: Target) -> GuestMessage:
     """The emulated path: an x86 compatibility-format pair (destination APIC id = vCPU index)."""
     return GuestMessage(dev, kind, t.slot, t.count, t.vcpu, t.vector, 0xFEE00000 | (t.vcpu << 12), t.vector)

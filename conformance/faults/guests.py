@@ -12,8 +12,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..reference.guest.actions import GuestDevice, Hypercall, MaskSlot, ProgramSlot, ReadMemory, SetEnabled, WriteMemory
-from ..reference.guest.core import (
+from ...reference.guest.actions import (
+    GuestDevice,
+    Hypercall,
+    MaskSlot,
+    ProgramSlot,
+    ReadMemory,
+    SetEnabled,
+    WriteMemory,
+)
+from ...reference.guest.core import (
     KIND_FEATURE,
     KNOWN_FEATURES,
     GuestCore,
@@ -22,14 +30,14 @@ from ..reference.guest.core import (
     GuestMode,
     Op,
     Target,
-    _compat_message,
+    compat_message,
 )
-from ..spec.codec import decode, encode
-from ..spec.constants import FunctionNumber, MsgKind, Status
-from ..spec.formats import BATCH_IN, BATCH_OUT, CLAIM_IN, FREE_ENTRY, FREE_RESULT, HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
-from ..spec.layout import layout_of
-from ..spec.version import VERSION_MAJOR, VERSION_MINOR, decode_version
-from .guest import ReferenceGuest
+from ...spec.codec import decode, encode
+from ...spec.constants import FunctionNumber, MsgKind, Status
+from ...spec.formats import BATCH_IN, BATCH_OUT, CLAIM_IN, FREE_ENTRY, FREE_RESULT, HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
+from ...spec.layout import layout_of
+from ...spec.version import VERSION_MAJOR, VERSION_MINOR, decode_version
+from ..guest import ReferenceGuest
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,7 @@ class FaultyGuest:
 
 
 GUEST_FAULTS: dict[str, FaultyGuest] = {}
+_DEFINED_STATUSES = frozenset(int(s) for s in Status)
 
 
 def fault(name: str, breaks: str, description: str) -> Callable[[type[GuestCore]], type[GuestCore]]:
@@ -215,7 +224,7 @@ class _BigEndian(_Call):
 class _UnknownStatus(GuestCore):
     def _call(self, fn: FunctionNumber, block: bytes | None = None, out_size: int = 0) -> Op:
         status, value, out = yield from super()._call(fn, block, out_size)
-        return (Status.SUCCESS if status not in Status._value2member_map_ else status), value, out
+        return (Status.SUCCESS if status not in _DEFINED_STATUSES else status), value, out
 
 
 # -- devices and messages ------------------------------------------------------------------------------------------
@@ -328,7 +337,7 @@ class _OwnPairs(GuestCore):
         msgs = yield from self._enable_pvmsi(dev, kind, targets)
         held = self.messages.setdefault(dev, {})
         for m in msgs:
-            own = _compat_message(dev, kind, Target(m.slot, m.vcpu, m.vector, m.count))
+            own = compat_message(dev, kind, Target(m.slot, m.vcpu, m.vector, m.count))
             yield ProgramSlot(dev, kind, m.slot, own.address, own.data, m.count)
             held[(kind, m.slot)] = m
         yield SetEnabled(dev, kind, True)
