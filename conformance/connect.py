@@ -14,7 +14,7 @@ def open_hypervisor(spec: str, timeout: float) -> HypervisorIUT:
 
         return ReferenceHypervisor()
     if spec.startswith("faulty:"):
-        from .faulty import faulty_hypervisor
+        from .faults import faulty_hypervisor
 
         return faulty_hypervisor(spec.removeprefix("faulty:"))
     if spec.split(":", 1)[0] in ("unix", "tcp", "exec"):
@@ -34,7 +34,7 @@ def open_guest(spec: str, timeout: float) -> GuestIUT:
 
         return ReferenceGuest()
     if spec.startswith("faulty:"):
-        from .faulty_guests import faulty_guest
+        from .faults import faulty_guest
 
         return faulty_guest(spec.removeprefix("faulty:"))
     if spec.split(":", 1)[0] in ("unix", "tcp", "exec"):

@@ -23,15 +23,16 @@ from typing import Any
 from ..reference.backend import ReferenceHypervisor
 from ..reference.guest.actions import GuestDevice, MaskSlot, ProgramSlot, SetEnabled
 from ..reference.guest.driver import InProcessDriver
+from ..reference.hypervisor.call import Call
 from ..reference.hypervisor.config import HypervisorConfig
+from ..reference.hypervisor.core import HypervisorCore
 from ..reference.hypervisor.errors import CallError
-from ..reference.hypervisor.vmstate import Message
+from ..reference.hypervisor.vmstate import Claim, Message
 from ..reference.platform.vm import GuestMemoryError
 from ..spec.calls import BATCH_CALLS, CALLS_BY_FN
 from ..spec.codec import DecodeError, decode, encode
 from ..spec.constants import (
     FEATURES_1_0,
-    DeliveryFlag,
     DeviceFlag,
     FunctionNumber,
     KindMask,
@@ -224,6 +225,21 @@ def _poison(fmt_name: str, size: int, count: int) -> bytes:
     return block[:size].ljust(size, b"\x5e")
 
 
+class MovingRetargetCore(HypervisorCore):
+    """The reference core retargeting by moving a message to fresh remapping entries, as a platform that cannot
+    retarget in place does (HV-RETGT-004 is a SHOULD): the pair changes, so the retarget result carries REWRITE
+    (HV-RETGT-003), which the guest must honour."""
+
+    def retarget_remapping(self, c: Call, claim: Claim, msg: Message, vcpu: int, vector: int, posted: bool) -> None:
+        base = self.remap.alloc(
+            msg.count, vm_id=c.vm.vm_id, vcpu=vcpu, vector=vector, source=claim.source, posted=posted
+        )
+        if base is None:
+            raise CallError(Status.NO_RESOURCES, "HV-SEC-007", "interrupt-remapping table full")
+        self.remap.release(msg.irte)
+        msg.irte = base
+
+
 class HostModel:
     """:class:`~.iut.GuestHost`: the reference hypervisor with one VM, recording and checking the guest."""
 
@@ -237,7 +253,7 @@ class HostModel:
             max_batch=k.max_batch or 64,
             max_messages_per_device=k.device_quota or 4096,
         )
-        self.hv = ReferenceHypervisor(config)
+        self.hv = ReferenceHypervisor(config, core=MovingRetargetCore if k.retarget_moves else HypervisorCore)
         self.vm_id = self.hv.create_vm(
             VCPUS, RAM_MIB, list(GUEST_DEVICES), VmKnobs(k.yield_after, k.required, k.withheld)
         )
@@ -246,8 +262,6 @@ class HostModel:
         self.driver = InProcessDriver(self.hv.system, self.svm)
         self.offered = offered & ~k.withheld
         self.log = log or (lambda _line: None)
-        if k.retarget_moves:
-            self._move_on_retarget()
         for dev, kind in k.preenabled:
             self.driver.execute(SetEnabled(_gdev(dev), kind, True))
 
@@ -270,32 +284,6 @@ class HostModel:
         self.pending_resume: CallRecord | None = None
         self.abandoned: list[Message] = []
         self.enabled_before_negotiate: list[str] = []
-
-    # -- configuration ---------------------------------------------------------------------------------------
-
-    def _move_on_retarget(self) -> None:
-        """Retarget by moving the message to a fresh remapping entry: the pair changes, REWRITE is set."""
-        core = self.core
-        ops = core.messages
-
-        def retarget_entry(c: Any, key: Any, claim: Any, e: Any) -> Any:
-            handle, vcpu, vector, flags = e[0], e[1], e[2], e[3]
-            msg = ops._owned(c, key, handle)
-            ops._target(c, vcpu, vector, msg.count, flags)
-            posted = bool(flags & DeliveryFlag.POSTED)
-            base = core.remap.alloc(
-                msg.count, vm_id=c.vm.vm_id, vcpu=vcpu, vector=vector, source=claim.source, posted=posted
-            )
-            if base is None:
-                raise CallError(Status.NO_RESOURCES, "interrupt-remapping table full")
-            core.remap.release(msg.irte)
-            msg.irte, msg.vcpu, msg.vector, msg.posted = base, vcpu, vector, posted
-            address, data = core.remap.compose(base)
-            rewrite = (address, data) != (msg.address, msg.data)
-            msg.address, msg.data = address, data
-            return (address, data, 0, int(RetargetFlag.REWRITE) if rewrite else 0, 0)
-
-        ops._retarget_entry = retarget_entry  # type: ignore[method-assign]
 
     # -- bookkeeping -------------------------------------------------------------------------------------------
 

@@ -59,10 +59,15 @@ class ReferenceHypervisor:
 
     name = "pvmsi-ref"
 
-    def __init__(self, config: HypervisorConfig | None = None, core: type[HypervisorCore] | None = None) -> None:
-        self.system = ReferenceSystem(config)
-        if core is not None:  # a faulty implementation (conformance/faulty.py) swaps the core
-            self.system.core = core(self.system.core.config, self.system.core.remap)
+    def __init__(
+        self,
+        config: HypervisorConfig | None = None,
+        core: type[HypervisorCore] = HypervisorCore,
+        system: type[ReferenceSystem] = ReferenceSystem,
+    ) -> None:
+        """``core`` and ``system`` are the classes of the hypervisor core and of the system around it: a
+        subclass of either overrides their public steps and factories (conformance's faulty hypervisors do)."""
+        self.system = system(config, core=core)
         self._blocked: dict[int, int] = {}
         self._delivered: dict[int, int] = {}
         self._max_reads: dict[int, int] = {}

@@ -21,6 +21,7 @@ from .hypervisor.core import HypervisorCore
 from .hypervisor.migration import evict_vm, export_vm, import_vm
 from .hypervisor.ports import GuestMemory, Source
 from .hypervisor.vmstate import DeviceKey
+from .platform.iommu import Iommu
 from .platform.msi_format import compose
 from .platform.pci import PciDevice, SubDevice
 from .platform.platform import Platform
@@ -161,13 +162,47 @@ class SystemVm:
 
 
 class ReferenceSystem:
-    """A host running the reference hypervisor: create VMs with devices, issue hypercalls, inflict events."""
+    """A host running the reference hypervisor: create VMs with devices, issue hypercalls, inflict events.
 
-    def __init__(self, config: HypervisorConfig | None = None, *, remap_entries: int | None = None) -> None:
-        self.platform = Platform() if remap_entries is None else Platform(remap_entries)
-        self.core = HypervisorCore(config or HypervisorConfig(), PlatformRemap(self.platform.table))
+    The parts are made by factory methods a subclass may override: :meth:`make_platform` (with the IOMMU
+    from :meth:`make_iommu`), :meth:`make_remap` (the core's view of the remapping table) and :meth:`make_vm`
+    (the core's view of a VM); ``core`` is the class of the hypervisor core.
+    """
+
+    def __init__(
+        self,
+        config: HypervisorConfig | None = None,
+        *,
+        remap_entries: int | None = None,
+        core: type[HypervisorCore] = HypervisorCore,
+    ) -> None:
+        self.platform = self.make_platform(remap_entries)
+        self.core = core(config or HypervisorConfig(), self.make_remap(self.platform.table))
         self.vms: dict[int, SystemVm] = {}
         self.platform.unplug_listeners.append(self._on_unplug)
+
+    # -- factories ------------------------------------------------------------------------------------------
+
+    def make_platform(self, remap_entries: int | None) -> Platform:
+        """The simulated host: its remapping table (``remap_entries`` entries, or the default) and the IOMMU from
+        :meth:`make_iommu`, which together validate each message's source (HV-SEC-001, HV-SEC-002)."""
+        if remap_entries is None:
+            return Platform(iommu=self.make_iommu)
+        return Platform(remap_entries, iommu=self.make_iommu)
+
+    def make_iommu(self, table: RemappingTable) -> Iommu:
+        """The IOMMU's interrupt remapping with source validation over ``table`` (HV-SEC-001, HV-SEC-002)."""
+        return Iommu(table)
+
+    def make_remap(self, table: RemappingTable) -> PlatformRemap:
+        """The remapping port the core programs the table through (HV-ALLOC-007, HV-RETGT-002, HV-FREE-002)."""
+        return PlatformRemap(table)
+
+    def make_vm(self, vm: Vm) -> SystemVm:
+        """The core's port to a new VM: its memory, devices and emulation switch (HV-DEV-009)."""
+        return SystemVm(self.platform, vm)
+
+    # -- VMs and calls --------------------------------------------------------------------------------------
 
     def create_vm(
         self, vcpus: int = 4, ram_bytes: int = 64 << 20, devices: Sequence[tuple[DeviceProfile, Bdf]] = ()
@@ -177,7 +212,7 @@ class ReferenceSystem:
         addresses = [guest for _, guest in devices]
         if len(set(addresses)) != len(addresses):
             raise ValueError("two devices at one guest address")
-        vm = SystemVm(self.platform, self.platform.create_vm(vcpus, ram_bytes))
+        vm = self.make_vm(self.platform.create_vm(vcpus, ram_bytes))
         try:
             for profile, guest in devices:
                 self.platform.assign(self.platform.add_device(profile), vm.vm, guest)
@@ -212,13 +247,14 @@ class ReferenceSystem:
     # -- events ---------------------------------------------------------------------------------------------
 
     def reset_vm(self, vm: SystemVm) -> int:
-        """VM reset (HV-RESET-002): pvmsi state dropped, devices reset."""
+        """VM reset: the effect of the RESET call (HV-RESET-002), then the devices reset."""
         freed = self.core.reset_vm(vm)
         for dev in self.platform.devices_of(vm.vm):
             self.platform.flr(dev)
         return freed
 
     def flr(self, vm: SystemVm, guest: Bdf) -> None:
+        """A function-level reset of a device: the core keeps its claim and messages (HV-FLR-001)."""
         dev = self.platform.device_at(vm.vm, guest)
         if dev is None:
             raise KeyError(f"VM {vm.vm_id} has no device at {guest}")
@@ -241,6 +277,7 @@ class ReferenceSystem:
         return state
 
     def destroy_vm(self, vm: SystemVm) -> int:
+        """Destroy a VM: the core frees everything it holds (HV-SEC-009), then the platform drops it."""
         freed = self.core.destroy_vm(vm)
         self.platform.destroy_vm(vm.vm)
         del self.vms[vm.vm_id]

@@ -9,7 +9,10 @@ The construct definitions (:mod:`.formats`) stay the normative source; this modu
   boolean expression.
 
 A decoded value is a flat tuple in :attr:`FastFormat.fields` order (enum and flag fields as plain ``int``,
-byte arrays as ``bytes``).  Invalid input raises the same :class:`~.codec.DecodeError` (format, dotted path,
+byte arrays as ``bytes``), or, through :meth:`FastFormat.unpack_record_from`, the format's named record
+(:attr:`FastFormat.record_type`: the :mod:`.records` class of a batch format, a generated named tuple otherwise).
+
+Invalid input raises the same :class:`~.codec.DecodeError` (format, dotted path,
 byte offset, reason) as :func:`.codec.decode`, and invalid values the same :class:`~.codec.EncodeError` as
 :func:`.codec.encode`: on failure the slow path re-walks the layout to find the first offending field, in the
 same order construct would.  ``tests/test_fastcodec.py`` proves both agree on every format.
@@ -26,6 +29,7 @@ from typing import Any, NoReturn
 from .codec import DecodeError, EncodeError, _check_value
 from .constants import group
 from .layout import FieldLayout, FormatLayout, all_layouts, format_layout, layout_of
+from .records import RECORDS
 
 #: What the hot path accepts as a buffer.
 BytesLike = bytes | bytearray | memoryview
@@ -138,10 +142,13 @@ class FastFormat:
         if self.struct.size != self.size:
             raise AssertionError(f"{self.name}: struct size {self.struct.size} != layout size {self.size}")
         self._index = {p: i for i, p in enumerate(self.fields)}
-        self.record_type: Any = _namedtuple(
-            f"{self.name}_record", [p.replace(".", "_").replace("[", "_").replace("]", "") for p in self.fields]
-        )
+        names = [p.replace(".", "_").replace("[", "_").replace("]", "") for p in self.fields]
+        record = RECORDS.get(self.name)
+        if record is not None and list(getattr(record, "_fields", ())) != names:
+            raise AssertionError(f"{self.name}: record {record.__name__} fields differ from the layout's {names}")
+        self.record_type: Any = record if record is not None else _namedtuple(f"{self.name}_record", names)
         self.unpack_from: Callable[..., Values]
+        self.unpack_record_from: Callable[..., Any]
         self.unpack_batch: Callable[..., list[Values]]
         self.pack: Callable[..., bytes]
         self.pack_into: Callable[..., None]
@@ -161,6 +168,9 @@ class FastFormat:
             "_batch_fail": self._batch_fail,
             "_encode_fail": self._encode_fail,
             "_memoryview": memoryview,
+            # the record is built from the unpacked tuple as it stands (the checks above ran on it), in C
+            "_new_record": tuple.__new__,
+            "_Record": self.record_type,
             "SIZE": self.size,
             "N": len(self.leaves),
         }
@@ -178,6 +188,15 @@ def unpack_from(buf, offset=0):
     if {bad_t}:
         _fail(t, offset)
     return t
+
+def unpack_record_from(buf, offset=0):
+    try:
+        t = _unpack_from(buf, offset)
+    except _struct_error:
+        _short(buf, offset)
+    if {bad_t}:
+        _fail(t, offset)
+    return _new_record(_Record, t)
 
 def unpack_batch(buf, count, offset=0):
     end = offset + count * SIZE
@@ -208,6 +227,7 @@ def pack_into(buf, offset, *v):
 """
         exec(compile(src, f"<pvmsi.fastcodec {self.name}>", "exec"), ns)
         self.unpack_from = ns["unpack_from"]
+        self.unpack_record_from = ns["unpack_record_from"]
         self.unpack_batch = ns["unpack_batch"]
         self.pack = ns["pack"]
         self.pack_into = ns["pack_into"]

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from pvmsi.conformance.faulty import FAULTS
+from pvmsi.conformance.faults import FAULTS
 from pvmsi.conformance.results import Report, Verdict
 from pvmsi.conformance.runner import catalogue, run
 from pvmsi.spec.requirements import REQUIREMENTS, by_id

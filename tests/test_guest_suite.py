@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from pvmsi.cli.main import main
-from pvmsi.conformance.faulty_guests import GUEST_FAULTS
+from pvmsi.conformance.faults import GUEST_FAULTS
 from pvmsi.conformance.guest import GuestRunner, HostCall, ReferenceGuest
 from pvmsi.conformance.guest_host import HostKnobs, HostModel
 from pvmsi.conformance.harness.frames import Frame, FrameReader, build

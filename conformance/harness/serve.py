@@ -176,11 +176,11 @@ def _session(conn: socket.socket, svc: Service, deadlines: Deadlines) -> None:
         conn.close()
 
 
-def _refuse(conn: socket.socket, write_timeout: float) -> None:
+def _refuse(conn: socket.socket, sessions: int, write_timeout: float) -> None:
     """ERROR BUSY (sequence number 0) and close: the IUT already serves as many sessions as it can."""
     with conn, contextlib.suppress(OSError):
         conn.settimeout(write_timeout)
-        conn.sendall(build_error(0, HarnessStatus.BUSY, 0, f"{HARNESS_MAX_SESSIONS} sessions already served"))
+        conn.sendall(build_error(0, HarnessStatus.BUSY, 0, f"{sessions} sessions already served"))
 
 
 @contextlib.contextmanager
@@ -251,20 +251,24 @@ def serve_socket(
     *,
     service: ServiceFactory | None = None,
     max_sessions: int = HARNESS_MAX_SESSIONS,
+    stop: threading.Event | None = None,
 ) -> None:
     """Serve sessions on ``listen``, up to ``max_sessions`` at once, each with a fresh service (a fresh host); with
-    ``once``, serve the first session only and return when it ends."""
+    ``once``, serve the first session only and return when it ends; return when ``stop`` is set (within 0.2 s;
+    sessions under way end on their own)."""
     active = threading.BoundedSemaphore(max_sessions)
     with _listening(listen, max_sessions + 8) as (srv, address):
         if ready is not None:
             ready(address)
-        while True:
+        while stop is None or not stop.is_set():
+            if not selectors_wait(srv, 0.2):
+                continue
             conn, _ = srv.accept()
             if once:
                 _session(conn, _service(factory, service), deadlines)
                 return
             if not active.acquire(blocking=False):
-                _refuse(conn, deadlines.write)
+                _refuse(conn, max_sessions, deadlines.write)
                 continue
 
             def run(c: socket.socket = conn) -> None:

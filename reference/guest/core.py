@@ -116,7 +116,7 @@ class GuestCore:
     def out_gpa(self) -> int:
         return self.scratch_gpa + OUT_OFFSET
 
-    def _call(self, fn: FunctionNumber, block: bytes | None = None, out_size: int = 0) -> Op:
+    def call(self, fn: FunctionNumber, block: bytes | None = None, out_size: int = 0) -> Op:
         """Issue one call with the input block at in_gpa and the output block at out_gpa (GUEST-MEM-001/002)."""
         if block is not None:
             yield WriteMemory(self.in_gpa, block)
@@ -127,7 +127,8 @@ class GuestCore:
         return int(status), int(value), out
 
     @staticmethod
-    def _device_id(dev: GuestDevice) -> dict[str, Any]:
+    def device_id(dev: GuestDevice) -> dict[str, Any]:
+        """The device_id fields naming ``dev``: a sub-device by its id and PVMSI_DEVID_SUBDEVICE (spec "Devices")."""
         return {
             "segment": dev.segment,
             "bus": dev.bus,
@@ -140,24 +141,24 @@ class GuestCore:
 
     def boot(self) -> Op:
         """Discover pvmsi and negotiate; fall back to emulation when absent or refused (GUEST-DISC-002, NEG-003)."""
-        status, value, _ = yield from self._call(FunctionNumber.VERSION)
+        status, value, _ = yield from self.call(FunctionNumber.VERSION)
         if status != Status.SUCCESS:
-            return self._fallback(f"VERSION answered {status}: pvmsi absent")
+            return self.fallback(f"VERSION answered {status}: pvmsi absent")
         major, minor = decode_version(value)
         if major != VERSION_MAJOR:
-            return self._fallback(f"hypervisor speaks pvmsi {major}.{minor}, guest {VERSION_MAJOR}.x")
-        status, _, out = yield from self._call(FunctionNumber.GET_INFO, None, layout_of(HV_INFO).size)
+            return self.fallback(f"hypervisor speaks pvmsi {major}.{minor}, guest {VERSION_MAJOR}.x")
+        status, _, out = yield from self.call(FunctionNumber.GET_INFO, None, layout_of(HV_INFO).size)
         if status != Status.SUCCESS:
-            return self._fallback(f"GET_INFO failed with {status}")
+            return self.fallback(f"GET_INFO failed with {status}")
         info = decode(HV_INFO, out)
         self.max_batch = max(1, info.max_batch)
         offered = info.features_offered & self.known_features  # GUEST-VER-001, GUEST-NEG-001
         if info.features_required & ~offered:
-            return self._fallback("hypervisor requires features this guest does not know")  # GUEST-NEG-002
+            return self.fallback("hypervisor requires features this guest does not know")  # GUEST-NEG-002
         if not offered & KIND_FEATURES:
-            return self._fallback("no message kind both offered and known")  # a NEGOTIATE would be refused
+            return self.fallback("no message kind both offered and known")  # a NEGOTIATE would be refused
         req = {"version_major": VERSION_MAJOR, "version_minor": min(VERSION_MINOR, minor), "features": offered}
-        status, value, out = yield from self._call(
+        status, value, out = yield from self.call(
             FunctionNumber.NEGOTIATE, encode(NEGOTIATE_IN, req), layout_of(NEGOTIATE_OUT).size
         )
         if status != Status.SUCCESS:
@@ -166,13 +167,15 @@ class GuestCore:
             if status in (Status.FEATURES_REFUSED, Status.INVALID_PARAMETER):
                 with contextlib.suppress(DecodeError):
                     refused = f", bits {decode(NEGOTIATE_OUT, out).refused:#x}"
-            return self._fallback(f"NEGOTIATE refused ({_status_name(status)}{refused})")
+            return self.fallback(f"NEGOTIATE refused ({_status_name(status)}{refused})")
         self.features = value
         self.mode = GuestMode.PVMSI
         self.log.append(f"pvmsi {major}.{minor} negotiated, features {value:#x}")
         return self.mode
 
-    def _fallback(self, why: str) -> GuestMode:
+    def fallback(self, why: str) -> GuestMode:
+        """Go on with emulated MSI/MSI-X: pvmsi absent, of another major version or refused (GUEST-DISC-002,
+        GUEST-NEG-003)."""
         self.mode = GuestMode.EMULATED
         self.log.append(f"emulated MSI/MSI-X: {why}")
         return self.mode
@@ -180,8 +183,8 @@ class GuestCore:
     # -- devices ---------------------------------------------------------------------------------------------
 
     def query(self, dev: GuestDevice) -> Op:
-        status, _, out = yield from self._call(
-            FunctionNumber.DEVICE_QUERY, encode(DEVICE_ID, self._device_id(dev)), layout_of(DEVICE_INFO).size
+        status, _, out = yield from self.call(
+            FunctionNumber.DEVICE_QUERY, encode(DEVICE_ID, self.device_id(dev)), layout_of(DEVICE_INFO).size
         )
         if status != Status.SUCCESS:
             raise GuestError("DEVICE_QUERY", status)
@@ -200,8 +203,8 @@ class GuestCore:
         for kind in (MsgKind.MSI, MsgKind.MSIX):
             if kinds & (1 << kind):
                 yield SetEnabled(dev, kind, False)
-        req = {"device": self._device_id(dev), "kinds": kinds}
-        status, _, _ = yield from self._call(FunctionNumber.DEVICE_CLAIM, encode(CLAIM_IN, req))
+        req = {"device": self.device_id(dev), "kinds": kinds}
+        status, _, _ = yield from self.call(FunctionNumber.DEVICE_CLAIM, encode(CLAIM_IN, req))
         if status != Status.SUCCESS:
             raise GuestError("DEVICE_CLAIM", status)
         self.claimed[dev] = kinds
@@ -218,7 +221,7 @@ class GuestCore:
 
     def release(self, dev: GuestDevice) -> Op:
         """DEVICE_RELEASE as it stands: the hypervisor frees whatever messages are left."""
-        status, value, _ = yield from self._call(FunctionNumber.DEVICE_RELEASE, encode(DEVICE_ID, self._device_id(dev)))
+        status, value, _ = yield from self.call(FunctionNumber.DEVICE_RELEASE, encode(DEVICE_ID, self.device_id(dev)))
         if status != Status.SUCCESS:
             raise GuestError("DEVICE_RELEASE", status)
         self.claimed.pop(dev, None)
@@ -227,7 +230,7 @@ class GuestCore:
 
     # -- batches ---------------------------------------------------------------------------------------------
 
-    def _batch(
+    def batch(
         self, fn: FunctionNumber, dev: GuestDevice, entry_fmt: Any, result_fmt: Any, entries: Sequence[dict[str, Any]]
     ) -> Op:
         """Run entries in batches of max_batch, resuming on INCOMPLETE (GUEST-BATCH-001).
@@ -243,8 +246,8 @@ class GuestCore:
             body = b"".join(encode(entry_fmt, e) for e in chunk)
             start = 0
             while True:
-                hdr = {"device": self._device_id(dev), "count": len(chunk), "start": start}
-                status, next_index, out = yield from self._call(
+                hdr = {"device": self.device_id(dev), "count": len(chunk), "start": start}
+                status, next_index, out = yield from self.call(
                     fn, encode(BATCH_IN, hdr) + body, out_hdr + len(chunk) * result_size
                 )
                 # The value register is next_index whenever batch_out was written (HV-BATCH-007), else zero.
@@ -264,9 +267,9 @@ class GuestCore:
     def enable(self, dev: GuestDevice, kind: MsgKind, targets: Sequence[Target]) -> Op:
         """Obtain a message per target, write each into its slot, enable the kind. Returns the messages."""
         if self.mode is GuestMode.PVMSI and self.features & KIND_FEATURE[kind]:
-            msgs = yield from self._enable_pvmsi(dev, kind, targets)
+            msgs = yield from self.enable_pvmsi(dev, kind, targets)
         else:
-            msgs = [_compat_message(dev, kind, t) for t in targets]
+            msgs = [compat_message(dev, kind, t) for t in targets]
         held = self.messages.setdefault(dev, {})
         for m in msgs:
             yield ProgramSlot(dev, kind, m.slot, m.address, m.data, m.count)  # GUEST-ALLOC-001
@@ -276,7 +279,9 @@ class GuestCore:
             yield MaskSlot(dev, kind, m.slot, False)
         return msgs
 
-    def _enable_pvmsi(self, dev: GuestDevice, kind: MsgKind, targets: Sequence[Target]) -> Op:
+    def enable_pvmsi(self, dev: GuestDevice, kind: MsgKind, targets: Sequence[Target]) -> Op:
+        """Claim the device if needed and allocate one message per target by MSG_ALLOC; after a failed batch,
+        free what it left allocated (GUEST-BATCH-002).  Returns the messages; writes nothing to the device."""
         if dev not in self.claimed:
             yield from self.claim(dev, None)
         if not self.claimed[dev] & (1 << kind):
@@ -285,13 +290,13 @@ class GuestCore:
             {"kind": kind, "flags": 0, "vector_count": t.count, "slot": t.slot, "vcpu": t.vcpu, "vector": t.vector}
             for t in targets
         ]
-        results, status = yield from self._batch(FunctionNumber.MSG_ALLOC, dev, ALLOC_ENTRY, ALLOC_RESULT, entries)
+        results, status = yield from self.batch(FunctionNumber.MSG_ALLOC, dev, ALLOC_ENTRY, ALLOC_RESULT, entries)
         msgs = [
             GuestMessage(dev, kind, t.slot, t.count, t.vcpu, t.vector, r.address, r.data, r.handle)
             for t, r in zip(targets, results, strict=False)
         ]
         if status != Status.SUCCESS:
-            yield from self._free(dev, msgs)  # GUEST-BATCH-002: free what the failed batch left allocated
+            yield from self.free(dev, msgs)  # GUEST-BATCH-002: free what the failed batch left allocated
             raise GuestError("MSG_ALLOC", status, f"entry {len(results)}")
         self.log.append(f"allocated {sum(t.count for t in targets)} {kind.name} vectors on {_name(dev)}")
         return msgs
@@ -300,24 +305,25 @@ class GuestCore:
         """Move messages to (vcpu, vector); rewrite the device only where the pair changed (GUEST-ALLOC-002)."""
         if self.mode is GuestMode.PVMSI and dev in self.claimed:
             entries = [{"handle": m.handle, "vcpu": v, "vector": vec, "flags": 0} for m, v, vec in moves]
-            results, status = yield from self._batch(
+            results, status = yield from self.batch(
                 FunctionNumber.MSG_RETARGET, dev, RETARGET_ENTRY, RETARGET_RESULT, entries
             )
             for (m, vcpu, vector), r in zip(moves, results, strict=False):
                 m.vcpu, m.vector = vcpu, vector
                 if r.flags & RetargetFlag.REWRITE:
                     m.address, m.data = r.address, r.data
-                    yield from self._rewrite(m)
+                    yield from self.rewrite(m)
             if status != Status.SUCCESS:
                 raise GuestError("MSG_RETARGET", status, f"entry {len(results)}")
             return sum(1 for r in results if r.flags & RetargetFlag.REWRITE)
         for m, vcpu, vector in moves:
-            new = _compat_message(m.device, m.kind, Target(m.slot, vcpu, vector, m.count))
+            new = compat_message(m.device, m.kind, Target(m.slot, vcpu, vector, m.count))
             m.vcpu, m.vector, m.address, m.data = vcpu, vector, new.address, new.data
-            yield from self._rewrite(m)
+            yield from self.rewrite(m)
         return len(moves)
 
-    def _rewrite(self, m: GuestMessage) -> Op:
+    def rewrite(self, m: GuestMessage) -> Op:
+        """Write a message's pair into its slot again, masked while it changes (GUEST-ALLOC-002)."""
         yield MaskSlot(m.device, m.kind, m.slot, True)
         yield ProgramSlot(m.device, m.kind, m.slot, m.address, m.data, m.count)
         yield MaskSlot(m.device, m.kind, m.slot, False)
@@ -330,16 +336,17 @@ class GuestCore:
             yield MaskSlot(dev, kind, m.slot, True)
         yield SetEnabled(dev, kind, False)
         if self.mode is GuestMode.PVMSI and dev in self.claimed:
-            yield from self._free(dev, msgs)
+            yield from self.free(dev, msgs)
         for m in msgs:
             held.pop((kind, m.slot), None)
         return len(msgs)
 
-    def _free(self, dev: GuestDevice, msgs: Sequence[GuestMessage]) -> Op:
+    def free(self, dev: GuestDevice, msgs: Sequence[GuestMessage]) -> Op:
+        """Free messages by MSG_FREE, each handle once (GUEST-ALLOC-004); the messages freed."""
         entries = [{"handle": m.handle} for m in msgs if m.handle]
         if not entries:
             return 0
-        results, status = yield from self._batch(FunctionNumber.MSG_FREE, dev, FREE_ENTRY, FREE_RESULT, entries)
+        results, status = yield from self.batch(FunctionNumber.MSG_FREE, dev, FREE_ENTRY, FREE_RESULT, entries)
         if status != Status.SUCCESS:
             raise GuestError("MSG_FREE", status, f"entry {len(results)}")
         return len(results)
@@ -379,6 +386,6 @@ def _name(dev: GuestDevice) -> str:
     return f"{dev.segment:04x}:{dev.bus:02x}:{dev.devfn >> 3:02x}.{dev.devfn & 7}{sub}"
 
 
-def _compat_message(dev: GuestDevice, kind: MsgKind, t: Target) -> GuestMessage:
+def compat_message(dev: GuestDevice, kind: MsgKind, t: Target) -> GuestMessage:
     """The emulated path: an x86 compatibility-format pair (destination APIC id = vCPU index)."""
     return GuestMessage(dev, kind, t.slot, t.count, t.vcpu, t.vector, 0xFEE00000 | (t.vcpu << 12), t.vector)

@@ -15,8 +15,10 @@ class CallResult(NamedTuple):
 
     status: int
     value: int = 0
-    #: Why a call failed (the check and the requirement id); diagnostics only, never on the wire.
+    #: Why a call failed, in words; diagnostics only, never on the wire.
     why: str = ""
+    #: The id of the requirement whose check failed the call (``""`` on success); diagnostics only.
+    requirement: str = ""
 
 
 class Call(NamedTuple):

@@ -7,7 +7,7 @@ hypervisor requirement of the spec; each check cites the requirement id it imple
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ...spec.calls import CALLS_BY_FN, CallDef
@@ -20,17 +20,15 @@ from ...spec.version import encode_version
 from .blocks import MemoryRules
 from .call import Call, CallResult
 from .config import HypervisorConfig
-from .errors import CallError
-from .messages import MessageOps
+from .errors import CallError, decode_failure
+from .messages import MessageCalls
 from .ports import AssignedDevice, RemapPort, VmPort
 from .vmstate import Claim, DeviceKey, HandleSource, VmPvmsi, device_event
 
 KIND_FEATURE = {MsgKind.MSI: Feature.MSI, MsgKind.MSIX: Feature.MSIX, MsgKind.IMS: Feature.IMS}
 PASID_MASK = (1 << 20) - 1
-_SUBDEVICE_ID = int(DeviceIdFlag.SUBDEVICE)
-_F_SUBDEVICE = int(Feature.SUBDEVICE)
-_INVALID_PARAMETER = Status.INVALID_PARAMETER
-_new_call = tuple.__new__
+#: What a call handler is: the call in progress in, the status and value registers out.
+Handler = Callable[[Call], CallResult]
 
 
 def size_of(fmt: Any) -> int:
@@ -49,30 +47,53 @@ def device_kinds(dev: AssignedDevice) -> int:
     return int(kinds)
 
 
-class HypervisorCore:
-    """pvmsi for every VM of one hypervisor."""
+class HypervisorCore(MessageCalls):
+    """pvmsi for every VM of one hypervisor.
+
+    Every step of a call is a public method that a subclass may override (conformance's deliberately faulty
+    hypervisors each override one); each cites the spec section or requirement it implements.  The steps of
+    every call: :meth:`check_registers`, :meth:`check_state`, then the call's handler from :attr:`dispatch`
+    (made by :meth:`handler`), which reads its input through :meth:`read_input` and looks devices up through
+    :meth:`lookup_fields`.  The message calls and their steps come from :class:`~.messages.MessageCalls`; the
+    memory rules are the :class:`~.blocks.MemoryRules` that :meth:`make_rules` makes.
+    """
 
     def __init__(self, config: HypervisorConfig, remap: RemapPort) -> None:
         self.config = config
         self.remap = remap
         self._vms: dict[int, VmPvmsi] = {}
-        self.rules = MemoryRules()
-        self.messages = MessageOps(self)
-        self._handlers: dict[FunctionNumber, Callable[[Call], CallResult]] = {
-            FunctionNumber.VERSION: self._version,
-            FunctionNumber.GET_INFO: self._get_info,
-            FunctionNumber.NEGOTIATE: self._negotiate,
-            FunctionNumber.RESET: self._reset,
-            FunctionNumber.DEVICE_QUERY: self._device_query,
-            FunctionNumber.DEVICE_CLAIM: self._device_claim,
-            FunctionNumber.DEVICE_RELEASE: self._device_release,
-            FunctionNumber.MSG_ALLOC: self.messages.alloc,
-            FunctionNumber.MSG_RETARGET: self.messages.retarget,
-            FunctionNumber.MSG_FREE: self.messages.free,
+        self.rules = self.make_rules()
+        #: Function number -> (the call's definition in the spec's call table, its handler); a number not here
+        #: is not implemented (HV-CALL-001).
+        self.dispatch: dict[int, tuple[CallDef, Handler]] = {}
+        for fn, call in CALLS_BY_FN.items():
+            handler = self.handler(call.fn)
+            if handler is not None:
+                self.dispatch[fn] = (call, handler)
+
+    # -- factories ------------------------------------------------------------------------------------------
+
+    def make_rules(self) -> MemoryRules:
+        """The memory rules this core applies to every parameter block (spec "Memory rules")."""
+        return MemoryRules()
+
+    def handler(self, fn: FunctionNumber) -> Handler | None:
+        """The handler of call ``fn``, or None for a call this core does not implement; a 1.0 hypervisor
+        implements every call of the spec's call table (HV-VER-001).  Called once per call, when the core is
+        made."""
+        handlers: dict[FunctionNumber, Handler] = {
+            FunctionNumber.VERSION: self.version,
+            FunctionNumber.GET_INFO: self.get_info,
+            FunctionNumber.NEGOTIATE: self.negotiate,
+            FunctionNumber.RESET: self.reset,
+            FunctionNumber.DEVICE_QUERY: self.device_query,
+            FunctionNumber.DEVICE_CLAIM: self.device_claim,
+            FunctionNumber.DEVICE_RELEASE: self.device_release,
+            FunctionNumber.MSG_ALLOC: self.msg_alloc,
+            FunctionNumber.MSG_RETARGET: self.msg_retarget,
+            FunctionNumber.MSG_FREE: self.msg_free,
         }
-        self._dispatch: dict[int, tuple[CallDef, Callable[[Call], CallResult]]] = {
-            fn: (call, self._handlers[call.fn]) for fn, call in CALLS_BY_FN.items()
-        }
+        return handlers.get(fn)
 
     # -- VM bookkeeping -------------------------------------------------------------------------------------
 
@@ -94,138 +115,194 @@ class HypervisorCore:
     # -- the one entry point --------------------------------------------------------------------------------
 
     def hypercall(self, vm: VmPort, vcpu: int, fn: int, args: Sequence[int]) -> CallResult:
-        """Execute one pvmsi call (HV-CALL-005 gives the order of the checks)."""
-        entry = self._dispatch.get(fn)
+        """Execute one pvmsi call: the function number (HV-CALL-001), the argument registers, the VM state, then
+        the call itself (HV-CALL-005 gives the order of the checks)."""
+        entry = self.dispatch.get(fn)
         if entry is None:
-            return CallResult(Status.NOT_SUPPORTED)  # HV-CALL-001
+            return CallResult(Status.NOT_SUPPORTED, 0, f"no call {fn:#x}", "HV-CALL-001")
         call, handler = entry
-        # The argument registers (HV-CALL-003), then the VM state, then the call itself.
+        try:
+            self.check_registers(call, args)
+            st = self._vms.get(vm.vm_id) or self.state_of(vm)
+            self.check_state(call, st)
+            return handler(Call(vm, st, vcpu, args))
+        except CallError as e:
+            return self.failed(e)
+
+    def failed(self, e: CallError) -> CallResult:
+        """The registers of a failed call: its status, and zero in the value register (HV-CALL-004)."""
+        return CallResult(e.status, 0, e.why, e.requirement)
+
+    def check_registers(self, call: CallDef, args: Sequence[int]) -> None:
+        """Four argument registers; the reserved ones zero, a block address exactly where the call has a block
+        (HV-CALL-003)."""
         if len(args) != 4:
-            return CallResult(_INVALID_PARAMETER, 0, "four argument registers expected")
+            raise CallError(Status.INVALID_PARAMETER, "HV-CALL-003", "four argument registers expected")
         in_gpa, out_gpa, a2, a3 = args
         if a2 or a3:
-            return CallResult(_INVALID_PARAMETER, 0, "reserved argument register is not zero (HV-CALL-003)")
+            raise CallError(Status.INVALID_PARAMETER, "HV-CALL-003", "reserved argument register is not zero")
         if (call.input is None) != (in_gpa == 0):
-            return CallResult(_INVALID_PARAMETER, 0, "input block address register is wrong (HV-CALL-003)")
+            raise CallError(Status.INVALID_PARAMETER, "HV-CALL-003", "input block address register is wrong")
         if (call.output is None) != (out_gpa == 0):
-            return CallResult(_INVALID_PARAMETER, 0, "output block address register is wrong (HV-CALL-003)")
-        st = self._vms.get(vm.vm_id) or self.state_of(vm)
-        try:
-            self._check_state(call, st)
-            return handler(_new_call(Call, (vm, st, vcpu, args)))  # Call(vm, st, vcpu, args), without a frame
-        except CallError as e:
-            return CallResult(e.status, 0, e.why)  # HV-CALL-004: value zero on failure
+            raise CallError(Status.INVALID_PARAMETER, "HV-CALL-003", "output block address register is wrong")
 
-    @staticmethod
-    def _check_state(call: CallDef, st: VmPvmsi) -> None:
+    def check_state(self, call: CallDef, st: VmPvmsi) -> None:
         """The call's valid states come from the spec's call table (HV-STATE-001, HV-STATE-002, HV-NEG-006)."""
         if st.state not in call.states:
-            raise CallError(Status.WRONG_STATE, f"{call.name} is not valid in {st.state.value} (HV-STATE-001)")
+            if call.fn is FunctionNumber.NEGOTIATE:
+                requirement = "HV-NEG-006"
+            else:
+                requirement = "HV-STATE-002" if call.needs_negotiation else "HV-STATE-001"
+            raise CallError(Status.WRONG_STATE, requirement, f"{call.name} is not valid in {st.state.value}")
 
     def read_input(self, c: Call, fmt: Any, out_fmt: Any | None = None) -> Any:
-        """Check the input (and output) block addresses, read the input once and decode it."""
+        """Check the input (and output) block addresses (spec "Memory rules"), read the input once
+        (HV-MEM-005) and decode it (:meth:`decode_input`)."""
         size = size_of(fmt)
         if out_fmt is None:
             self.rules.block(c.vm.memory, c.in_gpa, size, "input")
         else:
             self.rules.blocks(c.vm.memory, c.in_gpa, size, c.out_gpa, size_of(out_fmt))
-        raw = c.vm.memory.read(c.in_gpa, size)  # HV-MEM-005: the only read of this block
+        return self.decode_input(fmt, c.vm.memory.read(c.in_gpa, size))  # HV-MEM-005: the only read of this block
+
+    def decode_input(self, fmt: Any, raw: bytes) -> Any:
+        """Decode an input block strictly: reserved fields zero, no undefined flag bit (HV-CONV-001), enumerated
+        fields defined (HV-CONV-002)."""
         try:
             return decode(fmt, raw)
         except DecodeError as e:
-            raise CallError(Status.INVALID_PARAMETER, str(e)) from None  # HV-CONV-001, HV-CONV-002
+            raise decode_failure(e) from None
+
+    def write_output(self, c: Call, fmt: Any, value: Mapping[str, Any]) -> None:
+        """Encode ``value`` as ``fmt`` into the call's output block, its reserved fields zero (HV-SEC-008)."""
+        c.vm.memory.write(c.out_gpa, encode(fmt, value))
 
     # -- devices -------------------------------------------------------------------------------------------------
 
     def lookup(self, c: Call, dev_id: Any) -> tuple[DeviceKey, AssignedDevice]:
-        """Resolve a decoded device_id the guest gave (HV-DEV-001..003, HV-NEG-008)."""
+        """Resolve a decoded device_id the guest gave through :meth:`lookup_fields` (HV-DEV-001..003)."""
         return self.lookup_fields(c, dev_id.segment, dev_id.bus, dev_id.devfn, int(dev_id.flags), dev_id.subdevice_id)
 
     def lookup_fields(
         self, c: Call, segment: int, bus: int, devfn: int, flags: int, subdevice_id: int
     ) -> tuple[DeviceKey, AssignedDevice]:
-        """Resolve a device identity given as its fields (HV-DEV-001..003, HV-NEG-008)."""
-        sub = bool(flags & _SUBDEVICE_ID)
+        """Resolve a device identity given as its fields: by the numbers the guest sees (HV-DEV-001), its
+        subdevice_id checked (HV-DEV-002, HV-NEG-008) and naming a sub-device (HV-DEV-003); a sub-device is a
+        device of its own, keyed by its id (HV-DEV-012)."""
+        sub = bool(flags) and bool(flags & DeviceIdFlag.SUBDEVICE)  # the IntFlag test only when a flag is set
         if not sub and subdevice_id:
-            raise CallError(Status.INVALID_PARAMETER, "subdevice_id without PVMSI_DEVID_SUBDEVICE (HV-DEV-002)")
+            raise CallError(Status.INVALID_PARAMETER, "HV-DEV-002", "subdevice_id without PVMSI_DEVID_SUBDEVICE")
         if subdevice_id & ~PASID_MASK:
-            raise CallError(Status.INVALID_PARAMETER, "subdevice_id has bits above 19 (HV-DEV-002)")
-        if sub and not c.st.features & _F_SUBDEVICE:
-            raise CallError(Status.NOT_PERMITTED, "sub-device id without feature SUBDEVICE (HV-NEG-008)")
+            raise CallError(Status.INVALID_PARAMETER, "HV-DEV-002", "subdevice_id has bits above 19")
+        if sub and not c.st.features & Feature.SUBDEVICE:
+            raise CallError(Status.NOT_PERMITTED, "HV-NEG-008", "sub-device id without feature SUBDEVICE")
         pasid = subdevice_id if sub else None
         dev = c.vm.device(segment, bus, devfn, pasid)
         if dev is None:
-            raise CallError(Status.UNKNOWN_DEVICE, "no such device assigned to this VM (HV-DEV-001, HV-DEV-003)")
+            requirement = "HV-DEV-001" if pasid is None else "HV-DEV-003"
+            raise CallError(Status.UNKNOWN_DEVICE, requirement, "no such device assigned to this VM")
         return (segment, bus, devfn, pasid), dev
 
     # -- calls ---------------------------------------------------------------------------------------------------
 
-    def _version(self, c: Call) -> CallResult:
+    def version(self, c: Call) -> CallResult:
+        """VERSION: the highest version implemented, in every state (HV-DISC-003)."""
         cfg = c.st.config
         return CallResult(Status.SUCCESS, encode_version(cfg.version_major, cfg.version_minor))
 
-    def _get_info(self, c: Call) -> CallResult:
-        cfg = c.st.config
-        size = size_of(HV_INFO)
-        self.rules.block(c.vm.memory, c.out_gpa, size, "output")
-        c.vm.memory.write(
-            c.out_gpa,
-            encode(
-                HV_INFO,
-                {
-                    "version_major": cfg.version_major,
-                    "version_minor": cfg.version_minor,
-                    "message_format": cfg.message_format,
-                    "features_offered": cfg.features_offered,
-                    "features_required": cfg.features_required,
-                    "max_batch": cfg.max_batch,
-                    "max_claimed_devices": cfg.max_claimed_devices,
-                    "max_messages_per_vm": cfg.max_messages_per_vm,
-                    "max_messages_per_device": cfg.max_messages_per_device,
-                },
-            ),
-        )
+    def get_info(self, c: Call) -> CallResult:
+        """GET_INFO: :meth:`hv_info` into the output block, in every state (HV-DISC-004)."""
+        self.rules.block(c.vm.memory, c.out_gpa, size_of(HV_INFO), "output")
+        self.write_output(c, HV_INFO, self.hv_info(c))
         return CallResult(Status.SUCCESS)
 
-    def _negotiate(self, c: Call) -> CallResult:
-        req = self.read_input(c, NEGOTIATE_IN, NEGOTIATE_OUT)
+    def hv_info(self, c: Call) -> dict[str, Any]:
+        """The fields of hv_info: the offer and the limits of the VM's configuration (HV-DISC-004)."""
         cfg = c.st.config
+        return {
+            "version_major": cfg.version_major,
+            "version_minor": cfg.version_minor,
+            "message_format": cfg.message_format,
+            "features_offered": cfg.features_offered,
+            "features_required": cfg.features_required,
+            "max_batch": cfg.max_batch,
+            "max_claimed_devices": cfg.max_claimed_devices,
+            "max_messages_per_vm": cfg.max_messages_per_vm,
+            "max_messages_per_device": cfg.max_messages_per_device,
+        }
+
+    def negotiate(self, c: Call) -> CallResult:
+        """NEGOTIATE (spec "Negotiation"): the version (HV-NEG-001), then the features: offered (HV-NEG-002),
+        naming a message kind (HV-NEG-003), holding every required one (HV-NEG-004); accepted, they are in force
+        (HV-NEG-005) through :meth:`accept_features`."""
+        req = self.read_input(c, NEGOTIATE_IN, NEGOTIATE_OUT)
 
         def answer(status: Status, features: int, refused: int) -> CallResult:
-            c.vm.memory.write(c.out_gpa, encode(NEGOTIATE_OUT, {"features": features, "refused": refused}))
+            self.write_output(c, NEGOTIATE_OUT, {"features": features, "refused": refused})
             return CallResult(status, features)
 
-        if req.version_major != cfg.version_major or req.version_minor > cfg.version_minor:
-            raise CallError(Status.VERSION_MISMATCH, "version not implemented (HV-NEG-001)")
-        unoffered = req.features & ~cfg.features_offered
+        self.check_version(c, req.version_major, req.version_minor)
+        features = int(req.features)
+        unoffered = self.unoffered_features(c, features)
         if unoffered:
             return answer(Status.INVALID_PARAMETER, 0, unoffered)  # HV-NEG-002
-        if not req.features & (Feature.MSI | Feature.MSIX | Feature.IMS):
+        if not self.names_a_kind(features):
             return answer(Status.INVALID_PARAMETER, 0, 0)  # HV-NEG-003
-        missing = cfg.features_required & ~req.features
+        missing = self.missing_features(c, features)
         if missing:
             c.st.move(VmEvent.NEGOTIATE_REFUSED)
             return answer(Status.FEATURES_REFUSED, 0, missing)  # HV-NEG-004
-        c.st.features = req.features
-        c.st.move(VmEvent.NEGOTIATE_ACCEPTED)  # HV-NEG-005
-        return answer(Status.SUCCESS, req.features, 0)
+        self.accept_features(c, features)
+        return answer(Status.SUCCESS, features, 0)  # HV-NEG-005
 
-    def _reset(self, c: Call) -> CallResult:
+    def check_version(self, c: Call, major: int, minor: int) -> None:
+        """The major version is this hypervisor's and the minor one not above its own (HV-NEG-001)."""
+        cfg = c.st.config
+        if major != cfg.version_major or minor > cfg.version_minor:
+            raise CallError(Status.VERSION_MISMATCH, "HV-NEG-001", f"version {major}.{minor} not implemented")
+
+    def unoffered_features(self, c: Call, features: int) -> int:
+        """The feature bits asked for that GET_INFO did not offer (HV-NEG-002)."""
+        return features & ~c.st.config.features_offered
+
+    def names_a_kind(self, features: int) -> bool:
+        """Whether the features name at least one message kind (HV-NEG-003)."""
+        return bool(features & (Feature.MSI | Feature.MSIX | Feature.IMS))
+
+    def missing_features(self, c: Call, features: int) -> int:
+        """The required feature bits the guest did not accept (HV-NEG-004)."""
+        return c.st.config.features_required & ~features
+
+    def accept_features(self, c: Call, features: int) -> None:
+        """Put accepted features in force and the VM in NEGOTIATED (HV-NEG-005), for the life of the
+        negotiation (HV-NEG-007)."""
+        c.st.features = features
+        c.st.move(VmEvent.NEGOTIATE_ACCEPTED)
+
+    def reset(self, c: Call) -> CallResult:
+        """RESET: :meth:`reset_vm`, in every state (HV-RESET-001, HV-RESET-003)."""
         return CallResult(Status.SUCCESS, self.reset_vm(c.vm, VmEvent.RESET_CALL))
 
-    def _device_query(self, c: Call) -> CallResult:
+    def device_query(self, c: Call) -> CallResult:
+        """DEVICE_QUERY: :meth:`device_info` into the output block (HV-DEV-004)."""
         dev_id = self.read_input(c, DEVICE_ID, DEVICE_INFO)
         key, dev = self.lookup(c, dev_id)
-        claim = c.st.claims.get(key)
+        self.write_output(c, DEVICE_INFO, self.device_info(c, dict(dev_id), dev, c.st.claims.get(key)))
+        return CallResult(Status.SUCCESS)
+
+    def device_info(self, c: Call, dev_id: dict[str, Any], dev: AssignedDevice, claim: Claim | None) -> dict[str, Any]:
+        """The fields of device_info: what the device supports as the guest sees it, what is claimed and
+        allocated, the quota (HV-DEV-004); ISOLATED only for a device whose messages' source the platform
+        validates (HV-DEV-005)."""
         flags = DeviceFlag.RETARGET_IN_PLACE
         if dev.isolated:
-            flags |= DeviceFlag.ISOLATED  # HV-DEV-005
+            flags |= DeviceFlag.ISOLATED
         if dev.needs_viommu:
             flags |= DeviceFlag.NEEDS_VIOMMU
         if claim is not None:
             flags |= DeviceFlag.CLAIMED
-        info = {
-            "device": dict(dev_id),
+        return {
+            "device": dev_id,
             "kinds": device_kinds(dev),
             "claimed_kinds": claim.kinds if claim else 0,
             "flags": flags,
@@ -235,53 +312,60 @@ class HypervisorCore:
             "messages_allocated": claim.vectors if claim else 0,
             "message_quota": c.st.config.max_messages_per_device,
         }
-        c.vm.memory.write(c.out_gpa, encode(DEVICE_INFO, info))  # HV-DEV-004
-        return CallResult(Status.SUCCESS)
 
-    def _device_claim(self, c: Call) -> CallResult:
+    def device_claim(self, c: Call) -> CallResult:
+        """DEVICE_CLAIM (spec "Devices"): the kinds (:meth:`claim_kinds`), the device not claimed yet and none
+        of the kinds enabled through emulation (HV-DEV-007), the claim limit (HV-DEV-008); then emulation of the
+        claimed kinds stops (HV-DEV-009)."""
         req = self.read_input(c, CLAIM_IN)
         key, dev = self.lookup(c, req.device)
-        kinds = int(req.kinds)
-        if not kinds or kinds & ~device_kinds(dev):
-            raise CallError(Status.INVALID_PARAMETER, "kinds empty or not supported by the device (HV-DEV-006)")
-        for kind, feature in KIND_FEATURE.items():
-            if kinds & (1 << kind) and not c.st.features & feature:
-                raise CallError(Status.NOT_PERMITTED, f"kind {kind.name} not negotiated (HV-NEG-008)")
+        kinds = self.claim_kinds(c, dev, int(req.kinds))
         if key in c.st.claims:
-            raise CallError(Status.WRONG_STATE, "device already claimed (HV-DEV-007)")
+            raise CallError(Status.WRONG_STATE, "HV-DEV-007", "device already claimed")
         for kind in (MsgKind.MSI, MsgKind.MSIX):
             if kinds & (1 << kind) and dev.emulated_enabled(kind):
-                raise CallError(Status.WRONG_STATE, f"{kind.name} enabled through emulation (HV-DEV-007)")
+                raise CallError(Status.WRONG_STATE, "HV-DEV-007", f"{kind.name} enabled through emulation")
         if len(c.st.claims) >= c.st.config.max_claimed_devices:
-            raise CallError(Status.NO_RESOURCES, "max_claimed_devices reached (HV-DEV-008)")
-        claim = Claim(dev, kinds, dev.source)
-        c.st.claims[key] = claim
+            raise CallError(Status.NO_RESOURCES, "HV-DEV-008", "max_claimed_devices reached")
+        c.st.claims[key] = Claim(dev, kinds, dev.source)
         c.vm.set_emulation(dev, kinds, trapped=False)  # HV-DEV-009
         return CallResult(Status.SUCCESS)
 
-    def _device_release(self, c: Call) -> CallResult:
+    def claim_kinds(self, c: Call, dev: AssignedDevice, kinds: int) -> int:
+        """The kinds a DEVICE_CLAIM asks for: not empty, supported by the device (HV-DEV-006), negotiated
+        (HV-NEG-008); the kinds to claim."""
+        if not kinds or kinds & ~device_kinds(dev):
+            raise CallError(Status.INVALID_PARAMETER, "HV-DEV-006", "kinds empty or not supported by the device")
+        for kind, feature in KIND_FEATURE.items():
+            if kinds & (1 << kind) and not c.st.features & feature:
+                raise CallError(Status.NOT_PERMITTED, "HV-NEG-008", f"kind {kind.name} not negotiated")
+        return kinds
+
+    def device_release(self, c: Call) -> CallResult:
+        """DEVICE_RELEASE: a claimed device (HV-DEV-010) ends its claim through :meth:`end_claim`
+        (HV-DEV-011)."""
         dev_id = self.read_input(c, DEVICE_ID)
         key, _dev = self.lookup(c, dev_id)
-        claim = c.st.claims.get(key)
-        if claim is None:
-            raise CallError(Status.WRONG_STATE, "device not claimed (HV-DEV-010)")
-        freed = self.end_claim(c.vm, c.st, key, DeviceEvent.RELEASE)  # HV-DEV-011
-        return CallResult(Status.SUCCESS, freed)
+        if key not in c.st.claims:
+            raise CallError(Status.WRONG_STATE, "HV-DEV-010", "device not claimed")
+        return CallResult(Status.SUCCESS, self.end_claim(c.vm, c.st, key, DeviceEvent.RELEASE))
 
     # -- lifecycle (also driven by the platform: VM reset, FLR, hot-unplug, destroy) -----------------------------
 
     def end_claim(self, vm: VmPort, st: VmPvmsi, key: DeviceKey, event: DeviceEvent) -> int:
-        """Free a claimed device's messages, revoke remapping, resume emulation; the vectors freed."""
+        """End a claim (release, reset, hot-unplug): free the device's messages, revoking their remapping
+        (HV-DEV-011, HV-RESET-001, HV-UNPLUG-001), resume emulation; the vectors freed."""
         claim = st.claims.pop(key)
         freed = 0
         for handle in [h for h, m in st.messages.items() if m.device == key]:
-            freed += self.messages.drop(st, claim, handle)
+            freed += self.drop(st, claim, handle)
         device_event(claim, event)
         vm.set_emulation(claim.device, claim.kinds, trapped=True)
         return freed
 
     def reset_vm(self, vm: VmPort, event: VmEvent = VmEvent.VM_RESET) -> int:
-        """RESET call or VM reset (HV-RESET-001..003): everything freed, VM back to OPEN."""
+        """The RESET call or a VM reset (HV-RESET-001..003): every claim ended, the VM back to OPEN; the vectors
+        freed."""
         st = self.state_of(vm)
         dev_event = DeviceEvent.RESET_CALL if event is VmEvent.RESET_CALL else DeviceEvent.VM_RESET
         freed = sum(self.end_claim(vm, st, key, dev_event) for key in list(st.claims))
@@ -298,23 +382,28 @@ class HypervisorCore:
     def hot_unplug(self, vm: VmPort, key: DeviceKey) -> int:
         """The device leaves the VM (HV-UNPLUG-001); returns the vectors freed."""
         st = self.state_of(vm)
-        freed = 0
-        for k in [k for k in st.claims if k[:3] == key[:3]]:
-            freed += self.end_claim(vm, st, k, DeviceEvent.HOT_UNPLUG)
-        return freed
+        return sum(self.end_claim(vm, st, k, DeviceEvent.HOT_UNPLUG) for k in self.function_claims(st, key))
+
+    @staticmethod
+    def function_claims(st: VmPvmsi, key: DeviceKey) -> list[DeviceKey]:
+        """The claimed devices of the PCI function ``key`` names: the function and its sub-devices (HV-DEV-012)."""
+        segment, bus, devfn, _pasid = key
+        return [k for k in st.claims if k[:3] == (segment, bus, devfn)]
 
     def destroy_vm(self, vm: VmPort) -> int:
-        """Free everything a VM holds (HV-SEC-009)."""
+        """The VM is destroyed: free everything it holds (HV-SEC-009)."""
         freed = self.reset_vm(vm)
         del self._vms[vm.vm_id]
         return freed
 
     def forget_vm(self, vm: VmPort) -> None:
-        """Drop a VM's state without touching remapping or emulation (the source side of a migration)."""
+        """Drop a VM's state without touching remapping or emulation (the source side of a migration,
+        spec "Live migration")."""
         self._vms.pop(vm.vm_id, None)
 
     def adopt_vm(self, vm: VmPort, st: VmPvmsi) -> None:
-        """Install a VM's imported state (the destination side of a migration)."""
+        """Install a VM's imported state: the features, claims, handles and pairs as they were (HV-MIG-001), the
+        claimed kinds not emulated (HV-MIG-003); the destination side of a migration."""
         self._vms[vm.vm_id] = st
 
     def vm_states(self) -> dict[int, VmPvmsi]:

@@ -1,238 +1,306 @@
 """MSG_ALLOC, MSG_RETARGET and MSG_FREE, and the batch machinery they share (spec "Batching and partial
-completion", "Allocate, retarget and free")."""
+completion", "Allocate, retarget and free").
+
+:class:`MessageCalls` is a part of :class:`~.core.HypervisorCore`.  Each step is a public method a subclass may
+override: the batch header (:meth:`~MessageCalls.read_header`, :meth:`~MessageCalls.check_header`), the one read
+of the entries (:meth:`~MessageCalls.read_entries`), the per-entry operations (:meth:`~MessageCalls.alloc_entry`,
+:meth:`~MessageCalls.retarget_entry`, :meth:`~MessageCalls.free_entry`, each a named record in and one out,
+:mod:`pvmsi.spec.records`), the checks they share (:meth:`~MessageCalls.check_target`,
+:meth:`~MessageCalls.owned`, :meth:`~MessageCalls.check_quota`), the remapping policy
+(:meth:`~MessageCalls.alloc_remapping`, :meth:`~MessageCalls.retarget_remapping`,
+:meth:`~MessageCalls.release_remapping`, :meth:`~MessageCalls.message_pair`), handles
+(:meth:`~MessageCalls.issue_handle`) and the output (:meth:`~MessageCalls.finish_batch`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any
 
+from ...spec.calls import CALLS_BY_FN, CallDef
 from ...spec.codec import DecodeError
 from ...spec.constants import DeliveryFlag, Feature, FunctionNumber, MsgKind, RetargetFlag, Status
-from ...spec.fastcodec import FastFormat, Values, fast
+from ...spec.fastcodec import FastFormat, fast
+from ...spec.records import AllocEntry, AllocResult, BatchIn, FreeEntry, FreeResult, RetargetEntry, RetargetResult
 from .blocks import MemoryRules
 from .call import Call, CallResult
-from .errors import CallError
+from .errors import CallError, decode_failure
 from .ports import AssignedDevice, RemapPort
 from .vmstate import Claim, DeviceKey, Message, VmPvmsi
 
 # The hot path uses the codec derived from the construct definitions (spec/fastcodec.py; tests/test_fastcodec.py
 # proves it equal to the construct codec): one struct unpack/pack plus the generated field checks per block.
-FAST_BATCH_IN = fast("batch_in")
-FAST_BATCH_OUT = fast("batch_out")
-HDR_SIZE = FAST_BATCH_IN.size
-OUT_HDR_SIZE = FAST_BATCH_OUT.size
-_unpack_header, _pack_out_header = FAST_BATCH_IN.unpack_from, FAST_BATCH_OUT.pack
-# Module constants: an enum member read from a global costs a third of one read through its class.
-_SUCCESS, _INCOMPLETE = Status.SUCCESS, Status.INCOMPLETE
-_INVALID_PARAMETER, _WRONG_STATE = Status.INVALID_PARAMETER, Status.WRONG_STATE
-_NOT_PERMITTED, _NO_RESOURCES, _UNKNOWN_HANDLE = Status.NOT_PERMITTED, Status.NO_RESOURCES, Status.UNKNOWN_HANDLE
-_MSI = MsgKind.MSI
-_new_result = tuple.__new__
+BATCH_IN = fast("batch_in")
+BATCH_OUT = fast("batch_out")
 VECTOR_MIN = 32
 VECTOR_MAX = 255
-_KINDS: dict[int, MsgKind] = {int(k): k for k in MsgKind}
-_POSTED = int(DeliveryFlag.POSTED)
-_REWRITE = int(RetargetFlag.REWRITE)
-_F_POSTED = int(Feature.POSTED)
+#: MsgKind by wire value (a table: calling the enum class is slow on the hot path).
+KIND_BY_VALUE: dict[int, MsgKind] = {int(k): k for k in MsgKind}
 
-#: Per entry: the decoded entry (a flat tuple in the entry format's field order) in, the result tuple out.
-EntryFn = Callable[["Call", DeviceKey, Claim, Values], Values]
+#: Per entry: the call, the device's key and claim, the entry's record in; the result's record out.
+EntryOp = Callable[[Call, DeviceKey, Claim, Any], tuple[Any, ...]]
 
 
-class BatchShape:
-    """The entry and result codecs of one batch call, and the result tuple of a failed entry."""
+@dataclass(frozen=True)
+class BatchFormats:
+    """A batched call and the codecs of its entries and results, from the spec's call table."""
 
-    def __init__(self, entry: str, result: str) -> None:
-        self.entry: FastFormat = fast(entry)
-        self.result: FastFormat = fast(result)
-        self.status_index = self.result.index("status")
+    call: CallDef
+    entry: FastFormat
+    result: FastFormat
 
-    def failed(self, status: int) -> Values:
-        values = [0] * len(self.result.fields)
-        values[self.status_index] = status
-        return tuple(values)
-
-
-SHAPES: dict[FunctionNumber, BatchShape] = {
-    FunctionNumber.MSG_ALLOC: BatchShape("alloc_entry", "alloc_result"),
-    FunctionNumber.MSG_RETARGET: BatchShape("retarget_entry", "retarget_result"),
-    FunctionNumber.MSG_FREE: BatchShape("free_entry", "free_result"),
-}
-
-_ALLOC, _RETARGET, _FREE = (
-    SHAPES[fn] for fn in (FunctionNumber.MSG_ALLOC, FunctionNumber.MSG_RETARGET, FunctionNumber.MSG_FREE)
-)
+    @classmethod
+    def of(cls, fn: FunctionNumber) -> BatchFormats:
+        call = CALLS_BY_FN[fn]
+        if not call.batched or call.input_entry is None or call.output_entry is None:
+            raise ValueError(f"{call.name} is not a batched call")
+        return cls(call, fast(call.input_entry), fast(call.output_entry))
 
 
-class CoreServices(Protocol):
-    """What the message calls use of the hypervisor core they belong to."""
+MSG_ALLOC = BatchFormats.of(FunctionNumber.MSG_ALLOC)
+MSG_RETARGET = BatchFormats.of(FunctionNumber.MSG_RETARGET)
+MSG_FREE = BatchFormats.of(FunctionNumber.MSG_FREE)
+
+
+class MessageCalls:
+    """The message calls of a hypervisor core (a part of :class:`~.core.HypervisorCore`)."""
 
     rules: MemoryRules
     remap: RemapPort
 
     def lookup_fields(
         self, c: Call, segment: int, bus: int, devfn: int, flags: int, subdevice_id: int
-    ) -> tuple[DeviceKey, AssignedDevice]: ...
-
-
-class MessageOps:
-    """The message calls of one hypervisor core."""
-
-    def __init__(self, core: CoreServices) -> None:
-        self.core = core
-        self._result = CallResult
+    ) -> tuple[DeviceKey, AssignedDevice]:
+        raise NotImplementedError  # the core's device lookup
 
     # -- the calls -------------------------------------------------------------------------------------------
 
-    def alloc(self, c: Call) -> CallResult:
-        return self._batch(c, _ALLOC, self._alloc_entry)
+    def msg_alloc(self, c: Call) -> CallResult:
+        """MSG_ALLOC: a batch of :meth:`alloc_entry` (spec "Allocate")."""
+        return self.batch(c, MSG_ALLOC, self.alloc_entry)
 
-    def retarget(self, c: Call) -> CallResult:
-        return self._batch(c, _RETARGET, self._retarget_entry)
+    def msg_retarget(self, c: Call) -> CallResult:
+        """MSG_RETARGET: a batch of :meth:`retarget_entry` (spec "Retarget")."""
+        return self.batch(c, MSG_RETARGET, self.retarget_entry)
 
-    def free(self, c: Call) -> CallResult:
-        return self._batch(c, _FREE, self._free_entry)
+    def msg_free(self, c: Call) -> CallResult:
+        """MSG_FREE: a batch of :meth:`free_entry` (spec "Free")."""
+        return self.batch(c, MSG_FREE, self.free_entry)
 
     # -- batches ------------------------------------------------------------------------------------------------
 
-    def _batch(self, c: Call, shape: BatchShape, entry_fn: EntryFn) -> CallResult:
-        core, st, mem = self.core, c.st, c.vm.memory
-        in_gpa, out_gpa = c.args[0], c.args[1]
-        rules = core.rules
-
-        # HV-CALL-005: the header (its address, its contents, the device), then both whole blocks' addresses,
-        # then the entries.  The header is read exactly once (HV-MEM-005).
-        rules.block(mem, in_gpa, HDR_SIZE, "input")
-        try:
-            seg, bus, devfn, id_flags, sub_id, _r, count, start, _r0, _r1 = _unpack_header(mem.read(in_gpa, HDR_SIZE))
-        except DecodeError as e:
-            raise CallError(_INVALID_PARAMETER, str(e)) from None
-        if not 1 <= count <= st.config.max_batch or start >= count:
-            raise CallError(_INVALID_PARAMETER, f"count {count} / start {start} out of range (HV-BATCH-001)")
-        key, _dev = core.lookup_fields(c, seg, bus, devfn, id_flags, sub_id)
-        claim = st.claims.get(key)
+    def batch(self, c: Call, formats: BatchFormats, entry_op: EntryOp) -> CallResult:
+        """One batch call: the header (its address, its contents, the device), then both whole blocks'
+        addresses, then the entries in order (HV-CALL-005, HV-BATCH-002)."""
+        header = self.read_header(c)
+        self.check_header(c, header)
+        key, _dev = self.lookup_fields(
+            c,
+            header.device_segment,
+            header.device_bus,
+            header.device_devfn,
+            header.device_flags,
+            header.device_subdevice_id,
+        )
+        claim = c.st.claims.get(key)
         if claim is None:
-            raise CallError(_WRONG_STATE, "device not claimed (HV-ALLOC-001)")
-        entry_ff, result_ff = shape.entry, shape.result
-        entry_size, result_size = entry_ff.size, result_ff.size
-        in_size, out_size = HDR_SIZE + count * entry_size, OUT_HDR_SIZE + count * result_size
-        rules.blocks(mem, in_gpa, in_size, out_gpa, out_size)
+            raise CallError(Status.WRONG_STATE, "HV-ALLOC-001", "device not claimed")
+        count, start = header.count, header.start
+        entry_size = formats.entry.size
+        self.rules.blocks(
+            c.vm.memory,
+            c.args[0],
+            BATCH_IN.size + count * entry_size,
+            c.args[1],
+            BATCH_OUT.size + count * formats.result.size,
+        )
 
-        # Entries [start, count): one read (HV-MEM-005); each decoded before it is acted on.
-        raw = mem.read(in_gpa + HDR_SIZE + start * entry_size, (count - start) * entry_size)
-        yield_after = st.config.yield_after
+        raw = self.read_entries(c, formats, header)
+        yield_after = c.st.config.yield_after
         limit = count if yield_after is None else min(count, start + yield_after)
-        unpack_entry, pack_result = entry_ff.unpack_from, result_ff.pack
+        unpack_entry, pack_result = formats.entry.unpack_record_from, formats.result.pack
         results: list[bytes] = []
-        status = _SUCCESS
+        error: CallError | None = None
         for offset in range(0, (limit - start) * entry_size, entry_size):
             try:
-                results.append(pack_result(*entry_fn(c, key, claim, unpack_entry(raw, offset))))
-            except DecodeError:
-                status = _INVALID_PARAMETER  # HV-CONV-001, HV-CONV-002 for this entry
+                results.append(pack_result(*entry_op(c, key, claim, unpack_entry(raw, offset))))
+            except DecodeError as e:
+                error = decode_failure(e)  # HV-CONV-001, HV-CONV-002 for this entry
             except CallError as e:
-                status = e.status  # HV-BATCH-002: stop at the first failing entry
+                error = e  # HV-BATCH-002: stop at the first failing entry
             else:
                 continue
             break
-        index = start + len(results)  # the first entry not done
-        if status is not _SUCCESS:
-            results.append(pack_result(*shape.failed(status)))  # the failing entry's result is written too
-        elif index < count:
-            status = _INCOMPLETE  # HV-BATCH-005 (at least one entry done: HV-BATCH-006)
-        hdr = _pack_out_header(index, index - start, status, 0)
-        # Results of entries [start, index] (the failing one included), never below start or after the failure
-        # (HV-BATCH-004); batch_out whenever the header passed its checks (HV-MEM-007, HV-BATCH-007).
+        next_index = start + len(results)  # the first entry not done
+        if error is not None:  # the failing entry's result is written too
+            results.append(pack_result(*formats.result.record_type(status=error.status)))
+        return self.finish_batch(c, formats, header, next_index, results, error)
+
+    def read_header(self, c: Call) -> BatchIn:
+        """Check the header's address, read it exactly once (HV-MEM-001..003, HV-MEM-005) and decode it
+        (HV-CONV-001, HV-CONV-002)."""
+        memory, in_gpa = c.vm.memory, c.args[0]
+        self.rules.block(memory, in_gpa, BATCH_IN.size, "input")
+        try:
+            header: BatchIn = BATCH_IN.unpack_record_from(memory.read(in_gpa, BATCH_IN.size))
+        except DecodeError as e:
+            raise decode_failure(e) from None
+        return header
+
+    def check_header(self, c: Call, header: BatchIn) -> None:
+        """count in 1..max_batch and start below count, before any entry (HV-BATCH-001)."""
+        if not 1 <= header.count <= c.st.config.max_batch or header.start >= header.count:
+            raise CallError(
+                Status.INVALID_PARAMETER, "HV-BATCH-001", f"count {header.count} / start {header.start} out of range"
+            )
+
+    def read_entries(self, c: Call, formats: BatchFormats, header: BatchIn) -> bytes:
+        """The entries [start, count) of the input block, in one read (HV-MEM-005)."""
+        size = formats.entry.size
+        return c.vm.memory.read(c.args[0] + BATCH_IN.size + header.start * size, (header.count - header.start) * size)
+
+    def finish_batch(
+        self,
+        c: Call,
+        formats: BatchFormats,
+        header: BatchIn,
+        next_index: int,
+        results: list[bytes],
+        error: CallError | None,
+    ) -> CallResult:
+        """Write batch_out and the results of entries [start, next_index] (the failing one included), never
+        below start or after the failure (HV-BATCH-004), whenever the header passed its checks (HV-MEM-007);
+        return the status (the failing entry's, else INCOMPLETE before the end, HV-BATCH-005, else SUCCESS)
+        and next_index (HV-BATCH-007)."""
+        start, memory, out_gpa = header.start, c.vm.memory, c.args[1]
+        if error is not None:
+            status = error.status
+        else:
+            status = Status.INCOMPLETE if next_index < header.count else Status.SUCCESS
+        out = BATCH_OUT.pack(next_index, next_index - start, status, 0)
         if start == 0:
-            mem.write(out_gpa, b"".join((hdr, *results)))
+            memory.write(out_gpa, b"".join((out, *results)))
         else:
             if results:
-                mem.write(out_gpa + OUT_HDR_SIZE + start * result_size, b"".join(results))
-            mem.write(out_gpa, hdr)
-        return _new_result(self._result, (status, index, ""))  # CallResult(status, index), without a frame
+                memory.write(out_gpa + BATCH_OUT.size + start * formats.result.size, b"".join(results))
+            memory.write(out_gpa, out)
+        if error is not None:
+            return CallResult(status, next_index, error.why, error.requirement)
+        return CallResult(status, next_index)
 
-    # -- per-entry checks -----------------------------------------------------------------------------------------
+    # -- per-entry operations --------------------------------------------------------------------------------------
 
-    def _target(self, c: Call, vcpu: int, vector: int, count: int, flags: int) -> None:
-        """vCPU, vector range and delivery flags (HV-ALLOC-006, HV-NEG-008)."""
-        if vcpu >= c.vm.vcpu_count:
-            raise CallError(_INVALID_PARAMETER, f"vcpu {vcpu} does not exist (HV-ALLOC-006)")
-        if vector < VECTOR_MIN or vector + count - 1 > VECTOR_MAX:
-            raise CallError(_INVALID_PARAMETER, f"vector {vector}+{count} out of range (HV-ALLOC-006)")
-        if flags & _POSTED and not c.st.features & _F_POSTED:
-            raise CallError(_NOT_PERMITTED, "POSTED without feature POSTED (HV-NEG-008)")
-
-    def _alloc_entry(self, c: Call, key: DeviceKey, claim: Claim, e: Values) -> Values:
-        kind_value, flags, n, slot, vcpu, vector, _reserved = e
-        kind = _KINDS[kind_value]
+    def alloc_entry(self, c: Call, key: DeviceKey, claim: Claim, e: AllocEntry) -> AllocResult:
+        """One allocate entry (HV-ALLOC-002..009, HV-SEC-006, HV-SEC-007)."""
+        kind = KIND_BY_VALUE[e.kind]
+        n, slot = e.vector_count, e.slot
         st = c.st
-        cfg = st.config
-        if not claim.kinds & (1 << kind_value):
-            raise CallError(_NOT_PERMITTED, f"{kind.name} not claimed for the device (HV-ALLOC-002)")
-        if kind is _MSI:
-            if n < 1 or n & (n - 1) or n > claim.limits[kind_value]:
-                raise CallError(_INVALID_PARAMETER, f"MSI vector_count {n} (HV-ALLOC-003)")
+        if not claim.kinds & (1 << e.kind):
+            raise CallError(Status.NOT_PERMITTED, "HV-ALLOC-002", f"{kind.name} not claimed for the device")
+        if kind is MsgKind.MSI:
+            if n < 1 or n & (n - 1) or n > claim.limits[e.kind]:
+                raise CallError(Status.INVALID_PARAMETER, "HV-ALLOC-003", f"MSI vector_count {n}")
             if slot:
-                raise CallError(_INVALID_PARAMETER, "MSI slot must be zero (HV-ALLOC-004)")
+                raise CallError(Status.INVALID_PARAMETER, "HV-ALLOC-004", "MSI slot must be zero")
         else:
             if n != 1:
-                raise CallError(_INVALID_PARAMETER, f"{kind.name} vector_count must be 1 (HV-ALLOC-003)")
-            size = claim.limits[kind_value]  # the MSI-X table size or the IMS slots
+                raise CallError(Status.INVALID_PARAMETER, "HV-ALLOC-003", f"{kind.name} vector_count must be 1")
+            size = claim.limits[e.kind]  # the MSI-X table size or the IMS slots
             if slot >= size:
-                raise CallError(_INVALID_PARAMETER, f"slot {slot} >= {size} (HV-ALLOC-004)")
+                raise CallError(Status.INVALID_PARAMETER, "HV-ALLOC-004", f"slot {slot} >= {size}")
         if (kind, slot) in claim.slots:
-            raise CallError(_WRONG_STATE, f"{kind.name} slot {slot} already holds a message (HV-ALLOC-005)")
-        self._target(c, vcpu, vector, n, flags)
-        if claim.vectors + n > cfg.max_messages_per_device or st.vectors + n > cfg.max_messages_per_vm:
-            raise CallError(_NO_RESOURCES, "quota exhausted (HV-SEC-006, HV-ALLOC-009)")
-        posted = bool(flags & _POSTED)
-        if cfg.max_remap_entries is not None and st.vectors + n > cfg.max_remap_entries:
-            raise CallError(_NO_RESOURCES, "interrupt-remapping table full (HV-SEC-007)")
-        remap = self.core.remap
-        base = remap.alloc(  # HV-ALLOC-007, HV-SEC-002: source validation programmed with the entry
-            n, vm_id=c.vm.vm_id, vcpu=vcpu, vector=vector, source=claim.source, posted=posted
-        )
+            raise CallError(Status.WRONG_STATE, "HV-ALLOC-005", f"{kind.name} slot {slot} already holds a message")
+        self.check_target(c, e.vcpu, e.vector, n, e.flags)
+        self.check_quota(c, claim, n)
+        posted = bool(e.flags) and bool(e.flags & DeliveryFlag.POSTED)  # the IntFlag test only when a flag is set
+        limit = st.config.max_remap_entries
+        base = None if limit is not None and st.vectors + n > limit else self.alloc_remapping(c, claim, e, posted)
         if base is None:
-            raise CallError(_NO_RESOURCES, "interrupt-remapping table full (HV-SEC-007)")
-        address, data = remap.compose(base)  # HV-ALLOC-008: data's low bits are zero for a block
-        handle = st.handles.next()
-        st.messages[handle] = Message(handle, key, kind, slot, n, vcpu, vector, posted, base, address, data)
+            raise CallError(Status.NO_RESOURCES, "HV-SEC-007", "interrupt-remapping table full")
+        address, data = self.message_pair(base)
+        handle = self.issue_handle(c, base)
+        st.messages[handle] = Message(handle, key, kind, slot, n, e.vcpu, e.vector, posted, base, address, data)
         claim.slots.add((kind, slot))
         claim.vectors += n
         st.vectors += n
-        return (handle, address, data, 0)
+        return AllocResult(handle, address, data)
 
-    def _owned(self, c: Call, key: DeviceKey, handle: int) -> Message:
+    def retarget_entry(self, c: Call, key: DeviceKey, claim: Claim, e: RetargetEntry) -> RetargetResult:
+        """One retarget entry (HV-RETGT-001..003)."""
+        msg = self.owned(c, key, e.handle)
+        self.check_target(c, e.vcpu, e.vector, msg.count, e.flags)
+        posted = bool(e.flags) and bool(e.flags & DeliveryFlag.POSTED)
+        self.retarget_remapping(c, claim, msg, e.vcpu, e.vector, posted)
+        msg.vcpu, msg.vector, msg.posted = e.vcpu, e.vector, posted
+        address, data = self.message_pair(msg.irte)
+        rewrite = (address, data) != (msg.address, msg.data)
+        msg.address, msg.data = address, data
+        return RetargetResult(address, data, 0, RetargetFlag.REWRITE if rewrite else 0)  # HV-RETGT-003
+
+    def free_entry(self, c: Call, key: DeviceKey, claim: Claim, e: FreeEntry) -> FreeResult:
+        """One free entry (HV-FREE-001, HV-FREE-002)."""
+        self.owned(c, key, e.handle)
+        self.drop(c.st, claim, e.handle)
+        return FreeResult()
+
+    # -- checks the entries share ---------------------------------------------------------------------------------
+
+    def check_target(self, c: Call, vcpu: int, vector: int, count: int, flags: int) -> None:
+        """vCPU, vector range (HV-ALLOC-006) and delivery flags (HV-NEG-008) of an allocate or retarget entry."""
+        if vcpu >= c.vm.vcpu_count:
+            raise CallError(Status.INVALID_PARAMETER, "HV-ALLOC-006", f"vcpu {vcpu} does not exist")
+        if vector < VECTOR_MIN or vector + count - 1 > VECTOR_MAX:
+            raise CallError(Status.INVALID_PARAMETER, "HV-ALLOC-006", f"vector {vector}+{count} out of range")
+        if flags and flags & DeliveryFlag.POSTED and not c.st.features & Feature.POSTED:
+            raise CallError(Status.NOT_PERMITTED, "HV-NEG-008", "POSTED without feature POSTED")
+
+    def check_quota(self, c: Call, claim: Claim, count: int) -> None:
+        """The per-device and per-VM quotas, an MSI block counting its n vectors (HV-SEC-006, HV-ALLOC-009)."""
+        cfg = c.st.config
+        if claim.vectors + count > cfg.max_messages_per_device or c.st.vectors + count > cfg.max_messages_per_vm:
+            raise CallError(Status.NO_RESOURCES, "HV-SEC-006", "quota exhausted")
+
+    def owned(self, c: Call, key: DeviceKey, handle: int) -> Message:
         """The message of a handle this VM holds for this device (HV-SEC-003, HV-RETGT-001, HV-FREE-001)."""
         msg = c.st.messages.get(handle)
         if msg is None or msg.device != key:
-            raise CallError(_UNKNOWN_HANDLE, f"handle {handle:#x} not held for this device")
+            raise CallError(Status.UNKNOWN_HANDLE, "HV-SEC-003", f"handle {handle:#x} not held for this device")
         return msg
 
-    def _retarget_entry(self, c: Call, key: DeviceKey, claim: Claim, e: Values) -> Values:
-        handle, vcpu, vector, flags = e[0], e[1], e[2], e[3]
-        msg = self._owned(c, key, handle)
-        self._target(c, vcpu, vector, msg.count, flags)
-        posted = bool(flags & _POSTED)
-        # HV-RETGT-002, in place (HV-RETGT-004): the pair, which names the entry, does not change
-        self.core.remap.retarget(msg.irte, msg.count, vcpu=vcpu, vector=vector, posted=posted)
-        msg.vcpu, msg.vector, msg.posted = vcpu, vector, posted
-        address, data = self.core.remap.compose(msg.irte)
-        rewrite = (address, data) != (msg.address, msg.data)
-        msg.address, msg.data = address, data
-        return (address, data, 0, _REWRITE if rewrite else 0, 0)  # HV-RETGT-003
+    # -- remapping and handles ----------------------------------------------------------------------------------
 
-    def _free_entry(self, c: Call, key: DeviceKey, claim: Claim, e: Values) -> Values:
-        self._owned(c, key, e[0])
-        self.drop(c.st, claim, e[0])
-        return (0, 0)
+    def alloc_remapping(self, c: Call, claim: Claim, e: AllocEntry, posted: bool) -> int | None:
+        """Program remapping entries for a new message: its vCPU and vector, source validation for the claimed
+        device (HV-ALLOC-007, HV-SEC-002); the first of ``e.vector_count`` entries, or None when the table is full
+        (HV-SEC-007)."""
+        return self.remap.alloc(
+            e.vector_count, vm_id=c.vm.vm_id, vcpu=e.vcpu, vector=e.vector, source=claim.source, posted=posted
+        )
 
-    # -- shared ---------------------------------------------------------------------------------------------------
+    def retarget_remapping(self, c: Call, claim: Claim, msg: Message, vcpu: int, vector: int, posted: bool) -> None:
+        """Reprogram a message's remapping entries for its new target (HV-RETGT-002); the reference retargets in
+        place, so the pair, which names the entry, does not change (HV-RETGT-004)."""
+        self.remap.retarget(msg.irte, msg.count, vcpu=vcpu, vector=vector, posted=posted)
+
+    def release_remapping(self, msg: Message) -> None:
+        """Revoke a freed message's remapping entries, so a later write of its pair is blocked (HV-FREE-002)."""
+        self.remap.release(msg.irte)
+
+    def message_pair(self, base: int) -> tuple[int, int]:
+        """The address/data pair naming the remapping entries from ``base``: the data's low bits are zero for
+        an MSI block (HV-ALLOC-008), and nothing of the host shows in it (HV-SEC-008)."""
+        return self.remap.compose(base)
+
+    def issue_handle(self, c: Call, base: int) -> int:
+        """A new handle for the message at remapping entry ``base``: non-zero (HV-ALLOC-007), unguessable
+        (HV-SEC-004) and never reissued to the VM (HV-SEC-005)."""
+        return c.st.handles.next()
 
     def drop(self, st: VmPvmsi, claim: Claim, handle: int) -> int:
-        """Free one message: revoke remapping, return its vectors to the quotas (HV-FREE-002)."""
+        """Free one message: revoke remapping, return its vectors to the quotas (HV-FREE-002); the vectors freed."""
         msg = st.messages.pop(handle)
-        self.core.remap.release(msg.irte)
+        self.release_remapping(msg)
         claim.slots.discard((msg.kind, msg.slot))
         claim.vectors -= msg.count
         st.vectors -= msg.count

@@ -65,7 +65,8 @@ class Iommu:
         return self._deliveries
 
     def translate(self, requester: Requester, address: int, data: int) -> Delivery | Fault:
-        """Remap one interrupt write from ``requester``."""
+        """Remap one interrupt write from ``requester``: a present entry (HV-FREE-002), from its source
+        (:meth:`check_source`), delivered to the entry's VM, vCPU and vector (HV-SEC-001)."""
         try:
             index = parse(address, data)
         except MessageFormatError as error:
@@ -75,13 +76,20 @@ class Iommu:
         entry = self.table.get(index)
         if entry is None or not entry.present:
             return self._fault(FaultReason.NOT_PRESENT, requester, address, data, index)
-        source = entry.source
-        if source.segment != requester.segment or source.rid != requester.rid:
-            return self._fault(FaultReason.SOURCE_ID_MISMATCH, requester, address, data, index)
-        if source.pasid != requester.pasid:
-            return self._fault(FaultReason.PASID_MISMATCH, requester, address, data, index)
+        refused = self.check_source(entry.source, requester)
+        if refused is not None:
+            return self._fault(refused, requester, address, data, index)
         self._deliveries += 1
         return Delivery(entry.owner_vm, entry.dest_vcpu, entry.vector, index, entry.posted)
+
+    def check_source(self, source: Requester, requester: Requester) -> FaultReason | None:
+        """Source validation: a write is delivered only from the entry's source, its segment and requester id
+        (SOURCE_ID_MISMATCH otherwise) and its PASID (PASID_MISMATCH) (spec HV-SEC-002, HV-DEV-005)."""
+        if source.segment != requester.segment or source.rid != requester.rid:
+            return FaultReason.SOURCE_ID_MISMATCH
+        if source.pasid != requester.pasid:
+            return FaultReason.PASID_MISMATCH
+        return None
 
     def _fault(self, reason: FaultReason, requester: Requester, address: int, data: int, index: int | None) -> Fault:
         self._faults[reason] += 1

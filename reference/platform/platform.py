@@ -84,9 +84,11 @@ class GuestDeviceLayout:
 class Platform:
     """One host: a remapping table and IOMMU, VMs, devices, assignments and the MSI emulator."""
 
-    def __init__(self, remap_entries: int = TABLE_ENTRIES) -> None:
+    def __init__(self, remap_entries: int = TABLE_ENTRIES, iommu: Callable[[RemappingTable], Iommu] = Iommu) -> None:
         self.table = RemappingTable(remap_entries)
-        self.iommu = Iommu(self.table)
+        #: The IOMMU over the table; ``iommu`` makes it (a hypervisor may bring its own, see
+        #: :meth:`pvmsi.reference.system.ReferenceSystem.make_iommu`).
+        self.iommu = iommu(self.table)
         self.legacy = LegacyMsi(self.table)
         self.vms: dict[int, Vm] = {}
         self.devices: list[PciDevice] = []

@@ -183,8 +183,7 @@ def schema_cmd() -> None:
 
 def _all_faults(role: str | None) -> list[tuple[str, str, str, str]]:
     """(role, name, breaks, description) of every faulty implementation of ``role`` (None: both roles)."""
-    from ..conformance.faulty import FAULTS
-    from ..conformance.faulty_guests import GUEST_FAULTS
+    from ..conformance.faults import FAULTS, GUEST_FAULTS
 
     rows: list[tuple[str, str, str, str]] = []
     if role in (None, "hypervisor"):

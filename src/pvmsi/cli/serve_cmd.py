@@ -78,7 +78,7 @@ def serve(
 
     def factory() -> HypervisorIUT:
         if fault:
-            from ..conformance.faulty import faulty_hypervisor
+            from ..conformance.faults import faulty_hypervisor
 
             return faulty_hypervisor(fault)
         from ..reference.backend import ReferenceHypervisor
@@ -128,7 +128,7 @@ def _guest_service(fault: str | None, answer_timeout: float) -> ServiceFactory:
     factory: CoreFactory = reference_core
     name = b"pvmsi-ref"
     if fault:
-        from ..conformance.faulty_guests import faulty_core
+        from ..conformance.faults import faulty_core
 
         try:
             factory = faulty_core(fault)

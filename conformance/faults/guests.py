@@ -3,7 +3,7 @@ suite must catch each one with that requirement id (the suite proves its own str
 
 ``pvmsi conformance run --role guest --iut faulty:NAME`` runs the guest suite against one of them, and
 ``pvmsi serve --role guest --fault NAME`` serves one over the harness protocol.  Each is a subclass of the
-reference :class:`~pvmsi.reference.guest.core.GuestCore` that overrides the one method where it goes wrong.
+reference :class:`~pvmsi.reference.guest.core.GuestCore` that overrides the one public step where it goes wrong.
 """
 
 from __future__ import annotations
@@ -12,22 +12,30 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..reference.guest.actions import GuestDevice, Hypercall, MaskSlot, ProgramSlot, ReadMemory, SetEnabled, WriteMemory
-from ..reference.guest.core import (
+from ...reference.guest.actions import (
+    GuestDevice,
+    Hypercall,
+    MaskSlot,
+    ProgramSlot,
+    ReadMemory,
+    SetEnabled,
+    WriteMemory,
+)
+from ...reference.guest.core import (
     GuestCore,
     GuestError,
     GuestMessage,
     GuestMode,
     Op,
     Target,
-    _compat_message,
+    compat_message,
 )
-from ..spec.codec import decode, encode
-from ..spec.constants import FEATURES_1_0, KIND_FEATURE, FunctionNumber, MsgKind, Status
-from ..spec.formats import BATCH_IN, BATCH_OUT, CLAIM_IN, FREE_ENTRY, FREE_RESULT, HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
-from ..spec.layout import layout_of
-from ..spec.version import VERSION_MAJOR, VERSION_MINOR, decode_version
-from .guest import ReferenceGuest
+from ...spec.codec import decode, encode
+from ...spec.constants import FEATURES_1_0, KIND_FEATURE, FunctionNumber, MsgKind, Status
+from ...spec.formats import BATCH_IN, BATCH_OUT, CLAIM_IN, FREE_ENTRY, FREE_RESULT, HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
+from ...spec.layout import layout_of
+from ...spec.version import VERSION_MAJOR, VERSION_MINOR, decode_version
+from ..guest import ReferenceGuest
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,7 @@ class FaultyGuest:
 
 
 GUEST_FAULTS: dict[str, FaultyGuest] = {}
+_DEFINED_STATUSES = frozenset(int(s) for s in Status)
 
 
 def fault(name: str, breaks: str, description: str) -> Callable[[type[GuestCore]], type[GuestCore]]:
@@ -82,26 +91,26 @@ class _Boot(GuestCore):
     def boot(self) -> Op:
         minor = VERSION_MINOR
         if not self.skip_version:
-            status, value, _ = yield from self._call(FunctionNumber.VERSION)
+            status, value, _ = yield from self.call(FunctionNumber.VERSION)
             if status != Status.SUCCESS:
-                return self._fallback("absent")
+                return self.fallback("absent")
             major, minor = decode_version(value)
             if major != VERSION_MAJOR and not self.ignore_major:
-                return self._fallback("other major")
-        status, _, out = yield from self._call(FunctionNumber.GET_INFO, None, layout_of(HV_INFO).size)
+                return self.fallback("other major")
+        status, _, out = yield from self.call(FunctionNumber.GET_INFO, None, layout_of(HV_INFO).size)
         if status != Status.SUCCESS:
-            return self._fallback("GET_INFO failed")
+            return self.fallback("GET_INFO failed")
         info = decode(HV_INFO, out)
         self.max_batch = max(1, info.max_batch)
         features = self.accept(int(info.features_offered), int(info.features_required))
         if info.features_required & ~features and not self.ignore_required:
-            return self._fallback("required features unknown")
+            return self.fallback("required features unknown")
         req = {"version_major": VERSION_MAJOR, "version_minor": self.minor(minor), "features": features}
-        status, value, _ = yield from self._call(
+        status, value, _ = yield from self.call(
             FunctionNumber.NEGOTIATE, encode(NEGOTIATE_IN, req), layout_of(NEGOTIATE_OUT).size
         )
         if status != Status.SUCCESS and not self.ignore_refusal:
-            return self._fallback("refused")
+            return self.fallback("refused")
         self.features = value if status == Status.SUCCESS else features
         self.mode = GuestMode.PVMSI
         return self.mode
@@ -160,7 +169,7 @@ class _Call(GuestCore):
     def patch(self, fn: FunctionNumber, block: bytes) -> bytes:
         return block
 
-    def _call(self, fn: FunctionNumber, block: bytes | None = None, out_size: int = 0) -> Op:
+    def call(self, fn: FunctionNumber, block: bytes | None = None, out_size: int = 0) -> Op:
         in_gpa, out_gpa = self.scratch_gpa + self.in_offset, self.scratch_gpa + self.out_offset
         if block is not None:
             block = self.patch(fn, block)
@@ -211,9 +220,9 @@ class _BigEndian(_Call):
 
 @fault("unknown-status-is-success", "GUEST-STAT-001", "treats a status it does not know as success")
 class _UnknownStatus(GuestCore):
-    def _call(self, fn: FunctionNumber, block: bytes | None = None, out_size: int = 0) -> Op:
-        status, value, out = yield from super()._call(fn, block, out_size)
-        return (Status.SUCCESS if status not in Status._value2member_map_ else status), value, out
+    def call(self, fn: FunctionNumber, block: bytes | None = None, out_size: int = 0) -> Op:
+        status, value, out = yield from super().call(fn, block, out_size)
+        return (Status.SUCCESS if status not in _DEFINED_STATUSES else status), value, out
 
 
 # -- devices and messages ------------------------------------------------------------------------------------------
@@ -225,8 +234,8 @@ class _ClaimsEnabled(GuestCore):
         info = yield from self.query(dev)
         if kinds is None:
             kinds = int(info.kinds) & sum(1 << k for k, f in KIND_FEATURE.items() if self.features & f)
-        status, _, _ = yield from self._call(
-            FunctionNumber.DEVICE_CLAIM, encode(CLAIM_IN, {"device": self._device_id(dev), "kinds": kinds})
+        status, _, _ = yield from self.call(
+            FunctionNumber.DEVICE_CLAIM, encode(CLAIM_IN, {"device": self.device_id(dev), "kinds": kinds})
         )
         if status != Status.SUCCESS:
             raise GuestError("DEVICE_CLAIM", status)
@@ -240,7 +249,7 @@ class _Batch(GuestCore):
     resume = True
     trust_failed = False
 
-    def _batch(
+    def batch(
         self, fn: FunctionNumber, dev: GuestDevice, entry_fmt: Any, result_fmt: Any, entries: Sequence[dict[str, Any]]
     ) -> Op:
         results: list[Any] = []
@@ -250,8 +259,8 @@ class _Batch(GuestCore):
             body = b"".join(encode(entry_fmt, e) for e in chunk)
             start = 0
             while True:
-                hdr = {"device": self._device_id(dev), "count": len(chunk), "start": start}
-                status, next_index, out = yield from self._call(
+                hdr = {"device": self.device_id(dev), "count": len(chunk), "start": start}
+                status, next_index, out = yield from self.call(
                     fn, encode(BATCH_IN, hdr) + body, hsize + len(chunk) * rsize
                 )
                 end = len(chunk) if self.trust_failed and status < 0 else min(next_index, len(chunk))
@@ -278,11 +287,11 @@ class _TrustsFailed(_Batch):
 
 @fault("keeps-abandoned", "GUEST-BATCH-002", "after a failed MSG_ALLOC, keeps the completed entries allocated")
 class _KeepsAbandoned(GuestCore):
-    def _free(self, dev: GuestDevice, msgs: Sequence[GuestMessage]) -> Op:
+    def free(self, dev: GuestDevice, msgs: Sequence[GuestMessage]) -> Op:
         held = self.messages.get(dev, {})
         if any(held.get((m.kind, m.slot)) is not m for m in msgs):
             return 0  # the messages of a failed allocation: not yet held, so forgotten
-        return (yield from super()._free(dev, msgs))
+        return (yield from super().free(dev, msgs))
 
 
 @fault("wrong-slot", "GUEST-ALLOC-001", "writes the pairs of an ENABLE into its slots in reverse order")
@@ -290,7 +299,7 @@ class _WrongSlot(GuestCore):
     def enable(self, dev: GuestDevice, kind: MsgKind, targets: Sequence[Target]) -> Op:
         if not (self.mode is GuestMode.PVMSI and self.features & KIND_FEATURE[kind]) or len(targets) < 2:
             return (yield from super().enable(dev, kind, targets))
-        msgs = yield from self._enable_pvmsi(dev, kind, targets)
+        msgs = yield from self.enable_pvmsi(dev, kind, targets)
         held = self.messages.setdefault(dev, {})
         for m, other in zip(msgs, reversed(msgs), strict=True):
             yield ProgramSlot(dev, kind, m.slot, other.address, other.data, m.count)
@@ -306,7 +315,7 @@ class _UnmasksFirst(GuestCore):
     def enable(self, dev: GuestDevice, kind: MsgKind, targets: Sequence[Target]) -> Op:
         if not (self.mode is GuestMode.PVMSI and self.features & KIND_FEATURE[kind]):
             return (yield from super().enable(dev, kind, targets))
-        msgs = yield from self._enable_pvmsi(dev, kind, targets)
+        msgs = yield from self.enable_pvmsi(dev, kind, targets)
         held = self.messages.setdefault(dev, {})
         yield SetEnabled(dev, kind, True)
         for m in msgs:
@@ -323,10 +332,10 @@ class _OwnPairs(GuestCore):
     def enable(self, dev: GuestDevice, kind: MsgKind, targets: Sequence[Target]) -> Op:
         if not (self.mode is GuestMode.PVMSI and self.features & KIND_FEATURE[kind]):
             return (yield from super().enable(dev, kind, targets))
-        msgs = yield from self._enable_pvmsi(dev, kind, targets)
+        msgs = yield from self.enable_pvmsi(dev, kind, targets)
         held = self.messages.setdefault(dev, {})
         for m in msgs:
-            own = _compat_message(dev, kind, Target(m.slot, m.vcpu, m.vector, m.count))
+            own = compat_message(dev, kind, Target(m.slot, m.vcpu, m.vector, m.count))
             yield ProgramSlot(dev, kind, m.slot, own.address, own.data, m.count)
             held[(kind, m.slot)] = m
         yield SetEnabled(dev, kind, True)
@@ -342,7 +351,7 @@ class _SharesPairs(GuestCore):
     def enable(self, dev: GuestDevice, kind: MsgKind, targets: Sequence[Target]) -> Op:
         if not (self.mode is GuestMode.PVMSI and self.features & KIND_FEATURE[kind]):
             return (yield from super().enable(dev, kind, targets))
-        msgs = yield from self._enable_pvmsi(dev, kind, targets)
+        msgs = yield from self.enable_pvmsi(dev, kind, targets)
         held = self.messages.setdefault(dev, {})
         for m in msgs:
             src = self.first if self.first is not None and m.slot == 0 else m
@@ -358,15 +367,15 @@ class _SharesPairs(GuestCore):
 
 @fault("ignores-rewrite", "GUEST-ALLOC-002", "never rewrites the device after a retarget, REWRITE or not")
 class _IgnoresRewrite(GuestCore):
-    def _rewrite(self, m: GuestMessage) -> Op:
+    def rewrite(self, m: GuestMessage) -> Op:
         if self.mode is GuestMode.PVMSI and m.device in self.claimed:
             return
-        yield from super()._rewrite(m)
+        yield from super().rewrite(m)
 
 
 @fault("unmasked-rewrite", "GUEST-ALLOC-002", "rewrites a retargeted pair without masking the slot")
 class _UnmaskedRewrite(GuestCore):
-    def _rewrite(self, m: GuestMessage) -> Op:
+    def rewrite(self, m: GuestMessage) -> Op:
         yield ProgramSlot(m.device, m.kind, m.slot, m.address, m.data, m.count)
         yield MaskSlot(m.device, m.kind, m.slot, False)
 
@@ -380,7 +389,7 @@ class _DoubleFree(GuestCore):
             yield MaskSlot(dev, kind, m.slot, True)
         yield SetEnabled(dev, kind, False)
         if self.mode is GuestMode.PVMSI and dev in self.claimed:
-            yield from self._free(dev, msgs)
+            yield from self.free(dev, msgs)
         return len(msgs)
 
 
@@ -401,5 +410,5 @@ class _FreesOnUnplug(GuestCore):
         msgs = list(self.messages.get(dev, {}).values())
         if self.mode is GuestMode.PVMSI and msgs:
             entries = [{"handle": m.handle} for m in msgs]
-            yield from self._batch(FunctionNumber.MSG_FREE, dev, FREE_ENTRY, FREE_RESULT, entries)
+            yield from self.batch(FunctionNumber.MSG_FREE, dev, FREE_ENTRY, FREE_RESULT, entries)
         return self.on_unplug(dev)

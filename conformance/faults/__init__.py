@@ -1,0 +1,38 @@
+"""Deliberately faulty implementations: each breaks exactly one requirement, and the suite must catch each one
+with that requirement id (the suite proves its own strength).
+
+The faulty hypervisors are small subclasses of the reference, each overriding one public hook of the core
+(:class:`~pvmsi.reference.hypervisor.core.HypervisorCore`), of the system around it
+(:class:`~pvmsi.reference.system.ReferenceSystem`, whose factories make the platform parts) or of the
+hypervisor behind the IUT interface (:class:`~pvmsi.reference.backend.ReferenceHypervisor`); they are grouped by
+spec section, one module each, and :mod:`.registry` builds them.  The faulty guests (:mod:`.guests`) are
+subclasses of the reference guest core.
+
+``pvmsi conformance faults`` lists them; ``pvmsi conformance run --iut faulty:NAME`` runs the suite against one,
+and ``pvmsi conformance check-faults`` against every one.
+"""
+
+from __future__ import annotations
+
+from ...reference.backend import ReferenceHypervisor
+from . import batch, calling, device, lifecycle, memory, messages, negotiation, security
+from .guests import GUEST_FAULTS, FaultyGuest, faulty_core, faulty_guest
+from .registry import FaultyImpl
+
+#: Every faulty hypervisor by name, section by section.
+FAULTS: dict[str, FaultyImpl] = {
+    f.name: f
+    for section in (calling, negotiation, memory, device, messages, batch, security, lifecycle)
+    for f in section.FAULTS
+}
+
+
+def faulty_hypervisor(name: str) -> ReferenceHypervisor:
+    """A fresh instance of the faulty hypervisor ``name``."""
+    impl = FAULTS.get(name)
+    if impl is None:
+        raise KeyError(f"no faulty implementation {name!r}; known: {', '.join(sorted(FAULTS))}")
+    return impl.build()
+
+
+__all__ = ["FAULTS", "GUEST_FAULTS", "FaultyGuest", "FaultyImpl", "faulty_core", "faulty_guest", "faulty_hypervisor"]

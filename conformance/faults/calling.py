@@ -1,0 +1,191 @@
+"""Faults of the calling conventions, discovery, status codes, wire conventions and versioning (spec "Calling
+conventions", "Discovery", "Status codes", "Conventions", "Versioning")."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ...reference.backend import ReferenceHypervisor
+from ...reference.hypervisor.arch import PVMSI_CPUID_BASE, SBI_BASE_EXTENSION, SBI_PROBE_EXTENSION
+from ...reference.hypervisor.call import Call, CallResult
+from ...reference.hypervisor.core import Handler, HypervisorCore
+from ...reference.hypervisor.errors import CallError
+from ...reference.hypervisor.messages import KIND_BY_VALUE, BatchFormats
+from ...reference.hypervisor.ports import VmPort
+from ...reference.hypervisor.vmstate import DeviceKey, Message, VmPvmsi
+from ...reference.system import ReferenceSystem, SystemVm
+from ...spec.calls import CALLS_BY_FN, CallDef
+from ...spec.constants import FunctionNumber, MsgKind, Status
+from ...spec.formats import ALLOC_ENTRY
+from ...spec.harness_constants import TrapArch, TrapInstruction
+from ...spec.layout import layout_of
+from ...spec.records import BatchIn
+from ...spec.states import VmState
+from .registry import FaultList, leaf
+
+faults = FaultList()
+FAULTS = faults.defined
+
+
+@faults.add("not-supported-for-bad-registers", "HV-CALL-002", "answers a reserved register with NOT_SUPPORTED")
+class NotSupportedForBadRegisters(HypervisorCore):
+    def check_registers(self, call: CallDef, args: Sequence[int]) -> None:
+        try:
+            super().check_registers(call, args)
+        except CallError as e:
+            raise CallError(Status.NOT_SUPPORTED, e.requirement, e.why) from None
+
+
+@faults.add("ignore-reserved-registers", "HV-CALL-003", "ignores non-zero reserved argument registers")
+class IgnoreReservedRegisters(HypervisorCore):
+    def check_registers(self, call: CallDef, args: Sequence[int]) -> None:
+        super().check_registers(call, (args[0], args[1], 0, 0) if len(args) == 4 else args)
+
+
+@faults.add("value-on-failure", "HV-CALL-004", "returns a non-zero value register from failing calls")
+class ValueOnFailure(HypervisorCore):
+    def hypercall(self, vm: VmPort, vcpu: int, fn: int, args: Sequence[int]) -> CallResult:
+        r = super().hypercall(vm, vcpu, fn, args)
+        call = CALLS_BY_FN.get(fn)
+        return r._replace(value=0xDEAD) if r.status < 0 and call is not None and not call.batched else r
+
+
+_CLASSES = {int(fn) >> 4 for fn in FunctionNumber}
+
+
+@faults.add(
+    "unknown-fn-in-class-invalid",
+    "HV-CALL-001",
+    "an undefined function number inside a defined class (0x04, 0x13, 0x23) gets the inner switch's default, "
+    "INVALID_PARAMETER, instead of NOT_SUPPORTED",
+)
+class UnknownFnInClassInvalid(HypervisorCore):
+    def hypercall(self, vm: VmPort, vcpu: int, fn: int, args: Sequence[int]) -> CallResult:
+        if fn not in self.dispatch and fn >> 4 in _CLASSES:
+            return CallResult(Status.INVALID_PARAMETER, 0, "no such function in this class")
+        return super().hypercall(vm, vcpu, fn, args)
+
+
+@faults.add("state-before-registers", "HV-CALL-005", "checks the VM state before the argument registers")
+class StateBeforeRegisters(HypervisorCore):
+    def hypercall(self, vm: VmPort, vcpu: int, fn: int, args: Sequence[int]) -> CallResult:
+        call = CALLS_BY_FN.get(fn)
+        if call is not None and self.state_of(vm).state not in call.states:
+            return CallResult(Status.WRONG_STATE, 0, "state checked first")
+        return super().hypercall(vm, vcpu, fn, args)
+
+
+@faults.add(
+    "vmcall-only", "HV-CALL-006", "on x86-64 handles VMCALL only: VMMCALL (the AMD instruction) is not a pvmsi call"
+)
+class VmcallOnly(ReferenceHypervisor):
+    def trap(
+        self, vm: int, vcpu: int, arch: TrapArch, instruction: TrapInstruction, regs: list[int]
+    ) -> tuple[bool, list[int]]:
+        if instruction is TrapInstruction.VMMCALL:
+            return False, list(regs)
+        return super().trap(vm, vcpu, arch, instruction, regs)
+
+
+@faults.add(
+    "cpuid-version-swapped", "HV-DISC-001", "the pvmsi CPUID leaf base + 1 reports the version as minor << 16 | major"
+)
+class CpuidVersionSwapped(ReferenceSystem):
+    def execute_trap(
+        self, vm: SystemVm, vcpu: int, arch: str, instruction: str, regs: Mapping[str, int]
+    ) -> dict[str, int] | None:
+        out = super().execute_trap(vm, vcpu, arch, instruction, regs)
+        if out is not None and instruction == "cpuid" and regs.get("rax", 0) & 0xFFFFFFFF == PVMSI_CPUID_BASE + 1:
+            out["rax"] = (out["rax"] & 0xFFFF) << 16 | out["rax"] >> 16
+        return out
+
+
+@faults.add(
+    "sbi-probe-absent", "HV-DISC-002", "SBI probe_extension of the pvmsi extension id answers 0 (not available)"
+)
+class SbiProbeAbsent(ReferenceSystem):
+    def execute_trap(
+        self, vm: SystemVm, vcpu: int, arch: str, instruction: str, regs: Mapping[str, int]
+    ) -> dict[str, int] | None:
+        out = super().execute_trap(vm, vcpu, arch, instruction, regs)
+        probe = regs.get("a7") == SBI_BASE_EXTENSION and regs.get("a6") == SBI_PROBE_EXTENSION
+        if out is not None and instruction == "ecall" and probe:
+            out["a1"] = 0
+        return out
+
+
+@faults.add("version-only-while-open", "HV-DISC-003", "VERSION fails with WRONG_STATE once the VM is NEGOTIATED")
+class VersionOnlyWhileOpen(HypervisorCore):
+    def check_state(self, call: CallDef, st: VmPvmsi) -> None:
+        if call.fn is FunctionNumber.VERSION and st.state is not VmState.OPEN:
+            raise CallError(Status.WRONG_STATE, "HV-DISC-003", "VERSION only before NEGOTIATE")
+        super().check_state(call, st)
+
+
+@faults.add(
+    "info-offers-features-in-force",
+    "HV-DISC-004",
+    "GET_INFO reports the features in force as features_offered once the VM is NEGOTIATED",
+)
+class InfoOffersFeaturesInForce(HypervisorCore):
+    def hv_info(self, c: Call) -> dict[str, Any]:
+        info = super().hv_info(c)
+        if c.st.state is VmState.NEGOTIATED:
+            info["features_offered"] = c.st.features
+        return info
+
+
+@faults.add("errno-status", "HV-STAT-001", "passes the host's -EINVAL (-22) through for a non-zero reserved register")
+class ErrnoStatus(HypervisorCore):
+    def hypercall(self, vm: VmPort, vcpu: int, fn: int, args: Sequence[int]) -> CallResult:
+        r = super().hypercall(vm, vcpu, fn, args)
+        if r.requirement == "HV-CALL-003" and len(args) == 4 and (args[2] or args[3]):
+            return r._replace(status=-22)
+        return r
+
+
+@faults.add(
+    "malformed-handle-invalid",
+    "HV-STAT-002",
+    "a handle whose counter half is zero is called malformed: INVALID_PARAMETER instead of UNKNOWN_HANDLE",
+)
+class MalformedHandleInvalid(HypervisorCore):
+    def owned(self, c: Call, key: DeviceKey, handle: int) -> Message:
+        if not handle >> 32:
+            raise CallError(Status.INVALID_PARAMETER, "HV-STAT-002", "malformed handle")
+        return super().owned(c, key, handle)
+
+
+_KIND = leaf(ALLOC_ENTRY, "kind")
+
+
+@faults.add("unknown-kind-is-msix", "HV-CONV-002", "an allocate entry with an undefined kind is treated as MSI-X")
+class UnknownKindIsMsix(HypervisorCore):
+    """The kind switch falls through to MSI-X for a value it does not know."""
+
+    def read_entries(self, c: Call, formats: BatchFormats, header: BatchIn) -> bytes:
+        raw = super().read_entries(c, formats, header)
+        if formats.call.fn is not FunctionNumber.MSG_ALLOC:
+            return raw
+        entries = bytearray(raw)
+        for offset in range(_KIND.offset, len(entries), formats.entry.size):
+            if entries[offset] not in KIND_BY_VALUE:
+                entries[offset] = MsgKind.MSIX
+        return bytes(entries)
+
+
+@faults.add("reserved-fields-unchecked", "HV-CONV-001", "ignores non-zero reserved fields of input blocks")
+class ReservedFieldsUnchecked(HypervisorCore):
+    def decode_input(self, fmt: Any, raw: bytes) -> Any:
+        cleared = bytearray(raw)
+        for field in layout_of(fmt).leaves():
+            if field.field.reserved:
+                cleared[field.offset : field.offset + field.size] = bytes(field.size)
+        return super().decode_input(fmt, bytes(cleared))
+
+
+@faults.add("no-msg-retarget", "HV-VER-001", "reports version 1.0 but does not implement MSG_RETARGET (NOT_SUPPORTED)")
+class NoMsgRetarget(HypervisorCore):
+    def handler(self, fn: FunctionNumber) -> Handler | None:
+        return None if fn is FunctionNumber.MSG_RETARGET else super().handler(fn)

@@ -1,0 +1,72 @@
+"""The registry of deliberately faulty hypervisors: what each is called, the requirement it breaks, and how to
+build it from the reference through the reference's public hooks.
+
+A fault is a small subclass of one of three classes of the reference, overriding one public hook (a step of the
+core, a factory, or a platform part made by a factory):
+
+* :class:`~pvmsi.reference.hypervisor.core.HypervisorCore`, built as ``ReferenceHypervisor(core=cls)``;
+* :class:`~pvmsi.reference.system.ReferenceSystem`, built as ``ReferenceHypervisor(system=cls)``;
+* :class:`~pvmsi.reference.backend.ReferenceHypervisor` itself, built as ``cls()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ...reference.backend import ReferenceHypervisor
+from ...reference.hypervisor.core import HypervisorCore
+from ...reference.system import ReferenceSystem
+from ...spec.layout import LeafField, layout_of
+
+Implementation = type[HypervisorCore] | type[ReferenceSystem] | type[ReferenceHypervisor]
+C = TypeVar("C", bound=type)
+
+
+@dataclass(frozen=True)
+class FaultyImpl:
+    """One faulty hypervisor: its name, the requirement it breaks, what it does wrong, and its class."""
+
+    name: str
+    breaks: str
+    description: str
+    implementation: Implementation
+
+    def build(self) -> ReferenceHypervisor:
+        """A fresh faulty hypervisor, named ``faulty:NAME``."""
+        cls = self.implementation
+        if issubclass(cls, ReferenceHypervisor):
+            hv = cls()
+        elif issubclass(cls, ReferenceSystem):
+            hv = ReferenceHypervisor(system=cls)
+        else:
+            hv = ReferenceHypervisor(core=cls)
+        hv.name = f"faulty:{self.name}"
+        return hv
+
+
+class FaultList:
+    """The faulty hypervisors of one spec section, in the order the section defines them."""
+
+    def __init__(self) -> None:
+        self.defined: list[FaultyImpl] = []
+
+    def add(self, name: str, breaks: str, description: str) -> Callable[[C], C]:
+        """Register the decorated class as the fault ``name``, breaking requirement ``breaks``."""
+
+        def register(cls: C) -> C:
+            if not issubclass(cls, HypervisorCore | ReferenceSystem | ReferenceHypervisor):
+                raise TypeError(f"{name}: a fault subclasses HypervisorCore, ReferenceSystem or ReferenceHypervisor")
+            self.defined.append(FaultyImpl(name, breaks, description, cls))
+            return cls
+
+        return register
+
+
+def leaf(fmt: Any, path: str) -> LeafField:
+    """The leaf field ``path`` (e.g. ``"kind"``, ``"device.bus"``) of a format, with its byte offset and size."""
+    for found in layout_of(fmt).leaves():
+        if found.path == path:
+            return found
+    raise KeyError(f"{layout_of(fmt).name} has no field {path!r}")

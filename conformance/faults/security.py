@@ -1,0 +1,142 @@
+"""Faults of isolation and resource control (spec "Security"): source validation in the IOMMU (a part the
+system makes through :meth:`~pvmsi.reference.system.ReferenceSystem.make_iommu`), handles, quotas, what the
+pairs reveal, and what a destroyed VM leaves behind."""
+
+from __future__ import annotations
+
+import secrets
+
+from ...reference.hypervisor.call import Call
+from ...reference.hypervisor.config import HypervisorConfig
+from ...reference.hypervisor.core import HypervisorCore
+from ...reference.hypervisor.errors import CallError
+from ...reference.hypervisor.ports import RemapPort
+from ...reference.hypervisor.vmstate import Claim, DeviceKey, Message
+from ...reference.platform.fault import FaultReason
+from ...reference.platform.iommu import Iommu
+from ...reference.platform.remap import RemappingTable
+from ...reference.platform.requester import Requester
+from ...reference.system import ReferenceSystem, SystemVm
+from ...spec.constants import MsgKind, Status
+from ...spec.records import AllocEntry, AllocResult
+from .registry import FaultList
+
+faults = FaultList()
+FAULTS = faults.defined
+
+
+class UnvalidatedIommu(Iommu):
+    """Remaps without source validation: the entry's pair works whoever writes it."""
+
+    def check_source(self, source: Requester, requester: Requester) -> FaultReason | None:
+        return None
+
+
+@faults.add("no-source-validation", "HV-SEC-001", "the IOMMU delivers a pair whoever writes it (messages cross VMs)")
+class NoSourceValidation(ReferenceSystem):
+    def make_iommu(self, table: RemappingTable) -> Iommu:
+        return UnvalidatedIommu(table)
+
+
+class PasidBlindIommu(Iommu):
+    """Validates the requester id of a write but not its PASID."""
+
+    def check_source(self, source: Requester, requester: Requester) -> FaultReason | None:
+        refused = super().check_source(source, requester)
+        return None if refused is FaultReason.PASID_MISMATCH else refused
+
+
+@faults.add(
+    "pasid-not-validated", "HV-SEC-002", "source validation checks the requester id but not the PASID of a sub-device"
+)
+class PasidNotValidated(ReferenceSystem):
+    def make_iommu(self, table: RemappingTable) -> Iommu:
+        return PasidBlindIommu(table)
+
+
+class RequesterBlindIommu(Iommu):
+    """Delivers a write whichever requester id it carries."""
+
+    def check_source(self, source: Requester, requester: Requester) -> FaultReason | None:
+        refused = super().check_source(source, requester)
+        return None if refused is FaultReason.SOURCE_ID_MISMATCH else refused
+
+
+@faults.add(
+    "isolated-without-source-validation",
+    "HV-DEV-005",
+    "reports PVMSI_DEV_ISOLATED, but the platform delivers a message whichever requester id wrote it",
+)
+class IsolatedWithoutSourceValidation(ReferenceSystem):
+    def make_iommu(self, table: RemappingTable) -> Iommu:
+        return RequesterBlindIommu(table)
+
+
+@faults.add(
+    "foreign-handle-not-permitted", "HV-SEC-003", "another VM's handle gets NOT_PERMITTED, unlike a handle never issued"
+)
+class ForeignHandleNotPermitted(HypervisorCore):
+    def owned(self, c: Call, key: DeviceKey, handle: int) -> Message:
+        try:
+            return super().owned(c, key, handle)
+        except CallError:
+            others = [st for vm_id, st in self.vm_states().items() if vm_id != c.vm.vm_id]
+            if any(handle in st.messages for st in others):
+                raise CallError(Status.NOT_PERMITTED, "HV-SEC-003", "handle of another VM") from None
+            raise
+
+
+@faults.add(
+    "handle-is-irte-index",
+    "HV-SEC-005",
+    "derives the handle from the remapping index, so a reused entry reissues a handle",
+)
+class HandleIsIrteIndex(HypervisorCore):
+    def __init__(self, config: HypervisorConfig, remap: RemapPort) -> None:
+        super().__init__(config, remap)
+        self.salt = secrets.randbits(32)
+
+    def issue_handle(self, c: Call, base: int) -> int:
+        return (base + 1) << 32 | self.salt
+
+
+@faults.add(
+    "quota-charged-on-full-table",
+    "HV-SEC-007",
+    "an entry refused for a full remapping table still takes its slot and quota",
+)
+class QuotaChargedOnFullTable(HypervisorCore):
+    def alloc_entry(self, c: Call, key: DeviceKey, claim: Claim, e: AllocEntry) -> AllocResult:
+        try:
+            return super().alloc_entry(c, key, claim, e)
+        except CallError as err:
+            if err.requirement == "HV-SEC-007":
+                claim.slots.add((MsgKind(e.kind), e.slot))
+                claim.vectors += e.vector_count
+                c.st.vectors += e.vector_count
+            raise
+
+
+@faults.add("host-vector-in-data", "HV-SEC-008", "leaves the host vector in data[31:24] of every pair it hands out")
+class HostVectorInData(HypervisorCore):
+    def message_pair(self, base: int) -> tuple[int, int]:
+        address, data = super().message_pair(base)
+        return address, data | (0x20 + base % 0xD0) << 24
+
+
+@faults.add(
+    "destroy-leaks-entries",
+    "HV-SEC-009",
+    "destroying a VM drops its pvmsi bookkeeping but skips the teardown that releases its remapping entries",
+)
+class DestroyLeaksEntries(ReferenceSystem):
+    def destroy_vm(self, vm: SystemVm) -> int:
+        self.core.forget_vm(vm)
+        del self.vms[vm.vm_id]
+        return 0
+
+
+@faults.add("no-quota", "HV-SEC-006", "does not enforce the per-device quota it reports")
+class NoQuota(HypervisorCore):
+    def check_quota(self, c: Call, claim: Claim, count: int) -> None:
+        return None

@@ -1,0 +1,429 @@
+"""Harness sessions (spec appendix "Harness protocol", "Sessions"): HELLO first, the session's limits, vCPUs
+checked, nothing lost by COLLECT, the IUT's own failures answered INTERNAL; and the socket transport's
+concurrency, deadlines, Unix socket paths and SIGTERM."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pvmsi.conformance.harness.client import HarnessConnection, HarnessHypervisor
+from pvmsi.conformance.harness.frames import Frame, FrameReader, build
+from pvmsi.conformance.harness.serve import Deadlines, serve_socket
+from pvmsi.conformance.harness.server import RECORDS_PER_FRAME, HypervisorService
+from pvmsi.conformance.harness.transport import SocketChannel
+from pvmsi.conformance.runner import run
+from pvmsi.reference.backend import ReferenceHypervisor
+from pvmsi.spec.formats.harness import HYPERCALL_REQ, VM_CONFIG
+from pvmsi.spec.harness_constants import (
+    HARNESS_MAX_SESSION_RAM_MIB,
+    HARNESS_MAX_VMS,
+    DeviceProfile,
+    FrameKind,
+    HarnessRole,
+    HarnessStatus,
+)
+from pvmsi.spec.iut import DeviceRef, DeviceSlot, IutError
+from pvmsi.spec.layout import layout_of
+
+HELLO = {"role": HarnessRole.HYPERVISOR, "spec_major": 1, "spec_minor": 0, "max_payload": 65536, "name": bytes(8)}
+MLX5 = {"profile": DeviceProfile.MLX5, "segment": 0, "bus": 0, "devfn": 8}
+
+
+def vm_config(vcpus: int = 1, ram_mib: int = 16, devices: int = 0) -> dict[str, int]:
+    config = dict.fromkeys(("yield_after", "features_required", "features_withheld", "remap_entries"), 0)
+    return config | {"vcpus": vcpus, "ram_mib": ram_mib, "device_count": devices, "max_claimed_devices": 0}
+
+
+def frames(stream: bytes) -> list[Frame]:
+    reader = FrameReader()
+    reader.feed(stream)
+    out = []
+    while (f := reader.next_frame()) is not None:
+        out.append(f)
+    return out
+
+
+class Session:
+    """A :class:`HypervisorService` driven frame by frame, as a suite would."""
+
+    def __init__(self, backend: Any = None, *, greet: bool = True) -> None:
+        self.svc = HypervisorService(backend if backend is not None else ReferenceHypervisor())
+        self.seq = 0
+        if greet:
+            assert self.ask(FrameKind.HELLO, HELLO).kind is FrameKind.HELLO_ACK
+
+    def ask(self, kind: FrameKind, body: dict[str, Any] | None = None, **kw: Any) -> Frame:
+        self.seq += 1
+        (f,) = frames(self.svc.receive(build(kind, self.seq, body, **kw)))
+        assert f.seq == self.seq
+        return f
+
+    def vm(self, **kw: Any) -> int:
+        f = self.ask(FrameKind.VM_CREATE, vm_config(**kw))
+        assert f.kind is FrameKind.VM_CREATED, f
+        return int(f.body.vm)
+
+
+def error(f: Frame) -> tuple[HarnessStatus, int]:
+    assert f.kind is FrameKind.ERROR, f.kind.name
+    return HarnessStatus(f.body.code), int(f.body.offset)
+
+
+# -- the session rules (sans-I/O) ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [(FrameKind.VM_CREATE, vm_config()), (FrameKind.COLLECT, {"vm": 1}), (FrameKind.MEM_READ, None)],
+    ids=["VM_CREATE", "COLLECT", "MEM_READ"],
+)
+def test_requests_before_hello_are_not_served(kind: FrameKind, body: dict[str, Any] | None) -> None:
+    backend = ReferenceHypervisor()
+    s = Session(backend, greet=False)
+    if body is None:
+        body = {"vm": 1, "size": 8, "gpa": 0}
+    assert error(s.ask(kind, body))[0] is HarnessStatus.NO_HELLO
+    assert backend.system.vms == {}  # nothing was created
+    assert s.ask(FrameKind.HELLO, HELLO).kind is FrameKind.HELLO_ACK
+    assert s.ask(FrameKind.VM_CREATE, vm_config()).kind is FrameKind.VM_CREATED  # served once greeted
+
+
+def test_bye_before_hello_is_answered() -> None:
+    s = Session(greet=False)
+    assert s.ask(FrameKind.BYE).kind is FrameKind.OK
+    assert s.svc.closed
+
+
+def test_vm_limit_of_a_session() -> None:
+    s = Session()
+    vms = [s.vm(ram_mib=1) for _ in range(HARNESS_MAX_VMS)]
+    assert error(s.ask(FrameKind.VM_CREATE, vm_config(ram_mib=1)))[0] is HarnessStatus.LIMIT
+    assert s.ask(FrameKind.VM_DESTROY, {"vm": vms[0]}).kind is FrameKind.OK
+    s.vm(ram_mib=1)  # one destroyed: one more fits, exactly at the edge again
+    assert error(s.ask(FrameKind.VM_CREATE, vm_config(ram_mib=1)))[0] is HarnessStatus.LIMIT
+
+
+def test_guest_ram_limit_of_a_session() -> None:
+    s = Session()
+    first = s.vm(ram_mib=HARNESS_MAX_SESSION_RAM_MIB - 16)
+    s.vm(ram_mib=16)  # exactly the limit
+    code, offset = error(s.ask(FrameKind.VM_CREATE, vm_config(ram_mib=1)))
+    assert (code, offset) == (HarnessStatus.LIMIT, 16 + layout_of(VM_CONFIG).fields[1].offset)
+    s.ask(FrameKind.VM_DESTROY, {"vm": first})
+    s.vm(ram_mib=HARNESS_MAX_SESSION_RAM_MIB - 16)
+
+
+def test_a_failed_vm_create_leaves_nothing_behind() -> None:
+    backend = ReferenceHypervisor()
+    s = Session(backend)
+    f = s.ask(FrameKind.VM_CREATE, vm_config(devices=2), entries=[MLX5, MLX5])  # two devices at one address
+    assert error(f)[0] is HarnessStatus.BAD_PAYLOAD
+    assert backend.system.vms == {}
+    assert backend.system.platform.vms == {}
+    assert s.svc.vms == {}
+
+
+@pytest.mark.parametrize(("vcpus", "vcpu"), [(1, 1), (1, 0xFFFFFFFF), (4, 4)])
+def test_a_vcpu_the_vm_does_not_have(vcpus: int, vcpu: int) -> None:
+    s = Session()
+    vm = s.vm(vcpus=vcpus)
+    call = {"vm": vm, "vcpu": vcpu, "function": 0, "in_size": 0, "out_size": 0, "args": [0, 0, 0, 0]}
+    code, offset = error(s.ask(FrameKind.HYPERCALL, call))
+    vcpu_at = 16 + next(leaf.offset for leaf in layout_of(HYPERCALL_REQ).leaves() if leaf.path == "vcpu")
+    assert (code, offset) == (HarnessStatus.BAD_PAYLOAD, vcpu_at)
+    assert s.ask(FrameKind.HYPERCALL, call | {"vcpu": vcpus - 1}).kind is FrameKind.HYPERCALL_RESULT  # the edge
+
+
+class ManyInterrupts(ReferenceHypervisor):
+    """Injects ``pending`` interrupts (vCPU 0, vectors counting up) for the first COLLECT of a VM."""
+
+    def __init__(self, pending: int) -> None:
+        super().__init__()
+        self.pending = pending
+
+    def collect(self, vm: int) -> list[tuple[int, int]]:
+        out = [(0, 32 + i % 224) for i in range(self.pending)]
+        self.pending = 0
+        return out + super().collect(vm)
+
+
+def test_collect_loses_nothing_past_one_frame() -> None:
+    s = Session(ManyInterrupts(10_000))
+    vm = s.vm()
+    first = s.ask(FrameKind.COLLECT, {"vm": vm})
+    assert (first.body.count, first.body.remaining) == (RECORDS_PER_FRAME, 10_000 - RECORDS_PER_FRAME)
+    second = s.ask(FrameKind.COLLECT, {"vm": vm})
+    assert (second.body.count, second.body.remaining) == (10_000 - RECORDS_PER_FRAME, 0)
+    got = [(int(e.vcpu), int(e.vector)) for e in first.entries + second.entries]
+    assert got == [(0, 32 + i % 224) for i in range(10_000)]  # all of them, oldest first
+    third = s.ask(FrameKind.COLLECT, {"vm": vm})
+    assert (third.body.count, third.body.remaining) == (0, 0)
+
+
+class Broken(ReferenceHypervisor):
+    """An implementation that fails inside: a KeyError or ValueError of its own is not a malformed frame."""
+
+    def __init__(self, exc: Exception) -> None:
+        super().__init__()
+        self.exc = exc
+
+    def counters(self, vm: int) -> Any:
+        raise self.exc
+
+
+@pytest.mark.parametrize("exc", [KeyError("lost"), ValueError("bad state"), RuntimeError("crash")])
+def test_the_iuts_own_failure_is_internal(exc: Exception) -> None:
+    s = Session(Broken(exc))
+    vm = s.vm()
+    f = s.ask(FrameKind.COUNTERS, {"vm": vm})
+    assert error(f)[0] is HarnessStatus.INTERNAL
+    assert type(exc).__name__ in f.data.decode()
+
+
+def test_two_thousand_pipelined_reads_are_all_answered_in_order() -> None:
+    s = Session()
+    vm = s.vm()
+    stream = b"".join(build(FrameKind.MEM_READ, 100 + i, {"vm": vm, "size": 8, "gpa": 8 * i}) for i in range(2048))
+    out = frames(s.svc.receive(stream))
+    assert [f.seq for f in out] == [100 + i for i in range(2048)]
+    assert {f.kind for f in out} == {FrameKind.MEM_DATA}
+
+
+# -- the client ---------------------------------------------------------------------------------------------
+
+
+class _Answers:
+    """A channel whose IUT answers HELLO properly and every other request with OK (a broken adapter)."""
+
+    def __init__(self) -> None:
+        self.reader = FrameReader()
+        self.out = b""
+
+    def send(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while (f := self.reader.next_frame()) is not None:
+            if f.kind is FrameKind.HELLO:
+                self.out += build(FrameKind.HELLO_ACK, f.seq, HELLO)
+            else:
+                self.out += build(FrameKind.OK, f.seq)
+
+    def recv(self, timeout: float) -> bytes:
+        out, self.out = self.out, b""
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("method", "args"),
+    [("collect", (1,)), ("counters", (1,)), ("create_vm", (1, 16, [DeviceSlot(DeviceProfile.MLX5, DeviceRef())]))],
+)
+def test_the_client_refuses_a_response_of_the_wrong_kind(method: str, args: tuple[Any, ...]) -> None:
+    iut = HarnessHypervisor(HarnessConnection(_Answers(), timeout=1.0))
+    with pytest.raises(IutError, match=r"harness protocol: .* must be answered by"):
+        getattr(iut, method)(*args)
+
+
+# -- the socket transport ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest) -> Iterator[str]:
+    """``serve_socket`` in a thread on TCP loopback; the address it listens on."""
+    options: dict[str, Any] = getattr(request, "param", {})
+    deadlines = Deadlines(idle=30.0, frame=options.get("frame", 10.0), write=options.get("write", 10.0))
+    ready = threading.Event()
+    where: list[str] = []
+
+    def announce(address: str) -> None:
+        where.append(address)
+        ready.set()
+
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=serve_socket,
+        args=(ReferenceHypervisor, "tcp:127.0.0.1:0", deadlines),
+        kwargs={"ready": announce, "max_sessions": options.get("sessions", 8), "stop": stop},
+        daemon=True,
+    )
+    thread.start()
+    assert ready.wait(10)
+    yield where[0]
+    stop.set()
+    thread.join(10)
+
+
+def connect(address: str) -> socket.socket:
+    _, host, port = address.split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def hello(sock: socket.socket, seq: int = 1) -> Frame:
+    sock.sendall(build(FrameKind.HELLO, seq, HELLO))
+    return read_frame(sock)
+
+
+def read_frame(sock: socket.socket) -> Frame:
+    reader = FrameReader()
+    while (f := reader.next_frame()) is None:
+        data = sock.recv(65536)
+        if not data:
+            raise ConnectionError("closed")
+        reader.feed(data)
+    return f
+
+
+def test_an_idle_client_does_not_block_another(server: str) -> None:
+    with connect(server) as idle, connect(server) as busy:
+        idle.sendall(b"\x50")  # one byte of a frame, then silence
+        assert hello(busy).kind is FrameKind.HELLO_ACK  # served while the other waits
+        iut = HarnessHypervisor(HarnessConnection(SocketChannel(busy, server), timeout=10))
+        assert iut.create_vm(1, 16, []) >= 0
+
+
+@pytest.mark.parametrize("server", [{"frame": 0.3}], indirect=True)
+def test_a_frame_left_unfinished_ends_the_session(server: str) -> None:
+    with connect(server) as slow:
+        slow.sendall(build(FrameKind.HELLO, 1, HELLO)[:5])
+        assert slow.recv(1) == b""  # closed by the server once the frame deadline passed (the socket waits 10 s)
+
+
+def served_within(address: str, seconds: float) -> Frame:
+    """HELLO on new connections until one is served (not BUSY), for at most ``seconds``."""
+    end = time.monotonic() + seconds
+    while True:
+        with connect(address) as c:
+            f = hello(c)
+            if f.kind is not FrameKind.ERROR or time.monotonic() > end:
+                return f
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("server", [{"sessions": 1, "write": 0.3}], indirect=True)
+def test_sessions_past_the_limit_are_busy_and_a_client_that_stops_reading_is_dropped(server: str) -> None:
+    with connect(server) as hog:
+        assert hello(hog).kind is FrameKind.HELLO_ACK
+        with connect(server) as late:
+            f = read_frame(late)
+            assert (f.kind, f.seq, error(f)[0]) == (FrameKind.ERROR, 0, HarnessStatus.BUSY)
+        hog.sendall(build(FrameKind.VM_CREATE, 2, vm_config()))
+        vm = int(read_frame(hog).body.vm)
+        # Ask for far more than the socket buffers hold and never read: the server's write deadline ends the
+        # session (without it, the session would stay blocked and every later client be BUSY).
+        try:
+            for i in range(4000):
+                hog.sendall(build(FrameKind.MEM_READ, 3 + i, {"vm": vm, "size": 4096, "gpa": 0}))
+        except OSError:
+            pass  # the server closed the session while the requests were still being sent
+        assert served_within(server, 20).kind is FrameKind.HELLO_ACK  # hog still open: its slot was freed
+
+
+# -- Unix socket paths and SIGTERM ----------------------------------------------------------------------------
+
+
+def _serve(path: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pvmsi", "serve", "--listen", f"unix:{path}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert "listening on" in line, line
+    return proc
+
+
+def _terminate(proc: subprocess.Popen[str]) -> int:
+    """SIGTERM, as a CI cancel sends it; the exit status."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=30)
+    finally:
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
+def test_a_regular_file_at_the_path_is_never_removed(tmp_path: Path) -> None:
+    path = tmp_path / "precious"
+    path.write_text("keep me")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pvmsi", "serve", "--listen", f"unix:{path}"], capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 2
+    assert "not a socket" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert path.read_text() == "keep me"
+
+
+def test_a_live_socket_is_refused_a_stale_one_replaced_and_sigterm_cleans_up(tmp_path: Path) -> None:
+    path = tmp_path / "iut.sock"
+    first = _serve(path)
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "pvmsi", "serve", "--listen", f"unix:{path}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert second.returncode == 2
+        assert "another server is listening" in second.stderr
+    finally:
+        _terminate(first)
+    assert not path.exists()  # SIGTERM ran the clean-up
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(path))  # a socket nobody listens on (left by a killed server)
+    stale.close()
+    third = _serve(path)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+            c.settimeout(10)
+            c.connect(str(path))
+            assert hello(c).kind is FrameKind.HELLO_ACK
+    finally:
+        _terminate(third)
+    assert not path.exists()
+
+
+def test_a_broken_adapter_is_an_error_of_the_harness_not_a_fail(tmp_path: Path) -> None:
+    """An adapter answering everything but HELLO with OK: every test errors (naming the harness), none fails."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    port = srv.getsockname()[1]
+
+    def adapter() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            answers = _Answers()
+            with conn, contextlib.suppress(OSError):  # the suite hangs up when it is done
+                conn.settimeout(10)
+                while data := conn.recv(65536):
+                    answers.send(data)
+                    conn.sendall(answers.recv(0))
+
+    threading.Thread(target=adapter, daemon=True).start()
+    try:
+        report = run("hypervisor", f"tcp:127.0.0.1:{port}", timeout=5, sections=["security"])
+    finally:
+        with contextlib.suppress(OSError):
+            srv.shutdown(socket.SHUT_RDWR)  # wakes the adapter's accept
+        srv.close()
+    verdicts = {r.verdict.value for r in report.results}
+    assert verdicts == {"error"}, verdicts
+    assert all("harness protocol" in r.message for r in report.results)
