@@ -1,9 +1,9 @@
 """The whole site at once: every page of the docs folder with its placeholders expanded, for any site builder.
 
-One path from the pages to the Markdown a builder renders. :func:`render_site` scans every page in
-:func:`page_order` and expands each one; ``pvmsi gen docs`` writes its result, with the other files of the docs
-folder and the site's config minus the hook, to a folder that any builder reading ``mkdocs.yml`` builds as it
-is (Zensical: ``zensical build -f DIR/mkdocs.yml``). The MkDocs hook (``docs_hooks/pvmsi_hook.py``) is the
+One path from the pages to the Markdown a builder renders (docs/site-build.md). :func:`render_site` scans every
+page in :func:`page_order` and expands each one; ``pvmsi gen docs`` writes its result, with the other files of
+the docs folder and the site's config minus the hook, to a folder that any builder reading ``mkdocs.yml`` builds
+as it is (Zensical: ``zensical build -f DIR/mkdocs.yml``). The MkDocs hook (``docs_hooks/pvmsi_hook.py``) is the
 same :func:`scan` over the same :func:`page_order`, then :func:`expand` of each page as MkDocs reads it.
 """
 
