@@ -1,4 +1,8 @@
-"""MkDocs hook: expand the ``{{pvmsi ...}}`` placeholders of the spec pages from spec/ (see pvmsi.docsgen)."""
+"""MkDocs hook: expand the ``{{pvmsi ...}}`` placeholders of the spec pages from spec/ (see pvmsi.docsgen).
+
+A thin adapter: the pages are scanned in the order ``pvmsi gen docs`` scans them (pvmsi.docsgen.site), and each
+is expanded as MkDocs reads it, so this build and one of ``pvmsi gen docs``'s output show the same pages.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 from mkdocs.exceptions import PluginError
 
 from pvmsi.docsgen import DocsError, SiteIndex, expand, scan
+from pvmsi.docsgen.site import page_order
 
 _site: SiteIndex | None = None
 
@@ -15,11 +20,10 @@ _site: SiteIndex | None = None
 def on_nav(nav: Any, config: Any, files: Any) -> Any:
     """Scan every page (navigation order first, then the rest by path) and build the site index."""
     global _site
-    ordered = [page.file for page in nav.pages]
-    in_nav = {f.src_uri for f in ordered}
-    ordered += sorted((f for f in files.documentation_pages() if f.src_uri not in in_nav), key=lambda f: f.src_uri)
+    pages = {f.src_uri: f for f in files.documentation_pages()}
     try:
-        _site = scan([(f.src_uri, f.content_string) for f in ordered], docs_dir=Path(config["docs_dir"]))
+        ordered = [(uri, pages[uri].content_string) for uri in page_order(config["nav"], pages)]
+        _site = scan(ordered, docs_dir=Path(config["docs_dir"]))
     except DocsError as exc:
         raise PluginError(f"pvmsi docs: {exc}") from exc
     return nav

@@ -1,7 +1,7 @@
 """The spec site: `mkdocs build --strict` passes, and what it shows is what spec/ defines.
 
-The site is built once per test session (into a temporary directory); the tests then read the HTML. The
-drift tests compare the built tables with the layouts of spec/ and with a fresh rendering.
+The site is built once per test session (into a temporary directory, the ``site`` fixture of conftest.py); the
+tests then read the HTML. The drift tests compare the built tables with the layouts of spec/ and with a fresh rendering.
 """
 
 from __future__ import annotations
@@ -10,102 +10,17 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from paths import DOCS, ROOT
+from sitebuild import Node, build, ids, page_html, parse_html, table_rows
 
 from pvmsi.docsgen import expand, scan
 from pvmsi.docsgen.context import Ctx
 from pvmsi.docsgen.formats import layout, render_format
 from pvmsi.spec.layout import FormatLayout, all_layouts
 from pvmsi.spec.requirements import REQUIREMENTS, SECTIONS
-
-VOID = frozenset({"br", "hr", "img", "input", "link", "meta", "source", "wbr", "col", "area", "base", "embed"})
-
-
-@dataclass
-class Node:
-    tag: str
-    attrs: dict[str, str]
-    children: list[Node | str] = field(default_factory=list)
-
-    def text(self) -> str:
-        return "".join(c if isinstance(c, str) else c.text() for c in self.children)
-
-    def iter(self, tag: str | None = None) -> list[Node]:
-        out: list[Node] = []
-        for c in self.children:
-            if isinstance(c, Node):
-                if tag is None or c.tag == tag:
-                    out.append(c)
-                out.extend(c.iter(tag))
-        return out
-
-
-class _TreeBuilder(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.root = Node("#root", {})
-        self.stack = [self.root]
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        node = Node(tag, {k: v or "" for k, v in attrs})
-        self.stack[-1].children.append(node)
-        if tag not in VOID:
-            self.stack.append(node)
-
-    def handle_endtag(self, tag: str) -> None:
-        for i in range(len(self.stack) - 1, 0, -1):
-            if self.stack[i].tag == tag:
-                del self.stack[i:]
-                return
-
-    def handle_data(self, data: str) -> None:
-        self.stack[-1].children.append(data)
-
-
-def parse_html(path: Path) -> Node:
-    b = _TreeBuilder()
-    b.feed(path.read_text(encoding="utf-8"))
-    b.close()
-    return b.root
-
-
-def ids(root: Node) -> dict[str, Node]:
-    return {n.attrs["id"]: n for n in root.iter() if "id" in n.attrs}
-
-
-def table_rows(table: Node) -> list[list[str]]:
-    return [[td.text().strip() for td in tr.iter("td")] for tr in table.iter("tr") if tr.iter("td")]
-
-
-def page_html(site: Path, page: str) -> Path:
-    stem = page.removesuffix(".md")
-    return site / "index.html" if stem == "index" else site / stem / "index.html"
-
-
-def build(dest: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"), "-d", str(dest)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        env=env,
-    )
-
-
-@pytest.fixture(scope="session")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dest = tmp_path_factory.mktemp("site")
-    proc = build(dest)
-    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
-    return dest
 
 
 def expected_rows(lay: FormatLayout) -> list[list[str]]:

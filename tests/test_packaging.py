@@ -79,6 +79,19 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _build("wheel", tmp_path_factory.mktemp("dist"))
 
 
+@pytest.fixture(scope="module")
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel alone installed into a folder (no dependencies: the venv's serve), for PYTHONPATH."""
+    site = tmp_path_factory.mktemp("installed")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return site
+
+
 @pytest.mark.slow
 def test_wheel_holds_every_run_time_file(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -99,15 +112,9 @@ def test_wheel_holds_every_run_time_file(wheel: Path) -> None:
 
 
 @pytest.mark.slow
-def test_the_suite_runs_from_the_installed_wheel(wheel: Path, tmp_path: Path) -> None:
+def test_the_suite_runs_from_the_installed_wheel(installed: Path, tmp_path: Path) -> None:
     """Installed from the wheel alone (outside the checkout): run, list, vectors and check-faults work."""
-    site = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    site = installed
     env = {**os.environ, "PYTHONPATH": str(site)}
     work = tmp_path / "work"
     work.mkdir()
@@ -149,3 +156,22 @@ def test_sdist_holds_the_site_and_the_tests(tmp_path: Path) -> None:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
     wanted = {f for f in _tracked() if not f.startswith((".gitignore",))}
     assert wanted <= names, sorted(wanted - names)[:10]
+
+
+@pytest.mark.slow
+def test_the_site_is_written_by_the_installed_wheel(installed: Path, tmp_path: Path) -> None:
+    """``pvmsi gen docs`` from the wheel alone expands the checkout's pages (the path Zensical builds from)."""
+    env = {**os.environ, "PYTHONPATH": str(installed)}
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pvmsi", "gen", "docs", "-f", str(ROOT / "mkdocs.yml"), "-o", str(out)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    pages = sorted((out / "docs").rglob("*.md"))
+    assert len(pages) == len(list((ROOT / "docs").rglob("*.md")))
+    assert not [p for p in pages if "{{pvmsi" in p.read_text(encoding="utf-8")]

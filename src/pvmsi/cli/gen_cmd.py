@@ -1,4 +1,4 @@
-"""``pvmsi gen``: generate bindings and vectors from spec/."""
+"""``pvmsi gen``: generate bindings, vectors and the site's Markdown from spec/."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def _emit(text: str, output: Path | None) -> None:
 
 @click.group()
 def gen() -> None:
-    """Generate the C header, its layout checks and the format vectors from the spec."""
+    """Generate the C header, its layout checks, the format vectors and the spec site's Markdown from the spec."""
 
 
 @gen.command("c-header")
@@ -84,3 +84,42 @@ def rust_cmd(output: Path | None) -> None:
     from ..gen.rust import rust
 
     _emit(rust(), output)
+
+
+@gen.command("docs")
+@click.option(
+    "-f",
+    "--config-file",
+    default="mkdocs.yml",
+    show_default=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The site's config; its docs_dir holds the pages with placeholders.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory; gets DIR/mkdocs.yml and DIR/docs/ (replaced), and builders put the site in DIR/site.",
+)
+def docs_cmd(config_file: Path, out_dir: Path) -> None:
+    """The spec site with every placeholder expanded, for any builder: `zensical build -f DIR/mkdocs.yml`.
+
+    Writes every page of the config's docs folder as the MkDocs hook renders it, the folder's other files, and
+    the config without its hooks.
+    """
+    from ..docsgen import DocsError
+    from ..docsgen.site import write_site
+
+    try:
+        written = write_site(config_file, out_dir)
+    except DocsError as e:
+        raise click.ClickException(str(e)) from None
+    except OSError as e:
+        raise click.ClickException(f"cannot write the site to {out_dir}: {e.strerror or e}") from None
+    click.echo(
+        f"wrote {len(written.pages)} pages and {len(written.files)} other files under {out_dir / 'docs'}; "
+        f"build with: zensical build -f {written.config_file}",
+        err=True,
+    )

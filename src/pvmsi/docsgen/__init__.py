@@ -1,7 +1,9 @@
 """pvmsi.docsgen: the generated parts of the spec site (tables, diagrams, requirement lists), from spec/ alone.
 
-The mkdocs hook (``docs_hooks/pvmsi_hook.py``) only calls :func:`scan` once per build and :func:`expand`
-once per page; everything else is pure functions of spec/ that the tests call directly.
+Two ways to a built site, one rendering: ``pvmsi gen docs`` writes every page expanded (:mod:`.site`, for any
+builder, Zensical included), and the mkdocs hook (``docs_hooks/pvmsi_hook.py``) calls :func:`scan` once per
+build, over the same page order, and :func:`expand` once per page. Everything else is pure functions of spec/
+that the tests call directly.
 """
 
 from .context import DocsError, SiteIndex
