@@ -1,108 +1,133 @@
 """Named records of the batch formats (spec "Batching and partial completion", "Allocate, retarget and free").
 
-Each record is a :class:`~typing.NamedTuple` whose fields are its format's leaf fields in layout order, a nested
-field's path joined with ``_`` (``device.bus`` is ``device_bus``).  :meth:`.fastcodec.FastFormat.unpack_record_from`
-decodes a block straight into its record, and ``FastFormat.pack(*record)`` encodes one.  A field not given is
-zero, as in a zeroed block.  ``tests/test_records.py`` proves every record matches its format's layout.
+Each record is a :class:`~typing.NamedTuple` of its format's leaf fields in layout order, a nested field's path
+joined with ``_`` (``device.bus`` is ``device_bus``); a field not given is zero, as in a zeroed block.  The
+records are built from the layouts when this module is imported, so an edit to a format in spec/formats (a
+field renamed, two fields swapped) needs no edit here: :meth:`.fastcodec.FastFormat.unpack_record_from` decodes
+a block straight into its record and ``FastFormat.pack(*record)`` encodes one, both in layout order.
+
+The classes under ``TYPE_CHECKING`` are for the type checker only (attribute names and types);
+``tests/test_hooks.py`` holds their field names to the layouts.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections import namedtuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-# The functional form (hence the noqa): in the class form, mypy takes the field ``count`` for an override of
-# tuple.count.
-BatchIn = NamedTuple(  # noqa: UP014
-    "BatchIn",
-    [
-        ("device_segment", int),
-        ("device_bus", int),
-        ("device_devfn", int),
-        ("device_flags", int),
-        ("device_subdevice_id", int),
-        ("device_reserved0", int),
-        ("count", int),
-        ("start", int),
-        ("reserved0", int),
-        ("reserved1", int),
-    ],
+from .layout import format_layout
+
+
+def record_type(name: str) -> type[tuple[Any, ...]]:
+    """The named record of format ``name``: one field per leaf, in layout order, each defaulting to zero."""
+    layout = format_layout(name)
+    fields = [leaf.path.replace(".", "_") for leaf in layout.leaves()]
+    title = "".join(part.capitalize() for part in name.split("_"))
+    record: type[tuple[Any, ...]] = namedtuple(title, fields, defaults=[0] * len(fields))  # type: ignore[misc]
+    record.__doc__ = f"``{name}``: {layout.doc}"
+    return record
+
+
+#: The formats that have a named record.
+RECORD_FORMATS = (
+    "batch_in",
+    "batch_out",
+    "alloc_entry",
+    "alloc_result",
+    "retarget_entry",
+    "retarget_result",
+    "free_entry",
+    "free_result",
 )
-BatchIn.__doc__ = "``batch_in``: the header of a batch's input block."
 
+if TYPE_CHECKING:
+    # The functional form (hence the noqa): in the class form, mypy takes the field ``count`` for an override of
+    # tuple.count.
+    BatchIn = NamedTuple(  # noqa: UP014
+        "BatchIn",
+        [
+            ("device_segment", int),
+            ("device_bus", int),
+            ("device_devfn", int),
+            ("device_flags", int),
+            ("device_subdevice_id", int),
+            ("device_reserved0", int),
+            ("count", int),
+            ("start", int),
+            ("reserved0", int),
+            ("reserved1", int),
+        ],
+    )
 
-class BatchOut(NamedTuple):
-    """``batch_out``: the header of a batch's output block."""
+    class BatchOut(NamedTuple):
+        """``batch_out``: the header of a batch's output block."""
 
-    next_index: int = 0
-    completed: int = 0
-    status: int = 0
-    reserved0: int = 0
+        next_index: int = 0
+        completed: int = 0
+        status: int = 0
+        reserved0: int = 0
 
+    class AllocEntry(NamedTuple):
+        """``alloc_entry``: one message to allocate."""
 
-class AllocEntry(NamedTuple):
-    """``alloc_entry``: one message to allocate."""
+        kind: int = 0
+        flags: int = 0
+        vector_count: int = 0
+        slot: int = 0
+        vcpu: int = 0
+        vector: int = 0
+        reserved0: int = 0
 
-    kind: int = 0
-    flags: int = 0
-    vector_count: int = 0
-    slot: int = 0
-    vcpu: int = 0
-    vector: int = 0
-    reserved0: int = 0
+    class AllocResult(NamedTuple):
+        """``alloc_result``: the handle and pair of an allocated message, or the entry's status."""
 
+        handle: int = 0
+        address: int = 0
+        data: int = 0
+        status: int = 0
 
-class AllocResult(NamedTuple):
-    """``alloc_result``: the handle and pair of an allocated message, or the entry's status."""
+    class RetargetEntry(NamedTuple):
+        """``retarget_entry``: a message to move to another vCPU and vector."""
 
-    handle: int = 0
-    address: int = 0
-    data: int = 0
-    status: int = 0
+        handle: int = 0
+        vcpu: int = 0
+        vector: int = 0
+        flags: int = 0
+        reserved0: int = 0
+        reserved1: int = 0
+        reserved2: int = 0
 
+    class RetargetResult(NamedTuple):
+        """``retarget_result``: the pair in force after a retarget, and whether the device must be rewritten."""
 
-class RetargetEntry(NamedTuple):
-    """``retarget_entry``: a message to move to another vCPU and vector."""
+        address: int = 0
+        data: int = 0
+        status: int = 0
+        flags: int = 0
+        reserved0: int = 0
 
-    handle: int = 0
-    vcpu: int = 0
-    vector: int = 0
-    flags: int = 0
-    reserved0: int = 0
-    reserved1: int = 0
-    reserved2: int = 0
+    class FreeEntry(NamedTuple):
+        """``free_entry``: a message to free."""
 
+        handle: int = 0
 
-class RetargetResult(NamedTuple):
-    """``retarget_result``: the pair in force after a retarget, and whether the device must be rewritten."""
+    class FreeResult(NamedTuple):
+        """``free_result``: the status of one freed message."""
 
-    address: int = 0
-    data: int = 0
-    status: int = 0
-    flags: int = 0
-    reserved0: int = 0
+        status: int = 0
+        reserved0: int = 0
 
-
-class FreeEntry(NamedTuple):
-    """``free_entry``: a message to free."""
-
-    handle: int = 0
-
-
-class FreeResult(NamedTuple):
-    """``free_result``: the status of one freed message."""
-
-    status: int = 0
-    reserved0: int = 0
-
+else:
+    BatchIn, BatchOut, AllocEntry, AllocResult, RetargetEntry, RetargetResult, FreeEntry, FreeResult = map(
+        record_type, RECORD_FORMATS
+    )
 
 #: The named record of each format that has one, by format name.
 RECORDS: dict[str, type[tuple[Any, ...]]] = {
-    "batch_in": BatchIn,
-    "batch_out": BatchOut,
-    "alloc_entry": AllocEntry,
-    "alloc_result": AllocResult,
-    "retarget_entry": RetargetEntry,
-    "retarget_result": RetargetResult,
-    "free_entry": FreeEntry,
-    "free_result": FreeResult,
+    name: record
+    for name, record in zip(
+        RECORD_FORMATS,
+        (BatchIn, BatchOut, AllocEntry, AllocResult, RetargetEntry, RetargetResult, FreeEntry, FreeResult),
+        strict=True,
+    )
 }
