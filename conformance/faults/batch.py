@@ -6,7 +6,7 @@ from ...reference.hypervisor.call import Call, CallResult
 from ...reference.hypervisor.config import HypervisorConfig
 from ...reference.hypervisor.core import HypervisorCore
 from ...reference.hypervisor.errors import CallError
-from ...reference.hypervisor.messages import BATCH_IN, BATCH_OUT, BatchFormats, EntryOp
+from ...reference.hypervisor.messages import BATCH_IN, BATCH_OUT, BatchEnd, BatchFormats, EntryOp
 from ...reference.hypervisor.ports import RemapPort
 from ...reference.hypervisor.vmstate import Claim, DeviceKey
 from ...spec.constants import Status
@@ -35,18 +35,10 @@ class ContinueAfterError(HypervisorCore):
 
 @faults.add("wrong-value-register", "HV-BATCH-007", "batch calls return the completed count, not next_index")
 class WrongValueRegister(HypervisorCore):
-    def finish_batch(
-        self,
-        c: Call,
-        formats: BatchFormats,
-        header: BatchIn,
-        next_index: int,
-        results: list[bytes],
-        error: CallError | None,
-    ) -> CallResult:
-        r = super().finish_batch(c, formats, header, next_index, results, error)
+    def finish_batch(self, c: Call, end: BatchEnd) -> CallResult:
+        r = super().finish_batch(c, end)
         if r.status in (Status.SUCCESS, Status.INCOMPLETE) and r.value:
-            return r._replace(value=r.value - header.start if header.start else r.value + 1)
+            return r._replace(value=r.value - end.header.start if end.header.start else r.value + 1)
         return r
 
 
@@ -114,7 +106,7 @@ class YieldBeforeFirstEntry(HypervisorCore):
             self.calls += 1
             if self.calls % 2 == 0:  # "need_resched" checked before the first entry
                 header = self.read_header(c)
-                return self.finish_batch(c, formats, header, header.start, [], None)
+                return self.finish_batch(c, BatchEnd(formats, header, header.start, []))
         return super().batch(c, formats, entry_op)
 
 
@@ -136,7 +128,7 @@ class ResumeReplaysFailure(HypervisorCore):
             index, error = remembered
             header = self.read_header(c)
             if header.start == index:
-                return self.finish_batch(c, formats, header, index, [], error)
+                return self.finish_batch(c, BatchEnd(formats, header, index, [], error))
         r = super().batch(c, formats, entry_op)
         if r.status < 0 and r.value:  # an entry after the first failed (a failed header leaves the value zero)
             self.failures[key] = (r.value, CallError(Status(r.status), r.requirement, r.why))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from ...reference.guest.actions import (
     GuestDevice,
@@ -23,7 +22,6 @@ from ...reference.guest.actions import (
 )
 from ...reference.guest.core import (
     GuestCore,
-    GuestError,
     GuestMessage,
     GuestMode,
     Op,
@@ -32,7 +30,7 @@ from ...reference.guest.core import (
 )
 from ...spec.codec import decode, encode
 from ...spec.constants import FEATURES_1_0, KIND_FEATURE, FunctionNumber, MsgKind, Status
-from ...spec.formats import BATCH_IN, BATCH_OUT, CLAIM_IN, FREE_ENTRY, FREE_RESULT, HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
+from ...spec.formats import FREE_ENTRY, FREE_RESULT, HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
 from ...spec.layout import layout_of
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR, decode_version
 from ..guest import ReferenceGuest
@@ -230,59 +228,23 @@ class _UnknownStatus(GuestCore):
 
 @fault("claims-while-enabled", "GUEST-DEV-001", "claims MSI-X without clearing MSI-X Enable first")
 class _ClaimsEnabled(GuestCore):
-    def claim(self, dev: GuestDevice, kinds: int | None = None) -> Op:
-        info = yield from self.query(dev)
-        if kinds is None:
-            kinds = int(info.kinds) & sum(1 << k for k, f in KIND_FEATURE.items() if self.features & f)
-        status, _, _ = yield from self.call(
-            FunctionNumber.DEVICE_CLAIM, encode(CLAIM_IN, {"device": self.device_id(dev), "kinds": kinds})
-        )
-        if status != Status.SUCCESS:
-            raise GuestError("DEVICE_CLAIM", status)
-        self.claimed[dev] = kinds
-        return info
-
-
-class _Batch(GuestCore):
-    """The reference batch loop, with the switch a fault flips."""
-
-    resume = True
-    trust_failed = False
-
-    def batch(
-        self, fn: FunctionNumber, dev: GuestDevice, entry_fmt: Any, result_fmt: Any, entries: Sequence[dict[str, Any]]
-    ) -> Op:
-        results: list[Any] = []
-        rsize, hsize = layout_of(result_fmt).size, layout_of(BATCH_OUT).size
-        for first in range(0, len(entries), self.max_batch):
-            chunk = entries[first : first + self.max_batch]
-            body = b"".join(encode(entry_fmt, e) for e in chunk)
-            start = 0
-            while True:
-                hdr = {"device": self.device_id(dev), "count": len(chunk), "start": start}
-                status, next_index, out = yield from self.call(
-                    fn, encode(BATCH_IN, hdr) + body, hsize + len(chunk) * rsize
-                )
-                end = len(chunk) if self.trust_failed and status < 0 else min(next_index, len(chunk))
-                for i in range(start, end):
-                    results.append(decode(result_fmt, out[hsize + i * rsize : hsize + (i + 1) * rsize]))
-                if status == Status.INCOMPLETE and self.resume and start < next_index < len(chunk):
-                    start = next_index
-                    continue
-                if status not in (Status.SUCCESS, Status.INCOMPLETE) and not self.trust_failed:
-                    return results, status
-                break
-        return results, Status.SUCCESS
+    def disable_emulated(self, dev: GuestDevice, kinds: int) -> Op:
+        return (yield from super().disable_emulated(dev, kinds & ~(1 << MsgKind.MSIX)))
 
 
 @fault("no-resume", "GUEST-BATCH-001", "takes INCOMPLETE for done and never resumes the batch")
-class _NoResume(_Batch):
-    resume = False
+class _NoResume(GuestCore):
+    def resumes(self, status: int, start: int, next_index: int, count: int) -> bool:
+        return False
 
 
 @fault("trusts-failed-results", "GUEST-CONV-001", "after a failed batch, uses the results beyond next_index")
-class _TrustsFailed(_Batch):
-    trust_failed = True
+class _TrustsFailed(GuestCore):
+    def results_taken(self, status: int, next_index: int, count: int) -> int:
+        return count if status < 0 else super().results_taken(status, next_index, count)
+
+    def batch_failed(self, status: int) -> bool:
+        return False
 
 
 @fault("keeps-abandoned", "GUEST-BATCH-002", "after a failed MSG_ALLOC, keeps the completed entries allocated")

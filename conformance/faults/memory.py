@@ -8,14 +8,13 @@ from ...reference.hypervisor.blocks import ALIGN, PAGE, MemoryRules
 from ...reference.hypervisor.call import Call, CallResult
 from ...reference.hypervisor.core import Handler, HypervisorCore
 from ...reference.hypervisor.errors import CallError
-from ...reference.hypervisor.messages import BatchFormats
+from ...reference.hypervisor.messages import BatchEnd
 from ...reference.hypervisor.ports import GuestMemory
 from ...spec.calls import CALLS_BY_FN
 from ...spec.constants import FunctionNumber, Status
 from ...spec.fastcodec import fast
 from ...spec.formats import DEVICE_INFO
 from ...spec.layout import layout_of
-from ...spec.records import BatchIn
 from .registry import FaultList
 
 faults = FaultList()
@@ -113,15 +112,8 @@ class QueryClearsOutputFirst(HypervisorCore):
 
 @faults.add("no-batch-out-when-nothing-done", "HV-MEM-007", "writes no batch_out when the first entry of a batch fails")
 class NoBatchOutWhenNothingDone(HypervisorCore):
-    def finish_batch(
-        self,
-        c: Call,
-        formats: BatchFormats,
-        header: BatchIn,
-        next_index: int,
-        results: list[bytes],
-        error: CallError | None,
-    ) -> CallResult:
-        if error is not None and next_index == header.start:  # nothing completed: the header "need not" be written
-            return CallResult(error.status, next_index, error.why, error.requirement)
-        return super().finish_batch(c, formats, header, next_index, results, error)
+    def finish_batch(self, c: Call, end: BatchEnd) -> CallResult:
+        error = end.error
+        if error is not None and end.next_index == end.header.start:  # nothing completed: it "need not" be written
+            return CallResult(error.status, end.next_index, error.why, error.requirement)
+        return super().finish_batch(c, end)

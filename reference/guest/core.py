@@ -200,9 +200,7 @@ class GuestCore:
             kinds = int(info.kinds) & sum(1 << k for k, f in KIND_FEATURE.items() if self.features & f)
         if not kinds or kinds & ~info.kinds:
             raise GuestError("DEVICE_CLAIM", Status.INVALID_PARAMETER, "device lacks a kind")
-        for kind in (MsgKind.MSI, MsgKind.MSIX):
-            if kinds & (1 << kind):
-                yield SetEnabled(dev, kind, False)
+        yield from self.disable_emulated(dev, kinds)
         req = {"device": self.device_id(dev), "kinds": kinds}
         status, _, _ = yield from self.call(FunctionNumber.DEVICE_CLAIM, encode(CLAIM_IN, req))
         if status != Status.SUCCESS:
@@ -230,6 +228,13 @@ class GuestCore:
 
     # -- batches ---------------------------------------------------------------------------------------------
 
+    def disable_emulated(self, dev: GuestDevice, kinds: int) -> Op:
+        """Clear MSI Enable and MSI-X Enable of the kinds about to be claimed, which were under emulation until
+        now (GUEST-DEV-001)."""
+        for kind in (MsgKind.MSI, MsgKind.MSIX):
+            if kinds & (1 << kind):
+                yield SetEnabled(dev, kind, False)
+
     def batch(
         self, fn: FunctionNumber, dev: GuestDevice, entry_fmt: Any, result_fmt: Any, entries: Sequence[dict[str, Any]]
     ) -> Op:
@@ -250,17 +255,29 @@ class GuestCore:
                 status, next_index, out = yield from self.call(
                     fn, encode(BATCH_IN, hdr) + body, out_hdr + len(chunk) * result_size
                 )
-                # The value register is next_index whenever batch_out was written (HV-BATCH-007), else zero.
-                for i in range(start, min(next_index, len(chunk))):
+                for i in range(start, self.results_taken(status, next_index, len(chunk))):
                     off = out_hdr + i * result_size
                     results.append(decode(result_fmt, out[off : off + result_size]))
-                if status == Status.INCOMPLETE and start < next_index < len(chunk):
+                if self.resumes(status, start, next_index, len(chunk)):
                     start = next_index
                     continue
-                if status != Status.SUCCESS:
+                if self.batch_failed(status):
                     return results, status
                 break
         return results, Status.SUCCESS
+
+    def results_taken(self, status: int, next_index: int, count: int) -> int:
+        """The end of the results a batch call completed: entries below next_index (the value register is
+        next_index whenever batch_out was written, HV-BATCH-007, else zero; GUEST-CONV-001)."""
+        return min(next_index, count)
+
+    def resumes(self, status: int, start: int, next_index: int, count: int) -> bool:
+        """Whether to call the batch again from next_index: INCOMPLETE with progress (GUEST-BATCH-001)."""
+        return status == Status.INCOMPLETE and start < next_index < count
+
+    def batch_failed(self, status: int) -> bool:
+        """Whether the batch stopped at a failing entry (GUEST-BATCH-002)."""
+        return status not in (Status.SUCCESS, Status.INCOMPLETE)
 
     # -- messages --------------------------------------------------------------------------------------------
 

@@ -22,7 +22,16 @@ from ...spec.calls import CALLS_BY_FN, CallDef
 from ...spec.codec import DecodeError
 from ...spec.constants import DeliveryFlag, Feature, FunctionNumber, MsgKind, RetargetFlag, Status
 from ...spec.fastcodec import FastFormat, fast
-from ...spec.records import AllocEntry, AllocResult, BatchIn, FreeEntry, FreeResult, RetargetEntry, RetargetResult
+from ...spec.records import (
+    AllocEntry,
+    AllocResult,
+    BatchIn,
+    BatchOut,
+    FreeEntry,
+    FreeResult,
+    RetargetEntry,
+    RetargetResult,
+)
 from .blocks import MemoryRules
 from .call import Call, CallResult
 from .errors import CallError, decode_failure
@@ -56,6 +65,19 @@ class BatchFormats:
         if not call.batched or call.input_entry is None or call.output_entry is None:
             raise ValueError(f"{call.name} is not a batched call")
         return cls(call, fast(call.input_entry), fast(call.output_entry))
+
+
+@dataclass(frozen=True)
+class BatchEnd:
+    """Where a batch stopped (spec "Batching and partial completion"): its formats and header, the first entry not
+    done (``next_index``), the packed results of the entries done (the failing entry's last) and that entry's
+    error, None when none failed."""
+
+    formats: BatchFormats
+    header: BatchIn
+    next_index: int
+    results: list[bytes]
+    error: CallError | None = None
 
 
 MSG_ALLOC = BatchFormats.of(FunctionNumber.MSG_ALLOC)
@@ -135,7 +157,7 @@ class MessageCalls:
         next_index = start + len(results)  # the first entry not done
         if error is not None:  # the failing entry's result is written too
             results.append(pack_result(*formats.result.record_type(status=error.status)))
-        return self.finish_batch(c, formats, header, next_index, results, error)
+        return self.finish_batch(c, BatchEnd(formats, header, next_index, results, error))
 
     def read_header(self, c: Call) -> BatchIn:
         """Check the header's address, read it exactly once (HV-MEM-001..003, HV-MEM-005) and decode it
@@ -160,25 +182,18 @@ class MessageCalls:
         size = formats.entry.size
         return c.vm.memory.read(c.args[0] + BATCH_IN.size + header.start * size, (header.count - header.start) * size)
 
-    def finish_batch(
-        self,
-        c: Call,
-        formats: BatchFormats,
-        header: BatchIn,
-        next_index: int,
-        results: list[bytes],
-        error: CallError | None,
-    ) -> CallResult:
+    def finish_batch(self, c: Call, end: BatchEnd) -> CallResult:
         """Write batch_out and the results of entries [start, next_index] (the failing one included), never
         below start or after the failure (HV-BATCH-004), whenever the header passed its checks (HV-MEM-007);
         return the status (the failing entry's, else INCOMPLETE before the end, HV-BATCH-005, else SUCCESS)
         and next_index (HV-BATCH-007)."""
+        formats, header, next_index, results, error = end.formats, end.header, end.next_index, end.results, end.error
         start, memory, out_gpa = header.start, c.vm.memory, c.args[1]
         if error is not None:
             status = error.status
         else:
             status = Status.INCOMPLETE if next_index < header.count else Status.SUCCESS
-        out = BATCH_OUT.pack(next_index, next_index - start, status, 0)
+        out = BATCH_OUT.pack(*BatchOut(next_index=next_index, completed=next_index - start, status=status))
         if start == 0:
             memory.write(out_gpa, b"".join((out, *results)))
         else:

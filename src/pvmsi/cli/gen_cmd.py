@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
@@ -17,6 +18,13 @@ _STYLE = click.option(
     help="stdint: <stdint.h> types; uapi: <linux/types.h> __u8..__u64 and __le16..__le64, for a kernel's include/uapi.",
 )
 _OUT = click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here, not stdout.")
+
+
+def _out_dir(help: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The required ``-o DIR`` of the commands that write a folder."""
+    return click.option(
+        "-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help=help
+    )
 
 
 def _emit(text: str, output: Path | None) -> None:
@@ -58,14 +66,7 @@ def c_check_cmd(style: str, output: Path | None, header: str) -> None:
 
 
 @gen.command("vectors")
-@click.option(
-    "-o",
-    "--output",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory; the vectors go to DIR/formats/*.json (the committed set is conformance/vectors).",
-)
+@_out_dir("Directory; the vectors go to DIR/formats/*.json (the committed set is conformance/vectors).")
 def vectors_cmd(out_dir: Path) -> None:
     """Valid and invalid encodings of every format, checked with the spec codec (JSON, deterministic)."""
     from ..gen.vectors import write
@@ -95,14 +96,7 @@ def rust_cmd(output: Path | None) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="The site's config; its docs_dir holds the pages with placeholders.",
 )
-@click.option(
-    "-o",
-    "--output",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory; gets DIR/mkdocs.yml and DIR/docs/ (replaced), and builders put the site in DIR/site.",
-)
+@_out_dir("Directory; gets DIR/mkdocs.yml and DIR/docs/ (replaced), and builders put the site in DIR/site.")
 def docs_cmd(config_file: Path, out_dir: Path) -> None:
     """The spec site with every placeholder expanded, for any builder: `zensical build -f DIR/mkdocs.yml`.
 
