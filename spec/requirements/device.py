@@ -4,68 +4,66 @@ from __future__ import annotations
 
 from .model import Level, Requirement, req
 
-MUST, MUST_NOT, SHOULD, SHOULD_NOT, MAY = Level.MUST, Level.MUST_NOT, Level.SHOULD, Level.SHOULD_NOT, Level.MAY
-
 REQUIREMENTS: tuple[Requirement, ...] = (
     req(
         "HV-DEV-001",
-        MUST,
+        Level.MUST,
         "device",
         "The hypervisor MUST identify a device by the segment, bus and devfn the guest sees, never by host "
         "numbers, and MUST fail with UNKNOWN_DEVICE a device identity that is not assigned to the calling VM.",
     ),
     req(
         "HV-DEV-002",
-        MUST,
+        Level.MUST,
         "device",
         "The hypervisor MUST fail with INVALID_PARAMETER a device identity whose subdevice_id is non-zero "
         "without PVMSI_DEVID_SUBDEVICE, or has bits above bit 19 set.",
     ),
     req(
         "HV-DEV-003",
-        MUST,
+        Level.MUST,
         "device",
         "The hypervisor MUST fail with UNKNOWN_DEVICE a sub-device identity that names no sub-device of a "
         "device assigned to the VM.",
     ),
     req(
         "HV-DEV-004",
-        MUST,
+        Level.MUST,
         "device",
         "DEVICE_QUERY MUST report the kinds the device supports, its MSI vector count, MSI-X table size and IMS "
         "slot count as the guest sees them, the kinds claimed, the vectors allocated and the device's quota.",
     ),
     req(
         "HV-DEV-005",
-        MUST,
+        Level.MUST,
         "device",
         "The hypervisor MUST set PVMSI_DEV_ISOLATED for a device only when the platform validates the source of "
         "every message the device writes.",
     ),
     req(
         "HV-DEV-006",
-        MUST,
+        Level.MUST,
         "device",
         "The hypervisor MUST fail DEVICE_CLAIM with INVALID_PARAMETER when kinds is empty or names a kind the "
         "device does not support.",
     ),
     req(
         "HV-DEV-007",
-        MUST,
+        Level.MUST,
         "device",
         "The hypervisor MUST fail DEVICE_CLAIM with WRONG_STATE when the device is already claimed, or when a "
         "kind to claim is enabled through emulation (MSI Enable or MSI-X Enable set).",
     ),
     req(
         "HV-DEV-008",
-        MUST,
+        Level.MUST,
         "device",
         "The hypervisor MUST fail DEVICE_CLAIM with NO_RESOURCES when the VM already holds max_claimed_devices "
         "claimed devices.",
     ),
     req(
         "HV-DEV-009",
-        MUST,
+        Level.MUST,
         "device",
         "After a successful DEVICE_CLAIM the hypervisor MUST stop trapping and emulating the guest's accesses "
         "to the MSI capability and the MSI-X table of the claimed kinds, so that they reach the device without "
@@ -73,45 +71,45 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     ),
     req(
         "HV-DEV-010",
-        MUST,
+        Level.MUST,
         "device",
         "The hypervisor MUST fail DEVICE_RELEASE with WRONG_STATE for a device that is not claimed.",
     ),
     req(
         "HV-DEV-011",
-        MUST,
+        Level.MUST,
         "device",
         "DEVICE_RELEASE MUST free every message of the device, revoke their remapping entries, return the "
         "number of vectors freed, and resume trapping and emulating the MSI capability and MSI-X table.",
     ),
     req(
         "HV-DEV-012",
-        MUST,
+        Level.MUST,
         "device",
         "The hypervisor MUST treat a sub-device as a device of its own for claiming, quotas and ownership, "
         "independent of its parent.",
     ),
     req(
         "GUEST-DEV-001",
-        MUST,
+        Level.MUST,
         "device",
         "The guest MUST disable MSI and MSI-X through the emulated capability before it claims those kinds.",
     ),
     req(
         "GUEST-DEV-002",
-        SHOULD,
+        Level.SHOULD,
         "device",
         "The guest SHOULD query a device before claiming it, and claim only kinds the device supports.",
     ),
     req(
         "GUEST-DEV-003",
-        SHOULD,
+        Level.SHOULD,
         "device",
         "The guest SHOULD disable the device's message kinds and free its messages before it releases the device.",
     ),
     req(
         "GUEST-DEV-004",
-        SHOULD_NOT,
+        Level.SHOULD_NOT,
         "device",
         "The guest SHOULD NOT use a device's messages when PVMSI_DEV_ISOLATED is clear and it cannot trust the device.",
     ),

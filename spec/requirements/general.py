@@ -4,46 +4,44 @@ from __future__ import annotations
 
 from .model import Level, Requirement, req
 
-MUST, MUST_NOT, SHOULD, SHOULD_NOT, MAY = Level.MUST, Level.MUST_NOT, Level.SHOULD, Level.SHOULD_NOT, Level.MAY
-
 CONVENTIONS: tuple[Requirement, ...] = (
     req(
         "GEN-CONV-001",
-        MUST,
+        Level.MUST,
         "conventions",
         "Every multi-byte field of every parameter block MUST be encoded little-endian, whatever the byte "
         "order the guest runs in.",
     ),
     req(
         "GEN-CONV-002",
-        MUST,
+        Level.MUST,
         "conventions",
         "A reserved field MUST be written as zero by whoever writes the block: the guest in input blocks, the "
         "hypervisor in output blocks.",
     ),
     req(
         "GEN-CONV-003",
-        MUST,
+        Level.MUST,
         "conventions",
         "A bit of a flags field that this version does not define MUST be written as zero.",
     ),
     req(
         "HV-CONV-001",
-        MUST,
+        Level.MUST,
         "conventions",
         "The hypervisor MUST fail a call whose input block has a non-zero reserved field or a set undefined flag "
         "bit with INVALID_PARAMETER, and MUST NOT act on any part of it.",
     ),
     req(
         "HV-CONV-002",
-        MUST,
+        Level.MUST,
         "conventions",
         "The hypervisor MUST fail a call whose input block carries an enumerated field with a value this "
         "version does not define with INVALID_PARAMETER.",
     ),
     req(
         "GUEST-CONV-001",
-        MUST_NOT,
+        Level.MUST_NOT,
         "conventions",
         "After a call failed, the guest MUST NOT rely on its output block, except the batch_out header and the "
         "results below next_index of a batch, and negotiate_out of a NEGOTIATE that failed with "
@@ -54,7 +52,7 @@ CONVENTIONS: tuple[Requirement, ...] = (
 CALLING: tuple[Requirement, ...] = (
     req(
         "GEN-CALL-001",
-        MUST,
+        Level.MUST,
         "calling",
         "Guest and hypervisor MUST use the calling convention of the architecture as specified: the trap "
         "instruction, the function id register and encoding, the four argument registers, the status register "
@@ -62,35 +60,35 @@ CALLING: tuple[Requirement, ...] = (
     ),
     req(
         "HV-CALL-001",
-        MUST,
+        Level.MUST,
         "calling",
         "The hypervisor MUST return PVMSI_STATUS_NOT_SUPPORTED for a function number it does not implement, and "
         "MUST NOT change any state for it.",
     ),
     req(
         "HV-CALL-002",
-        MUST_NOT,
+        Level.MUST_NOT,
         "calling",
         "The hypervisor MUST NOT return PVMSI_STATUS_NOT_SUPPORTED for any reason other than an unimplemented "
         "function number.",
     ),
     req(
         "HV-CALL-003",
-        MUST,
+        Level.MUST,
         "calling",
         "The hypervisor MUST fail with INVALID_PARAMETER a call with a non-zero argument register that the call "
         "defines as reserved, or with a zero block address where the call takes a block.",
     ),
     req(
         "HV-CALL-004",
-        MUST,
+        Level.MUST,
         "calling",
         "The hypervisor MUST preserve every guest register that the calling convention lists as preserved, and "
         "MUST return zero in the value register of a call other than a batch that fails.",
     ),
     req(
         "HV-CALL-005",
-        MUST,
+        Level.MUST,
         "calling",
         "The hypervisor MUST check a call in this order and return the status of the first failed check: "
         "function number, argument registers, VM state, block addresses, block contents, then the call's own "
@@ -99,20 +97,20 @@ CALLING: tuple[Requirement, ...] = (
     ),
     req(
         "HV-CALL-006",
-        MUST,
+        Level.MUST,
         "calling",
         "On x86-64 the hypervisor MUST accept both VMCALL and VMMCALL as the trap instruction, whatever the "
         "processor vendor.",
     ),
     req(
         "GUEST-CALL-001",
-        MUST,
+        Level.MUST,
         "calling",
         "The guest MUST set every argument register the call defines as reserved to zero.",
     ),
     req(
         "GUEST-CALL-002",
-        SHOULD,
+        Level.SHOULD,
         "calling",
         "On x86-64 the guest SHOULD use VMCALL on Intel and VMMCALL on AMD processors.",
     ),
@@ -121,7 +119,7 @@ CALLING: tuple[Requirement, ...] = (
 DISCOVERY: tuple[Requirement, ...] = (
     req(
         "HV-DISC-001",
-        MUST,
+        Level.MUST,
         "discovery",
         "A hypervisor that implements pvmsi on x86-64 MUST expose the pvmsi CPUID leaf block, at a base in "
         "0x40000000..0x4000FF00 in steps of 0x100, whose base leaf returns the signature 'PVMSIPVMSIPV' in EBX, "
@@ -129,21 +127,21 @@ DISCOVERY: tuple[Requirement, ...] = (
     ),
     req(
         "HV-DISC-002",
-        MUST,
+        Level.MUST,
         "discovery",
         "On riscv64 a hypervisor that implements pvmsi MUST answer SBI probe_extension(0x0850564D) with a "
         "non-zero value.",
     ),
     req(
         "HV-DISC-003",
-        MUST,
+        Level.MUST,
         "discovery",
         "The hypervisor MUST answer VERSION in every state with the highest version it implements, encoded "
         "major << 16 | minor, and the same value every time during the life of the VM.",
     ),
     req(
         "HV-DISC-004",
-        MUST,
+        Level.MUST,
         "discovery",
         "The hypervisor MUST answer GET_INFO in every state, with features_required a subset of "
         "features_offered, max_batch in 1..PVMSI_MAX_BATCH, and the same answer every time during the life of "
@@ -151,13 +149,13 @@ DISCOVERY: tuple[Requirement, ...] = (
     ),
     req(
         "GUEST-DISC-001",
-        MUST_NOT,
+        Level.MUST_NOT,
         "discovery",
         "The guest MUST NOT issue any other pvmsi call before discovery has shown that pvmsi is present.",
     ),
     req(
         "GUEST-DISC-002",
-        MUST,
+        Level.MUST,
         "discovery",
         "The guest MUST treat pvmsi as absent, and keep using emulated MSI and MSI-X, when discovery fails or "
         "VERSION reports a major version it does not implement.",
@@ -167,20 +165,20 @@ DISCOVERY: tuple[Requirement, ...] = (
 STATUS: tuple[Requirement, ...] = (
     req(
         "GEN-STAT-001",
-        MUST,
+        Level.MUST,
         "status",
         "The status register MUST hold a signed 64-bit value: zero for success, a positive value for a "
         "non-error outcome defined by the call, a negative value for an error.",
     ),
     req(
         "HV-STAT-001",
-        MUST,
+        Level.MUST,
         "status",
         "The hypervisor MUST return only status codes this version defines, each with its defined meaning.",
     ),
     req(
         "HV-STAT-002",
-        MUST,
+        Level.MUST,
         "status",
         "The hypervisor MUST return INVALID_ADDRESS for a block address that breaks a memory rule, and "
         "INVALID_PARAMETER, NOT_PERMITTED, WRONG_STATE, UNKNOWN_DEVICE and UNKNOWN_HANDLE only for the conditions "
@@ -188,7 +186,7 @@ STATUS: tuple[Requirement, ...] = (
     ),
     req(
         "GUEST-STAT-001",
-        MUST,
+        Level.MUST,
         "status",
         "The guest MUST check the status of every call and MUST treat an unknown negative status as a failure "
         "of the call.",
@@ -198,29 +196,34 @@ STATUS: tuple[Requirement, ...] = (
 VERSIONING: tuple[Requirement, ...] = (
     req(
         "GEN-VER-001",
-        MUST,
+        Level.MUST,
         "versioning",
         "A new minor version MUST only add function numbers, feature bits, status codes and constants; it MUST "
         "NOT change the layout or meaning of an existing format, call or constant.",
     ),
     req(
         "GEN-VER-002",
-        MUST,
+        Level.MUST,
         "versioning",
         "A change of a format's layout MUST be published as a new call with a new function number; the old "
         "call keeps its format.",
     ),
     req(
         "HV-VER-001",
-        MUST,
+        Level.MUST,
         "versioning",
         "A hypervisor that implements minor version N of a major version MUST implement every call and feature "
         "of minor versions 0..N of it.",
     ),
-    req("GUEST-VER-001", MUST, "versioning", "The guest MUST ignore bits of features_offered that it does not know."),
+    req(
+        "GUEST-VER-001",
+        Level.MUST,
+        "versioning",
+        "The guest MUST ignore bits of features_offered that it does not know.",
+    ),
     req(
         "GUEST-VER-002",
-        MUST_NOT,
+        Level.MUST_NOT,
         "versioning",
         "The guest MUST NOT negotiate a minor version higher than the one VERSION reported.",
     ),

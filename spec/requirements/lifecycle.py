@@ -4,39 +4,37 @@ from __future__ import annotations
 
 from .model import Level, Requirement, req
 
-MUST, MUST_NOT, SHOULD, SHOULD_NOT, MAY = Level.MUST, Level.MUST_NOT, Level.SHOULD, Level.SHOULD_NOT, Level.MAY
-
 REQUIREMENTS: tuple[Requirement, ...] = (
     req(
         "HV-RESET-001",
-        MUST,
+        Level.MUST,
         "lifecycle",
         "The RESET call MUST free every message of the VM, revoke their remapping entries, release every claimed "
         "device (resuming emulation), return the number of vectors freed and move the VM to OPEN.",
     ),
-    req("HV-RESET-002", MUST, "lifecycle", "A reset of the VM MUST have the effect of the RESET call."),
+    req("HV-RESET-002", Level.MUST, "lifecycle", "A reset of the VM MUST have the effect of the RESET call."),
     req(
         "HV-RESET-003",
-        MUST,
+        Level.MUST,
         "lifecycle",
         "RESET MUST succeed in every state; in OPEN it frees nothing and returns zero.",
     ),
     req(
         "HV-FLR-001",
-        MUST,
+        Level.MUST,
         "lifecycle",
         "A function-level reset of a claimed device MUST keep its claim, its handles and their remapping entries.",
     ),
     req(
         "GUEST-FLR-001",
-        MUST,
+        Level.MUST,
         "lifecycle",
         "After a function-level reset of a claimed device the guest MUST write the pairs of its messages into "
         "the device again before it re-enables them.",
     ),
     req(
         "HV-UNPLUG-001",
-        MUST,
+        Level.MUST,
         "lifecycle",
         "When a device is hot-unplugged the hypervisor MUST free its messages, revoke their remapping entries "
         "and end its claim; afterwards its handles MUST be answered with UNKNOWN_HANDLE and its identity with "
@@ -44,27 +42,27 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     ),
     req(
         "GUEST-UNPLUG-001",
-        MUST,
+        Level.MUST,
         "lifecycle",
         "On hot-unplug the guest MUST drop every handle of the device without freeing it.",
     ),
     req(
         "HV-MIG-001",
-        MUST,
+        Level.MUST,
         "lifecycle",
         "Live migration MUST preserve the negotiated features, the claims, every handle and every address/data "
         "pair of the VM exactly.",
     ),
     req(
         "HV-MIG-002",
-        MUST,
+        Level.MUST,
         "lifecycle",
         "A migration destination MUST offer at least the features negotiated on the source and MUST program "
         "its interrupt remapping so that every pair delivers as it did on the source before the VM runs.",
     ),
     req(
         "HV-MIG-003",
-        MUST_NOT,
+        Level.MUST_NOT,
         "lifecycle",
         "Migration MUST NOT require the guest to re-negotiate, re-claim, re-allocate or rewrite a device.",
     ),

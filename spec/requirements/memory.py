@@ -4,52 +4,55 @@ from __future__ import annotations
 
 from .model import Level, Requirement, req
 
-MUST, MUST_NOT, SHOULD, SHOULD_NOT, MAY = Level.MUST, Level.MUST_NOT, Level.SHOULD, Level.SHOULD_NOT, Level.MAY
-
 MEMORY: tuple[Requirement, ...] = (
     req(
         "GUEST-MEM-001",
-        MUST,
+        Level.MUST,
         "memory",
         "The guest MUST place every parameter block at an 8-byte-aligned guest physical address in guest RAM, "
         "such that the block does not cross a 4 KiB page boundary.",
     ),
-    req("GUEST-MEM-002", MUST_NOT, "memory", "The guest MUST NOT let the input and output blocks of one call overlap."),
+    req(
+        "GUEST-MEM-002",
+        Level.MUST_NOT,
+        "memory",
+        "The guest MUST NOT let the input and output blocks of one call overlap.",
+    ),
     req(
         "HV-MEM-001",
-        MUST,
+        Level.MUST,
         "memory",
         "The hypervisor MUST fail with INVALID_ADDRESS a call whose block address is not 8-byte aligned.",
     ),
     req(
         "HV-MEM-002",
-        MUST,
+        Level.MUST,
         "memory",
         "The hypervisor MUST fail with INVALID_ADDRESS a call whose block, of the size the call defines (for a "
         "batch: header plus count entries or results), crosses a 4 KiB page boundary.",
     ),
     req(
         "HV-MEM-003",
-        MUST,
+        Level.MUST,
         "memory",
         "The hypervisor MUST fail with INVALID_ADDRESS a call whose block is not entirely in guest RAM.",
     ),
     req(
         "HV-MEM-004",
-        MUST,
+        Level.MUST,
         "memory",
         "The hypervisor MUST fail with INVALID_ADDRESS a call whose input and output blocks overlap.",
     ),
     req(
         "HV-MEM-005",
-        MUST,
+        Level.MUST,
         "memory",
         "The hypervisor MUST read each byte of an input block at most once per call, and act only on the "
         "values it read (no double fetch).",
     ),
     req(
         "HV-MEM-006",
-        MUST_NOT,
+        Level.MUST_NOT,
         "memory",
         "The hypervisor MUST NOT write guest memory outside the output block of a call, and MUST NOT write the "
         "output block of a call that failed before its first entry, except as NEGOTIATE and the batch header "
@@ -57,7 +60,7 @@ MEMORY: tuple[Requirement, ...] = (
     ),
     req(
         "HV-MEM-007",
-        MUST,
+        Level.MUST,
         "memory",
         "The hypervisor MUST write batch_out of a batch call whenever the batch header passed its checks (its "
         "address, contents, device and the addresses of both whole blocks), whatever the outcome of the "
@@ -68,13 +71,13 @@ MEMORY: tuple[Requirement, ...] = (
 SECURITY: tuple[Requirement, ...] = (
     req(
         "HV-SEC-001",
-        MUST,
+        Level.MUST,
         "security",
         "A message handed to a VM MUST deliver only into that VM, to the vCPU and vector its owner last set.",
     ),
     req(
         "HV-SEC-002",
-        MUST,
+        Level.MUST,
         "security",
         "The hypervisor MUST program source validation so that a message is delivered only when written by the "
         "device it was allocated for (its requester id, and its PASID for a sub-device); any other write of the "
@@ -82,40 +85,40 @@ SECURITY: tuple[Requirement, ...] = (
     ),
     req(
         "HV-SEC-003",
-        MUST,
+        Level.MUST,
         "security",
         "Handles MUST be owner-checked: a handle is valid only for the VM and device it was allocated for, and "
         "the answer to another VM's handle MUST be the same as to a handle never issued (UNKNOWN_HANDLE).",
     ),
     req(
         "HV-SEC-004",
-        SHOULD,
+        Level.SHOULD,
         "security",
         "Handles SHOULD be unguessable, carrying at least 32 bits that a guest cannot predict.",
     ),
     req(
         "HV-SEC-005",
-        MUST_NOT,
+        Level.MUST_NOT,
         "security",
         "The hypervisor MUST NOT reissue a handle value to the same VM during its life.",
     ),
     req(
         "HV-SEC-006",
-        MUST,
+        Level.MUST,
         "security",
         "The hypervisor MUST enforce the per-VM and per-device quotas it reports in GET_INFO and DEVICE_QUERY, "
         "failing an allocate entry that would exceed one with NO_RESOURCES.",
     ),
     req(
         "HV-SEC-007",
-        MUST,
+        Level.MUST,
         "security",
         "The hypervisor MUST fail an allocate entry with NO_RESOURCES when the interrupt-remapping table has no "
         "room, allocating nothing for that entry.",
     ),
     req(
         "HV-SEC-008",
-        MUST_NOT,
+        Level.MUST_NOT,
         "security",
         "The hypervisor MUST NOT reveal host state through pvmsi: output reserved fields are zero, registers "
         "not defined as results keep their values, and a pair carries only what the platform's remapping needs, "
@@ -123,13 +126,13 @@ SECURITY: tuple[Requirement, ...] = (
     ),
     req(
         "HV-SEC-009",
-        MUST,
+        Level.MUST,
         "security",
         "The hypervisor MUST free every message, remapping entry and quota a VM holds when the VM is destroyed.",
     ),
     req(
         "GUEST-SEC-001",
-        MUST_NOT,
+        Level.MUST_NOT,
         "security",
         "The guest MUST NOT write into a device a pair it did not obtain for that device.",
     ),

@@ -4,46 +4,44 @@ from __future__ import annotations
 
 from .model import Level, Requirement, req
 
-MUST, MUST_NOT, SHOULD, SHOULD_NOT, MAY = Level.MUST, Level.MUST_NOT, Level.SHOULD, Level.SHOULD_NOT, Level.MAY
-
 MESSAGES: tuple[Requirement, ...] = (
     req(
         "HV-ALLOC-001",
-        MUST,
+        Level.MUST,
         "messages",
         "The hypervisor MUST fail MSG_ALLOC, MSG_RETARGET and MSG_FREE with WRONG_STATE for a device that is not "
         "claimed, before processing any entry.",
     ),
     req(
         "HV-ALLOC-002",
-        MUST,
+        Level.MUST,
         "messages",
         "The hypervisor MUST fail an allocate entry with NOT_PERMITTED when its kind is not claimed for the device.",
     ),
     req(
         "HV-ALLOC-003",
-        MUST,
+        Level.MUST,
         "messages",
         "The hypervisor MUST fail an allocate entry with INVALID_PARAMETER when vector_count is not 1 for MSI-X "
         "or IMS, or, for MSI, not a power of two between 1 and the device's MSI vector count.",
     ),
     req(
         "HV-ALLOC-004",
-        MUST,
+        Level.MUST,
         "messages",
         "The hypervisor MUST fail an allocate entry with INVALID_PARAMETER when slot is not below the MSI-X "
         "table size (MSI-X) or the IMS slot count (IMS), or is not zero (MSI).",
     ),
     req(
         "HV-ALLOC-005",
-        MUST,
+        Level.MUST,
         "messages",
         "The hypervisor MUST fail an allocate entry with WRONG_STATE when its slot already holds a live message "
         "of the same kind.",
     ),
     req(
         "HV-ALLOC-006",
-        MUST,
+        Level.MUST,
         "messages",
         "The hypervisor MUST fail an allocate or retarget entry with INVALID_PARAMETER when vcpu does not name a "
         "vCPU of the VM, or when a vector of the entry (vector to vector + vector_count - 1) is outside the "
@@ -51,7 +49,7 @@ MESSAGES: tuple[Requirement, ...] = (
     ),
     req(
         "HV-ALLOC-007",
-        MUST,
+        Level.MUST,
         "messages",
         "On success the hypervisor MUST return a non-zero handle, an address and a data value, and MUST have "
         "programmed interrupt remapping so that the pair, written by the device, delivers the given vector to "
@@ -59,82 +57,82 @@ MESSAGES: tuple[Requirement, ...] = (
     ),
     req(
         "HV-ALLOC-008",
-        MUST,
+        Level.MUST,
         "messages",
         "For an MSI block of n vectors the hypervisor MUST return a data value whose low log2(n) bits are zero, "
         "such that data | i delivers vector + i for every i below n.",
     ),
     req(
         "HV-ALLOC-009",
-        MUST,
+        Level.MUST,
         "messages",
         "The hypervisor MUST account an MSI block of n vectors as n vectors against every quota.",
     ),
     req(
         "HV-RETGT-001",
-        MUST,
+        Level.MUST,
         "messages",
         "The hypervisor MUST fail a retarget entry with UNKNOWN_HANDLE when the handle is not held by the "
         "calling VM for the batch's device.",
     ),
     req(
         "HV-RETGT-002",
-        MUST,
+        Level.MUST,
         "messages",
         "On success the hypervisor MUST deliver every later message of the handle to the new vCPU and vector, "
         "and return the address/data pair now in force.",
     ),
     req(
         "HV-RETGT-003",
-        MUST,
+        Level.MUST,
         "messages",
         "The hypervisor MUST set PVMSI_RETARGET_REWRITE in a retarget result exactly when the returned pair "
         "differs from the pair in force before the call.",
     ),
     req(
         "HV-RETGT-004",
-        SHOULD,
+        Level.SHOULD,
         "messages",
         "Where the platform's interrupt remapping allows it, the hypervisor SHOULD retarget in place, keeping "
         "the address/data pair, so that the device need not be rewritten.",
     ),
     req(
         "HV-FREE-001",
-        MUST,
+        Level.MUST,
         "messages",
         "The hypervisor MUST fail a free entry with UNKNOWN_HANDLE when the handle is not held by the calling VM "
         "for the batch's device; freeing is the owner's alone.",
     ),
     req(
         "HV-FREE-002",
-        MUST,
+        Level.MUST,
         "messages",
         "On freeing a message the hypervisor MUST revoke its remapping entry, so that a later write of its pair "
         "is blocked, and MUST return its vectors to the quotas.",
     ),
     req(
         "GUEST-ALLOC-001",
-        MUST,
+        Level.MUST,
         "messages",
         "The guest MUST write each returned pair into the slot the entry named (MSI: the MSI capability with "
         "Multiple Message Enable for vector_count) before it enables or unmasks that slot.",
     ),
     req(
         "GUEST-ALLOC-002",
-        MUST,
+        Level.MUST,
         "messages",
         "When a retarget result has PVMSI_RETARGET_REWRITE set, the guest MUST write the new pair into the "
         "device, masking the slot while it does so.",
     ),
     req(
         "GUEST-ALLOC-003",
-        SHOULD,
+        Level.SHOULD,
         "messages",
         "The guest SHOULD mask a slot, or clear it, before it frees the slot's message.",
     ),
     req(
         "GUEST-ALLOC-004",
-        MUST_NOT,
+        Level.MUST_NOT,
         "messages",
         "The guest MUST NOT use a handle after freeing it, after releasing its device, after RESET, or after "
         "its device was hot-unplugged.",
@@ -144,14 +142,14 @@ MESSAGES: tuple[Requirement, ...] = (
 BATCH: tuple[Requirement, ...] = (
     req(
         "HV-BATCH-001",
-        MUST,
+        Level.MUST,
         "batch",
         "The hypervisor MUST fail a batch with INVALID_PARAMETER when count is zero or above max_batch, or "
         "start is not below count, before processing any entry.",
     ),
     req(
         "HV-BATCH-002",
-        MUST,
+        Level.MUST,
         "batch",
         "The hypervisor MUST process the entries from start in order and stop at the first entry that fails, "
         "writing that entry's status in its result and in batch_out.status, its index in "
@@ -159,32 +157,32 @@ BATCH: tuple[Requirement, ...] = (
     ),
     req(
         "HV-BATCH-003",
-        MUST,
+        Level.MUST,
         "batch",
         "The entries completed before a failing entry MUST stay completed, with their results written.",
     ),
     req(
         "HV-BATCH-004",
-        MUST_NOT,
+        Level.MUST_NOT,
         "batch",
         "The hypervisor MUST NOT process, nor write the result of, any entry after the failing one or below start.",
     ),
     req(
         "HV-BATCH-005",
-        MAY,
+        Level.MAY,
         "batch",
         "The hypervisor MAY stop a batch before its end without an error, returning INCOMPLETE with "
         "next_index at the first entry not processed.",
     ),
     req(
         "HV-BATCH-006",
-        MUST,
+        Level.MUST,
         "batch",
         "The hypervisor MUST complete at least one entry in every call that returns INCOMPLETE.",
     ),
     req(
         "HV-BATCH-007",
-        MUST,
+        Level.MUST,
         "batch",
         "On completing every entry the hypervisor MUST return SUCCESS with next_index equal to count; whenever "
         "batch_out is written, completed MUST equal next_index minus start and the value register MUST equal "
@@ -192,20 +190,20 @@ BATCH: tuple[Requirement, ...] = (
     ),
     req(
         "HV-BATCH-008",
-        MUST,
+        Level.MUST,
         "batch",
         "The hypervisor MUST treat a resumed batch (start above zero) as an ordinary call, keeping no state "
         "between the calls of one batch.",
     ),
     req(
         "GUEST-BATCH-001",
-        MUST,
+        Level.MUST,
         "batch",
         "On INCOMPLETE the guest MUST re-issue the batch with start set to next_index, until it completes or fails.",
     ),
     req(
         "GUEST-BATCH-002",
-        MUST,
+        Level.MUST,
         "batch",
         "When a batch fails, the guest MUST treat the entries below next_index as completed (and free what it "
         "abandons), and the failing entry and those after it as not processed.",

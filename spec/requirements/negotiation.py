@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from .model import Level, Requirement, req
 
-MUST, MUST_NOT, SHOULD, SHOULD_NOT, MAY = Level.MUST, Level.MUST_NOT, Level.SHOULD, Level.SHOULD_NOT, Level.MAY
-
 REQUIREMENTS: tuple[Requirement, ...] = (
     req(
         "HV-STATE-001",
-        MUST,
+        Level.MUST,
         "negotiation",
         "The hypervisor MUST keep each VM in one of the states OPEN and NEGOTIATED, start it in OPEN, change "
         "state only by the transitions of the VM state machine, and fail a call that the current state does "
@@ -17,93 +15,96 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     ),
     req(
         "HV-STATE-002",
-        MUST,
+        Level.MUST,
         "negotiation",
         "The hypervisor MUST fail DEVICE_QUERY, DEVICE_CLAIM, DEVICE_RELEASE, MSG_ALLOC, MSG_RETARGET and "
         "MSG_FREE with WRONG_STATE while the VM is OPEN.",
     ),
     req(
         "HV-NEG-001",
-        MUST,
+        Level.MUST,
         "negotiation",
         "The hypervisor MUST fail NEGOTIATE with VERSION_MISMATCH when version_major differs from its major "
         "version or version_minor exceeds its minor version, and leave the VM OPEN.",
     ),
     req(
         "HV-NEG-002",
-        MUST,
+        Level.MUST,
         "negotiation",
         "The hypervisor MUST fail NEGOTIATE with INVALID_PARAMETER when features has a bit that GET_INFO did not "
         "offer, reporting those bits in negotiate_out.refused, and leave the VM OPEN.",
     ),
     req(
         "HV-NEG-003",
-        MUST,
+        Level.MUST,
         "negotiation",
         "The hypervisor MUST fail NEGOTIATE with INVALID_PARAMETER when features has none of the message-kind "
         "bits PVMSI_F_MSI, PVMSI_F_MSIX and PVMSI_F_IMS.",
     ),
     req(
         "HV-NEG-004",
-        MUST,
+        Level.MUST,
         "negotiation",
         "The hypervisor MUST refuse NEGOTIATE with FEATURES_REFUSED when features lacks a bit of "
         "features_required, reporting the missing bits in negotiate_out.refused, and leave the VM OPEN.",
     ),
     req(
         "HV-NEG-005",
-        MUST,
+        Level.MUST,
         "negotiation",
         "On accepting NEGOTIATE the hypervisor MUST return SUCCESS, write the accepted features to "
         "negotiate_out.features and the value register, put them in force and move the VM to NEGOTIATED.",
     ),
     req(
         "HV-NEG-006",
-        MUST,
+        Level.MUST,
         "negotiation",
         "The hypervisor MUST fail NEGOTIATE with WRONG_STATE while the VM is NEGOTIATED, keeping the features "
         "in force.",
     ),
     req(
         "HV-NEG-007",
-        MUST_NOT,
+        Level.MUST_NOT,
         "negotiation",
         "The hypervisor MUST NOT later withdraw or refuse a feature set it accepted, for the life of the "
         "negotiation (until RESET or VM reset).",
     ),
     req(
         "HV-NEG-008",
-        MUST,
+        Level.MUST,
         "negotiation",
         "The hypervisor MUST fail with NOT_PERMITTED a request that uses a message kind, a delivery flag or a "
         "sub-device id whose feature is not in force.",
     ),
     req(
-        "GUEST-NEG-001", MUST_NOT, "negotiation", "The guest MUST NOT accept a feature bit that GET_INFO did not offer."
+        "GUEST-NEG-001",
+        Level.MUST_NOT,
+        "negotiation",
+        "The guest MUST NOT accept a feature bit that GET_INFO did not offer.",
     ),
     req(
         "GUEST-NEG-002",
-        MUST,
+        Level.MUST,
         "negotiation",
         "The guest MUST accept every bit of features_required, or not negotiate at all.",
     ),
     req(
         "GUEST-NEG-003",
-        MUST,
+        Level.MUST,
         "negotiation",
         "The guest MUST check the status of NEGOTIATE and, on any failure, MUST keep using emulated MSI and "
         "MSI-X for every device.",
     ),
     req(
         "GUEST-NEG-004",
-        MUST,
+        Level.MUST,
         "negotiation",
         "Once NEGOTIATE succeeded, the guest MUST obtain every address/data pair that it writes into a claimed "
         "kind of a claimed device from MSG_ALLOC or MSG_RETARGET, and MUST write it exactly as returned.",
     ),
     req(
         "GUEST-NEG-005",
-        SHOULD,
+        Level.SHOULD,
         "negotiation",
         "The guest SHOULD negotiate once, early during boot, before it enables MSI or MSI-X on any device it "
         "means to claim.",
