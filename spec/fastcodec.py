@@ -190,7 +190,13 @@ def unpack_from(buf, offset=0):
     return t
 
 def unpack_record_from(buf, offset=0):
-    return _new_record(_Record, unpack_from(buf, offset))
+    try:
+        t = _unpack_from(buf, offset)
+    except _struct_error:
+        _short(buf, offset)
+    if {bad_t}:
+        _fail(t, offset)
+    return _new_record(_Record, t)
 
 def unpack_batch(buf, count, offset=0):
     end = offset + count * SIZE

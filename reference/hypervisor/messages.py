@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...spec.calls import CALLS_BY_FN, CallDef
 from ...spec.codec import DecodeError
@@ -67,8 +67,7 @@ class BatchFormats:
         return cls(call, fast(call.input_entry), fast(call.output_entry))
 
 
-@dataclass(frozen=True)
-class BatchEnd:
+class BatchEnd(NamedTuple):
     """Where a batch stopped (spec "Batching and partial completion"): its formats and header, the first entry not
     done (``next_index``), the packed results of the entries done (the failing entry's last) and that entry's
     error, None when none failed."""

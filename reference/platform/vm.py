@@ -162,20 +162,16 @@ class GuestMemory:
                 gpa = region.end
         return False
 
-    def _fast(self, gpa: int, size: int) -> bool:
-        """Whether an access may take the fast path: within one page of the RAM region last used, nothing tracking
-        reads (the slow path checks the whole range and records the reads)."""
-        return (
-            0 < size <= PAGE_SIZE - (gpa & _PAGE_MASK)
+    def read(self, gpa: int, size: int) -> bytes:
+        """Read ``size`` bytes of RAM at ``gpa``."""
+        offset = gpa & _PAGE_MASK
+        # the fast path: within one page of the last region used, nothing tracking
+        if (
+            0 < size <= PAGE_SIZE - offset
             and self._last_start <= gpa
             and gpa + size <= self._last_end
             and not self._trackers
-        )
-
-    def read(self, gpa: int, size: int) -> bytes:
-        """Read ``size`` bytes of RAM at ``gpa``."""
-        if self._fast(gpa, size):
-            offset = gpa & _PAGE_MASK
+        ):
             store = self._pages.get(gpa >> _PAGE_SHIFT)
             return bytes(size) if store is None else bytes(store[offset : offset + size])
         self._check(gpa, size)
@@ -193,9 +189,15 @@ class GuestMemory:
 
     def write(self, gpa: int, data: bytes) -> None:
         """Write ``data`` into RAM at ``gpa``."""
+        offset = gpa & _PAGE_MASK
         size = len(data)
-        if self._fast(gpa, size):
-            offset = gpa & _PAGE_MASK
+        # the fast path, as in read()
+        if (
+            0 < size <= PAGE_SIZE - offset
+            and self._last_start <= gpa
+            and gpa + size <= self._last_end
+            and not self._trackers
+        ):
             store = self._pages.get(gpa >> _PAGE_SHIFT)
             if store is None:
                 store = self._pages[gpa >> _PAGE_SHIFT] = bytearray(PAGE_SIZE)
