@@ -26,7 +26,7 @@ from .platform.msi_format import compose
 from .platform.pci import PciDevice, SubDevice
 from .platform.platform import Platform
 from .platform.profiles import DeviceProfile
-from .platform.remap import Irte, RemappingTable, new_irte
+from .platform.remap import Irte, RemappingTable
 from .platform.requester import Bdf, Requester
 from .platform.vm import ExitReason, Vm
 
@@ -54,7 +54,9 @@ class PlatformRemap:
 
     def alloc(self, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool) -> int | None:
         requester = self._requesters.get(source) or self._requester(source)
-        return self.table.alloc(new_irte(Irte, (vm_id, vcpu, vector, requester, posted, True, 0)), count)
+        return self.table.alloc(
+            Irte(owner_vm=vm_id, dest_vcpu=vcpu, vector=vector, source=requester, posted=posted), count
+        )
 
     def alloc_at(
         self, base: int, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool

@@ -99,11 +99,6 @@ class Irte(NamedTuple):
     generation: int = 0
 
 
-#: ``new_irte(Irte, fields)`` builds an Irte from all seven fields without the generated ``__new__`` (what
-#: namedtuple's own ``_make`` does); for the allocation hot path.
-new_irte = tuple.__new__
-
-
 def _check_target(dest_vcpu: int, vector: int) -> None:
     if not 0 <= vector <= 0xFF:
         raise ValueError(f"vector {vector} is not an 8-bit value")
@@ -237,11 +232,9 @@ class RemappingTable:
         self._used += count
         generations = self._generation
         entries = self._entries
-        owner, vcpu, vector, source, posted, present, _ = entry
-        for index in range(base, base + count):
-            generation = generations[index] = generations[index] + 1
-            entries[index] = new_irte(Irte, (owner, vcpu, vector, source, posted, present, generation))
-            vector += 1
+        for i, index in enumerate(range(base, base + count)):
+            generations[index] += 1
+            entries[index] = entry._replace(vector=entry.vector + i, generation=generations[index])
 
     def free(self, base: int) -> int:
         """Free the block starting at ``base``; returns how many entries it held."""
