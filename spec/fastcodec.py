@@ -149,6 +149,9 @@ class FastFormat:
         self.record_type: Any = record if record is not None else _namedtuple(f"{self.name}_record", names)
         self.unpack_from: Callable[..., Values]
         self.unpack_record_from: Callable[..., Any]
+        #: ``build(field=value, ...)``: the format's record from keyword arguments (a field not given is zero), in
+        #: layout order whatever order they come in; what hot paths use to build a record by field name.
+        self.build: Callable[..., Any]
         self.unpack_batch: Callable[..., list[Values]]
         self.pack: Callable[..., bytes]
         self.pack_into: Callable[..., None]
@@ -179,7 +182,12 @@ class FastFormat:
                 ns[f"_E{i}"] = leaf.enum_values
         bad_t = _condition(self.leaves, "t")
         bad_v = _condition(self.leaves, "v")
+        names = ", ".join(self.record_type._fields)
+        keywords = ", ".join(f"{n}=0" for n in self.record_type._fields)
         src = f"""
+def build(*, {keywords}):
+    return _new_record(_Record, ({names},))
+
 def unpack_from(buf, offset=0):
     try:
         t = _unpack_from(buf, offset)
@@ -228,6 +236,7 @@ def pack_into(buf, offset, *v):
         exec(compile(src, f"<pvmsi.fastcodec {self.name}>", "exec"), ns)
         self.unpack_from = ns["unpack_from"]
         self.unpack_record_from = ns["unpack_record_from"]
+        self.build = ns["build"]
         self.unpack_batch = ns["unpack_batch"]
         self.pack = ns["pack"]
         self.pack_into = ns["pack_into"]

@@ -26,7 +26,6 @@ from ...spec.records import (
     AllocEntry,
     AllocResult,
     BatchIn,
-    BatchOut,
     FreeEntry,
     FreeResult,
     RetargetEntry,
@@ -42,6 +41,7 @@ from .vmstate import Claim, DeviceKey, Message, VmPvmsi
 # proves it equal to the construct codec): one struct unpack/pack plus the generated field checks per block.
 BATCH_IN = fast("batch_in")
 BATCH_OUT = fast("batch_out")
+ALLOC_RESULT, RETARGET_RESULT, FREE_RESULT = fast("alloc_result"), fast("retarget_result"), fast("free_result")
 VECTOR_MIN = 32
 VECTOR_MAX = 255
 #: MsgKind by wire value (a table: calling the enum class is slow on the hot path).
@@ -155,7 +155,7 @@ class MessageCalls:
             break
         next_index = start + len(results)  # the first entry not done
         if error is not None:  # the failing entry's result is written too
-            results.append(pack_result(*formats.result.record_type(status=error.status)))
+            results.append(pack_result(*formats.result.build(status=error.status)))
         return self.finish_batch(c, BatchEnd(formats, header, next_index, results, error))
 
     def read_header(self, c: Call) -> BatchIn:
@@ -192,7 +192,7 @@ class MessageCalls:
             status = error.status
         else:
             status = Status.INCOMPLETE if next_index < header.count else Status.SUCCESS
-        out = BATCH_OUT.pack(*BatchOut(next_index=next_index, completed=next_index - start, status=status))
+        out = BATCH_OUT.pack(*BATCH_OUT.build(next_index=next_index, completed=next_index - start, status=status))
         if start == 0:
             memory.write(out_gpa, b"".join((out, *results)))
         else:
@@ -238,7 +238,8 @@ class MessageCalls:
         claim.slots.add((kind, slot))
         claim.vectors += n
         st.vectors += n
-        return AllocResult(handle, address, data)
+        result: AllocResult = ALLOC_RESULT.build(handle=handle, address=address, data=data)
+        return result
 
     def retarget_entry(self, c: Call, key: DeviceKey, claim: Claim, e: RetargetEntry) -> RetargetResult:
         """One retarget entry (HV-RETGT-001..003)."""
@@ -250,13 +251,16 @@ class MessageCalls:
         address, data = self.message_pair(msg.irte)
         rewrite = (address, data) != (msg.address, msg.data)
         msg.address, msg.data = address, data
-        return RetargetResult(address, data, 0, RetargetFlag.REWRITE if rewrite else 0)  # HV-RETGT-003
+        flags = RetargetFlag.REWRITE if rewrite else 0  # HV-RETGT-003
+        result: RetargetResult = RETARGET_RESULT.build(address=address, data=data, flags=flags)
+        return result
 
     def free_entry(self, c: Call, key: DeviceKey, claim: Claim, e: FreeEntry) -> FreeResult:
         """One free entry (HV-FREE-001, HV-FREE-002)."""
         self.owned(c, key, e.handle)
         self.drop(c.st, claim, e.handle)
-        return FreeResult()
+        result: FreeResult = FREE_RESULT.build()
+        return result
 
     # -- checks the entries share ---------------------------------------------------------------------------------
 
