@@ -286,3 +286,17 @@ def test_batch_zero_and_negative(lay: FormatLayout) -> None:
     assert ff.unpack_batch(b"", 0) == []
     with pytest.raises(ValueError, match="negative"):
         ff.unpack_batch(bytes(64), -1)
+
+
+@pytest.mark.parametrize("name", ["batch_out", "alloc_result", "retarget_entry"])
+def test_build_makes_the_record_by_field_name(name: str) -> None:
+    """``build`` takes fields by name in any order, zeroes the rest, and packs as the record says."""
+    ff = fast(name)
+    fields = list(ff.record_type._fields)
+    given = {f: i + 1 for i, f in enumerate(reversed(fields[:2]))}
+    record = ff.build(**given)
+    assert record == ff.record_type(**given)
+    assert type(record) is ff.record_type
+    assert ff.unpack_record_from(ff.pack(*record)) == record
+    with pytest.raises(TypeError):
+        ff.build(1)

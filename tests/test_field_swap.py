@@ -18,8 +18,9 @@ from typecheck import package_dir
 from pvmsi.spec.layout import format_layout
 from pvmsi.spec.records import RECORD_FORMATS
 
-#: The swapped pair: two u32 fields of alloc_entry that the reference, the guest and every fault use.
-FORMAT, FIRST, SECOND = "alloc_entry", "vcpu", "vector"
+#: The swapped pairs: two u32 fields of an entry the reference, the guest and every fault read, and two u64
+#: fields of a result they build.
+SWAPS = [("alloc_entry", "vcpu", "vector"), ("alloc_result", "handle", "address")]
 
 #: Run before anything of pvmsi is imported: maps pvmsi and its three folders onto the copy (as the editable
 #: install maps them onto the checkout), ahead of every other finder.
@@ -101,15 +102,16 @@ def _field_name(e: ast.expr) -> str:
     return node.value
 
 
-@pytest.fixture(scope="module")
-def swapped(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the project's packages with ``FIRST`` and ``SECOND`` of ``FORMAT`` swapped in its spec."""
+@pytest.fixture(scope="module", params=SWAPS, ids=lambda swap: f"{swap[0]}.{swap[1]}<->{swap[2]}")
+def swapped(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str, str]:
+    """A copy of the project's packages with two fields of a format swapped in its spec, and which."""
+    fmt, first, second = request.param
     copy = tmp_path_factory.mktemp("swapped")
     for folder in {path.relative_to(ROOT).parts[0] for path in package_dir().values()}:
         shutil.copytree(ROOT / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__"))
     messages = copy / "spec" / "formats" / "messages.py"
-    messages.write_text(_swap_fields(messages.read_text(), FORMAT, FIRST, SECOND))
-    return copy
+    messages.write_text(_swap_fields(messages.read_text(), fmt, first, second))
+    return copy, fmt, first, second
 
 
 def _pvmsi(copy: Path, *args: str, code: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -123,21 +125,22 @@ def _pvmsi(copy: Path, *args: str, code: str | None = None) -> subprocess.Comple
 
 
 @pytest.mark.slow
-def test_the_copy_really_has_the_fields_swapped(swapped: Path) -> None:
-    here = {f.name: f.offset for f in format_layout(FORMAT).fields}
+def test_the_copy_really_has_the_fields_swapped(swapped: tuple[Path, str, str, str]) -> None:
+    copy, fmt, first, second = swapped
+    here = {f.name: f.offset for f in format_layout(fmt).fields}
     probe = _pvmsi(
-        swapped,
+        copy,
         code=textwrap.dedent(
             f"""
             import pvmsi.spec.layout as layout
-            assert layout.__file__.startswith({str(swapped)!r}), layout.__file__
-            print({{f.name: f.offset for f in layout.format_layout({FORMAT!r}).fields}})
+            assert layout.__file__.startswith({str(copy)!r}), layout.__file__
+            print({{f.name: f.offset for f in layout.format_layout({fmt!r}).fields}})
             """
         ),
     )
     assert probe.returncode == 0, probe.stderr
     there = ast.literal_eval(probe.stdout.strip())
-    assert (there[FIRST], there[SECOND]) == (here[SECOND], here[FIRST])
+    assert (there[first], there[second]) == (here[second], here[first])
 
 
 @pytest.mark.slow
@@ -151,10 +154,12 @@ def test_the_copy_really_has_the_fields_swapped(swapped: Path) -> None:
     ],
     ids=["hypervisor-suite", "guest-suite", "demo-end-to-end", "every-fault-caught"],
 )
-def test_reference_suite_and_faults_agree_after_the_swap(swapped: Path, args: tuple[str, ...]) -> None:
+def test_reference_suite_and_faults_agree_after_the_swap(
+    swapped: tuple[Path, str, str, str], args: tuple[str, ...]
+) -> None:
     """The guest allocates, writes the pair, the device fires and the vCPU sees the vector (demo); both suites pass
     against the reference; the suites still catch every faulty implementation."""
-    proc = _pvmsi(swapped, *args)
+    proc = _pvmsi(swapped[0], *args)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     if args[-1] == "check-faults":
         assert " 0 missed" in proc.stdout
