@@ -469,7 +469,7 @@ class Fuzzer:
         return to_signed(out[cc.status_register])
 
     def _check_access(self, index: int, fn: int, args: list[int], status: int, tracker: Any) -> None:
-        if tracker.reads and tracker.max_reads > 1:
+        if tracker.max_reads > 1:
             self._fail(index, "read-once", f"fn {fn:#x}: bytes read twice {tracker.reread()[:4]}")
         if not tracker.writes:
             return

@@ -44,9 +44,25 @@ def _construct_outcome(lay: FormatLayout, raw: bytes, exact: bool = True) -> tup
 def _fast_outcome(lay: FormatLayout, raw: bytes, exact: bool = True) -> tuple[str, Any]:
     ff = fast(lay.name)
     try:
-        return "ok", ff.to_mapping(ff.decode(raw, exact=exact))
+        value = ff.to_mapping(ff.decode(raw, exact=exact))
     except DecodeError as err:
-        return "error", (err.fmt, err.path, err.offset, err.reason, str(err))
+        outcome: tuple[str, Any] = "error", (err.fmt, err.path, err.offset, err.reason, str(err))
+    else:
+        outcome = "ok", value
+    # the record and the Container views accept and reject exactly what the flat decode does, with the same error
+    try:
+        views: tuple[str, Any] = (
+            "ok",
+            (tuple(ff.decode_record(raw, exact=exact)), ff.decode_container(raw, exact=exact)),
+        )
+    except DecodeError as err:
+        views = "error", (err.fmt, err.path, err.offset, err.reason, str(err))
+    if outcome[0] == "ok":
+        assert views[0] == "ok"
+        assert ff.to_mapping(views[1][0]) == views[1][1] == outcome[1]
+    else:
+        assert views == outcome
+    return outcome
 
 
 def test_registry() -> None:
@@ -99,6 +115,11 @@ def test_agrees_with_construct_on_valid_values(lay: FormatLayout, data: st.DataO
     flat = ff.decode(raw)
     assert ff.to_mapping(flat) == plain(decode(struct_of(lay), raw)) == value
     assert ff.pack(*flat) == raw
+    # what the conformance suite's toolkit decodes to: equal to construct's Container, nested fields included
+    container = ff.decode_container(raw)
+    assert container == decode(struct_of(lay), raw)
+    assert all(getattr(container, f.name) == container[f.name] for f in lay.fields)
+    assert ff.decode_record(raw) == flat
 
 
 @by_layout
