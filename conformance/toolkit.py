@@ -250,8 +250,12 @@ class Session:
             self.iut.mem_write(vm, out_gpa, bytes([SENTINEL]) * out_size)
         if args is None:
             args = (in_gpa if block is not None else 0, out_gpa if out_size else 0, 0, 0)
-        status, value = self.iut.hypercall(vm, vcpu, fn, args)
-        out = self.iut.mem_read(vm, out_gpa, out_size) if out_size else b""
+        together = getattr(self.iut, "hypercall_and_read", None)
+        if together is not None and out_size:  # a remote IUT: the call and the read of its output in one exchange
+            status, value, out = together(vm, vcpu, fn, args, out_gpa, out_size)
+        else:
+            status, value = self.iut.hypercall(vm, vcpu, fn, args)
+            out = self.iut.mem_read(vm, out_gpa, out_size) if out_size else b""
         name = FunctionNumber(fn).name if fn in FunctionNumber._value2member_map_ else f"fn {fn:#x}"
         self.log(
             f"vm {vm} vcpu {vcpu} {name} args=({', '.join(hex(a) for a in args)})"
