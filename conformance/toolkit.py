@@ -34,6 +34,9 @@ from ..spec.version import VERSION_MAJOR, VERSION_MINOR
 SCRATCH = 0x10000
 IN_GPA = SCRATCH
 OUT_GPA = SCRATCH + 0x800
+#: A page each for the input and output blocks of a page-full batch (spec "Batching and partial completion").
+PAGE_IN_GPA = 0x20000
+PAGE_OUT_GPA = 0x21000
 #: What the suite fills an output block with before a call, to see what the IUT wrote.
 SENTINEL = 0xA5
 
@@ -332,6 +335,11 @@ class Session:
             out.out[i : i + result.size] for i in range(_BATCH_OUT.size, _BATCH_OUT.size + n * result.size, result.size)
         ]
         return Batch(out, _decoded(_BATCH_OUT, out.out[: _BATCH_OUT.size]), [_decoded(result, r) for r in raw], raw)
+
+    def batch_limit(self, fn: FunctionNumber, **kw: Any) -> int:
+        """The most entries one batch of ``fn`` may carry: hv_info.max_batch or what a page holds, the smaller
+        (HV-BATCH-001). Blocks of more than 64 entries need a page each (``PAGE_IN_GPA``, ``PAGE_OUT_GPA``)."""
+        return min(int(self.info(**kw).max_batch), BATCH_CALLS[fn].max_batch or 0)
 
     def alloc(self, dev: DeviceRef, entries: Sequence[dict[str, Any] | bytes], **kw: Any) -> Batch:
         return self.batch(FunctionNumber.MSG_ALLOC, dev, entries, **kw)

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from ..spec.calls import CALLS_BY_FN
 from ..spec.constants import FEATURES_1_0, FunctionNumber, MsgKind
 from ..spec.fastcodec import fast
 from .guest.actions import GuestDevice
@@ -56,10 +57,10 @@ DEVICE_BDF = Bdf(0, 0, 0x08)
 VCPUS = 4
 #: The performance targets (docs/performance.md); the bench reports whether each is met, it does not fail on them.
 TARGETS = {
-    "exit_reduction_at_2048": 100.0,
+    "exit_reduction_at_2048": 500.0,
     "single_alloc_free_calls_per_s": 50_000.0,
-    "codec_ratio": 3.0,
-    "remap_ratio": 1.5,
+    "codec_ratio": 2.0,
+    "remap_ratio": 1.2,
 }
 
 _DEVICES: dict[str, tuple[DeviceProfile, MsgKind]] = {
@@ -112,6 +113,28 @@ def _check_fire(g: _Guest, kind: MsgKind, msgs: Sequence[GuestMessage]) -> None:
             raise BenchError(f"{kind.name} slot {m.slot}: expected vCPU/vector {want}, got {outcome}")
 
 
+#: Calls made once per device before its first allocation: DEVICE_QUERY and DEVICE_CLAIM.
+DEVICE_CALLS = 2
+#: Trapped configuration-space accesses per message capability the guest configures (read, then write, Message
+#: Control), counted on both paths: to enable the kind under emulation, or to switch it off before claiming it.
+CAPABILITY_ACCESSES = 2
+
+
+def physical_limit(profile: DeviceProfile, kind: MsgKind, operation: str, n: int) -> int:
+    """The fewest exits any design whose parameter blocks are a page at most needs for ``operation`` on ``n``
+    vectors: one exit per page-full batch (the call's ``max_batch``, what a page holds of its entries and
+    results), plus, to set up, the device's fixed set-up (its calls and the trapped accesses to its message
+    capabilities, as the emulated path counts them)."""
+    entries = 1 if kind is MsgKind.MSI else n  # a multi-message MSI block is one entry
+    fn = FunctionNumber.MSG_ALLOC if operation == "setup" else FunctionNumber.MSG_RETARGET
+    per_page = CALLS_BY_FN[fn].max_batch or 1
+    batches = -(-entries // per_page)
+    if operation != "setup":
+        return batches
+    capabilities = (profile.msi_vectors > 0) + (profile.msix_table_size > 0)  # the guest claims every kind
+    return DEVICE_CALLS + CAPABILITY_ACCESSES * capabilities + batches
+
+
 def exit_rows(device: str, n: int) -> list[dict[str, Any]]:
     """Setup and retarget rows for ``n`` vectors on ``device`` ("msix", "ims" or "msi")."""
     profile, kind = _DEVICES[device]
@@ -143,6 +166,7 @@ def exit_rows(device: str, n: int) -> list[dict[str, Any]]:
                 "vectors": n,
                 "emulated": emulated,
                 "pvmsi": pv,
+                "physical_limit": physical_limit(profile, kind, op, n),
                 "pvmsi_device_writes": counts["pvmsi"][f"{op}_writes"],
                 "emulated_device_writes": counts["emulated"][f"{op}_writes"],
                 "reduction": None if emulated is None else round(emulated / max(pv, 1), 1),
@@ -257,6 +281,7 @@ def throughput(pairs: int = 20, repeat: int = 1000, batches: int = 1, batch_repe
         raise BenchError(f"64-entry MSG_ALLOC failed: {check}")
     single_s, single_med = singles[0], statistics.median(singles)
     batch_s, batch_med = batches_s[0], statistics.median(batches_s)
+    loop_us = reference_loop_us()  # the machine's speed right after, to compare runs of other days and machines
     return {
         "single_alloc_free_calls_per_s": 2 * pairs / single_s,
         "single_call_us": single_s / (2 * pairs) * 1e6,
@@ -265,6 +290,8 @@ def throughput(pairs: int = 20, repeat: int = 1000, batches: int = 1, batch_repe
         "batch64_alloc_free_pair_us": batch_s / batches * 1e6,
         "batch64_vectors_per_s_median": 64 * batches / batch_med,
         "single_call_bytecodes": bytecodes / (2 * pairs),
+        "reference_loop_us": loop_us,
+        "single_call_reference_loops": single_s / (2 * pairs) * 1e6 / loop_us,
     }
 
 
@@ -350,6 +377,7 @@ def run(
     largest = max(sizes)
     at_largest = [r for r in exits if r["vectors"] == largest and r["emulated"] is not None]
     reduction = min(r["emulated"] / max(r["pvmsi"], 1) for r in at_largest)
+    above = sum(r["pvmsi"] - r["physical_limit"] for r in exits)
     return {
         "exits": exits,
         "boot_exits": boot_exits(),
@@ -361,6 +389,11 @@ def run(
                 "value": reduction,
                 "target": TARGETS["exit_reduction_at_2048"],
                 "met": reduction >= TARGETS["exit_reduction_at_2048"],
+            },
+            "exits_above_physical_limit": {
+                "value": above,
+                "target": 0,
+                "met": above == 0,
             },
             "single_alloc_free_calls_per_s": {
                 "value": tp["single_alloc_free_calls_per_s"],

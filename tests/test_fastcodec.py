@@ -24,8 +24,8 @@ from strategies import (
     without_path,
 )
 
+from pvmsi.spec.calls import LARGEST_BATCH
 from pvmsi.spec.codec import DecodeError, EncodeError, decode, encode
-from pvmsi.spec.constants import Limit
 from pvmsi.spec.fastcodec import BatchDecodeError, FastFormat, all_fast, decode_batch, fast, fast_of
 from pvmsi.spec.layout import FormatLayout
 
@@ -240,7 +240,7 @@ def test_pack_wrong_arity(lay: FormatLayout) -> None:
 def test_batch_decode_matches_per_entry_decode(lay: FormatLayout, data: st.DataObject) -> None:
     ff = fast(lay.name)
     pool = data.draw(st.lists(values_for(lay), min_size=1, max_size=4))
-    values = [pool[i % len(pool)] for i in range(data.draw(st.integers(0, int(Limit.MAX_BATCH))))]
+    values = [pool[i % len(pool)] for i in range(data.draw(st.integers(0, LARGEST_BATCH)))]
     prefix = data.draw(st.binary(max_size=40))
     raws = [encode(struct_of(lay), v) for v in values]
     buf = prefix + b"".join(raws) + data.draw(st.binary(max_size=8))
@@ -255,7 +255,7 @@ def test_batch_decode_matches_per_entry_decode(lay: FormatLayout, data: st.DataO
 @given(data=st.data())
 def test_batch_stops_at_first_bad_entry_with_construct_error(lay: FormatLayout, data: st.DataObject) -> None:
     ff = fast(lay.name)
-    count = data.draw(st.integers(1, int(Limit.MAX_BATCH)))
+    count = data.draw(st.integers(1, LARGEST_BATCH))
     pool = data.draw(st.lists(encoded_for(lay), min_size=1, max_size=4))
     entries = [pool[i % len(pool)] for i in range(count)]
     for _ in range(data.draw(st.integers(0, 3))):  # corrupt up to three entries

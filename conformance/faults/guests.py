@@ -30,8 +30,9 @@ from ...reference.guest.core import (
     Target,
     compat_message,
 )
+from ...spec.calls import CALLS_BY_FN
 from ...spec.codec import decode, encode
-from ...spec.constants import FEATURES_1_0, KIND_FEATURE, FunctionNumber, MsgKind, Status
+from ...spec.constants import FEATURES_1_0, KIND_FEATURE, FunctionNumber, Limit, MsgKind, Status
 from ...spec.formats import BATCH_IN, BATCH_OUT, CLAIM_IN, FREE_ENTRY, FREE_RESULT, HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
 from ...spec.layout import layout_of
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR, decode_version
@@ -161,7 +162,7 @@ class _Call(GuestCore):
     """The reference call, with the input and output block placed and patched by the fault."""
 
     in_offset = 0
-    out_offset = 2048
+    out_offset = int(Limit.PAGE_SIZE)
 
     def args(self, fn: FunctionNumber, in_gpa: int, out_gpa: int) -> tuple[int, int, int, int]:
         return (in_gpa, out_gpa, 0, 0)
@@ -254,8 +255,9 @@ class _Batch(GuestCore):
     ) -> Op:
         results: list[Any] = []
         rsize, hsize = layout_of(result_fmt).size, layout_of(BATCH_OUT).size
-        for first in range(0, len(entries), self.max_batch):
-            chunk = entries[first : first + self.max_batch]
+        size = min(self.max_batch, CALLS_BY_FN[fn].max_batch or 1)
+        for first in range(0, len(entries), size):
+            chunk = entries[first : first + size]
             body = b"".join(encode(entry_fmt, e) for e in chunk)
             start = 0
             while True:
