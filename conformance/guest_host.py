@@ -29,7 +29,7 @@ from ..reference.hypervisor.core import HypervisorCore
 from ..reference.hypervisor.errors import CallError
 from ..reference.hypervisor.vmstate import Claim, Message
 from ..reference.platform.vm import GuestMemoryError
-from ..spec.calls import BATCH_CALLS, CALLS_BY_FN
+from ..spec.calls import BATCH_CALLS, CALLS_BY_FN, LARGEST_BATCH
 from ..spec.codec import DecodeError, decode, encode
 from ..spec.constants import (
     FEATURES_1_0,
@@ -197,7 +197,7 @@ def _poison(fmt_name: str, size: int, count: int) -> bytes:
                 "message_format": 1,
                 "features_offered": KNOWN_1_0,
                 "features_required": 0,
-                "max_batch": 64,
+                "max_batch": LARGEST_BATCH,
                 "max_claimed_devices": 16,
                 "max_messages_per_vm": 8192,
                 "max_messages_per_device": 4096,
@@ -250,7 +250,7 @@ class HostModel:
             version_major=k.version[0],
             version_minor=k.version[1],
             features_offered=offered,
-            max_batch=k.max_batch or 64,
+            max_batch=k.max_batch or LARGEST_BATCH,
             max_messages_per_device=k.device_quota or 4096,
         )
         self.hv = ReferenceHypervisor(config, core=MovingRetargetCore if k.retarget_moves else HypervisorCore)

@@ -20,7 +20,7 @@ from ..spec.iut import DeviceRef, GuestCommand, GuestIUT, GuestMode, GuestResult
 from .guest_host import CallRecord, HostKnobs, HostModel
 from .toolkit import ABSENT, IDXD, MLX5, MSI_DEV, check, status_name
 
-#: The guest page the suite assigns for parameter blocks (BOOT's scratch_gpa).
+#: The first of the two guest pages the suite assigns for parameter blocks (BOOT's scratch_gpa).
 SCRATCH = 0x10000
 IDXD_SUB = IDXD.with_pasid(1)
 

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..spec.calls import BATCH_CALLS
-from ..spec.codec import DecodeError, decode, encode
+from ..spec.codec import DecodeError
 from ..spec.constants import KIND_FEATURES, FunctionNumber, KindMask, MsgKind, Status
+from ..spec.fastcodec import FastFormat, fast, fast_of
 from ..spec.formats import (
     BATCH_IN,
     BATCH_OUT,
@@ -33,6 +34,9 @@ from ..spec.version import VERSION_MAJOR, VERSION_MINOR
 SCRATCH = 0x10000
 IN_GPA = SCRATCH
 OUT_GPA = SCRATCH + 0x800
+#: A page each for the input and output blocks of a page-full batch (spec "Batching and partial completion").
+PAGE_IN_GPA = 0x20000
+PAGE_OUT_GPA = 0x21000
 #: What the suite fills an output block with before a call, to see what the IUT wrote.
 SENTINEL = 0xA5
 
@@ -60,6 +64,17 @@ ALL_KINDS = int(KIND_FEATURES)
 
 def size(fmt: Any) -> int:
     return layout_of(fmt).size
+
+
+def encode(fmt: Any, value: Any) -> bytes:
+    """Encode ``value`` as :func:`pvmsi.spec.codec.encode` does (same bytes, same errors), by the derived codec."""
+    return fast_of(fmt).encode(value)
+
+
+def decode(fmt: Any, data: bytes) -> Any:
+    """Decode ``data`` as :func:`pvmsi.spec.codec.decode` does (same checks, same errors, an equal ``Container``),
+    by the derived codec."""
+    return fast_of(fmt).decode_container(data)
 
 
 def status_name(status: int) -> str:
@@ -238,8 +253,12 @@ class Session:
             self.iut.mem_write(vm, out_gpa, bytes([SENTINEL]) * out_size)
         if args is None:
             args = (in_gpa if block is not None else 0, out_gpa if out_size else 0, 0, 0)
-        status, value = self.iut.hypercall(vm, vcpu, fn, args)
-        out = self.iut.mem_read(vm, out_gpa, out_size) if out_size else b""
+        together = getattr(self.iut, "hypercall_and_read", None)
+        if together is not None and out_size:  # a remote IUT: the call and the read of its output in one exchange
+            status, value, out = together(vm, vcpu, fn, args, out_gpa, out_size)
+        else:
+            status, value = self.iut.hypercall(vm, vcpu, fn, args)
+            out = self.iut.mem_read(vm, out_gpa, out_size) if out_size else b""
         name = FunctionNumber(fn).name if fn in FunctionNumber._value2member_map_ else f"fn {fn:#x}"
         self.log(
             f"vm {vm} vcpu {vcpu} {name} args=({', '.join(hex(a) for a in args)})"
@@ -306,31 +325,21 @@ class Session:
         **kw: Any,
     ) -> Batch:
         """A batch call; entries may be raw bytes (to send malformed ones)."""
-        entry_fmt, result_fmt = BATCH_CALLS[fn].entry_format, BATCH_CALLS[fn].result_format
+        call = BATCH_CALLS[fn]
+        entry, result = fast(call.input_entry or ""), fast(call.output_entry or "")
         n = len(entries) if count is None else count
         hdr = {"device": dev.wire(), "count": n, "start": start, **(header or {})}
-        body = b"".join(e if isinstance(e, bytes) else encode(entry_fmt, e) for e in entries)
-        out_size = size(BATCH_OUT) + n * size(result_fmt)
-        out = self.call(fn, encode(BATCH_IN, hdr) + body, out_size, **kw)
-        rsize = size(result_fmt)
-        raw = [out.out[size(BATCH_OUT) + i * rsize : size(BATCH_OUT) + (i + 1) * rsize] for i in range(n)]
-        results: list[Any] = []
-        for r in raw:
-            if r == bytes([SENTINEL]) * rsize:
-                results.append(None)
-                continue
-            try:
-                results.append(decode(result_fmt, r))
-            except DecodeError:
-                results.append(r)
-        head_raw = out.out[: size(BATCH_OUT)]
-        header_val: Any = None
-        if head_raw != bytes([SENTINEL]) * size(BATCH_OUT):
-            try:
-                header_val = decode(BATCH_OUT, head_raw)
-            except DecodeError:
-                header_val = head_raw
-        return Batch(out, header_val, results, raw)
+        body = b"".join(e if isinstance(e, bytes) else entry.encode(e) for e in entries)
+        out = self.call(fn, _BATCH_IN.encode(hdr) + body, _BATCH_OUT.size + n * result.size, **kw)
+        raw = [
+            out.out[i : i + result.size] for i in range(_BATCH_OUT.size, _BATCH_OUT.size + n * result.size, result.size)
+        ]
+        return Batch(out, _decoded(_BATCH_OUT, out.out[: _BATCH_OUT.size]), [_decoded(result, r) for r in raw], raw)
+
+    def batch_limit(self, fn: FunctionNumber, **kw: Any) -> int:
+        """The most entries one batch of ``fn`` may carry: hv_info.max_batch or what a page holds, the smaller
+        (HV-BATCH-001). Blocks of more than 64 entries need a page each (``PAGE_IN_GPA``, ``PAGE_OUT_GPA``)."""
+        return min(int(self.info(**kw).max_batch), BATCH_CALLS[fn].max_batch or 0)
 
     def alloc(self, dev: DeviceRef, entries: Sequence[dict[str, Any] | bytes], **kw: Any) -> Batch:
         return self.batch(FunctionNumber.MSG_ALLOC, dev, entries, **kw)
@@ -367,6 +376,20 @@ class Session:
         b = self.alloc(dev, entries, **kw)
         check(b.status == Status.SUCCESS, "HV-ALLOC-007", "MSG_ALLOC -> SUCCESS", status_name(b.status))
         return b.results
+
+
+_BATCH_IN, _BATCH_OUT = fast_of(BATCH_IN), fast_of(BATCH_OUT)
+
+
+def _decoded(fmt: FastFormat, raw: bytes) -> Any:
+    """A result slot or header as the IUT left it: None if it still holds the sentinel, the raw bytes if it does
+    not decode, else its record."""
+    if raw == bytes([SENTINEL]) * fmt.size:
+        return None
+    try:
+        return fmt.decode_record(raw)
+    except DecodeError:
+        return raw
 
 
 def alloc_entry(

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from ..spec.calls import CALLS_BY_FN
 from ..spec.constants import FEATURES_1_0, FunctionNumber, MsgKind
 from ..spec.fastcodec import fast
 from .guest.actions import GuestDevice
@@ -56,10 +57,10 @@ DEVICE_BDF = Bdf(0, 0, 0x08)
 VCPUS = 4
 #: The performance targets (docs/performance.md); the bench reports whether each is met, it does not fail on them.
 TARGETS = {
-    "exit_reduction_at_2048": 100.0,
+    "exit_reduction_at_2048": 500.0,
     "single_alloc_free_calls_per_s": 50_000.0,
-    "codec_ratio": 3.0,
-    "remap_ratio": 1.5,
+    "codec_ratio": 2.0,
+    "remap_ratio": 1.2,
 }
 
 _DEVICES: dict[str, tuple[DeviceProfile, MsgKind]] = {
@@ -112,6 +113,28 @@ def _check_fire(g: _Guest, kind: MsgKind, msgs: Sequence[GuestMessage]) -> None:
             raise BenchError(f"{kind.name} slot {m.slot}: expected vCPU/vector {want}, got {outcome}")
 
 
+#: Calls made once per device before its first allocation: DEVICE_QUERY and DEVICE_CLAIM.
+DEVICE_CALLS = 2
+#: Trapped configuration-space accesses per message capability the guest configures (read, then write, Message
+#: Control), counted on both paths: to enable the kind under emulation, or to switch it off before claiming it.
+CAPABILITY_ACCESSES = 2
+
+
+def physical_limit(profile: DeviceProfile, kind: MsgKind, operation: str, n: int) -> int:
+    """The fewest exits any design whose parameter blocks are a page at most needs for ``operation`` on ``n``
+    vectors: one exit per page-full batch (the call's ``max_batch``, what a page holds of its entries and
+    results), plus, to set up, the device's fixed set-up (its calls and the trapped accesses to its message
+    capabilities, as the emulated path counts them)."""
+    entries = 1 if kind is MsgKind.MSI else n  # a multi-message MSI block is one entry
+    fn = FunctionNumber.MSG_ALLOC if operation == "setup" else FunctionNumber.MSG_RETARGET
+    per_page = CALLS_BY_FN[fn].max_batch or 1
+    batches = -(-entries // per_page)
+    if operation != "setup":
+        return batches
+    capabilities = (profile.msi_vectors > 0) + (profile.msix_table_size > 0)  # the guest claims every kind
+    return DEVICE_CALLS + CAPABILITY_ACCESSES * capabilities + batches
+
+
 def exit_rows(device: str, n: int) -> list[dict[str, Any]]:
     """Setup and retarget rows for ``n`` vectors on ``device`` ("msix", "ims" or "msi")."""
     profile, kind = _DEVICES[device]
@@ -143,6 +166,7 @@ def exit_rows(device: str, n: int) -> list[dict[str, Any]]:
                 "vectors": n,
                 "emulated": emulated,
                 "pvmsi": pv,
+                "physical_limit": physical_limit(profile, kind, op, n),
                 "pvmsi_device_writes": counts["pvmsi"][f"{op}_writes"],
                 "emulated_device_writes": counts["emulated"][f"{op}_writes"],
                 "reduction": None if emulated is None else round(emulated / max(pv, 1), 1),
@@ -168,8 +192,19 @@ def _claimed(kind: MsgKind = MsgKind.MSIX) -> tuple[ReferenceSystem, SystemVm]:
     return g.system, g.vm
 
 
+def _alloc_entry(*, slot: int, vcpu: int, vector: int) -> bytes:
+    """One MSI-X alloc_entry, built by field name."""
+    entry = fast("alloc_entry")
+    return bytes(entry.pack(*entry.build(kind=int(MsgKind.MSIX), vector_count=1, slot=slot, vcpu=vcpu, vector=vector)))
+
+
 def _batch_header(count: int) -> bytes:
-    return fast("batch_in").pack(DEVICE_BDF.segment, DEVICE_BDF.bus, DEVICE_BDF.devfn, 0, 0, 0, count, 0, 0, 0)
+    hdr = fast("batch_in")
+    return hdr.pack(
+        *hdr.build(
+            device_segment=DEVICE_BDF.segment, device_bus=DEVICE_BDF.bus, device_devfn=DEVICE_BDF.devfn, count=count
+        )
+    )
 
 
 def _bytecodes_per_call(workload: Callable[[], object]) -> float:
@@ -203,7 +238,7 @@ def throughput(pairs: int = 20, repeat: int = 1000, batches: int = 1, batch_repe
     system, vm = _claimed()
     core, mem = system.core, vm.vm.memory
     alloc_in, alloc_out, free_in, free_out = SCRATCH, SCRATCH + 0x800, SCRATCH + 0x1000, SCRATCH + 0x1800
-    mem.write(alloc_in, _batch_header(1) + fast("alloc_entry").pack(int(MsgKind.MSIX), 0, 1, 0, 0, 0x40, 0))
+    mem.write(alloc_in, _batch_header(1) + _alloc_entry(slot=0, vcpu=0, vector=0x40))
     mem.write(free_in, _batch_header(1) + bytes(8))
     hypercall, read, write = core.hypercall, mem.read, mem.write
     alloc_args, free_args = (alloc_in, alloc_out, 0, 0), (free_in, free_out, 0, 0)
@@ -220,10 +255,9 @@ def throughput(pairs: int = 20, repeat: int = 1000, batches: int = 1, batch_repe
 
     # The batch has blocks of its own in the same VM (a repeat frees everything it allocated).
     b_alloc_in, b_alloc_out, b_free_in, b_free_out = (SCRATCH + 0x2000 + i * 0x800 for i in range(4))
-    entry = fast("alloc_entry")
     mem.write(
         b_alloc_in,
-        _batch_header(64) + b"".join(entry.pack(int(MsgKind.MSIX), 0, 1, i, i % VCPUS, 0x40 + i, 0) for i in range(64)),
+        _batch_header(64) + b"".join(_alloc_entry(slot=i, vcpu=i % VCPUS, vector=0x40 + i) for i in range(64)),
     )
     mem.write(b_free_in, _batch_header(64) + bytes(8 * 64))
     b_alloc_args, b_free_args = (b_alloc_in, b_alloc_out, 0, 0), (b_free_in, b_free_out, 0, 0)
@@ -257,6 +291,7 @@ def throughput(pairs: int = 20, repeat: int = 1000, batches: int = 1, batch_repe
         raise BenchError(f"64-entry MSG_ALLOC failed: {check}")
     single_s, single_med = singles[0], statistics.median(singles)
     batch_s, batch_med = batches_s[0], statistics.median(batches_s)
+    loop_us = reference_loop_us()  # the machine's speed right after, to compare runs of other days and machines
     return {
         "single_alloc_free_calls_per_s": 2 * pairs / single_s,
         "single_call_us": single_s / (2 * pairs) * 1e6,
@@ -265,6 +300,8 @@ def throughput(pairs: int = 20, repeat: int = 1000, batches: int = 1, batch_repe
         "batch64_alloc_free_pair_us": batch_s / batches * 1e6,
         "batch64_vectors_per_s_median": 64 * batches / batch_med,
         "single_call_bytecodes": bytecodes / (2 * pairs),
+        "reference_loop_us": loop_us,
+        "single_call_reference_loops": single_s / (2 * pairs) * 1e6 / loop_us,
     }
 
 
@@ -350,6 +387,7 @@ def run(
     largest = max(sizes)
     at_largest = [r for r in exits if r["vectors"] == largest and r["emulated"] is not None]
     reduction = min(r["emulated"] / max(r["pvmsi"], 1) for r in at_largest)
+    above = sum(r["pvmsi"] - r["physical_limit"] for r in exits)
     return {
         "exits": exits,
         "boot_exits": boot_exits(),
@@ -361,6 +399,11 @@ def run(
                 "value": reduction,
                 "target": TARGETS["exit_reduction_at_2048"],
                 "met": reduction >= TARGETS["exit_reduction_at_2048"],
+            },
+            "exits_above_physical_limit": {
+                "value": above,
+                "target": 0,
+                "met": above == 0,
             },
             "single_alloc_free_calls_per_s": {
                 "value": tp["single_alloc_free_calls_per_s"],

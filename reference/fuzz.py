@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..spec.callconv import CONVENTIONS
-from ..spec.calls import BATCH_CALLS, CALLS_BY_FN
+from ..spec.calls import BATCH_CALLS, CALLS_BY_FN, LARGEST_BATCH
 from ..spec.constants import FEATURES_1_0, Feature, FunctionNumber, Limit, MsgKind, Status
 from ..spec.fastcodec import fast
 from .guest.actions import GuestDevice
@@ -238,7 +238,7 @@ class Fuzzer:
         config = HypervisorConfig(
             features_offered=offered,
             features_required=required,
-            max_batch=rng.choice((64, 64, 8, 1, rng.randrange(1, 65))),
+            max_batch=rng.choice((LARGEST_BATCH, LARGEST_BATCH, 64, 8, 1, rng.randrange(1, LARGEST_BATCH + 1))),
             max_claimed_devices=rng.choice((16, 16, 16, 16, 2, 1)),
             max_messages_per_vm=rng.choice((8192, 8192, 8192, 8192, 96, 20)),
             max_messages_per_device=rng.choice((4096, 4096, 4096, 4096, 64, 10)),
@@ -469,7 +469,7 @@ class Fuzzer:
         return to_signed(out[cc.status_register])
 
     def _check_access(self, index: int, fn: int, args: list[int], status: int, tracker: Any) -> None:
-        if tracker.reads and tracker.max_reads > 1:
+        if tracker.max_reads > 1:
             self._fail(index, "read-once", f"fn {fn:#x}: bytes read twice {tracker.reread()[:4]}")
         if not tracker.writes:
             return

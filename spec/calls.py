@@ -9,10 +9,12 @@ as it requires ``arg2`` and ``arg3`` to be zero (HV-CALL-003).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
-from .constants import FunctionNumber
+from .constants import FunctionNumber, Limit
 from .formats import FORMATS
+from .layout import format_layout
 from .states import VmState
 
 ANY_STATE = (VmState.OPEN, VmState.NEGOTIATED)
@@ -43,6 +45,23 @@ class CallDef:
     def batched(self) -> bool:
         """A batch call (spec "Batching and partial completion"): a header, then ``count`` entries."""
         return self.input_entry is not None
+
+    @cached_property
+    def max_batch(self) -> int | None:
+        """The most entries one batch of this call may carry (spec "Batching and partial completion"): what one
+        page holds of its input entries after the input header, or of its results after the output header,
+        whichever is fewer; None for a call that is not a batch."""
+        if self.input_entry is None or self.output_entry is None or self.input is None or self.output is None:
+            return None
+        page = int(Limit.PAGE_SIZE)
+        inputs = (page - format_layout(self.input).size) // format_layout(self.input_entry).size
+        outputs = (page - format_layout(self.output).size) // format_layout(self.output_entry).size
+        return min(inputs, outputs)
+
+    @property
+    def c_max_batch(self) -> str:
+        """The C name of :attr:`max_batch`."""
+        return f"PVMSI_{self.name}_MAX_BATCH"
 
     @property
     def input_format(self) -> Any:
@@ -170,6 +189,10 @@ CALLS_BY_FN: dict[int, CallDef] = {int(c.fn): c for c in CALLS}
 
 #: The batch calls, by function number.
 BATCH_CALLS: dict[int, CallDef] = {int(c.fn): c for c in CALLS if c.batched}
+
+#: The largest batch of any call (what a page holds of the smallest entries): the most ``hv_info.max_batch`` may
+#: be (HV-DISC-004).
+LARGEST_BATCH: int = max(c.max_batch or 0 for c in CALLS)
 
 
 def call(name: str) -> CallDef:

@@ -256,7 +256,6 @@ class Limit(IntEnum):
 
     PAGE_SIZE = 4096
     BLOCK_ALIGN = 8
-    MAX_BATCH = 64
     MSI_MAX_VECTORS = 32
     PASID_BITS = 20
 
@@ -266,7 +265,6 @@ LIMIT_DOCS: dict[Limit, str] = {
     Limit.BLOCK_ALIGN: (
         "Parameter blocks start at a guest physical address aligned to this and are sized in its multiples."
     ),
-    Limit.MAX_BATCH: "The largest entry count a batch header may carry in 1.0.",
     Limit.MSI_MAX_VECTORS: "Largest multi-message MSI block.",
     Limit.PASID_BITS: "Width of a PASID used as sub-device id.",
 }

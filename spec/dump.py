@@ -78,6 +78,7 @@ def spec_dump() -> dict[str, Any]:
                 "output": c.output,
                 "output_entry": c.output_entry,
                 "batched": c.batched,
+                "max_batch": c.max_batch,
                 "args": list(c.args),
                 "value": c.value,
                 "requires_negotiation": c.needs_negotiation,

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+import construct as cs
+
 from .codec import DecodeError, EncodeError, _check_value
 from .constants import group
 from .layout import FieldLayout, FormatLayout, all_layouts, format_layout, layout_of
@@ -305,7 +307,14 @@ def pack_into(buf, offset, *v):
 
     def decode_record(self, data: BytesLike, *, exact: bool = True) -> Any:
         """Decode ``data`` to a named tuple whose attributes are the leaf paths with ``.`` replaced by ``_``."""
-        return self.record_type._make(self.decode(data, exact=exact))
+        if exact and len(data) > self.size:
+            raise DecodeError(self.name, "<end>", self.size, f"{len(data) - self.size} trailing bytes after the format")
+        return self.unpack_record_from(data, 0)
+
+    def decode_container(self, data: BytesLike, *, exact: bool = True) -> Any:
+        """Decode ``data`` to what :func:`.codec.decode` returns: a construct ``Container`` (nested for a nested
+        field, a list for an array), equal to it field by field (enum and flag fields as plain ``int``)."""
+        return _container(self.to_mapping(self.decode(data, exact=exact)))
 
     def encode(self, value: Mapping[str, Any]) -> bytes:
         """Encode a (nested) mapping as :func:`.codec.encode` does; reserved fields may be omitted."""
@@ -357,6 +366,14 @@ def _flatten(lay: FormatLayout, value: Mapping[str, Any], out: list[Any]) -> Non
             out.append(v)
         else:
             out.extend(v)
+
+
+def _container(value: Any) -> Any:
+    if isinstance(value, dict):
+        return cs.Container({k: _container(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return cs.ListContainer(_container(v) for v in value)
+    return value
 
 
 def _zero(f: FieldLayout) -> Any:

@@ -24,7 +24,10 @@ def figures() -> dict[str, Any]:
 def test_json_shape(figures: dict[str, Any]) -> None:
     assert {"exits", "throughput", "codec", "remap_table", "machine", "targets"} <= set(figures)
     for row in figures["exits"]:
-        assert {"device", "operation", "vectors", "emulated", "pvmsi", "pvmsi_device_writes"} <= set(row)
+        assert {"device", "operation", "vectors", "emulated", "pvmsi", "physical_limit", "pvmsi_device_writes"} <= set(
+            row
+        )
+        assert row["pvmsi"] == row["physical_limit"]
         assert row["device"] in ("msix", "ims", "msi")
         assert row["operation"] in ("setup", "retarget")
         assert isinstance(row["pvmsi"], int)
@@ -32,8 +35,10 @@ def test_json_shape(figures: dict[str, Any]) -> None:
     assert set(figures["throughput"]) >= {"single_alloc_free_calls_per_s", "batch64_vectors_per_s"}
     assert set(figures["codec"]) >= {"hot_path_ns", "struct_baseline_ns", "ratio"}
     assert set(figures["remap_table"]) >= {"alloc_ns_1pct", "alloc_ns_95pct", "ratio"}
+    assert set(figures["suite"]) == {"hypervisor_s", "guest_s", "hypervisor_exec_s", "runs"}
     for group in ("throughput", "codec", "remap_table"):
         assert all(isinstance(v, float) and v > 0 for v in figures[group].values())
+    assert all(figures["suite"][k] > 0 for k in ("hypervisor_s", "guest_s", "hypervisor_exec_s"))
 
 
 def test_exit_counts_make_sense(figures: dict[str, Any]) -> None:

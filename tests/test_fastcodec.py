@@ -24,8 +24,8 @@ from strategies import (
     without_path,
 )
 
+from pvmsi.spec.calls import LARGEST_BATCH
 from pvmsi.spec.codec import DecodeError, EncodeError, decode, encode
-from pvmsi.spec.constants import Limit
 from pvmsi.spec.fastcodec import BatchDecodeError, FastFormat, all_fast, decode_batch, fast, fast_of
 from pvmsi.spec.layout import FormatLayout
 
@@ -44,9 +44,25 @@ def _construct_outcome(lay: FormatLayout, raw: bytes, exact: bool = True) -> tup
 def _fast_outcome(lay: FormatLayout, raw: bytes, exact: bool = True) -> tuple[str, Any]:
     ff = fast(lay.name)
     try:
-        return "ok", ff.to_mapping(ff.decode(raw, exact=exact))
+        value = ff.to_mapping(ff.decode(raw, exact=exact))
     except DecodeError as err:
-        return "error", (err.fmt, err.path, err.offset, err.reason, str(err))
+        outcome: tuple[str, Any] = "error", (err.fmt, err.path, err.offset, err.reason, str(err))
+    else:
+        outcome = "ok", value
+    # the record and the Container views accept and reject exactly what the flat decode does, with the same error
+    try:
+        views: tuple[str, Any] = (
+            "ok",
+            (tuple(ff.decode_record(raw, exact=exact)), ff.decode_container(raw, exact=exact)),
+        )
+    except DecodeError as err:
+        views = "error", (err.fmt, err.path, err.offset, err.reason, str(err))
+    if outcome[0] == "ok":
+        assert views[0] == "ok"
+        assert ff.to_mapping(views[1][0]) == views[1][1] == outcome[1]
+    else:
+        assert views == outcome
+    return outcome
 
 
 def test_registry() -> None:
@@ -99,6 +115,11 @@ def test_agrees_with_construct_on_valid_values(lay: FormatLayout, data: st.DataO
     flat = ff.decode(raw)
     assert ff.to_mapping(flat) == plain(decode(struct_of(lay), raw)) == value
     assert ff.pack(*flat) == raw
+    # what the conformance suite's toolkit decodes to: equal to construct's Container, nested fields included
+    container = ff.decode_container(raw)
+    assert container == decode(struct_of(lay), raw)
+    assert all(getattr(container, f.name) == container[f.name] for f in lay.fields)
+    assert ff.decode_record(raw) == flat
 
 
 @by_layout
@@ -219,7 +240,7 @@ def test_pack_wrong_arity(lay: FormatLayout) -> None:
 def test_batch_decode_matches_per_entry_decode(lay: FormatLayout, data: st.DataObject) -> None:
     ff = fast(lay.name)
     pool = data.draw(st.lists(values_for(lay), min_size=1, max_size=4))
-    values = [pool[i % len(pool)] for i in range(data.draw(st.integers(0, int(Limit.MAX_BATCH))))]
+    values = [pool[i % len(pool)] for i in range(data.draw(st.integers(0, LARGEST_BATCH)))]
     prefix = data.draw(st.binary(max_size=40))
     raws = [encode(struct_of(lay), v) for v in values]
     buf = prefix + b"".join(raws) + data.draw(st.binary(max_size=8))
@@ -234,7 +255,7 @@ def test_batch_decode_matches_per_entry_decode(lay: FormatLayout, data: st.DataO
 @given(data=st.data())
 def test_batch_stops_at_first_bad_entry_with_construct_error(lay: FormatLayout, data: st.DataObject) -> None:
     ff = fast(lay.name)
-    count = data.draw(st.integers(1, int(Limit.MAX_BATCH)))
+    count = data.draw(st.integers(1, LARGEST_BATCH))
     pool = data.draw(st.lists(encoded_for(lay), min_size=1, max_size=4))
     entries = [pool[i % len(pool)] for i in range(count)]
     for _ in range(data.draw(st.integers(0, 3))):  # corrupt up to three entries

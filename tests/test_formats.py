@@ -101,3 +101,27 @@ def test_encode_decode_is_identity_and_decode_encode_gives_same_bytes(lay: Forma
     decoded = decode(fmt, encoded)
     assert plain(decoded) == value
     assert encode(fmt, decoded) == encoded
+
+
+def test_a_batch_fills_a_page_and_no_more() -> None:
+    """Each batch call's max_batch (spec "Batching and partial completion"): its input and output blocks of that
+    many entries fit a page, and one entry more does not fit in one of them."""
+    from pvmsi.spec.calls import BATCH_CALLS, LARGEST_BATCH
+    from pvmsi.spec.constants import Limit
+    from pvmsi.spec.layout import format_layout
+
+    page = int(Limit.PAGE_SIZE)
+    for c in BATCH_CALLS.values():
+        assert c.max_batch is not None
+        assert c.input is not None
+        assert c.output is not None
+        assert c.input_entry is not None
+        assert c.output_entry is not None
+        sizes = [
+            (format_layout(head).size, format_layout(entry).size)
+            for head, entry in ((c.input, c.input_entry), (c.output, c.output_entry))
+        ]
+        assert all(h + c.max_batch * e <= page for h, e in sizes)
+        assert any(h + (c.max_batch + 1) * e > page for h, e in sizes)
+    assert max(c.max_batch or 0 for c in BATCH_CALLS.values()) == LARGEST_BATCH
+    assert [c.max_batch for c in BATCH_CALLS.values()] == [169, 169, 508]

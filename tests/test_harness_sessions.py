@@ -236,6 +236,56 @@ def test_the_client_refuses_a_response_of_the_wrong_kind(method: str, args: tupl
         getattr(iut, method)(*args)
 
 
+class _Loop:
+    """A channel straight into a :class:`HypervisorService`; counts the writes the client makes."""
+
+    def __init__(self) -> None:
+        self.svc = HypervisorService(ReferenceHypervisor())
+        self.out = b""
+        self.sends = 0
+
+    def send(self, data: bytes) -> None:
+        self.sends += 1
+        self.out += self.svc.receive(data)
+
+    def recv(self, timeout: float) -> bytes:
+        out, self.out = self.out, b""
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def test_posted_writes_go_out_with_the_next_request_and_their_failure_fails_it() -> None:
+    loop = _Loop()
+    iut = HarnessHypervisor(HarnessConnection(loop, timeout=1.0))
+    vm = iut.create_vm(1, 16, [DeviceSlot(DeviceProfile.MLX5, DeviceRef(0, 0, 8))])
+    sends = loop.sends
+    iut.mem_write(vm, 0x10000, b"\x11" * 16)
+    iut.mem_write(vm, 0x10010, b"\x22" * 16)
+    assert loop.sends == sends  # nothing sent yet
+    assert iut.mem_read(vm, 0x10000, 32) == b"\x11" * 16 + b"\x22" * 16
+    assert loop.sends == sends + 1  # both writes and the read in one write
+    iut.mem_write(vm, 1 << 40, b"\x33" * 8)  # not RAM: the next request fails, and is still answered in step
+    with pytest.raises(IutError, match="MEM_WRITE failed"):
+        iut.mem_read(vm, 0x10000, 8)
+    assert iut.mem_read(vm, 0x10000, 8) == b"\x11" * 8
+    iut.mem_write(vm, 1 << 40, b"\x33" * 8)
+    with pytest.raises(IutError, match="MEM_WRITE failed"):
+        iut.conn.flush()
+
+
+def test_hypercall_and_read_is_one_exchange_with_the_same_answers() -> None:
+    loop = _Loop()
+    iut = HarnessHypervisor(HarnessConnection(loop, timeout=1.0))
+    vm = iut.create_vm(1, 16, [])
+    sends = loop.sends
+    status, value, out = iut.hypercall_and_read(vm, 0, 0x01, (0, 0x11000, 0, 0), 0x11000, 48)  # GET_INFO
+    assert loop.sends == sends + 1
+    assert (status, value) == iut.hypercall(vm, 0, 0x01, (0, 0x11000, 0, 0))
+    assert out == iut.mem_read(vm, 0x11000, 48)
+
+
 # -- the socket transport ------------------------------------------------------------------------------------
 
 

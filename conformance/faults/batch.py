@@ -43,6 +43,16 @@ class WrongValueRegister(HypervisorCore):
 
 
 @faults.add(
+    "batch-of-64", "HV-BATCH-001", "refuses a batch above 64 entries, less than a page holds and than it reports"
+)
+class BatchOf64(HypervisorCore):
+    def check_header(self, c: Call, formats: BatchFormats, header: BatchIn) -> None:
+        super().check_header(c, formats, header)
+        if header.count > 64:
+            raise CallError(Status.INVALID_PARAMETER, "HV-BATCH-001", f"count {header.count} above 64")
+
+
+@faults.add(
     "start-at-count-is-done", "HV-BATCH-001", "a batch with start >= count is an already finished batch: SUCCESS"
 )
 class StartAtCountIsDone(HypervisorCore):
@@ -52,7 +62,7 @@ class StartAtCountIsDone(HypervisorCore):
         except CallError as e:
             if e.requirement == "HV-BATCH-001":
                 header = self.read_header(c)  # read again, on this failing path only
-                if 1 <= header.count <= c.st.config.max_batch:
+                if 1 <= header.count <= formats.batch_limit(c.st.config.max_batch):
                     return CallResult(Status.SUCCESS, header.start)
             raise
 

@@ -29,7 +29,7 @@ from ...reference.guest.core import (
     compat_message,
 )
 from ...spec.codec import decode, encode
-from ...spec.constants import FEATURES_1_0, KIND_FEATURE, FunctionNumber, MsgKind, Status
+from ...spec.constants import FEATURES_1_0, KIND_FEATURE, FunctionNumber, Limit, MsgKind, Status
 from ...spec.formats import FREE_ENTRY, FREE_RESULT, HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
 from ...spec.layout import layout_of
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR, decode_version
@@ -159,7 +159,7 @@ class _Call(GuestCore):
     """The reference call, with the input and output block placed and patched by the fault."""
 
     in_offset = 0
-    out_offset = 2048
+    out_offset = int(Limit.PAGE_SIZE)
 
     def args(self, fn: FunctionNumber, in_gpa: int, out_gpa: int) -> tuple[int, int, int, int]:
         return (in_gpa, out_gpa, 0, 0)

@@ -46,7 +46,13 @@ RequestHandler = Callable[[Frame], bytes]
 
 
 class HarnessConnection:
-    """Frames over a channel: one request in flight, every wait bounded by ``timeout``."""
+    """Frames over a channel, every wait bounded by ``timeout``.
+
+    One request is awaited at a time; requests answered by a bare ``OK`` may be *posted* before it
+    (:meth:`post`): they go out in the same write as the next request and their answers, which come first
+    (harness "Sessions": one response per request, in order), are taken before its own.  A posted request
+    that failed fails that next request.
+    """
 
     def __init__(self, channel: Channel, timeout: float) -> None:
         self.channel = channel
@@ -56,6 +62,28 @@ class HarnessConnection:
         self.log: list[str] = []
         #: Requests that timed out: a late answer to one of them is dropped, so the connection stays in step.
         self.abandoned: set[int] = set()
+        #: Posted requests not sent yet: (seq, kind, frame).
+        self.posted: list[tuple[int, FrameKind, bytes]] = []
+
+    def _next_seq(self) -> int:
+        self.seq = (self.seq + 1) & 0xFFFFFFFF
+        return self.seq
+
+    def post(self, kind: FrameKind, body: dict[str, Any] | None = None, *, data: bytes = b"") -> None:
+        """Queue a request whose answer is ``OK``, to go out with the next :meth:`request`."""
+        if RESPONSE_OF[kind] is not FrameKind.OK:
+            raise ValueError(f"{kind.name} is answered by {RESPONSE_OF[kind].name}: it cannot be posted")
+        seq = self._next_seq()
+        self.posted.append((seq, kind, build(kind, seq, body, data=data)))
+
+    def flush(self) -> None:
+        """Send the posted requests now and take their answers."""
+        posted, self.posted = self.posted, []
+        if posted:
+            self.channel.send(b"".join(frame for _, _, frame in posted))
+            failed = self._await_posted(posted)
+            if failed is not None:
+                raise failed
 
     def _next(self, deadline: float) -> Frame:
         while True:
@@ -82,10 +110,53 @@ class HarnessConnection:
         data: bytes = b"",
         on_request: RequestHandler | None = None,
     ) -> Frame:
-        """Send one request and wait for its response; requests from the IUT meanwhile go to ``on_request``."""
-        self.seq = (self.seq + 1) & 0xFFFFFFFF
-        seq = self.seq
-        self.channel.send(build(kind, seq, body, entries=entries, data=data))
+        """Send one request (after the posted ones) and wait for its response; requests from the IUT meanwhile go
+        to ``on_request``."""
+        seq = self._next_seq()
+        return self._exchange([(seq, kind, build(kind, seq, body, entries=entries, data=data))], on_request)[0]
+
+    def pipeline(self, *requests: tuple[FrameKind, dict[str, Any]]) -> list[Frame]:
+        """Send several requests in one write (after the posted ones) and wait for their responses, in order."""
+        frames = []
+        for kind, body in requests:
+            seq = self._next_seq()
+            frames.append((seq, kind, build(kind, seq, body)))
+        return self._exchange(frames, None)
+
+    def _exchange(self, frames: list[tuple[int, FrameKind, bytes]], on_request: RequestHandler | None) -> list[Frame]:
+        posted, self.posted = self.posted, []
+        self.channel.send(b"".join(frame for _, _, frame in [*posted, *frames]))
+        failed = self._await_posted(posted)
+        try:
+            answers = []
+            for i, (seq, kind, _) in enumerate(frames):
+                try:
+                    answers.append(self._await(kind, seq, on_request))
+                except IutTimeout:
+                    self.abandoned.update(s for s, _, _ in frames[i + 1 :])
+                    raise
+        except (IutError, Unsupported):
+            if failed is not None:
+                raise failed from None
+            raise
+        if failed is not None:
+            raise failed
+        return answers
+
+    def _await_posted(self, posted: list[tuple[int, FrameKind, bytes]]) -> Exception | None:
+        """Take the answers of posted requests, in order; the first failure, if any."""
+        failed: Exception | None = None
+        for i, (seq, kind, _) in enumerate(posted):
+            try:
+                self._await(kind, seq, None)
+            except IutTimeout:
+                self.abandoned.update(s for s, _, _ in posted[i + 1 :])
+                raise
+            except (IutError, Unsupported) as e:
+                failed = failed or e
+        return failed
+
+    def _await(self, kind: FrameKind, seq: int, on_request: RequestHandler | None) -> Frame:
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -118,6 +189,8 @@ class HarnessConnection:
             return frame
 
     def close(self) -> None:
+        with contextlib.suppress(IutError, IutTimeout, Unsupported, OSError):
+            self.flush()
         with contextlib.suppress(IutError, OSError):
             self.channel.send(build(FrameKind.BYE, 0))
         self.channel.close()
@@ -180,7 +253,7 @@ class HarnessHypervisor:
     def mem_write(self, vm: int, gpa: int, data: bytes) -> None:
         for off in range(0, len(data), HARNESS_MAX_MEM_ACCESS):
             chunk = data[off : off + HARNESS_MAX_MEM_ACCESS]
-            self.conn.request(FrameKind.MEM_WRITE, {"vm": vm, "size": len(chunk), "gpa": gpa + off}, data=chunk)
+            self.conn.post(FrameKind.MEM_WRITE, {"vm": vm, "size": len(chunk), "gpa": gpa + off}, data=chunk)
 
     def mem_read(self, vm: int, gpa: int, size: int) -> bytes:
         parts = []
@@ -193,11 +266,24 @@ class HarnessHypervisor:
         return b"".join(parts)
 
     def hypercall(self, vm: int, vcpu: int, fn: int, args: tuple[int, int, int, int]) -> tuple[int, int]:
-        f = self.conn.request(
-            FrameKind.HYPERCALL,
-            {"vm": vm, "vcpu": vcpu, "function": fn, "in_size": 0, "out_size": 0, "args": list(args)},
-        )
+        f = self.conn.request(FrameKind.HYPERCALL, _hypercall_req(vm, vcpu, fn, args))
         return int(f.body.status), int(f.body.value)
+
+    def hypercall_and_read(
+        self, vm: int, vcpu: int, fn: int, args: tuple[int, int, int, int], gpa: int, size: int
+    ) -> tuple[int, int, bytes]:
+        """:meth:`hypercall`, then :meth:`mem_read` of ``size`` bytes at ``gpa`` (its output block), the two
+        requests sent together."""
+        if not 0 < size <= HARNESS_MAX_MEM_ACCESS:
+            status, value = self.hypercall(vm, vcpu, fn, args)
+            return status, value, self.mem_read(vm, gpa, size) if size else b""
+        call, read = self.conn.pipeline(
+            (FrameKind.HYPERCALL, _hypercall_req(vm, vcpu, fn, args)),
+            (FrameKind.MEM_READ, {"vm": vm, "size": size, "gpa": gpa}),
+        )
+        if len(read.data) < size:
+            raise IutError(f"harness protocol: MEM_READ of {size} bytes answered with {len(read.data)}")
+        return int(call.body.status), int(call.body.value), read.data[:size]
 
     def device_write(self, vm: int, device: DeviceRef, space: DeviceSpace, offset: int, size: int, value: int) -> bool:
         f = self.conn.request(
@@ -242,6 +328,10 @@ class HarnessHypervisor:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _hypercall_req(vm: int, vcpu: int, fn: int, args: tuple[int, int, int, int]) -> dict[str, Any]:
+    return {"vm": vm, "vcpu": vcpu, "function": fn, "in_size": 0, "out_size": 0, "args": list(args)}
 
 
 class HarnessGuest:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...spec.codec import DecodeError, decode, encode
+from ...spec.codec import DecodeError
+from ...spec.fastcodec import fast_of
 from ...spec.formats.harness import FRAME_HEADER, HARNESS_ERROR, PAYLOADS
 from ...spec.harness_constants import (
     HARNESS_MAGIC,
@@ -86,16 +87,15 @@ def build(
     spec = PAYLOADS[kind]
     payload = b""
     if spec.fmt is not None:
-        payload += encode(spec.fmt, body or {})
+        payload += fast_of(spec.fmt).encode(body or {})
     if spec.tail is not None and spec.tail[0] == "entries":
-        payload += b"".join(encode(spec.tail[1], e) for e in entries or [])
+        payload += b"".join(fast_of(spec.tail[1]).encode(e) for e in entries or [])
     else:
         payload += data
     payload = pad8(payload)
     if len(payload) > HARNESS_MAX_PAYLOAD:
         raise ValueError(f"{kind.name} payload of {len(payload)} bytes exceeds {HARNESS_MAX_PAYLOAD}")
-    header = encode(
-        FRAME_HEADER,
+    header = fast_of(FRAME_HEADER).encode(
         {
             "magic": HARNESS_MAGIC,
             "version_major": HARNESS_VERSION_MAJOR,
@@ -127,7 +127,7 @@ def parse_payload(kind: FrameKind, seq: int, payload: bytes) -> Frame:
             kind=kind,
         )
     try:
-        body: Any = decode(spec.fmt, payload[:fixed]) if spec.fmt is not None else None
+        body: Any = fast_of(spec.fmt).decode_container(payload[:fixed]) if spec.fmt is not None else None
     except DecodeError as e:
         raise FrameError(HarnessStatus.BAD_PAYLOAD, HEADER_SIZE + e.offset, str(e), seq=seq, kind=kind) from None
     rest = payload[fixed:]
@@ -156,7 +156,7 @@ def parse_payload(kind: FrameKind, seq: int, payload: bytes) -> Frame:
             )
         for i in range(count):
             try:
-                entries.append(decode(entry_fmt, rest[i * esize : (i + 1) * esize]))
+                entries.append(fast_of(entry_fmt).decode_container(rest[i * esize : (i + 1) * esize]))
             except DecodeError as e:
                 raise FrameError(
                     HarnessStatus.BAD_PAYLOAD,

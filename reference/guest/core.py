@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from ...spec.calls import CALLS_BY_FN
 from ...spec.codec import DecodeError, decode, encode
 from ...spec.constants import (
     FEATURES_1_0,
     KIND_FEATURE,
     KIND_FEATURES,
     FunctionNumber,
+    Limit,
     MsgKind,
     RetargetFlag,
     Status,
@@ -45,8 +47,9 @@ from .actions import Action, GuestDevice, Hypercall, MaskSlot, ProgramSlot, Read
 
 Op = Generator[Action, Any, Any]
 
-#: Where the input and output blocks go inside the guest's scratch page (each stays inside the page).
-IN_OFFSET, OUT_OFFSET = 0, 2048
+#: Where the input and output blocks go in the guest's scratch area of two pages: a page each, so that a batch can
+#: fill a page (spec "Batching and partial completion").
+IN_OFFSET, OUT_OFFSET = 0, int(Limit.PAGE_SIZE)
 
 
 class GuestMode(Enum):
@@ -238,7 +241,8 @@ class GuestCore:
     def batch(
         self, fn: FunctionNumber, dev: GuestDevice, entry_fmt: Any, result_fmt: Any, entries: Sequence[dict[str, Any]]
     ) -> Op:
-        """Run entries in batches of max_batch, resuming on INCOMPLETE (GUEST-BATCH-001).
+        """Run entries in batches as large as the hypervisor and a page allow (the smaller of hv_info.max_batch and
+        the call's max_batch, HV-BATCH-001), resuming on INCOMPLETE (GUEST-BATCH-001).
 
         Returns ``(results, status)``: the results of the completed entries, and SUCCESS or the error that stopped
         the batch at entry ``len(results)`` (GUEST-BATCH-002).
@@ -246,8 +250,9 @@ class GuestCore:
         results: list[Any] = []
         result_size = layout_of(result_fmt).size
         out_hdr = layout_of(BATCH_OUT).size
-        for chunk_start in range(0, len(entries), self.max_batch):
-            chunk = entries[chunk_start : chunk_start + self.max_batch]
+        size = min(self.max_batch, CALLS_BY_FN[fn].max_batch or 1)
+        for chunk_start in range(0, len(entries), size):
+            chunk = entries[chunk_start : chunk_start + size]
             body = b"".join(encode(entry_fmt, e) for e in chunk)
             start = 0
             while True:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...spec.constants import FEATURES_1_0, Limit, MessageFormat
+from ...spec.calls import LARGEST_BATCH
+from ...spec.constants import FEATURES_1_0, MessageFormat
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR
 
 
@@ -17,7 +18,8 @@ class HypervisorConfig:
     features_offered: int = int(FEATURES_1_0)
     features_required: int = 0
     message_format: MessageFormat = MessageFormat.X86_REMAPPED
-    max_batch: int = int(Limit.MAX_BATCH)
+    #: Largest batch accepted (GET_INFO); each call is further limited to what one page holds (its max_batch).
+    max_batch: int = LARGEST_BATCH
     max_claimed_devices: int = 16
     max_messages_per_vm: int = 8192
     max_messages_per_device: int = 4096
@@ -31,7 +33,7 @@ class HypervisorConfig:
     def __post_init__(self) -> None:
         if self.features_required & ~self.features_offered:
             raise ValueError("features_required must be a subset of features_offered (HV-DISC-004)")
-        if not 1 <= self.max_batch <= Limit.MAX_BATCH:
-            raise ValueError(f"max_batch must be in 1..{int(Limit.MAX_BATCH)}")
+        if not 1 <= self.max_batch <= LARGEST_BATCH:
+            raise ValueError(f"max_batch must be in 1..{LARGEST_BATCH} (HV-DISC-004)")
         if self.yield_after is not None and self.yield_after < 1:
             raise ValueError("yield_after must be at least 1 (HV-BATCH-006)")

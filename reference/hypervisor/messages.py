@@ -66,6 +66,10 @@ class BatchFormats:
             raise ValueError(f"{call.name} is not a batched call")
         return cls(call, fast(call.input_entry), fast(call.output_entry))
 
+    def batch_limit(self, max_batch: int) -> int:
+        """The largest count this call accepts from a hypervisor reporting ``max_batch`` (HV-BATCH-001)."""
+        return min(max_batch, self.call.max_batch or 0)
+
 
 class BatchEnd(NamedTuple):
     """Where a batch stopped (spec "Batching and partial completion"): its formats and header, the first entry not
@@ -115,7 +119,7 @@ class MessageCalls:
         """One batch call: the header (its address, its contents, the device), then both whole blocks'
         addresses, then the entries in order (HV-CALL-005, HV-BATCH-002)."""
         header = self.read_header(c)
-        self.check_header(c, header)
+        self.check_header(c, formats, header)
         key, _dev = self.lookup_fields(
             c,
             header.device_segment,
@@ -169,9 +173,10 @@ class MessageCalls:
             raise decode_failure(e) from None
         return header
 
-    def check_header(self, c: Call, header: BatchIn) -> None:
-        """count in 1..max_batch and start below count, before any entry (HV-BATCH-001)."""
-        if not 1 <= header.count <= c.st.config.max_batch or header.start >= header.count:
+    def check_header(self, c: Call, formats: BatchFormats, header: BatchIn) -> None:
+        """count in 1..the batch limit (hv_info.max_batch, and what a page holds for the call) and start below
+        count, before any entry (HV-BATCH-001)."""
+        if not 1 <= header.count <= formats.batch_limit(c.st.config.max_batch) or header.start >= header.count:
             raise CallError(
                 Status.INVALID_PARAMETER, "HV-BATCH-001", f"count {header.count} / start {header.start} out of range"
             )

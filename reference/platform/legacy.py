@@ -219,8 +219,7 @@ class LegacyMsi:
         if device.msix is not None and kind in (None, MsgKind.MSIX) and MsgKind.MSIX not in state.passthrough:
             virt = MsixCapability(device.msix.table_size, device.msix.table_offset, device.msix.pba_offset)
             virt.enable, virt.function_mask = device.msix.enable, device.msix.function_mask
-            for mine, theirs in zip(virt.table.slots, device.msix.table.slots, strict=True):
-                mine.address, mine.data, mine.control = theirs.address, theirs.data, theirs.control
+            virt.table.copy_from(device.msix.table)
             state.msix = virt
             self._sync_msix_cap(state)
 
@@ -277,14 +276,15 @@ class LegacyMsi:
             return
         control = virt.control & (MsixCapability.ENABLE | MsixCapability.FUNCTION_MASK)
         state.device.config_write(MSIX_CAP_OFFSET + MsixCapability.CONTROL, 2, control)
-        for entry in range(virt.table_size):
+        # An entry never written is masked: it needs syncing only if the emulator holds a remapping entry for it.
+        for entry in sorted({*virt.table.written, *state.msix_irte}):
             self._sync_msix_entry(state, entry)
 
     def _sync_msix_entry(self, state: _Emulation, entry: int) -> None:
         virt = state.msix
         assert virt is not None
-        slot = virt.table.slots[entry]
-        target = self._target(state, slot.address, slot.data, 1) if virt.entry_live(entry) else None
+        slot = virt.table.slot(entry) if virt.entry_live(entry) else None
+        target = None if slot is None else self._target(state, slot.address, slot.data, 1)
         held = state.msix_irte.get(entry)
         if target is None:
             if held is not None:

@@ -88,33 +88,68 @@ class MessageSlot:
 
 
 class MessageTable:
-    """An array of :class:`MessageSlot` with pending bits: the MSI-X table or the IMS store."""
+    """An array of :class:`MessageSlot` with pending bits: the MSI-X table or the IMS store.
+
+    A slot never written since the last reset is in its reset state (zero pair, masked) and is not stored:
+    :meth:`slot` makes it when it is first needed, so that a table of thousands of slots costs nothing until used.
+    """
 
     def __init__(self, slots: int) -> None:
-        self.slots = [MessageSlot() for _ in range(slots)]
+        self._size = slots
+        self._slots: dict[int, MessageSlot] = {}
         self.pending = 0
 
     def __len__(self) -> int:
-        return len(self.slots)
+        return self._size
+
+    def slot(self, index: int) -> MessageSlot:
+        """Slot ``index`` (made in its reset state on first use)."""
+        found = self._slots.get(index)
+        if found is None:
+            if not 0 <= index < self._size:
+                raise IndexError(f"slot {index} outside 0..{self._size - 1}")
+            found = self._slots[index] = MessageSlot()
+        return found
+
+    def masked(self, index: int) -> bool:
+        """Whether slot ``index`` is masked (a slot never written is)."""
+        found = self._slots.get(index)
+        return found is None or found.masked
+
+    @property
+    def written(self) -> list[int]:
+        """The slots that may differ from their reset state (every other one is zero and masked), in order."""
+        return sorted(self._slots)
+
+    @property
+    def slots(self) -> list[MessageSlot]:
+        """Every slot, in order."""
+        return [self.slot(i) for i in range(self._size)]
 
     @property
     def size_bytes(self) -> int:
-        return len(self.slots) * SLOT_SIZE
+        return self._size * SLOT_SIZE
 
     def read(self, offset: int, size: int) -> int:
         _check_access(offset, size, self.size_bytes)
-        return self.slots[offset // SLOT_SIZE].read(offset % SLOT_SIZE, size)
+        return self.slot(offset // SLOT_SIZE).read(offset % SLOT_SIZE, size)
 
     def write(self, offset: int, size: int, value: int) -> int:
         """Apply a register write; returns the slot index written."""
         _check_access(offset, size, self.size_bytes)
         index = offset // SLOT_SIZE
-        self.slots[index].write(offset % SLOT_SIZE, size, value)
+        self.slot(index).write(offset % SLOT_SIZE, size, value)
         return index
 
+    def copy_from(self, other: MessageTable) -> None:
+        """Make every slot a copy of ``other``'s (same size)."""
+        self._slots = {}
+        for index, theirs in other._slots.items():
+            mine = self.slot(index)
+            mine.address, mine.data, mine.control = theirs.address, theirs.data, theirs.control
+
     def reset(self) -> None:
-        for slot in self.slots:
-            slot.reset()
+        self._slots.clear()
         self.pending = 0
 
 
@@ -251,7 +286,7 @@ class MsixCapability:
 
     def entry_live(self, index: int) -> bool:
         """Whether entry ``index`` would fire now (enabled, not function-masked, not masked)."""
-        return self.enable and not self.function_mask and not self.table.slots[index].masked
+        return self.enable and not self.function_mask and not self.table.masked(index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -549,7 +584,7 @@ class PciDevice:
         ims = self.ims
         if ims is not None and ims.pending:
             for i in _bits(ims.pending):
-                if not ims.slots[i].masked:
+                if not ims.masked(i):
                     ims.pending &= ~(1 << i)
                     ready.append((MsgKind.IMS, i))
         return ready
@@ -574,7 +609,7 @@ class PciDevice:
     def _slot(self, table: MessageTable, index: int, kind: MsgKind) -> MessageSlot:
         if not 0 <= index < len(table):
             raise ValueError(f"{self.name}: {kind.name} index {index} outside 0..{len(table) - 1}")
-        return table.slots[index]
+        return table.slot(index)
 
     def _build_cap_list(self) -> None:
         caps: list[int] = []

@@ -82,15 +82,35 @@ class Region:
 
 @dataclass
 class AccessTracker:
-    """Per-byte read and write counts of guest memory while the tracking context is open."""
+    """Per-byte read and write counts of guest memory while the tracking context is open.
 
-    reads: Counter[int] = field(default_factory=Counter)
-    writes: Counter[int] = field(default_factory=Counter)
+    Each access is kept as its ``(gpa, size)`` span; the per-byte counts are worked out from the spans when
+    asked for, so that tracking costs one append per access.
+    """
+
+    read_spans: list[tuple[int, int]] = field(default_factory=list)
+    write_spans: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def reads(self) -> Counter[int]:
+        """How many times each byte was read, by GPA."""
+        return _per_byte(self.read_spans)
+
+    @property
+    def writes(self) -> Counter[int]:
+        """How many times each byte was written, by GPA."""
+        return _per_byte(self.write_spans)
 
     @property
     def max_reads(self) -> int:
         """The most times any one byte was read (0 when nothing was read)."""
-        return max(self.reads.values(), default=0)
+        # +1 where a read starts, -1 where it ends; at one GPA an end sorts before a start (they do not overlap)
+        edges = sorted(edge for gpa, size in self.read_spans if size for edge in ((gpa, 1), (gpa + size, -1)))
+        most = depth = 0
+        for _, step in edges:
+            depth += step
+            most = max(most, depth)
+        return most
 
     def reread(self) -> list[int]:
         """GPAs of the bytes read more than once."""
@@ -99,6 +119,13 @@ class AccessTracker:
     @property
     def bytes_written(self) -> int:
         return len(self.writes)
+
+
+def _per_byte(spans: list[tuple[int, int]]) -> Counter[int]:
+    counts: Counter[int] = Counter()
+    for gpa, size in spans:
+        counts.update(range(gpa, gpa + size))
+    return counts
 
 
 class GuestMemory:
@@ -176,7 +203,7 @@ class GuestMemory:
             return bytes(size) if store is None else bytes(store[offset : offset + size])
         self._check(gpa, size)
         for tracker in self._trackers:
-            tracker.reads.update(range(gpa, gpa + size))
+            tracker.read_spans.append((gpa, size))
         out = bytearray()
         while size:
             page, offset = divmod(gpa, PAGE_SIZE)
@@ -205,7 +232,7 @@ class GuestMemory:
             return
         self._check(gpa, size)
         for tracker in self._trackers:
-            tracker.writes.update(range(gpa, gpa + size))
+            tracker.write_spans.append((gpa, size))
         view = memoryview(data)
         while view:
             page, offset = divmod(gpa, PAGE_SIZE)

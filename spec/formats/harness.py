@@ -300,7 +300,10 @@ GUEST_COMMAND: Any = define(
         "vector" / u32 * "ENABLE: first vector.",
         "first_slot" / u32 * "ENABLE: first MSI-X entry or IMS slot.",
         "reserved1" / Reserved(u32) * "Reserved, zero.",
-        "scratch_gpa" / u64 * "BOOT: the guest page the guest uses for parameter blocks.",
+        "scratch_gpa"
+        / u64
+        * "BOOT: the first of the two consecutive guest pages the guest uses for parameter blocks (a page each for "
+        "the input and the output block, so that a batch can fill a page).",
     ),
 )
 

@@ -20,7 +20,7 @@ BATCH_IN: Any = define(
     "Header of every batch input block; count entries follow it directly.",
     cs.Struct(
         "device" / DEVICE_ID * "The device every entry of the batch concerns.",
-        "count" / u16 * "Entries following this header (1..max_batch).",
+        "count" / u16 * 'Entries following this header: 1 up to the call\'s batch limit (spec "Batching").',
         "start" / u16 * "Index of the first entry to process: 0 at first, next_index when resuming.",
         "reserved0" / Reserved(u32) * "Reserved, zero.",
         "reserved1" / Reserved(u64) * "Reserved, zero.",

@@ -23,7 +23,10 @@ HV_INFO: Any = define(
         "features_required"
         / ValuesOf(u64, Feature)
         * "Feature bits the guest must accept for NEGOTIATE to succeed; a subset of features_offered.",
-        "max_batch" / u32 * "Largest entry count of one batch this hypervisor accepts (1..PVMSI_MAX_BATCH).",
+        "max_batch"
+        / u32
+        * "Largest entry count of one batch this hypervisor accepts, at least 1; a call's batch is further limited "
+        "to what one page holds (the call's PVMSI_*_MAX_BATCH).",
         "max_claimed_devices" / u32 * "How many devices (and sub-devices) the VM may hold claimed at once.",
         "max_messages_per_vm" / u32 * "Quota: messages (vectors) the VM may hold allocated at once.",
         "max_messages_per_device" / u32 * "Quota: messages (vectors) one device may hold allocated at once.",

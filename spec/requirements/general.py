@@ -144,8 +144,8 @@ DISCOVERY: tuple[Requirement, ...] = (
         Level.MUST,
         "discovery",
         "The hypervisor MUST answer GET_INFO in every state, with features_required a subset of "
-        "features_offered, max_batch in 1..PVMSI_MAX_BATCH, and the same answer every time during the life of "
-        "the VM.",
+        "features_offered, max_batch at least 1 and at most the largest max_batch of the batch calls (MSG_FREE's), "
+        "and the same answer every time during the life of the VM.",
     ),
     req(
         "GUEST-DISC-001",

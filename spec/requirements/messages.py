@@ -144,8 +144,9 @@ BATCH: tuple[Requirement, ...] = (
         "HV-BATCH-001",
         Level.MUST,
         "batch",
-        "The hypervisor MUST fail a batch with INVALID_PARAMETER when count is zero or above max_batch, or "
-        "start is not below count, before processing any entry.",
+        "The hypervisor MUST fail a batch with INVALID_PARAMETER when count is zero or above its batch limit (the "
+        "smaller of hv_info.max_batch and what one page holds for the call: the call's max_batch), or start is "
+        "not below count, before processing any entry; it MUST accept a count equal to that limit.",
     ),
     req(
         "HV-BATCH-002",

@@ -3,10 +3,24 @@ completion")."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from pvmsi.conformance.toolkit import DEFAULT_DEVICES, MLX5, Session, alloc_entry, check, status_name
-from pvmsi.spec.constants import KindMask, MsgKind, Status
+from pvmsi.conformance.toolkit import (
+    DEFAULT_DEVICES,
+    MLX5,
+    PAGE_IN_GPA,
+    PAGE_OUT_GPA,
+    PROFILE_SIZES,
+    Session,
+    alloc_entry,
+    check,
+    status_name,
+)
+from pvmsi.spec.calls import BATCH_CALLS
+from pvmsi.spec.constants import FunctionNumber, KindMask, MsgKind, Status
+from pvmsi.spec.harness_constants import DeviceProfile
 from pvmsi.spec.iut import VmKnobs
 
 requirement = pytest.mark.requirement
@@ -14,15 +28,16 @@ requirement = pytest.mark.requirement
 
 @requirement("HV-BATCH-001")
 def test_count_and_start_limits(session: Session) -> None:
-    """A count of 0 or above max_batch, or a start >= count, is INVALID_PARAMETER and writes nothing."""
+    """A count of 0 or above the batch limit, or a start >= count, is INVALID_PARAMETER and writes nothing."""
     session.ready()
-    max_batch = session.info().max_batch
+    max_batch = session.batch_limit(FunctionNumber.MSG_ALLOC)
     one = [alloc_entry(MsgKind.MSIX, 0)]
     two = [alloc_entry(MsgKind.MSIX, s) for s in range(2)]
     too_many = [alloc_entry(MsgKind.MSIX, s) for s in range(max_batch + 1)]
     cases: list[tuple[list[dict[str, object]], dict[str, int], str]] = [
         (one, {"count": 0}, "count 0"),
-        (too_many, {}, f"count {max_batch + 1} > max_batch"),
+        # the blocks of a batch of the limit + 1 do not fit the suite's usual page: a page each
+        (too_many, {"in_gpa": PAGE_IN_GPA, "out_gpa": PAGE_OUT_GPA}, f"count {max_batch + 1} > the batch limit"),
         (two, {"start": 2}, "start == count"),
         (two, {"start": 5}, "start > count"),
     ]
@@ -33,6 +48,47 @@ def test_count_and_start_limits(session: Session) -> None:
         )
         check(b.header is None, "HV-BATCH-001", "nothing written", str(b.header))
     check(session.device_info(MLX5).messages_allocated == 0, "HV-BATCH-001", "nothing processed", "some were")
+
+
+@requirement("HV-BATCH-001")
+@pytest.mark.parametrize("fn", list(BATCH_CALLS), ids=[c.name for c in BATCH_CALLS.values()])
+def test_a_batch_as_large_as_a_page_allows(session: Session, fn: int) -> None:
+    """A count equal to the call's batch limit (hv_info.max_batch or what a page holds, the smaller) is accepted;
+    one more is INVALID_PARAMETER and writes nothing."""
+    session.ready()
+    call = BATCH_CALLS[fn]
+    limit = session.batch_limit(FunctionNumber(fn))
+    pages: dict[str, Any] = {"in_gpa": PAGE_IN_GPA, "out_gpa": PAGE_OUT_GPA}
+    handles: list[int] = []
+    if fn != FunctionNumber.MSG_ALLOC:  # messages to retarget or free: as many as the device's quota allows
+        quota = min(limit, session.device_info(MLX5).message_quota, PROFILE_SIZES[DeviceProfile.MLX5][1])
+        alloc_limit = session.batch_limit(FunctionNumber.MSG_ALLOC)
+        for first in range(0, quota, alloc_limit):
+            slots = range(first, min(quota, first + alloc_limit))
+            handles += [r.handle for r in session.allocated(MLX5, MsgKind.MSIX, list(slots), **pages)]
+    entries: list[dict[str, Any]]
+    if fn == FunctionNumber.MSG_ALLOC:
+        entries = [alloc_entry(MsgKind.MSIX, s) for s in range(limit + 1)]
+    elif fn == FunctionNumber.MSG_RETARGET:
+        entries = [{"handle": h, "vcpu": 2, "vector": 0x50, "flags": 0} for h in handles]
+        entries += [{"handle": 0, "vcpu": 2, "vector": 0x50, "flags": 0}] * (limit + 1 - len(handles))
+    else:
+        entries = [{"handle": h} for h in handles] + [{"handle": 0}] * (limit + 1 - len(handles))
+    over = session.batch(FunctionNumber(fn), MLX5, entries, **pages)
+    check(
+        over.status == Status.INVALID_PARAMETER and over.header is None,
+        "HV-BATCH-001",
+        f"{call.name} count {limit + 1} > limit {limit} -> INVALID_PARAMETER, nothing written",
+        f"{status_name(over.status)}, header {over.header}",
+    )
+    full = session.batch(FunctionNumber(fn), MLX5, entries[:limit], **pages)
+    done = limit if fn == FunctionNumber.MSG_ALLOC else len(handles)
+    check(
+        full.header is not None and full.header.next_index == done,
+        "HV-BATCH-001",
+        f"{call.name} count {limit} accepted: {done} entries processed",
+        f"{status_name(full.status)}, header {full.header}",
+    )
 
 
 @requirement("HV-BATCH-002", "HV-BATCH-003", "HV-BATCH-004", "HV-BATCH-007", "HV-MEM-007")

@@ -8,12 +8,16 @@ from pvmsi.conformance.toolkit import (
     DEFAULT_DEVICES,
     IDXD,
     MLX5,
+    PAGE_IN_GPA,
+    PAGE_OUT_GPA,
     Session,
     alloc_entry,
     check,
+    encode,
     status_name,
 )
-from pvmsi.spec.constants import KindMask, MsgKind, Status
+from pvmsi.spec.constants import FunctionNumber, KindMask, MsgKind, Status
+from pvmsi.spec.formats import ALLOC_ENTRY
 from pvmsi.spec.harness_constants import DeviceProfile, FireOutcome
 from pvmsi.spec.iut import DeviceRef, DeviceSlot, VmKnobs
 
@@ -111,14 +115,14 @@ def test_device_quota(session: Session) -> None:
     """Allocations up to the device's message quota succeed, and one more is refused with NO_RESOURCES."""
     session.ready(MLX5, int(KindMask.MSIX | KindMask.IMS))
     info = session.device_info(MLX5)
-    quota, max_batch = info.message_quota, session.info().max_batch
+    quota, max_batch = info.message_quota, session.batch_limit(FunctionNumber.MSG_ALLOC)
     slots = [(MsgKind.MSIX, s) for s in range(info.msix_table_size)] + [(MsgKind.IMS, s) for s in range(info.ims_slots)]
     if len(slots) <= quota:
         pytest.skip(f"unsupported: the device has {len(slots)} slots, within its quota of {quota}")
     done = 0
     while done < quota:
         chunk = slots[done : min(quota, done + max_batch)]
-        b = session.alloc(MLX5, [alloc_entry(k, s) for k, s in chunk])
+        b = session.alloc(MLX5, [alloc_entry(k, s) for k, s in chunk], in_gpa=PAGE_IN_GPA, out_gpa=PAGE_OUT_GPA)
         check(
             b.status == Status.SUCCESS,
             "HV-SEC-006",
@@ -149,11 +153,17 @@ def test_full_remapping_table(session: Session) -> None:
 def test_destroyed_vms_leave_nothing_behind(session: Session) -> None:
     """Destroying a VM frees its remapping entries, so 40 VMs of 2048 vectors each allocate in turn."""
     # 40 VMs of 2048 vectors each need 81,920 entries: more than a 65,536-entry table unless destroy frees them.
+    # Every VM sends the same batches, as large as a page allows: encoded once.
+    entries = [encode(ALLOC_ENTRY, alloc_entry(MsgKind.MSIX, s, vcpu=0)) for s in range(2048)]
+    batches: list[list[bytes]] = []
     for i in range(40):
         vm = session.new_vm([DeviceSlot(DeviceProfile.MLX5, DeviceRef(0, 0, 0x08))], vcpus=1)
         session.ready(vm=vm)
-        for base in range(0, 2048, 64):
-            b = session.alloc(MLX5, [alloc_entry(MsgKind.MSIX, s, vcpu=0) for s in range(base, base + 64)], vm=vm)
+        if not batches:
+            size = session.batch_limit(FunctionNumber.MSG_ALLOC, vm=vm)
+            batches = [entries[first : first + size] for first in range(0, 2048, size)]
+        for chunk in batches:
+            b = session.alloc(MLX5, chunk, vm=vm, in_gpa=PAGE_IN_GPA, out_gpa=PAGE_OUT_GPA)
             check(b.status == Status.SUCCESS, "HV-SEC-009", f"VM #{i}: allocation succeeds", status_name(b.status))
         session.iut.destroy_vm(vm)
         session.vms.remove(vm)

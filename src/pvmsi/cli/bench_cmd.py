@@ -22,7 +22,7 @@ def _median(group: dict[str, Any], key: str, unit: str) -> str:
 
 def _render(figures: dict[str, Any], console: Console) -> None:
     t = Table(title="Exits (guest traps to the hypervisor)", title_justify="left")
-    for col in ("device", "operation", "vectors", "emulated", "pvmsi", "reduction", "pvmsi device writes"):
+    for col in ("device", "operation", "vectors", "emulated", "pvmsi", "physical limit", "reduction", "device writes"):
         t.add_column(col, justify="left" if col in ("device", "operation") else "right")
     for r in figures["exits"]:
         red = "" if r["reduction"] is None else f"{r['reduction']:,}x"
@@ -32,6 +32,7 @@ def _render(figures: dict[str, Any], console: Console) -> None:
             str(r["vectors"]),
             _fmt(r["emulated"]),
             _fmt(r["pvmsi"]),
+            _fmt(r.get("physical_limit")),
             red,
             _fmt(r["pvmsi_device_writes"]),
         )
@@ -61,6 +62,12 @@ def _render(figures: dict[str, Any], console: Console) -> None:
         f"{rt['alloc_ns_1pct']:,.0f} / {rt['alloc_ns_95pct']:,.0f} ns (ratio {rt['ratio']:.2f})",
     )
     console.print(m)
+    suite = figures.get("suite")
+    if suite is not None:
+        console.print(
+            f"conformance suites (median of {suite['runs']} runs): hypervisor {suite['hypervisor_s']:.2f} s, "
+            f"guest {suite['guest_s']:.2f} s, hypervisor over exec: {suite['hypervisor_exec_s']:.2f} s"
+        )
     for name, t_ in figures["targets"].items():
         mark = "[green]met[/]" if t_["met"] else "[red]not met[/]"
         console.print(f"target {name}: {t_['value']:,.2f} vs {t_['target']:,} {mark}")
@@ -86,6 +93,7 @@ def _render(figures: dict[str, Any], console: Console) -> None:
 def bench(as_json: bool, quick: bool, plot: Path | None, from_json: Path | None) -> None:
     """Measure pvmsi against trapped MSI/MSI-X emulation and the reference's costs on this machine."""
     from ..reference.bench import run, svg_plot
+    from .suite_bench import suite_figures
 
     err = Console(stderr=True, quiet=as_json)
     if from_json is not None:
@@ -93,6 +101,8 @@ def bench(as_json: bool, quick: bool, plot: Path | None, from_json: Path | None)
     else:
         with err.status("measuring") as status:
             figures = run(quick=quick, progress=lambda step: status.update(f"measuring {step}"))
+            status.update("measuring the conformance suites")
+            figures["suite"] = suite_figures(runs=1 if quick else 5)
     if plot is not None:
         plot.write_text(svg_plot(figures), encoding="utf-8")
         err.print(f"wrote {plot}")

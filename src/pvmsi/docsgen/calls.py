@@ -7,7 +7,6 @@ from enum import Enum
 
 from pvmsi.spec.callconv import CONVENTIONS, RISCV_EXTENSION_ID, CallingConvention
 from pvmsi.spec.calls import CALLS, CallDef
-from pvmsi.spec.constants import Limit
 from pvmsi.spec.states import MACHINES, StateMachine, Transition
 
 from .constants import render_register
@@ -43,7 +42,7 @@ def function_id_text(cc: CallingConvention, c: CallDef) -> str:
     return f"{cc.function_id_register} = {hx(fid, 8)}"
 
 
-def _block(ctx: Ctx, header: str | None, entry: str | None) -> str:
+def _block(ctx: Ctx, header: str | None, entry: str | None, max_batch: int | None) -> str:
     if header is None:
         return "none (the register is reserved, must be zero)"
     h = layout(header)
@@ -51,11 +50,12 @@ def _block(ctx: Ctx, header: str | None, entry: str | None) -> str:
     if entry is None:
         return text
     e = layout(entry)
-    most = h.size + int(Limit.MAX_BATCH) * e.size
+    assert max_batch is not None
+    most = h.size + max_batch * e.size
     return (
         f"[{code(h.c_name)}]({ctx.format_link(h.name)}) followed by `count` × "
         f"[{code(e.c_name)}]({ctx.format_link(e.name)}): {h.size} + {e.size} × count bytes "
-        f"(at most {most} bytes with {int(Limit.MAX_BATCH)} entries)"
+        f"(at most {most} bytes with the call's `max_batch` of {max_batch} entries)"
     )
 
 
@@ -77,10 +77,18 @@ def render_call(ctx: Ctx, name: str) -> str:
         ["Function number", f"{code(hx(int(c.fn), 2))} ({code(c.c_name)})"],
         ["Function id", ids],
         ["Valid in the VM states", ", ".join(code(st.value) for st in c.states) + " (else WRONG_STATE)"],
-        ["Input block (arg0)", _block(ctx, c.input, c.input_entry)],
-        ["Output block (arg1)", _block(ctx, c.output, c.output_entry)],
+        ["Input block (arg0)", _block(ctx, c.input, c.input_entry, c.max_batch)],
+        ["Output block (arg1)", _block(ctx, c.output, c.output_entry, c.max_batch)],
         ["Value register", escape_plain(c.value)],
     ]
+    if c.max_batch is not None:
+        props.append(
+            [
+                "Largest batch (`max_batch`)",
+                f"{c.max_batch} entries ({code(c.c_max_batch)}): what one page holds "
+                f"([batch limits]({ctx.section_link('batch')}#batch-limits))",
+            ]
+        )
     arch_cols = [ARCH_TITLES[cc.arch] for cc in CONVENTIONS]
     return "\n".join(
         [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pvmsi.spec.calls import call
+from pvmsi.spec.calls import CALLS, LARGEST_BATCH, call
 from pvmsi.spec.constants import Limit, Status
 
 from .context import Ctx
@@ -14,8 +14,32 @@ def status_text(s: Status) -> str:
     return f"{code(s.name)} ({int(s):+d})" if int(s) else f"{code(s.name)} (0)"
 
 
+def render_batch_limits(ctx: Ctx) -> str:
+    """Each batch call's ``max_batch``: what one page holds of its entries and of its results, the fewer."""
+    page = int(Limit.PAGE_SIZE)
+    rows = []
+    for c in CALLS:
+        if c.max_batch is None or c.input is None or c.input_entry is None or c.output is None:
+            continue
+        assert c.output_entry is not None
+        hin, ein, hout, eout = (layout(n) for n in (c.input, c.input_entry, c.output, c.output_entry))
+        rows.append(
+            [
+                f"[{code(c.name)}]({ctx.call_link(c.name)})",
+                f"({page} − {hin.size}) ÷ {ein.size} = {(page - hin.size) // ein.size}",
+                f"({page} − {hout.size}) ÷ {eout.size} = {(page - hout.size) // eout.size}",
+                f"**{c.max_batch}** ({code(c.c_max_batch)})",
+            ]
+        )
+    return (
+        table(["Call", "entries a page holds (input)", "results a page holds (output)", "`max_batch`"], rows)
+        + f"\n\n`hv_info.max_batch` is at least 1 and at most {LARGEST_BATCH} (the largest `max_batch` above)."
+    )
+
+
 def render_batch_example(ctx: Ctx) -> str:
-    """A ``MAX_BATCH``-entry ``MSG_ALLOC`` batch that stops at entry 17, then resumes; and the error variant."""
+    """A page-full ``MSG_ALLOC`` batch (``max_batch`` entries) that stops at entry 17, then resumes; and the error
+    variant."""
     c = call("MSG_ALLOC")
     assert c.input is not None
     assert c.input_entry is not None
@@ -23,7 +47,8 @@ def render_batch_example(ctx: Ctx) -> str:
     assert c.output_entry is not None
     hin, ein = layout(c.input), layout(c.input_entry)
     hout, eout = layout(c.output), layout(c.output_entry)
-    n = int(Limit.MAX_BATCH)
+    assert c.max_batch is not None
+    n = c.max_batch
     stop = 17
     in_size = hin.size + n * ein.size
     out_size = hout.size + n * eout.size
@@ -94,7 +119,8 @@ def render_batch_example(ctx: Ctx) -> str:
     return "\n\n".join(
         [
             f"The guest allocates {n} MSI-X vectors of one device with one `MSG_ALLOC` batch "
-            f"(`count` = {n}, the largest batch 1.0 allows; a hypervisor's `max_batch` may be lower). The blocks:",
+            f"(`count` = {n}, the call's `max_batch`: the most one page holds; a hypervisor's `hv_info.max_batch` "
+            "may be lower). The blocks:",
             blocks,
             f"Each block lies within one {page}-byte page, so the input block starts at a page offset of at most "
             f"{page - in_size} and the output block at most {page - out_size}, both multiples of 8.",

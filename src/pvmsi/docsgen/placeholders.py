@@ -81,6 +81,7 @@ DIRECTIVES: dict[str, Directive] = {
     "requirement-index": Directive("none", False, lambda c, a: requirements.render_requirement_index(c)),
     "conformance-clauses": Directive("required", False, lambda c, a: requirements.render_conformance(c, _req(a))),
     "batch-example": Directive("none", False, lambda c, a: examples.render_batch_example(c)),
+    "batch-limits": Directive("none", False, lambda c, a: examples.render_batch_limits(c)),
     "traceability": Directive("none", False, lambda c, a: traceability.render_traceability(c)),
     "report-schema": Directive("none", False, lambda c, a: traceability.render_report_schema(c)),
     "bench": Directive("required", False, lambda c, a: bench.render_bench(_req(a), c.site.docs_dir / bench.BENCH_JSON)),

@@ -144,6 +144,11 @@ def _call(c: CallDef, by_name: dict[str, FormatLayout], done: set[str], style: S
             continue
         text = f"struct pvmsi_{head}" + (f", then count x struct pvmsi_{entry}" if entry else "")
         out.append(f"/* {role} of {c.name}: {text} */")
+    if c.max_batch is not None:
+        out.append(
+            f"/* The most entries one {c.name} batch carries: what one page holds of its entries and results. */"
+        )
+        out.append(f"#define {c.c_max_batch} {c.max_batch}U")
     out.append("")
     for name in (c.input, c.input_entry, c.output, c.output_entry):
         if name is not None:
