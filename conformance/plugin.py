@@ -256,7 +256,7 @@ def _skip_reason(report: pytest.TestReport) -> str:
 def pvmsi_ics(pytestconfig: pytest.Config) -> Ics:
     path = pytestconfig.getoption("--pvmsi-ics")
     role = pytestconfig.getoption("--pvmsi-role")
-    return load_ics(path) if path else default_ics(role)
+    return load_ics(path, role) if path else default_ics(role)
 
 
 @pytest.fixture(autouse=True)

@@ -17,6 +17,7 @@ from ..spec.iut import IutError, IutTimeout
 from ..spec.requirements import SECTIONS, by_id
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
 from . import plugin
+from .ics import IcsError, load_ics
 from .plugin import SUITES, Preopened, Recorder, requirements_of, role_of, section_of
 from .results import Report, Summary, TestResult
 
@@ -97,6 +98,13 @@ def run(
     record: Path | None = None,
 ) -> Report:
     """Run the ``role`` suite against ``iut``; the report holds whatever finished, even if interrupted."""
+    if not timeout > 0:
+        raise UsageError(f"--timeout {timeout:g}: the time to wait for an answer must be more than 0 seconds")
+    if ics:
+        try:
+            load_ics(ics, role)
+        except IcsError as e:
+            raise UsageError(str(e)) from None
     for rid in requirements or []:
         try:
             by_id(rid)

@@ -52,6 +52,16 @@ BAD_ICS = {
     "missing": ("[options]\nims = true\n", "implementation"),
     "toml": ('[implementation\nname = "x"\n', "not valid TOML"),
 }
+#: Values a lax reader would coerce (the strings "yes" and "off" to booleans) or accept (a spec version this suite
+#: does not check): the ICS is validated strictly.
+STRICT_ICS = {
+    "yes": ('[implementation]\nname = "x"\nrole = "hypervisor"\n[options]\nims = "yes"\n', "options.ims"),
+    "off": ('[implementation]\nname = "x"\nrole = "hypervisor"\n[options]\nposted = "off"\n', "options.posted"),
+    "number": ('[implementation]\nname = "x"\nrole = "hypervisor"\n[options]\nflr = 1\n', "options.flr"),
+    "major": ('[implementation]\nname = "x"\nrole = "hypervisor"\nspec_version = "7.3"\n', "checks pvmsi 1.0"),
+    "name": ('[implementation]\nname = ""\nrole = "hypervisor"\n', "implementation.name"),
+}
+GUEST_ICS = '[implementation]\nname = "a-guest"\nrole = "guest"\nspec_version = "1.0"\n'
 
 
 def option_tests(option: str) -> set[str]:
@@ -106,6 +116,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Cli]]:
         (tmp / f"bad-{name}.toml").write_text(text)
         started[f"ics-{name}"] = cli("conformance", "run", "--ics", str(tmp / f"bad-{name}.toml"))
     started["ics-absent"] = cli("conformance", "run", "--ics", str(tmp / "absent.toml"))
+    (tmp / "guest.toml").write_text(GUEST_ICS)
+    started["ics-other-role"] = cli("conformance", "run", "--ics", str(tmp / "guest.toml"))
+    (tmp / "yes.toml").write_text(STRICT_ICS["yes"][0])
+    started["ics-yes"] = cli("conformance", "run", "--ics", str(tmp / "yes.toml"))
+    started["timeout-negative"] = cli("conformance", "run", "--timeout", "-1")
     started["unknown-id"] = cli("conformance", "run", "--requirement", "HV-NOPE-999")
     started["unknown-section"] = cli("conformance", "run", "--section", "teleportation")
     started["unix-absent"] = cli("conformance", "run", "--iut", f"unix:{tmp / 'absent.sock'}", "--timeout", "0.5")
@@ -137,6 +152,18 @@ def test_malformed_ics_is_a_usage_error_naming_file_and_key(runs: dict[str, Cli]
 
 def test_missing_ics_file(runs: dict[str, Cli]) -> None:
     assert_usage_error(runs["ics-absent"], "absent.toml", "cannot read")
+
+
+def test_ics_is_validated_strictly(runs: dict[str, Cli]) -> None:
+    """An ICS of a guest is not one of a hypervisor, and "yes" is not a boolean."""
+    assert_usage_error(runs["ics-other-role"], "guest.toml", "implementation.role", "--role hypervisor")
+    assert_usage_error(runs["ics-yes"], "yes.toml", "options.ims")
+
+
+def test_timeout_must_be_positive(runs: dict[str, Cli]) -> None:
+    assert_usage_error(runs["timeout-negative"], "--timeout")
+    with pytest.raises(UsageError, match="--timeout"):
+        run("hypervisor", "reference", timeout=0, requirements=["HV-MEM-001"])
 
 
 def test_unknown_requirement_and_section(runs: dict[str, Cli]) -> None:
@@ -183,14 +210,29 @@ def test_ics_without_an_option_makes_its_tests_unsupported(tmp_path: Path) -> No
     assert report.summary.ok
 
 
-@pytest.mark.parametrize("case", sorted(BAD_ICS))
+@pytest.mark.parametrize("case", sorted(BAD_ICS.keys() | STRICT_ICS.keys()))
 def test_load_ics_errors(tmp_path: Path, case: str) -> None:
+    text, needle = BAD_ICS.get(case) or STRICT_ICS[case]
     path = tmp_path / "ics.toml"
-    path.write_text(BAD_ICS[case][0])
+    path.write_text(text)
     with pytest.raises(IcsError) as exc:
         load_ics(path)
     assert str(path) in str(exc.value)
-    assert BAD_ICS[case][1] in str(exc.value)
+    assert needle in str(exc.value)
+    assert "Value error" not in str(exc.value)
+
+
+def test_ics_role_must_be_the_run_role(tmp_path: Path) -> None:
+    path = tmp_path / "ics.toml"
+    path.write_text(GUEST_ICS)
+    assert load_ics(path, "guest").implementation.role == "guest"
+    with pytest.raises(IcsError, match=r"implementation\.role"):
+        load_ics(path, "hypervisor")
+    with pytest.raises(UsageError, match=r"implementation\.role"):
+        run("hypervisor", "reference", ics=str(path), requirements=["HV-MEM-001"])
+    later_minor = tmp_path / "later.toml"
+    later_minor.write_text(GUEST_ICS.replace('"1.0"', '"1.7"'))
+    assert load_ics(later_minor, "guest").implementation.spec_version == "1.7"
 
 
 def test_ics_options_cover_the_suite() -> None:

@@ -12,7 +12,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..conformance.ics import IcsError, load_ics
 from ..conformance.reports import report_schema, to_html, to_json, to_junit, write_atomic
 from ..conformance.results import Report, TestResult, Verdict
 from ..conformance.runner import UsageError, catalogue, run
@@ -61,7 +60,13 @@ def _summary_table(report: Report) -> Table:
 @click.option("--html", type=click.Path(dir_okay=False), help="Write a self-contained HTML report here.")
 @click.option("--requirement", "requirements", multiple=True, help="Run only tests naming this id (repeatable).")
 @click.option("--section", "sections", multiple=True, help="Run only tests of this spec section (repeatable).")
-@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for any answer.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for any one answer of the IUT.",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Print every failure's transcript.")
 def run_cmd(
     role: str,
@@ -77,11 +82,6 @@ def run_cmd(
 ) -> None:
     """Run a suite; exit 0 only when nothing failed, errored or timed out."""
     console = Console(stderr=True)
-    if ics:
-        try:
-            load_ics(ics)
-        except IcsError as e:
-            raise click.UsageError(str(e)) from None
     partial = Path(json_path).with_suffix(".partial.jsonl") if json_path else None
     if partial is not None:
         partial.unlink(missing_ok=True)
@@ -278,7 +278,13 @@ def vectors_cmd(out_dir: str) -> None:
 @conformance.command("replay")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @click.option("--iut", default="reference", show_default=True, help="As for `run`.")
-@click.option("--timeout", type=float, default=10.0, show_default=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for any one answer of the IUT (and for it to accept the connection).",
+)
 def replay_cmd(directory: str, iut: str, timeout: float) -> None:
     """Replay scenario vectors against a hypervisor (a fresh connection per vector)."""
     from ..conformance.connect import open_hypervisor
