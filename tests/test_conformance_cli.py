@@ -25,10 +25,12 @@ import pytest
 
 from pvmsi.conformance import results
 from pvmsi.conformance.harness.frames import FrameReader, build
+from pvmsi.conformance.harness.server import HypervisorService
 from pvmsi.conformance.ics import OPTION_NAMES, Ics, IcsError, default_ics, load_ics
 from pvmsi.conformance.plugin import SUITES
 from pvmsi.conformance.results import Report, Verdict
 from pvmsi.conformance.runner import UsageError, catalogue, run
+from pvmsi.reference.backend import ReferenceHypervisor
 from pvmsi.spec.harness_constants import FrameKind, HarnessRole
 from pvmsi.spec.requirements import by_id
 
@@ -125,6 +127,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Cli]]:
     started["unknown-section"] = cli("conformance", "run", "--section", "teleportation")
     started["unix-absent"] = cli("conformance", "run", "--iut", f"unix:{tmp / 'absent.sock'}", "--timeout", "0.5")
     started["exec-absent"] = cli("conformance", "run", "--iut", f"exec:{tmp / 'no-such-hypervisor'} --stdio")
+    started["exec-unparsable"] = cli("conformance", "run", "--iut", "exec:'unterminated")
+    started["bogus"] = cli("conformance", "run", "--iut", "bogus")
+    started["guest-fault-absent"] = cli("conformance", "run", "--role", "guest", "--iut", "faulty:nope")
+    started["guest-unix-absent"] = cli("conformance", "run", "--role", "guest", "--iut", f"unix:{tmp / 'g.sock'}")
     started["faulty"] = cli("conformance", "run", "--iut", "faulty:double-fetch", "--requirement", "HV-MEM-005")
     started["selected"] = cli("conformance", "run", "--requirement", "HV-MEM-005", "--json", str(tmp / "sel.json"))
     try:
@@ -174,6 +180,38 @@ def test_unknown_requirement_and_section(runs: dict[str, Cli]) -> None:
 def test_unreachable_iut_is_one_clear_error(runs: dict[str, Cli]) -> None:
     assert_usage_error(runs["unix-absent"], "absent.sock", "cannot connect")
     assert_usage_error(runs["exec-absent"], "no-such-hypervisor", "cannot start")
+
+
+def test_every_iut_is_checked_up_front_in_both_roles(runs: dict[str, Cli]) -> None:
+    """One usage error naming the IUT once, in the guest role as in the hypervisor role; never a traceback, a
+    test per error, or the whole list of faults."""
+    assert_usage_error(runs["exec-unparsable"], "exec:'unterminated", "No closing quotation")
+    assert_usage_error(runs["bogus"], "--iut bogus: expected reference, faulty:NAME")
+    assert runs["bogus"].err.count("bogus") == 1, runs["bogus"].err
+    assert_usage_error(runs["guest-fault-absent"], "faulty:nope", "no faulty guest 'nope'", "--role guest")
+    assert "KeyError" not in runs["guest-fault-absent"].err
+    assert_usage_error(runs["guest-unix-absent"], "g.sock", "no such socket")
+
+
+@pytest.mark.parametrize("role", ["hypervisor", "guest"])
+def test_nothing_listening_fails_at_once(tmp_path: Path, role: str) -> None:
+    """No socket file and a refused TCP connection are said at once, whatever --timeout is."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    for iut, why in (
+        (f"unix:{tmp_path / 'absent.sock'}", "no such socket"),
+        (f"tcp:127.0.0.1:{closed}", "connection refused"),
+        ("tcp:127.0.0.1:99999", "not in 1..65535"),
+        ("faulty:double-fetsh", "did you mean"),
+    ):
+        t0 = time.monotonic()
+        with pytest.raises(UsageError) as exc:
+            run(role, iut, timeout=30)  # type: ignore[arg-type]
+        assert time.monotonic() - t0 < 3
+        assert str(exc.value).startswith(f"--iut {iut}: "), str(exc.value)
+        if role == "hypervisor" or not iut.startswith("faulty"):
+            assert why in str(exc.value), str(exc.value)
 
 
 def test_exit_codes(runs: dict[str, Cli]) -> None:
@@ -324,27 +362,123 @@ def silent_server(path: Path, *, answer_hello: bool) -> Iterator[str]:
         srv.close()
 
 
+@contextlib.contextmanager
+def hanging_server(path: Path, answers: int) -> Iterator[str]:
+    """A Unix-socket reference hypervisor that answers ``answers`` requests, then reads on and never answers again
+    (as an IUT stuck in a deadlock does)."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(path))
+    srv.listen(1)
+    srv.settimeout(0.05)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            service, left = HypervisorService(ReferenceHypervisor()), answers
+            conn.settimeout(0.05)
+            with conn:
+                while not stop.is_set():
+                    try:
+                        data = conn.recv(65536)
+                    except TimeoutError:
+                        continue
+                    if not data:
+                        break
+                    if left > 0 and (out := service.receive(data)):
+                        conn.sendall(out)
+                        left -= 1
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"unix:{path}"
+    finally:
+        stop.set()
+        thread.join(5)
+        srv.close()
+
+
+def assert_not_run_after(report: Report, first: int) -> list[results.TestResult]:
+    """Every result after the first ``first`` is not run, with one and the same message; those results."""
+    rest = report.results[first:]
+    assert rest, "some tests were left when the IUT died"
+    assert {r.verdict for r in rest} == {Verdict.ERROR}
+    assert len({r.message for r in rest}) == 1, {r.message for r in rest}
+    assert rest[0].message.startswith(results.NOT_RUN)
+    assert all(r.duration_s < 0.1 for r in rest)
+    return rest
+
+
 @pytest.mark.parametrize("answer_hello", [False, True], ids=["never-answers", "hello-then-silent"])
-def test_a_silent_iut_gives_timeouts_within_the_timeout(tmp_path: Path, answer_hello: bool) -> None:
+def test_a_silent_iut_is_found_dead_and_the_rest_is_not_run(tmp_path: Path, answer_hello: bool) -> None:
+    """An IUT that never answers costs one timeout (two once it answered HELLO: a request in a row may be
+    dropped), not one per test; every selected test still has a verdict."""
     with silent_server(tmp_path / "s.sock", answer_hello=answer_hello) as iut:
         t0 = time.monotonic()
-        report = run("hypervisor", iut, timeout=0.3, requirements=["HV-MEM-001", "HV-MEM-002"])
+        report = run("hypervisor", iut, timeout=0.3, sections=["memory"])
         elapsed = time.monotonic() - t0
-    assert len(report.results) == 2
-    for r in report.results:
+    timeouts = 2 if answer_hello else 1
+    memory = [e for e in catalogue("hypervisor") if "memory" in {by_id(r).section for r in e.requirements}]
+    assert len(report.results) == len(memory)
+    for r in report.results[:timeouts]:
         assert r.verdict is Verdict.TIMEOUT, (r.test, r.verdict, r.message)
         assert "0.3 s" in r.message
         assert r.duration_s < 2
+    rest = assert_not_run_after(report, timeouts)
+    assert ("HELLO" if not answer_hello else "stopped answering") in rest[0].message
     assert elapsed < 8
-    assert not report.summary.ok
-    assert report.summary.timeout == 2
+    assert report.complete
+    assert report.summary.timeout == timeouts
+    assert report.summary.error == len(rest)
+
+
+def test_an_iut_that_hangs_mid_run_costs_two_timeouts(tmp_path: Path) -> None:
+    """The whole suite against an IUT that stops answering after 400 requests: two timeouts (the test's request
+    and its VM_DESTROY), then every remaining test is not run, at once."""
+    with hanging_server(tmp_path / "h.sock", answers=400) as iut:
+        t0 = time.monotonic()
+        report = run("hypervisor", iut, timeout=0.5)
+        elapsed = time.monotonic() - t0
+    assert len(report.results) == len(catalogue("hypervisor"))
+    verdicts = [r.verdict for r in report.results]
+    hung = verdicts.index(Verdict.TIMEOUT)
+    assert set(verdicts[:hung]) == {Verdict.PASS}
+    rest = assert_not_run_after(report, hung + 1)
+    assert report.results[hung].test in rest[0].message
+    assert "VM_DESTROY" in rest[0].message
+    assert elapsed < 15, elapsed
 
 
 def test_a_timeout_fails_the_cli(tmp_path: Path) -> None:
     with silent_server(tmp_path / "s.sock", answer_hello=True) as iut:
-        c = cli("conformance", "run", "--iut", iut, "--timeout", "0.3", "--requirement", "HV-MEM-001").result()
+        c = cli("conformance", "run", "--iut", iut, "--timeout", "0.3", "--section", "memory").result()
     assert c.code == 1, c.err
-    assert "1 timeouts" in c.out
+    assert "2 timeouts" in c.out
+    assert c.err.count("6 tests not run") == 1, c.err  # one block for all of them
+    assert c.err.count("TIMEOUT") == 2, c.err
+
+
+def test_the_deadline_ends_the_run(tmp_path: Path) -> None:
+    """--deadline cuts the wait of the test in progress and leaves the rest not run."""
+    with silent_server(tmp_path / "s.sock", answer_hello=True) as iut:
+        t0 = time.monotonic()
+        report = run("hypervisor", iut, timeout=30, deadline=1.0, sections=["memory"])
+        elapsed = time.monotonic() - t0
+    assert elapsed < 6, elapsed
+    assert report.results[0].verdict is Verdict.TIMEOUT
+    assert "deadline" in report.results[0].message
+    rest = assert_not_run_after(report, 1)
+    assert "--deadline 1 s" in rest[0].message
+    in_process = run("hypervisor", "reference", deadline=0.5)
+    assert len(in_process.results) == len(catalogue("hypervisor"))
+    assert {r.verdict for r in in_process.results} == {Verdict.PASS, Verdict.ERROR}
+    assert_not_run_after(in_process, [r.verdict for r in in_process.results].index(Verdict.ERROR))
+    with pytest.raises(UsageError, match="--deadline"):
+        run("hypervisor", "reference", deadline=-1)
 
 
 # -- interrupted runs ---------------------------------------------------------------------------------------------

@@ -45,8 +45,22 @@ from .transport import Channel
 RequestHandler = Callable[[Frame], bytes]
 
 
+class IutGone(IutError):
+    """The IUT can no longer answer: it closed the connection, broke the framing, or let two requests in a row
+    pass their timeout without sending a byte (docs/conformance-guide.md, "A dead IUT")."""
+
+
 class HarnessConnection:
-    """Frames over a channel: one request in flight, every wait bounded by ``timeout``."""
+    """Frames over a channel: one request in flight, every wait bounded by ``timeout`` and by ``until``.
+
+    ``dead`` says why the IUT can no longer answer, once it cannot; every request after that raises
+    :class:`IutGone` at once instead of waiting again.
+    """
+
+    #: Requests in a row that time out with not one byte from the IUT before it counts as dead. One timeout may be
+    #: one request the IUT drops (its late answer is skipped when it comes); a second one in silence means nothing
+    #: reads the connection any more.
+    SILENT_TIMEOUTS = 2
 
     def __init__(self, channel: Channel, timeout: float) -> None:
         self.channel = channel
@@ -56,22 +70,50 @@ class HarnessConnection:
         self.log: list[str] = []
         #: Requests that timed out: a late answer to one of them is dropped, so the connection stays in step.
         self.abandoned: set[int] = set()
+        #: Why the IUT cannot answer any more, or None while it may.
+        self.dead: str | None = None
+        #: A monotonic time no wait goes past (the run's deadline), or None.
+        self.until: float | None = None
+        self._silent: list[str] = []
+
+    def _due(self) -> tuple[float, bool]:
+        """When the wait for the next frame ends, and whether the run's deadline (not the timeout) ends it."""
+        due = time.monotonic() + self.timeout
+        if self.until is not None and self.until < due:
+            return self.until, True
+        return due, False
 
     def _next(self, deadline: float) -> Frame:
         while True:
             try:
                 frame = self.reader.next_frame()
             except FrameError as e:
-                raise IutError(f"the IUT sent a malformed frame: {e}") from None
+                self.dead = f"it sent a malformed frame ({e}), so the connection is out of step"
+                raise IutGone(f"the IUT sent a malformed frame: {e}") from None
             if frame is not None:
                 return frame
             left = deadline - time.monotonic()
             if left <= 0:
                 raise IutTimeout(f"no complete frame within {self.timeout:g} s")
-            data = self.channel.recv(left)
+            try:
+                data = self.channel.recv(left)
+            except IutTimeout:
+                raise
+            except IutError as e:
+                self.dead = str(e)
+                raise IutGone(str(e)) from None
             if not data:
-                raise IutError("the IUT closed the connection")
+                self.dead = "it closed the connection"
+                raise IutGone("the IUT closed the connection")
+            self._silent.clear()
             self.reader.feed(data)
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self.channel.send(data)
+        except IutError as e:
+            self.dead = str(e)
+            raise IutGone(str(e)) from None
 
     def request(
         self,
@@ -83,15 +125,25 @@ class HarnessConnection:
         on_request: RequestHandler | None = None,
     ) -> Frame:
         """Send one request and wait for its response; requests from the IUT meanwhile go to ``on_request``."""
+        if self.dead is not None:
+            raise IutGone(f"{kind.name} not sent: the IUT is dead: {self.dead}")
         self.seq = (self.seq + 1) & 0xFFFFFFFF
         seq = self.seq
-        self.channel.send(build(kind, seq, body, entries=entries, data=data))
-        deadline = time.monotonic() + self.timeout
+        self._send(build(kind, seq, body, entries=entries, data=data))
+        deadline, cut = self._due()
         while True:
             try:
                 frame = self._next(deadline)
             except IutTimeout:
                 self.abandoned.add(seq)
+                if cut:
+                    raise IutTimeout(f"{kind.name}: no answer before the run's deadline") from None
+                self._silent.append(kind.name)
+                if len(self._silent) >= self.SILENT_TIMEOUTS:
+                    self.dead = (
+                        f"it answered none of {', '.join(self._silent)} within {self.timeout:g} s each "
+                        "and sent nothing meanwhile"
+                    )
                 raise IutTimeout(f"{kind.name}: no answer within {self.timeout:g} s") from None
             if frame.kind >= FrameKind.OK and frame.seq in self.abandoned:
                 self.abandoned.discard(frame.seq)  # the late answer to a request that timed out
@@ -99,8 +151,8 @@ class HarnessConnection:
             if frame.kind < FrameKind.OK:
                 if on_request is None:
                     raise IutError(f"unexpected request {frame.kind.name} from the IUT")
-                self.channel.send(on_request(frame))
-                deadline = time.monotonic() + self.timeout
+                self._send(on_request(frame))
+                deadline, cut = self._due()
                 continue
             if frame.seq != seq:
                 raise IutError(f"response seq {frame.seq} to request seq {seq}")
@@ -118,8 +170,9 @@ class HarnessConnection:
             return frame
 
     def close(self) -> None:
-        with contextlib.suppress(IutError, OSError):
-            self.channel.send(build(FrameKind.BYE, 0))
+        if self.dead is None:
+            with contextlib.suppress(IutError, OSError):
+                self.channel.send(build(FrameKind.BYE, 0))
         self.channel.close()
 
 

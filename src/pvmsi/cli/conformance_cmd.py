@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..conformance.reports import report_schema, to_html, to_json, to_junit, write_atomic
-from ..conformance.results import Report, TestResult, Verdict
+from ..conformance.results import NOT_RUN, Report, TestResult, Verdict
 from ..conformance.runner import UsageError, catalogue, run
 from ..spec.iut import IutError
 
@@ -67,6 +67,11 @@ def _summary_table(report: Report) -> Table:
     show_default=True,
     help="Seconds to wait for any one answer of the IUT.",
 )
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds the whole run may take; the tests left when it passes are not run (verdict error).",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Print every failure's transcript.")
 def run_cmd(
     role: str,
@@ -78,6 +83,7 @@ def run_cmd(
     requirements: tuple[str, ...],
     sections: tuple[str, ...],
     timeout: float,
+    deadline: float | None,
     verbose: bool,
 ) -> None:
     """Run a suite; exit 0 only when nothing failed, errored or timed out."""
@@ -98,9 +104,15 @@ def run_cmd(
         def on_start(total: int) -> None:
             progress.update(task, total=total)
 
+        not_run: set[str] = set()
+
         def on_result(r: TestResult) -> None:
             progress.advance(task)
-            if r.verdict is not Verdict.PASS:
+            if r.message.startswith(NOT_RUN):
+                if r.message not in not_run:  # once for all the tests it stops
+                    not_run.add(r.message)
+                    progress.console.print(f"[yellow]{r.message}[/]", markup=True, highlight=False)
+            elif r.verdict is not Verdict.PASS:
                 progress.console.print(
                     f"[{COLOURS[r.verdict.value]}]{r.verdict.value.upper():11}[/] {r.test} "
                     f"({', '.join(r.requirements)})"
@@ -112,6 +124,7 @@ def run_cmd(
                 iut,
                 ics=ics,
                 timeout=timeout,
+                deadline=deadline,
                 requirements=list(requirements),
                 sections=list(sections),
                 on_start=on_start,
@@ -142,8 +155,11 @@ def run_cmd(
 
 
 def _print_failures(console: Console, report: Report, verbose: bool) -> None:
+    not_run: dict[str, list[str]] = {}
     for r in report.results:
-        if r.verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.TIMEOUT):
+        if r.message.startswith(NOT_RUN):
+            not_run.setdefault(r.message, []).append(r.test)
+        elif r.verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.TIMEOUT):
             console.rule(f"[{COLOURS[r.verdict.value]}]{r.verdict.value.upper()}[/] {r.test}")
             console.print(r.message, markup=False, highlight=False)
             tail = r.transcript if verbose else r.transcript[-6:]
@@ -151,6 +167,10 @@ def _print_failures(console: Console, report: Report, verbose: bool) -> None:
                 console.print("transcript" + ("" if verbose else " (last calls; -v for all)") + ":", style="dim")
                 for line in tail:
                     console.print(f"  {line}", markup=False, highlight=False, style="dim")
+    for message, tests in not_run.items():
+        console.rule(f"[yellow]ERROR[/] {len(tests)} test{'s' if len(tests) > 1 else ''} not run")
+        console.print(message.removeprefix(NOT_RUN), markup=False, highlight=False)
+        console.print(f"from {tests[0]} to {tests[-1]}", style="dim", markup=False, highlight=False)
 
 
 @conformance.command("list")
