@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any, Literal
 
 import pytest
@@ -86,6 +89,38 @@ def _quiet() -> Iterator[io.StringIO]:
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
         yield buf
+
+
+class Termination:
+    """What :func:`interrupt_on_sigterm` saw: the signal, once one came, and whether it still interrupts."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        #: While true a SIGTERM interrupts as Ctrl-C does; once the run is over it is only noted, so that the
+        #: reports are written in full before the process exits.
+        self.armed = True
+
+
+@contextlib.contextmanager
+def interrupt_on_sigterm() -> Iterator[Termination]:
+    """SIGTERM (a CI cancel) interrupts a run as Ctrl-C does: the run stops, and its reports hold the tests that
+    finished with ``complete`` false (docs/conformance-guide.md, "Reports"). Only in the main thread, where Python
+    delivers signals; the previous handler comes back afterwards."""
+    term = Termination()
+    if threading.current_thread() is not threading.main_thread():
+        yield term
+        return
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        term.signal = signum
+        if term.armed:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield term
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class UsageError(ValueError):

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -484,11 +485,14 @@ def test_the_deadline_ends_the_run(tmp_path: Path) -> None:
 # -- interrupted runs ---------------------------------------------------------------------------------------------
 
 
-def _start_and_wait_for(tmp_path: Path, lines: int) -> tuple[subprocess.Popen[str], Path, Path]:
+def _start_and_wait_for(tmp_path: Path, lines: int, *more: str) -> tuple[subprocess.Popen[str], Path, Path]:
     out = tmp_path / "report.json"
     partial = out.with_suffix(".partial.jsonl")
     proc = subprocess.Popen(
-        [PVMSI, "conformance", "run", "--json", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [PVMSI, "conformance", "run", "--json", str(out), *more],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and proc.poll() is None:
@@ -513,6 +517,24 @@ def test_interrupted_run_keeps_the_finished_tests(tmp_path: Path) -> None:
     assert all(r.verdict is Verdict.PASS for r in report.results)
     assert not partial.exists(), "the stream is removed once the report is written"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_sigterm_writes_every_report_as_ctrl_c_does(tmp_path: Path) -> None:
+    """A CI cancel (SIGTERM) mid-run: the JSON, JUnit and HTML reports hold the tests that finished, the JSON
+    says the run is not complete, and the exit code is 128 + 15."""
+    junit, page = tmp_path / "report.xml", tmp_path / "report.html"
+    proc, out, partial = _start_and_wait_for(tmp_path, 5, "--junit", str(junit), "--html", str(page))
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 128 + signal.SIGTERM, (stdout, stderr)
+    assert "Traceback" not in stderr
+    assert "terminated (SIGTERM)" in stderr
+    report = Report.model_validate_json(out.read_text())
+    assert not report.complete
+    assert 5 <= len(report.results) < len(catalogue("hypervisor"))
+    assert int(ET.parse(junit).getroot().get("tests", "0")) == len(report.results)
+    assert "interrupted: partial results" in page.read_text()
+    assert not partial.exists()
 
 
 def test_killed_run_leaves_a_readable_stream(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Literal, cast
@@ -14,7 +15,7 @@ from rich.table import Table
 
 from ..conformance.reports import report_schema, to_html, to_json, to_junit, write_atomic
 from ..conformance.results import NOT_RUN, Report, TestResult, Verdict
-from ..conformance.runner import UsageError, catalogue, run
+from ..conformance.runner import UsageError, catalogue, interrupt_on_sigterm, run
 from ..spec.iut import IutError
 
 Role = Literal["hypervisor", "guest"]
@@ -91,67 +92,72 @@ def run_cmd(
     partial = Path(json_path).with_suffix(".partial.jsonl") if json_path else None
     if partial is not None:
         partial.unlink(missing_ok=True)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task(f"{role} suite", total=None)
+    with interrupt_on_sigterm() as term:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task(f"{role} suite", total=None)
 
-        def on_start(total: int) -> None:
-            progress.update(task, total=total)
+            def on_start(total: int) -> None:
+                progress.update(task, total=total)
 
-        not_run: set[str] = set()
+            not_run: set[str] = set()
 
-        def on_result(r: TestResult) -> None:
-            progress.advance(task)
-            if r.message.startswith(NOT_RUN):
-                if r.message not in not_run:  # once for all the tests it stops
-                    not_run.add(r.message)
-                    progress.console.print(f"[yellow]{r.message}[/]", markup=True, highlight=False)
-            elif r.verdict is not Verdict.PASS:
-                progress.console.print(
-                    f"[{COLOURS[r.verdict.value]}]{r.verdict.value.upper():11}[/] {r.test} "
-                    f"({', '.join(r.requirements)})"
+            def on_result(r: TestResult) -> None:
+                progress.advance(task)
+                if r.message.startswith(NOT_RUN):
+                    if r.message not in not_run:  # once for all the tests it stops
+                        not_run.add(r.message)
+                        progress.console.print(f"[yellow]{r.message}[/]", markup=True, highlight=False)
+                elif r.verdict is not Verdict.PASS:
+                    progress.console.print(
+                        f"[{COLOURS[r.verdict.value]}]{r.verdict.value.upper():11}[/] {r.test} "
+                        f"({', '.join(r.requirements)})"
+                    )
+
+            try:
+                report = run(
+                    cast(Role, role),
+                    iut,
+                    ics=ics,
+                    timeout=timeout,
+                    deadline=deadline,
+                    requirements=list(requirements),
+                    sections=list(sections),
+                    on_start=on_start,
+                    on_result=on_result,
+                    stream=partial,
                 )
-
-        try:
-            report = run(
-                cast(Role, role),
-                iut,
-                ics=ics,
-                timeout=timeout,
-                deadline=deadline,
-                requirements=list(requirements),
-                sections=list(sections),
-                on_start=on_start,
-                on_result=on_result,
-                stream=partial,
-            )
-        except (UsageError, IutError) as e:
-            raise click.UsageError(str(e)) from None
-    _print_failures(console, report, verbose)
-    console.print(_summary_table(report))
-    if json_path:
-        write_atomic(json_path, to_json(report))
-        if partial is not None:
-            partial.unlink(missing_ok=True)
-    if junit:
-        write_atomic(junit, to_junit(report))
-    if html:
-        write_atomic(html, to_html(report))
-    s = report.summary
-    click.echo(
-        f"{s.pass_} passed, {s.fail} failed, {s.unsupported} unsupported, {s.error} errors, "
-        f"{s.timeout} timeouts in {report.duration_s:.1f} s"
-    )
-    if not report.complete:
-        console.print("[yellow]interrupted: the reports hold the tests that finished[/]")
-        sys.exit(130)
-    sys.exit(0 if s.ok else 1)
+            except (UsageError, IutError) as e:
+                raise click.UsageError(str(e)) from None
+        term.armed = False  # from here a SIGTERM waits for the reports
+        _print_failures(console, report, verbose)
+        console.print(_summary_table(report))
+        if json_path:
+            write_atomic(json_path, to_json(report))
+            if partial is not None:
+                partial.unlink(missing_ok=True)
+        if junit:
+            write_atomic(junit, to_junit(report))
+        if html:
+            write_atomic(html, to_html(report))
+        s = report.summary
+        click.echo(
+            f"{s.pass_} passed, {s.fail} failed, {s.unsupported} unsupported, {s.error} errors, "
+            f"{s.timeout} timeouts in {report.duration_s:.1f} s"
+        )
+        if term.signal is not None and report.complete:
+            sys.exit(128 + term.signal)  # after the run: the reports are whole, and the caller asked to stop
+        if not report.complete:
+            why = "terminated (SIGTERM)" if term.signal is not None else "interrupted"
+            console.print(f"[yellow]{why}: the reports hold the tests that finished[/]")
+            sys.exit(128 + (term.signal or signal.SIGINT))
+        sys.exit(0 if s.ok else 1)
 
 
 def _print_failures(console: Console, report: Report, verbose: bool) -> None:
