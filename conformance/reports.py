@@ -20,6 +20,30 @@ from .results import Report, Verdict
 SCHEMA_ID = "https://pvmsi.dev/schemas/conformance-report-1.json"
 
 
+class ReportPathError(ValueError):
+    """A report cannot be written where it was asked for: the message names the path and says why."""
+
+
+def check_writable(path: str | Path) -> None:
+    """Raise :class:`ReportPathError` unless a report can be written at ``path``: its folder exists or can be made,
+    and a file can be made in it (checked before a run, so that no run's results are lost to a bad path)."""
+    p = Path(path)
+    if p.is_dir():
+        raise ReportPathError(f"{p}: is a folder; give the path of a file")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        where = next((a for a in [p.parent, *p.parent.parents] if a.exists()), p.parent)
+        why = "is a file, not a folder" if where.is_file() else (e.strerror or str(e))
+        raise ReportPathError(f"{p}: cannot make its folder: {where if where.is_file() else p.parent} {why}") from None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    except OSError as e:
+        raise ReportPathError(f"{p}: cannot write in {p.parent}: {e.strerror or e}") from None
+    os.close(fd)
+    Path(tmp).unlink(missing_ok=True)
+
+
 def write_atomic(path: str | Path, text: str) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from pvmsi.cli.main import main
 from pvmsi.conformance import results
 from pvmsi.conformance.harness.frames import FrameReader, build
 from pvmsi.conformance.harness.server import HypervisorService
@@ -213,6 +215,16 @@ def test_nothing_listening_fails_at_once(tmp_path: Path, role: str) -> None:
         assert str(exc.value).startswith(f"--iut {iut}: "), str(exc.value)
         if role == "hypervisor" or not iut.startswith("faulty"):
             assert why in str(exc.value), str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "listen", ["tcp:127.0.0.1:99999", "tcp:127.0.0.1:http", "ftp:somewhere", f"unix:{'x' * 200}/s.sock"]
+)
+def test_serve_with_an_address_it_cannot_listen_on(listen: str) -> None:
+    result = CliRunner().invoke(main, ["serve", "--listen", listen, "--once"])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Error:" in result.output
 
 
 def test_exit_codes(runs: dict[str, Cli]) -> None:
@@ -459,8 +471,9 @@ def test_a_timeout_fails_the_cli(tmp_path: Path) -> None:
         c = cli("conformance", "run", "--iut", iut, "--timeout", "0.3", "--section", "memory").result()
     assert c.code == 1, c.err
     assert "2 timeouts" in c.out
-    assert c.err.count("6 tests not run") == 1, c.err  # one block for all of them
-    assert c.err.count("TIMEOUT") == 2, c.err
+    assert c.err.count("6 tests not run") == 1, c.err  # one block for all of them ...
+    assert c.err.count("not run: the IUT stopped answering") == 1, c.err  # ... and one line while it runs
+    assert c.err.count("TIMEOUT") == 4, c.err  # each timeout: its line while it runs, its block at the end
 
 
 def test_the_deadline_ends_the_run(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ and every file is written atomically."""
 
 from __future__ import annotations
 
+import errno
 import html
 import importlib
 import json
@@ -11,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter
 from html.parser import HTMLParser
@@ -18,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from ctoolchain import need
 
+from pvmsi.cli.main import main
 from pvmsi.conformance.reports import report_schema, to_html, to_json, to_junit, write_atomic
 from pvmsi.conformance.results import Report, Summary, Verdict
 from pvmsi.conformance.runner import run
@@ -308,3 +312,53 @@ def test_html_renders_in_chromium(mixed: Report, tmp_path: Path) -> None:
         "open": str(len(failing) + sum(bool(r.transcript) for r in failing)),
         "h2": str(len({r.section for r in report.results})),
     }
+
+
+# -- report paths ----------------------------------------------------------------------------------------------------
+
+
+def test_a_report_path_that_cannot_be_written_stops_the_run_before_it_starts(tmp_path: Path) -> None:
+    """Under a regular file, in /proc, or a folder: a usage error naming the option and the path, before any test
+    runs (no result is lost), never a traceback."""
+    (tmp_path / "file").write_text("")
+    for option, path, why in (
+        ("--json", tmp_path / "file" / "r.json", "is a file, not a folder"),
+        ("--junit", Path("/proc/pvmsi-report.xml"), "cannot write in /proc"),
+        ("--html", tmp_path / "file" / "deeper" / "r.html", "is a file, not a folder"),
+    ):
+        result = CliRunner().invoke(main, ["conformance", "run", "--requirement", "HV-MEM-001", option, str(path)])
+        assert result.exit_code == 2, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+        assert f"{option} {path}" in result.output
+        assert why in result.output
+        assert "passed" not in result.output, "the run did not start"
+
+
+def test_a_report_that_fails_after_the_run_leaves_the_results_in_a_named_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills up after the run: exit code 2, the message says which report failed and where the results
+    are; the reports that could be written are."""
+    from pvmsi.cli import run_cmd
+
+    def full_disk(path: str | Path, text: str) -> None:
+        if str(path).endswith(".xml"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        write_atomic(path, text)
+
+    monkeypatch.setattr(run_cmd, "write_atomic", full_disk)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    for more, saved in (([], None), (["--json", str(tmp_path / "r.json")], tmp_path / "r.json")):
+        args = ["conformance", "run", "--requirement", "HV-MEM-001", "--junit", str(tmp_path / "r.xml"), *more]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, result.output
+        match = re.search(
+            r"cannot write --junit (\S+): No space left on device; the results are in (\S+)", result.output
+        )
+        assert match, result.output
+        assert match.group(1) == str(tmp_path / "r.xml")
+        where = Path(match.group(2))
+        assert saved is None or where == saved
+        report = Report.model_validate_json(where.read_text())
+        assert report.summary.pass_ == len(report.results) > 0
+        assert not (tmp_path / "r.partial.jsonl").exists()

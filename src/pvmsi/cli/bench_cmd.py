@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,42 @@ def _render(figures: dict[str, Any], console: Console) -> None:
     )
 
 
+#: The groups of figures `pvmsi bench --json` writes, and the JSON type of each.
+GROUPS: dict[str, type] = {
+    "exits": list,
+    "boot_exits": dict,
+    "throughput": dict,
+    "codec": dict,
+    "remap_table": dict,
+    "targets": dict,
+    "machine": dict,
+}
+NOT_FIGURES = "not the figures of `pvmsi bench --json`"
+
+
+def _saved_figures(path: Path) -> dict[str, Any]:
+    """The figures an earlier ``pvmsi bench --json`` saved in ``path``; a usage error names what is wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise click.UsageError(f"{path}: cannot read: {e}") from None
+    if not text.strip():
+        raise click.UsageError(f"{path}: the file is empty; {NOT_FIGURES}")
+    try:
+        figures = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise click.UsageError(f"{path}: not JSON ({e}); {NOT_FIGURES}") from None
+    if not isinstance(figures, dict):
+        raise click.UsageError(f"{path}: a JSON {type(figures).__name__}, not an object; {NOT_FIGURES}")
+    missing = [k for k in GROUPS if k not in figures]
+    if missing:
+        raise click.UsageError(f"{path}: {NOT_FIGURES}: no {', '.join(missing)}")
+    wrong = [k for k, kind in GROUPS.items() if not isinstance(figures[k], kind)]
+    if wrong:
+        raise click.UsageError(f"{path}: {NOT_FIGURES}: {', '.join(wrong)} of the wrong type")
+    return figures
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object with every figure.")
 @click.option("--quick", is_flag=True, help="A fast, less precise run (N up to 64, few repeats); for tests.")
@@ -89,7 +126,14 @@ def bench(as_json: bool, quick: bool, plot: Path | None, from_json: Path | None)
 
     err = Console(stderr=True, quiet=as_json)
     if from_json is not None:
-        figures = json.loads(from_json.read_text())
+        figures = _saved_figures(from_json)
+        try:  # render once where nobody sees it: a file that only looks right fails here, before any output
+            _render(figures, Console(file=io.StringIO()))
+            svg_plot(figures)
+        except KeyError as e:
+            raise click.UsageError(f"{from_json}: {NOT_FIGURES}: no figure {e}") from None
+        except (IndexError, TypeError, ValueError, AttributeError) as e:
+            raise click.UsageError(f"{from_json}: {NOT_FIGURES}: {e}") from None
     else:
         with err.status("measuring") as status:
             figures = run(quick=quick, progress=lambda step: status.update(f"measuring {step}"))

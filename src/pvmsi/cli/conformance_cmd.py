@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from pathlib import Path
-from typing import Literal, cast
+from typing import cast
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..conformance.reports import report_schema, to_html, to_json, to_junit, write_atomic
-from ..conformance.results import NOT_RUN, Report, TestResult, Verdict
-from ..conformance.runner import UsageError, catalogue, interrupt_on_sigterm, run
+from ..conformance.reports import report_schema, write_atomic
+from ..conformance.results import Verdict
+from ..conformance.runner import UsageError, catalogue, run
 from ..spec.iut import IutError
-
-Role = Literal["hypervisor", "guest"]
-COLOURS = {"pass": "green", "fail": "red", "unsupported": "dim", "error": "yellow", "timeout": "yellow"}
+from .run_cmd import Role, run_cmd
 
 
 @click.group()
@@ -27,156 +23,7 @@ def conformance() -> None:
     """The conformance suite: test a hypervisor or a guest against pvmsi 1.0."""
 
 
-def _summary_table(report: Report) -> Table:
-    t = Table("verdict", "tests", title=f"pvmsi {report.spec_version} {report.role} suite against {report.iut}")
-    s = report.summary
-    for name, n in (
-        ("pass", s.pass_),
-        ("fail", s.fail),
-        ("unsupported", s.unsupported),
-        ("error", s.error),
-        ("timeout", s.timeout),
-    ):
-        t.add_row(f"[{COLOURS[name]}]{name}[/]", str(n))
-    return t
-
-
-@conformance.command("run")
-@click.option(
-    "--role",
-    type=click.Choice(["hypervisor", "guest"]),
-    default="hypervisor",
-    show_default=True,
-    help="The role of the implementation under test.",
-)
-@click.option(
-    "--iut",
-    default="reference",
-    show_default=True,
-    help="reference | faulty:NAME | unix:PATH | tcp:HOST:PORT | exec:CMD",
-)
-@click.option("--ics", type=click.Path(dir_okay=False), help="Implementation conformance statement (TOML).")
-@click.option("--junit", type=click.Path(dir_okay=False), help="Write JUnit XML here.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the JSON report here.")
-@click.option("--html", type=click.Path(dir_okay=False), help="Write a self-contained HTML report here.")
-@click.option("--requirement", "requirements", multiple=True, help="Run only tests naming this id (repeatable).")
-@click.option("--section", "sections", multiple=True, help="Run only tests of this spec section (repeatable).")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=10.0,
-    show_default=True,
-    help="Seconds to wait for any one answer of the IUT.",
-)
-@click.option(
-    "--deadline",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Seconds the whole run may take; the tests left when it passes are not run (verdict error).",
-)
-@click.option("--verbose", "-v", is_flag=True, help="Print every failure's transcript.")
-def run_cmd(
-    role: str,
-    iut: str,
-    ics: str | None,
-    junit: str | None,
-    json_path: str | None,
-    html: str | None,
-    requirements: tuple[str, ...],
-    sections: tuple[str, ...],
-    timeout: float,
-    deadline: float | None,
-    verbose: bool,
-) -> None:
-    """Run a suite; exit 0 only when nothing failed, errored or timed out."""
-    console = Console(stderr=True)
-    partial = Path(json_path).with_suffix(".partial.jsonl") if json_path else None
-    if partial is not None:
-        partial.unlink(missing_ok=True)
-    with interrupt_on_sigterm() as term:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
-            task = progress.add_task(f"{role} suite", total=None)
-
-            def on_start(total: int) -> None:
-                progress.update(task, total=total)
-
-            not_run: set[str] = set()
-
-            def on_result(r: TestResult) -> None:
-                progress.advance(task)
-                if r.message.startswith(NOT_RUN):
-                    if r.message not in not_run:  # once for all the tests it stops
-                        not_run.add(r.message)
-                        progress.console.print(f"[yellow]{r.message}[/]", markup=True, highlight=False)
-                elif r.verdict is not Verdict.PASS:
-                    progress.console.print(
-                        f"[{COLOURS[r.verdict.value]}]{r.verdict.value.upper():11}[/] {r.test} "
-                        f"({', '.join(r.requirements)})"
-                    )
-
-            try:
-                report = run(
-                    cast(Role, role),
-                    iut,
-                    ics=ics,
-                    timeout=timeout,
-                    deadline=deadline,
-                    requirements=list(requirements),
-                    sections=list(sections),
-                    on_start=on_start,
-                    on_result=on_result,
-                    stream=partial,
-                )
-            except (UsageError, IutError) as e:
-                raise click.UsageError(str(e)) from None
-        term.armed = False  # from here a SIGTERM waits for the reports
-        _print_failures(console, report, verbose)
-        console.print(_summary_table(report))
-        if json_path:
-            write_atomic(json_path, to_json(report))
-            if partial is not None:
-                partial.unlink(missing_ok=True)
-        if junit:
-            write_atomic(junit, to_junit(report))
-        if html:
-            write_atomic(html, to_html(report))
-        s = report.summary
-        click.echo(
-            f"{s.pass_} passed, {s.fail} failed, {s.unsupported} unsupported, {s.error} errors, "
-            f"{s.timeout} timeouts in {report.duration_s:.1f} s"
-        )
-        if term.signal is not None and report.complete:
-            sys.exit(128 + term.signal)  # after the run: the reports are whole, and the caller asked to stop
-        if not report.complete:
-            why = "terminated (SIGTERM)" if term.signal is not None else "interrupted"
-            console.print(f"[yellow]{why}: the reports hold the tests that finished[/]")
-            sys.exit(128 + (term.signal or signal.SIGINT))
-        sys.exit(0 if s.ok else 1)
-
-
-def _print_failures(console: Console, report: Report, verbose: bool) -> None:
-    not_run: dict[str, list[str]] = {}
-    for r in report.results:
-        if r.message.startswith(NOT_RUN):
-            not_run.setdefault(r.message, []).append(r.test)
-        elif r.verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.TIMEOUT):
-            console.rule(f"[{COLOURS[r.verdict.value]}]{r.verdict.value.upper()}[/] {r.test}")
-            console.print(r.message, markup=False, highlight=False)
-            tail = r.transcript if verbose else r.transcript[-6:]
-            if tail:
-                console.print("transcript" + ("" if verbose else " (last calls; -v for all)") + ":", style="dim")
-                for line in tail:
-                    console.print(f"  {line}", markup=False, highlight=False, style="dim")
-    for message, tests in not_run.items():
-        console.rule(f"[yellow]ERROR[/] {len(tests)} test{'s' if len(tests) > 1 else ''} not run")
-        console.print(message.removeprefix(NOT_RUN), markup=False, highlight=False)
-        console.print(f"from {tests[0]} to {tests[-1]}", style="dim", markup=False, highlight=False)
+conformance.add_command(run_cmd)
 
 
 @conformance.command("list")
