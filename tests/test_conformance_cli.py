@@ -1,5 +1,6 @@
-"""``pvmsi conformance run`` as a user meets it: ICS, selection, usage errors, unreachable and silent IUTs,
-exit codes and interrupted runs.
+"""``pvmsi conformance run`` as a user meets it: ICS, selection, usage errors, unusable IUTs, exit codes and
+interrupted runs (a silent or dead IUT: test_conformance_dead_iut.py; what the terminal shows:
+test_conformance_output.py).
 
 CLI runs whose exit code matters are subprocesses, started together by a module fixture so that their start-up
 costs overlap; the rest runs in-process through :func:`pvmsi.conformance.runner.run`.
@@ -8,14 +9,12 @@ costs overlap; the rest runs in-process through :func:`pvmsi.conformance.runner.
 from __future__ import annotations
 
 import ast
-import contextlib
 import json
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -27,14 +26,10 @@ from click.testing import CliRunner
 
 from pvmsi.cli.main import main
 from pvmsi.conformance import results
-from pvmsi.conformance.harness.frames import FrameReader, build
-from pvmsi.conformance.harness.server import HypervisorService
 from pvmsi.conformance.ics import OPTION_NAMES, Ics, IcsError, default_ics, load_ics
 from pvmsi.conformance.plugin import SUITES
 from pvmsi.conformance.results import Report, Verdict
 from pvmsi.conformance.runner import UsageError, catalogue, run
-from pvmsi.reference.backend import ReferenceHypervisor
-from pvmsi.spec.harness_constants import FrameKind, HarnessRole
 from pvmsi.spec.requirements import by_id
 
 PVMSI = str(Path(sys.executable).with_name("pvmsi"))
@@ -332,167 +327,6 @@ def test_unknown_selection_in_process() -> None:
         run("hypervisor", "reference", sections=["nope"])
     with pytest.raises(UsageError, match="cannot connect"):
         run("hypervisor", "tcp:127.0.0.1:1", timeout=0.3)
-
-
-# -- an IUT that stops answering --------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def silent_server(path: Path, *, answer_hello: bool) -> Iterator[str]:
-    """A Unix-socket 'hypervisor' that accepts and never answers (or answers HELLO, then goes silent)."""
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(str(path))
-    srv.listen(4)
-    srv.settimeout(0.05)
-    stop = threading.Event()
-    conns: list[socket.socket] = []
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except TimeoutError:
-                continue
-            conns.append(conn)
-            if not answer_hello:
-                continue
-            reader = FrameReader()
-            conn.settimeout(2)
-            while (frame := reader.next_frame()) is None:
-                reader.feed(conn.recv(4096))
-            hello = {"role": HarnessRole.HYPERVISOR, "spec_major": 1, "spec_minor": 0, "max_payload": 65536}
-            conn.sendall(build(FrameKind.HELLO_ACK, frame.seq, {**hello, "name": b"silent\0\0"}))
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"unix:{path}"
-    finally:
-        stop.set()
-        thread.join(5)
-        for c in conns:
-            c.close()
-        srv.close()
-
-
-@contextlib.contextmanager
-def hanging_server(path: Path, answers: int) -> Iterator[str]:
-    """A Unix-socket reference hypervisor that answers ``answers`` requests, then reads on and never answers again
-    (as an IUT stuck in a deadlock does)."""
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(str(path))
-    srv.listen(1)
-    srv.settimeout(0.05)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except TimeoutError:
-                continue
-            service, left = HypervisorService(ReferenceHypervisor()), answers
-            conn.settimeout(0.05)
-            with conn:
-                while not stop.is_set():
-                    try:
-                        data = conn.recv(65536)
-                    except TimeoutError:
-                        continue
-                    if not data:
-                        break
-                    if left > 0 and (out := service.receive(data)):
-                        conn.sendall(out)
-                        left -= 1
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"unix:{path}"
-    finally:
-        stop.set()
-        thread.join(5)
-        srv.close()
-
-
-def assert_not_run_after(report: Report, first: int) -> list[results.TestResult]:
-    """Every result after the first ``first`` is not run, with one and the same message; those results."""
-    rest = report.results[first:]
-    assert rest, "some tests were left when the IUT died"
-    assert {r.verdict for r in rest} == {Verdict.ERROR}
-    assert len({r.message for r in rest}) == 1, {r.message for r in rest}
-    assert rest[0].message.startswith(results.NOT_RUN)
-    assert all(r.duration_s < 0.1 for r in rest)
-    return rest
-
-
-@pytest.mark.parametrize("answer_hello", [False, True], ids=["never-answers", "hello-then-silent"])
-def test_a_silent_iut_is_found_dead_and_the_rest_is_not_run(tmp_path: Path, answer_hello: bool) -> None:
-    """An IUT that never answers costs one timeout (two once it answered HELLO: a request in a row may be
-    dropped), not one per test; every selected test still has a verdict."""
-    with silent_server(tmp_path / "s.sock", answer_hello=answer_hello) as iut:
-        t0 = time.monotonic()
-        report = run("hypervisor", iut, timeout=0.3, sections=["memory"])
-        elapsed = time.monotonic() - t0
-    timeouts = 2 if answer_hello else 1
-    memory = [e for e in catalogue("hypervisor") if "memory" in {by_id(r).section for r in e.requirements}]
-    assert len(report.results) == len(memory)
-    for r in report.results[:timeouts]:
-        assert r.verdict is Verdict.TIMEOUT, (r.test, r.verdict, r.message)
-        assert "0.3 s" in r.message
-        assert r.duration_s < 2
-    rest = assert_not_run_after(report, timeouts)
-    assert ("HELLO" if not answer_hello else "stopped answering") in rest[0].message
-    assert elapsed < 8
-    assert report.complete
-    assert report.summary.timeout == timeouts
-    assert report.summary.error == len(rest)
-
-
-def test_an_iut_that_hangs_mid_run_costs_two_timeouts(tmp_path: Path) -> None:
-    """The whole suite against an IUT that stops answering after 400 requests: two timeouts (the test's request
-    and its VM_DESTROY), then every remaining test is not run, at once."""
-    with hanging_server(tmp_path / "h.sock", answers=400) as iut:
-        t0 = time.monotonic()
-        report = run("hypervisor", iut, timeout=0.5)
-        elapsed = time.monotonic() - t0
-    assert len(report.results) == len(catalogue("hypervisor"))
-    verdicts = [r.verdict for r in report.results]
-    hung = verdicts.index(Verdict.TIMEOUT)
-    assert set(verdicts[:hung]) == {Verdict.PASS}
-    rest = assert_not_run_after(report, hung + 1)
-    assert report.results[hung].test in rest[0].message
-    assert "VM_DESTROY" in rest[0].message
-    assert elapsed < 15, elapsed
-
-
-def test_a_timeout_fails_the_cli(tmp_path: Path) -> None:
-    with silent_server(tmp_path / "s.sock", answer_hello=True) as iut:
-        c = cli("conformance", "run", "--iut", iut, "--timeout", "0.3", "--section", "memory").result()
-    assert c.code == 1, c.err
-    assert "2 timeouts" in c.out
-    assert c.err.count("6 tests not run") == 1, c.err  # one block for all of them ...
-    assert c.err.count("not run: the IUT stopped answering") == 1, c.err  # ... and one line while it runs
-    assert c.err.count("TIMEOUT") == 4, c.err  # each timeout: its line while it runs, its block at the end
-
-
-def test_the_deadline_ends_the_run(tmp_path: Path) -> None:
-    """--deadline cuts the wait of the test in progress and leaves the rest not run."""
-    with silent_server(tmp_path / "s.sock", answer_hello=True) as iut:
-        t0 = time.monotonic()
-        report = run("hypervisor", iut, timeout=30, deadline=1.0, sections=["memory"])
-        elapsed = time.monotonic() - t0
-    assert elapsed < 6, elapsed
-    assert report.results[0].verdict is Verdict.TIMEOUT
-    assert "deadline" in report.results[0].message
-    rest = assert_not_run_after(report, 1)
-    assert "--deadline 1 s" in rest[0].message
-    in_process = run("hypervisor", "reference", deadline=0.5)
-    assert len(in_process.results) == len(catalogue("hypervisor"))
-    assert {r.verdict for r in in_process.results} == {Verdict.PASS, Verdict.ERROR}
-    assert_not_run_after(in_process, [r.verdict for r in in_process.results].index(Verdict.ERROR))
-    with pytest.raises(UsageError, match="--deadline"):
-        run("hypervisor", "reference", deadline=-1)
 
 
 # -- interrupted runs ---------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ def _median(group: dict[str, Any], key: str, unit: str) -> str:
 def _render(figures: dict[str, Any], console: Console) -> None:
     t = Table(title="Exits (guest traps to the hypervisor)", title_justify="left")
     for col in ("device", "operation", "vectors", "emulated", "pvmsi", "reduction", "pvmsi device writes"):
-        t.add_column(col, justify="left" if col in ("device", "operation") else "right")
+        t.add_column(col, justify="left" if col in ("device", "operation") else "right", overflow="fold")
     for r in figures["exits"]:
         red = "" if r["reduction"] is None else f"{r['reduction']:,}x"
         t.add_row(
@@ -42,8 +42,8 @@ def _render(figures: dict[str, Any], console: Console) -> None:
     console.print(f"boot (discovery + negotiation, once per guest): {b['pvmsi']} exits")
     tp, cd, rt = figures["throughput"], figures["codec"], figures["remap_table"]
     m = Table(title="Costs", title_justify="left")
-    m.add_column("figure")
-    m.add_column("value", justify="right")
+    m.add_column("figure", overflow="fold")
+    m.add_column("value", justify="right", overflow="fold")
     m.add_row(
         "alternating single MSG_ALLOC / MSG_FREE",
         f"{tp['single_alloc_free_calls_per_s']:,.0f} calls/s ({tp['single_call_us']:.1f} µs/call)"

@@ -9,16 +9,16 @@ from typing import cast
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from ..conformance.reports import report_schema, write_atomic
 from ..conformance.results import Verdict
 from ..conformance.runner import UsageError, catalogue, run
 from ..spec.iut import IutError
 from .run_cmd import Role, run_cmd
+from .ui import Group, table
 
 
-@click.group()
+@click.group(cls=Group)
 def conformance() -> None:
     """The conformance suite: test a hypervisor or a guest against pvmsi 1.0."""
 
@@ -39,9 +39,9 @@ def list_cmd(role: str | None, as_json: bool) -> None:
         click.echo(json.dumps([entry.as_json() for entry in entries], indent=2))
         return
     # Names and ids are never cut short, however narrow the terminal: they fold onto the next line instead.
-    t = Table("role", "section")
+    t = table("role", "section")
     t.add_column("test", overflow="fold")
-    t.add_column("requirements", no_wrap=True)
+    t.add_column("requirements", no_wrap=True, overflow="fold")
     for entry in entries:
         t.add_row(entry.role, entry.section, entry.test, "\n".join(entry.requirements))
     Console().print(t)
@@ -80,7 +80,7 @@ def faults_cmd(role: str | None, as_json: bool) -> None:
             )
         )
         return
-    t = Table("role", "name", "breaks", "what it does wrong")
+    t = table("role", "name", "breaks", "what it does wrong")
     for r, n, b, d in rows:
         t.add_row(r, n, b, d)
     Console().print(t)
@@ -92,7 +92,7 @@ def faults_cmd(role: str | None, as_json: bool) -> None:
 def check_faults_cmd(role: str | None, full: bool) -> None:
     """Run the suite against every faulty implementation: each must fail with the requirement it breaks."""
     console = Console()
-    t = Table("role", "fault", "breaks", "failed tests", "caught")
+    t = table("role", "fault", "breaks", "failed tests", "caught")
     rows = _all_faults(role)
     missed = 0
     for r, name, breaks, _ in rows:

@@ -26,6 +26,7 @@ from ..conformance.reports import ReportPathError, check_writable, to_html, to_j
 from ..conformance.results import NOT_RUN, Report, TestResult, Verdict
 from ..conformance.runner import UsageError, interrupt_on_sigterm, run
 from ..spec.iut import IutError
+from .ui import table
 
 Role = Literal["hypervisor", "guest"]
 COLOURS = {"pass": "green", "fail": "red", "unsupported": "dim", "error": "yellow", "timeout": "yellow"}
@@ -51,7 +52,7 @@ class Target:
 
 
 def summary_table(report: Report) -> Table:
-    t = Table("verdict", "tests")
+    t = table("verdict", "tests")
     s = report.summary
     for name, n in (
         ("pass", s.pass_),
