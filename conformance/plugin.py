@@ -20,6 +20,7 @@ import pytest
 
 from ..spec.iut import IutTimeout, Unsupported
 from ..spec.requirements import SECTIONS, by_id
+from .harness.client import IutCrash
 from .ics import Ics, default_ics, load_ics
 from .results import TestResult, Verdict
 from .watch import NotRun, RunWatch
@@ -209,7 +210,7 @@ class Recorder:
             verdict, message = Verdict.UNSUPPORTED, _skip_reason(report)
         elif report.failed:
             exc = call.excinfo.value if call.excinfo is not None else None
-            if isinstance(exc, NotRun):
+            if isinstance(exc, NotRun | IutCrash):  # the message says it all: no exception class before it
                 verdict, message = Verdict.ERROR, str(exc)
             elif isinstance(exc, Unsupported):
                 verdict, message = Verdict.UNSUPPORTED, str(exc)

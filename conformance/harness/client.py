@@ -50,6 +50,11 @@ class IutGone(IutError):
     pass their timeout without sending a byte (docs/conformance-guide.md, "A dead IUT")."""
 
 
+class IutCrash(IutError):
+    """The IUT failed inside while it handled a request: it answered ``ERROR INTERNAL`` (spec appendix "Harness
+    protocol", "Sessions": its own exceptions are never a malformed request)."""
+
+
 class HarnessConnection:
     """Frames over a channel: one request in flight, every wait bounded by ``timeout`` and by ``until``.
 
@@ -157,9 +162,17 @@ class HarnessConnection:
             if frame.seq != seq:
                 raise IutError(f"response seq {frame.seq} to request seq {seq}")
             if frame.kind is FrameKind.ERROR:
-                code = HarnessStatus(frame.body.code)
+                try:
+                    code = HarnessStatus(frame.body.code)
+                except ValueError:
+                    raise IutError(
+                        f"harness protocol: {kind.name} answered by ERROR with the undefined status {frame.body.code}"
+                    ) from None
                 if code is HarnessStatus.UNSUPPORTED:
                     raise Unsupported(f"the IUT does not implement {kind.name}: {error_of(frame)}")
+                if code is HarnessStatus.INTERNAL:
+                    detail = frame.data.decode("utf-8", "replace") or "no detail"
+                    raise IutCrash(f"IUT crash: the IUT failed inside while handling {kind.name}: {detail}")
                 raise IutError(f"{kind.name} failed: {error_of(frame)}")
             expected = RESPONSE_OF[kind]
             if frame.kind is not expected:  # a broken adapter: an error of the harness, never a fail of the IUT
