@@ -206,7 +206,7 @@ def test_nothing_listening_fails_at_once(tmp_path: Path, role: str) -> None:
         t0 = time.monotonic()
         with pytest.raises(UsageError) as exc:
             run(role, iut, timeout=30)  # type: ignore[arg-type]
-        assert time.monotonic() - t0 < 3
+        assert time.monotonic() - t0 < 10  # at once: far below the 30 s timeout
         assert str(exc.value).startswith(f"--iut {iut}: "), str(exc.value)
         if role == "hypervisor" or not iut.startswith("faulty"):
             assert why in str(exc.value), str(exc.value)

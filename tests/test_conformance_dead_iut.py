@@ -141,19 +141,22 @@ def test_a_silent_iut_is_found_dead_and_the_rest_is_not_run(tmp_path: Path, answ
 
 def test_an_iut_that_hangs_mid_run_costs_two_timeouts(tmp_path: Path) -> None:
     """The whole suite against an IUT that stops answering after 400 requests: two timeouts (the test's request
-    and its VM_DESTROY), then every remaining test is not run, at once."""
+    and its VM_DESTROY), then every remaining test is not run, at once. (On a loaded machine an answer may also
+    come late: that costs one timeout, never the run.)"""
     with hanging_server(tmp_path / "h.sock", answers=400) as iut:
         t0 = time.monotonic()
-        report = run("hypervisor", iut, timeout=0.5)
+        report = run("hypervisor", iut, timeout=2)
         elapsed = time.monotonic() - t0
     assert len(report.results) == len(catalogue("hypervisor"))
-    verdicts = [r.verdict for r in report.results]
-    hung = verdicts.index(Verdict.TIMEOUT)
-    assert set(verdicts[:hung]) == {Verdict.PASS}
-    rest = assert_not_run_after(report, hung + 1)
-    assert report.results[hung].test in rest[0].message
+    first_not_run = next(i for i, r in enumerate(report.results) if r.message.startswith(results.NOT_RUN))
+    hung = report.results[first_not_run - 1]
+    assert hung.verdict is Verdict.TIMEOUT
+    assert {r.verdict for r in report.results[: first_not_run - 1]} <= {Verdict.PASS, Verdict.TIMEOUT}
+    assert sum(r.verdict is Verdict.PASS for r in report.results) > 5
+    rest = assert_not_run_after(report, first_not_run)
+    assert hung.test in rest[0].message
     assert "VM_DESTROY" in rest[0].message
-    assert elapsed < 15, elapsed
+    assert elapsed < 40, elapsed  # against about 2 s a remaining test without the detection
 
 
 def test_a_timeout_fails_the_cli(tmp_path: Path) -> None:
@@ -175,16 +178,17 @@ def test_the_deadline_ends_the_run(tmp_path: Path) -> None:
     """--deadline cuts the wait of the test in progress and leaves the rest not run."""
     with silent_server(tmp_path / "s.sock", answer_hello=True) as iut:
         t0 = time.monotonic()
-        report = run("hypervisor", iut, timeout=30, deadline=1.0, sections=["memory"])
+        report = run("hypervisor", iut, timeout=30, deadline=3.0, sections=["memory"])
         elapsed = time.monotonic() - t0
-    assert elapsed < 6, elapsed
+    assert elapsed < 12, elapsed  # the deadline, not the 30 s timeout
     assert report.results[0].verdict is Verdict.TIMEOUT
     assert "deadline" in report.results[0].message
     rest = assert_not_run_after(report, 1)
-    assert "--deadline 1 s" in rest[0].message
+    assert "--deadline 3 s" in rest[0].message
     in_process = run("hypervisor", "reference", deadline=0.5)
     assert len(in_process.results) == len(catalogue("hypervisor"))
-    assert {r.verdict for r in in_process.results} == {Verdict.PASS, Verdict.ERROR}
-    assert_not_run_after(in_process, [r.verdict for r in in_process.results].index(Verdict.ERROR))
+    verdicts = [r.verdict for r in in_process.results]
+    assert set(verdicts) <= {Verdict.PASS, Verdict.ERROR}
+    assert_not_run_after(in_process, verdicts.index(Verdict.ERROR))
     with pytest.raises(UsageError, match="--deadline"):
         run("hypervisor", "reference", deadline=-1)

@@ -96,11 +96,15 @@ class ProcessChannel:
         for stream in (self._in, self._out):
             with contextlib.suppress(OSError):
                 stream.close()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
+        # Its stdin closed, a live IUT exits; one that hangs is asked to (SIGTERM), then made to.
+        for stop in (None, self.proc.terminate, self.proc.kill):
+            if stop is not None:
+                stop()
+            try:
+                self.proc.wait(timeout=2)
+                return
+            except subprocess.TimeoutExpired:
+                continue
 
 
 #: Why a connection failed, where waiting cannot change it: said at once.
