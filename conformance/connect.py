@@ -1,10 +1,20 @@
-"""Open the implementation under test named by ``--iut``."""
+"""Open the implementation under test named by ``--iut`` (docs/conformance-guide.md, "The command line").
+
+Every failure to open it is an :class:`~pvmsi.spec.iut.IutError` whose message starts with ``--iut SPEC:`` and
+says why in the user's terms; an IUT that does not answer ``HELLO`` in time is an
+:class:`~pvmsi.spec.iut.IutTimeout` worded the same way.
+"""
 
 from __future__ import annotations
 
-from ..spec.iut import GuestIUT, HypervisorIUT, IutError
+from typing import Literal
+
+from ..spec.iut import GuestIUT, HypervisorIUT, IutError, IutTimeout
 from .harness.client import HarnessConnection, HarnessGuest, HarnessHypervisor
 from .harness.transport import open_channel
+
+SCHEMES = ("unix", "tcp", "exec")
+FORMS = "reference, faulty:NAME, unix:PATH, tcp:HOST:PORT or exec:CMD"
 
 
 def open_hypervisor(spec: str, timeout: float) -> HypervisorIUT:
@@ -16,15 +26,16 @@ def open_hypervisor(spec: str, timeout: float) -> HypervisorIUT:
     if spec.startswith("faulty:"):
         from .faults import faulty_hypervisor
 
-        return faulty_hypervisor(spec.removeprefix("faulty:"))
-    if spec.split(":", 1)[0] in ("unix", "tcp", "exec"):
-        conn = HarnessConnection(open_channel(spec, timeout), timeout)
         try:
-            return HarnessHypervisor(conn)
-        except Exception:
-            conn.channel.close()
-            raise
-    raise IutError(f"--iut {spec!r}: expected reference, faulty:NAME, unix:PATH, tcp:HOST:PORT or exec:CMD")
+            return faulty_hypervisor(spec.removeprefix("faulty:"))
+        except KeyError as e:
+            raise IutError(f"--iut {spec}: {e.args[0]}") from None
+    conn = _connect(spec, timeout)
+    try:
+        return HarnessHypervisor(conn)
+    except BaseException as e:
+        conn.channel.close()
+        raise _named(spec, e) from None
 
 
 def open_guest(spec: str, timeout: float) -> GuestIUT:
@@ -36,12 +47,35 @@ def open_guest(spec: str, timeout: float) -> GuestIUT:
     if spec.startswith("faulty:"):
         from .faults import faulty_guest
 
-        return faulty_guest(spec.removeprefix("faulty:"))
-    if spec.split(":", 1)[0] in ("unix", "tcp", "exec"):
-        conn = HarnessConnection(open_channel(spec, timeout), timeout)
         try:
-            return HarnessGuest(conn)
-        except Exception:
-            conn.channel.close()
-            raise
-    raise IutError(f"--iut {spec!r}: expected reference, faulty:NAME, unix:PATH, tcp:HOST:PORT or exec:CMD")
+            return faulty_guest(spec.removeprefix("faulty:"))
+        except KeyError as e:
+            raise IutError(f"--iut {spec}: {e.args[0]}") from None
+    conn = _connect(spec, timeout)
+    try:
+        return HarnessGuest(conn)
+    except BaseException as e:
+        conn.channel.close()
+        raise _named(spec, e) from None
+
+
+def open_iut(role: Literal["hypervisor", "guest"], spec: str, timeout: float) -> HypervisorIUT | GuestIUT:
+    """The IUT of ``role`` named by ``spec``."""
+    return open_guest(spec, timeout) if role == "guest" else open_hypervisor(spec, timeout)
+
+
+def _connect(spec: str, timeout: float) -> HarnessConnection:
+    if spec.split(":", 1)[0] not in SCHEMES:
+        raise IutError(f"--iut {spec or repr(spec)}: expected {FORMS}")
+    try:
+        return HarnessConnection(open_channel(spec, timeout), timeout)
+    except IutError as e:
+        raise _named(spec, e) from None
+
+
+def _named(spec: str, e: BaseException) -> BaseException:
+    """``e`` with a message that names the IUT once; other exceptions are left as they are."""
+    if not isinstance(e, IutError | IutTimeout):
+        return e
+    why = str(e).removeprefix(f"{spec}: ")
+    return type(e)(f"--iut {spec}: {why}")

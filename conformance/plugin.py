@@ -20,8 +20,10 @@ import pytest
 
 from ..spec.iut import IutTimeout, Unsupported
 from ..spec.requirements import SECTIONS, by_id
+from .harness.client import IutCrash
 from .ics import Ics, default_ics, load_ics
 from .results import TestResult, Verdict
+from .watch import NotRun, RunWatch
 
 SUITES = Path(__file__).parent / "suites"
 UNSUPPORTED_PREFIX = "unsupported: "
@@ -76,7 +78,8 @@ def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Col
 
 class Preopened:
     """An IUT the runner opened before the run (so that an unreachable IUT is one clear error, not a failed test
-    per test), or the timeout that opening it hit (then every test gets the ``timeout`` verdict)."""
+    per test), or the timeout that opening it hit (then the first test gets the ``timeout`` verdict and the others
+    are not run)."""
 
     def __init__(self, iut: Any = None, error: Exception | None = None) -> None:
         self.iut = iut
@@ -92,6 +95,7 @@ class Preopened:
 
 
 PREOPENED = pytest.StashKey[Preopened]()
+WATCH = pytest.StashKey[RunWatch]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -102,6 +106,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--pvmsi-role", default="hypervisor", choices=["hypervisor", "guest"], help="role of the IUT")
     group.addoption("--pvmsi-ics", default=None, help="implementation conformance statement (TOML)")
     group.addoption("--pvmsi-timeout", type=float, default=10.0, help="seconds to wait for any one answer")
+    group.addoption(
+        "--pvmsi-deadline",
+        type=float,
+        default=None,
+        help="seconds the whole run may take; the tests left when it passes are not run",
+    )
     group.addoption("--pvmsi-requirement", action="append", default=[], help="run only tests naming this id")
     group.addoption("--pvmsi-section", action="append", default=[], help="run only tests in this section")
     group.addoption(
@@ -113,6 +123,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.stash[WATCH] = RunWatch(config.getoption("--pvmsi-deadline"))
     config.addinivalue_line("markers", "requirement(*ids): requirement ids the test checks")
     config.addinivalue_line("markers", "option(name): ICS option the test needs")
 
@@ -199,7 +210,9 @@ class Recorder:
             verdict, message = Verdict.UNSUPPORTED, _skip_reason(report)
         elif report.failed:
             exc = call.excinfo.value if call.excinfo is not None else None
-            if isinstance(exc, Unsupported):
+            if isinstance(exc, NotRun | IutCrash):  # the message says it all: no exception class before it
+                verdict, message = Verdict.ERROR, str(exc)
+            elif isinstance(exc, Unsupported):
                 verdict, message = Verdict.UNSUPPORTED, str(exc)
             elif isinstance(exc, IutTimeout):
                 verdict, message = Verdict.TIMEOUT, str(exc)
@@ -256,7 +269,7 @@ def _skip_reason(report: pytest.TestReport) -> str:
 def pvmsi_ics(pytestconfig: pytest.Config) -> Ics:
     path = pytestconfig.getoption("--pvmsi-ics")
     role = pytestconfig.getoption("--pvmsi-role")
-    return load_ics(path) if path else default_ics(role)
+    return load_ics(path, role) if path else default_ics(role)
 
 
 @pytest.fixture(autouse=True)
@@ -273,10 +286,14 @@ def pvmsi_iut(pytestconfig: pytest.Config) -> Iterator[Any]:
     """The implementation under test named by ``--pvmsi-iut``, in the role ``--pvmsi-role`` gives it."""
     from .connect import open_guest, open_hypervisor
 
+    watch = pytestconfig.stash[WATCH]
     pre = pytestconfig.stash.get(PREOPENED, None)
     if pre is not None:  # opened (and closed) by the runner
-        if pre.error is not None:
+        if isinstance(pre.error, IutTimeout):
+            watch.open_error = pre.error
+        elif pre.error is not None:
             raise pre.error
+        watch.attach(pre.iut)
         yield pre.iut
         return
     timeout = pytestconfig.getoption("--pvmsi-timeout")
@@ -293,6 +310,7 @@ def pvmsi_iut(pytestconfig: pytest.Config) -> Iterator[Any]:
         iut = ScenarioRecorder(host(), new_host=host)  # a fresh host per test: vectors independent
     else:
         iut = open_hypervisor(pytestconfig.getoption("--pvmsi-iut"), timeout)
+    watch.attach(iut)
     try:
         yield iut
     finally:
@@ -304,6 +322,7 @@ def guest(request: pytest.FixtureRequest, pvmsi_iut: Any) -> Iterator[Any]:
     """The suite plays the hypervisor for the guest under test; the transcript goes into the report."""
     from .guest_toolkit import GuestSession
 
+    request.config.stash[WATCH].check(_name(request.node))
     g = GuestSession(pvmsi_iut)
     request.node.pvmsi_transcript = g.transcript
     start = time.perf_counter()
@@ -318,6 +337,7 @@ def session(request: pytest.FixtureRequest, pvmsi_iut: Any) -> Iterator[Any]:
     """A fresh :class:`~.toolkit.Session` (and VM) per test; its transcript goes into the report."""
     from .toolkit import Session
 
+    request.config.stash[WATCH].check(_name(request.node))
     s = Session(pvmsi_iut)
     request.node.pvmsi_transcript = s.transcript
     begin = getattr(pvmsi_iut, "begin", None)

@@ -6,6 +6,10 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+#: How the message of a test that was not carried out starts (its verdict is ``error``): the IUT was dead or the
+#: run's deadline had passed (docs/conformance-guide.md, "A dead IUT, and the run's deadline").
+NOT_RUN = "not run: "
+
 
 class Verdict(StrEnum):
     PASS = "pass"

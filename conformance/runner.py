@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any, Literal
 
 import pytest
@@ -17,6 +20,7 @@ from ..spec.iut import IutError, IutTimeout
 from ..spec.requirements import SECTIONS, by_id
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
 from . import plugin
+from .ics import IcsError, load_ics
 from .plugin import SUITES, Preopened, Recorder, requirements_of, role_of, section_of
 from .results import Report, Summary, TestResult
 
@@ -45,7 +49,13 @@ class CatalogueEntry:
 
 
 def _args(
-    role: Role, iut: str, ics: str | None, timeout: float, requirements: list[str], sections: list[str]
+    role: Role,
+    iut: str,
+    ics: str | None,
+    timeout: float,
+    requirements: list[str],
+    sections: list[str],
+    deadline: float | None = None,
 ) -> list[str]:
     args = [
         str(SUITES / role),
@@ -64,6 +74,8 @@ def _args(
     ]
     if ics:
         args += ["--pvmsi-ics", ics]
+    if deadline is not None:
+        args += ["--pvmsi-deadline", str(deadline)]
     for r in requirements:
         args += ["--pvmsi-requirement", r]
     for s in sections:
@@ -79,6 +91,38 @@ def _quiet() -> Iterator[io.StringIO]:
         yield buf
 
 
+class Termination:
+    """What :func:`interrupt_on_sigterm` saw: the signal, once one came, and whether it still interrupts."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        #: While true a SIGTERM interrupts as Ctrl-C does; once the run is over it is only noted, so that the
+        #: reports are written in full before the process exits.
+        self.armed = True
+
+
+@contextlib.contextmanager
+def interrupt_on_sigterm() -> Iterator[Termination]:
+    """SIGTERM (a CI cancel) interrupts a run as Ctrl-C does: the run stops, and its reports hold the tests that
+    finished with ``complete`` false (docs/conformance-guide.md, "Reports"). Only in the main thread, where Python
+    delivers signals; the previous handler comes back afterwards."""
+    term = Termination()
+    if threading.current_thread() is not threading.main_thread():
+        yield term
+        return
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        term.signal = signum
+        if term.armed:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield term
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class UsageError(ValueError):
     """The run could not start (bad selection, bad ICS, unreachable IUT): the message says why."""
 
@@ -89,6 +133,7 @@ def run(
     *,
     ics: str | None = None,
     timeout: float = 10.0,
+    deadline: float | None = None,
     requirements: list[str] | None = None,
     sections: list[str] | None = None,
     on_start: Callable[[int], None] | None = None,
@@ -96,7 +141,19 @@ def run(
     stream: Path | None = None,
     record: Path | None = None,
 ) -> Report:
-    """Run the ``role`` suite against ``iut``; the report holds whatever finished, even if interrupted."""
+    """Run the ``role`` suite against ``iut``; the report holds whatever finished, even if interrupted.
+
+    ``timeout`` bounds every wait for one answer; ``deadline`` (seconds) the whole run: the tests left when it
+    passes, or when the IUT is found dead, are not run (verdict ``error``, one message for all of them)."""
+    if not timeout > 0:
+        raise UsageError(f"--timeout {timeout:g}: the time to wait for an answer must be more than 0 seconds")
+    if deadline is not None and not deadline > 0:
+        raise UsageError(f"--deadline {deadline:g}: the time the run may take must be more than 0 seconds")
+    if ics:
+        try:
+            load_ics(ics, role)
+        except IcsError as e:
+            raise UsageError(str(e)) from None
     for rid in requirements or []:
         try:
             by_id(rid)
@@ -118,7 +175,7 @@ def run(
     interrupted = False
     with _quiet() as out:
         try:
-            args = _args(role, iut, ics, timeout, requirements or [], sections or [])
+            args = _args(role, iut, ics, timeout, requirements or [], sections or [], deadline)
             if record is not None:
                 args += ["--pvmsi-record", str(record)]
             code = pytest.main(args, plugins=[plugin, recorder, _Start(), *([pre] if pre else [])])
@@ -147,19 +204,19 @@ def run(
     )
 
 
-def _preopen(role: Role, iut: str, timeout: float) -> Preopened | None:
-    """Open a hypervisor IUT before the run: unreachable is a :class:`UsageError`, silent gives timeouts."""
-    if role != "hypervisor":
-        return None
-    from .connect import open_hypervisor
+def _preopen(role: Role, iut: str, timeout: float) -> Preopened:
+    """Open the IUT before the run, in either role: one that cannot be used (a malformed ``--iut``, an unknown
+    fault, no socket, a command that does not start, a peer that closes or answers ``HELLO`` wrongly) is a
+    :class:`UsageError`; one that does not answer ``HELLO`` in time is dead from the start (its tests are not run,
+    docs/conformance-guide.md, "A dead IUT")."""
+    from .connect import open_iut
 
     try:
-        return Preopened(open_hypervisor(iut, timeout))
+        return Preopened(open_iut(role, iut, timeout))
     except IutTimeout as e:
         return Preopened(error=e)
-    except (IutError, KeyError) as e:
-        why = str(e.args[0] if isinstance(e, KeyError) else e)
-        raise UsageError(why if why.startswith(iut) else f"cannot use the IUT {iut}: {why}") from None
+    except IutError as e:
+        raise UsageError(str(e)) from None
 
 
 def _last_error(text: str) -> str:

@@ -103,3 +103,36 @@ def test_remap_bench_module_reports_both_occupancies(capsys: pytest.CaptureFixtu
     assert set(out) == {"alloc_ns_1pct", "alloc_ns_95pct", "ratio", "alloc32_ns_1pct", "alloc32_ns_95pct", "ratio32"}
     assert all(v > 0 for v in out.values())
     assert out["ratio"] == out["alloc_ns_95pct"] / out["alloc_ns_1pct"]
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("", "the file is empty"),
+        ("{not json", "not JSON"),
+        ("[1, 2]", "a JSON list, not an object"),
+        ('{"results": []}', "no exits, boot_exits"),
+        (
+            '{"exits": 3, "boot_exits": {}, "throughput": {}, "codec": {}, "remap_table": {}, "targets": {}, '
+            '"machine": {}}',
+            "exits of the wrong type",
+        ),
+        (
+            '{"exits": [{"device": "msix"}], "boot_exits": {}, "throughput": {}, "codec": {}, "remap_table": {}, '
+            '"targets": {}, "machine": {}}',
+            "no figure",
+        ),
+    ],
+    ids=["empty", "not-json", "list", "foreign", "wrong-type", "missing-figure"],
+)
+def test_from_json_with_a_file_that_is_not_figures(tmp_path: Path, text: str, why: str) -> None:
+    """An empty or foreign file is a usage error naming the file, with nothing rendered, never a traceback."""
+    saved = tmp_path / "figures.json"
+    saved.write_text(text)
+    result = CliRunner().invoke(main, ["bench", "--from-json", str(saved)])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert str(saved) in result.output
+    assert why in result.output
+    assert "not the figures of `pvmsi bench --json`" in result.output
+    assert "Exits" not in result.output

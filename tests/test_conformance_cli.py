@@ -1,5 +1,6 @@
-"""``pvmsi conformance run`` as a user meets it: ICS, selection, usage errors, unreachable and silent IUTs,
-exit codes and interrupted runs.
+"""``pvmsi conformance run`` as a user meets it: ICS, selection, usage errors, unusable IUTs, exit codes and
+interrupted runs (a silent or dead IUT: test_conformance_dead_iut.py; what the terminal shows:
+test_conformance_output.py).
 
 CLI runs whose exit code matters are subprocesses, started together by a module fixture so that their start-up
 costs overlap; the rest runs in-process through :func:`pvmsi.conformance.runner.run`.
@@ -8,28 +9,27 @@ costs overlap; the rest runs in-process through :func:`pvmsi.conformance.runner.
 from __future__ import annotations
 
 import ast
-import contextlib
 import json
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from pvmsi.cli.main import main
 from pvmsi.conformance import results
-from pvmsi.conformance.harness.frames import FrameReader, build
 from pvmsi.conformance.ics import OPTION_NAMES, Ics, IcsError, default_ics, load_ics
 from pvmsi.conformance.plugin import SUITES
 from pvmsi.conformance.results import Report, Verdict
 from pvmsi.conformance.runner import UsageError, catalogue, run
-from pvmsi.spec.harness_constants import FrameKind, HarnessRole
 from pvmsi.spec.requirements import by_id
 
 PVMSI = str(Path(sys.executable).with_name("pvmsi"))
@@ -52,6 +52,16 @@ BAD_ICS = {
     "missing": ("[options]\nims = true\n", "implementation"),
     "toml": ('[implementation\nname = "x"\n', "not valid TOML"),
 }
+#: Values a lax reader would coerce (the strings "yes" and "off" to booleans) or accept (a spec version this suite
+#: does not check): the ICS is validated strictly.
+STRICT_ICS = {
+    "yes": ('[implementation]\nname = "x"\nrole = "hypervisor"\n[options]\nims = "yes"\n', "options.ims"),
+    "off": ('[implementation]\nname = "x"\nrole = "hypervisor"\n[options]\nposted = "off"\n', "options.posted"),
+    "number": ('[implementation]\nname = "x"\nrole = "hypervisor"\n[options]\nflr = 1\n', "options.flr"),
+    "major": ('[implementation]\nname = "x"\nrole = "hypervisor"\nspec_version = "7.3"\n', "checks pvmsi 1.0"),
+    "name": ('[implementation]\nname = ""\nrole = "hypervisor"\n', "implementation.name"),
+}
+GUEST_ICS = '[implementation]\nname = "a-guest"\nrole = "guest"\nspec_version = "1.0"\n'
 
 
 def option_tests(option: str) -> set[str]:
@@ -106,10 +116,19 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Cli]]:
         (tmp / f"bad-{name}.toml").write_text(text)
         started[f"ics-{name}"] = cli("conformance", "run", "--ics", str(tmp / f"bad-{name}.toml"))
     started["ics-absent"] = cli("conformance", "run", "--ics", str(tmp / "absent.toml"))
+    (tmp / "guest.toml").write_text(GUEST_ICS)
+    started["ics-other-role"] = cli("conformance", "run", "--ics", str(tmp / "guest.toml"))
+    (tmp / "yes.toml").write_text(STRICT_ICS["yes"][0])
+    started["ics-yes"] = cli("conformance", "run", "--ics", str(tmp / "yes.toml"))
+    started["timeout-negative"] = cli("conformance", "run", "--timeout", "-1")
     started["unknown-id"] = cli("conformance", "run", "--requirement", "HV-NOPE-999")
     started["unknown-section"] = cli("conformance", "run", "--section", "teleportation")
     started["unix-absent"] = cli("conformance", "run", "--iut", f"unix:{tmp / 'absent.sock'}", "--timeout", "0.5")
     started["exec-absent"] = cli("conformance", "run", "--iut", f"exec:{tmp / 'no-such-hypervisor'} --stdio")
+    started["exec-unparsable"] = cli("conformance", "run", "--iut", "exec:'unterminated")
+    started["bogus"] = cli("conformance", "run", "--iut", "bogus")
+    started["guest-fault-absent"] = cli("conformance", "run", "--role", "guest", "--iut", "faulty:nope")
+    started["guest-unix-absent"] = cli("conformance", "run", "--role", "guest", "--iut", f"unix:{tmp / 'g.sock'}")
     started["faulty"] = cli("conformance", "run", "--iut", "faulty:double-fetch", "--requirement", "HV-MEM-005")
     started["selected"] = cli("conformance", "run", "--requirement", "HV-MEM-005", "--json", str(tmp / "sel.json"))
     try:
@@ -139,6 +158,18 @@ def test_missing_ics_file(runs: dict[str, Cli]) -> None:
     assert_usage_error(runs["ics-absent"], "absent.toml", "cannot read")
 
 
+def test_ics_is_validated_strictly(runs: dict[str, Cli]) -> None:
+    """An ICS of a guest is not one of a hypervisor, and "yes" is not a boolean."""
+    assert_usage_error(runs["ics-other-role"], "guest.toml", "implementation.role", "--role hypervisor")
+    assert_usage_error(runs["ics-yes"], "yes.toml", "options.ims")
+
+
+def test_timeout_must_be_positive(runs: dict[str, Cli]) -> None:
+    assert_usage_error(runs["timeout-negative"], "--timeout")
+    with pytest.raises(UsageError, match="--timeout"):
+        run("hypervisor", "reference", timeout=0, requirements=["HV-MEM-001"])
+
+
 def test_unknown_requirement_and_section(runs: dict[str, Cli]) -> None:
     assert_usage_error(runs["unknown-id"], "HV-NOPE-999")
     assert_usage_error(runs["unknown-section"], "teleportation", "known:")
@@ -147,6 +178,48 @@ def test_unknown_requirement_and_section(runs: dict[str, Cli]) -> None:
 def test_unreachable_iut_is_one_clear_error(runs: dict[str, Cli]) -> None:
     assert_usage_error(runs["unix-absent"], "absent.sock", "cannot connect")
     assert_usage_error(runs["exec-absent"], "no-such-hypervisor", "cannot start")
+
+
+def test_every_iut_is_checked_up_front_in_both_roles(runs: dict[str, Cli]) -> None:
+    """One usage error naming the IUT once, in the guest role as in the hypervisor role; never a traceback, a
+    test per error, or the whole list of faults."""
+    assert_usage_error(runs["exec-unparsable"], "exec:'unterminated", "No closing quotation")
+    assert_usage_error(runs["bogus"], "--iut bogus: expected reference, faulty:NAME")
+    assert runs["bogus"].err.count("bogus") == 1, runs["bogus"].err
+    assert_usage_error(runs["guest-fault-absent"], "faulty:nope", "no faulty guest 'nope'", "--role guest")
+    assert "KeyError" not in runs["guest-fault-absent"].err
+    assert_usage_error(runs["guest-unix-absent"], "g.sock", "no such socket")
+
+
+@pytest.mark.parametrize("role", ["hypervisor", "guest"])
+def test_nothing_listening_fails_at_once(tmp_path: Path, role: str) -> None:
+    """No socket file and a refused TCP connection are said at once, whatever --timeout is."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    for iut, why in (
+        (f"unix:{tmp_path / 'absent.sock'}", "no such socket"),
+        (f"tcp:127.0.0.1:{closed}", "connection refused"),
+        ("tcp:127.0.0.1:99999", "not in 1..65535"),
+        ("faulty:double-fetsh", "did you mean"),
+    ):
+        t0 = time.monotonic()
+        with pytest.raises(UsageError) as exc:
+            run(role, iut, timeout=30)  # type: ignore[arg-type]
+        assert time.monotonic() - t0 < 10  # at once: far below the 30 s timeout
+        assert str(exc.value).startswith(f"--iut {iut}: "), str(exc.value)
+        if role == "hypervisor" or not iut.startswith("faulty"):
+            assert why in str(exc.value), str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "listen", ["tcp:127.0.0.1:99999", "tcp:127.0.0.1:http", "ftp:somewhere", f"unix:{'x' * 200}/s.sock"]
+)
+def test_serve_with_an_address_it_cannot_listen_on(listen: str) -> None:
+    result = CliRunner().invoke(main, ["serve", "--listen", listen, "--once"])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Error:" in result.output
 
 
 def test_exit_codes(runs: dict[str, Cli]) -> None:
@@ -183,14 +256,29 @@ def test_ics_without_an_option_makes_its_tests_unsupported(tmp_path: Path) -> No
     assert report.summary.ok
 
 
-@pytest.mark.parametrize("case", sorted(BAD_ICS))
+@pytest.mark.parametrize("case", sorted(BAD_ICS.keys() | STRICT_ICS.keys()))
 def test_load_ics_errors(tmp_path: Path, case: str) -> None:
+    text, needle = BAD_ICS.get(case) or STRICT_ICS[case]
     path = tmp_path / "ics.toml"
-    path.write_text(BAD_ICS[case][0])
+    path.write_text(text)
     with pytest.raises(IcsError) as exc:
         load_ics(path)
     assert str(path) in str(exc.value)
-    assert BAD_ICS[case][1] in str(exc.value)
+    assert needle in str(exc.value)
+    assert "Value error" not in str(exc.value)
+
+
+def test_ics_role_must_be_the_run_role(tmp_path: Path) -> None:
+    path = tmp_path / "ics.toml"
+    path.write_text(GUEST_ICS)
+    assert load_ics(path, "guest").implementation.role == "guest"
+    with pytest.raises(IcsError, match=r"implementation\.role"):
+        load_ics(path, "hypervisor")
+    with pytest.raises(UsageError, match=r"implementation\.role"):
+        run("hypervisor", "reference", ics=str(path), requirements=["HV-MEM-001"])
+    later_minor = tmp_path / "later.toml"
+    later_minor.write_text(GUEST_ICS.replace('"1.0"', '"1.7"'))
+    assert load_ics(later_minor, "guest").implementation.spec_version == "1.7"
 
 
 def test_ics_options_cover_the_suite() -> None:
@@ -241,78 +329,17 @@ def test_unknown_selection_in_process() -> None:
         run("hypervisor", "tcp:127.0.0.1:1", timeout=0.3)
 
 
-# -- an IUT that stops answering --------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def silent_server(path: Path, *, answer_hello: bool) -> Iterator[str]:
-    """A Unix-socket 'hypervisor' that accepts and never answers (or answers HELLO, then goes silent)."""
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(str(path))
-    srv.listen(4)
-    srv.settimeout(0.05)
-    stop = threading.Event()
-    conns: list[socket.socket] = []
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except TimeoutError:
-                continue
-            conns.append(conn)
-            if not answer_hello:
-                continue
-            reader = FrameReader()
-            conn.settimeout(2)
-            while (frame := reader.next_frame()) is None:
-                reader.feed(conn.recv(4096))
-            hello = {"role": HarnessRole.HYPERVISOR, "spec_major": 1, "spec_minor": 0, "max_payload": 65536}
-            conn.sendall(build(FrameKind.HELLO_ACK, frame.seq, {**hello, "name": b"silent\0\0"}))
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"unix:{path}"
-    finally:
-        stop.set()
-        thread.join(5)
-        for c in conns:
-            c.close()
-        srv.close()
-
-
-@pytest.mark.parametrize("answer_hello", [False, True], ids=["never-answers", "hello-then-silent"])
-def test_a_silent_iut_gives_timeouts_within_the_timeout(tmp_path: Path, answer_hello: bool) -> None:
-    with silent_server(tmp_path / "s.sock", answer_hello=answer_hello) as iut:
-        t0 = time.monotonic()
-        report = run("hypervisor", iut, timeout=0.3, requirements=["HV-MEM-001", "HV-MEM-002"])
-        elapsed = time.monotonic() - t0
-    assert len(report.results) == 2
-    for r in report.results:
-        assert r.verdict is Verdict.TIMEOUT, (r.test, r.verdict, r.message)
-        assert "0.3 s" in r.message
-        assert r.duration_s < 2
-    assert elapsed < 8
-    assert not report.summary.ok
-    assert report.summary.timeout == 2
-
-
-def test_a_timeout_fails_the_cli(tmp_path: Path) -> None:
-    with silent_server(tmp_path / "s.sock", answer_hello=True) as iut:
-        c = cli("conformance", "run", "--iut", iut, "--timeout", "0.3", "--requirement", "HV-MEM-001").result()
-    assert c.code == 1, c.err
-    assert "1 timeouts" in c.out
-
-
 # -- interrupted runs ---------------------------------------------------------------------------------------------
 
 
-def _start_and_wait_for(tmp_path: Path, lines: int) -> tuple[subprocess.Popen[str], Path, Path]:
+def _start_and_wait_for(tmp_path: Path, lines: int, *more: str) -> tuple[subprocess.Popen[str], Path, Path]:
     out = tmp_path / "report.json"
     partial = out.with_suffix(".partial.jsonl")
     proc = subprocess.Popen(
-        [PVMSI, "conformance", "run", "--json", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [PVMSI, "conformance", "run", "--json", str(out), *more],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and proc.poll() is None:
@@ -337,6 +364,24 @@ def test_interrupted_run_keeps_the_finished_tests(tmp_path: Path) -> None:
     assert all(r.verdict is Verdict.PASS for r in report.results)
     assert not partial.exists(), "the stream is removed once the report is written"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_sigterm_writes_every_report_as_ctrl_c_does(tmp_path: Path) -> None:
+    """A CI cancel (SIGTERM) mid-run: the JSON, JUnit and HTML reports hold the tests that finished, the JSON
+    says the run is not complete, and the exit code is 128 + 15."""
+    junit, page = tmp_path / "report.xml", tmp_path / "report.html"
+    proc, out, partial = _start_and_wait_for(tmp_path, 5, "--junit", str(junit), "--html", str(page))
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 128 + signal.SIGTERM, (stdout, stderr)
+    assert "Traceback" not in stderr
+    assert "terminated (SIGTERM)" in stderr
+    report = Report.model_validate_json(out.read_text())
+    assert not report.complete
+    assert 5 <= len(report.results) < len(catalogue("hypervisor"))
+    assert int(ET.parse(junit).getroot().get("tests", "0")) == len(report.results)
+    assert "interrupted: partial results" in page.read_text()
+    assert not partial.exists()
 
 
 def test_killed_run_leaves_a_readable_stream(tmp_path: Path) -> None:

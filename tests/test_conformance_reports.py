@@ -4,6 +4,7 @@ and every file is written atomically."""
 
 from __future__ import annotations
 
+import errno
 import html
 import importlib
 import json
@@ -11,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter
 from html.parser import HTMLParser
@@ -18,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from ctoolchain import need
 
+from pvmsi.cli.main import main
 from pvmsi.conformance.reports import report_schema, to_html, to_json, to_junit, write_atomic
 from pvmsi.conformance.results import Report, Summary, Verdict
 from pvmsi.conformance.runner import run
@@ -122,6 +126,9 @@ def test_junit_counts_are_consistent(mixed: Report) -> None:
             assert int(suite.get(key, "-1")) == n, (suite.get("name"), key)
             totals[key] += n
     for key, n in totals.items():
+        if key == "skipped":  # neither schema has skipped on testsuites: the suites carry it
+            assert root.get(key) is None
+            continue
         assert int(root.get(key, "-1")) == n, key
     by_verdict = Counter(r.verdict for r in report.results)
     assert totals["tests"] == len(report.results)
@@ -133,16 +140,63 @@ def test_junit_counts_are_consistent(mixed: Report) -> None:
 def test_junit_names_requirements_and_keeps_the_transcript(mixed: Report) -> None:
     root = ET.fromstring(to_junit(mixed))
     cases = {c.get("name"): c for c in root.iter("testcase")}
+    requirements = {
+        p.get("name", "").removeprefix("requirements "): p.get("value", "").split()
+        for p in root.iter("property")
+        if p.get("name", "").startswith("requirements ")
+    }
     for r in mixed.results:
         case = cases[r.test]
-        assert [p.get("value") for p in case.iter("property")] == r.requirements
+        assert requirements[r.test] == r.requirements
+        out = case.find("system-out")
         if r.verdict is Verdict.FAIL:
             failure = case.find("failure")
             assert failure is not None
             assert "expected:" in (failure.text or "")
-            out = case.find("system-out")
             assert out is not None
             assert out.text
+        elif r.verdict is Verdict.PASS:
+            assert out is None, "a pass carries no transcript (the JSON report has it)"
+
+
+def junit_schemas() -> dict[str, Any]:
+    xmlschema = importlib.import_module("xmlschema")  # no type stubs
+    return {p.name: xmlschema.XMLSchema(str(p)) for p in sorted((Path(__file__).parent / "schemas").glob("*.xsd"))}
+
+
+def test_junit_is_valid_against_jenkins_and_pytest_schemas(mixed: Report) -> None:
+    """Every verdict, a partial run and tests not run: valid against both schemas kept in tests/schemas."""
+    schemas = junit_schemas()
+    assert set(schemas) == {"jenkins-junit.xsd", "pytest-junit-10.xsd"}
+    base = every_verdict(mixed)
+    not_run = base.results[0].model_copy(
+        update={"test": "synthetic::not_run", "verdict": Verdict.ERROR, "message": "not run: the IUT is dead"}
+    )
+    slow = base.results[0].model_copy(update={"test": "synthetic::slow", "duration_s": 1234.567891})
+    for report in (
+        base,
+        base.model_copy(update={"complete": False, "results": [*base.results, not_run, slow]}),
+        base.model_copy(update={"results": []}),
+    ):
+        text = to_junit(report)
+        for name, schema in schemas.items():
+            errors = [str(e.reason) for e in schema.iter_errors(text)]
+            assert not errors, (name, errors[:3])
+        root = ET.fromstring(text)
+        assert all(re.fullmatch(r"\d+\.\d{3}", t.get("time", "")) for t in root.iter() if t.get("time") is not None)
+
+
+def test_junit_of_passing_tests_is_lean(mixed: Report) -> None:
+    """75 passing tests with long transcripts: a few hundred bytes each, not the transcripts."""
+    passed = next(r for r in mixed.results if r.verdict is Verdict.PASS)
+    long = passed.model_copy(update={"transcript": ["vm 1 vcpu 0 MSG_ALLOC in=" + "00" * 2000] * 40})
+    results = [long.model_copy(update={"test": f"{long.test}_{i}"}) for i in range(75)]
+    summary = Summary()
+    for r in results:
+        summary.add(r.verdict)
+    text = to_junit(mixed.model_copy(update={"results": results, "summary": summary}))
+    assert len(text.encode()) < 40_000, len(text.encode())
+    assert "system-out" not in text
 
 
 # -- HTML --------------------------------------------------------------------------------------------------------
@@ -151,7 +205,7 @@ def test_junit_names_requirements_and_keeps_the_transcript(mixed: Report) -> Non
 def test_html_has_a_section_per_spec_section(mixed: Report) -> None:
     page = to_html(every_verdict(mixed))
     for section in {r.section for r in mixed.results}:
-        assert f"<h2 id='{section}'>{SECTIONS[section][0]}</h2>" in page
+        assert f"<h3 id='{section}'>{SECTIONS[section][0]}</h3>" in page
     for r in mixed.results:
         assert r.test in page
 
@@ -166,6 +220,36 @@ def test_html_shows_failures_with_expected_actual_and_transcript(mixed: Report) 
         assert "actual:" in page
         assert "Transcript" in page
         assert html.escape(r.transcript[-1]) in page
+
+
+def test_html_shows_failures_first_and_its_badges_link_to_them(mixed: Report) -> None:
+    report = every_verdict(mixed)
+    page = to_html(report)
+    ids = set(re.findall(r"id='([^']+)'", page))
+    for verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.TIMEOUT, Verdict.UNSUPPORTED):
+        assert f"<a class='{verdict.value}' href='#verdict-{verdict.value}'>" in page
+        assert f"verdict-{verdict.value}" in ids
+    assert "<a class='pass' href='#sections'>" in page
+    assert set(re.findall(r"href='#([^']+)'", page)) <= ids, "every link has its target"
+    sections = page.index("<h2 id='sections'>")
+    for r in report.results:
+        if r.verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.TIMEOUT):
+            assert page.index(html.escape(r.test)) < sections, r.test
+            assert "href='#t-" in page[sections:]
+    order = [page.index(f"id='verdict-{v}'") for v in ("fail", "error", "timeout", "unsupported")]
+    assert order == sorted(order)
+    assert page.index("<details open>") < sections
+
+
+def test_html_shows_the_tests_not_run_once(mixed: Report) -> None:
+    first = mixed.results[0]
+    dead = [
+        first.model_copy(update={"test": f"t::n{i}", "verdict": Verdict.ERROR, "message": "not run: the IUT is dead"})
+        for i in range(30)
+    ]
+    page = to_html(mixed.model_copy(update={"results": dead}))
+    assert page.count("the IUT is dead") == 1
+    assert "30 tests not run" in page
 
 
 def test_html_is_self_contained(mixed: Report) -> None:
@@ -302,9 +386,60 @@ def test_html_renders_in_chromium(mixed: Report, tmp_path: Path) -> None:
     body = _BodyData()
     body.feed(proc.stdout)
     failing = [r for r in report.results if r.verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.TIMEOUT)]
+    unsupported = [r for r in report.results if r.verdict is Verdict.UNSUPPORTED]
     assert body.data == {
         "overflow": "false",
-        "rows": str(len(report.results)),
+        "rows": str(len(report.results) + len(failing) + len(unsupported)),  # failures first, then by section
         "open": str(len(failing) + sum(bool(r.transcript) for r in failing)),
-        "h2": str(len({r.section for r in report.results})),
+        "h2": "2",  # the failures, the results by section
     }
+
+
+# -- report paths ----------------------------------------------------------------------------------------------------
+
+
+def test_a_report_path_that_cannot_be_written_stops_the_run_before_it_starts(tmp_path: Path) -> None:
+    """Under a regular file, in /proc, or a folder: a usage error naming the option and the path, before any test
+    runs (no result is lost), never a traceback."""
+    (tmp_path / "file").write_text("")
+    for option, path, why in (
+        ("--json", tmp_path / "file" / "r.json", "is a file, not a folder"),
+        ("--junit", Path("/proc/pvmsi-report.xml"), "cannot write in /proc"),
+        ("--html", tmp_path / "file" / "deeper" / "r.html", "is a file, not a folder"),
+    ):
+        result = CliRunner().invoke(main, ["conformance", "run", "--requirement", "HV-MEM-001", option, str(path)])
+        assert result.exit_code == 2, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+        assert f"{option} {path}" in result.output
+        assert why in result.output
+        assert "passed" not in result.output, "the run did not start"
+
+
+def test_a_report_that_fails_after_the_run_leaves_the_results_in_a_named_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills up after the run: exit code 2, the message says which report failed and where the results
+    are; the reports that could be written are."""
+    from pvmsi.cli import run_cmd
+
+    def full_disk(path: str | Path, text: str) -> None:
+        if str(path).endswith(".xml"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        write_atomic(path, text)
+
+    monkeypatch.setattr(run_cmd, "write_atomic", full_disk)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    for more, saved in (([], None), (["--json", str(tmp_path / "r.json")], tmp_path / "r.json")):
+        args = ["conformance", "run", "--requirement", "HV-MEM-001", "--junit", str(tmp_path / "r.xml"), *more]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, result.output
+        match = re.search(
+            r"cannot write --junit (\S+): No space left on device; the results are in (\S+)", result.output
+        )
+        assert match, result.output
+        assert match.group(1) == str(tmp_path / "r.xml")
+        where = Path(match.group(2))
+        assert saved is None or where == saved
+        report = Report.model_validate_json(where.read_text())
+        assert report.summary.pass_ == len(report.results) > 0
+        assert not (tmp_path / "r.partial.jsonl").exists()

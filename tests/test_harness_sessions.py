@@ -286,6 +286,43 @@ def test_hypercall_and_read_is_one_exchange_with_the_same_answers() -> None:
     assert out == iut.mem_read(vm, 0x11000, 48)
 
 
+class Crashing(ReferenceHypervisor):
+    """An implementation whose hypercall handler fails inside."""
+
+    def hypercall(self, vm: int, vcpu: int, fn: int, args: tuple[int, int, int, int]) -> tuple[int, int]:
+        raise ValueError("remapping table corrupted")
+
+
+def test_a_crash_of_the_iut_is_named_as_one_in_the_verdict() -> None:
+    """INTERNAL on the server side is a crash on the suite's side too: an error whose message says the IUT failed
+    inside, on which request, and how; never a malformed request."""
+    stop, ready, where = threading.Event(), threading.Event(), list[str]()
+
+    def announce(address: str) -> None:
+        where.append(address)
+        ready.set()
+
+    thread = threading.Thread(
+        target=serve_socket,
+        args=(Crashing, "tcp:127.0.0.1:0", Deadlines(idle=30.0)),
+        kwargs={"ready": announce, "stop": stop},
+        daemon=True,
+    )
+    thread.start()
+    assert ready.wait(10)
+    try:
+        report = run("hypervisor", where[0], timeout=5, requirements=["HV-MEM-001"])
+    finally:
+        stop.set()
+        thread.join(10)
+    assert report.results
+    for r in report.results:
+        assert r.verdict.value == "error", (r.test, r.verdict)
+        assert r.message.startswith("IUT crash: the IUT failed inside while handling HYPERCALL: "), r.message
+        assert "ValueError: remapping table corrupted" in r.message
+        assert "BAD_PAYLOAD" not in r.message
+
+
 # -- the socket transport ------------------------------------------------------------------------------------
 
 

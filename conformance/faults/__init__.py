@@ -17,7 +17,7 @@ from __future__ import annotations
 from ...reference.backend import ReferenceHypervisor
 from . import batch, calling, device, lifecycle, memory, messages, negotiation, security
 from .guests import GUEST_FAULTS, FaultyGuest, faulty_core, faulty_guest
-from .registry import FaultyImpl
+from .registry import FaultyImpl, unknown
 
 #: Every faulty hypervisor by name, section by section.
 FAULTS: dict[str, FaultyImpl] = {
@@ -31,7 +31,7 @@ def faulty_hypervisor(name: str) -> ReferenceHypervisor:
     """A fresh instance of the faulty hypervisor ``name``."""
     impl = FAULTS.get(name)
     if impl is None:
-        raise KeyError(f"no faulty implementation {name!r}; known: {', '.join(sorted(FAULTS))}")
+        raise KeyError(unknown("faulty hypervisor", name, FAULTS, "hypervisor"))
     return impl.build()
 
 

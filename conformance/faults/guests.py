@@ -34,6 +34,7 @@ from ...spec.formats import FREE_ENTRY, FREE_RESULT, HV_INFO, NEGOTIATE_IN, NEGO
 from ...spec.layout import layout_of
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR, decode_version
 from ..guest import ReferenceGuest
+from .registry import unknown
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def fault(name: str, breaks: str, description: str) -> Callable[[type[GuestCore]
 def faulty_core(name: str) -> Callable[[int], GuestCore]:
     impl = GUEST_FAULTS.get(name)
     if impl is None:
-        raise KeyError(f"no faulty guest {name!r}; known: {', '.join(sorted(GUEST_FAULTS))}")
+        raise KeyError(unknown("faulty guest", name, GUEST_FAULTS, "guest"))
     return lambda scratch: impl.core(scratch_gpa=scratch)
 
 

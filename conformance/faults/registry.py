@@ -11,7 +11,8 @@ core, a factory, or a platform part made by a factory):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -44,6 +45,14 @@ class FaultyImpl:
             hv = ReferenceHypervisor(core=cls)
         hv.name = f"faulty:{self.name}"
         return hv
+
+
+def unknown(what: str, name: str, known: Collection[str], role: str) -> str:
+    """The message for a fault ``name`` that does not exist: the closest names, and the command that lists them
+    all (there are too many to print on one line)."""
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    return f"no {what} {name!r}; {hint}`pvmsi conformance faults --role {role}` lists the {len(known)} there are"
 
 
 class FaultList:

@@ -45,14 +45,30 @@ from .transport import Channel
 RequestHandler = Callable[[Frame], bytes]
 
 
+class IutGone(IutError):
+    """The IUT can no longer answer: it closed the connection, broke the framing, or let two requests in a row
+    pass their timeout without sending a byte (docs/conformance-guide.md, "A dead IUT")."""
+
+
+class IutCrash(IutError):
+    """The IUT failed inside while it handled a request: it answered ``ERROR INTERNAL`` (spec appendix "Harness
+    protocol", "Sessions": its own exceptions are never a malformed request)."""
+
+
 class HarnessConnection:
-    """Frames over a channel, every wait bounded by ``timeout``.
+    """Frames over a channel, every wait bounded by ``timeout`` and by ``until``.
 
     One request is awaited at a time; requests answered by a bare ``OK`` may be *posted* before it
     (:meth:`post`): they go out in the same write as the next request and their answers, which come first
     (harness "Sessions": one response per request, in order), are taken before its own.  A posted request
-    that failed fails that next request.
+    that failed fails that next request.  ``dead`` says why the IUT can no longer answer, once it cannot; every
+    request after that raises :class:`IutGone` at once instead of waiting again.
     """
+
+    #: Requests in a row that time out with not one byte from the IUT before it counts as dead. One timeout may be
+    #: one request the IUT drops (its late answer is skipped when it comes); a second one in silence means nothing
+    #: reads the connection any more.
+    SILENT_TIMEOUTS = 2
 
     def __init__(self, channel: Channel, timeout: float) -> None:
         self.channel = channel
@@ -64,6 +80,18 @@ class HarnessConnection:
         self.abandoned: set[int] = set()
         #: Posted requests not sent yet: (seq, kind, frame).
         self.posted: list[tuple[int, FrameKind, bytes]] = []
+        #: Why the IUT cannot answer any more, or None while it may.
+        self.dead: str | None = None
+        #: A monotonic time no wait goes past (the run's deadline), or None.
+        self.until: float | None = None
+        self._silent: list[str] = []
+
+    def _due(self) -> tuple[float, bool]:
+        """When the wait for the next frame ends, and whether the run's deadline (not the timeout) ends it."""
+        due = time.monotonic() + self.timeout
+        if self.until is not None and self.until < due:
+            return self.until, True
+        return due, False
 
     def _next_seq(self) -> int:
         self.seq = (self.seq + 1) & 0xFFFFFFFF
@@ -80,7 +108,7 @@ class HarnessConnection:
         """Send the posted requests now and take their answers."""
         posted, self.posted = self.posted, []
         if posted:
-            self.channel.send(b"".join(frame for _, _, frame in posted))
+            self._send(b"".join(frame for _, _, frame in posted))
             failed = self._await_posted(posted)
             if failed is not None:
                 raise failed
@@ -90,16 +118,32 @@ class HarnessConnection:
             try:
                 frame = self.reader.next_frame()
             except FrameError as e:
-                raise IutError(f"the IUT sent a malformed frame: {e}") from None
+                self.dead = f"it sent a malformed frame ({e}), so the connection is out of step"
+                raise IutGone(f"the IUT sent a malformed frame: {e}") from None
             if frame is not None:
                 return frame
             left = deadline - time.monotonic()
             if left <= 0:
                 raise IutTimeout(f"no complete frame within {self.timeout:g} s")
-            data = self.channel.recv(left)
+            try:
+                data = self.channel.recv(left)
+            except IutTimeout:
+                raise
+            except IutError as e:
+                self.dead = str(e)
+                raise IutGone(str(e)) from None
             if not data:
-                raise IutError("the IUT closed the connection")
+                self.dead = "it closed the connection"
+                raise IutGone("the IUT closed the connection")
+            self._silent.clear()
             self.reader.feed(data)
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self.channel.send(data)
+        except IutError as e:
+            self.dead = str(e)
+            raise IutGone(str(e)) from None
 
     def request(
         self,
@@ -112,6 +156,7 @@ class HarnessConnection:
     ) -> Frame:
         """Send one request (after the posted ones) and wait for its response; requests from the IUT meanwhile go
         to ``on_request``."""
+        self._alive(kind)
         seq = self._next_seq()
         return self._exchange([(seq, kind, build(kind, seq, body, entries=entries, data=data))], on_request)[0]
 
@@ -119,13 +164,14 @@ class HarnessConnection:
         """Send several requests in one write (after the posted ones) and wait for their responses, in order."""
         frames = []
         for kind, body in requests:
+            self._alive(kind)
             seq = self._next_seq()
             frames.append((seq, kind, build(kind, seq, body)))
         return self._exchange(frames, None)
 
     def _exchange(self, frames: list[tuple[int, FrameKind, bytes]], on_request: RequestHandler | None) -> list[Frame]:
         posted, self.posted = self.posted, []
-        self.channel.send(b"".join(frame for _, _, frame in [*posted, *frames]))
+        self._send(b"".join(frame for _, _, frame in [*posted, *frames]))
         failed = self._await_posted(posted)
         try:
             answers = []
@@ -156,13 +202,25 @@ class HarnessConnection:
                 failed = failed or e
         return failed
 
+    def _alive(self, kind: FrameKind) -> None:
+        if self.dead is not None:
+            raise IutGone(f"{kind.name} not sent: the IUT is dead: {self.dead}")
+
     def _await(self, kind: FrameKind, seq: int, on_request: RequestHandler | None) -> Frame:
-        deadline = time.monotonic() + self.timeout
+        deadline, cut = self._due()
         while True:
             try:
                 frame = self._next(deadline)
             except IutTimeout:
                 self.abandoned.add(seq)
+                if cut:
+                    raise IutTimeout(f"{kind.name}: no answer before the run's deadline") from None
+                self._silent.append(kind.name)
+                if len(self._silent) >= self.SILENT_TIMEOUTS:
+                    self.dead = (
+                        f"it answered none of {', '.join(self._silent)} within {self.timeout:g} s each "
+                        "and sent nothing meanwhile"
+                    )
                 raise IutTimeout(f"{kind.name}: no answer within {self.timeout:g} s") from None
             if frame.kind >= FrameKind.OK and frame.seq in self.abandoned:
                 self.abandoned.discard(frame.seq)  # the late answer to a request that timed out
@@ -170,15 +228,23 @@ class HarnessConnection:
             if frame.kind < FrameKind.OK:
                 if on_request is None:
                     raise IutError(f"unexpected request {frame.kind.name} from the IUT")
-                self.channel.send(on_request(frame))
-                deadline = time.monotonic() + self.timeout
+                self._send(on_request(frame))
+                deadline, cut = self._due()
                 continue
             if frame.seq != seq:
                 raise IutError(f"response seq {frame.seq} to request seq {seq}")
             if frame.kind is FrameKind.ERROR:
-                code = HarnessStatus(frame.body.code)
+                try:
+                    code = HarnessStatus(frame.body.code)
+                except ValueError:
+                    raise IutError(
+                        f"harness protocol: {kind.name} answered by ERROR with the undefined status {frame.body.code}"
+                    ) from None
                 if code is HarnessStatus.UNSUPPORTED:
                     raise Unsupported(f"the IUT does not implement {kind.name}: {error_of(frame)}")
+                if code is HarnessStatus.INTERNAL:
+                    detail = frame.data.decode("utf-8", "replace") or "no detail"
+                    raise IutCrash(f"IUT crash: the IUT failed inside while handling {kind.name}: {detail}")
                 raise IutError(f"{kind.name} failed: {error_of(frame)}")
             expected = RESPONSE_OF[kind]
             if frame.kind is not expected:  # a broken adapter: an error of the harness, never a fail of the IUT
@@ -189,10 +255,12 @@ class HarnessConnection:
             return frame
 
     def close(self) -> None:
-        with contextlib.suppress(IutError, IutTimeout, Unsupported, OSError):
-            self.flush()
-        with contextlib.suppress(IutError, OSError):
-            self.channel.send(build(FrameKind.BYE, 0))
+        if self.dead is None:
+            with contextlib.suppress(IutError, IutTimeout, Unsupported, OSError):
+                self.flush()
+        if self.dead is None:
+            with contextlib.suppress(IutError, OSError):
+                self.channel.send(build(FrameKind.BYE, 0))
         self.channel.close()
 
 

@@ -195,7 +195,7 @@ def _listening(listen: str, backlog: int) -> Iterator[tuple[socket.socket, str]]
     if scheme == "unix":
         _claim_unix_path(rest)
         srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        srv.bind(rest)
+        _bind(srv, rest, listen)
         st = os.stat(rest)
         ours = (st.st_dev, st.st_ino)
         address = f"unix:{rest}"
@@ -207,7 +207,7 @@ def _listening(listen: str, backlog: int) -> Iterator[tuple[socket.socket, str]]
             raise ValueError(f"{listen}: the port must be a number from 0 to 65535")
         srv = socket.socket(socket.AF_INET6 if host == "::1" else socket.AF_INET, socket.SOCK_STREAM)
         srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind((host, int(port)))
+        _bind(srv, (host, int(port)), listen)
         addr = srv.getsockname()
         address = f"tcp:{addr[0]}:{addr[1]}"
     else:
@@ -222,6 +222,15 @@ def _listening(listen: str, backlog: int) -> Iterator[tuple[socket.socket, str]]
                 st = os.stat(rest)
                 if (st.st_dev, st.st_ino) == ours:
                     Path(rest).unlink()
+
+
+def _bind(srv: socket.socket, address: str | tuple[str, int], listen: str) -> None:
+    """Bind ``srv``, or close it and say why with the address it was asked for (a path too long, a port in use)."""
+    try:
+        srv.bind(address)
+    except OSError as e:
+        srv.close()
+        raise ValueError(f"{listen}: cannot listen there: {e.strerror or e}") from None
 
 
 def _claim_unix_path(path: str) -> None:

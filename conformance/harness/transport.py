@@ -1,11 +1,14 @@
 """Byte channels for the harness protocol: Unix socket, TCP on loopback, a child process's stdio.
 
-Every receive has a timeout; nothing here ever blocks without one.
+Every receive has a timeout; nothing here ever blocks without one. Connecting fails at once where waiting cannot
+help (no socket file, a refused connection, a host name that does not resolve, a command that cannot be parsed
+or started) and retries until the timeout otherwise (docs/conformance-guide.md, "The command line").
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import selectors
 import shlex
@@ -60,9 +63,15 @@ class ProcessChannel:
     def __init__(self, command: str, start_timeout: float = 10.0) -> None:
         self.label = f"exec:{command}"
         try:
-            self.proc = subprocess.Popen(shlex.split(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+            argv = shlex.split(command)
+        except ValueError as e:
+            raise IutError(f"{self.label}: cannot read the command as a shell would: {e}") from None
+        if not argv:
+            raise IutError(f"{self.label}: no command")
+        try:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
         except OSError as e:
-            raise IutError(f"{self.label}: cannot start: {e.strerror}") from None
+            raise IutError(f"{self.label}: cannot start {argv[0]}: {e.strerror}") from None
         assert self.proc.stdin is not None
         assert self.proc.stdout is not None
         self._in = self.proc.stdin
@@ -87,11 +96,24 @@ class ProcessChannel:
         for stream in (self._in, self._out):
             with contextlib.suppress(OSError):
                 stream.close()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
+        # Its stdin closed, a live IUT exits; one that hangs is asked to (SIGTERM), then made to.
+        for stop in (None, self.proc.terminate, self.proc.kill):
+            if stop is not None:
+                stop()
+            try:
+                self.proc.wait(timeout=2)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+#: Why a connection failed, where waiting cannot change it: said at once.
+FINAL = {
+    errno.ENOENT: "no such socket: nothing listens there (start the IUT first)",
+    errno.ECONNREFUSED: "connection refused: nothing listens there (start the IUT first)",
+    errno.ENOTSOCK: "not a socket",
+    errno.EACCES: "permission denied",
+}
 
 
 def _retry_connect(family: int, address: object, label: str, timeout: float) -> SocketChannel:
@@ -99,13 +121,18 @@ def _retry_connect(family: int, address: object, label: str, timeout: float) -> 
     while True:
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            sock.settimeout(timeout)
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
             sock.connect(address)  # type: ignore[arg-type]
             return SocketChannel(sock, label)
+        except socket.gaierror as e:
+            sock.close()
+            raise IutError(f"{label}: cannot connect: the host does not resolve: {e.strerror}") from None
         except OSError as e:
             sock.close()
+            if e.errno in FINAL:
+                raise IutError(f"{label}: cannot connect: {FINAL[e.errno]}") from None
             if time.monotonic() > deadline:
-                raise IutError(f"{label}: cannot connect: {e}") from None
+                raise IutError(f"{label}: cannot connect within {timeout:g} s: {e.strerror or e}") from None
             time.sleep(0.05)
 
 
@@ -118,6 +145,8 @@ def open_channel(spec: str, timeout: float) -> Channel:
         host, _, port = rest.rpartition(":")
         if not host or not port.isdigit():
             raise IutError(f"{spec}: expected tcp:HOST:PORT")
+        if not 0 < int(port) < 65536:
+            raise IutError(f"{spec}: port {port} is not in 1..65535")
         return _retry_connect(socket.AF_INET, (host, int(port)), spec, timeout)
     if scheme == "exec" and rest:
         return ProcessChannel(rest)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ def _median(group: dict[str, Any], key: str, unit: str) -> str:
 def _render(figures: dict[str, Any], console: Console) -> None:
     t = Table(title="Exits (guest traps to the hypervisor)", title_justify="left")
     for col in ("device", "operation", "vectors", "emulated", "pvmsi", "physical limit", "reduction", "device writes"):
-        t.add_column(col, justify="left" if col in ("device", "operation") else "right")
+        t.add_column(col, justify="left" if col in ("device", "operation") else "right", overflow="fold")
     for r in figures["exits"]:
         red = "" if r["reduction"] is None else f"{r['reduction']:,}x"
         t.add_row(
@@ -42,8 +43,8 @@ def _render(figures: dict[str, Any], console: Console) -> None:
     console.print(f"boot (discovery + negotiation, once per guest): {b['pvmsi']} exits")
     tp, cd, rt = figures["throughput"], figures["codec"], figures["remap_table"]
     m = Table(title="Costs", title_justify="left")
-    m.add_column("figure")
-    m.add_column("value", justify="right")
+    m.add_column("figure", overflow="fold")
+    m.add_column("value", justify="right", overflow="fold")
     m.add_row(
         "alternating single MSG_ALLOC / MSG_FREE",
         f"{tp['single_alloc_free_calls_per_s']:,.0f} calls/s ({tp['single_call_us']:.1f} µs/call)"
@@ -80,6 +81,42 @@ def _render(figures: dict[str, Any], console: Console) -> None:
     )
 
 
+#: The groups of figures `pvmsi bench --json` writes, and the JSON type of each.
+GROUPS: dict[str, type] = {
+    "exits": list,
+    "boot_exits": dict,
+    "throughput": dict,
+    "codec": dict,
+    "remap_table": dict,
+    "targets": dict,
+    "machine": dict,
+}
+NOT_FIGURES = "not the figures of `pvmsi bench --json`"
+
+
+def _saved_figures(path: Path) -> dict[str, Any]:
+    """The figures an earlier ``pvmsi bench --json`` saved in ``path``; a usage error names what is wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise click.UsageError(f"{path}: cannot read: {e}") from None
+    if not text.strip():
+        raise click.UsageError(f"{path}: the file is empty; {NOT_FIGURES}")
+    try:
+        figures = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise click.UsageError(f"{path}: not JSON ({e}); {NOT_FIGURES}") from None
+    if not isinstance(figures, dict):
+        raise click.UsageError(f"{path}: a JSON {type(figures).__name__}, not an object; {NOT_FIGURES}")
+    missing = [k for k in GROUPS if k not in figures]
+    if missing:
+        raise click.UsageError(f"{path}: {NOT_FIGURES}: no {', '.join(missing)}")
+    wrong = [k for k, kind in GROUPS.items() if not isinstance(figures[k], kind)]
+    if wrong:
+        raise click.UsageError(f"{path}: {NOT_FIGURES}: {', '.join(wrong)} of the wrong type")
+    return figures
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object with every figure.")
 @click.option("--quick", is_flag=True, help="A fast, less precise run (N up to 64, few repeats); for tests.")
@@ -97,7 +134,14 @@ def bench(as_json: bool, quick: bool, plot: Path | None, from_json: Path | None)
 
     err = Console(stderr=True, quiet=as_json)
     if from_json is not None:
-        figures = json.loads(from_json.read_text())
+        figures = _saved_figures(from_json)
+        try:  # render once where nobody sees it: a file that only looks right fails here, before any output
+            _render(figures, Console(file=io.StringIO()))
+            svg_plot(figures)
+        except KeyError as e:
+            raise click.UsageError(f"{from_json}: {NOT_FIGURES}: no figure {e}") from None
+        except (IndexError, TypeError, ValueError, AttributeError) as e:
+            raise click.UsageError(f"{from_json}: {NOT_FIGURES}: {e}") from None
     else:
         with err.status("measuring") as status:
             figures = run(quick=quick, progress=lambda step: status.update(f"measuring {step}"))

@@ -5,152 +5,25 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Literal, cast
+from typing import cast
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from ..conformance.ics import IcsError, load_ics
-from ..conformance.reports import report_schema, to_html, to_json, to_junit, write_atomic
-from ..conformance.results import Report, TestResult, Verdict
+from ..conformance.reports import report_schema, write_atomic
+from ..conformance.results import Verdict
 from ..conformance.runner import UsageError, catalogue, run
 from ..spec.iut import IutError
+from .run_cmd import Role, run_cmd
+from .ui import Group, table
 
-Role = Literal["hypervisor", "guest"]
-COLOURS = {"pass": "green", "fail": "red", "unsupported": "dim", "error": "yellow", "timeout": "yellow"}
 
-
-@click.group()
+@click.group(cls=Group)
 def conformance() -> None:
     """The conformance suite: test a hypervisor or a guest against pvmsi 1.0."""
 
 
-def _summary_table(report: Report) -> Table:
-    t = Table("verdict", "tests", title=f"pvmsi {report.spec_version} {report.role} suite against {report.iut}")
-    s = report.summary
-    for name, n in (
-        ("pass", s.pass_),
-        ("fail", s.fail),
-        ("unsupported", s.unsupported),
-        ("error", s.error),
-        ("timeout", s.timeout),
-    ):
-        t.add_row(f"[{COLOURS[name]}]{name}[/]", str(n))
-    return t
-
-
-@conformance.command("run")
-@click.option(
-    "--role",
-    type=click.Choice(["hypervisor", "guest"]),
-    default="hypervisor",
-    show_default=True,
-    help="The role of the implementation under test.",
-)
-@click.option(
-    "--iut",
-    default="reference",
-    show_default=True,
-    help="reference | faulty:NAME | unix:PATH | tcp:HOST:PORT | exec:CMD",
-)
-@click.option("--ics", type=click.Path(dir_okay=False), help="Implementation conformance statement (TOML).")
-@click.option("--junit", type=click.Path(dir_okay=False), help="Write JUnit XML here.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the JSON report here.")
-@click.option("--html", type=click.Path(dir_okay=False), help="Write a self-contained HTML report here.")
-@click.option("--requirement", "requirements", multiple=True, help="Run only tests naming this id (repeatable).")
-@click.option("--section", "sections", multiple=True, help="Run only tests of this spec section (repeatable).")
-@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for any answer.")
-@click.option("--verbose", "-v", is_flag=True, help="Print every failure's transcript.")
-def run_cmd(
-    role: str,
-    iut: str,
-    ics: str | None,
-    junit: str | None,
-    json_path: str | None,
-    html: str | None,
-    requirements: tuple[str, ...],
-    sections: tuple[str, ...],
-    timeout: float,
-    verbose: bool,
-) -> None:
-    """Run a suite; exit 0 only when nothing failed, errored or timed out."""
-    console = Console(stderr=True)
-    if ics:
-        try:
-            load_ics(ics)
-        except IcsError as e:
-            raise click.UsageError(str(e)) from None
-    partial = Path(json_path).with_suffix(".partial.jsonl") if json_path else None
-    if partial is not None:
-        partial.unlink(missing_ok=True)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task(f"{role} suite", total=None)
-
-        def on_start(total: int) -> None:
-            progress.update(task, total=total)
-
-        def on_result(r: TestResult) -> None:
-            progress.advance(task)
-            if r.verdict is not Verdict.PASS:
-                progress.console.print(
-                    f"[{COLOURS[r.verdict.value]}]{r.verdict.value.upper():11}[/] {r.test} "
-                    f"({', '.join(r.requirements)})"
-                )
-
-        try:
-            report = run(
-                cast(Role, role),
-                iut,
-                ics=ics,
-                timeout=timeout,
-                requirements=list(requirements),
-                sections=list(sections),
-                on_start=on_start,
-                on_result=on_result,
-                stream=partial,
-            )
-        except (UsageError, IutError) as e:
-            raise click.UsageError(str(e)) from None
-    _print_failures(console, report, verbose)
-    console.print(_summary_table(report))
-    if json_path:
-        write_atomic(json_path, to_json(report))
-        if partial is not None:
-            partial.unlink(missing_ok=True)
-    if junit:
-        write_atomic(junit, to_junit(report))
-    if html:
-        write_atomic(html, to_html(report))
-    s = report.summary
-    click.echo(
-        f"{s.pass_} passed, {s.fail} failed, {s.unsupported} unsupported, {s.error} errors, "
-        f"{s.timeout} timeouts in {report.duration_s:.1f} s"
-    )
-    if not report.complete:
-        console.print("[yellow]interrupted: the reports hold the tests that finished[/]")
-        sys.exit(130)
-    sys.exit(0 if s.ok else 1)
-
-
-def _print_failures(console: Console, report: Report, verbose: bool) -> None:
-    for r in report.results:
-        if r.verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.TIMEOUT):
-            console.rule(f"[{COLOURS[r.verdict.value]}]{r.verdict.value.upper()}[/] {r.test}")
-            console.print(r.message, markup=False, highlight=False)
-            tail = r.transcript if verbose else r.transcript[-6:]
-            if tail:
-                console.print("transcript" + ("" if verbose else " (last calls; -v for all)") + ":", style="dim")
-                for line in tail:
-                    console.print(f"  {line}", markup=False, highlight=False, style="dim")
+conformance.add_command(run_cmd)
 
 
 @conformance.command("list")
@@ -166,9 +39,9 @@ def list_cmd(role: str | None, as_json: bool) -> None:
         click.echo(json.dumps([entry.as_json() for entry in entries], indent=2))
         return
     # Names and ids are never cut short, however narrow the terminal: they fold onto the next line instead.
-    t = Table("role", "section")
+    t = table("role", "section")
     t.add_column("test", overflow="fold")
-    t.add_column("requirements", no_wrap=True)
+    t.add_column("requirements", no_wrap=True, overflow="fold")
     for entry in entries:
         t.add_row(entry.role, entry.section, entry.test, "\n".join(entry.requirements))
     Console().print(t)
@@ -207,7 +80,7 @@ def faults_cmd(role: str | None, as_json: bool) -> None:
             )
         )
         return
-    t = Table("role", "name", "breaks", "what it does wrong")
+    t = table("role", "name", "breaks", "what it does wrong")
     for r, n, b, d in rows:
         t.add_row(r, n, b, d)
     Console().print(t)
@@ -219,7 +92,7 @@ def faults_cmd(role: str | None, as_json: bool) -> None:
 def check_faults_cmd(role: str | None, full: bool) -> None:
     """Run the suite against every faulty implementation: each must fail with the requirement it breaks."""
     console = Console()
-    t = Table("role", "fault", "breaks", "failed tests", "caught")
+    t = table("role", "fault", "breaks", "failed tests", "caught")
     rows = _all_faults(role)
     missed = 0
     for r, name, breaks, _ in rows:
@@ -278,7 +151,13 @@ def vectors_cmd(out_dir: str) -> None:
 @conformance.command("replay")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @click.option("--iut", default="reference", show_default=True, help="As for `run`.")
-@click.option("--timeout", type=float, default=10.0, show_default=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for any one answer of the IUT (and for it to accept the connection).",
+)
 def replay_cmd(directory: str, iut: str, timeout: float) -> None:
     """Replay scenario vectors against a hypervisor (a fresh connection per vector)."""
     from ..conformance.connect import open_hypervisor

@@ -26,9 +26,9 @@ def demo() -> None:
                 console.print(f"  {mark} {c.name}" + ("" if c.ok else f": {c.detail}"))
     pv, em = report.paths
     t = Table(title="Exits to the hypervisor, same workload", title_justify="left")
-    t.add_column("exit reason")
-    t.add_column("pvmsi", justify="right")
-    t.add_column("emulated", justify="right")
+    t.add_column("exit reason", overflow="fold")
+    t.add_column("pvmsi", justify="right", overflow="fold")
+    t.add_column("emulated", justify="right", overflow="fold")
     for reason in sorted(set(pv.exits) | set(em.exits)):
         t.add_row(reason, str(pv.exits.get(reason, 0)), str(em.exits.get(reason, 0)))
     t.add_row("[bold]total[/]", f"[bold]{sum(pv.exits.values())}[/]", f"[bold]{sum(em.exits.values())}[/]")

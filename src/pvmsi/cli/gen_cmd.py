@@ -9,6 +9,7 @@ from typing import cast
 import click
 
 from ..gen.c_common import STYLES, Style
+from .ui import Group
 
 _STYLE = click.option(
     "--style",
@@ -39,9 +40,12 @@ def _emit(text: str, output: Path | None) -> None:
     click.echo(f"wrote {output}", err=True)
 
 
-@click.group()
+@click.group(cls=Group)
 def gen() -> None:
-    """Generate the C header, its layout checks, the format vectors and the spec site's Markdown from the spec."""
+    """Generate from the spec: the C header and its layout checks, the Rust module, the format vectors, the site.
+
+    Each is generated from spec/, the one statement of the formats and constants, so that none can drift from
+    it."""
 
 
 @gen.command("c-header")

@@ -12,9 +12,10 @@ from .fuzz_cmd import fuzz
 from .gen_cmd import gen
 from .serve_cmd import serve
 from .spec_cmd import spec
+from .ui import Group
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pvmsi")
 def main() -> None:
     """pvmsi: MSI, MSI-X and IMS messages by hypercall."""

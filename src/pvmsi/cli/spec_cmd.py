@@ -6,12 +6,12 @@ import json
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from ..spec.dump import spec_dump
+from .ui import Group, table
 
 
-@click.group()
+@click.group(cls=Group)
 def spec() -> None:
     """The pvmsi specification."""
 
@@ -27,7 +27,7 @@ def dump(as_json: bool) -> None:
     console = Console()
     v = data["spec"]["version"]
     console.print(f"[bold]pvmsi {v['major']}.{v['minor']}[/bold]")
-    calls = Table("call", "fn", "input", "output", title="Calls")
+    calls = table("call", "fn", "input", "output", title="Calls")
     for c in data["calls"]:
         entry_in = f" + {c['input_entry']}[]" if c["input_entry"] else ""
         entry_out = f" + {c['output_entry']}[]" if c["output_entry"] else ""
@@ -35,7 +35,7 @@ def dump(as_json: bool) -> None:
             c["name"], f"{c['function_number']:#04x}", (c["input"] or "-") + entry_in, (c["output"] or "-") + entry_out
         )
     console.print(calls)
-    formats = Table("format", "size", "fields", title="Formats")
+    formats = table("format", "size", "fields", title="Formats")
     for f in data["formats"]:
         formats.add_row(f["c_name"], str(f["size"]), str(len(f["fields"])))
     console.print(formats)
