@@ -48,7 +48,7 @@ from .platform.pci import MemoryWrite, PciDevice
 from .platform.platform import Delivered
 from .platform.profiles import IDXD_LIKE, MLX5_LIKE, MSI_MULTI, DeviceProfile
 from .platform.requester import Bdf, Requester
-from .system import ReferenceSystem, SystemVm
+from .system import ReferenceSystem, SystemVm, device_keys, guest_subdevice
 
 STATUS_VALUES = frozenset(int(s) for s in Status)
 _MESSAGE_CALLS = tuple(BATCH_CALLS)
@@ -276,11 +276,7 @@ class Fuzzer:
     def _device_keys(self, vm: SystemVm) -> list[DeviceKey]:
         keys: list[DeviceKey] = []
         for dev in self.system.platform.devices_of(vm.vm):
-            g = dev.guest
-            if g is None:
-                continue
-            keys.append((g.segment, g.bus, g.devfn, None))
-            keys.extend((g.segment, g.bus, g.devfn, s.pasid) for s in dev.subdevices[:2])
+            keys.extend(device_keys(dev)[:3])  # the function and its first two sub-devices
         return keys
 
     @staticmethod
@@ -538,7 +534,7 @@ class Fuzzer:
         i = rng.randrange(m.count)
         slot = i if m.kind is MsgKind.MSI else m.slot
         if pasid is not None:
-            sub = pci.subdevice(pasid)
+            sub = guest_subdevice(pci, pasid)
             assert sub is not None
             slot = sub.slot(m.slot)
         outcome = self.system.platform.fire(pci, m.kind, slot)
