@@ -123,5 +123,21 @@ def test_the_published_fuzz_run_is_a_clean_million_inputs() -> None:
         assert f"{name} {n:,}" in text
 
 
+def test_the_published_faulty_hypervisor_run_catches_at_least_95_percent() -> None:
+    """docs/assets/fuzz-faults.json is `pvmsi fuzz --check-faults --inputs 100000 --seed 1 -j 2 --json FILE`
+    over every faulty hypervisor, and the Performance page renders its counts."""
+    from pvmsi.docsgen.fuzz import FAULTS_JSON, render_fuzz_faults
+
+    report = json.loads((DOCS / FAULTS_JSON).read_text())
+    assert (report["inputs"], report["seed"]) == (100_000, 1)
+    assert report["total"] == len(FAULTS)
+    assert sorted(f["name"] for f in report["faults"]) == sorted(FAULTS)
+    assert report["caught"] == sum(f["caught"] for f in report["faults"])
+    assert report["missed"] == [f["name"] for f in report["faults"] if not f["caught"]]
+    assert report["caught"] >= 0.95 * report["total"]
+    text = render_fuzz_faults(DOCS / FAULTS_JSON)
+    assert f"**{report['caught']} of {report['total']} caught**" in text
+
+
 def test_chunks() -> None:
     assert list(chunks(10, 3)) == [4, 3, 3]
