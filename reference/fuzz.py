@@ -53,6 +53,7 @@ from .system import ReferenceSystem, SystemVm
 __all__ = ["FuzzFailure", "FuzzReport", "Fuzzer", "SystemFactory", "TrapHook", "check_invariants", "chunks", "fuzz"]
 
 MASK64 = (1 << 64) - 1
+STATUS_NAMES = {int(s): s.name for s in Status}
 PAGE = int(Limit.PAGE_SIZE)
 SCRATCH = 0x20000
 OUT = SCRATCH + 2048
@@ -307,7 +308,7 @@ class Fuzzer(HostEvents):
             else:
                 result = self.system.core.hypercall(vm, vcpu, fn, args)
                 status, value = result.status, result.value
-        self.report.statuses[Status(status).name if status in Status._value2member_map_ else str(status)] += 1
+        self.report.statuses[STATUS_NAMES.get(status, str(status))] += 1
         for problem in self.model.settle(plan, status, value, read, args[1]):
             self._fail("model", problem)
         self._check_access(fn, args, status, tracker)
