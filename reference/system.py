@@ -33,10 +33,21 @@ from .platform.vm import ExitReason, Vm
 
 def guest_subdevice(dev: PciDevice, guest_id: int) -> SubDevice | None:
     """The sub-device the guest calls ``guest_id``: ids 1..N name a device's N sub-devices in order (the guest's
-    PASIDs; the vIOMMU maps them to the host PASIDs the device tags its writes with)."""
+    PASIDs; the vIOMMU maps them to the host PASIDs the device tags its writes with). :func:`device_keys` is the
+    inverse: the one mapping between the two, used wherever the system names a sub-device to the core."""
     if 1 <= guest_id <= len(dev.subdevices):
         return dev.subdevices[guest_id - 1]
     return None
+
+
+def device_keys(dev: PciDevice) -> list[DeviceKey]:
+    """The identities the core knows an assigned device by (spec "Device control": the function, then each
+    sub-device by the id the guest calls it, never by its host PASID); empty for an unassigned device."""
+    g = dev.guest
+    if g is None:
+        return []
+    function: DeviceKey = (g.segment, g.bus, g.devfn, None)
+    return [function, *((g.segment, g.bus, g.devfn, i) for i in range(1, len(dev.subdevices) + 1))]
 
 
 class PlatformRemap:
@@ -261,7 +272,7 @@ class ReferenceSystem:
         if dev is None:
             raise KeyError(f"VM {vm.vm_id} has no device at {guest}")
         self.platform.flr(dev)
-        for key in self._keys(vm, dev):
+        for key in device_keys(dev):
             self.core.flr(vm, key)
 
     def unplug(self, vm: SystemVm, guest: Bdf) -> int:
@@ -284,12 +295,6 @@ class ReferenceSystem:
         self.platform.destroy_vm(vm.vm)
         del self.vms[vm.vm_id]
         return freed
-
-    def _keys(self, vm: SystemVm, dev: PciDevice) -> list[DeviceKey]:
-        g = dev.guest
-        if g is None:
-            return []
-        return [(g.segment, g.bus, g.devfn, None)] + [(g.segment, g.bus, g.devfn, s.pasid) for s in dev.subdevices]
 
     def _on_unplug(self, dev: PciDevice) -> None:
         if dev.vm_id is None or dev.vm_id not in self.vms or dev.guest is None:

@@ -29,6 +29,7 @@ from pvmsi.spec.constants import CONSTANT_GROUPS
 from pvmsi.spec.layout import all_layouts
 
 HEADER = {"stdint": "pvmsi.h", "uapi": "pvmsi_uapi.h"}
+HELPERS = {"stdint": "pvmsi_hypercall.h", "uapi": "pvmsi_hypercall_uapi.h"}
 CROSS = {"arm64": "aarch64-linux-gnu-gcc", "riscv64": "riscv64-linux-gnu-gcc"}
 
 
@@ -38,9 +39,13 @@ def cdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("c")
     runner = CliRunner()
     for style in STYLES:
-        for cmd, name in (("c-header", HEADER[style]), ("c-check", f"check_{style}.c")):
+        for cmd, name in (
+            ("c-header", HEADER[style]),
+            ("c-check", f"check_{style}.c"),
+            ("c-helpers", HELPERS[style]),
+        ):
             args = ["gen", cmd, "--style", style, "-o", str(d / name)]
-            if cmd == "c-check":
+            if cmd != "c-header":
                 args += ["--header", HEADER[style]]
             res = runner.invoke(main, args)
             assert res.exit_code == 0, res.output
@@ -50,9 +55,11 @@ def cdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def use_source(style: Style) -> str:
-    """A translation unit that includes the header, expands every macro and calls every helper."""
+    """A translation unit that includes the header and the helpers header, expands every macro and calls every
+    helper."""
     ul = "unsigned long" if style == "stdint" else "__u64"
-    lines = [f'#include "{HEADER[style]}"', f"{ul} pvmsi_use(void);", f"{ul} pvmsi_use(void)", "{"]
+    lines = [f'#include "{HEADER[style]}"', f'#include "{HELPERS[style]}"']
+    lines += [f"{ul} pvmsi_use(void);", f"{ul} pvmsi_use(void)", "{"]
     lines.append(f"\t{ul} v = 0, s = 0;")
     for g in CONSTANT_GROUPS:
         lines += [f"\ts += ({ul})({g.c_name(name)});" for name, _, _ in g.members]
@@ -227,7 +234,8 @@ def test_interface_version_guard(cdir: Path, tmp_path: Path, version: str, error
 def test_header_text_rules(style: Style) -> None:
     """C90-clean text, SPDX, banner and guard; every reserved member says it must be zero."""
     text = c_header(style)
-    assert text.startswith("/* SPDX-License-Identifier: MIT */\n")
+    spdx = "MIT" if style == "stdint" else "(GPL-2.0 WITH Linux-syscall-note) OR MIT"
+    assert text.startswith(f"/* SPDX-License-Identifier: {spdx} */\n")
     assert "Generated from pvmsi spec version 1.0 by `pvmsi gen c-header" in text
     assert "Do not edit" in text
     code = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
@@ -242,6 +250,80 @@ def test_header_text_rules(style: Style) -> None:
         assert "__le64 features_offered;" in code
     else:
         assert "int32_t status;" in code
+
+
+def test_uapi_header_is_a_kernel_uapi_header() -> None:
+    """No code (the helpers are a header of their own), an include guard that is no reserved identifier (C11
+    7.1.3), the dual license a kernel uapi header carries, and the batch entries as flexible array members."""
+    text = c_header("uapi")
+    code = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    assert not re.search(r"\b(static|__inline__|__asm__|__volatile__)\b", code)
+    assert text.splitlines()[0] == "/* SPDX-License-Identifier: (GPL-2.0 WITH Linux-syscall-note) OR MIT */"
+    guards = re.findall(r"^#ifndef (\w+)\n#define \1$", text, flags=re.M)
+    assert guards[0] == "LINUX_PVMSI_H"
+    for name in re.findall(r"^#(?:ifndef|define) (\w+)", text, flags=re.M):
+        assert not re.match(r"_[A-Z_]", name), name
+        assert "__" not in name, name
+    for c in CALLS:
+        for suffix, entry, member in (("in", c.input_entry, "entries"), ("out", c.output_entry, "results")):
+            if entry is not None:
+                block = re.search(rf"struct pvmsi_{c.name.lower()}_{suffix} {{(.*?)}};", text, flags=re.S)
+                assert block is not None
+                assert f"\tstruct pvmsi_{entry} {member}[];" in block.group(1)
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_helpers_header(style: Style) -> None:
+    """`pvmsi gen c-helpers`: every helper, over the interface header it includes; the stdint header carries the
+    same helpers under the same guard, the uapi header none."""
+    res = CliRunner().invoke(main, ["gen", "c-helpers", "--style", style])
+    assert res.exit_code == 0, res.output
+    text = res.output
+    assert ("#include <linux/pvmsi.h>" if style == "uapi" else '#include "pvmsi.h"') in text
+    assert "#ifndef PVMSI_HYPERCALL_H\n#define PVMSI_HYPERCALL_H\n" in text
+    header = c_header(style)
+    for cc in CONVENTIONS:
+        for insn in cc.instruction:
+            assert f" {helper_name(insn)}(" in text
+            assert (f" {helper_name(insn)}(" in header) == (style == "stdint")
+    assert ("#ifndef PVMSI_HYPERCALL_H" in header) == (style == "stdint")
+
+
+@pytest.mark.parametrize("order", ["header-first", "helpers-first"])
+def test_stdint_header_and_helpers_header_together(cdir: Path, tmp_path: Path, order: str) -> None:
+    """Either include order compiles: each helper is defined once."""
+    names = [HEADER["stdint"], HELPERS["stdint"]]
+    src = tmp_path / "both.c"
+    includes = [f'#include "{cdir / n}"' for n in (names if order == "header-first" else names[::-1])]
+    src.write_text("\n".join([*includes, "int pvmsi_both(void);", "int pvmsi_both(void) { return 0; }", ""]))
+    compile_c("gcc", src, tmp_path / "both.o", "-std=c90")
+
+
+def test_flexible_array_members_reach_the_entries(cdir: Path, tmp_path: Path) -> None:
+    """In C99 and later the batch block structs end in their entries: entries[i] is header + i entries."""
+    src = tmp_path / "flex.c"
+    src.write_text(
+        "\n".join(
+            [
+                "#include <stddef.h>",
+                "#include <stdio.h>",
+                f'#include "{HEADER["uapi"]}"',
+                "int main(void)",
+                "{",
+                "\tstatic __u64 block[64];",
+                "\tstruct pvmsi_msg_alloc_in *in = (struct pvmsi_msg_alloc_in *)block;",
+                "\tstruct pvmsi_msg_free_out *out = (struct pvmsi_msg_free_out *)block;",
+                '\tprintf("%d %d %d\\n", PVMSI_HAVE_FLEX_ARRAY, (int)((char *)&in->entries[2] - (char *)block),',
+                "\t       (int)((char *)&out->results[3] - (char *)block));",
+                "\treturn 0;",
+                "}",
+                "",
+            ]
+        )
+    )
+    for std in ("c99", "c11"):
+        exe = compile_c("gcc", src, tmp_path / f"flex_{std}", f"-std={std}", f"-I{cdir}", link=True)
+        assert run([exe]).split() == ["1", str(32 + 2 * 24), str(16 + 3 * 8)]
 
 
 def test_cli_errors_are_messages(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from paths import DOCS, ROOT
+from sitebrowser import probe
 from sitebuild import Node, article, build, build_zensical, gen_docs, need_zensical, page_html, table_rows
 
 from pvmsi.docsgen.site import PythonName, load_config, page_order, render_site, source_files
@@ -123,6 +125,41 @@ def test_zensical_site_keeps_search_dark_mode_and_the_stylesheet(zensical_site: 
     html = page_html(zensical_site, "messages.md").read_text(encoding="utf-8")
     assert 'data-md-color-scheme="slate"' in html, "the dark palette toggle"
     assert "stylesheets/pvmsi.css" in html
+
+
+#: The pages a reader saw broken: the widest tables (formats, messages, the requirement index) and every diagram.
+BROWSER_PAGES = ["formats.md", "messages.md", "requirements.md", "negotiation.md", "discovery.md"]
+BROWSER_PAGES += ["device-control.md", "lifecycle.md"]
+
+
+@pytest.mark.parametrize("builder", ["mkdocs", "zensical"])
+@pytest.mark.parametrize("page", BROWSER_PAGES)
+def test_pages_render_offline_whole_in_chromium(
+    request: pytest.FixtureRequest, tmp_path: Path, builder: str, page: str
+) -> None:
+    """In headless Chromium at 1400 px, offline: every diagram drawn by the Mermaid the site ships (none left
+    as source), no identifier in a table split across lines, no table or cell clipped, no sideways scrolling."""
+    built: Path = request.getfixturevalue("site" if builder == "mkdocs" else "zensical_site")
+    seen = probe(page_html(built, page), tmp_path / "profile")
+    source_diagrams = len(PageFacts.of(article(page_html(built, page))).diagrams)
+    assert seen["diagrams"] == source_diagrams
+    assert (seen["source"], seen["drawn"]) == (0, source_diagrams), "diagrams left as source"
+    assert seen["split"] == [], "identifiers split across lines"
+    assert seen["clipped"] == [], "content wider than its box"
+    assert not seen["sideways"]
+
+
+def test_the_shipped_mermaid_is_the_pinned_release() -> None:
+    """docs/javascripts/mermaid.min.js is what docs_hooks/vendor_mermaid.py fetches and checks, and the site
+    loads it."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "docs_hooks" / "vendor_mermaid.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "javascripts/mermaid.min.js" in load_config(ROOT / "mkdocs.yml")["extra_javascript"]
 
 
 def test_page_order_is_the_navigation_then_the_rest() -> None:

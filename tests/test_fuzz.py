@@ -1,14 +1,18 @@
-"""A short fuzz run (the 1,000,000-input run is documented in docs/performance.md), and the invariant checker
-itself: it must see a broken book."""
+"""A short fuzz run (the 1,000,000-input run is documented in docs/performance.md), the fuzzer's oracle against
+faulty hypervisors (``pvmsi fuzz --check-faults``), and the invariant checker itself: it must see a broken book."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from paths import DOCS
 
 from pvmsi.cli.main import main
+from pvmsi.conformance.faults import FAULTS
+from pvmsi.conformance.fuzz_faults import check_fault
 from pvmsi.reference.fuzz import Fuzzer, check_invariants, chunks, fuzz
 from pvmsi.reference.platform.remap import Irte
 from pvmsi.reference.platform.requester import Requester
@@ -21,6 +25,58 @@ def test_short_fuzz_run_is_clean() -> None:
     assert report.statuses["SUCCESS"] > 0
     assert report.statuses["INVALID_PARAMETER"] > 0
     assert sum(report.statuses.values()) > 1500
+
+
+def test_most_inputs_meet_live_messages_on_several_vms_and_devices() -> None:
+    """The fuzzer drives the host into states worth checking: most calls come from a VM holding live messages, on
+    several VMs, and every kind of event and attack happens."""
+    report = fuzz(3000, seed=4)
+    assert report.ok, report.failures
+    live, idle = report.events["input_with_live_messages"], report.events["input_without_live_messages"]
+    assert live > 0.6 * (live + idle)
+    for event in ("program_fire_delivered", "forged_write", "replay_write", "migrate", "flr", "discovery"):
+        assert report.events[event] > 0, event
+    for status in ("UNKNOWN_HANDLE", "NO_RESOURCES", "INCOMPLETE", "WRONG_STATE", "INVALID_ADDRESS"):
+        assert report.statuses[status] > 0, status
+
+
+#: Hypervisors the fuzzer let through when it only checked that statuses were defined and deliveries matched the
+#: core's own books: one VM frees another's messages, quotas are not enforced, the requested vCPU is ignored, a
+#: retarget does nothing, the pair carries host bits, an MSI block delivers one vector, handles are reissued.
+ONCE_MISSED = [
+    "free-any-handle",
+    "no-quota",
+    "irte-to-boot-cpu",
+    "retarget-does-not-move",
+    "host-vector-in-data",
+    "msi-block-one-vector",
+    "handle-is-irte-index",
+    "resume-replays-failure",
+    "vm-reset-not-hooked",
+    "migration-moves-entries",
+    "vmcall-only",
+]
+
+
+@pytest.mark.parametrize("name", ONCE_MISSED)
+def test_the_oracle_catches_faulty_hypervisors(name: str) -> None:
+    assert name in FAULTS
+    result = check_fault((name, 5000, 1))
+    assert result["caught"], result
+
+
+def test_check_faults_cli_writes_the_counts(tmp_path: Path) -> None:
+    """`pvmsi fuzz --check-faults --json FILE`: every faulty hypervisor fuzzed, the counts and the missed names."""
+    out = tmp_path / "faults.json"
+    args = ["fuzz", "--check-faults", "--inputs", "2000", "--seed", "1", "-j", "2", "--json", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert {"total", "caught", "missed"} <= set(report)
+    assert report["total"] == len(FAULTS)
+    assert report["caught"] == report["total"] - len(report["missed"])
+    assert report["caught"] >= 0.9 * report["total"]
+    assert "caught" in result.output
 
 
 def test_fuzz_is_reproducible() -> None:
@@ -66,6 +122,22 @@ def test_the_published_fuzz_run_is_a_clean_million_inputs() -> None:
     assert "**no failure**" in text
     for name, n in report["statuses"].items():
         assert f"{name} {n:,}" in text
+
+
+def test_the_published_faulty_hypervisor_run_catches_at_least_95_percent() -> None:
+    """docs/assets/fuzz-faults.json is `pvmsi fuzz --check-faults --inputs 100000 --seed 1 -j 2 --json FILE`
+    over every faulty hypervisor, and the Performance page renders its counts."""
+    from pvmsi.docsgen.fuzz import FAULTS_JSON, render_fuzz_faults
+
+    report = json.loads((DOCS / FAULTS_JSON).read_text())
+    assert (report["inputs"], report["seed"]) == (100_000, 1)
+    assert report["total"] == len(FAULTS)
+    assert sorted(f["name"] for f in report["faults"]) == sorted(FAULTS)
+    assert report["caught"] == sum(f["caught"] for f in report["faults"])
+    assert report["missed"] == [f["name"] for f in report["faults"] if not f["caught"]]
+    assert report["caught"] >= 0.95 * report["total"]
+    text = render_fuzz_faults(DOCS / FAULTS_JSON)
+    assert f"**{report['caught']} of {report['total']} caught**" in text
 
 
 def test_chunks() -> None:

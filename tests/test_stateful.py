@@ -19,7 +19,7 @@ from pvmsi.reference.platform.pci import MemoryWrite
 from pvmsi.reference.platform.platform import Delivered
 from pvmsi.reference.platform.profiles import IDXD_LIKE, MLX5_LIKE, MSI_MULTI
 from pvmsi.reference.platform.requester import Bdf, Requester
-from pvmsi.reference.system import ReferenceSystem, SystemVm
+from pvmsi.reference.system import ReferenceSystem, SystemVm, guest_subdevice
 from pvmsi.spec.constants import FEATURES_1_0, FunctionNumber, MsgKind, Status
 from pvmsi.spec.fastcodec import fast
 
@@ -229,7 +229,7 @@ class PvmsiMachine(RuleBasedStateMachine):
         i = data.draw(st.integers(0, m.count - 1))
         index = i if m.kind is MsgKind.MSI else m.slot
         if pasid is not None:
-            sub = pci.subdevice(pasid)
+            sub = guest_subdevice(pci, pasid)
             assert sub is not None
             index = sub.slot(m.slot)
         elif m.kind is MsgKind.IMS and pci.subdevice_of_slot(index) is not None:

@@ -4,12 +4,17 @@ simulated platform, every interrupt checked where it lands."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
+from pvmsi.conformance.faults import FAULTS
 from pvmsi.reference.guest.actions import GuestDevice
 from pvmsi.reference.guest.core import GuestCore, GuestError, GuestMessage, GuestMode, Target
 from pvmsi.reference.guest.driver import InProcessDriver
+from pvmsi.reference.hypervisor.core import HypervisorCore
+from pvmsi.reference.hypervisor.ports import VmPort
+from pvmsi.reference.hypervisor.vmstate import DeviceKey
 from pvmsi.reference.platform.iommu import Fault
 from pvmsi.reference.platform.pci import MSIX_CAP_OFFSET, MemoryWrite, MsixCapability, PciDevice
 from pvmsi.reference.platform.platform import Delivered
@@ -23,6 +28,12 @@ NIC, MSI_DEV, ACCEL = Bdf(0, 0, 0x08), Bdf(0, 0, 0x10), Bdf(0, 0, 0x18)
 NIC_G = GuestDevice(0, 0, 0x08)
 MSI_G = GuestDevice(0, 0, 0x10)
 SUB_G = GuestDevice(0, 0, 0x18, 1)
+
+
+def faulty_hv_core(name: str) -> type[HypervisorCore]:
+    impl = FAULTS[name].implementation
+    assert issubclass(impl, HypervisorCore)
+    return impl
 
 
 @dataclass
@@ -175,3 +186,48 @@ def test_emulated_guest_falls_back_and_counts_exits() -> None:
         outcome = system.platform.fire(pci, MsgKind.MSIX, m.slot)
         assert isinstance(outcome, Delivered)
         assert (outcome.delivery.vcpu, outcome.delivery.vector) == (m.vcpu, m.vector)
+
+
+class FlrRecordingCore(HypervisorCore):
+    """The reference core, recording each claimed device an FLR reached (the reference's own FLR changes nothing
+    the guest sees: HV-FLR-001 keeps the claim, the handles and their remapping)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.flr_reached: list[DeviceKey] = []
+
+    def flr(self, vm: VmPort, key: DeviceKey) -> None:
+        if key in self.state_of(vm).claims:
+            self.flr_reached.append(key)
+        super().flr(vm, key)
+
+
+@pytest.mark.parametrize("core", [FlrRecordingCore, faulty_hv_core("flr-drops-messages")])
+def test_flr_reaches_the_subdevices_of_every_idxd_like_device(core: type[HypervisorCore]) -> None:
+    """Two IDXD-like devices: the second's sub-devices have host PASIDs 9..16 but guest ids 1..8. An FLR of the
+    second device reaches the claim of the sub-device the guest claimed (spec "Function-level reset": HV-FLR-001
+    keeps claim and handles; the core whose FLR drops messages makes the FLR's arrival visible)."""
+    first, second = Bdf(0, 0, 0x18), Bdf(0, 0, 0x20)
+    system = ReferenceSystem(core=core)
+    vm = system.create_vm(4, devices=[(IDXD_LIKE, first), (IDXD_LIKE, second)])
+    guest, driver = GuestCore(scratch_gpa=0x10000), InProcessDriver(system, vm)
+    assert driver.run(guest.boot()) is GuestMode.PVMSI
+    sub = GuestDevice(0, 0, 0x20, 2)
+    msgs = driver.run(guest.enable(sub, MsgKind.IMS, [Target(i, 1, 0x70 + i) for i in range(3)]))
+    pci = vm.pci(0, 0, 0x20)
+    assert pci is not None
+    assert pci.subdevices[1].pasid != 2  # the bug's precondition: host PASID and guest id differ
+    key = (0, 0, 0x20, 2)
+    system.flr(vm, second)
+    st = system.core.state_of(vm)
+    assert key in st.claims  # HV-FLR-001: the claim stays
+    if isinstance(system.core, FlrRecordingCore):
+        assert system.core.flr_reached == [key]
+        assert {m.handle for m in msgs} <= set(st.messages)
+        assert driver.run(guest.after_flr(sub)) == 3
+        for m in msgs:
+            outcome = system.platform.fire(pci, MsgKind.IMS, pci.subdevices[1].slot(m.slot))
+            assert isinstance(outcome, Delivered)
+            assert (outcome.delivery.vcpu, outcome.delivery.vector) == (1, m.vector)
+    else:
+        assert not [h for h, m in st.messages.items() if m.device == key]  # the FLR reached the claim

@@ -183,6 +183,11 @@ class RemappingTable:
         return sorted(found)
 
     # -- allocation ----------------------------------------------------------------------------------------
+    def can_alloc(self, count: int = 1) -> bool:
+        """Whether :meth:`alloc` of ``count`` entries would find a free aligned block now."""
+        size_index = _SIZE_INDEX.get(count)
+        return size_index is not None and bool(self._summary[size_index])
+
     def alloc(self, entry: Irte, count: int = 1) -> int | None:
         """Allocate ``count`` consecutive entries (1, or a power of two up to 32, aligned to ``count``).
 

@@ -1,4 +1,5 @@
-"""``pvmsi fuzz``: arbitrary registers and guest memory into the reference hypervisor core, invariants checked."""
+"""``pvmsi fuzz``: calls into the reference hypervisor, each checked against an independent model of the spec;
+``--check-faults``: the same fuzzer against every deliberately faulty hypervisor, counting those it catches."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import click
@@ -51,12 +53,30 @@ def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     show_default=True,
     help="Worker processes; job i fuzzes inputs/jobs inputs from seed + i.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (the report) and nothing else.")
-def fuzz(inputs: int, seed: int, jobs: int, as_json: bool) -> None:
-    """Fuzz the reference hypervisor core; exit status 1 if any input raised or broke an invariant."""
+@click.option(
+    "--json",
+    "json_to",
+    is_flag=False,
+    flag_value="-",
+    default=None,
+    metavar="[FILE]",
+    help="The report as one JSON object: on stdout (and nothing else there), or into FILE.",
+)
+@click.option(
+    "--check-faults",
+    is_flag=True,
+    help="Fuzz every faulty hypervisor instead (up to --inputs each, stopping at the first failure): "
+    'the report is {"total", "caught", "missed": [names], ...}.',
+)
+def fuzz(inputs: int, seed: int, jobs: int, json_to: str | None, check_faults: bool) -> None:
+    """Fuzz the reference hypervisor; exit status 1 if any input raised or broke a check."""
     from ..reference.fuzz import Fuzzer, chunks
 
+    as_json = json_to == "-"
     console = Console(stderr=True, quiet=as_json)
+    if check_faults:
+        _check_faults(inputs, seed, jobs, json_to, console)
+        return
     if jobs == 1:
         fuzzer = Fuzzer(seed)
         with Progress(
@@ -79,9 +99,9 @@ def fuzz(inputs: int, seed: int, jobs: int, as_json: bool) -> None:
         "python": sys.version.split()[0],
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
-    if as_json:
-        click.echo(json.dumps(report, sort_keys=True))
-    else:
+    if json_to is not None:
+        _write_json(report, json_to)
+    if not as_json:
         out = Console()
         verdict = "[green]no failure[/]" if report["ok"] else f"[red]{report['failures']} failure(s)[/]"
         out.print(f"{report['inputs']} inputs, {verdict}, {report['elapsed_s']:.1f} s")
@@ -91,3 +111,34 @@ def fuzz(inputs: int, seed: int, jobs: int, as_json: bool) -> None:
             out.print(f"[red]input {f['index']}: {f['what']}[/]: {f['detail']}", markup=False)
     if not report["ok"]:
         raise SystemExit(1)
+
+
+def _write_json(report: dict[str, Any], to: str) -> None:
+    text = json.dumps(report, sort_keys=True)
+    if to == "-":
+        click.echo(text)
+        return
+    try:
+        Path(to).write_text(text + "\n", encoding="utf-8")
+    except OSError as e:
+        raise click.ClickException(f"cannot write {to}: {e.strerror or e}") from None
+
+
+def _check_faults(inputs: int, seed: int, jobs: int, json_to: str | None, console: Console) -> None:
+    """Every faulty hypervisor fuzzed; the counts, and the report as JSON when asked."""
+    from ..conformance.faults import FAULTS
+    from ..conformance.fuzz_faults import check_faults
+
+    with Progress(
+        TextColumn("fuzzing faulty hypervisors"), BarColumn(), MofNCompleteColumn(), console=console, transient=True
+    ) as progress:
+        task = progress.add_task("faults", total=len(FAULTS))
+        report = check_faults(inputs, seed, jobs, done=lambda: progress.advance(task))
+    report.update(inputs=inputs, seed=seed)
+    if json_to is not None:
+        _write_json(report, json_to)
+    if json_to != "-":
+        Console().print(
+            f"caught {report['caught']} of {report['total']} faulty hypervisors in at most {inputs} inputs each"
+            + (f"; missed: {', '.join(report['missed'])}" if report["missed"] else "")
+        )

@@ -58,6 +58,20 @@ def c_header_cmd(style: str, output: Path | None) -> None:
     _emit(c_header(cast(Style, style)), output)
 
 
+@gen.command("c-helpers")
+@_STYLE
+@_OUT
+@click.option(
+    "--header",
+    help='The interface header it includes: NAME ("NAME") or <NAME>. [stdint: pvmsi.h, uapi: <linux/pvmsi.h>]',
+)
+def c_helpers_cmd(style: str, output: Path | None, header: str | None) -> None:
+    """The hypercall helpers (inline assembly) as a header of their own: a uapi header holds no code."""
+    from ..gen.c_header import c_helpers
+
+    _emit(c_helpers(cast(Style, style), header), output)
+
+
 @gen.command("c-check")
 @_STYLE
 @_OUT

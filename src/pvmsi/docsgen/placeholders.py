@@ -86,6 +86,7 @@ DIRECTIVES: dict[str, Directive] = {
     "report-schema": Directive("none", False, lambda c, a: traceability.render_report_schema(c)),
     "bench": Directive("required", False, lambda c, a: bench.render_bench(_req(a), c.site.docs_dir / bench.BENCH_JSON)),
     "fuzz": Directive("none", False, lambda c, a: fuzz.render_fuzz(c.site.docs_dir / fuzz.FUZZ_JSON)),
+    "fuzz-faults": Directive("none", False, lambda c, a: fuzz.render_fuzz_faults(c.site.docs_dir / fuzz.FAULTS_JSON)),
     "ref": Directive("required", True, _ref),
     "version": Directive("none", True, lambda c, a: f"{VERSION_MAJOR}.{VERSION_MINOR}"),
 }

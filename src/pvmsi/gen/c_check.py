@@ -12,8 +12,8 @@ from ..spec.callconv import CONVENTIONS
 from ..spec.calls import CALLS
 from ..spec.layout import FormatLayout, all_layouts
 from .c_asm import ARCH_PREFIX
-from .c_common import Style, comment
-from .c_header import banner, squeeze
+from .c_common import Style, banner, comment, squeeze
+from .c_header import batch_block_structs
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ def _assert(cond: str, msg: str) -> str:
 def c_check(style: Style = "stdint", header: str = "pvmsi.h") -> str:
     """The check file for ``header`` of the given style, as text."""
     lines = banner(
+        style,
         f"pvmsi_check.c: compile-time layout checks of {header} ({style} style); compile as C11.",
         f"pvmsi gen c-check --style {style}",
     )
@@ -76,4 +77,11 @@ def c_check(style: Style = "stdint", header: str = "pvmsi.h") -> str:
             if style == "stdint" and m.scalar:
                 sign, what = ("<", "signed") if m.signed else (">", "unsigned")
                 lines.append(_assert(f"(__typeof__((({t} *)0)->{m.path}))-1 {sign} 0", f"{what} {t}.{m.path}"))
+    by_name = {lay.name: lay for lay in all_layouts()}
+    for c in CALLS:
+        for name, head, _entry, member in batch_block_structs(c):
+            t, size = f"struct {name}", by_name[head].size
+            lines += ["", *comment(f"{t}: the batch header, then its entries (a flexible array member)")]
+            lines.append(_assert(f"sizeof({t}) == {size}", f"sizeof {t}"))
+            lines.append(_assert(f"offsetof({t}, {member}) == {size}", f"offsetof {t}.{member}"))
     return squeeze(lines)

@@ -16,8 +16,47 @@ STYLES: tuple[Style, ...] = ("stdint", "uapi")
 INCLUDES: dict[Style, str] = {"stdint": "<stdint.h>", "uapi": "<linux/types.h>"}
 
 
+#: The license line of each style: a kernel uapi header carries the syscall note (user space includes it freely).
+SPDX: dict[Style, str] = {
+    "stdint": "/* SPDX-License-Identifier: MIT */",
+    "uapi": "/* SPDX-License-Identifier: (GPL-2.0 WITH Linux-syscall-note) OR MIT */",
+}
+
+#: The include guard of the helpers header; the stdint header's own copy of the helpers shares it.
+HELPERS_GUARD = "PVMSI_HYPERCALL_H"
+
+
 def include_guard(style: Style) -> str:
-    return "PVMSI_H" if style == "stdint" else "_UAPI_LINUX_PVMSI_H"
+    """The interface header's include guard: no reserved identifier (C11 7.1.3: no leading underscore and capital
+    letter, no double underscore), unlike the kernel's customary ``_UAPI_LINUX_*_H``."""
+    return "PVMSI_H" if style == "stdint" else "LINUX_PVMSI_H"
+
+
+def banner(style: Style, what: str, command: str) -> list[str]:
+    """The license line and the generated-file banner of every generated C file."""
+    return [
+        SPDX[style],
+        "/*",
+        f" * {what}",
+        " *",
+        f" * Generated from pvmsi spec version {VERSION_MAJOR}.{VERSION_MINOR} by `{command}`.",
+        " * Do not edit: change spec/ and regenerate.",
+        " */",
+    ]
+
+
+def include_line(header: str) -> str:
+    """``#include`` of ``header``: as given when it is ``<...>`` or ``"..."``, else quoted."""
+    return f"#include {header}" if header[:1] in '<"' else f'#include "{header}"'
+
+
+def squeeze(lines: list[str]) -> str:
+    """Join ``lines``, collapsing runs of blank lines into one."""
+    out: list[str] = []
+    for line in lines:
+        if line or (out and out[-1]):
+            out.append(line)
+    return "\n".join(out).rstrip("\n") + "\n"
 
 
 def scalar_type(f: FieldLayout, style: Style) -> str:

@@ -1,7 +1,9 @@
 """``pvmsi gen c-header``: the C header of the interface, from spec/ alone (docs: "Using the C header").
 
 Layout: version macros and the interface-version guard, every constant group, the calling-convention ids,
-then per call its function ids right above its parameter structs, then the per-architecture helpers.
+then per call its function ids right above its parameter structs (a batch call's blocks also as one struct each,
+the entries a flexible array member), then the per-architecture helpers, in the stdint style only: a uapi header
+holds no code, so its helpers are a header of their own (``pvmsi gen c-helpers``, :func:`c_helpers`).
 """
 
 from __future__ import annotations
@@ -19,21 +21,23 @@ from ..spec.constants import group
 from ..spec.layout import FieldLayout, FormatLayout, all_layouts
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
 from .c_asm import ARCH_PREFIX, helpers
-from .c_common import INCLUDES, Style, comment, groups, include_guard, literal, scalar_type, version_literal
+from .c_common import (
+    HELPERS_GUARD,
+    INCLUDES,
+    Style,
+    banner,
+    comment,
+    groups,
+    include_guard,
+    include_line,
+    literal,
+    scalar_type,
+    squeeze,
+    version_literal,
+)
 
-SPDX = "/* SPDX-License-Identifier: MIT */"
-
-
-def banner(what: str, command: str) -> list[str]:
-    return [
-        SPDX,
-        "/*",
-        f" * {what}",
-        " *",
-        f" * Generated from pvmsi spec version {VERSION_MAJOR}.{VERSION_MINOR} by `{command}`.",
-        " * Do not edit: change spec/ and regenerate.",
-        " */",
-    ]
+#: The file the helpers header includes by default: the interface header where each style installs it.
+INTERFACE_HEADER: dict[Style, str] = {"stdint": "pvmsi.h", "uapi": "<linux/pvmsi.h>"}
 
 
 def _version() -> list[str]:
@@ -67,6 +71,20 @@ def _version() -> list[str]:
         "#define PVMSI_U64_C(c) c##ULL",
         "#else",
         "#define PVMSI_U64_C(c) c##UL",
+        "#endif",
+        "",
+        *comment(
+            "PVMSI_HAVE_FLEX_ARRAY: 1 where the batch blocks' structs (struct pvmsi_msg_alloc_in, ...) end in a "
+            "flexible array member of their entries: C99 and later. C90 and C++ have none, so there the struct "
+            "holds the batch header alone and the entries follow it: (struct pvmsi_alloc_entry *)(block + 1). "
+            "Define it yourself to choose."
+        ),
+        "#ifndef PVMSI_HAVE_FLEX_ARRAY",
+        "#if !defined(__cplusplus) && defined(__STDC_VERSION__) && __STDC_VERSION__ >= 199901L",
+        "#define PVMSI_HAVE_FLEX_ARRAY 1",
+        "#else",
+        "#define PVMSI_HAVE_FLEX_ARRAY 0",
+        "#endif",
         "#endif",
     ]
 
@@ -153,6 +171,37 @@ def _call(c: CallDef, by_name: dict[str, FormatLayout], done: set[str], style: S
     for name in (c.input, c.input_entry, c.output, c.output_entry):
         if name is not None:
             out += _with_deps(by_name[name], done, style)
+    return out + batch_blocks(c)
+
+
+def batch_block_structs(c: CallDef) -> list[tuple[str, str, str, str]]:
+    """A batch call's blocks as single structs: (struct name, header format, entry format, member name)."""
+    out = []
+    for suffix, head, entry, member in (
+        ("in", c.input, c.input_entry, "entries"),
+        ("out", c.output, c.output_entry, "results"),
+    ):
+        if head is not None and entry is not None:
+            out.append((f"pvmsi_{c.name.lower()}_{suffix}", head, entry, member))
+    return out
+
+
+def batch_blocks(c: CallDef) -> list[str]:
+    """The structs of :func:`batch_block_structs`: the header, then ``count`` entries as a flexible array member
+    (spec "Batching": the entries follow the header directly)."""
+    out: list[str] = []
+    for name, head, entry, member in batch_block_structs(c):
+        what = "IN (arg0)" if name.endswith("_in") else "OUT (arg1)"
+        out += [
+            *comment(f"The whole {what} block of {c.name}: struct pvmsi_{head}, then its entries."),
+            f"struct {name} {{",
+            f"\tstruct pvmsi_{head} batch;",
+            "#if PVMSI_HAVE_FLEX_ARRAY",
+            f"\tstruct pvmsi_{entry} {member}[];",
+            "#endif",
+            "};",
+            "",
+        ]
     return out
 
 
@@ -175,6 +224,7 @@ def c_header(style: Style = "stdint") -> str:
     by_name = {lay.name: lay for lay in layouts}
     done: set[str] = set()
     lines = banner(
+        style,
         f"pvmsi.h: pvmsi {VERSION_MAJOR}.{VERSION_MINOR} interface, {style} style "
         "(MSI, MSI-X and IMS messages by hypercall).",
         f"pvmsi gen c-header --style {style}",
@@ -203,17 +253,53 @@ def c_header(style: Style = "stdint") -> str:
         for lay in layouts:
             if lay.area == area:
                 lines += _with_deps(lay, done, style)
-    lines += ["", *comment("Hypercall helpers: status in the return value, the value register in *value."), ""]
-    for cc in CONVENTIONS:
-        lines += [*helpers(cc, style), ""]
-    lines += ["#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {guard} */"]
+    if style == "stdint":
+        lines += ["", f"#ifndef {HELPERS_GUARD} /* pvmsi_hypercall.h holds these too */", f"#define {HELPERS_GUARD}"]
+        lines += [*_helpers(style), f"#endif /* {HELPERS_GUARD} */"]
+    else:
+        lines += [
+            "",
+            *comment(
+                "A uapi header holds no code: the hypercall helpers are in their own header, "
+                "`pvmsi gen c-helpers --style uapi` (it includes this one)."
+            ),
+        ]
+    lines += ["", "#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {guard} */"]
     return squeeze(lines)
 
 
-def squeeze(lines: list[str]) -> str:
-    """Join ``lines``, collapsing runs of blank lines into one."""
-    out: list[str] = []
-    for line in lines:
-        if line or (out and out[-1]):
-            out.append(line)
-    return "\n".join(out).rstrip("\n") + "\n"
+def _helpers(style: Style) -> list[str]:
+    lines = ["", *comment("Hypercall helpers: status in the return value, the value register in *value."), ""]
+    for cc in CONVENTIONS:
+        lines += [*helpers(cc, style), ""]
+    return lines
+
+
+def c_helpers(style: Style = "uapi", header: str | None = None) -> str:
+    """The helpers header: the per-architecture hypercall helpers (inline assembly) over the interface header
+    ``header`` it includes (default: where the style installs it, :data:`INTERFACE_HEADER`). The stdint header
+    carries the same helpers under the same guard, so including both is harmless."""
+    lines = banner(
+        style,
+        f"pvmsi_hypercall.h: pvmsi {VERSION_MAJOR}.{VERSION_MINOR} hypercall helpers, {style} style "
+        '(spec "Calling conventions").',
+        f"pvmsi gen c-helpers --style {style}",
+    )
+    lines += [
+        "",
+        f"#ifndef {HELPERS_GUARD}",
+        f"#define {HELPERS_GUARD}",
+        "",
+        include_line(header or INTERFACE_HEADER[style]),
+        "",
+        "#ifdef __cplusplus",
+        'extern "C" {',
+        "#endif",
+        *_helpers(style),
+        "#ifdef __cplusplus",
+        "}",
+        "#endif",
+        "",
+        f"#endif /* {HELPERS_GUARD} */",
+    ]
+    return squeeze(lines)

@@ -1,0 +1,85 @@
+"""The fuzzer's checks of the host as a whole, beside the model's (:mod:`.fuzz_model`): the books of every VM
+against the remapping table, and nothing left of a destroyed VM (spec "Security considerations": HV-SEC-006,
+HV-SEC-007, HV-SEC-009; "Allocate, retarget and free": HV-ALLOC-007, HV-FREE-002)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ..spec.constants import MsgKind
+from .hypervisor.vmstate import DeviceKey
+from .platform.msi_format import compose
+from .platform.requester import Requester
+from .system import ReferenceSystem
+
+
+def check_invariants(system: ReferenceSystem, destroyed: set[int] | frozenset[int] = frozenset()) -> list[str]:
+    """Every broken invariant of ``system`` (empty when all hold).
+
+    - per VM: vectors held equal the sum over its messages, per claimed device too; slots held match; every
+      message belongs to a claimed device; quotas and the claimed-device limit hold; OPEN means no claims;
+    - the remapping table: its occupancy equals the live pvmsi vectors plus the emulator's entries; every live
+      message's block is allocated with exactly its size, owned by its VM, delivering to its vCPU and vectors,
+      accepting only its device's requester;
+    - nothing of a destroyed VM: no pvmsi state, no table entry.
+    """
+    problems: list[str] = []
+    core, table = system.core, system.platform.table
+    live = 0
+    blocks = table.blocks()
+    for vm_id, st in core.vm_states().items():
+        cfg = st.config
+        if vm_id in destroyed:
+            problems.append(f"destroyed VM {vm_id} still has pvmsi state")
+        per_device: Counter[DeviceKey] = Counter()
+        slots: dict[DeviceKey, set[tuple[MsgKind, int]]] = {}
+        for handle, m in st.messages.items():
+            if handle != m.handle:
+                problems.append(f"VM {vm_id}: message filed under {handle:#x} has handle {m.handle:#x}")
+            claim = st.claims.get(m.device)
+            if claim is None:
+                problems.append(f"VM {vm_id}: message {handle:#x} on unclaimed device {m.device}")
+                continue
+            per_device[m.device] += m.count
+            slots.setdefault(m.device, set()).add((m.kind, m.slot))
+            if blocks.get(m.irte) != m.count:
+                problems.append(f"VM {vm_id}: message {handle:#x} block {m.irte}+{m.count} is {blocks.get(m.irte)}")
+                continue
+            src = claim.source
+            for i in range(m.count):
+                e = table.get(m.irte + i)
+                if e is None or (e.owner_vm, e.dest_vcpu, e.vector, e.posted) != (
+                    vm_id,
+                    m.vcpu,
+                    m.vector + i,
+                    m.posted,
+                ):
+                    problems.append(f"VM {vm_id}: IRTE {m.irte + i} of {handle:#x} is {e}, message says {m}")
+                elif e.source != Requester(src.segment, src.rid, src.pasid):
+                    problems.append(f"VM {vm_id}: IRTE {m.irte + i} accepts {e.source}, device is {src}")
+            if (m.address, m.data) != compose(m.irte):
+                problems.append(f"VM {vm_id}: message {handle:#x} pair does not name IRTE {m.irte}")
+        total = sum(per_device.values())
+        live += total
+        if st.vectors != total:
+            problems.append(f"VM {vm_id}: vectors {st.vectors} != {total} held by its messages")
+        if st.vectors > cfg.max_messages_per_vm:
+            problems.append(f"VM {vm_id}: {st.vectors} vectors above the VM quota")
+        if len(st.claims) > cfg.max_claimed_devices:
+            problems.append(f"VM {vm_id}: {len(st.claims)} claims above max_claimed_devices")
+        if st.claims and st.state.name != "NEGOTIATED":
+            problems.append(f"VM {vm_id}: claims in state {st.state.name}")
+        for key, claim in st.claims.items():
+            if claim.vectors != per_device[key]:
+                problems.append(f"VM {vm_id}: device {key} counts {claim.vectors}, messages hold {per_device[key]}")
+            if claim.vectors > cfg.max_messages_per_device:
+                problems.append(f"VM {vm_id}: device {key} above the device quota")
+            if claim.slots != slots.get(key, set()):
+                problems.append(f"VM {vm_id}: device {key} slots {claim.slots} != {slots.get(key, set())}")
+    emulated = sum(len(system.platform.legacy.irte_indices(d)) for d in system.platform.devices)
+    if table.occupancy != live + emulated:
+        problems.append(f"remapping table holds {table.occupancy}, pvmsi {live} + emulation {emulated}")
+    for vm_id in destroyed:
+        if table.blocks_where(owner_vm=vm_id):
+            problems.append(f"destroyed VM {vm_id} still owns table entries")
+    return problems

@@ -1,0 +1,95 @@
+"""The VM state the fuzzer's model keeps (:mod:`.fuzz_model`): the devices as the guest sees them, its claims and
+its live messages as the guest asked for them and was handed them (spec "Device control", "Allocate, retarget
+and free", "Reset, FLR, hot-unplug and migration")."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..spec.states import VmState
+from .hypervisor.config import HypervisorConfig
+
+DeviceKey = tuple[int, int, int, int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Dev:
+    """A device as the guest sees it (spec "Device control"): its vectors, table, slots and flags."""
+
+    msi: int
+    msix: int
+    ims: int
+    isolated: bool
+    needs_viommu: bool
+
+    @property
+    def kinds(self) -> int:
+        return 2 * bool(self.msi) | 4 * bool(self.msix) | 8 * bool(self.ims)
+
+    def limit(self, kind: int) -> int:
+        return (0, self.msi, self.msix, self.ims)[kind]
+
+
+@dataclass(slots=True)
+class Msg:
+    """A live message as the guest asked for it and was handed it."""
+
+    device: DeviceKey
+    kind: int
+    slot: int
+    count: int
+    vcpu: int
+    vector: int
+    posted: bool
+    address: int
+    data: int
+
+
+@dataclass(slots=True)
+class Claim:
+    kinds: int
+    vectors: int = 0
+    slots: set[tuple[int, int]] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class VmModel:
+    """One VM's pvmsi state, as the spec says it must be."""
+
+    vm_id: int
+    vcpus: int
+    config: HypervisorConfig
+    devices: Callable[[], dict[DeviceKey, Dev]]
+    #: Whether the guest has enabled a kind of the device through emulation (the platform's MSI/MSI-X state).
+    emulated: Callable[[DeviceKey, int], bool] = lambda key, kind: False
+    state: VmState = VmState.OPEN
+    features: int = 0
+    claims: dict[DeviceKey, Claim] = field(default_factory=dict)
+    messages: dict[int, Msg] = field(default_factory=dict)
+    vectors: int = 0
+    issued: set[int] = field(default_factory=set)
+
+    def drop(self, handle: int) -> int:
+        m = self.messages.pop(handle)
+        claim = self.claims[m.device]
+        claim.slots.discard((m.kind, m.slot))
+        claim.vectors -= m.count
+        self.vectors -= m.count
+        return m.count
+
+    def end_claim(self, key: DeviceKey) -> int:
+        freed = sum(self.drop(h) for h in [h for h, m in self.messages.items() if m.device == key])
+        del self.claims[key]
+        return freed
+
+    def reset(self) -> int:
+        """RESET or a VM reset (HV-RESET-001, HV-RESET-002): every claim ended, back to OPEN."""
+        freed = sum(self.end_claim(k) for k in list(self.claims))
+        self.state, self.features = VmState.OPEN, 0
+        return freed
+
+    def unplug(self, function: DeviceKey) -> None:
+        """Hot-unplug (HV-UNPLUG-001): the function's and its sub-devices' claims end."""
+        for key in [k for k in self.claims if k[:3] == function[:3]]:
+            self.end_claim(key)
