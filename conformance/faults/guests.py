@@ -345,15 +345,8 @@ class _UnmaskedRewrite(GuestCore):
 
 @fault("double-free", "GUEST-ALLOC-004", "frees a kind's messages but keeps their handles, and frees them again")
 class _DoubleFree(GuestCore):
-    def disable(self, dev: GuestDevice, kind: MsgKind) -> Op:
-        held = self.messages.get(dev, {})
-        msgs = [m for (k, _), m in held.items() if k is kind]
-        for m in msgs:
-            yield MaskSlot(dev, kind, m.slot, True)
-        yield SetEnabled(dev, kind, False)
-        if self.mode is GuestMode.PVMSI and dev in self.claimed:
-            yield from self.free(dev, msgs)
-        return len(msgs)
+    def drop_freed(self, dev: GuestDevice, kind: MsgKind, msgs: Sequence[GuestMessage]) -> None:
+        pass  # keeps the freed handles, so the next disable frees them again
 
 
 @fault("skips-flr-rewrite", "GUEST-FLR-001", "after an FLR re-enables the messages without writing the pairs")

@@ -359,9 +359,14 @@ class GuestCore:
         yield SetEnabled(dev, kind, False)
         if self.mode is GuestMode.PVMSI and dev in self.claimed:
             yield from self.free(dev, msgs)
+        self.drop_freed(dev, kind, msgs)
+        return len(msgs)
+
+    def drop_freed(self, dev: GuestDevice, kind: MsgKind, msgs: Sequence[GuestMessage]) -> None:
+        """Drop freed messages and their handles: a handle is never used after MSG_FREE (GUEST-ALLOC-004)."""
+        held = self.messages.get(dev, {})
         for m in msgs:
             held.pop((kind, m.slot), None)
-        return len(msgs)
 
     def free(self, dev: GuestDevice, msgs: Sequence[GuestMessage]) -> Op:
         """Free messages by MSG_FREE, each handle once (GUEST-ALLOC-004); the messages freed."""
