@@ -9,6 +9,7 @@ from .calls import CALLS
 from .constants import CONSTANT_GROUPS
 from .harness_constants import HARNESS_VALUES, RESPONSE_OF
 from .layout import FieldLayout, FormatLayout, all_layouts
+from .references import REFERENCES
 from .requirements import REQUIREMENTS, SECTIONS
 from .states import MACHINES
 from .version import SPEC_NAME, VERSION_MAJOR, VERSION_MINOR
@@ -117,6 +118,18 @@ def spec_dump() -> dict[str, Any]:
             "values": [{"name": v.name, "value": v.value, "doc": v.doc} for v in HARNESS_VALUES],
             "responses": {request.name: response.name for request, response in RESPONSE_OF.items()},
         },
+        "references": [
+            {
+                "key": r.key,
+                "title": r.title,
+                "publisher": r.publisher,
+                "document": r.document,
+                "kind": r.kind,
+                "url": r.url,
+                "used_for": r.used_for,
+            }
+            for r in REFERENCES
+        ],
         "sections": [{"key": k, "title": t, "page": p} for k, (t, p) in SECTIONS.items()],
         "requirements": [
             {"id": r.id, "level": r.level.value, "role": r.role.value, "section": r.section, "text": r.text}

@@ -300,7 +300,7 @@ def test_scan_finds_homes_and_checks_completeness() -> None:
 
 
 def test_scan_rejects_a_section_on_the_wrong_page() -> None:
-    body = "{{pvmsi formats}}\n{{pvmsi constants}}\n{{pvmsi requirement-index}}\n"
+    body = "{{pvmsi formats}}\n{{pvmsi constants}}\n{{pvmsi requirement-index}}\n{{pvmsi references}}\n"
     body += "".join(f"{{{{pvmsi call {c.name}}}}}\n" for c in CALLS)
     pages = [("all.md", body)]
     for key, (_, page) in SECTIONS.items():

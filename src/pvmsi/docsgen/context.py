@@ -39,6 +39,8 @@ class SiteIndex:
     call_home: dict[str, str] = field(default_factory=dict)
     machine_home: dict[str, str] = field(default_factory=dict)
     requirement_index: str | None = None
+    #: The page listing the references ({{pvmsi references}}), where citations link to.
+    references_home: str | None = None
     #: The site's Markdown folder (mkdocs' docs_dir), where the measured figures (assets/*.json) are read.
     docs_dir: Path = Path("docs")
 
@@ -73,6 +75,9 @@ class Ctx:
 
     def section_link(self, section: str) -> str:
         return relative_link(SECTIONS[section][1], None, self.page)
+
+    def references_link(self, key: str) -> str:
+        return self._link(self.site.references_home, f"ref-{key}", "the reference list")
 
     def requirement_link(self, rid: str) -> str | None:
         """Link to ``rid`` in its chapter; ``None`` when ``rid`` is not in the registry."""

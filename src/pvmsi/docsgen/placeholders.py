@@ -17,11 +17,12 @@ from pvmsi.spec.calls import CALLS
 from pvmsi.spec.constants import CONSTANT_GROUPS
 from pvmsi.spec.fields import AREAS
 from pvmsi.spec.layout import all_layouts
+from pvmsi.spec.references import BY_KEY
 from pvmsi.spec.requirements import REQUIREMENTS, SECTIONS
 from pvmsi.spec.states import MACHINES
 from pvmsi.spec.version import VERSION_MAJOR, VERSION_MINOR
 
-from . import bench, calls, constants, examples, formats, fuzz, requirements, traceability
+from . import bench, calls, constants, examples, formats, fuzz, references, requirements, traceability
 from .context import Ctx, DocsError, SiteIndex
 
 _OPEN = re.compile(r"\{\{\s*pvmsi\b")
@@ -88,6 +89,8 @@ DIRECTIVES: dict[str, Directive] = {
     "fuzz": Directive("none", False, lambda c, a: fuzz.render_fuzz(c.site.docs_dir / fuzz.FUZZ_JSON)),
     "fuzz-faults": Directive("none", False, lambda c, a: fuzz.render_fuzz_faults(c.site.docs_dir / fuzz.FAULTS_JSON)),
     "ref": Directive("required", True, _ref),
+    "references": Directive("none", False, lambda c, a: references.render_references(c)),
+    "cite": Directive("required", True, lambda c, a: references.render_cite(c, _req(a))),
     "version": Directive("none", True, lambda c, a: f"{VERSION_MAJOR}.{VERSION_MINOR}"),
 }
 
@@ -146,6 +149,7 @@ def _check_name(p: Placeholder, page: str) -> None:
         "conformance-clauses": ["guest", "hypervisor"],
         "ref": [r.id for r in REQUIREMENTS],
         "bench": list(bench.SECTIONS),
+        "cite": list(BY_KEY),
     }
     if p.arg is not None and p.directive in known and p.arg not in known[p.directive]:
         raise DocsError(f"{page}:{p.line}: unknown name {p.arg!r} in {p.text} (known: {', '.join(known[p.directive])})")
@@ -169,6 +173,7 @@ def scan(pages: Sequence[tuple[str, str]], *, docs_dir: Path, complete: bool = T
     all_constants: str | None = None
     sections: dict[str, list[str]] = {}
     index: str | None = None
+    refs: str | None = None
     for page, text in pages:
         for p in find_placeholders(text, page):
             _check_name(p, page)
@@ -192,6 +197,8 @@ def scan(pages: Sequence[tuple[str, str]], *, docs_dir: Path, complete: bool = T
                 sections.setdefault(p.arg, []).append(page)
             elif p.directive == "requirement-index":
                 index = index or page
+            elif p.directive == "references":
+                refs = refs or page
     for lay in all_layouts():
         home = area_formats.get(lay.area, all_formats)
         if lay.name not in fmt and home is not None:
@@ -200,8 +207,8 @@ def scan(pages: Sequence[tuple[str, str]], *, docs_dir: Path, complete: bool = T
         if g.key not in const and all_constants is not None:
             const[g.key] = all_constants
     if complete:
-        _check_complete(fmt, const, call, sections, index)
-    return SiteIndex(fmt, const, call, mach, index, docs_dir)
+        _check_complete(fmt, const, call, sections, index, refs)
+    return SiteIndex(fmt, const, call, mach, index, refs, docs_dir)
 
 
 def _check_complete(
@@ -210,6 +217,7 @@ def _check_complete(
     call: dict[str, str],
     sections: dict[str, list[str]],
     index: str | None,
+    refs: str | None,
 ) -> None:
     missing = [f"format {lay.name}" for lay in all_layouts() if lay.name not in fmt]
     missing += [f"constant group {g.key}" for g in CONSTANT_GROUPS if g.key not in const]
@@ -217,6 +225,8 @@ def _check_complete(
     missing += [f"requirement section {k}" for k in SECTIONS if k not in sections]
     if index is None:
         missing.append("the requirement index")
+    if refs is None:
+        missing.append("the reference list")
     if missing:
         raise DocsError("not placed on any page: " + ", ".join(missing))
     for key, pages in sections.items():
