@@ -81,9 +81,12 @@ class EfaultAsInvalidParameter(HypervisorCore):
 
 @faults.add("double-fetch", "HV-MEM-005", "reads the input block a second time after checking it")
 class DoubleFetch(HypervisorCore):
+    #: The calls that fetch their input block twice.
+    double_fetched: frozenset[FunctionNumber] = frozenset({FunctionNumber.NEGOTIATE, FunctionNumber.MSG_ALLOC})
+
     def handler(self, fn: FunctionNumber) -> Handler | None:
         inner = super().handler(fn)
-        if inner is None or fn not in (FunctionNumber.NEGOTIATE, FunctionNumber.MSG_ALLOC):
+        if inner is None or fn not in self.double_fetched:
             return inner
         call: Handler = inner
         input_format = CALLS_BY_FN[fn].input
@@ -95,6 +98,16 @@ class DoubleFetch(HypervisorCore):
             return r
 
         return fetch_again
+
+
+@faults.add("double-fetch-claim", "HV-MEM-005", "DEVICE_CLAIM reads its input block a second time")
+class DoubleFetchClaim(DoubleFetch):
+    double_fetched = frozenset({FunctionNumber.DEVICE_CLAIM})
+
+
+@faults.add("double-fetch-retarget", "HV-MEM-005", "MSG_RETARGET reads its batch header a second time")
+class DoubleFetchRetarget(DoubleFetch):
+    double_fetched = frozenset({FunctionNumber.MSG_RETARGET})
 
 
 @faults.add(
