@@ -188,6 +188,27 @@ HARNESS_ROLE_DOCS: dict[HarnessRole, str] = {
 }
 
 
+#: The requests each role of IUT serves, besides HELLO and BYE which both serve (harness "Sessions"); a request
+#: of the other role is answered ERROR WRONG_ROLE. GUEST_HYPERCALL and GUEST_DEVICE_OP go the other way: a guest
+#: IUT sends them to the suite while it performs a GUEST_COMMAND.
+REQUESTS_SERVED_BY: dict[HarnessRole, tuple[FrameKind, ...]] = {
+    HarnessRole.HYPERVISOR: (
+        FrameKind.VM_CREATE,
+        FrameKind.VM_DESTROY,
+        FrameKind.MEM_WRITE,
+        FrameKind.MEM_READ,
+        FrameKind.HYPERCALL,
+        FrameKind.DEVICE_WRITE,
+        FrameKind.DEVICE_FIRE,
+        FrameKind.COLLECT,
+        FrameKind.COUNTERS,
+        FrameKind.LIFECYCLE,
+        FrameKind.TRAP,
+    ),
+    HarnessRole.GUEST: (FrameKind.GUEST_COMMAND,),
+}
+
+
 class DeviceProfile(IntEnum):
     """Device models a VM can be created with (pvmsi.reference.platform.profiles)."""
 

@@ -29,6 +29,7 @@ from ...spec.harness_constants import (
     HARNESS_MAX_SESSION_RAM_MIB,
     HARNESS_MAX_VCPUS,
     HARNESS_MAX_VMS,
+    REQUESTS_SERVED_BY,
     DeviceProfile,
     DeviceSpace,
     FrameKind,
@@ -281,7 +282,7 @@ class HypervisorService(FrameService):
         if f.kind is FrameKind.BYE:
             self.closed = True
             return build(FrameKind.OK, f.seq)
-        if f.kind in (FrameKind.GUEST_COMMAND,):
+        if f.kind in REQUESTS_SERVED_BY[HarnessRole.GUEST]:
             return build_error(f.seq, HarnessStatus.WRONG_ROLE, KIND_AT, "this IUT is a hypervisor", int(f.kind))
         return build_error(
             f.seq, HarnessStatus.UNKNOWN_KIND, KIND_AT, f"{f.kind.name} is not a request to a hypervisor", int(f.kind)

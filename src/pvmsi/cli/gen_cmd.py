@@ -83,6 +83,15 @@ def c_check_cmd(style: str, output: Path | None, header: str) -> None:
     _emit(c_check(cast(Style, style), header), output)
 
 
+@gen.command("c-adapter")
+@_OUT
+def c_adapter_cmd(output: Path | None) -> None:
+    """A C skeleton of a hypervisor's harness adapter on stdin/stdout: framing, sessions, one stub per request."""
+    from ..gen.c_adapter import c_adapter
+
+    _emit(c_adapter(), output)
+
+
 @gen.command("vectors")
 @_out_dir("Directory; the vectors go to DIR/formats/*.json (the committed set is conformance/vectors).")
 def vectors_cmd(out_dir: Path) -> None:

@@ -18,6 +18,7 @@ from ..spec.callconv import (
 )
 from ..spec.calls import CALLS, CallDef
 from ..spec.constants import group
+from ..spec.harness_constants import HARNESS_VALUES
 from ..spec.layout import FieldLayout, FormatLayout, all_layouts
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
 from .c_asm import ARCH_PREFIX, helpers
@@ -99,6 +100,15 @@ def _constants() -> list[str]:
     unused = [(n, v) for n, v, _ in fn.members if not any(c.fn.name == n for c in CALLS)]
     for name, value in unused:
         out.append(f"#define {fn.c_name(name)} {literal(fn, value)}")
+    return out
+
+
+def _harness_values() -> list[str]:
+    title = 'Fixed numbers of the conformance harness protocol (spec appendix "Conformance harness protocol").'
+    out = ["", *comment(title)]
+    for v in HARNESS_VALUES:
+        value = f"{v.value:#010x}" if v.value >> 24 else str(v.value)  # the magic reads best in hex
+        out += [*comment(v.doc), f"#define PVMSI_{v.name} {value}U"]
     return out
 
 
@@ -242,6 +252,7 @@ def c_header(style: Style = "stdint") -> str:
         "",
         *_version(),
         *_constants(),
+        *_harness_values(),
         *_callconv(),
         "",
         *comment("Calls: function numbers, ids and parameter blocks (little-endian, 8-byte aligned GPAs)."),
