@@ -157,9 +157,10 @@ class HypervisorIUT(Protocol):
     def fire(self, vm: int, device: DeviceRef, kind: int, index: int) -> FireResult: ...
 
     def trap(
-        self, vm: int, vcpu: int, arch: TrapArch, instruction: TrapInstruction, regs: list[int]
+        self, vm: int, vcpu: int, arch: TrapArch, instruction: TrapInstruction, regs: list[int], privilege: int = 0
     ) -> tuple[bool, list[int]]:
-        """Execute a trap instruction with eight registers (TRAP_REGISTERS order): (handled, registers after)."""
+        """Execute a trap instruction with eight registers (TRAP_REGISTERS order) at ``privilege`` (x86-64 CPL):
+        (handled, registers after)."""
         ...
 
     def collect(self, vm: int) -> list[tuple[int, int]]: ...

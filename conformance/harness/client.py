@@ -365,11 +365,10 @@ class HarnessHypervisor:
         return FireResult(FireOutcome(f.body.outcome), int(f.body.vcpu), int(f.body.vector))
 
     def trap(
-        self, vm: int, vcpu: int, arch: TrapArch, instruction: TrapInstruction, regs: list[int]
+        self, vm: int, vcpu: int, arch: TrapArch, instruction: TrapInstruction, regs: list[int], privilege: int = 0
     ) -> tuple[bool, list[int]]:
-        f = self.conn.request(
-            FrameKind.TRAP, {"vm": vm, "vcpu": vcpu, "arch": arch, "instruction": instruction, "regs": list(regs)}
-        )
+        body = {"vm": vm, "vcpu": vcpu, "arch": arch, "instruction": instruction, "privilege": privilege}
+        f = self.conn.request(FrameKind.TRAP, {**body, "regs": list(regs)})
         return bool(f.body.handled), [int(r) for r in f.body.regs]
 
     def collect(self, vm: int) -> list[tuple[int, int]]:

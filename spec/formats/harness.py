@@ -254,7 +254,11 @@ TRAP_REQ: Any = define(
         "vcpu" / u32 * "vCPU executing the instruction.",
         "arch" / EnumField(u8, TrapArch) * "PVMSI_HARCH_*: which registers regs[] holds.",
         "instruction" / EnumField(u8, TrapInstruction) * "PVMSI_HTRAP_*.",
-        "reserved0" / Reserved(u16) * "Reserved, zero.",
+        "privilege"
+        / u8
+        * "Privilege the vCPU executes at: x86-64 CPL 0-3 (calling conventions: a call from CPL > 0 is not run); "
+        "zero on arm64 and riscv64, where only the guest kernel can reach the hypervisor.",
+        "reserved0" / Reserved(u8) * "Reserved, zero.",
         "reserved1" / Reserved(u32) * "Reserved, zero.",
         "regs" / cs.Array(8, u64) * "The register file before the instruction.",
     ),
