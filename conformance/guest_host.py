@@ -49,10 +49,11 @@ from ..spec.formats import (
     HV_INFO,
     NEGOTIATE_OUT,
 )
-from ..spec.harness_constants import DeviceOp, FireOutcome, LifecycleEvent
+from ..spec.harness_constants import DeviceOp, FireOutcome, LifecycleEvent, TrapArch, TrapInstruction
 from ..spec.iut import DeviceRef, FireResult, GuestResult, VmKnobs
 from ..spec.layout import layout_of
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR, encode_version
+from .guest_probe import GuestProbe, Probe
 from .toolkit import DEFAULT_DEVICES, status_name
 
 PAGE = int(Limit.PAGE_SIZE)
@@ -108,6 +109,8 @@ class HostKnobs:
     status_for: tuple[tuple[int, int], ...] = ()
     #: Kinds left enabled through emulation before the guest boots (firmware or a previous kernel did).
     preenabled: tuple[tuple[DeviceRef, MsgKind], ...] = ()
+    #: What the platform discovery (CPUID, vendor hypervisor UID, SBI probe) tells the guest.
+    probe: Probe = Probe.PVMSI
 
 
 @dataclass(frozen=True)
@@ -260,6 +263,7 @@ class HostModel:
         self.svm = self.hv.system.vms[self.vm_id]
         self.core = self.hv.system.core
         self.driver = InProcessDriver(self.hv.system, self.svm)
+        self.probe = GuestProbe(self.hv, self.vm_id, k.probe)
         self.offered = offered & ~k.withheld
         self.log = log or (lambda _line: None)
         for dev, kind in k.preenabled:
@@ -369,6 +373,10 @@ class HostModel:
         )
         return status, value, rec.out_block
 
+    def trap(self, vcpu: int, arch: TrapArch, instruction: TrapInstruction, regs: list[int]) -> tuple[bool, list[int]]:
+        """A discovery trap of the guest, answered as HostKnobs.probe says (spec "Discovery")."""
+        return self.probe.trap(vcpu, arch, instruction, regs, self.log)
+
     def _decode(self, rec: CallRecord) -> None:
         call = CALLS_BY_FN.get(rec.fn)
         if call is None or call.input is None:
@@ -460,6 +468,9 @@ class HostModel:
 
     def _check_sequence(self, rec: CallRecord) -> None:
         fn, name = rec.fn, fn_name(rec.fn)
+        broken = self.probe.violation()  # GUEST-ABI-001..003: the platform's discovery found pvmsi first
+        if broken is not None:
+            self.violate(broken[0], f"{name}: {broken[1]}")
         if fn != FunctionNumber.VERSION:
             if self.discovery is None:
                 self.violate("GUEST-DISC-001", f"{name} issued before VERSION (discovery)")

@@ -237,6 +237,10 @@ class GuestHost(Protocol):
         """The guest acts on its device; returns whether the access exited to the hypervisor."""
         ...
 
+    def trap(self, vcpu: int, arch: TrapArch, instruction: TrapInstruction, regs: list[int]) -> tuple[bool, list[int]]:
+        """The guest executes a discovery trap (TRAP_REGISTERS order): (handled, registers after)."""
+        ...
+
 
 class GuestIUT(Protocol):
     """A guest under test."""

@@ -429,6 +429,11 @@ class HarnessGuest:
                     status, value, out = host.hypercall(b.vcpu, b.function, args, f.data, b.out_size)
                     out = bytes(out[: b.out_size]).ljust(b.out_size, b"\0")
                     return build(FrameKind.HYPERCALL_RESULT, f.seq, {"status": status, "value": value}, data=pad8(out))
+                if f.kind is FrameKind.GUEST_TRAP:
+                    handled, regs = host.trap(
+                        b.vcpu, TrapArch(b.arch), TrapInstruction(b.instruction), [int(r) for r in b.regs]
+                    )
+                    return build(FrameKind.TRAP_RESULT, f.seq, {"handled": int(handled), "regs": regs})
                 if f.kind is FrameKind.GUEST_DEVICE_OP:
                     exited = host.device_op(
                         DeviceOp(b.op), device_ref(b.device), int(b.kind), b.slot, b.address, b.data, b.vectors

@@ -44,6 +44,7 @@ from ...spec.formats import (
 from ...spec.layout import layout_of
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR, decode_version
 from .actions import Action, GuestDevice, Hypercall, MaskSlot, ProgramSlot, ReadMemory, SetEnabled, WriteMemory
+from .discover import discover
 
 Op = Generator[Action, Any, Any]
 
@@ -108,6 +109,8 @@ class GuestCore:
     claimed: dict[GuestDevice, int] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
     calls: int = 0
+    #: The architecture the guest runs on: which platform discovery it does (spec "Discovery").
+    arch: str = "x86_64"
 
     # -- plumbing --------------------------------------------------------------------------------------------
 
@@ -144,6 +147,9 @@ class GuestCore:
 
     def boot(self) -> Op:
         """Discover pvmsi and negotiate; fall back to emulation when absent or refused (GUEST-DISC-002, NEG-003)."""
+        absent = yield from self.discover()  # GUEST-ABI-001..003: the platform's probe before any pvmsi call
+        if absent is not None:
+            return self.fallback(absent)
         status, value, _ = yield from self.call(FunctionNumber.VERSION)
         if status != Status.SUCCESS:
             return self.fallback(f"VERSION answered {status}: pvmsi absent")
@@ -175,6 +181,10 @@ class GuestCore:
         self.mode = GuestMode.PVMSI
         self.log.append(f"pvmsi {major}.{minor} negotiated, features {value:#x}")
         return self.mode
+
+    def discover(self) -> Op:
+        """The platform discovery of :attr:`arch`: None when pvmsi is there, else why not."""
+        return (yield from discover(self.arch))
 
     def fallback(self, why: str) -> GuestMode:
         """Go on with emulated MSI/MSI-X: pvmsi absent, of another major version or refused (GUEST-DISC-002,

@@ -15,7 +15,7 @@ from ..hypervisor.arch import id_register, to_signed
 from ..platform.pci import MSI_CAP_OFFSET, MSIX_CAP_OFFSET, MsiCapability, MsixCapability
 from ..platform.requester import Bdf
 from ..system import ReferenceSystem, SystemVm, guest_subdevice
-from .actions import GuestDevice, Hypercall, MaskSlot, ProgramSlot, ReadMemory, SetEnabled, WriteMemory
+from .actions import GuestDevice, Hypercall, MaskSlot, ProgramSlot, ReadMemory, SetEnabled, Trap, WriteMemory
 
 BY_ARCH = {cc.arch: cc for cc in CONVENTIONS}
 
@@ -56,6 +56,9 @@ class InProcessDriver:
             return self._set_enabled(action)
         if isinstance(action, MaskSlot):
             return self._mask(action)
+        if isinstance(action, Trap):
+            regs = dict(action.regs)
+            return self.system.execute_trap(self.vm, self.vcpu, action.arch, action.instruction, regs) or regs
         raise TypeError(f"unknown guest action {action!r}")
 
     def install(self, device: GuestDevice, kind: MsgKind, slot: int, address: int, data: int, count: int) -> None:

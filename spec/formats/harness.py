@@ -248,7 +248,8 @@ LIFECYCLE: Any = define(
 TRAP_REQ: Any = define(
     "trap_req",
     "harness",
-    "Payload of TRAP: a vCPU executes a trap instruction with these registers (calling conventions, CPUID).",
+    "Payload of TRAP and GUEST_TRAP: a vCPU executes a trap instruction with these registers (calling conventions, "
+    "CPUID, discovery).",
     cs.Struct(
         "vm" / u32 * "VM id.",
         "vcpu" / u32 * "vCPU executing the instruction.",
@@ -373,6 +374,7 @@ PAYLOADS: dict[FrameKind, Payload] = {
     FrameKind.GUEST_COMMAND: Payload(GUEST_COMMAND),
     FrameKind.GUEST_HYPERCALL: Payload(HYPERCALL_REQ, ("bytes", "in_size")),
     FrameKind.GUEST_DEVICE_OP: Payload(GUEST_DEVICE_OP),
+    FrameKind.GUEST_TRAP: Payload(TRAP_REQ),
     FrameKind.OK: Payload(None),
     FrameKind.HELLO_ACK: Payload(HELLO),
     FrameKind.VM_CREATED: Payload(VM_REF),

@@ -48,4 +48,27 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "Xen emulation that does not hand the pvmsi function ids to pvmsi MUST report path 0 or expose no "
         "pvmsi leaf block.",
     ),
+    req(
+        "GUEST-ABI-001",
+        Level.MUST_NOT,
+        "discovery",
+        "On arm64 the guest MUST NOT issue a pvmsi call unless, after finding SMCCC 1.1 or later, it has read the "
+        "Vendor Specific Hypervisor Service Call UID and found it equal to the pvmsi UID; under any other UID "
+        "(KVM's, Hyper-V's, Gunyah's) pvmsi is absent.",
+    ),
+    req(
+        "GUEST-ABI-002",
+        Level.MUST_NOT,
+        "discovery",
+        "On riscv64 the guest MUST NOT issue a pvmsi call unless SBI probe_extension of the pvmsi extension id "
+        "answered SBI_SUCCESS with a non-zero value.",
+    ),
+    req(
+        "GUEST-ABI-003",
+        Level.MUST_NOT,
+        "discovery",
+        "On x86-64 the guest MUST NOT issue a pvmsi call unless it has found the pvmsi CPUID leaf block and its "
+        "base + 1 leaf names in EBX a hypercall path the guest implements (1 = NATIVE); path 0 or an unknown path "
+        "means pvmsi is absent.",
+    ),
 )
