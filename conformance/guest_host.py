@@ -111,6 +111,8 @@ class HostKnobs:
     preenabled: tuple[tuple[DeviceRef, MsgKind], ...] = ()
     #: What the platform discovery (CPUID, vendor hypervisor UID, SBI probe) tells the guest.
     probe: Probe = Probe.PVMSI
+    #: A confidential VM: only BOOT's scratch pages are shared with the host (GUEST-CVM-001).
+    confidential: bool = False
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,7 @@ class HostModel:
         self.core = self.hv.system.core
         self.driver = InProcessDriver(self.hv.system, self.svm)
         self.probe = GuestProbe(self.hv, self.vm_id, k.probe)
+        self.shared: tuple[int, int] | None = None  # [start, end) of the memory shared with the host (BOOT)
         self.offered = offered & ~k.withheld
         self.log = log or (lambda _line: None)
         for dev, kind in k.preenabled:
@@ -319,6 +322,10 @@ class HostModel:
 
     def begin(self, command: str) -> None:
         self.command = command
+
+    def booting(self, scratch_gpa: int) -> None:
+        """BOOT hands the guest its two scratch pages: the memory it shares with the host (harness)."""
+        self.shared = (scratch_gpa, scratch_gpa + 2 * PAGE)
 
     def end(self, result: GuestResult) -> None:
         """Checks that can only be made once the command is over."""
@@ -454,6 +461,12 @@ class HostModel:
                 problems.append("crosses a 4 KiB page")
             if not mem.is_ram(gpa, size):
                 problems.append("not guest RAM")
+            if self.knobs.confidential and self.shared and not self.shared[0] <= gpa < gpa + size <= self.shared[1]:
+                self.violate(  # GUEST-CVM-001: the host of a confidential VM cannot reach private memory
+                    "GUEST-CVM-001",
+                    f"{fn_name(rec.fn)} {what} block at {gpa:#x} outside the shared pages "
+                    f"{self.shared[0]:#x}-{self.shared[1]:#x}",
+                )
             if problems:
                 self.violate(
                     "GUEST-MEM-001", f"{fn_name(rec.fn)} {what} block at {gpa:#x} ({size} bytes): {', '.join(problems)}"

@@ -396,3 +396,19 @@ class RiscvProbeIgnored(GuestCore):
 class X86AnyCpuidPath(GuestCore):
     def discover(self) -> Op:
         return (yield from discovery.x86_64(known_paths=frozenset(range(256))))
+
+
+@fault(
+    "blocks-in-private-memory",
+    "GUEST-CVM-001",
+    "puts its parameter blocks two pages past the shared scratch pages, in memory the host of a confidential VM "
+    "cannot reach",
+)
+class BlocksInPrivateMemory(GuestCore):
+    @property
+    def in_gpa(self) -> int:
+        return super().in_gpa + 2 * int(Limit.PAGE_SIZE)
+
+    @property
+    def out_gpa(self) -> int:
+        return super().out_gpa + 2 * int(Limit.PAGE_SIZE)

@@ -308,7 +308,8 @@ GUEST_COMMAND: Any = define(
         "scratch_gpa"
         / u64
         * "BOOT: the first of the two consecutive guest pages the guest uses for parameter blocks (a page each for "
-        "the input and the output block, so that a batch can fill a page).",
+        "the input and the output block, so that a batch can fill a page); they stand for the memory the guest "
+        "shares with its host (a confidential VM's shared pages).",
     ),
 )
 

@@ -71,4 +71,12 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "base + 1 leaf names in EBX a hypercall path the guest implements (1 = NATIVE); path 0 or an unknown path "
         "means pvmsi is absent.",
     ),
+    req(
+        "GUEST-CVM-001",
+        Level.MUST,
+        "calling",
+        "A guest in a confidential VM (Intel TDX, AMD SEV-SNP, Arm CCA) MUST place every parameter block in memory "
+        "it has shared with the host (a TDX GPA with the shared bit set, an SEV-SNP page converted to shared, a "
+        "CCA unprotected IPA), never in private memory.",
+    ),
 )
