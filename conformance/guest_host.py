@@ -42,6 +42,7 @@ from ..spec.constants import (
     Status,
 )
 from ..spec.formats import (
+    ALLOC_RESULT,
     BATCH_IN,
     BATCH_OUT,
     DEVICE_INFO,
@@ -65,6 +66,8 @@ OUT_HDR = layout_of(BATCH_OUT).size
 POISON_HANDLE = 0x5EED_0000_0000_0000
 POISON_ADDRESS = 0xFEEF_F018
 POISON_DATA = 0x5EED
+#: What a lying host puts in allocation results: an address in guest RAM, outside every interrupt window.
+LYING_ADDRESS = 0x0003_0000
 
 #: The guest under test sees the devices the hypervisor suite's test VMs have, at the same addresses.
 GUEST_DEVICES = DEFAULT_DEVICES
@@ -113,6 +116,9 @@ class HostKnobs:
     probe: Probe = Probe.PVMSI
     #: A confidential VM: only BOOT's scratch pages are shared with the host (GUEST-CVM-001).
     confidential: bool = False
+    #: A lying host: MSG_ALLOC hands out pairs whose address is guest RAM, outside the interrupt window
+    #: (GUEST-CVM-002).
+    lying_pairs: bool = False
 
 
 @dataclass(frozen=True)
@@ -596,6 +602,8 @@ class HostModel:
         if rec.in_block and in_gpa and mem.is_ram(in_gpa, len(rec.in_block)):
             mem.write(in_gpa, rec.in_block)
         status, value, why = self._answer(vcpu, rec)
+        if self.knobs.lying_pairs and rec.fn == FunctionNumber.MSG_ALLOC and status >= 0:
+            self._lie(out_gpa, min(value, len(rec.entries)))
         out = b""
         if rec.out_size:
             try:
@@ -604,6 +612,15 @@ class HostModel:
                 out = bytes(rec.out_size)
         rec.out_block = out
         return status, value, why
+
+    def _lie(self, out_gpa: int, completed: int) -> None:
+        """Rewrite the address of each completed allocation result to LYING_ADDRESS (guest RAM)."""
+        size = layout_of(ALLOC_RESULT).size
+        f = layout_of(ALLOC_RESULT).field("address")
+        for i in range(completed):
+            at = out_gpa + OUT_HDR + i * size + f.offset
+            if self.svm.vm.memory.is_ram(at, f.size):
+                self.svm.vm.memory.write(at, LYING_ADDRESS.to_bytes(f.size, "little"))
 
     def _answer(self, vcpu: int, rec: CallRecord) -> tuple[int, int, str]:
         k = self.knobs
@@ -667,6 +684,8 @@ class HostModel:
         key = key_of(device)
         rec = DeviceRecord(len(self.events), self.command, op, key, kind, slot, address, data, vectors)
         self.events.append(rec)
+        if op is DeviceOp.PROGRAM and self.knobs.lying_pairs and address == LYING_ADDRESS:
+            self.violate("GUEST-CVM-002", f"wrote the lying pair ({address:#x}, {data:#x}) into {name_of(key)}")
         self._check_device_op(rec)
         vm = self.svm.vm
         before = vm.total_exits

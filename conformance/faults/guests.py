@@ -412,3 +412,9 @@ class BlocksInPrivateMemory(GuestCore):
     @property
     def out_gpa(self) -> int:
         return super().out_gpa + 2 * int(Limit.PAGE_SIZE)
+
+
+@fault("trusts-every-pair", "GUEST-CVM-002", "writes every pair the host hands out, even one outside the window")
+class TrustsEveryPair(GuestCore):
+    def pair_acceptable(self, address: int) -> bool:
+        return True

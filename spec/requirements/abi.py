@@ -79,4 +79,12 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "it has shared with the host (a TDX GPA with the shared bit set, an SEV-SNP page converted to shared, a "
         "CCA unprotected IPA), never in private memory.",
     ),
+    req(
+        "GUEST-CVM-002",
+        Level.MUST_NOT,
+        "calling",
+        "A guest in a confidential VM MUST NOT write into a device a pair whose address lies outside the interrupt "
+        "window of the message format GET_INFO reported (on x86, 0xFEE00000-0xFEEFFFFF), as an address in its own "
+        "memory would be; it frees such a message instead.",
+    ),
 )
