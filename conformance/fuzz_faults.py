@@ -37,13 +37,20 @@ class BackendHost:
         return self.hv.system
 
     def trap(
-        self, system: ReferenceSystem, vm: SystemVm, vcpu: int, arch: str, instruction: str, regs: dict[str, int]
+        self,
+        system: ReferenceSystem,
+        vm: SystemVm,
+        vcpu: int,
+        arch: str,
+        instruction: str,
+        regs: dict[str, int],
+        privilege: int = 0,
     ) -> dict[str, int] | None:
         assert self.hv is not None
         (arch_id,) = [a for a, name in ARCH_NAMES.items() if name == arch]
         (insn,) = [i for i in ARCH_INSTRUCTIONS[arch_id] if i.name.lower() == instruction]
         names = TRAP_REGISTERS[arch_id]
-        handled, after = self.hv.trap(vm.vm_id, vcpu, arch_id, insn, [regs.get(n, 0) for n in names])
+        handled, after = self.hv.trap(vm.vm_id, vcpu, arch_id, insn, [regs.get(n, 0) for n in names], privilege)
         return {**regs, **dict(zip(names, after, strict=True))} if handled else None
 
 

@@ -14,12 +14,21 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
-from ..reference.guest.actions import GuestDevice, Hypercall, MaskSlot, ProgramSlot, ReadMemory, SetEnabled, WriteMemory
+from ..reference.guest.actions import (
+    GuestDevice,
+    Hypercall,
+    MaskSlot,
+    ProgramSlot,
+    ReadMemory,
+    SetEnabled,
+    Trap,
+    WriteMemory,
+)
 from ..reference.guest.core import GuestCore, GuestError, Target
 from ..reference.guest.core import GuestMode as CoreMode
 from ..reference.platform.vm import PAGE_SIZE
 from ..spec.constants import MsgKind, Status
-from ..spec.harness_constants import DeviceOp, GuestOp
+from ..spec.harness_constants import TRAP_REGISTERS, DeviceOp, GuestOp, TrapArch, TrapInstruction
 from ..spec.iut import DeviceRef, GuestCommand, GuestHost, GuestMode, GuestResult, IutError, IutInfo
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
 
@@ -55,7 +64,17 @@ class HostDeviceOp:
     vectors: int = 0
 
 
-HostRequest = HostCall | HostDeviceOp
+@dataclass(frozen=True)
+class HostTrap:
+    """The guest executes a discovery trap (the trap_req format): registers in TRAP_REGISTERS order."""
+
+    vcpu: int
+    arch: TrapArch
+    instruction: TrapInstruction
+    regs: tuple[int, ...]
+
+
+HostRequest = HostCall | HostDeviceOp | HostTrap
 #: A command in progress: yields what it needs of the host, receives the answers, returns the result.
 CommandRun = Generator[HostRequest, Any, GuestResult]
 
@@ -188,6 +207,13 @@ class GuestRunner:
             op = DeviceOp.MASK if action.masked else DeviceOp.UNMASK
             yield HostDeviceOp(op, to_ref(action.device), action.kind, action.slot)
             return None
+        if isinstance(action, Trap):
+            arch = TrapArch[action.arch.upper()]
+            names = TRAP_REGISTERS[arch]
+            given = dict(action.regs)
+            regs = tuple(given.get(n, 0) for n in names)
+            _, after = yield HostTrap(self.vcpu, arch, TrapInstruction[action.instruction.upper()], regs)
+            return dict(zip(names, after, strict=True))
         raise IutError(f"the guest core asked for an unknown action {action!r}")
 
 
@@ -195,6 +221,8 @@ def answer_request(host: GuestHost, req: HostRequest) -> Any:
     """Ask ``host`` what the runner needs."""
     if isinstance(req, HostCall):
         return host.hypercall(req.vcpu, req.fn, req.args, req.in_block, req.out_size)
+    if isinstance(req, HostTrap):
+        return host.trap(req.vcpu, req.arch, req.instruction, list(req.regs))
     return host.device_op(req.op, req.device, req.kind, req.slot, req.address, req.data, req.vectors)
 
 

@@ -42,6 +42,7 @@ from ..spec.constants import (
     Status,
 )
 from ..spec.formats import (
+    ALLOC_RESULT,
     BATCH_IN,
     BATCH_OUT,
     DEVICE_INFO,
@@ -49,10 +50,11 @@ from ..spec.formats import (
     HV_INFO,
     NEGOTIATE_OUT,
 )
-from ..spec.harness_constants import DeviceOp, FireOutcome, LifecycleEvent
+from ..spec.harness_constants import DeviceOp, FireOutcome, LifecycleEvent, TrapArch, TrapInstruction
 from ..spec.iut import DeviceRef, FireResult, GuestResult, VmKnobs
 from ..spec.layout import layout_of
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR, encode_version
+from .guest_probe import GuestProbe, Probe
 from .toolkit import DEFAULT_DEVICES, status_name
 
 PAGE = int(Limit.PAGE_SIZE)
@@ -64,6 +66,8 @@ OUT_HDR = layout_of(BATCH_OUT).size
 POISON_HANDLE = 0x5EED_0000_0000_0000
 POISON_ADDRESS = 0xFEEF_F018
 POISON_DATA = 0x5EED
+#: What a lying host puts in allocation results: an address in guest RAM, outside every interrupt window.
+LYING_ADDRESS = 0x0003_0000
 
 #: The guest under test sees the devices the hypervisor suite's test VMs have, at the same addresses.
 GUEST_DEVICES = DEFAULT_DEVICES
@@ -108,6 +112,13 @@ class HostKnobs:
     status_for: tuple[tuple[int, int], ...] = ()
     #: Kinds left enabled through emulation before the guest boots (firmware or a previous kernel did).
     preenabled: tuple[tuple[DeviceRef, MsgKind], ...] = ()
+    #: What the platform discovery (CPUID, vendor hypervisor UID, SBI probe) tells the guest.
+    probe: Probe = Probe.PVMSI
+    #: A confidential VM: only BOOT's scratch pages are shared with the host (GUEST-CVM-001).
+    confidential: bool = False
+    #: A lying host: MSG_ALLOC hands out pairs whose address is guest RAM, outside the interrupt window
+    #: (GUEST-CVM-002).
+    lying_pairs: bool = False
 
 
 @dataclass(frozen=True)
@@ -260,6 +271,8 @@ class HostModel:
         self.svm = self.hv.system.vms[self.vm_id]
         self.core = self.hv.system.core
         self.driver = InProcessDriver(self.hv.system, self.svm)
+        self.probe = GuestProbe(self.hv, self.vm_id, k.probe)
+        self.shared: tuple[int, int] | None = None  # [start, end) of the memory shared with the host (BOOT)
         self.offered = offered & ~k.withheld
         self.log = log or (lambda _line: None)
         for dev, kind in k.preenabled:
@@ -316,6 +329,10 @@ class HostModel:
     def begin(self, command: str) -> None:
         self.command = command
 
+    def booting(self, scratch_gpa: int) -> None:
+        """BOOT hands the guest its two scratch pages: the memory it shares with the host (harness)."""
+        self.shared = (scratch_gpa, scratch_gpa + 2 * PAGE)
+
     def end(self, result: GuestResult) -> None:
         """Checks that can only be made once the command is over."""
         if self.pending_resume is not None:
@@ -368,6 +385,10 @@ class HostModel:
             + (f" [{why}]" if why else "")
         )
         return status, value, rec.out_block
+
+    def trap(self, vcpu: int, arch: TrapArch, instruction: TrapInstruction, regs: list[int]) -> tuple[bool, list[int]]:
+        """A discovery trap of the guest, answered as HostKnobs.probe says (spec "Discovery")."""
+        return self.probe.trap(vcpu, arch, instruction, regs, self.log)
 
     def _decode(self, rec: CallRecord) -> None:
         call = CALLS_BY_FN.get(rec.fn)
@@ -446,6 +467,12 @@ class HostModel:
                 problems.append("crosses a 4 KiB page")
             if not mem.is_ram(gpa, size):
                 problems.append("not guest RAM")
+            if self.knobs.confidential and self.shared and not self.shared[0] <= gpa < gpa + size <= self.shared[1]:
+                self.violate(  # GUEST-CVM-001: the host of a confidential VM cannot reach private memory
+                    "GUEST-CVM-001",
+                    f"{fn_name(rec.fn)} {what} block at {gpa:#x} outside the shared pages "
+                    f"{self.shared[0]:#x}-{self.shared[1]:#x}",
+                )
             if problems:
                 self.violate(
                     "GUEST-MEM-001", f"{fn_name(rec.fn)} {what} block at {gpa:#x} ({size} bytes): {', '.join(problems)}"
@@ -460,6 +487,9 @@ class HostModel:
 
     def _check_sequence(self, rec: CallRecord) -> None:
         fn, name = rec.fn, fn_name(rec.fn)
+        broken = self.probe.violation()  # GUEST-ABI-001..003: the platform's discovery found pvmsi first
+        if broken is not None:
+            self.violate(broken[0], f"{name}: {broken[1]}")
         if fn != FunctionNumber.VERSION:
             if self.discovery is None:
                 self.violate("GUEST-DISC-001", f"{name} issued before VERSION (discovery)")
@@ -572,6 +602,8 @@ class HostModel:
         if rec.in_block and in_gpa and mem.is_ram(in_gpa, len(rec.in_block)):
             mem.write(in_gpa, rec.in_block)
         status, value, why = self._answer(vcpu, rec)
+        if self.knobs.lying_pairs and rec.fn == FunctionNumber.MSG_ALLOC and status >= 0:
+            self._lie(out_gpa, min(value, len(rec.entries)))
         out = b""
         if rec.out_size:
             try:
@@ -580,6 +612,15 @@ class HostModel:
                 out = bytes(rec.out_size)
         rec.out_block = out
         return status, value, why
+
+    def _lie(self, out_gpa: int, completed: int) -> None:
+        """Rewrite the address of each completed allocation result to LYING_ADDRESS (guest RAM)."""
+        size = layout_of(ALLOC_RESULT).size
+        f = layout_of(ALLOC_RESULT).field("address")
+        for i in range(completed):
+            at = out_gpa + OUT_HDR + i * size + f.offset
+            if self.svm.vm.memory.is_ram(at, f.size):
+                self.svm.vm.memory.write(at, LYING_ADDRESS.to_bytes(f.size, "little"))
 
     def _answer(self, vcpu: int, rec: CallRecord) -> tuple[int, int, str]:
         k = self.knobs
@@ -643,6 +684,8 @@ class HostModel:
         key = key_of(device)
         rec = DeviceRecord(len(self.events), self.command, op, key, kind, slot, address, data, vectors)
         self.events.append(rec)
+        if op is DeviceOp.PROGRAM and self.knobs.lying_pairs and address == LYING_ADDRESS:
+            self.violate("GUEST-CVM-002", f"wrote the lying pair ({address:#x}, {data:#x}) into {name_of(key)}")
         self._check_device_op(rec)
         vm = self.svm.vm
         before = vm.total_exits

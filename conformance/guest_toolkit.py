@@ -69,6 +69,8 @@ class GuestSession:
         what = cmd.describe()
         self.log(f"-> {what}")
         hv.begin(what)
+        if cmd.op is GuestOp.BOOT:
+            hv.booting(cmd.scratch_gpa)
         r = self.iut.command(cmd, hv)
         hv.end(r)
         self.results.append(r)

@@ -263,9 +263,9 @@ class Recorder:
         return r
 
     def trap(
-        self, vm: int, vcpu: int, arch: TrapArch, instruction: TrapInstruction, regs: list[int]
+        self, vm: int, vcpu: int, arch: TrapArch, instruction: TrapInstruction, regs: list[int], privilege: int = 0
     ) -> tuple[bool, list[int]]:
-        handled, after = self.inner.trap(vm, vcpu, arch, instruction, regs)
+        handled, after = self.inner.trap(vm, vcpu, arch, instruction, regs, privilege)
         self.steps.append(
             {
                 "op": "trap",
@@ -273,6 +273,7 @@ class Recorder:
                 "vcpu": vcpu,
                 "arch": arch.name,
                 "instruction": instruction.name,
+                "privilege": privilege,
                 "regs": regs,
                 "expect": {"handled": handled, "regs": after},
                 "informative": ["handled", "regs"] if instruction is TrapInstruction.CPUID else [],
@@ -426,7 +427,12 @@ def replay(doc: dict[str, Any], iut: HypervisorIUT) -> int:
             checked += 1
         elif op == "trap":
             handled, regs = iut.trap(
-                vm, step["vcpu"], TrapArch[step["arch"]], TrapInstruction[step["instruction"]], step["regs"]
+                vm,
+                step["vcpu"],
+                TrapArch[step["arch"]],
+                TrapInstruction[step["instruction"]],
+                step["regs"],
+                step.get("privilege", 0),
             )
             if "regs" not in informative and (handled, regs) != (step["expect"]["handled"], step["expect"]["regs"]):
                 raise ReplayMismatch(f"{where}: {handled} {regs}, expected {step['expect']}")

@@ -24,7 +24,7 @@ from ..spec.formats import (
     NEGOTIATE_IN,
     NEGOTIATE_OUT,
 )
-from ..spec.harness_constants import DeviceProfile, DeviceSpace
+from ..spec.harness_constants import DeviceProfile, DeviceSpace, TrapArch
 from ..spec.iut import DeviceRef, DeviceSlot, FireResult, HypervisorIUT, VmKnobs
 from ..spec.layout import layout_of
 from ..spec.requirements import by_id
@@ -60,6 +60,15 @@ PROFILE_SIZES = {  # (MSI vectors, MSI-X table size, IMS slots, sub-devices)
 }
 IDXD_SUB_SLOTS = 256
 ALL_KINDS = int(KIND_FEATURES)
+
+
+def architectures() -> tuple[TrapArch, ...]:
+    """The architectures whose calling conventions and discovery the suites test (spec "Calling conventions").
+
+    The one place that decides it: every architecture-dependent test of both suites asks here. Today every
+    architecture; to be bound to the platform the ICS declares.
+    """
+    return tuple(TrapArch)
 
 
 def size(fmt: Any) -> int:

@@ -178,13 +178,17 @@ class ReferenceHypervisor:
         return FireResult(outcome)
 
     def trap(
-        self, vm: int, vcpu: int, arch: TrapArch, instruction: TrapInstruction, regs: list[int]
+        self, vm: int, vcpu: int, arch: TrapArch, instruction: TrapInstruction, regs: list[int], privilege: int = 0
     ) -> tuple[bool, list[int]]:
         names = TRAP_REGISTERS[arch]
         if instruction not in ARCH_INSTRUCTIONS[arch]:
             raise BadRequest("instruction", f"{instruction.name} is not an instruction of {arch.name}")
+        if privilege > (3 if arch is TrapArch.X86_64 else 0):
+            raise BadRequest("privilege", f"privilege {privilege} on {arch.name} (x86-64 CPL 0-3, else 0)")
         before = dict(zip(names, regs, strict=True))
-        after = self.system.execute_trap(self._vm(vm), vcpu, ARCH_NAMES[arch], instruction.name.lower(), before)
+        after = self.system.execute_trap(
+            self._vm(vm), vcpu, ARCH_NAMES[arch], instruction.name.lower(), before, privilege=privilege
+        )
         if after is None:
             return False, list(regs)
         return True, [after.get(n, 0) & 0xFFFFFFFFFFFFFFFF for n in names]

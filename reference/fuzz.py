@@ -35,10 +35,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..spec.callconv import CONVENTIONS, RISCV_EXTENSION_ID
+from ..spec.callconv import CONVENTIONS, RISCV_EXTENSION_ID, SbiError, sbiret_of
 from ..spec.calls import CALLS_BY_FN
 from ..spec.constants import FEATURES_1_0, Feature, FunctionNumber, Limit, MsgKind, Status
 from ..spec.fastcodec import fast
+from ..spec.formats import BATCH_OUT
+from ..spec.layout import layout_of
 from .fuzz_checks import check_invariants
 from .fuzz_events import HostEvents, TrapHook
 from .fuzz_gen import Generator, device_id
@@ -74,9 +76,15 @@ SystemFactory = Callable[[HypervisorConfig, int | None], ReferenceSystem]
 
 
 def execute_trap(
-    system: ReferenceSystem, vm: SystemVm, vcpu: int, arch: str, instruction: str, regs: dict[str, int]
+    system: ReferenceSystem,
+    vm: SystemVm,
+    vcpu: int,
+    arch: str,
+    instruction: str,
+    regs: dict[str, int],
+    privilege: int = 0,
 ) -> dict[str, int] | None:
-    return system.execute_trap(vm, vcpu, arch, instruction, regs)
+    return system.execute_trap(vm, vcpu, arch, instruction, regs, privilege)
 
 
 def reference_system(config: HypervisorConfig, remap_entries: int | None) -> ReferenceSystem:
@@ -300,11 +308,13 @@ class Fuzzer(HostEvents):
                 if function_number(cc.arch, regs) != fn:
                     raise AssertionError(f"{cc.arch}: the spec's encoding of {fn:#x} does not decode")
                 insn = rng.choice(cc.instruction).split()[0]
-                after = self.trap(self.system, vm, vcpu, cc.arch, insn, regs)
+                after = self.trap(self.system, vm, vcpu, cc.arch, insn, regs, 0)
                 if after is None:
                     self._fail("trap", f"{cc.arch} {insn}: pvmsi call {fn:#x} not recognised (HV-CALL-006)")
                     return -1, 0
                 status, value = to_signed(after[cc.status_register]), after[cc.value_register] & MASK64
+                if cc.arch == "riscv64":
+                    status, value = self._from_sbiret(plan, status, value, read, args[1])
             else:
                 result = self.system.core.hypercall(vm, vcpu, fn, args)
                 status, value = result.status, result.value
@@ -314,6 +324,25 @@ class Fuzzer(HostEvents):
         self._check_access(fn, args, status, tracker)
         self._compare(vm)
         return status, value
+
+    def _from_sbiret(
+        self, plan: Any, error: int, value: int, read: Callable[[int, int], bytes | None], out_gpa: int
+    ) -> tuple[int, int]:
+        """riscv64's sbiret back to pvmsi's (status, value) (HV-ABI-004): SBI_SUCCESS is SUCCESS, or INCOMPLETE
+        for a batch stopped before its end; on failure a1 holds the status, a failed batch's next_index is in
+        batch_out, and a0 must be the SBI error the status maps to."""
+        if error == SbiError.SUCCESS:
+            if plan.batch is not None and value < plan.batch[0].count:
+                return Status.INCOMPLETE, value
+            return Status.SUCCESS, value
+        status = to_signed(value)
+        if sbiret_of(status, 0)[0] != error:
+            self._fail("sbiret", f"sbiret.error {error} for pvmsi status {status} (HV-ABI-004)")
+        if plan.batch is None:
+            return status, 0
+        f = layout_of(BATCH_OUT).field("next_index")
+        raw = read(out_gpa + f.offset, f.size)
+        return status, (int.from_bytes(raw, "little") if raw else 0)
 
     def _check_access(self, fn: int, args: tuple[int, ...], status: int, tracker: Any) -> None:
         if tracker.reads and tracker.max_reads > 1:

@@ -9,8 +9,20 @@ import random
 from collections import Counter
 from collections.abc import Callable
 
-from ..spec.callconv import RISCV_EXTENSION_ID, X86_CPUID_SIGNATURE
-from ..spec.constants import MsgKind
+from ..spec.callconv import (
+    ARM64,
+    ARM64_SMCCC_HINTS,
+    ARM64_VENDOR_HYP_CALL_UID,
+    PVMSI_UID,
+    RISCV_EXTENSION_ID,
+    X86_64,
+    X86_CPL_REFUSED,
+    X86_CPUID_SIGNATURE,
+    SbiError,
+    X86Path,
+    uid_registers,
+)
+from ..spec.constants import FunctionNumber, MsgKind, Status
 from ..spec.version import encode_version
 from .fuzz_model import Model
 from .guest.actions import GuestDevice
@@ -21,9 +33,11 @@ from .platform.platform import Delivered
 from .platform.requester import Requester
 from .system import ReferenceSystem, SystemVm, guest_subdevice
 
-#: Executes a trapping instruction on a vCPU of the host: (system, VM, vCPU, architecture, instruction, registers)
-#: in, the registers after it out (None: not handled).
-TrapHook = Callable[[ReferenceSystem, SystemVm, int, str, str, dict[str, int]], dict[str, int] | None]
+_MASK64 = (1 << 64) - 1
+
+#: Executes a trapping instruction on a vCPU of the host: (system, VM, vCPU, architecture, instruction, registers,
+#: privilege) in, the registers after it out (None: not handled).
+TrapHook = Callable[[ReferenceSystem, SystemVm, int, str, str, dict[str, int], int], dict[str, int] | None]
 
 
 class HostEvents:
@@ -165,15 +179,37 @@ class HostEvents:
             (
                 b
                 for b in range(0x40000000, 0x40010000, 0x100)
-                if (r := self.trap(self.system, vm, 0, "x86_64", "cpuid", {"rax": b}))
+                if (r := self.trap(self.system, vm, 0, "x86_64", "cpuid", {"rax": b}, 0))
                 and (r["rbx"], r["rcx"], r["rdx"]) == sig
             ),
             None,
         )
-        leaf = self.trap(self.system, vm, 0, "x86_64", "cpuid", {"rax": (base or 0) + 1})
+        leaf = self.trap(self.system, vm, 0, "x86_64", "cpuid", {"rax": (base or 0) + 1}, 0)
         if base is None or leaf is None or leaf["rax"] & 0xFFFFFFFF != version:
             self._fail("discovery", f"CPUID: pvmsi leaf base {base}, version leaf {leaf}, version {version:#x}")
         probe = {"a0": RISCV_EXTENSION_ID, "a6": 3, "a7": 0x10}
-        out = self.trap(self.system, vm, 0, "riscv64", "ecall", probe)
+        out = self.trap(self.system, vm, 0, "riscv64", "ecall", probe, 0)
         if out is None or (out["a0"], out["a1"]) != (0, 1):
             self._fail("discovery", f"SBI probe_extension(pvmsi) answered {out}")
+        self._platform_paths(vm, leaf, version)
+
+    def _platform_paths(self, vm: SystemVm, leaf: dict[str, int] | None, version: int) -> None:
+        """The calling-path rules (HV-ABI-001..005): CPUID names path NATIVE, a CPL 3 VMCALL is not run, the
+        arm64 vendor UID is pvmsi's and the SVE hint bit is ignored, an unknown riscv64 function is sbiret
+        (SBI_ERR_NOT_SUPPORTED, NOT_SUPPORTED)."""
+        if leaf is None or leaf["rbx"] != X86Path.NATIVE:
+            self._fail("discovery", f"CPUID(base + 1).EBX is not path NATIVE: {leaf} (HV-ABI-005)")
+        regs = {"rax": X86_64.function_id(FunctionNumber.VERSION), "rbx": 0x5A}
+        out = self.trap(self.system, vm, 0, "x86_64", "vmcall", regs, 3)
+        if out is None or (out["rax"], out["rbx"]) != (X86_CPL_REFUSED & _MASK64, 0x5A):
+            self._fail("discovery", f"VMCALL VERSION at CPL 3 answered {out} (HV-ABI-001)")
+        out = self.trap(self.system, vm, 0, "arm64", "hvc", {"x0": ARM64_VENDOR_HYP_CALL_UID}, 0)
+        if out is None or tuple(out[f"x{i}"] & 0xFFFFFFFF for i in range(4)) != uid_registers(PVMSI_UID):
+            self._fail("discovery", f"the vendor hypervisor Call UID answered {out} (HV-ABI-003)")
+        hinted = {"x0": ARM64.function_id(FunctionNumber.VERSION) | ARM64_SMCCC_HINTS}
+        out = self.trap(self.system, vm, 0, "arm64", "hvc", hinted, 0)
+        if out is None or (out["x0"], out["x1"]) != (0, version):
+            self._fail("discovery", f"VERSION with the SVE hint bit answered {out} (HV-ABI-002)")
+        out = self.trap(self.system, vm, 0, "riscv64", "ecall", {"a7": RISCV_EXTENSION_ID, "a6": 0xFF}, 0)
+        if out is None or (out["a0"], out["a1"]) != (SbiError.NOT_SUPPORTED & _MASK64, Status.NOT_SUPPORTED & _MASK64):
+            self._fail("discovery", f"an unknown riscv64 function answered {out} (HV-ABI-004)")

@@ -240,21 +240,24 @@ class ReferenceSystem:
         vm.vm.count_exit(ExitReason.HYPERCALL)
         return self.core.hypercall(vm, vcpu, fn, args)
 
-    def trap(self, vm: SystemVm, vcpu: int, arch: str, regs: Mapping[str, int]) -> dict[str, int] | None:
-        """A VMCALL/VMMCALL, HVC or ECALL with ``regs``: the registers after it, or None if not pvmsi."""
+    def trap(
+        self, vm: SystemVm, vcpu: int, arch: str, regs: Mapping[str, int], privilege: int = 0
+    ) -> dict[str, int] | None:
+        """A VMCALL/VMMCALL, HVC or ECALL with ``regs`` at ``privilege`` (x86-64 CPL): the registers after it, or
+        None if not pvmsi."""
         vm.vm.count_exit(ExitReason.HYPERCALL)
-        return hypercall_registers(self.core, vm, vcpu, arch, regs)
+        return hypercall_registers(self.core, vm, vcpu, arch, regs, privilege)
 
     def execute_trap(
-        self, vm: SystemVm, vcpu: int, arch: str, instruction: str, regs: Mapping[str, int]
+        self, vm: SystemVm, vcpu: int, arch: str, instruction: str, regs: Mapping[str, int], privilege: int = 0
     ) -> dict[str, int] | None:
-        """A vCPU executes ``instruction`` (vmcall, vmmcall, hvc, ecall, cpuid): the registers after it, or
-        None when the reference does not handle it."""
+        """A vCPU executes ``instruction`` (vmcall, vmmcall, hvc, ecall, cpuid) at ``privilege``: the registers
+        after it, or None when the reference does not handle it."""
         if instruction == "cpuid":
             version = encode_version(self.core.config.version_major, self.core.config.version_minor)
             eax, ebx, ecx, edx = cpuid(regs.get("rax", 0) & 0xFFFFFFFF, version)
             return {**regs, "rax": eax, "rbx": ebx, "rcx": ecx, "rdx": edx}
-        out = self.trap(vm, vcpu, arch, regs)
+        out = self.trap(vm, vcpu, arch, regs, privilege)
         return out if out is not None else firmware_call(arch, regs)
 
     # -- events ---------------------------------------------------------------------------------------------

@@ -99,7 +99,8 @@ def spec_dump() -> dict[str, Any]:
                 "status_register": cc.status_register,
                 "value_register": cc.value_register,
                 "preserved": cc.preserved,
-                "discovery": list(cc.discovery),
+                "returns": cc.returns,
+                "discovery": [step.as_dict() for step in cc.discovery],
             }
             for cc in CONVENTIONS
         },

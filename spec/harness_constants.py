@@ -68,6 +68,7 @@ class FrameKind(IntEnum):
     GUEST_COMMAND = 0x20
     GUEST_HYPERCALL = 0x30
     GUEST_DEVICE_OP = 0x31
+    GUEST_TRAP = 0x32
     OK = 0x80
     HELLO_ACK = 0x81
     VM_CREATED = 0x82
@@ -102,6 +103,10 @@ FRAME_KIND_DOCS: dict[FrameKind, str] = {
     FrameKind.GUEST_COMMAND: "Suite -> guest IUT: perform an operation (guest_command); answered by GUEST_RESULT.",
     FrameKind.GUEST_HYPERCALL: "Guest IUT -> suite, during a command: a hypercall with its input block inline.",
     FrameKind.GUEST_DEVICE_OP: "Guest IUT -> suite, during a command: a write to its device (guest_device_op).",
+    FrameKind.GUEST_TRAP: (
+        "Guest IUT -> suite, during a command: the guest executes a trap instruction for discovery (trap_req, vm "
+        "zero): CPUID, the SMCCC and vendor hypervisor UID calls, the SBI probe."
+    ),
     FrameKind.OK: "Response without payload.",
     FrameKind.HELLO_ACK: "Response to HELLO (harness_hello).",
     FrameKind.VM_CREATED: "Response to VM_CREATE (vm_ref).",
@@ -112,7 +117,7 @@ FRAME_KIND_DOCS: dict[FrameKind, str] = {
     FrameKind.INTERRUPTS: "Response to COLLECT (interrupts_hdr + interrupt_record[]).",
     FrameKind.COUNTER_VALUES: "Response to COUNTERS (counter_values).",
     FrameKind.GUEST_RESULT: "Response to GUEST_COMMAND (guest_result).",
-    FrameKind.TRAP_RESULT: "Response to TRAP (trap_res).",
+    FrameKind.TRAP_RESULT: "Response to TRAP and GUEST_TRAP (trap_res).",
     FrameKind.ERROR: "A request could not be served (harness_error + UTF-8 detail, padded to 8).",
 }
 
@@ -135,6 +140,7 @@ RESPONSE_OF: dict[FrameKind, FrameKind] = {
     FrameKind.GUEST_COMMAND: FrameKind.GUEST_RESULT,
     FrameKind.GUEST_HYPERCALL: FrameKind.HYPERCALL_RESULT,
     FrameKind.GUEST_DEVICE_OP: FrameKind.DEVICE_RESULT,
+    FrameKind.GUEST_TRAP: FrameKind.TRAP_RESULT,
 }
 
 

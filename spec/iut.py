@@ -157,9 +157,10 @@ class HypervisorIUT(Protocol):
     def fire(self, vm: int, device: DeviceRef, kind: int, index: int) -> FireResult: ...
 
     def trap(
-        self, vm: int, vcpu: int, arch: TrapArch, instruction: TrapInstruction, regs: list[int]
+        self, vm: int, vcpu: int, arch: TrapArch, instruction: TrapInstruction, regs: list[int], privilege: int = 0
     ) -> tuple[bool, list[int]]:
-        """Execute a trap instruction with eight registers (TRAP_REGISTERS order): (handled, registers after)."""
+        """Execute a trap instruction with eight registers (TRAP_REGISTERS order) at ``privilege`` (x86-64 CPL):
+        (handled, registers after)."""
         ...
 
     def collect(self, vm: int) -> list[tuple[int, int]]: ...
@@ -234,6 +235,10 @@ class GuestHost(Protocol):
         self, op: DeviceOp, device: DeviceRef, kind: int, slot: int, address: int, data: int, vectors: int
     ) -> bool:
         """The guest acts on its device; returns whether the access exited to the hypervisor."""
+        ...
+
+    def trap(self, vcpu: int, arch: TrapArch, instruction: TrapInstruction, regs: list[int]) -> tuple[bool, list[int]]:
+        """The guest executes a discovery trap (TRAP_REGISTERS order): (handled, registers after)."""
         ...
 
 

@@ -18,15 +18,16 @@ from click.testing import CliRunner
 
 from pvmsi.cli.main import main
 from pvmsi.conformance.faults import GUEST_FAULTS
-from pvmsi.conformance.guest import GuestRunner, HostCall, ReferenceGuest
+from pvmsi.conformance.guest import GuestRunner, HostCall, HostTrap, ReferenceGuest
 from pvmsi.conformance.guest_host import HostKnobs, HostModel
+from pvmsi.conformance.guest_probe import Probe
 from pvmsi.conformance.harness.frames import Frame, FrameReader, build
 from pvmsi.conformance.harness.guest_server import GuestService
 from pvmsi.conformance.results import Verdict
 from pvmsi.conformance.runner import catalogue, run
 from pvmsi.reference.guest.core import OUT_OFFSET, GuestCore
 from pvmsi.spec.constants import FunctionNumber, MsgKind, Status
-from pvmsi.spec.harness_constants import FrameKind, GuestOp, HarnessRole, HarnessStatus
+from pvmsi.spec.harness_constants import FrameKind, GuestOp, HarnessRole, HarnessStatus, TrapArch, TrapInstruction
 from pvmsi.spec.iut import GuestCommand, GuestMode
 from pvmsi.spec.requirements import REQUIREMENTS, Level
 
@@ -140,6 +141,9 @@ def test_hypercall_actions_carry_block_sizes() -> None:
     runner = GuestRunner()
     gen = runner.run(GuestCommand(GuestOp.BOOT, scratch_gpa=0x20000))
     first = gen.send(None)
+    model = HostModel(HostKnobs())
+    while isinstance(first, HostTrap):  # the platform discovery comes first (GUEST-ABI-003)
+        first = gen.send(model.trap(first.vcpu, first.arch, first.instruction, list(first.regs)))
     assert isinstance(first, HostCall)
     assert (first.fn, first.in_block, first.out_size) == (FunctionNumber.VERSION, b"", 0)
     second = gen.send((Status.SUCCESS, 1 << 16, b""))
@@ -189,6 +193,11 @@ def test_service_runs_a_command_through_frames() -> None:
     assert ack.kind is FrameKind.HELLO_ACK
     assert ack.body.role == HarnessRole.GUEST
     (call,) = _frames(svc.receive(_boot()))
+    model = HostModel(HostKnobs())
+    while call.kind is FrameKind.GUEST_TRAP:  # discovery (GUEST-ABI-003) first, answered with TRAP_RESULT
+        b = call.body
+        handled, regs = model.trap(b.vcpu, TrapArch(b.arch), TrapInstruction(b.instruction), list(b.regs))
+        (call,) = _frames(svc.receive(build(FrameKind.TRAP_RESULT, call.seq, {"handled": int(handled), "regs": regs})))
     assert call.kind is FrameKind.GUEST_HYPERCALL
     assert call.body.function == FunctionNumber.VERSION
     # pvmsi absent: the guest falls back and answers the command
@@ -226,15 +235,15 @@ def test_service_answers_bad_frames_with_errors() -> None:
 def test_service_ends_a_command_the_suite_does_not_answer() -> None:
     svc = _greeted(GuestService(GuestRunner(), answer_timeout=0.5))
     (call,) = _frames(svc.receive(_boot(seq=11)))
-    assert call.kind is FrameKind.GUEST_HYPERCALL
+    assert call.kind is FrameKind.GUEST_TRAP  # the discovery comes first
     assert svc.expire(now=time.monotonic()) == b""
     (err,) = _frames(svc.expire(now=time.monotonic() + 1))
     assert err.kind is FrameKind.ERROR
     assert err.seq == 11
-    assert "HYPERCALL_RESULT" in err.data.decode()
+    assert "TRAP_RESULT" in err.data.decode()
     # the service is free for the next command
     (call,) = _frames(svc.receive(_boot(seq=12)))
-    assert call.kind is FrameKind.GUEST_HYPERCALL
+    assert call.kind is FrameKind.GUEST_TRAP
 
 
 def test_service_refuses_a_second_command_and_a_bad_scratch_page() -> None:
@@ -268,3 +277,22 @@ def test_model_answers_a_command_with_every_kind() -> None:
     assert (r.status, r.done) == (0, 4)
     assert model.violations == []
     assert [model.delivered(MSI_DEV, MsgKind.MSI, i, 1, 0x40 + i) for i in range(4)] == [None] * 4
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "arm64", "riscv64"])
+@pytest.mark.parametrize("probe", list(Probe), ids=lambda p: p.value)
+def test_the_reference_guest_discovers_on_each_architecture(arch: str, probe: Probe) -> None:
+    """The reference guest's discovery on each architecture: pvmsi negotiated on a pvmsi platform; no pvmsi call
+    under another vendor's UID / CPUID block, a zero SBI probe or CPUID path 0 (GUEST-ABI-001..003)."""
+    model = HostModel(HostKnobs(probe=probe))
+    guest = ReferenceGuest(lambda scratch: GuestCore(scratch_gpa=scratch, arch=arch))
+    r = guest.command(GuestCommand(GuestOp.BOOT, scratch_gpa=0x10000), model)
+    assert not model.violations
+    assert model.probe.arch is not None
+    assert model.probe.arch.name.lower() == arch
+    if probe is Probe.PVMSI:
+        assert r.mode is GuestMode.PVMSI
+        assert model.calls()[0].fn == FunctionNumber.VERSION
+    else:
+        assert r.mode is GuestMode.EMULATED
+        assert not model.calls()

@@ -464,7 +464,9 @@ def test_a_huge_declared_size_costs_nothing(backend: ReferenceHypervisor) -> Non
 class NoTrapBackend(ReferenceHypervisor):
     """An adapter whose hypervisor cannot run TRAP (as an adapter for a real hypervisor might)."""
 
-    def trap(self, vm: int, vcpu: int, arch: Any, instruction: Any, regs: list[int]) -> tuple[bool, list[int]]:
+    def trap(
+        self, vm: int, vcpu: int, arch: Any, instruction: Any, regs: list[int], privilege: int = 0
+    ) -> tuple[bool, list[int]]:
         raise Unsupported("this adapter cannot execute trap instructions")
 
 

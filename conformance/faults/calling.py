@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...reference.backend import ReferenceHypervisor
-from ...reference.hypervisor.arch import PVMSI_CPUID_BASE, SBI_BASE_EXTENSION, SBI_PROBE_EXTENSION
+from ...reference.hypervisor.arch import MASK64, PVMSI_CPUID_BASE
 from ...reference.hypervisor.call import Call, CallResult
 from ...reference.hypervisor.core import Handler, HypervisorCore
 from ...reference.hypervisor.errors import CallError
@@ -15,6 +15,16 @@ from ...reference.hypervisor.messages import KIND_BY_VALUE, BatchFormats
 from ...reference.hypervisor.ports import VmPort
 from ...reference.hypervisor.vmstate import DeviceKey, Message, VmPvmsi
 from ...reference.system import ReferenceSystem, SystemVm
+from ...spec.callconv import (
+    ARM64_SMCCC_HINTS,
+    ARM64_VENDOR_HYP_CALL_UID,
+    KVM_VENDOR_HYP_UID,
+    RISCV_EXTENSION_ID,
+    SBI_BASE_EXTENSION,
+    SBI_PROBE_EXTENSION,
+    X86Path,
+    uid_registers,
+)
 from ...spec.calls import CALLS_BY_FN, CallDef
 from ...spec.constants import FunctionNumber, MsgKind, Status
 from ...spec.formats import ALLOC_ENTRY
@@ -81,11 +91,11 @@ class StateBeforeRegisters(HypervisorCore):
 )
 class VmcallOnly(ReferenceHypervisor):
     def trap(
-        self, vm: int, vcpu: int, arch: TrapArch, instruction: TrapInstruction, regs: list[int]
+        self, vm: int, vcpu: int, arch: TrapArch, instruction: TrapInstruction, regs: list[int], privilege: int = 0
     ) -> tuple[bool, list[int]]:
         if instruction is TrapInstruction.VMMCALL:
             return False, list(regs)
-        return super().trap(vm, vcpu, arch, instruction, regs)
+        return super().trap(vm, vcpu, arch, instruction, regs, privilege)
 
 
 @faults.add(
@@ -93,9 +103,9 @@ class VmcallOnly(ReferenceHypervisor):
 )
 class CpuidVersionSwapped(ReferenceSystem):
     def execute_trap(
-        self, vm: SystemVm, vcpu: int, arch: str, instruction: str, regs: Mapping[str, int]
+        self, vm: SystemVm, vcpu: int, arch: str, instruction: str, regs: Mapping[str, int], privilege: int = 0
     ) -> dict[str, int] | None:
-        out = super().execute_trap(vm, vcpu, arch, instruction, regs)
+        out = super().execute_trap(vm, vcpu, arch, instruction, regs, privilege)
         if out is not None and instruction == "cpuid" and regs.get("rax", 0) & 0xFFFFFFFF == PVMSI_CPUID_BASE + 1:
             out["rax"] = (out["rax"] & 0xFFFF) << 16 | out["rax"] >> 16
         return out
@@ -106,9 +116,9 @@ class CpuidVersionSwapped(ReferenceSystem):
 )
 class SbiProbeAbsent(ReferenceSystem):
     def execute_trap(
-        self, vm: SystemVm, vcpu: int, arch: str, instruction: str, regs: Mapping[str, int]
+        self, vm: SystemVm, vcpu: int, arch: str, instruction: str, regs: Mapping[str, int], privilege: int = 0
     ) -> dict[str, int] | None:
-        out = super().execute_trap(vm, vcpu, arch, instruction, regs)
+        out = super().execute_trap(vm, vcpu, arch, instruction, regs, privilege)
         probe = regs.get("a7") == SBI_BASE_EXTENSION and regs.get("a6") == SBI_PROBE_EXTENSION
         if out is not None and instruction == "ecall" and probe:
             out["a1"] = 0
@@ -189,3 +199,61 @@ class ReservedFieldsUnchecked(HypervisorCore):
 class NoMsgRetarget(HypervisorCore):
     def handler(self, fn: FunctionNumber) -> Handler | None:
         return None if fn is FunctionNumber.MSG_RETARGET else super().handler(fn)
+
+
+# -- the platform calling paths (HV-ABI-*) -----------------------------------------------------------------------
+
+
+@faults.add("cpl-ignored", "HV-ABI-001", "runs a VMCALL/VMMCALL executed at CPL 3 as if from the guest kernel")
+class CplIgnored(ReferenceSystem):
+    def execute_trap(
+        self, vm: SystemVm, vcpu: int, arch: str, instruction: str, regs: Mapping[str, int], privilege: int = 0
+    ) -> dict[str, int] | None:
+        return super().execute_trap(vm, vcpu, arch, instruction, regs, 0)
+
+
+@faults.add("sve-hint-rejected", "HV-ABI-002", "treats an arm64 function id with bit 16 (SVE hint) set as unknown")
+class SveHintRejected(ReferenceSystem):
+    def execute_trap(
+        self, vm: SystemVm, vcpu: int, arch: str, instruction: str, regs: Mapping[str, int], privilege: int = 0
+    ) -> dict[str, int] | None:
+        if arch == "arm64" and regs.get("x0", 0) & ARM64_SMCCC_HINTS:
+            return {**regs, "x0": -1 & MASK64}
+        return super().execute_trap(vm, vcpu, arch, instruction, regs, privilege)
+
+
+@faults.add("kvm-uid", "HV-ABI-003", "answers the vendor hypervisor Call UID with KVM's UID while serving pvmsi")
+class KvmUid(ReferenceSystem):
+    def execute_trap(
+        self, vm: SystemVm, vcpu: int, arch: str, instruction: str, regs: Mapping[str, int], privilege: int = 0
+    ) -> dict[str, int] | None:
+        out = super().execute_trap(vm, vcpu, arch, instruction, regs, privilege)
+        if out is not None and arch == "arm64" and regs.get("x0", 0) & 0xFFFFFFFF == ARM64_VENDOR_HYP_CALL_UID:
+            out.update({f"x{i}": w for i, w in enumerate(uid_registers(KVM_VENDOR_HYP_UID))})
+        return out
+
+
+@faults.add(
+    "sbi-pvmsi-status-in-error",
+    "HV-ABI-004",
+    "returns pvmsi's own status in sbiret.error (a0) and zero in a1, so -2, -4, -5 mean other things than SBI's",
+)
+class SbiPvmsiStatusInError(ReferenceSystem):
+    def execute_trap(
+        self, vm: SystemVm, vcpu: int, arch: str, instruction: str, regs: Mapping[str, int], privilege: int = 0
+    ) -> dict[str, int] | None:
+        out = super().execute_trap(vm, vcpu, arch, instruction, regs, privilege)
+        if out is not None and arch == "riscv64" and regs.get("a7") == RISCV_EXTENSION_ID and out["a0"]:
+            out["a0"], out["a1"] = out["a1"], 0
+        return out
+
+
+@faults.add("cpuid-path-none", "HV-ABI-005", "serves pvmsi natively but reports path 0 in CPUID(base + 1).EBX")
+class CpuidPathNone(ReferenceSystem):
+    def execute_trap(
+        self, vm: SystemVm, vcpu: int, arch: str, instruction: str, regs: Mapping[str, int], privilege: int = 0
+    ) -> dict[str, int] | None:
+        out = super().execute_trap(vm, vcpu, arch, instruction, regs, privilege)
+        if out is not None and instruction == "cpuid" and regs.get("rax", 0) & 0xFFFFFFFF == PVMSI_CPUID_BASE + 1:
+            out["rbx"] = X86Path.NONE
+        return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ...reference.guest import discover as discovery
 from ...reference.guest.actions import (
     GuestDevice,
     Hypercall,
@@ -368,3 +369,52 @@ class _FreesOnUnplug(GuestCore):
             entries = [{"handle": m.handle} for m in msgs]
             yield from self.batch(FunctionNumber.MSG_FREE, dev, FREE_ENTRY, FREE_RESULT, entries)
         return self.on_unplug(dev)
+
+
+# -- platform discovery (GUEST-ABI-*) -------------------------------------------------------------------------------
+
+
+@fault("arm64-no-uid-check", "GUEST-ABI-001", "on arm64 reads the vendor hypervisor Call UID but does not compare it")
+class Arm64NoUidCheck(GuestCore):
+    def __init__(self, scratch_gpa: int) -> None:
+        super().__init__(scratch_gpa=scratch_gpa, arch="arm64")
+
+    def discover(self) -> Op:
+        return (yield from discovery.arm64(compare_uid=False))
+
+
+@fault("riscv-probe-ignored", "GUEST-ABI-002", "on riscv64 probes the SBI extension but ignores the answer")
+class RiscvProbeIgnored(GuestCore):
+    def __init__(self, scratch_gpa: int) -> None:
+        super().__init__(scratch_gpa=scratch_gpa, arch="riscv64")
+
+    def discover(self) -> Op:
+        return (yield from discovery.riscv64(check_probe=False))
+
+
+@fault("x86-any-cpuid-path", "GUEST-ABI-003", "on x86-64 calls pvmsi natively whatever path CPUID(base + 1) names")
+class X86AnyCpuidPath(GuestCore):
+    def discover(self) -> Op:
+        return (yield from discovery.x86_64(known_paths=frozenset(range(256))))
+
+
+@fault(
+    "blocks-in-private-memory",
+    "GUEST-CVM-001",
+    "puts its parameter blocks two pages past the shared scratch pages, in memory the host of a confidential VM "
+    "cannot reach",
+)
+class BlocksInPrivateMemory(GuestCore):
+    @property
+    def in_gpa(self) -> int:
+        return super().in_gpa + 2 * int(Limit.PAGE_SIZE)
+
+    @property
+    def out_gpa(self) -> int:
+        return super().out_gpa + 2 * int(Limit.PAGE_SIZE)
+
+
+@fault("trusts-every-pair", "GUEST-CVM-002", "writes every pair the host hands out, even one outside the window")
+class TrustsEveryPair(GuestCore):
+    def pair_acceptable(self, address: int) -> bool:
+        return True

@@ -365,11 +365,10 @@ class HarnessHypervisor:
         return FireResult(FireOutcome(f.body.outcome), int(f.body.vcpu), int(f.body.vector))
 
     def trap(
-        self, vm: int, vcpu: int, arch: TrapArch, instruction: TrapInstruction, regs: list[int]
+        self, vm: int, vcpu: int, arch: TrapArch, instruction: TrapInstruction, regs: list[int], privilege: int = 0
     ) -> tuple[bool, list[int]]:
-        f = self.conn.request(
-            FrameKind.TRAP, {"vm": vm, "vcpu": vcpu, "arch": arch, "instruction": instruction, "regs": list(regs)}
-        )
+        body = {"vm": vm, "vcpu": vcpu, "arch": arch, "instruction": instruction, "privilege": privilege}
+        f = self.conn.request(FrameKind.TRAP, {**body, "regs": list(regs)})
         return bool(f.body.handled), [int(r) for r in f.body.regs]
 
     def collect(self, vm: int) -> list[tuple[int, int]]:
@@ -430,6 +429,11 @@ class HarnessGuest:
                     status, value, out = host.hypercall(b.vcpu, b.function, args, f.data, b.out_size)
                     out = bytes(out[: b.out_size]).ljust(b.out_size, b"\0")
                     return build(FrameKind.HYPERCALL_RESULT, f.seq, {"status": status, "value": value}, data=pad8(out))
+                if f.kind is FrameKind.GUEST_TRAP:
+                    handled, regs = host.trap(
+                        b.vcpu, TrapArch(b.arch), TrapInstruction(b.instruction), [int(r) for r in b.regs]
+                    )
+                    return build(FrameKind.TRAP_RESULT, f.seq, {"handled": int(handled), "regs": regs})
                 if f.kind is FrameKind.GUEST_DEVICE_OP:
                     exited = host.device_op(
                         DeviceOp(b.op), device_ref(b.device), int(b.kind), b.slot, b.address, b.data, b.vectors

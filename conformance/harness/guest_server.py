@@ -1,12 +1,12 @@
 """The IUT's side of the harness protocol for a guest: commands in, the guest's own requests out, sans-I/O.
 
 The suite sends GUEST_COMMAND; :class:`GuestService` runs it on a :class:`~pvmsi.conformance.guest.GuestRunner`
-and, for every hypercall or device access the guest makes meanwhile, sends a GUEST_HYPERCALL (the input block
-inline) or a GUEST_DEVICE_OP frame and waits for the suite's HYPERCALL_RESULT (with the output block) or
-DEVICE_RESULT; when the guest is done it answers the command with GUEST_RESULT.  Only one command runs at a
-time.  Every bad frame gets an ERROR frame; an answer that does not come within ``answer_timeout`` seconds
-ends the command with an ERROR frame (:meth:`GuestService.expire`, called by the transport loop), so nothing
-hangs.
+and, for every hypercall, device access or discovery trap the guest makes meanwhile, sends a GUEST_HYPERCALL (the
+input block inline), GUEST_DEVICE_OP or GUEST_TRAP frame and waits for the suite's HYPERCALL_RESULT (with the
+output block), DEVICE_RESULT or TRAP_RESULT; when the guest is done it answers the command with GUEST_RESULT.
+Only one command runs at a time.  Every bad frame gets an ERROR frame; an answer that does not come within
+``answer_timeout`` seconds ends the command with an ERROR frame (:meth:`GuestService.expire`, called by the
+transport loop), so nothing hangs.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ...spec.formats.harness import GUEST_COMMAND, HELLO
 from ...spec.harness_constants import HARNESS_MAX_PAYLOAD, FrameKind, GuestOp, HarnessRole, HarnessStatus
 from ...spec.iut import GuestCommand, IutError
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR
-from ..guest import CommandRun, GuestRunner, HostCall, HostRequest
+from ..guest import CommandRun, GuestRunner, HostCall, HostRequest, HostTrap
 from .frames import KIND_AT, SEQ_AT, Frame, build, build_error, error_of, payload_at
 from .server import FrameService, device_ref
 
@@ -94,7 +94,7 @@ class GuestService(FrameService):
             return self._abort("the suite said BYE") + build(FrameKind.OK, f.seq)
         if f.kind is FrameKind.GUEST_COMMAND:
             return self._start(f)
-        if f.kind in (FrameKind.HYPERCALL_RESULT, FrameKind.DEVICE_RESULT, FrameKind.ERROR):
+        if f.kind in (FrameKind.HYPERCALL_RESULT, FrameKind.DEVICE_RESULT, FrameKind.TRAP_RESULT, FrameKind.ERROR):
             return self._answer(f)
         if f.kind < FrameKind.OK:
             return build_error(
@@ -149,6 +149,8 @@ class GuestService(FrameService):
         self._pending, self.deadline = None, None
         if f.kind is FrameKind.HYPERCALL_RESULT:
             return self._advance((int(f.body.status), int(f.body.value), f.data))
+        if f.kind is FrameKind.TRAP_RESULT:
+            return self._advance((bool(f.body.handled), [int(r) for r in f.body.regs]))
         return self._advance(bool(f.body.exited))
 
     # -- running the command -----------------------------------------------------------------------------------
@@ -183,6 +185,10 @@ class GuestService(FrameService):
                 "args": list(req.args),
             }
             return build(FrameKind.GUEST_HYPERCALL, self.seq, body, data=req.in_block)
+        if isinstance(req, HostTrap):
+            self._pending = (self.seq, FrameKind.GUEST_TRAP, FrameKind.TRAP_RESULT)
+            trap = {"vm": 0, "vcpu": req.vcpu, "arch": req.arch, "instruction": req.instruction, "privilege": 0}
+            return build(FrameKind.GUEST_TRAP, self.seq, {**trap, "regs": list(req.regs)})
         self._pending = (self.seq, FrameKind.GUEST_DEVICE_OP, FrameKind.DEVICE_RESULT)
         body = {
             "op": req.op,

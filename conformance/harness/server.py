@@ -246,7 +246,9 @@ class HypervisorService(FrameService):
             r = be.fire(b.vm, device_ref(b.device), b.kind, b.index)
             return build(FrameKind.FIRE_RESULT, f.seq, {"outcome": r.outcome, "vcpu": r.vcpu, "vector": r.vector})
         if f.kind is FrameKind.TRAP:
-            handled, regs = be.trap(b.vm, b.vcpu, TrapArch(b.arch), TrapInstruction(b.instruction), list(b.regs))
+            handled, regs = be.trap(
+                b.vm, b.vcpu, TrapArch(b.arch), TrapInstruction(b.instruction), list(b.regs), b.privilege
+            )
             return build(FrameKind.TRAP_RESULT, f.seq, {"handled": int(handled), "regs": regs})
         if f.kind is FrameKind.COLLECT:
             queue = self.queued.setdefault(b.vm, deque())

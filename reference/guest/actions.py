@@ -84,4 +84,14 @@ class MaskSlot:
     masked: bool
 
 
-Action = Hypercall | WriteMemory | ReadMemory | ProgramSlot | SetEnabled | MaskSlot
+@dataclass(frozen=True)
+class Trap:
+    """Execute a trap instruction of ``arch`` (``cpuid``, ``hvc``, ``ecall``, ``vmcall``) with ``regs`` (by name,
+    the rest zero) for discovery (spec "Discovery"); answered with the registers after it, by name."""
+
+    arch: str
+    instruction: str
+    regs: tuple[tuple[str, int], ...]
+
+
+Action = Hypercall | WriteMemory | ReadMemory | ProgramSlot | SetEnabled | MaskSlot | Trap

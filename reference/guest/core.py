@@ -44,6 +44,8 @@ from ...spec.formats import (
 from ...spec.layout import layout_of
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR, decode_version
 from .actions import Action, GuestDevice, Hypercall, MaskSlot, ProgramSlot, ReadMemory, SetEnabled, WriteMemory
+from .discover import discover
+from .pairs import pair_acceptable
 
 Op = Generator[Action, Any, Any]
 
@@ -108,6 +110,10 @@ class GuestCore:
     claimed: dict[GuestDevice, int] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
     calls: int = 0
+    #: The architecture the guest runs on: which platform discovery it does (spec "Discovery").
+    arch: str = "x86_64"
+    #: hv_info.message_format: the format (and interrupt window) of the pairs the hypervisor hands out.
+    message_format: int = 0
 
     # -- plumbing --------------------------------------------------------------------------------------------
 
@@ -144,6 +150,9 @@ class GuestCore:
 
     def boot(self) -> Op:
         """Discover pvmsi and negotiate; fall back to emulation when absent or refused (GUEST-DISC-002, NEG-003)."""
+        absent = yield from self.discover()  # GUEST-ABI-001..003: the platform's probe before any pvmsi call
+        if absent is not None:
+            return self.fallback(absent)
         status, value, _ = yield from self.call(FunctionNumber.VERSION)
         if status != Status.SUCCESS:
             return self.fallback(f"VERSION answered {status}: pvmsi absent")
@@ -155,6 +164,7 @@ class GuestCore:
             return self.fallback(f"GET_INFO failed with {status}")
         info = decode(HV_INFO, out)
         self.max_batch = max(1, info.max_batch)
+        self.message_format = int(info.message_format)
         offered = info.features_offered & self.known_features  # GUEST-VER-001, GUEST-NEG-001
         if info.features_required & ~offered:
             return self.fallback("hypervisor requires features this guest does not know")  # GUEST-NEG-002
@@ -175,6 +185,10 @@ class GuestCore:
         self.mode = GuestMode.PVMSI
         self.log.append(f"pvmsi {major}.{minor} negotiated, features {value:#x}")
         return self.mode
+
+    def discover(self) -> Op:
+        """The platform discovery of :attr:`arch`: None when pvmsi is there, else why not."""
+        return (yield from discover(self.arch))
 
     def fallback(self, why: str) -> GuestMode:
         """Go on with emulated MSI/MSI-X: pvmsi absent, of another major version or refused (GUEST-DISC-002,
@@ -320,8 +334,16 @@ class GuestCore:
         if status != Status.SUCCESS:
             yield from self.free(dev, msgs)  # GUEST-BATCH-002: free what the failed batch left allocated
             raise GuestError("MSG_ALLOC", status, f"entry {len(results)}")
+        bad = [m for m in msgs if not self.pair_acceptable(m.address)]
+        if bad:  # GUEST-CVM-002: a pair outside the interrupt window is never written; nothing is kept
+            yield from self.free(dev, msgs)
+            raise GuestError("MSG_ALLOC", Status.INVALID_ADDRESS, f"pair address {bad[0].address:#x} refused")
         self.log.append(f"allocated {sum(t.count for t in targets)} {kind.name} vectors on {_name(dev)}")
         return msgs
+
+    def pair_acceptable(self, address: int) -> bool:
+        """Whether a pair the host handed out may be written into a device (GUEST-CVM-002)."""
+        return pair_acceptable(self.message_format, address)
 
     def set_affinity(self, dev: GuestDevice, moves: Sequence[tuple[GuestMessage, int, int]]) -> Op:
         """Move messages to (vcpu, vector); rewrite the device only where the pair changed (GUEST-ALLOC-002)."""

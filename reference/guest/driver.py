@@ -6,16 +6,18 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from ...spec.callconv import CONVENTIONS
-from ...spec.constants import MsgKind
+from ...spec.callconv import CONVENTIONS, RISCV_EXTENSION_ID, SbiError
+from ...spec.calls import CALLS_BY_FN
+from ...spec.constants import MsgKind, Status
+from ...spec.formats import BATCH_IN, BATCH_OUT
+from ...spec.layout import layout_of
 from ..hypervisor.arch import id_register, to_signed
 from ..platform.pci import MSI_CAP_OFFSET, MSIX_CAP_OFFSET, MsiCapability, MsixCapability
 from ..platform.requester import Bdf
 from ..system import ReferenceSystem, SystemVm, guest_subdevice
-from .actions import GuestDevice, Hypercall, MaskSlot, ProgramSlot, ReadMemory, SetEnabled, WriteMemory
+from .actions import GuestDevice, Hypercall, MaskSlot, ProgramSlot, ReadMemory, SetEnabled, Trap, WriteMemory
 
 BY_ARCH = {cc.arch: cc for cc in CONVENTIONS}
-RISCV_EXTENSION_ID = 0x0850564D
 
 
 class InProcessDriver:
@@ -54,6 +56,9 @@ class InProcessDriver:
             return self._set_enabled(action)
         if isinstance(action, MaskSlot):
             return self._mask(action)
+        if isinstance(action, Trap):
+            regs = dict(action.regs)
+            return self.system.execute_trap(self.vm, self.vcpu, action.arch, action.instruction, regs) or regs
         raise TypeError(f"unknown guest action {action!r}")
 
     def install(self, device: GuestDevice, kind: MsgKind, slot: int, address: int, data: int, count: int) -> None:
@@ -76,11 +81,31 @@ class InProcessDriver:
             regs[cc.extra_id_register] = RISCV_EXTENSION_ID
         for reg, value in zip(cc.argument_registers, call.args, strict=True):
             regs[reg] = value
+        batched = call.fn in CALLS_BY_FN and CALLS_BY_FN[call.fn].batched
+        if cc.arch == "riscv64" and batched:
+            self._field(call.args[1], BATCH_OUT, "next_index", 0)  # so that an unwritten header completes nothing
         out = self.system.trap(self.vm, self.vcpu, cc.arch, regs)
         if out is None:  # pragma: no cover - the driver only issues pvmsi ids
             raise RuntimeError("trap not recognised as pvmsi")
         self.hypercalls += 1
-        return to_signed(out[cc.status_register]), out[cc.value_register]
+        status, value = to_signed(out[cc.status_register]), out[cc.value_register]
+        if cc.arch != "riscv64":
+            return status, value
+        # riscv64 (GUEST-ABI-002): sbiret. SBI_SUCCESS is SUCCESS, or INCOMPLETE when a batch stopped before its
+        # end; on failure a1 is pvmsi's status and a failed batch's next_index is in batch_out.
+        if status == SbiError.SUCCESS:
+            if batched and value < self._field(call.args[0], BATCH_IN, "count"):
+                return Status.INCOMPLETE, value
+            return Status.SUCCESS, value
+        return to_signed(value), self._field(call.args[1], BATCH_OUT, "next_index") if batched else 0
+
+    def _field(self, gpa: int, fmt: Any, name: str, write: int | None = None) -> int:
+        """Read (or write) one field of a block in guest memory."""
+        f = layout_of(fmt).field(name)
+        if write is not None:
+            self.vm.vm.memory.write(gpa + f.offset, write.to_bytes(f.size, "little"))
+            return write
+        return int.from_bytes(self.vm.vm.memory.read(gpa + f.offset, f.size), "little")
 
     # -- device accesses (each may exit, when the hypervisor emulates that structure) ---------------------
 

@@ -5,7 +5,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ...spec.callconv import CONVENTIONS, RISCV_EXTENSION_ID, X86_CPUID_SIGNATURE, CallingConvention
+from ...spec.callconv import (
+    ARM64_PSCI_FEATURES,
+    ARM64_SMCCC_HINTS,
+    ARM64_SMCCC_NOT_SUPPORTED,
+    ARM64_SMCCC_VERSION,
+    ARM64_VENDOR_HYP_CALL_UID,
+    CONVENTIONS,
+    PVMSI_UID,
+    RISCV_EXTENSION_ID,
+    SBI_BASE_EXTENSION,
+    SBI_GET_SPEC_VERSION,
+    SBI_PROBE_EXTENSION,
+    X86_CPL_REFUSED,
+    X86_CPUID_SIGNATURE,
+    CallingConvention,
+    SbiError,
+    X86Path,
+    sbiret_of,
+    uid_registers,
+)
 from .call import CallResult
 from .core import HypervisorCore
 from .ports import VmPort
@@ -30,9 +49,9 @@ def function_number(cc: CallingConvention, regs: Mapping[str, int]) -> int | Non
             return None
         return fid  # any FID of the pvmsi extension is ours; an unknown one gets NOT_SUPPORTED
     if cc.arch == "arm64":
-        fid &= 0xFFFFFFFF  # w0
+        fid &= 0xFFFFFFFF & ~ARM64_SMCCC_HINTS  # w0; the SMCCC 1.3 hint bit is ignored (HV-ABI-002)
     if fid & ~FN_MASK != cc.call_base:
-        return None
+        return None  # arm64: a set reserved bit 23:17 is another function id, answered NOT_SUPPORTED
     return fid & FN_MASK
 
 
@@ -42,18 +61,24 @@ def to_signed(value: int) -> int:
 
 
 def hypercall_registers(
-    core: HypervisorCore, vm: VmPort, vcpu: int, arch: str, regs: Mapping[str, int]
+    core: HypervisorCore, vm: VmPort, vcpu: int, arch: str, regs: Mapping[str, int], privilege: int = 0
 ) -> dict[str, int] | None:
     """Run the pvmsi call in ``regs``; the register file after the call, or None if not a pvmsi call."""
     cc = BY_ARCH[arch]
     fn = function_number(cc, regs)
     if fn is None:
         return None
+    out = dict(regs)
+    if privilege:
+        out[cc.status_register] = X86_CPL_REFUSED & MASK64  # HV-ABI-001: not run, as KVM's -KVM_EPERM
+        return out
     args = [regs.get(r, 0) & MASK64 for r in cc.argument_registers]
     result: CallResult = core.hypercall(vm, vcpu, fn, args)
-    out = dict(regs)
-    out[cc.status_register] = result.status & MASK64
-    out[cc.value_register] = result.value & MASK64
+    status, value = result.status, result.value
+    if arch == "riscv64":
+        status, value = sbiret_of(status, value)  # HV-ABI-004: SBI's error in a0, pvmsi's status in a1
+    out[cc.status_register] = status & MASK64
+    out[cc.value_register] = value & MASK64
     if arch == "arm64":
         out["x2"] = 0  # spec: x2 and x3 are returned as zero
         out["x3"] = 0
@@ -65,12 +90,9 @@ def hypercall_registers(
 #: Where the reference puts the pvmsi CPUID leaf block (HV-DISC-001 allows any base 0x40000000 + k * 0x100).
 PVMSI_CPUID_BASE = 0x40000100
 HYPERVISOR_CPUID_SIGNATURE = b"pvmsiRefHV\0\0"
-SBI_BASE_EXTENSION = 0x10
-SBI_PROBE_EXTENSION = 3
-SBI_GET_SPEC_VERSION = 0
-SBI_ERR_NOT_SUPPORTED = -2
-SMCCC_VERSION = 0x80000000
-SMCCC_NOT_SUPPORTED = -1
+SBI_ERR_NOT_SUPPORTED = SbiError.NOT_SUPPORTED
+SMCCC_VERSION = ARM64_SMCCC_VERSION
+SMCCC_NOT_SUPPORTED = ARM64_SMCCC_NOT_SUPPORTED
 
 
 def _sig(sig: bytes) -> tuple[int, int, int]:
@@ -84,16 +106,23 @@ def cpuid(leaf: int, version: int) -> tuple[int, int, int, int]:
     if leaf == PVMSI_CPUID_BASE:
         return (PVMSI_CPUID_BASE + 1, *_sig(X86_CPUID_SIGNATURE))
     if leaf == PVMSI_CPUID_BASE + 1:
-        return (version, 0, 0, 0)
+        return (version, X86Path.NATIVE, 0, 0)  # HV-DISC-001, HV-ABI-005: the path that reaches pvmsi
     return (0, 0, 0, 0)
 
 
 def firmware_call(arch: str, regs: Mapping[str, int]) -> dict[str, int] | None:
-    """The non-pvmsi calls a guest uses to discover pvmsi: SMCCC_VERSION on arm64, SBI base on riscv64."""
+    """The non-pvmsi calls a guest uses to discover pvmsi: PSCI_FEATURES, SMCCC_VERSION and the vendor hypervisor
+    Call UID on arm64, SBI base on riscv64."""
     out = dict(regs)
     if arch == "arm64":
-        if regs.get("x0", 0) & 0xFFFFFFFF == SMCCC_VERSION:
+        fid = regs.get("x0", 0) & 0xFFFFFFFF & ~ARM64_SMCCC_HINTS
+        if fid == SMCCC_VERSION:
             out["x0"] = 0x10001  # SMCCC 1.1
+        elif fid == ARM64_PSCI_FEATURES and regs.get("x1", 0) & 0xFFFFFFFF == SMCCC_VERSION:
+            out["x0"] = 0  # SMCCC_VERSION is implemented
+        elif fid == ARM64_VENDOR_HYP_CALL_UID:
+            for i, word in enumerate(uid_registers(PVMSI_UID)):  # HV-ABI-003
+                out[f"x{i}"] = word
         else:
             out["x0"] = SMCCC_NOT_SUPPORTED & MASK64  # an unknown function id (SMCCC)
         return out
@@ -104,7 +133,7 @@ def firmware_call(arch: str, regs: Mapping[str, int]) -> dict[str, int] | None:
                 out["a0"], out["a1"] = 0, int(regs.get("a0", 0) == RISCV_EXTENSION_ID)
                 return out
             if fid == SBI_GET_SPEC_VERSION:
-                out["a0"], out["a1"] = 0, 0x01000000
+                out["a0"], out["a1"] = 0, 0x03000000  # SBI v3.0
                 return out
         out["a0"], out["a1"] = SBI_ERR_NOT_SUPPORTED & MASK64, 0
         return out

@@ -248,13 +248,18 @@ LIFECYCLE: Any = define(
 TRAP_REQ: Any = define(
     "trap_req",
     "harness",
-    "Payload of TRAP: a vCPU executes a trap instruction with these registers (calling conventions, CPUID).",
+    "Payload of TRAP and GUEST_TRAP: a vCPU executes a trap instruction with these registers (calling conventions, "
+    "CPUID, discovery).",
     cs.Struct(
         "vm" / u32 * "VM id.",
         "vcpu" / u32 * "vCPU executing the instruction.",
         "arch" / EnumField(u8, TrapArch) * "PVMSI_HARCH_*: which registers regs[] holds.",
         "instruction" / EnumField(u8, TrapInstruction) * "PVMSI_HTRAP_*.",
-        "reserved0" / Reserved(u16) * "Reserved, zero.",
+        "privilege"
+        / u8
+        * "Privilege the vCPU executes at: x86-64 CPL 0-3 (calling conventions: a call from CPL > 0 is not run); "
+        "zero on arm64 and riscv64, where only the guest kernel can reach the hypervisor.",
+        "reserved0" / Reserved(u8) * "Reserved, zero.",
         "reserved1" / Reserved(u32) * "Reserved, zero.",
         "regs" / cs.Array(8, u64) * "The register file before the instruction.",
     ),
@@ -303,7 +308,8 @@ GUEST_COMMAND: Any = define(
         "scratch_gpa"
         / u64
         * "BOOT: the first of the two consecutive guest pages the guest uses for parameter blocks (a page each for "
-        "the input and the output block, so that a batch can fill a page).",
+        "the input and the output block, so that a batch can fill a page); they stand for the memory the guest "
+        "shares with its host (a confidential VM's shared pages).",
     ),
 )
 
@@ -369,6 +375,7 @@ PAYLOADS: dict[FrameKind, Payload] = {
     FrameKind.GUEST_COMMAND: Payload(GUEST_COMMAND),
     FrameKind.GUEST_HYPERCALL: Payload(HYPERCALL_REQ, ("bytes", "in_size")),
     FrameKind.GUEST_DEVICE_OP: Payload(GUEST_DEVICE_OP),
+    FrameKind.GUEST_TRAP: Payload(TRAP_REQ),
     FrameKind.OK: Payload(None),
     FrameKind.HELLO_ACK: Payload(HELLO),
     FrameKind.VM_CREATED: Payload(VM_REF),

@@ -70,7 +70,8 @@ CALLING: tuple[Requirement, ...] = (
         Level.MUST_NOT,
         "calling",
         "The hypervisor MUST NOT return PVMSI_STATUS_NOT_SUPPORTED for any reason other than an unimplemented "
-        "function number.",
+        "function number (the -1 in rax of an x86-64 call from CPL > 0 is not a pvmsi status: that call is not "
+        "run, HV-ABI-001).",
     ),
     req(
         "HV-CALL-003",

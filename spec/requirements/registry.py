@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from . import device, general, lifecycle, memory, messages, negotiation
+from . import abi, device, general, lifecycle, memory, messages, negotiation
 from .model import SECTIONS, Requirement
 
 REQUIREMENTS: tuple[Requirement, ...] = tuple(
     sorted(
         general.REQUIREMENTS
+        + abi.REQUIREMENTS
         + negotiation.REQUIREMENTS
         + device.REQUIREMENTS
         + messages.REQUIREMENTS

@@ -5,8 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import Enum
 
-from pvmsi.spec.callconv import CONVENTIONS, RISCV_EXTENSION_ID, CallingConvention
+from pvmsi.spec.callconv import (
+    CONVENTIONS,
+    RISCV_EXTENSION_ID,
+    SBI_ERROR_OF_STATUS,
+    X86_PATH_DOCS,
+    CallingConvention,
+    SbiError,
+)
 from pvmsi.spec.calls import CALLS, CallDef
+from pvmsi.spec.constants import Status
 from pvmsi.spec.states import MACHINES, StateMachine, Transition
 
 from .constants import render_register
@@ -142,6 +150,7 @@ _CC_ROWS: Sequence[tuple[str, str]] = (
     ("arg3", "3"),
     ("Status register", "status_register"),
     ("Value register", "value_register"),
+    ("Returns", "returns"),
     ("Preserved", "preserved"),
 )
 
@@ -166,7 +175,27 @@ def render_callconv_table() -> str:
 
 def render_discovery(arch: str) -> str:
     cc = convention(arch)
-    return "\n".join(f"{i}. {md_text(step)}" for i, step in enumerate(cc.discovery, 1))
+    return "\n".join(f"{i}. {md_text(step.text())}" for i, step in enumerate(cc.discovery, 1))
+
+
+_SBI_NAMES = {v: k for k, v in vars(SbiError).items() if k.isupper()}
+
+
+def render_sbiret() -> str:
+    """riscv64: the sbiret of each pvmsi status (spec/callconv.py SBI_ERROR_OF_STATUS)."""
+    rows = [[code("SUCCESS, INCOMPLETE"), code("SBI_SUCCESS (0)"), "the call's value"]]
+    for status in Status:
+        if status in SBI_ERROR_OF_STATUS:
+            err = SBI_ERROR_OF_STATUS[status]
+            rows.append(
+                [code(status.name), code(f"SBI_ERR_{_SBI_NAMES[err]} ({err})"), f"the status, {code(str(int(status)))}"]
+            )
+    return table(["pvmsi status", "sbiret.error (a0)", "sbiret.value (a1)"], rows)
+
+
+def render_x86_paths() -> str:
+    """x86-64: the values of CPUID(base + 1).EBX (spec/callconv.py X86_PATH_DOCS)."""
+    return table(["EBX", "Path"], [[code(str(v)), md_text(doc)] for v, doc in X86_PATH_DOCS.items()])
 
 
 def render_callconv_arch(arch: str) -> str:

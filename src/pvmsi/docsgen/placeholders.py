@@ -77,6 +77,8 @@ DIRECTIVES: dict[str, Directive] = {
         lambda c, a: calls.render_callconv_table() if a is None else calls.render_callconv_arch(a),
     ),
     "discovery": Directive("required", False, lambda c, a: calls.render_discovery(_req(a))),
+    "sbiret": Directive("none", False, lambda c, a: calls.render_sbiret()),
+    "x86-paths": Directive("none", False, lambda c, a: calls.render_x86_paths()),
     "state-machine": Directive("required", False, lambda c, a: calls.render_state_machine(c, _req(a))),
     "requirements": Directive("required", False, lambda c, a: requirements.render_requirements(c, _req(a))),
     "requirement-index": Directive("none", False, lambda c, a: requirements.render_requirement_index(c)),

@@ -9,12 +9,19 @@ holds no code, so its helpers are a header of their own (``pvmsi gen c-helpers``
 from __future__ import annotations
 
 from ..spec.callconv import (
+    ARM64_SMCCC_HINTS,
+    ARM64_VENDOR_HYP_CALL_UID,
     CONVENTIONS,
+    PVMSI_UID,
     RISCV_EXTENSION_ID,
+    SBI_ERROR_OF_STATUS,
+    X86_CPL_REFUSED,
     X86_CPUID_FIRST_BASE,
     X86_CPUID_LAST_BASE,
     X86_CPUID_SIGNATURE,
     X86_CPUID_STEP,
+    X86Path,
+    uid_registers,
 )
 from ..spec.calls import CALLS, CallDef
 from ..spec.constants import group
@@ -134,6 +141,18 @@ def _callconv() -> list[str]:
     for i, reg in enumerate(regs):
         word = int.from_bytes(sig[4 * i : 4 * i + 4], "little")
         out.append(f"#define PVMSI_X86_CPUID_SIGNATURE_{reg} {word:#010x}U /* {sig[4 * i : 4 * i + 4].decode()!r} */")
+    out += comment("x86-64: CPUID(base + 1).EBX, the hypercall path; rax after a call from CPL > 0 (not run).")
+    out += [
+        f"#define PVMSI_X86_PATH_{name} {value}U"
+        for name, value in (("NONE", X86Path.NONE), ("NATIVE", X86Path.NATIVE))
+    ]
+    out.append(f"#define PVMSI_X86_CPL_REFUSED ({X86_CPL_REFUSED}L)")
+    out += comment(f"arm64: the vendor hypervisor Call UID function and the pvmsi UID {PVMSI_UID} in w0..w3.")
+    out.append(f"#define PVMSI_ARM64_VENDOR_HYP_CALL_UID {ARM64_VENDOR_HYP_CALL_UID:#010x}U")
+    out += [f"#define PVMSI_ARM64_UID_W{i} {w:#010x}U" for i, w in enumerate(uid_registers(PVMSI_UID))]
+    out.append(f"#define PVMSI_ARM64_SMCCC_HINTS {ARM64_SMCCC_HINTS:#010x}U")
+    out += comment("riscv64: sbiret.error for each failing pvmsi status (sbiret.value holds the status).")
+    out += [f"#define PVMSI_RISCV_SBI_ERROR_{st.name} ({err})" for st, err in SBI_ERROR_OF_STATUS.items()]
     return out
 
 
