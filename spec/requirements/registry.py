@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import device, general, lifecycle, memory, messages, negotiation
+from . import device, emulation, general, lifecycle, memory, messages, negotiation
 from .model import SECTIONS, Requirement
 
 REQUIREMENTS: tuple[Requirement, ...] = tuple(
@@ -10,6 +10,7 @@ REQUIREMENTS: tuple[Requirement, ...] = tuple(
         general.REQUIREMENTS
         + negotiation.REQUIREMENTS
         + device.REQUIREMENTS
+        + emulation.REQUIREMENTS
         + messages.REQUIREMENTS
         + memory.REQUIREMENTS
         + lifecycle.REQUIREMENTS,
