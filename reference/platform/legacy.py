@@ -100,6 +100,8 @@ class LegacyMsi:
                 return
             if kind is MsgKind.MSI:
                 self._teardown_msi(state)
+                if device.msi is not None:
+                    device.msi.clear()  # no pair of the emulator's is left for the guest to enable
             else:
                 self._teardown_msix(state)
             state.passthrough.add(kind)

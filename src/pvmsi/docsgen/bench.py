@@ -84,8 +84,8 @@ def _exits(figures: dict[str, Any]) -> str:
 
 def _with_config(total: int | None, config: int | None) -> str:
     if total is None or config is None:
-        return "impossible: the hypervisor cannot find the store"
-    return f"{_n(total)} exits ({_n(config)} in configuration space)"
+        return "impossible: a guest driver's own IMS writes cannot be emulated"
+    return f"{_n(total)} exit{'' if total == 1 else 's'} ({_n(config)} in configuration space)"
 
 
 def _saves(figures: dict[str, Any]) -> str:
