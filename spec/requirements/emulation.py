@@ -15,9 +15,9 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "HV-EMU-001",
         Level.MUST,
         "device",
-        "The hypervisor MUST trap every guest access to the configuration space of an assigned device, claimed or "
-        "not, including the MSI capability and the MSI-X capability's Message Control, and MUST apply the guest's "
-        "writes there only as HV-EMU-005 and HV-EMU-006 say.",
+        "The hypervisor MUST keep trapping the guest's accesses to the MSI capability and the MSI-X capability "
+        "(Message Control) in the configuration space of an assigned device, claimed or not, and MUST apply the "
+        "guest's writes there only as HV-EMU-005 and HV-EMU-006 say.",
     ),
     req(
         "HV-EMU-002",
