@@ -671,7 +671,7 @@ class HostModel:
         if fn == FunctionNumber.MSG_RETARGET:
             for h, pair in before.items():
                 m = live.get(h)
-                if m is not None and (m.address, m.data) != pair:
+                if m is not None and (m.address, m.data) != pair and m.kind is not MsgKind.MSI:  # MSI: HV-EMU-003
                     slot = (m.device, int(m.kind), m.slot)
                     self.rewrite_needed[slot] = (m.address, m.data)
                     self.stale[slot] = pair
@@ -718,7 +718,10 @@ class HostModel:
         kname = MsgKind(kind).name if kind in MsgKind._value2member_map_ else f"kind {kind}"
         label = f"{name_of(key)} {kname}[{slot}]"
         if rec.op is DeviceOp.PROGRAM:
-            if claimed:
+            if claimed and kind == MsgKind.MSI:
+                # The explicit model: a claimed MSI capability holds the pair the hypervisor wrote (HV-EMU-002).
+                self.violate("GUEST-EMU-001", f"{label}: wrote {rec.address:#x}/{rec.data:#x} into a claimed MSI")
+            elif claimed:
                 self._check_pair(rec, where, label)
             self.programmed[where] = (rec.address, rec.data, rec.vectors)
             if kind != MsgKind.MSI:
@@ -776,7 +779,7 @@ class HostModel:
 
     def _check_before_live(self, where: tuple[DeviceKey, int, int], label: str, doing: str) -> None:
         m = self.live_at(*where)
-        if m is None:
+        if m is None or where[1] == MsgKind.MSI:  # a claimed MSI capability: the hypervisor wrote it (HV-EMU-002)
             return
         got = self.programmed.get(where)
         if got is not None and got[:2] == (m.address, m.data):

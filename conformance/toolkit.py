@@ -235,8 +235,10 @@ class Session:
     def live(
         self, dev: DeviceRef, kind: MsgKind, slot: int, result: Any, *, vectors: int = 1, vm: int | None = None
     ) -> None:
-        """Program an allocation's pair into its slot and enable it."""
-        self.program(dev, kind, slot, result.address, result.data, vectors=vectors, vm=vm)
+        """Program an allocation's pair into its slot and enable it; a claimed MSI capability holds the pair the
+        hypervisor wrote (HV-EMU-002), so for MSI the guest only sets MSI Enable (GUEST-EMU-001)."""
+        if kind is not MsgKind.MSI:
+            self.program(dev, kind, slot, result.address, result.data, vectors=vectors, vm=vm)
         self.enable(dev, kind, vectors=vectors, vm=vm)
 
     # -- raw calls -----------------------------------------------------------------------------------------------

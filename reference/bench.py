@@ -5,8 +5,11 @@ Four groups of figures (a benchmark, not a test: nothing here asserts a timing):
 - **exits**: the reference guest sets up N vectors on an MSI-X table, an IMS store (mlx5-like NIC) and a
   multi-message MSI capability, once emulated (a guest that does not negotiate pvmsi: every access to the MSI
   capability or MSI-X table traps) and once through pvmsi (claim, batched MSG_ALLOC, then the guest writes the
-  pairs itself with no exit); then it moves every vector to another vCPU and vector (emulated: mask, rewrite,
-  unmask each entry; pvmsi: batched MSG_RETARGET, the remapping entry changes in place, nothing is rewritten).
+  pairs into the MSI-X table or IMS itself with no exit, the hypervisor writes a claimed MSI capability inside
+  MSG_ALLOC); then it moves every vector to another vCPU and vector (emulated: mask, rewrite, unmask each entry;
+  pvmsi: batched MSG_RETARGET, the remapping entry changes in place, nothing is rewritten).  Configuration space
+  (the MSI capability, MSI-X Message Control) traps on both paths: each row also gives the configuration-space
+  exits of each path (``pvmsi_config_exits``, ``emulated_config_exits``), which the totals include.
   Exits are counted by the platform model; device writes are the guest's register writes into the device.  IMS
   cannot be emulated (the hypervisor does not know where a device keeps its IMS): ``emulated`` is null.  Every
   setup is checked by firing its first and last message: the right vCPU must get the right vector.
@@ -50,6 +53,7 @@ from .platform.platform import Delivered
 from .platform.profiles import MLX5_LIKE, MSI_MULTI, DeviceProfile
 from .platform.remap_bench import paired_cost_ns
 from .platform.requester import Bdf
+from .platform.vm import ExitReason
 from .system import ReferenceSystem, SystemVm
 
 SCRATCH = 0x10000
@@ -85,6 +89,11 @@ class _Guest:
     def exits(self) -> int:
         return self.vm.vm.total_exits
 
+    @property
+    def config_exits(self) -> int:
+        """Exits for configuration-space accesses, trapped on both paths (HV-EMU-001)."""
+        return sum(self.vm.vm.exits[r] for r in CONFIG_EXITS)
+
 
 def _boot(profile: DeviceProfile, pvmsi: bool) -> _Guest:
     system = ReferenceSystem()
@@ -116,8 +125,18 @@ def _check_fire(g: _Guest, kind: MsgKind, msgs: Sequence[GuestMessage]) -> None:
 #: Calls made once per device before its first allocation: DEVICE_QUERY and DEVICE_CLAIM.
 DEVICE_CALLS = 2
 #: Trapped configuration-space accesses per message capability the guest configures (read, then write, Message
-#: Control), counted on both paths: to enable the kind under emulation, or to switch it off before claiming it.
+#: Control), counted on both paths: to switch the kind off before claiming it, and to enable it (configuration
+#: space stays trapped after a claim, HV-EMU-001).
 CAPABILITY_ACCESSES = 2
+#: Exits that are configuration-space accesses: the MSI and MSI-X capabilities and the rest of the header.
+CONFIG_EXITS = (
+    ExitReason.MSI_CAP_WRITE,
+    ExitReason.MSI_CAP_READ,
+    ExitReason.MSIX_CAP_WRITE,
+    ExitReason.MSIX_CAP_READ,
+    ExitReason.CONFIG_WRITE,
+    ExitReason.CONFIG_READ,
+)
 
 
 def physical_limit(profile: DeviceProfile, kind: MsgKind, operation: str, n: int) -> int:
@@ -131,8 +150,18 @@ def physical_limit(profile: DeviceProfile, kind: MsgKind, operation: str, n: int
     batches = -(-entries // per_page)
     if operation != "setup":
         return batches
-    capabilities = (profile.msi_vectors > 0) + (profile.msix_table_size > 0)  # the guest claims every kind
-    return DEVICE_CALLS + CAPABILITY_ACCESSES * capabilities + batches
+    return DEVICE_CALLS + config_limit(profile, kind) + batches
+
+
+def config_limit(profile: DeviceProfile, kind: MsgKind) -> int:
+    """The configuration-space exits a setup of ``kind`` cannot avoid on the pvmsi path, where configuration space
+    stays trapped (HV-EMU-001): Message Control of every capability switched off before the claim (the guest
+    claims every kind), Message Control again to enable ``kind`` (none for IMS), and for MSI with per-vector
+    masking the Mask Bits write that unmasks the block."""
+    capabilities = (profile.msi_vectors > 0) + (profile.msix_table_size > 0)
+    enable = 0 if kind is MsgKind.IMS else CAPABILITY_ACCESSES
+    unmask = 1 if kind is MsgKind.MSI and profile.msi_per_vector_mask else 0
+    return CAPABILITY_ACCESSES * capabilities + enable + unmask
 
 
 def exit_rows(device: str, n: int) -> list[dict[str, Any]]:
@@ -142,19 +171,28 @@ def exit_rows(device: str, n: int) -> list[dict[str, Any]]:
     counts: dict[str, dict[str, int | None]] = {}
     for mode in ("emulated", "pvmsi"):
         if mode == "emulated" and kind is MsgKind.IMS:
-            counts[mode] = {"setup": None, "retarget": None, "setup_writes": None, "retarget_writes": None}
+            counts[mode] = dict.fromkeys(
+                ("setup", "retarget", "setup_writes", "retarget_writes", "setup_config", "retarget_config")
+            )
             continue
         g = _boot(profile, mode == "pvmsi")
-        e0, w0 = g.exits, g.driver.device_writes
+        e0, w0, c0 = g.exits, g.driver.device_writes, g.config_exits
         msgs = g.driver.run(g.core.enable(dev, kind, _targets(kind, n)))
-        e1, w1 = g.exits, g.driver.device_writes
+        e1, w1, c1 = g.exits, g.driver.device_writes, g.config_exits
         _check_fire(g, kind, msgs)
         moves = [(m, (m.vcpu + 1) % VCPUS, 0x30 + (m.vector - 0x30 + 7) % 200) for m in msgs]
-        e2, w2 = g.exits, g.driver.device_writes
+        e2, w2, c2 = g.exits, g.driver.device_writes, g.config_exits
         g.driver.run(g.core.set_affinity(dev, moves))
-        e3, w3 = g.exits, g.driver.device_writes
+        e3, w3, c3 = g.exits, g.driver.device_writes, g.config_exits
         _check_fire(g, kind, msgs)
-        counts[mode] = {"setup": e1 - e0, "retarget": e3 - e2, "setup_writes": w1 - w0, "retarget_writes": w3 - w2}
+        counts[mode] = {
+            "setup": e1 - e0,
+            "retarget": e3 - e2,
+            "setup_writes": w1 - w0,
+            "retarget_writes": w3 - w2,
+            "setup_config": c1 - c0,
+            "retarget_config": c3 - c2,
+        }
     rows = []
     for op in ("setup", "retarget"):
         emulated, pv = counts["emulated"][op], counts["pvmsi"][op]
@@ -169,6 +207,9 @@ def exit_rows(device: str, n: int) -> list[dict[str, Any]]:
                 "physical_limit": physical_limit(profile, kind, op, n),
                 "pvmsi_device_writes": counts["pvmsi"][f"{op}_writes"],
                 "emulated_device_writes": counts["emulated"][f"{op}_writes"],
+                # configuration-space exits, trapped on both paths (HV-EMU-001); part of the totals above
+                "pvmsi_config_exits": counts["pvmsi"][f"{op}_config"],
+                "emulated_config_exits": counts["emulated"][f"{op}_config"],
                 "reduction": None if emulated is None else round(emulated / max(pv, 1), 1),
             }
         )

@@ -5,9 +5,10 @@ HV-SEC-007, HV-SEC-009; "Allocate, retarget and free": HV-ALLOC-007, HV-FREE-002
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping
 
 from ..spec.constants import MsgKind
-from .hypervisor.vmstate import DeviceKey
+from .hypervisor.vmstate import Claim, DeviceKey, Message
 from .platform.msi_format import compose
 from .platform.requester import Requester
 from .system import ReferenceSystem
@@ -76,10 +77,36 @@ def check_invariants(system: ReferenceSystem, destroyed: set[int] | frozenset[in
                 problems.append(f"VM {vm_id}: device {key} above the device quota")
             if claim.slots != slots.get(key, set()):
                 problems.append(f"VM {vm_id}: device {key} slots {claim.slots} != {slots.get(key, set())}")
+        problems += _msi_capabilities(system, vm_id, st.claims, st.messages.values())
     emulated = sum(len(system.platform.legacy.irte_indices(d)) for d in system.platform.devices)
     if table.occupancy != live + emulated:
         problems.append(f"remapping table holds {table.occupancy}, pvmsi {live} + emulation {emulated}")
     for vm_id in destroyed:
         if table.blocks_where(owner_vm=vm_id):
             problems.append(f"destroyed VM {vm_id} still owns table entries")
+    return problems
+
+
+def _msi_capabilities(
+    system: ReferenceSystem, vm_id: int, claims: Mapping[DeviceKey, Claim], messages: Iterable[Message]
+) -> list[str]:
+    """The explicit MSI model: a claimed MSI capability holds the pair and Multiple Message Enable of its message
+    (HV-EMU-002, HV-EMU-003, HV-EMU-005, HV-EMU-007), or is cleared when it holds none (HV-EMU-004)."""
+    problems: list[str] = []
+    svm = system.vms.get(vm_id)
+    if svm is None:
+        return problems
+    held = {m.device: m for m in messages if m.kind is MsgKind.MSI}
+    for key, claim in claims.items():
+        if key[3] is not None or not claim.kinds & (1 << MsgKind.MSI):
+            continue
+        pci = svm.pci(key[0], key[1], key[2])
+        if pci is None or pci.msi is None:
+            continue
+        cap, m = pci.msi, held.get(key)
+        have = (cap.address, cap.data, cap.vectors_enabled)
+        if m is not None and have != (m.address, m.data & 0xFFFF, m.count):
+            problems.append(f"VM {vm_id}: MSI capability of {pci.name} holds {have}, its message {m}")
+        elif m is None and (cap.enable, cap.address, cap.data) != (False, 0, 0):
+            problems.append(f"VM {vm_id}: MSI capability of {pci.name} holds {have}, enable {cap.enable}, no message")
     return problems

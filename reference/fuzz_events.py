@@ -30,10 +30,19 @@ from .guest.driver import InProcessDriver
 from .platform.iommu import Fault
 from .platform.pci import MemoryWrite
 from .platform.platform import Delivered
-from .platform.requester import Requester
+from .platform.requester import Bdf, Requester
+from .platform.vm import ExitReason
 from .system import ReferenceSystem, SystemVm, guest_subdevice
 
 _MASK64 = (1 << 64) - 1
+
+#: Guest accesses to the MSI and MSI-X capabilities: configuration space, trapped on both paths (HV-EMU-001).
+_CAPABILITY_EXITS = (
+    ExitReason.MSI_CAP_WRITE,
+    ExitReason.MSI_CAP_READ,
+    ExitReason.MSIX_CAP_WRITE,
+    ExitReason.MSIX_CAP_READ,
+)
 
 #: Executes a trapping instruction on a vCPU of the host: (system, VM, vCPU, architecture, instruction, registers,
 #: privilege) in, the registers after it out (None: not handled).
@@ -119,12 +128,19 @@ class HostEvents:
         seg, bus, devfn, pasid = x.device
         pci = vm.pci(seg, bus, devfn)
         assert pci is not None
-        exits = vm.vm.total_exits
+        table = vm.vm.exits[ExitReason.MSIX_TABLE_WRITE] + vm.vm.exits[ExitReason.MSIX_TABLE_READ]
+        config = sum(vm.vm.exits[r] for r in _CAPABILITY_EXITS)
+        if x.kind == MsgKind.MSI and pasid is None and rng.random() < 0.5:
+            # an attack: the guest writes a pair of its own into the claimed capability, ignored (HV-EMU-005)
+            self.system.platform.guest_msi_write(vm.vm, Bdf(seg, bus, devfn), 0xFEE00000, 0x31, vectors=x.count)
         InProcessDriver(self.system, vm).install(
             GuestDevice(seg, bus, devfn, pasid), MsgKind(x.kind), x.slot, x.address, x.data, x.count
         )
-        if x.kind != MsgKind.IMS and vm.vm.total_exits != exits:
+        # The MSI-X table is mapped once claimed (HV-DEV-009); configuration space traps on both paths (HV-EMU-001).
+        if vm.vm.exits[ExitReason.MSIX_TABLE_WRITE] + vm.vm.exits[ExitReason.MSIX_TABLE_READ] != table:
             self._fail("emulation", f"writing claimed {MsgKind(x.kind).name} pair into {pci.name} exited (HV-DEV-009)")
+        if x.kind != MsgKind.IMS and sum(vm.vm.exits[r] for r in _CAPABILITY_EXITS) == config:
+            self._fail("emulation", f"enabling claimed {MsgKind(x.kind).name} of {pci.name} did not trap (HV-EMU-001)")
         i = rng.randrange(x.count)
         slot = i if x.kind == MsgKind.MSI else x.slot
         if pasid is not None:

@@ -126,6 +126,12 @@ class AssignedFunction:
             return False
         return self.platform.legacy.enabled_through_emulation(self.device, kind)
 
+    def program_msi(self, address: int, data: int, vectors: int) -> None:
+        self.platform.legacy.program_msi(self.device, address, data, vectors)
+
+    def clear_msi(self) -> None:
+        self.platform.legacy.clear_msi(self.device)
+
 
 class SystemVm:
     """:class:`~.hypervisor.ports.VmPort` for one platform VM."""

@@ -140,8 +140,9 @@ CALLS: tuple[CallDef, ...] = (
     CallDef(
         "DEVICE_CLAIM",
         FunctionNumber.DEVICE_CLAIM,
-        "Claim message kinds of a device for pvmsi: the hypervisor stops trapping and emulating the MSI "
-        "capability and/or the MSI-X table for those kinds, and the guest writes pairs there itself.",
+        "Claim message kinds of a device for pvmsi: the hypervisor stops emulating them; the guest writes pairs "
+        "into the MSI-X table itself without exits, the hypervisor writes a claimed MSI capability itself, and "
+        "configuration space stays trapped.",
         input="claim_in",
     ),
     CallDef(

@@ -224,12 +224,19 @@ def test_passthrough_claimed_kind_writes_reach_the_device_without_exits() -> Non
     assert not platform.legacy.enabled_through_emulation(device, MsgKind.MSIX)
     platform.set_passthrough(device, MsgKind.MSIX, True)
     assert platform.legacy.is_passthrough(device, MsgKind.MSIX)
-    # the hypervisor allocated entry for slot 7, the guest writes the pair itself
+    # the hypervisor allocated entry for slot 7, the guest writes the pair itself: the table is mapped (no exit),
+    # Message Control stays trapped and is applied (HV-EMU-001, HV-EMU-006)
     index = platform.table.alloc(Irte(vm.id, 2, 0x90, device.requester()))
     assert index is not None
-    assert not platform.guest_config_write(vm, GUEST, MSIX_CAP_OFFSET + 2, 2, 0x8000)
+    assert platform.guest_config_write(vm, GUEST, MSIX_CAP_OFFSET + 2, 2, 0x8000)
+    assert vm.exits[ExitReason.MSIX_CAP_WRITE] == 1
+    assert device.msix is not None
+    assert device.msix.enable
     assert platform.guest_msix_entry_write(vm, GUEST, 7, *compose(index)) == 0
-    assert vm.total_exits == 0
+    assert platform.guest_mmio_read(vm, platform.layout(device).msix_entry_gpa(7), 4)[1] is False
+    control = 0x8000 | (device.msix.table_size - 1)
+    assert platform.guest_config_read(vm, GUEST, MSIX_CAP_OFFSET + 2, 2) == (control, True)
+    assert vm.total_exits == 2
     assert _delivered(platform.fire(device, MsgKind.MSIX, 7)).vector == 0x90
     # release: emulation resumes, the freed entry's pair still in the device is blocked
     platform.table.free(index)
@@ -292,3 +299,31 @@ def test_assignment_rules() -> None:
     assert platform.deassign(device) == 0
     assert platform.device_at(vm, GUEST) is None
     assert vm.memory.mmio_at(platform.assign(other, vm, GUEST).bar_gpa) is not None
+
+
+def test_claimed_msi_capability_is_the_hypervisors() -> None:
+    """Explicit MSI model (HV-EMU-001..005): the hypervisor writes the pair with no guest exit; the guest's own
+    pair and Multiple Message Enable writes exit and are ignored, its MSI Enable and mask bits are applied."""
+    platform, vm, device = _setup("msi")
+    platform.set_passthrough(device, MsgKind.MSI, True)
+    base = platform.table.alloc(Irte(vm.id, 1, 0x60, device.requester()), 4)
+    assert base is not None
+    assert device.msi is not None
+    platform.legacy.program_msi(device, *compose(base), 4)
+    assert vm.total_exits == 0
+    assert platform.legacy.host_writes(device) == 1
+    assert platform.guest_msi_write(vm, GUEST, *compose_compat(0, 0x31), vectors=1) == 4
+    assert vm.exits[ExitReason.MSI_CAP_WRITE] == 4
+    assert (device.msi.address, device.msi.data, device.msi.vectors_enabled) == (*compose(base), 4)
+    assert device.msi.enable  # the Enable bit of the guest's Message Control write was applied
+    assert _delivered(platform.fire(device, MsgKind.MSI, 3)).vector == 0x63
+    platform.guest_config_write(vm, GUEST, 0x50 + 0x10, 4, 1 << 3)
+    assert isinstance(platform.fire(device, MsgKind.MSI, 3), NotFired)
+    platform.guest_config_write(vm, GUEST, 0x50 + 0x10, 4, 0)  # unmask: the pending vector goes out
+    assert vm.vcpus[1].vectors() == [0x63, 0x63]
+    value, exited = platform.guest_config_read(vm, GUEST, 0x50 + 0xC, 2)
+    assert exited
+    assert value == compose(base)[1]
+    platform.legacy.clear_msi(device)
+    assert (device.msi.enable, device.msi.address, device.msi.data, device.msi.mme) == (False, 0, 0, 0)
+    assert platform.legacy.host_writes(device) == 2

@@ -131,9 +131,13 @@ def test_hot_unplug(env: Env) -> None:
 def test_release_resumes_emulation(env: Env) -> None:
     msgs = env.driver.run(env.guest.enable(NIC_G, MsgKind.MSIX, [Target(0, 0, 0x40)]))
     control = MSIX_CAP_OFFSET + MsixCapability.CONTROL
+    lay = env.system.platform.layout(env.pci(NIC))
     before = env.vm.vm.total_exits
     env.system.platform.guest_config_write(env.vm.vm, NIC, control, 2, MsixCapability.ENABLE)
-    assert env.vm.vm.total_exits == before  # claimed: no exit
+    assert env.vm.vm.total_exits == before + 1  # claimed: configuration space still traps (HV-EMU-001)
+    env.system.platform.guest_msix_entry_write(env.vm.vm, NIC, 0, msgs[0].address, msgs[0].data)
+    assert env.system.platform.guest_mmio_read(env.vm.vm, lay.msix_pba_gpa or 0, 8)[1] is False
+    assert env.vm.vm.total_exits == before + 1  # the MSI-X table and PBA are mapped: no exit (HV-DEV-009)
     env.driver.run(env.guest.disable(NIC_G, MsgKind.MSIX))
     assert env.driver.run(env.guest.release(NIC_G)) == 0
     before = env.vm.vm.total_exits

@@ -234,6 +234,12 @@ class _ClaimsEnabled(GuestCore):
         return (yield from super().disable_emulated(dev, kinds & ~(1 << MsgKind.MSIX)))
 
 
+@fault("writes-msi-pair", "GUEST-EMU-001", "writes the pair and Multiple Message Enable into a claimed MSI capability")
+class _WritesMsiPair(GuestCore):
+    def writes_pair(self, dev: GuestDevice, kind: MsgKind) -> bool:
+        return True
+
+
 @fault("no-resume", "GUEST-BATCH-001", "takes INCOMPLETE for done and never resumes the batch")
 class _NoResume(GuestCore):
     def resumes(self, status: int, start: int, next_index: int, count: int) -> bool:

@@ -308,12 +308,19 @@ class GuestCore:
             msgs = [compat_message(dev, kind, t) for t in targets]
         held = self.messages.setdefault(dev, {})
         for m in msgs:
-            yield ProgramSlot(dev, kind, m.slot, m.address, m.data, m.count)  # GUEST-ALLOC-001
+            if self.writes_pair(dev, kind):
+                yield ProgramSlot(dev, kind, m.slot, m.address, m.data, m.count)  # GUEST-ALLOC-001
             held[(kind, m.slot)] = m
         yield SetEnabled(dev, kind, True)
         for m in msgs:
             yield MaskSlot(dev, kind, m.slot, False)
         return msgs
+
+    def writes_pair(self, dev: GuestDevice, kind: MsgKind) -> bool:
+        """Whether the guest writes a message's pair into the device itself: not for a claimed MSI capability,
+        whose pair the hypervisor writes inside MSG_ALLOC / MSG_RETARGET (GUEST-EMU-001, spec "The emulation
+        boundary"); the guest only sets MSI Enable and the mask bits there."""
+        return not (kind is MsgKind.MSI and self.claimed.get(dev, 0) & (1 << MsgKind.MSI))
 
     def enable_pvmsi(self, dev: GuestDevice, kind: MsgKind, targets: Sequence[Target]) -> Op:
         """Claim the device if needed and allocate one message per target by MSG_ALLOC; after a failed batch,
@@ -368,6 +375,8 @@ class GuestCore:
 
     def rewrite(self, m: GuestMessage) -> Op:
         """Write a message's pair into its slot again, masked while it changes (GUEST-ALLOC-002)."""
+        if not self.writes_pair(m.device, m.kind):
+            return  # the hypervisor wrote the new pair into the MSI capability itself (HV-EMU-003)
         yield MaskSlot(m.device, m.kind, m.slot, True)
         yield ProgramSlot(m.device, m.kind, m.slot, m.address, m.data, m.count)
         yield MaskSlot(m.device, m.kind, m.slot, False)
@@ -403,11 +412,13 @@ class GuestCore:
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     def after_flr(self, dev: GuestDevice) -> Op:
-        """The device forgot its pairs; write them again and re-enable (GUEST-FLR-001)."""
+        """The device forgot its pairs; write them again (the MSI-X table and IMS; a claimed MSI capability the
+        hypervisor restores, HV-EMU-007) and re-enable (GUEST-FLR-001)."""
         held = self.messages.get(dev, {})
         kinds = sorted({k for k, _ in held}, key=int)
         for m in held.values():
-            yield ProgramSlot(dev, m.kind, m.slot, m.address, m.data, m.count)
+            if self.writes_pair(dev, m.kind):  # a claimed MSI capability is the hypervisor's to restore (HV-EMU-007)
+                yield ProgramSlot(dev, m.kind, m.slot, m.address, m.data, m.count)
         for kind in kinds:
             yield SetEnabled(dev, kind, True)
         for m in held.values():

@@ -23,7 +23,7 @@ from .config import HypervisorConfig
 from .errors import CallError, decode_failure
 from .messages import MessageCalls
 from .ports import AssignedDevice, RemapPort, VmPort
-from .vmstate import Claim, DeviceKey, HandleSource, VmPvmsi, device_event
+from .vmstate import Claim, DeviceKey, HandleSource, Message, VmPvmsi, device_event
 
 KIND_FEATURE = {MsgKind.MSI: Feature.MSI, MsgKind.MSIX: Feature.MSIX, MsgKind.IMS: Feature.IMS}
 PASID_MASK = (1 << 20) - 1
@@ -374,10 +374,19 @@ class HypervisorCore(MessageCalls):
         return freed
 
     def flr(self, vm: VmPort, key: DeviceKey) -> None:
-        """A function-level reset: claim, handles and remapping stay (HV-FLR-001)."""
-        claim = self.state_of(vm).claims.get(key)
+        """A function-level reset: claim, handles and remapping stay (HV-FLR-001); the hypervisor writes the MSI
+        capability of a claimed MSI message again, MSI Enable left clear for the guest (HV-EMU-007)."""
+        st = self.state_of(vm)
+        claim = st.claims.get(key)
         if claim is not None:
             device_event(claim, DeviceEvent.FLR)
+            for msg in st.messages.values():
+                if msg.device == key and msg.kind is MsgKind.MSI:
+                    self.restore_msi_capability(claim, msg)
+
+    def restore_msi_capability(self, claim: Claim, msg: Message) -> None:
+        """After an FLR: the pair and Multiple Message Enable of a claimed MSI message again (HV-EMU-007)."""
+        self.write_msi_capability(claim, msg)
 
     def hot_unplug(self, vm: VmPort, key: DeviceKey) -> int:
         """The device leaves the VM (HV-UNPLUG-001); returns the vectors freed."""

@@ -239,7 +239,9 @@ class MessageCalls:
             raise CallError(Status.NO_RESOURCES, "HV-SEC-007", "interrupt-remapping table full")
         address, data = self.message_pair(base)
         handle = self.issue_handle(c, base)
-        st.messages[handle] = Message(handle, key, kind, slot, n, e.vcpu, e.vector, posted, base, address, data)
+        msg = st.messages[handle] = Message(handle, key, kind, slot, n, e.vcpu, e.vector, posted, base, address, data)
+        if kind is MsgKind.MSI:
+            self.write_msi_capability(claim, msg)  # HV-EMU-002
         claim.slots.add((kind, slot))
         claim.vectors += n
         st.vectors += n
@@ -256,6 +258,8 @@ class MessageCalls:
         address, data = self.message_pair(msg.irte)
         rewrite = (address, data) != (msg.address, msg.data)
         msg.address, msg.data = address, data
+        if rewrite and msg.kind is MsgKind.MSI:
+            self.write_msi_capability(claim, msg)  # HV-EMU-003
         flags = RetargetFlag.REWRITE if rewrite else 0  # HV-RETGT-003
         result: RetargetResult = RETARGET_RESULT.build(address=address, data=data, flags=flags)
         return result
@@ -315,6 +319,16 @@ class MessageCalls:
         an MSI block (HV-ALLOC-008), and nothing of the host shows in it (HV-SEC-008)."""
         return self.remap.compose(base)
 
+    def write_msi_capability(self, claim: Claim, msg: Message) -> None:
+        """The explicit MSI model: write a message's pair and Multiple Message Enable into the device's MSI
+        capability before the call returns (HV-EMU-002, HV-EMU-003, HV-EMU-007)."""
+        claim.device.program_msi(msg.address, msg.data, msg.count)
+
+    def clear_msi_capability(self, claim: Claim, msg: Message) -> None:
+        """Clear the MSI capability of a freed MSI message: MSI Enable, the pair, Multiple Message Enable
+        (HV-EMU-004)."""
+        claim.device.clear_msi()
+
     def issue_handle(self, c: Call, base: int) -> int:
         """A new handle for the message at remapping entry ``base``: non-zero (HV-ALLOC-007), unguessable
         (HV-SEC-004) and never reissued to the VM (HV-SEC-005)."""
@@ -323,6 +337,8 @@ class MessageCalls:
     def drop(self, st: VmPvmsi, claim: Claim, handle: int) -> int:
         """Free one message: revoke remapping, return its vectors to the quotas (HV-FREE-002); the vectors freed."""
         msg = st.messages.pop(handle)
+        if msg.kind is MsgKind.MSI:
+            self.clear_msi_capability(claim, msg)  # HV-EMU-004
         self.release_remapping(msg)
         claim.slots.discard((msg.kind, msg.slot))
         claim.vectors -= msg.count

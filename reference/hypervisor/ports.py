@@ -61,6 +61,15 @@ class AssignedDevice(Protocol):
         """Whether ``kind`` is enabled through the emulated capability (MSI Enable / MSI-X Enable)."""
         ...
 
+    def program_msi(self, address: int, data: int, vectors: int) -> None:
+        """Write ``address``/``data`` and Multiple Message Enable for ``vectors`` into the device's MSI capability,
+        MSI Enable unchanged (the explicit model, spec "The emulation boundary")."""
+        ...
+
+    def clear_msi(self) -> None:
+        """Clear MSI Enable, Message Address, Data and Multiple Message Enable of the device's MSI capability."""
+        ...
+
 
 class VmPort(Protocol):
     """One VM: its vCPUs, memory and assigned devices, by the identities the guest sees."""

@@ -13,9 +13,16 @@ format, APIC id beyond the VM's vCPUs, vector outside 32..255, remapping table f
 IMS cannot be emulated: the hypervisor does not know where a device keeps its IMS slots, so IMS writes are
 never trapped; a compatibility-format pair written there lands in the device and the IOMMU blocks it.
 
-Pass-through (set per device and kind when the guest claims the kind for pvmsi): guest accesses reach the
-device with no exit and the emulator holds no IRTE for that kind.  Switching back (release) reloads the
-virtual view from the device registers, holding no IRTE; stale pvmsi pairs still in the device get blocked.
+Claimed (set per device and kind when the guest claims the kind for pvmsi; spec "The emulation boundary"): the
+emulator holds no IRTE for that kind.  The MSI-X table and PBA are mapped: guest accesses reach the device with
+no exit (as VFIO's ``VFIO_REGION_INFO_CAP_MSIX_MAPPABLE`` allows).  Configuration space stays trapped on both
+paths (HV-EMU-001): every access to the MSI or MSI-X capability of a claimed kind still exits.  A guest write to
+a claimed MSI capability applies only MSI Enable and the per-vector Mask Bits (HV-EMU-005): Message Address, Data
+and Multiple Message Enable are written by the hypervisor itself inside MSG_ALLOC / MSG_RETARGET and cleared on
+free (:meth:`LegacyMsi.program_msi`, :meth:`LegacyMsi.clear_msi`, HV-EMU-002..004), which are no guest exits
+(counted apart, :meth:`LegacyMsi.host_writes`).  A guest write to a claimed MSI-X Message Control applies
+Enable and Function Mask (HV-EMU-006).  Switching back (release) reloads the virtual view from the device
+registers, holding no IRTE; stale pvmsi pairs still in the device get blocked.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ class _Emulation:
     msix: MsixCapability | None = None
     msix_irte: dict[int, int] = field(default_factory=dict)
     alloc_failures: int = 0
+    host_writes: int = 0
 
 
 class LegacyMsi:
@@ -92,6 +100,8 @@ class LegacyMsi:
                 return
             if kind is MsgKind.MSI:
                 self._teardown_msi(state)
+                if device.msi is not None:
+                    device.msi.clear()  # no pair of the emulator's is left for the guest to enable
             else:
                 self._teardown_msix(state)
             state.passthrough.add(kind)
@@ -104,7 +114,8 @@ class LegacyMsi:
         return device in self._devices
 
     def is_passthrough(self, device: PciDevice, kind: MsgKind) -> bool:
-        """Whether guest accesses to ``kind`` of ``device`` reach it without an exit (IMS: always)."""
+        """Whether ``kind`` of ``device`` is claimed: no longer emulated, its MSI-X table and PBA mapped (IMS:
+        always, it is never emulated); its capability in configuration space still traps (HV-EMU-001)."""
         return kind is MsgKind.IMS or kind in self._state(device).passthrough
 
     def enabled_through_emulation(self, device: PciDevice, kind: MsgKind) -> bool:
@@ -129,6 +140,45 @@ class LegacyMsi:
             held += range(base, base + count)
         return sorted(held)
 
+    def host_writes(self, device: PciDevice) -> int:
+        """The hypervisor's own writes into the claimed MSI capability (inside hypercalls, after FLR): no exits."""
+        return self._state(device).host_writes
+
+    # -- the explicit MSI model (spec "The emulation boundary") ------------------------------------------------
+    def program_msi(self, device: PciDevice, address: int, data: int, vectors: int) -> None:
+        """Write a pvmsi pair and Multiple Message Enable into ``device``'s MSI capability (HV-EMU-002, HV-EMU-003,
+        HV-EMU-007): the hypervisor's write, not the guest's, so no exit."""
+        state = self._state(device)
+        if device.msi is None:
+            raise ValueError(f"{device.name} has no MSI capability")
+        device.msi.program(address, data, vectors)
+        state.host_writes += 1
+
+    def clear_msi(self, device: PciDevice) -> None:
+        """Clear MSI Enable, the pair and Multiple Message Enable of ``device``'s MSI capability (HV-EMU-004)."""
+        state = self._state(device)
+        if device.msi is None:
+            raise ValueError(f"{device.name} has no MSI capability")
+        device.msi.clear()
+        state.host_writes += 1
+
+    def traps_config(self, device: PciDevice, kind: MsgKind) -> bool:
+        """Whether a guest access to the ``kind`` capability of ``device`` exits: always, claimed or not
+        (HV-EMU-001: configuration space stays trapped for an assigned device)."""
+        return True
+
+    def claimed_msi_write(self, device: PciDevice, offset: int, size: int, value: int) -> None:
+        """A trapped guest write to a claimed MSI capability (``offset`` from its start): MSI Enable and the Mask
+        Bits reach the device, Message Address, Data and Multiple Message Enable are ignored (HV-EMU-005)."""
+        assert device.msi is not None
+        device.msi.write_controls(offset, size, value)
+
+    def claimed_msix_write(self, device: PciDevice, offset: int, size: int, value: int) -> None:
+        """A trapped guest write to a claimed MSI-X capability: Enable and Function Mask reach the device
+        (HV-EMU-006)."""
+        assert device.msix is not None
+        device.msix.write(offset, size, value)
+
     def alloc_failures(self, device: PciDevice) -> int:
         """Entries the emulator could not make live because the remapping table was full."""
         return self._state(device).alloc_failures
@@ -143,8 +193,17 @@ class LegacyMsi:
             device.config_write(offset, size, value)
             return True
         if region in state.passthrough:
-            device.config_write(offset, size, value)
-            return False
+            exited = self.traps_config(device, region)
+            if not exited:
+                device.config_write(offset, size, value)
+                return False
+            if region is MsgKind.MSI:
+                state.vm.count_exit(ExitReason.MSI_CAP_WRITE)
+                self.claimed_msi_write(device, offset - MSI_CAP_OFFSET, size, value)
+            else:
+                state.vm.count_exit(ExitReason.MSIX_CAP_WRITE)
+                self.claimed_msix_write(device, offset - MSIX_CAP_OFFSET, size, value)
+            return True
         if region is MsgKind.MSI:
             state.vm.count_exit(ExitReason.MSI_CAP_WRITE)
             assert state.msi is not None
@@ -165,7 +224,10 @@ class LegacyMsi:
             state.vm.count_exit(ExitReason.CONFIG_READ)
             return device.config_read(offset, size), True
         if region in state.passthrough:
-            return device.config_read(offset, size), False
+            exited = self.traps_config(device, region)
+            if exited:
+                state.vm.count_exit(ExitReason.MSI_CAP_READ if region is MsgKind.MSI else ExitReason.MSIX_CAP_READ)
+            return device.config_read(offset, size), exited
         if region is MsgKind.MSI:
             state.vm.count_exit(ExitReason.MSI_CAP_READ)
             assert state.msi is not None

@@ -218,6 +218,23 @@ class MsiCapability:
         if self.per_vector_mask:
             self.mask_bits = int.from_bytes(image[16:20], "little") & ((1 << self.max_vectors) - 1)
 
+    def write_controls(self, offset: int, size: int, value: int) -> None:
+        """Apply only MSI Enable and the per-vector Mask Bits of a write at ``offset`` (the guest's write to a
+        claimed capability, HV-EMU-005): Message Address, Data and Multiple Message Enable are the hypervisor's."""
+        image = _merge(self.image(), offset, size, value)
+        self.enable = bool(int.from_bytes(image[2:4], "little") & 1)
+        if self.per_vector_mask:
+            self.mask_bits = int.from_bytes(image[16:20], "little") & ((1 << self.max_vectors) - 1)
+
+    def program(self, address: int, data: int, vectors: int) -> None:
+        """The hypervisor's own write of a pair and Multiple Message Enable (HV-EMU-002); MSI Enable unchanged."""
+        self.address, self.data = address & ~0x3, data & 0xFFFF
+        self.mme = min(max(vectors, 1).bit_length() - 1, self.mmc)
+
+    def clear(self) -> None:
+        """The hypervisor's clearing of a freed message (HV-EMU-004): MSI off, zero pair, one vector."""
+        self.enable, self.address, self.data, self.mme = False, 0, 0, 0
+
     def copy_from(self, other: MsiCapability) -> None:
         """Take over the register state of ``other`` (same shape)."""
         self.enable, self.mme, self.address, self.data = other.enable, other.mme, other.address, other.data

@@ -203,7 +203,8 @@ class Platform:
 
     def flr(self, device: PciDevice) -> None:
         """Function-level reset: the device forgets its MSI/MSI-X/IMS state; the emulator's view follows.
-        Remapping entries held by the hypervisor for pvmsi stay (the guest rewrites the pairs)."""
+        Remapping entries held by the hypervisor for pvmsi stay (the guest rewrites the MSI-X and IMS pairs, the
+        hypervisor a claimed MSI capability, HV-EMU-007)."""
         device.flr()
         self.legacy.device_reset(device)
 

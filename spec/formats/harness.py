@@ -221,8 +221,12 @@ COUNTER_VALUES: Any = define(
     cs.Struct(
         "exits" / u64 * "Every exit of every vCPU.",
         "hypercall_exits" / u64 * "Exits for hypercalls.",
-        "msi_exits" / u64 * "Exits for trapped accesses to the MSI capability.",
-        "msix_exits" / u64 * "Exits for trapped accesses to the MSI-X capability and table.",
+        "msi_exits"
+        / u64
+        * "Exits for trapped accesses to the MSI capability (configuration space: on both paths, HV-EMU-001).",
+        "msix_exits"
+        / u64
+        * "Exits for trapped accesses to the MSI-X capability (on both paths) and table (only while emulated).",
         "delivered" / u64 * "Device messages delivered into this VM.",
         "blocked" / u64 * "Device messages of this VM's devices blocked by the IOMMU.",
         "last_call_max_reads"

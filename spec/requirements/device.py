@@ -65,9 +65,8 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "HV-DEV-009",
         Level.MUST,
         "device",
-        "After a successful DEVICE_CLAIM the hypervisor MUST stop trapping and emulating the guest's accesses "
-        "to the MSI capability and the MSI-X table of the claimed kinds, so that they reach the device without "
-        "an exit.",
+        "After a successful DEVICE_CLAIM the hypervisor MUST stop emulating the claimed kinds, and for MSIX MUST "
+        "let the guest's accesses to the MSI-X table and PBA reach the device without an exit.",
     ),
     req(
         "HV-DEV-010",
@@ -80,7 +79,8 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         Level.MUST,
         "device",
         "DEVICE_RELEASE MUST free every message of the device, revoke their remapping entries, return the "
-        "number of vectors freed, and resume trapping and emulating the MSI capability and MSI-X table.",
+        "number of vectors freed, and resume emulating the MSI capability and trapping and emulating the MSI-X "
+        "table.",
     ),
     req(
         "HV-DEV-012",

@@ -29,8 +29,9 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "GUEST-FLR-001",
         Level.MUST,
         "lifecycle",
-        "After a function-level reset of a claimed device the guest MUST write the pairs of its messages into "
-        "the device again before it re-enables them.",
+        "After a function-level reset of a claimed device the guest MUST write the pairs of its MSI-X and IMS "
+        "messages into the device again before it re-enables them (a claimed MSI capability the hypervisor "
+        "restores, HV-EMU-007).",
     ),
     req(
         "HV-UNPLUG-001",

@@ -121,8 +121,9 @@ MESSAGES: tuple[Requirement, ...] = (
         "GUEST-ALLOC-002",
         Level.MUST,
         "messages",
-        "When a retarget result has PVMSI_RETARGET_REWRITE set, the guest MUST write the new pair into the "
-        "device, masking the slot while it does so.",
+        "When a retarget result has PVMSI_RETARGET_REWRITE set for an MSI-X or IMS message, the guest MUST write "
+        "the new pair into the device, masking the slot while it does so (a claimed MSI capability the hypervisor "
+        "writes itself, HV-EMU-003).",
     ),
     req(
         "GUEST-ALLOC-003",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import abi, device, general, lifecycle, memory, messages, negotiation
+from . import abi, device, emulation, general, lifecycle, memory, messages, negotiation
 from .model import SECTIONS, Requirement
 
 REQUIREMENTS: tuple[Requirement, ...] = tuple(
@@ -11,6 +11,7 @@ REQUIREMENTS: tuple[Requirement, ...] = tuple(
         + abi.REQUIREMENTS
         + negotiation.REQUIREMENTS
         + device.REQUIREMENTS
+        + emulation.REQUIREMENTS
         + messages.REQUIREMENTS
         + memory.REQUIREMENTS
         + lifecycle.REQUIREMENTS,

@@ -46,3 +46,20 @@ def test_disables_and_frees_before_releasing(guest: GuestSession) -> None:
     guest.ok(r, "GUEST-DEV-003", "RELEASE")
     release = guest.calls(FunctionNumber.DEVICE_RELEASE)
     check(len(release) == 1 and release[0].value == 0, "GUEST-DEV-003", "nothing left to free", str(release))
+
+
+@requirement("GUEST-EMU-001")
+def test_leaves_a_claimed_msi_capability_to_the_hypervisor(guest: GuestSession) -> None:
+    """A claimed MSI capability holds the pair the hypervisor wrote inside MSG_ALLOC: the guest sets MSI Enable and
+    the mask bits, never Message Address, Data or Multiple Message Enable, through enable, a retarget that moves the
+    message to a new pair (REWRITE set) and FLR."""
+    guest.host(retarget_moves=True)
+    guest.boot()
+    r = guest.enable(MSI_DEV, MsgKind.MSI, 4, vcpu=2, vector=0x80)
+    guest.ok(r, "GUEST-EMU-001", "ENABLE MSI")
+    guest.delivers(MSI_DEV, MsgKind.MSI, 4, "GUEST-EMU-001", vcpu=2, vector=0x80)
+    guest.retarget(MSI_DEV, MsgKind.MSI, 1)
+    guest.flr(MSI_DEV)
+    guest.delivers(MSI_DEV, MsgKind.MSI, 4, "GUEST-EMU-001", vcpu=1, vector=0x80)
+    guest.disable(MSI_DEV, MsgKind.MSI)
+    guest.clean("GUEST-EMU-001")

@@ -23,7 +23,8 @@ def _median(group: dict[str, Any], key: str, unit: str) -> str:
 
 def _render(figures: dict[str, Any], console: Console) -> None:
     t = Table(title="Exits (guest traps to the hypervisor)", title_justify="left")
-    for col in ("device", "operation", "vectors", "emulated", "pvmsi", "physical limit", "reduction", "device writes"):
+    cols = ("device", "operation", "vectors", "emulated", "pvmsi", "physical limit", "reduction", "device writes")
+    for col in (*cols, "config emulated", "config pvmsi"):
         t.add_column(col, justify="left" if col in ("device", "operation") else "right", overflow="fold")
     for r in figures["exits"]:
         red = "" if r["reduction"] is None else f"{r['reduction']:,}x"
@@ -36,9 +37,12 @@ def _render(figures: dict[str, Any], console: Console) -> None:
             _fmt(r.get("physical_limit")),
             red,
             _fmt(r["pvmsi_device_writes"]),
+            _fmt(r.get("emulated_config_exits")),
+            _fmt(r.get("pvmsi_config_exits")),
         )
     console.print(t)
     console.print("n/a: IMS cannot be emulated (the hypervisor does not know where a device keeps its IMS slots)")
+    console.print("config: configuration-space exits (MSI capability, MSI-X Message Control), trapped on both paths")
     b = figures["boot_exits"]
     console.print(f"boot (discovery + negotiation, once per guest): {b['pvmsi']} exits")
     tp, cd, rt = figures["throughput"], figures["codec"], figures["remap_table"]
