@@ -52,6 +52,7 @@ from ..spec.formats import (
 from ..spec.harness_constants import DeviceOp, FireOutcome, LifecycleEvent
 from ..spec.iut import DeviceRef, FireResult, GuestResult, VmKnobs
 from ..spec.layout import layout_of
+from ..spec.platforms import DEFAULT_PLATFORM
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR, encode_version
 from .toolkit import DEFAULT_DEVICES, status_name
 
@@ -108,6 +109,8 @@ class HostKnobs:
     status_for: tuple[tuple[int, int], ...] = ()
     #: Kinds left enabled through emulation before the guest boots (firmware or a previous kernel did).
     preenabled: tuple[tuple[DeviceRef, MsgKind], ...] = ()
+    #: The platform served (spec "Message formats"): its message format, vCPU ids and vector range.
+    platform: str = DEFAULT_PLATFORM
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,7 @@ class HostModel:
             features_offered=offered,
             max_batch=k.max_batch or LARGEST_BATCH,
             max_messages_per_device=k.device_quota or 4096,
+            platform=k.platform,
         )
         self.hv = ReferenceHypervisor(config, core=MovingRetargetCore if k.retarget_moves else HypervisorCore)
         self.vm_id = self.hv.create_vm(

@@ -282,8 +282,10 @@ def _pvmsi_options(request: pytest.FixtureRequest, pvmsi_ics: Ics) -> None:
 
 
 @pytest.fixture(scope="session")
-def pvmsi_iut(pytestconfig: pytest.Config) -> Iterator[Any]:
-    """The implementation under test named by ``--pvmsi-iut``, in the role ``--pvmsi-role`` gives it."""
+def pvmsi_iut(pytestconfig: pytest.Config, pvmsi_ics: Ics) -> Iterator[Any]:
+    """The implementation under test named by ``--pvmsi-iut``, in the role ``--pvmsi-role`` gives it (an
+    in-process hypervisor on the ICS's platform)."""
+    platform = pvmsi_ics.implementation.platform
     from .connect import open_guest, open_hypervisor
 
     watch = pytestconfig.stash[WATCH]
@@ -305,11 +307,11 @@ def pvmsi_iut(pytestconfig: pytest.Config) -> Iterator[Any]:
         from .scenarios import Recorder as ScenarioRecorder
 
         def host() -> ReferenceHypervisor:
-            return ReferenceHypervisor(HypervisorConfig(handle_seed=1))
+            return ReferenceHypervisor(HypervisorConfig(handle_seed=1, platform=platform))
 
         iut = ScenarioRecorder(host(), new_host=host)  # a fresh host per test: vectors independent
     else:
-        iut = open_hypervisor(pytestconfig.getoption("--pvmsi-iut"), timeout)
+        iut = open_hypervisor(pytestconfig.getoption("--pvmsi-iut"), timeout, platform)
     watch.attach(iut)
     try:
         yield iut
@@ -318,12 +320,12 @@ def pvmsi_iut(pytestconfig: pytest.Config) -> Iterator[Any]:
 
 
 @pytest.fixture
-def guest(request: pytest.FixtureRequest, pvmsi_iut: Any) -> Iterator[Any]:
+def guest(request: pytest.FixtureRequest, pvmsi_iut: Any, pvmsi_ics: Ics) -> Iterator[Any]:
     """The suite plays the hypervisor for the guest under test; the transcript goes into the report."""
     from .guest_toolkit import GuestSession
 
     request.config.stash[WATCH].check(_name(request.node))
-    g = GuestSession(pvmsi_iut)
+    g = GuestSession(pvmsi_iut, platform=pvmsi_ics.implementation.platform)
     request.node.pvmsi_transcript = g.transcript
     start = time.perf_counter()
     try:
@@ -333,12 +335,12 @@ def guest(request: pytest.FixtureRequest, pvmsi_iut: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def session(request: pytest.FixtureRequest, pvmsi_iut: Any) -> Iterator[Any]:
+def session(request: pytest.FixtureRequest, pvmsi_iut: Any, pvmsi_ics: Ics) -> Iterator[Any]:
     """A fresh :class:`~.toolkit.Session` (and VM) per test; its transcript goes into the report."""
     from .toolkit import Session
 
     request.config.stash[WATCH].check(_name(request.node))
-    s = Session(pvmsi_iut)
+    s = Session(pvmsi_iut, platform=pvmsi_ics.implementation.platform)
     request.node.pvmsi_transcript = s.transcript
     begin = getattr(pvmsi_iut, "begin", None)
     if begin is not None:

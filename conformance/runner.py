@@ -149,9 +149,10 @@ def run(
         raise UsageError(f"--timeout {timeout:g}: the time to wait for an answer must be more than 0 seconds")
     if deadline is not None and not deadline > 0:
         raise UsageError(f"--deadline {deadline:g}: the time the run may take must be more than 0 seconds")
+    platform = None
     if ics:
         try:
-            load_ics(ics, role)
+            platform = load_ics(ics, role).implementation.platform
         except IcsError as e:
             raise UsageError(str(e)) from None
     for rid in requirements or []:
@@ -163,7 +164,7 @@ def run(
         if section not in SECTIONS:
             raise UsageError(f"unknown section {section!r}; known: {', '.join(SECTIONS)}")
     recorder = Recorder(stream, on_result)
-    pre = _preopen(role, iut, timeout) if record is None else None
+    pre = _preopen(role, iut, timeout, platform) if record is None else None
 
     class _Start:
         def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -204,7 +205,7 @@ def run(
     )
 
 
-def _preopen(role: Role, iut: str, timeout: float) -> Preopened:
+def _preopen(role: Role, iut: str, timeout: float, platform: str | None = None) -> Preopened:
     """Open the IUT before the run, in either role: one that cannot be used (a malformed ``--iut``, an unknown
     fault, no socket, a command that does not start, a peer that closes or answers ``HELLO`` wrongly) is a
     :class:`UsageError`; one that does not answer ``HELLO`` in time is dead from the start (its tests are not run,
@@ -212,7 +213,7 @@ def _preopen(role: Role, iut: str, timeout: float) -> Preopened:
     from .connect import open_iut
 
     try:
-        return Preopened(open_iut(role, iut, timeout))
+        return Preopened(open_iut(role, iut, timeout, platform))
     except IutTimeout as e:
         return Preopened(error=e)
     except IutError as e:

@@ -27,12 +27,12 @@ FAULTS: dict[str, FaultyImpl] = {
 }
 
 
-def faulty_hypervisor(name: str) -> ReferenceHypervisor:
-    """A fresh instance of the faulty hypervisor ``name``."""
+def faulty_hypervisor(name: str, platform: str | None = None) -> ReferenceHypervisor:
+    """A fresh instance of the faulty hypervisor ``name`` (on ``platform``, else the fault's own or vtd)."""
     impl = FAULTS.get(name)
     if impl is None:
         raise KeyError(unknown("faulty hypervisor", name, FAULTS, "hypervisor"))
-    return impl.build()
+    return impl.build(platform)
 
 
 __all__ = ["FAULTS", "GUEST_FAULTS", "FaultyGuest", "FaultyImpl", "faulty_core", "faulty_guest", "faulty_hypervisor"]
