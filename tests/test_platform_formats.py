@@ -106,11 +106,13 @@ def test_amd_vi_indexes_the_requesters_own_table_by_data() -> None:
     ref = fmt.alloc(Irte(2, 1, 0x41, DEV))
     assert ref is not None
     address, data = fmt.compose(ref)
-    assert address == 0xFEE00000 and data == 0  # the address stays compatibility-looking; data is the index
+    assert address == 0xFEE00000  # the address stays compatibility-looking
+    assert data == 0  # data is the index
     assert iommu.translate(DEV, address, data) == Delivery(2, 1, 0x41, 0)
     assert _fault(iommu.translate(OTHER, address, data)) is FaultReason.NOT_PRESENT  # OTHER has no table
     other = fmt.alloc(Irte(3, 0, 0x50, OTHER))
-    assert other is not None and fmt.compose(other) == (address, data)  # same pair, another device's table
+    assert other is not None
+    assert fmt.compose(other) == (address, data)  # same pair, another device's table
     assert iommu.translate(OTHER, address, data) == Delivery(3, 0, 0x50, 0)
     assert _fault(iommu.translate(DEV, address, data | 1 << 11)) is FaultReason.RESERVED_BITS
     assert _fault(iommu.translate(DEV, address, 5)) is FaultReason.NOT_PRESENT
@@ -128,7 +130,8 @@ def test_amd_vi_multi_message_block_and_table_size() -> None:
     _, data = fmt.compose(ref)
     assert data % 8 == 0
     table = fmt.table_of(0, DEV.rid)
-    assert table is not None and table.size == 2048
+    assert table is not None
+    assert table.size == 2048
 
 
 def test_its_doorbell_is_an_iova_in_the_msi_window() -> None:
@@ -178,7 +181,8 @@ def test_imsic_keeps_a_file_mapped_while_any_message_targets_it() -> None:
     fmt = Imsic()
     a = fmt.alloc(Irte(1, 0, 0x40, DEV))
     b = fmt.alloc(Irte(1, 0, 0x41, DEV))
-    assert a is not None and b is not None
+    assert a is not None
+    assert b is not None
     fmt.free(a)
     assert fmt.resolve(DEV, file_address(0), 0x40) == (0x40, Irte(1, 0, 0x40, DEV))
     fmt.free(b)
@@ -197,7 +201,8 @@ def test_vtd_format_over_the_shared_table() -> None:
     table = RemappingTable(64)
     fmt = Vtd(table)
     ref = fmt.alloc(Irte(1, 0, 0x40, DEV), 4)
-    assert ref is not None and fmt.compose(ref) == compose(ref)
+    assert ref is not None
+    assert fmt.compose(ref) == compose(ref)
     fmt.update(ref, 4, dest_vcpu=2, vector=0x50, posted=False)
     assert [table.get(ref + i) for i in range(4)] == [Irte(1, 2, 0x50 + i, DEV, generation=1) for i in range(4)]
     assert fmt.refs_where(owner_vm=1) == [ref]
@@ -215,7 +220,7 @@ def test_device_table_allocates_lowest_free_and_aligned_blocks() -> None:
     assert t.alloc(e, 1) == 1
     assert t.alloc(e, 32) == 32
     assert t.alloc(e, 32) is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="block size"):
         t.alloc(e, 3)
 
 
