@@ -729,6 +729,10 @@ class HostModel:
             self.violate("GUEST-ALLOC-002", f"{label}: wrote the pair in force before the retarget (REWRITE was set)")
         elif m is None:
             self.violate("GUEST-NEG-004", f"{label}: wrote {rec.address:#x}/{rec.data:#x}, no message holds this slot")
+        elif rec.data == m.data:
+            self.violate(
+                "GUEST-FMT-001", f"{label}: wrote address {rec.address:#x}, the call returned {m.address:#x} (as is)"
+            )
         else:
             self.violate(
                 "GUEST-NEG-004",

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from ..spec.iut import IutTimeout, Unsupported
+from ..spec.platforms import PLATFORM_KEYS
 from ..spec.requirements import SECTIONS, by_id
 from .harness.client import IutCrash
 from .ics import Ics, default_ics, load_ics
@@ -105,6 +106,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--pvmsi-role", default="hypervisor", choices=["hypervisor", "guest"], help="role of the IUT")
     group.addoption("--pvmsi-ics", default=None, help="implementation conformance statement (TOML)")
+    group.addoption(
+        "--pvmsi-platform", default=None, choices=list(PLATFORM_KEYS), help="the platform, instead of the ICS's"
+    )
     group.addoption("--pvmsi-timeout", type=float, default=10.0, help="seconds to wait for any one answer")
     group.addoption(
         "--pvmsi-deadline",
@@ -126,6 +130,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[WATCH] = RunWatch(config.getoption("--pvmsi-deadline"))
     config.addinivalue_line("markers", "requirement(*ids): requirement ids the test checks")
     config.addinivalue_line("markers", "option(name): ICS option the test needs")
+    config.addinivalue_line("markers", "platforms(*keys): the only platforms the test applies to")
 
 
 def requirements_of(item: pytest.Item) -> list[str]:
@@ -269,7 +274,11 @@ def _skip_reason(report: pytest.TestReport) -> str:
 def pvmsi_ics(pytestconfig: pytest.Config) -> Ics:
     path = pytestconfig.getoption("--pvmsi-ics")
     role = pytestconfig.getoption("--pvmsi-role")
-    return load_ics(path, role) if path else default_ics(role)
+    ics = load_ics(path, role) if path else default_ics(role)
+    platform = pytestconfig.getoption("--pvmsi-platform")
+    if platform is not None:  # the run names the platform (a faulty implementation's own)
+        ics = ics.model_copy(update={"implementation": ics.implementation.model_copy(update={"platform": platform})})
+    return ics
 
 
 @pytest.fixture(autouse=True)
@@ -279,6 +288,12 @@ def _pvmsi_options(request: pytest.FixtureRequest, pvmsi_ics: Ics) -> None:
         for name in mark.args:
             if not pvmsi_ics.claims(str(name)):
                 pytest.skip(f"{UNSUPPORTED_PREFIX}the ICS does not claim option {name!r}")
+    platform = pvmsi_ics.implementation.platform
+    for mark in request.node.iter_markers("platforms"):
+        if platform not in mark.args:
+            pytest.skip(
+                f"{UNSUPPORTED_PREFIX}the test is for platform {' or '.join(mark.args)}, the ICS's is {platform}"
+            )
 
 
 @pytest.fixture(scope="session")

@@ -56,6 +56,7 @@ def _args(
     requirements: list[str],
     sections: list[str],
     deadline: float | None = None,
+    platform: str | None = None,
 ) -> list[str]:
     args = [
         str(SUITES / role),
@@ -74,6 +75,8 @@ def _args(
     ]
     if ics:
         args += ["--pvmsi-ics", ics]
+    if platform is not None:
+        args += ["--pvmsi-platform", platform]
     if deadline is not None:
         args += ["--pvmsi-deadline", str(deadline)]
     for r in requirements:
@@ -140,6 +143,7 @@ def run(
     on_result: Callable[[TestResult], None] | None = None,
     stream: Path | None = None,
     record: Path | None = None,
+    platform: str | None = None,
 ) -> Report:
     """Run the ``role`` suite against ``iut``; the report holds whatever finished, even if interrupted.
 
@@ -149,12 +153,13 @@ def run(
         raise UsageError(f"--timeout {timeout:g}: the time to wait for an answer must be more than 0 seconds")
     if deadline is not None and not deadline > 0:
         raise UsageError(f"--deadline {deadline:g}: the time the run may take must be more than 0 seconds")
-    platform = None
     if ics:
         try:
-            platform = load_ics(ics, role).implementation.platform
+            ics_platform = load_ics(ics, role).implementation.platform
         except IcsError as e:
             raise UsageError(str(e)) from None
+        platform = platform or ics_platform
+    platform = platform or _fault_platform(role, iut)
     for rid in requirements or []:
         try:
             by_id(rid)
@@ -176,7 +181,7 @@ def run(
     interrupted = False
     with _quiet() as out:
         try:
-            args = _args(role, iut, ics, timeout, requirements or [], sections or [], deadline)
+            args = _args(role, iut, ics, timeout, requirements or [], sections or [], deadline, platform)
             if record is not None:
                 args += ["--pvmsi-record", str(record)]
             code = pytest.main(args, plugins=[plugin, recorder, _Start(), *([pre] if pre else [])])
@@ -203,6 +208,16 @@ def run(
         summary=summary,
         results=recorder.results,
     )
+
+
+def _fault_platform(role: Role, iut: str) -> str | None:
+    """The platform a faulty implementation shows its fault on (``faulty:NAME``), None for any other IUT."""
+    if not iut.startswith("faulty:"):
+        return None
+    from .faults import FAULTS, GUEST_FAULTS
+
+    found = (GUEST_FAULTS if role == "guest" else FAULTS).get(iut.removeprefix("faulty:"))
+    return found.platform if found is not None else None
 
 
 def _preopen(role: Role, iut: str, timeout: float, platform: str | None = None) -> Preopened:

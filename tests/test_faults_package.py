@@ -143,4 +143,14 @@ def test_a_fault_list_takes_only_the_three_classes() -> None:
 
 def test_faults_are_grouped_by_section() -> None:
     sections = {Path(f.implementation.__module__.replace(".", "/")).name for f in FAULTS.values()}
-    assert sections == {"calling", "negotiation", "memory", "device", "messages", "batch", "security", "lifecycle"}
+    assert sections == {
+        "calling",
+        "negotiation",
+        "memory",
+        "device",
+        "messages",
+        "formats",
+        "batch",
+        "security",
+        "lifecycle",
+    }

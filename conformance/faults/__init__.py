@@ -15,14 +15,14 @@ and ``pvmsi conformance check-faults`` against every one.
 from __future__ import annotations
 
 from ...reference.backend import ReferenceHypervisor
-from . import batch, calling, device, lifecycle, memory, messages, negotiation, security
+from . import batch, calling, device, formats, lifecycle, memory, messages, negotiation, security
 from .guests import GUEST_FAULTS, FaultyGuest, faulty_core, faulty_guest
 from .registry import FaultyImpl, unknown
 
 #: Every faulty hypervisor by name, section by section.
 FAULTS: dict[str, FaultyImpl] = {
     f.name: f
-    for section in (calling, negotiation, memory, device, messages, batch, security, lifecycle)
+    for section in (calling, negotiation, memory, device, messages, formats, batch, security, lifecycle)
     for f in section.FAULTS
 }
 

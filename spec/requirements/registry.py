@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import device, general, lifecycle, memory, messages, negotiation
+from . import device, formats, general, lifecycle, memory, messages, negotiation
 from .model import SECTIONS, Requirement
 
 REQUIREMENTS: tuple[Requirement, ...] = tuple(
@@ -11,6 +11,7 @@ REQUIREMENTS: tuple[Requirement, ...] = tuple(
         + negotiation.REQUIREMENTS
         + device.REQUIREMENTS
         + messages.REQUIREMENTS
+        + formats.FORMATS
         + memory.REQUIREMENTS
         + lifecycle.REQUIREMENTS,
         key=lambda r: list(SECTIONS).index(r.section),
