@@ -61,10 +61,9 @@ from ..spec.platforms import DEFAULT_PLATFORM, PLATFORM_KEYS
 @click.option(
     "--platform",
     type=click.Choice(list(PLATFORM_KEYS)),
-    default=DEFAULT_PLATFORM,
-    show_default=True,
-    help="Hypervisor role: the platform it runs on (IOMMU, message format, architecture); run the suite with an "
-    "ICS naming the same one. A guest writes what it is given on any platform.",
+    default=None,
+    help=f"Hypervisor role: the platform it runs on (IOMMU, message format, architecture; default {DEFAULT_PLATFORM}, "
+    "or a --fault's own); run the suite with an ICS naming the same one. A guest writes what it is given.",
 )
 def serve(
     role: str,
@@ -76,7 +75,7 @@ def serve(
     write_timeout: float,
     answer_timeout: float,
     once: bool,
-    platform: str,
+    platform: str | None,
 ) -> None:
     """Serve the reference hypervisor or guest (or a faulty one) over the harness protocol."""
     if bool(listen) == stdio:
