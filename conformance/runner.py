@@ -8,7 +8,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -37,6 +37,8 @@ class CatalogueEntry:
     section: str
     requirements: list[str]
     doc: str
+    #: The only platforms the test applies to (spec "Message formats"); empty: every platform.
+    platforms: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -45,6 +47,7 @@ class CatalogueEntry:
             "section": self.section,
             "requirements": self.requirements,
             "doc": self.doc,
+            "platforms": self.platforms,
         }
 
 
@@ -257,6 +260,7 @@ def catalogue(role: Role | None = None) -> list[CatalogueEntry]:
                         section_of(ids),
                         ids,
                         doc[0] if doc else "",
+                        [str(a) for m in item.iter_markers("platforms") for a in m.args],
                     )
                 )
 
