@@ -17,17 +17,18 @@ SCHEMES = ("unix", "tcp", "exec")
 FORMS = "reference, faulty:NAME, unix:PATH, tcp:HOST:PORT or exec:CMD"
 
 
-def open_hypervisor(spec: str, timeout: float) -> HypervisorIUT:
-    """``reference``, ``faulty:NAME`` (in-process), or ``unix:PATH`` / ``tcp:HOST:PORT`` / ``exec:CMD``."""
+def open_hypervisor(spec: str, timeout: float, platform: str | None = None) -> HypervisorIUT:
+    """``reference``, ``faulty:NAME`` (in-process, on ``platform``: the ICS's), or ``unix:PATH`` /
+    ``tcp:HOST:PORT`` / ``exec:CMD`` (which run on their own platform)."""
     if spec == "reference":
         from ..reference.backend import ReferenceHypervisor
 
-        return ReferenceHypervisor()
+        return ReferenceHypervisor(platform=platform)
     if spec.startswith("faulty:"):
         from .faults import faulty_hypervisor
 
         try:
-            return faulty_hypervisor(spec.removeprefix("faulty:"))
+            return faulty_hypervisor(spec.removeprefix("faulty:"), platform)
         except KeyError as e:
             raise IutError(f"--iut {spec}: {e.args[0]}") from None
     conn = _connect(spec, timeout)
@@ -59,9 +60,11 @@ def open_guest(spec: str, timeout: float) -> GuestIUT:
         raise _named(spec, e) from None
 
 
-def open_iut(role: Literal["hypervisor", "guest"], spec: str, timeout: float) -> HypervisorIUT | GuestIUT:
-    """The IUT of ``role`` named by ``spec``."""
-    return open_guest(spec, timeout) if role == "guest" else open_hypervisor(spec, timeout)
+def open_iut(
+    role: Literal["hypervisor", "guest"], spec: str, timeout: float, platform: str | None = None
+) -> HypervisorIUT | GuestIUT:
+    """The IUT of ``role`` named by ``spec`` (an in-process hypervisor on ``platform``)."""
+    return open_guest(spec, timeout) if role == "guest" else open_hypervisor(spec, timeout, platform)
 
 
 def _connect(spec: str, timeout: float) -> HarnessConnection:

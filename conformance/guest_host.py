@@ -53,6 +53,7 @@ from ..spec.formats import (
 from ..spec.harness_constants import DeviceOp, FireOutcome, LifecycleEvent, TrapArch, TrapInstruction
 from ..spec.iut import DeviceRef, FireResult, GuestResult, VmKnobs
 from ..spec.layout import layout_of
+from ..spec.platforms import DEFAULT_PLATFORM
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR, encode_version
 from .guest_probe import GuestProbe, Probe
 from .toolkit import DEFAULT_DEVICES, status_name
@@ -119,6 +120,8 @@ class HostKnobs:
     #: A lying host: MSG_ALLOC hands out pairs whose address is guest RAM, outside the interrupt window
     #: (GUEST-CVM-002).
     lying_pairs: bool = False
+    #: The platform served (spec "Message formats"): its message format, vCPU ids and vector range.
+    platform: str = DEFAULT_PLATFORM
 
 
 @dataclass(frozen=True)
@@ -263,6 +266,7 @@ class HostModel:
             features_offered=offered,
             max_batch=k.max_batch or LARGEST_BATCH,
             max_messages_per_device=k.device_quota or 4096,
+            platform=k.platform,
         )
         self.hv = ReferenceHypervisor(config, core=MovingRetargetCore if k.retarget_moves else HypervisorCore)
         self.vm_id = self.hv.create_vm(
@@ -771,6 +775,10 @@ class HostModel:
             self.violate("GUEST-ALLOC-002", f"{label}: wrote the pair in force before the retarget (REWRITE was set)")
         elif m is None:
             self.violate("GUEST-NEG-004", f"{label}: wrote {rec.address:#x}/{rec.data:#x}, no message holds this slot")
+        elif rec.data == m.data:
+            self.violate(
+                "GUEST-FMT-001", f"{label}: wrote address {rec.address:#x}, the call returned {m.address:#x} (as is)"
+            )
         else:
             self.violate(
                 "GUEST-NEG-004",

@@ -11,6 +11,7 @@ version only adds).  Example::
     version = "6.19-rc1"
     role = "hypervisor"
     spec_version = "1.0"
+    platform = "vtd"
 
     [options]
     msi = true
@@ -28,6 +29,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ..spec.platforms import DEFAULT_PLATFORM, PlatformKey
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
 
 Role = Literal["hypervisor", "guest"]
@@ -40,6 +42,10 @@ class Implementation(BaseModel):
     version: str = ""
     role: Role
     spec_version: str = Field(f"{VERSION_MAJOR}.{VERSION_MINOR}", pattern=r"^\d+\.\d+$")
+    #: The platform the implementation runs on (spec "Message formats"): a hypervisor's IOMMU and message format,
+    #: and so its architecture (vtd and amd-vi: x86_64, gic-its: arm64, imsic: riscv64); for a guest, the
+    #: platform the suite's simulated hypervisor serves it.  Platform-dependent tests check this one.
+    platform: PlatformKey = DEFAULT_PLATFORM
 
     @field_validator("spec_version")
     @classmethod

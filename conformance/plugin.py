@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from ..spec.iut import IutTimeout, Unsupported
+from ..spec.platforms import PLATFORM_KEYS
 from ..spec.requirements import SECTIONS, by_id
 from .harness.client import IutCrash
 from .ics import Ics, default_ics, load_ics
@@ -105,6 +106,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--pvmsi-role", default="hypervisor", choices=["hypervisor", "guest"], help="role of the IUT")
     group.addoption("--pvmsi-ics", default=None, help="implementation conformance statement (TOML)")
+    group.addoption(
+        "--pvmsi-platform", default=None, choices=list(PLATFORM_KEYS), help="the platform, instead of the ICS's"
+    )
     group.addoption("--pvmsi-timeout", type=float, default=10.0, help="seconds to wait for any one answer")
     group.addoption(
         "--pvmsi-deadline",
@@ -126,6 +130,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[WATCH] = RunWatch(config.getoption("--pvmsi-deadline"))
     config.addinivalue_line("markers", "requirement(*ids): requirement ids the test checks")
     config.addinivalue_line("markers", "option(name): ICS option the test needs")
+    config.addinivalue_line("markers", "platforms(*keys): the only platforms the test applies to")
 
 
 def requirements_of(item: pytest.Item) -> list[str]:
@@ -269,7 +274,11 @@ def _skip_reason(report: pytest.TestReport) -> str:
 def pvmsi_ics(pytestconfig: pytest.Config) -> Ics:
     path = pytestconfig.getoption("--pvmsi-ics")
     role = pytestconfig.getoption("--pvmsi-role")
-    return load_ics(path, role) if path else default_ics(role)
+    ics = load_ics(path, role) if path else default_ics(role)
+    platform = pytestconfig.getoption("--pvmsi-platform")
+    if platform is not None:  # the run names the platform (a faulty implementation's own)
+        ics = ics.model_copy(update={"implementation": ics.implementation.model_copy(update={"platform": platform})})
+    return ics
 
 
 @pytest.fixture(autouse=True)
@@ -279,11 +288,19 @@ def _pvmsi_options(request: pytest.FixtureRequest, pvmsi_ics: Ics) -> None:
         for name in mark.args:
             if not pvmsi_ics.claims(str(name)):
                 pytest.skip(f"{UNSUPPORTED_PREFIX}the ICS does not claim option {name!r}")
+    platform = pvmsi_ics.implementation.platform
+    for mark in request.node.iter_markers("platforms"):
+        if platform not in mark.args:
+            pytest.skip(
+                f"{UNSUPPORTED_PREFIX}the test is for platform {' or '.join(mark.args)}, the ICS's is {platform}"
+            )
 
 
 @pytest.fixture(scope="session")
-def pvmsi_iut(pytestconfig: pytest.Config) -> Iterator[Any]:
-    """The implementation under test named by ``--pvmsi-iut``, in the role ``--pvmsi-role`` gives it."""
+def pvmsi_iut(pytestconfig: pytest.Config, pvmsi_ics: Ics) -> Iterator[Any]:
+    """The implementation under test named by ``--pvmsi-iut``, in the role ``--pvmsi-role`` gives it (an
+    in-process hypervisor on the ICS's platform)."""
+    platform = pvmsi_ics.implementation.platform
     from .connect import open_guest, open_hypervisor
 
     watch = pytestconfig.stash[WATCH]
@@ -305,11 +322,11 @@ def pvmsi_iut(pytestconfig: pytest.Config) -> Iterator[Any]:
         from .scenarios import Recorder as ScenarioRecorder
 
         def host() -> ReferenceHypervisor:
-            return ReferenceHypervisor(HypervisorConfig(handle_seed=1))
+            return ReferenceHypervisor(HypervisorConfig(handle_seed=1, platform=platform))
 
         iut = ScenarioRecorder(host(), new_host=host)  # a fresh host per test: vectors independent
     else:
-        iut = open_hypervisor(pytestconfig.getoption("--pvmsi-iut"), timeout)
+        iut = open_hypervisor(pytestconfig.getoption("--pvmsi-iut"), timeout, platform)
     watch.attach(iut)
     try:
         yield iut
@@ -318,12 +335,12 @@ def pvmsi_iut(pytestconfig: pytest.Config) -> Iterator[Any]:
 
 
 @pytest.fixture
-def guest(request: pytest.FixtureRequest, pvmsi_iut: Any) -> Iterator[Any]:
+def guest(request: pytest.FixtureRequest, pvmsi_iut: Any, pvmsi_ics: Ics) -> Iterator[Any]:
     """The suite plays the hypervisor for the guest under test; the transcript goes into the report."""
     from .guest_toolkit import GuestSession
 
     request.config.stash[WATCH].check(_name(request.node))
-    g = GuestSession(pvmsi_iut)
+    g = GuestSession(pvmsi_iut, platform=pvmsi_ics.implementation.platform)
     request.node.pvmsi_transcript = g.transcript
     start = time.perf_counter()
     try:
@@ -333,12 +350,12 @@ def guest(request: pytest.FixtureRequest, pvmsi_iut: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def session(request: pytest.FixtureRequest, pvmsi_iut: Any) -> Iterator[Any]:
+def session(request: pytest.FixtureRequest, pvmsi_iut: Any, pvmsi_ics: Ics) -> Iterator[Any]:
     """A fresh :class:`~.toolkit.Session` (and VM) per test; its transcript goes into the report."""
     from .toolkit import Session
 
     request.config.stash[WATCH].check(_name(request.node))
-    s = Session(pvmsi_iut)
+    s = Session(pvmsi_iut, platform=pvmsi_ics.implementation.platform)
     request.node.pvmsi_transcript = s.transcript
     begin = getattr(pvmsi_iut, "begin", None)
     if begin is not None:

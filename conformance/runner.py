@@ -8,7 +8,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -37,6 +37,8 @@ class CatalogueEntry:
     section: str
     requirements: list[str]
     doc: str
+    #: The only platforms the test applies to (spec "Message formats"); empty: every platform.
+    platforms: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -45,6 +47,7 @@ class CatalogueEntry:
             "section": self.section,
             "requirements": self.requirements,
             "doc": self.doc,
+            "platforms": self.platforms,
         }
 
 
@@ -56,6 +59,7 @@ def _args(
     requirements: list[str],
     sections: list[str],
     deadline: float | None = None,
+    platform: str | None = None,
 ) -> list[str]:
     args = [
         str(SUITES / role),
@@ -74,6 +78,8 @@ def _args(
     ]
     if ics:
         args += ["--pvmsi-ics", ics]
+    if platform is not None:
+        args += ["--pvmsi-platform", platform]
     if deadline is not None:
         args += ["--pvmsi-deadline", str(deadline)]
     for r in requirements:
@@ -140,6 +146,7 @@ def run(
     on_result: Callable[[TestResult], None] | None = None,
     stream: Path | None = None,
     record: Path | None = None,
+    platform: str | None = None,
 ) -> Report:
     """Run the ``role`` suite against ``iut``; the report holds whatever finished, even if interrupted.
 
@@ -151,9 +158,11 @@ def run(
         raise UsageError(f"--deadline {deadline:g}: the time the run may take must be more than 0 seconds")
     if ics:
         try:
-            load_ics(ics, role)
+            ics_platform = load_ics(ics, role).implementation.platform
         except IcsError as e:
             raise UsageError(str(e)) from None
+        platform = platform or ics_platform
+    platform = platform or _fault_platform(role, iut)
     for rid in requirements or []:
         try:
             by_id(rid)
@@ -163,7 +172,7 @@ def run(
         if section not in SECTIONS:
             raise UsageError(f"unknown section {section!r}; known: {', '.join(SECTIONS)}")
     recorder = Recorder(stream, on_result)
-    pre = _preopen(role, iut, timeout) if record is None else None
+    pre = _preopen(role, iut, timeout, platform) if record is None else None
 
     class _Start:
         def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -175,7 +184,7 @@ def run(
     interrupted = False
     with _quiet() as out:
         try:
-            args = _args(role, iut, ics, timeout, requirements or [], sections or [], deadline)
+            args = _args(role, iut, ics, timeout, requirements or [], sections or [], deadline, platform)
             if record is not None:
                 args += ["--pvmsi-record", str(record)]
             code = pytest.main(args, plugins=[plugin, recorder, _Start(), *([pre] if pre else [])])
@@ -204,7 +213,17 @@ def run(
     )
 
 
-def _preopen(role: Role, iut: str, timeout: float) -> Preopened:
+def _fault_platform(role: Role, iut: str) -> str | None:
+    """The platform a faulty implementation shows its fault on (``faulty:NAME``), None for any other IUT."""
+    if not iut.startswith("faulty:"):
+        return None
+    from .faults import FAULTS, GUEST_FAULTS
+
+    found = (GUEST_FAULTS if role == "guest" else FAULTS).get(iut.removeprefix("faulty:"))
+    return found.platform if found is not None else None
+
+
+def _preopen(role: Role, iut: str, timeout: float, platform: str | None = None) -> Preopened:
     """Open the IUT before the run, in either role: one that cannot be used (a malformed ``--iut``, an unknown
     fault, no socket, a command that does not start, a peer that closes or answers ``HELLO`` wrongly) is a
     :class:`UsageError`; one that does not answer ``HELLO`` in time is dead from the start (its tests are not run,
@@ -212,7 +231,7 @@ def _preopen(role: Role, iut: str, timeout: float) -> Preopened:
     from .connect import open_iut
 
     try:
-        return Preopened(open_iut(role, iut, timeout))
+        return Preopened(open_iut(role, iut, timeout, platform))
     except IutTimeout as e:
         return Preopened(error=e)
     except IutError as e:
@@ -241,6 +260,7 @@ def catalogue(role: Role | None = None) -> list[CatalogueEntry]:
                         section_of(ids),
                         ids,
                         doc[0] if doc else "",
+                        [str(a) for m in item.iter_markers("platforms") for a in m.args],
                     )
                 )
 

@@ -7,7 +7,7 @@ reports show next to a failure, so that an implementer sees exactly what the sui
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..spec.calls import BATCH_CALLS
@@ -27,6 +27,7 @@ from ..spec.formats import (
 from ..spec.harness_constants import DeviceProfile, DeviceSpace, TrapArch
 from ..spec.iut import DeviceRef, DeviceSlot, FireResult, HypervisorIUT, VmKnobs
 from ..spec.layout import layout_of
+from ..spec.platforms import DEFAULT_PLATFORM, arch_target
 from ..spec.requirements import by_id
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
 
@@ -133,6 +134,14 @@ def check(cond: bool, rid: str, expected: str, actual: str) -> None:
         )
 
 
+def vector_shift(platform: str) -> int:
+    """What ``platform``'s vectors are offset by from the x86 vectors (32..255) the tests are written in: arm64
+    LPIs start at 8192 (0x40 is sent as 8224); x86 and the riscv64 identities (1..N; the reference's N is 255, a
+    real IMSIC's may be 63) take them as they are."""
+    target = arch_target(platform)
+    return target.vector_min - 32 if target.vector_min > 32 else 0
+
+
 @dataclass
 class Session:
     """One test's view of the IUT: a VM (created on first use), calls and the transcript."""
@@ -142,6 +151,28 @@ class Session:
     vms: list[int] = field(default_factory=list)
     _vm: int | None = None
     vcpus: int = 4
+    #: The platform the ICS declares (spec "Message formats"): the vector range tests use follows its arch.
+    platform: str = DEFAULT_PLATFORM
+
+    # -- vectors -------------------------------------------------------------------------------------------
+
+    @property
+    def vector_shift(self) -> int:
+        """What the platform's vectors are offset by from the x86 vectors the tests are written in
+        (:func:`vector_shift`)."""
+        return vector_shift(self.platform)
+
+    def wire_vector(self, vector: int) -> int:
+        """The platform's vector for the x86-style ``vector`` a test names (HV-ALLOC-006)."""
+        return vector + self.vector_shift
+
+    def test_vector(self, vector: int) -> int:
+        """The x86-style vector of the platform's ``vector`` (what a delivery is compared with)."""
+        return vector - self.vector_shift
+
+    def collect(self, vm: int) -> list[tuple[int, int]]:
+        """The interrupts injected into ``vm`` since the last collect, vectors as the tests name them."""
+        return [(vcpu, self.test_vector(vector)) for vcpu, vector in self.iut.collect(vm)]
 
     # -- VMs -----------------------------------------------------------------------------------------------
 
@@ -230,7 +261,7 @@ class Session:
         vm = self.vm if vm is None else vm
         r = self.iut.fire(vm, dev, kind, index)
         self.log(f"vm {vm} fire {dev} {kind.name}[{index}] -> {r.outcome.name} vcpu={r.vcpu} vector={r.vector:#x}")
-        return r
+        return replace(r, vector=self.test_vector(r.vector)) if r.vector else r
 
     def live(
         self, dev: DeviceRef, kind: MsgKind, slot: int, result: Any, *, vectors: int = 1, vm: int | None = None
@@ -333,10 +364,17 @@ class Session:
         start: int = 0,
         count: int | None = None,
         header: dict[str, Any] | None = None,
+        raw_vectors: bool = False,
         **kw: Any,
     ) -> Batch:
-        """A batch call; entries may be raw bytes (to send malformed ones)."""
+        """A batch call; entries may be raw bytes (to send malformed ones).  A dict entry's ``vector`` is an
+        x86-style vector moved into the platform's range (:meth:`wire_vector`) unless ``raw_vectors``."""
         call = BATCH_CALLS[fn]
+        if self.vector_shift and not raw_vectors:
+            entries = [
+                {**e, "vector": self.wire_vector(e["vector"])} if isinstance(e, dict) and "vector" in e else e
+                for e in entries
+            ]
         entry, result = fast(call.input_entry or ""), fast(call.output_entry or "")
         n = len(entries) if count is None else count
         hdr = {"device": dev.wire(), "count": n, "start": start, **(header or {})}

@@ -64,9 +64,13 @@ class ReferenceHypervisor:
         config: HypervisorConfig | None = None,
         core: type[HypervisorCore] = HypervisorCore,
         system: type[ReferenceSystem] = ReferenceSystem,
+        platform: str | None = None,
     ) -> None:
         """``core`` and ``system`` are the classes of the hypervisor core and of the system around it: a
-        subclass of either overrides their public steps and factories (conformance's faulty hypervisors do)."""
+        subclass of either overrides their public steps and factories (conformance's faulty hypervisors do).
+        ``platform`` (vtd, amd-vi, gic-its, imsic) overrides the config's: the host it runs on."""
+        if platform is not None:
+            config = replace(config or HypervisorConfig(), platform=platform)
         self.system = system(config, core=core)
         self._blocked: dict[int, int] = {}
         self._delivered: dict[int, int] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..spec.constants import MsgKind
@@ -21,6 +21,8 @@ from .hypervisor.core import HypervisorCore
 from .hypervisor.migration import evict_vm, export_vm, import_vm
 from .hypervisor.ports import GuestMemory, Source
 from .hypervisor.vmstate import DeviceKey
+from .platform.formats import MsiFormat
+from .platform.formats.amdvi import AmdVi
 from .platform.iommu import Iommu
 from .platform.msi_format import compose
 from .platform.pci import PciDevice, SubDevice
@@ -48,6 +50,9 @@ def device_keys(dev: PciDevice) -> list[DeviceKey]:
         return []
     function: DeviceKey = (g.segment, g.bus, g.devfn, None)
     return [function, *((g.segment, g.bus, g.devfn, i) for i in range(1, len(dev.subdevices) + 1))]
+
+
+AMD_VI_TABLE = AmdVi.table_size
 
 
 class PlatformRemap:
@@ -81,7 +86,35 @@ class PlatformRemap:
     def release(self, base: int) -> None:
         self.table.free(base)
 
-    compose = staticmethod(compose)  # the x86 remappable format (msi_format.compose)
+    def compose(self, base: int) -> tuple[int, int]:
+        """The x86 remappable format (msi_format.compose)."""
+        return compose(base)
+
+
+class FormatRemap(PlatformRemap):
+    """:class:`~.hypervisor.ports.RemapPort` over another platform's message format (:mod:`.platform.formats`):
+    AMD-Vi's and the ITS's per-device tables, the IMSIC's MSI page tables (spec "Message formats")."""
+
+    def __init__(self, table: RemappingTable, fmt: MsiFormat) -> None:
+        super().__init__(table)
+        self.format = fmt
+
+    def alloc(self, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool) -> int | None:
+        return self.format.alloc(Irte(vm_id, vcpu, vector, self._requester(source), posted), count)
+
+    def alloc_at(
+        self, base: int, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool
+    ) -> bool:
+        return self.format.alloc_at(base, Irte(vm_id, vcpu, vector, self._requester(source), posted), count)
+
+    def retarget(self, base: int, count: int, *, vcpu: int, vector: int, posted: bool) -> None:
+        self.format.update(base, count, dest_vcpu=vcpu, vector=vector, posted=posted)
+
+    def release(self, base: int) -> None:
+        self.format.free(base)
+
+    def compose(self, base: int) -> tuple[int, int]:
+        return self.format.compose(base)
 
 
 @dataclass(frozen=True)
@@ -195,8 +228,13 @@ class ReferenceSystem:
         remap_entries: int | None = None,
         core: type[HypervisorCore] = HypervisorCore,
     ) -> None:
+        config = config or HypervisorConfig()
+        if config.platform == "amd-vi" and config.max_messages_per_device > AMD_VI_TABLE:
+            # a device's interrupt remapping table holds 2048 entries (DTE IntTabLen, 2K mode): its quota
+            config = replace(config, max_messages_per_device=AMD_VI_TABLE)
+        self.platform_key = config.platform
         self.platform = self.make_platform(remap_entries)
-        self.core = core(config or HypervisorConfig(), self.make_remap(self.platform.table))
+        self.core = core(config, self.make_remap(self.platform.table))
         self.vms: dict[int, SystemVm] = {}
         self.platform.unplug_listeners.append(self._on_unplug)
 
@@ -206,16 +244,19 @@ class ReferenceSystem:
         """The simulated host: its remapping table (``remap_entries`` entries, or the default) and the IOMMU from
         :meth:`make_iommu`, which together validate each message's source (HV-SEC-001, HV-SEC-002)."""
         if remap_entries is None:
-            return Platform(iommu=self.make_iommu)
-        return Platform(remap_entries, iommu=self.make_iommu)
+            return Platform(iommu=self.make_iommu, platform=self.platform_key)
+        return Platform(remap_entries, iommu=self.make_iommu, platform=self.platform_key)
 
     def make_iommu(self, table: RemappingTable) -> Iommu:
         """The IOMMU's interrupt remapping with source validation over ``table`` (HV-SEC-001, HV-SEC-002)."""
         return Iommu(table)
 
     def make_remap(self, table: RemappingTable) -> PlatformRemap:
-        """The remapping port the core programs the table through (HV-ALLOC-007, HV-RETGT-002, HV-FREE-002)."""
-        return PlatformRemap(table)
+        """The remapping port the core programs the table through (HV-ALLOC-007, HV-RETGT-002, HV-FREE-002), in
+        the platform's message format (HV-FMT-002)."""
+        if self.platform.msi.key == "vtd":
+            return PlatformRemap(table)
+        return FormatRemap(table, self.platform.msi)
 
     def make_vm(self, vm: Vm) -> SystemVm:
         """The core's port to a new VM: its memory, devices and emulation switch (HV-DEV-009)."""

@@ -164,7 +164,8 @@ KIND_FEATURE: Mapping[MsgKind, Feature] = MappingProxyType(
 #: The message-kind feature bits, of which NEGOTIATE must accept at least one (HV-NEG-003).
 KIND_FEATURES: Feature = Feature(sum(int(f) for f in KIND_FEATURE.values()))
 
-#: Vectors an allocate or retarget entry may name on x86 (HV-ALLOC-006): 0 to 31 are the CPU's exceptions.
+#: Vectors an allocate or retarget entry may name on x86 (HV-ALLOC-006): 0 to 31 are the CPU's exceptions.  The
+#: ranges of every architecture are in :data:`pvmsi.spec.platforms.ARCH_TARGETS`.
 X86_VECTORS: range = range(32, 256)
 
 FEATURE_DOCS: dict[Feature, str] = {
@@ -235,19 +236,34 @@ RETARGET_FLAG_DOCS: dict[RetargetFlag, str] = {
 
 
 class MessageFormat(IntEnum):
-    """The platform format of the address/data pairs this hypervisor hands out."""
+    """The platform format of the address/data pairs this hypervisor hands out (GET_INFO message_format; each
+    format's bit layout is in :mod:`pvmsi.spec.platforms`)."""
 
-    X86_REMAPPED = 1
-    ARM_GIC_ITS = 2
-    RISCV_IMSIC = 3
+    VTD_REMAPPED = 1
+    AMD_VI = 2
+    ARM_GIC_ITS = 3
+    RISCV_IMSIC = 4
 
 
 MESSAGE_FORMAT_DOCS: dict[MessageFormat, str] = {
-    MessageFormat.X86_REMAPPED: (
-        "x86 interrupt-remapping format: address 0xFEE00000 | handle bits, data carries the sub-handle."
+    MessageFormat.VTD_REMAPPED: (
+        "Intel VT-d remappable format: address 0xFEE in bits 31:20, handle[14:0] in bits 19:5, bit 4 = 1, bit 3 "
+        "SHV, bit 2 handle[15]; data the sub-handle (SHV set). Retargeting updates the IRTE: the pair stays."
     ),
-    MessageFormat.ARM_GIC_ITS: "Address of the ITS doorbell (GITS_TRANSLATER), data an EventID.",
-    MessageFormat.RISCV_IMSIC: "Address of an IMSIC guest interrupt file page, data the interrupt identity.",
+    MessageFormat.AMD_VI: (
+        "AMD-Vi: address 0xFEExxxxx as in compatibility format; data[10:0] indexes the interrupt remapping table "
+        "of the device (DTE IntTab/IntTabLen, selected by DeviceID). Retargeting updates the IRTE: the pair stays."
+    ),
+    MessageFormat.ARM_GIC_ITS: (
+        "Arm GICv3/v4 ITS behind an SMMU: address the doorbell IOVA (GITS_TRANSLATER mapped in the device's MSI "
+        "window, never a host physical address), data the EventID in the device's ITT (DeviceID from the "
+        "requester id). Retargeting remaps the event (MOVI / VMOVI): the pair stays."
+    ),
+    MessageFormat.RISCV_IMSIC: (
+        "RISC-V AIA IMSIC: address the target hart's guest interrupt-file page as the device sees it (mapped by "
+        "the IOMMU's MSI page table), data the interrupt identity. A retarget to another hart changes the "
+        "address: REWRITE is set."
+    ),
 }
 
 

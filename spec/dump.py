@@ -9,6 +9,7 @@ from .calls import CALLS
 from .constants import CONSTANT_GROUPS
 from .harness_constants import HARNESS_VALUES, RESPONSE_OF
 from .layout import FieldLayout, FormatLayout, all_layouts
+from .platforms import ARCH_TARGETS, PLATFORMS, BitField
 from .references import REFERENCES
 from .requirements import REQUIREMENTS, SECTIONS
 from .states import MACHINES
@@ -50,6 +51,43 @@ def _format(lay: FormatLayout) -> dict[str, Any]:
     }
 
 
+def _bits(fields: tuple[BitField, ...]) -> list[dict[str, Any]]:
+    return [{"bits": f.bits, "hi": f.hi, "lo": f.lo, "name": f.name, "value": f.value, "doc": f.doc} for f in fields]
+
+
+def platforms_dump() -> dict[str, Any]:
+    """The platforms, their message formats' bit layouts and each architecture's vCPU ids and vector ranges."""
+    return {
+        "platforms": [
+            {
+                "key": p.key,
+                "title": p.title,
+                "arch": p.arch,
+                "message_format": {"name": p.message_format.name, "value": int(p.message_format)},
+                "address": _bits(p.address),
+                "data": _bits(p.data),
+                "selects": p.selects,
+                "source_validation": p.source_validation,
+                "retarget": p.retarget,
+                "retarget_changes_pair": p.retarget_changes_pair,
+                "references": list(p.references),
+            }
+            for p in PLATFORMS
+        ],
+        "arch_targets": {
+            a.arch: {
+                "vcpu_id": a.vcpu_id,
+                "vector_name": a.vector_name,
+                "vector_min": a.vector_min,
+                "vector_max_guaranteed": a.vector_max_guaranteed,
+                "vector_max": a.vector_max,
+                "vector_limit": a.vector_limit,
+            }
+            for a in ARCH_TARGETS.values()
+        },
+    }
+
+
 def spec_dump() -> dict[str, Any]:
     """The machine-readable spec."""
     return {
@@ -88,6 +126,7 @@ def spec_dump() -> dict[str, Any]:
             }
             for c in CALLS
         ],
+        "message_formats": platforms_dump(),
         "calling_conventions": {
             cc.arch: {
                 "instruction": list(cc.instruction),

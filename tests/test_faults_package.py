@@ -150,6 +150,7 @@ def test_faults_are_grouped_by_section() -> None:
         "device",
         "boundary",
         "messages",
+        "formats",
         "batch",
         "security",
         "lifecycle",

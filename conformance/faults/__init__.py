@@ -15,24 +15,24 @@ and ``pvmsi conformance check-faults`` against every one.
 from __future__ import annotations
 
 from ...reference.backend import ReferenceHypervisor
-from . import batch, boundary, calling, device, lifecycle, memory, messages, negotiation, security
+from . import batch, boundary, calling, device, formats, lifecycle, memory, messages, negotiation, security
 from .guests import GUEST_FAULTS, FaultyGuest, faulty_core, faulty_guest
 from .registry import FaultyImpl, unknown
 
 #: Every faulty hypervisor by name, section by section.
 FAULTS: dict[str, FaultyImpl] = {
     f.name: f
-    for section in (calling, negotiation, memory, device, boundary, messages, batch, security, lifecycle)
+    for section in (calling, negotiation, memory, device, boundary, messages, formats, batch, security, lifecycle)
     for f in section.FAULTS
 }
 
 
-def faulty_hypervisor(name: str) -> ReferenceHypervisor:
-    """A fresh instance of the faulty hypervisor ``name``."""
+def faulty_hypervisor(name: str, platform: str | None = None) -> ReferenceHypervisor:
+    """A fresh instance of the faulty hypervisor ``name`` (on ``platform``, else the fault's own or vtd)."""
     impl = FAULTS.get(name)
     if impl is None:
         raise KeyError(unknown("faulty hypervisor", name, FAULTS, "hypervisor"))
-    return impl.build()
+    return impl.build(platform)
 
 
 __all__ = ["FAULTS", "GUEST_FAULTS", "FaultyGuest", "FaultyImpl", "faulty_core", "faulty_guest", "faulty_hypervisor"]

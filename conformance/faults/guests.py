@@ -46,15 +46,19 @@ class FaultyGuest:
     breaks: str
     description: str
     core: type[GuestCore]
+    #: The platform the fault shows on (spec "Message formats"), None: any; check-faults runs it there.
+    platform: str | None = None
 
 
 GUEST_FAULTS: dict[str, FaultyGuest] = {}
 _DEFINED_STATUSES = frozenset(int(s) for s in Status)
 
 
-def fault(name: str, breaks: str, description: str) -> Callable[[type[GuestCore]], type[GuestCore]]:
+def fault(
+    name: str, breaks: str, description: str, platform: str | None = None
+) -> Callable[[type[GuestCore]], type[GuestCore]]:
     def register(cls: type[GuestCore]) -> type[GuestCore]:
-        GUEST_FAULTS[name] = FaultyGuest(name, breaks, description, cls)
+        GUEST_FAULTS[name] = FaultyGuest(name, breaks, description, cls, platform)
         return cls
 
     return register

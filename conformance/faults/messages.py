@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...reference.hypervisor.call import Call, CallResult
 from ...reference.hypervisor.core import HypervisorCore, device_kinds
 from ...reference.hypervisor.errors import CallError
-from ...reference.hypervisor.messages import KIND_BY_VALUE, VECTOR_MAX, VECTOR_MIN, BatchFormats, EntryOp
+from ...reference.hypervisor.messages import KIND_BY_VALUE, BatchFormats, EntryOp
 from ...reference.hypervisor.vmstate import Claim, DeviceKey, Message
 from ...spec.constants import FunctionNumber, MsgKind, RetargetFlag, Status
 from ...spec.records import AllocEntry, AllocResult, FreeEntry, FreeResult, RetargetEntry, RetargetResult
@@ -39,7 +39,8 @@ class SlotRangeUnchecked(HypervisorCore):
 @faults.add("vector-range-unchecked", "HV-ALLOC-006", "accepts vectors below 32 and vCPUs the VM lacks")
 class VectorRangeUnchecked(HypervisorCore):
     def check_target(self, c: Call, vcpu: int, vector: int, count: int, flags: int) -> None:
-        vector = max(VECTOR_MIN, min(vector, VECTOR_MAX - count + 1))
+        low, high = c.st.config.vector_range
+        vector = max(low, min(vector, high - count + 1))
         super().check_target(c, min(vcpu, c.vm.vcpu_count - 1), vector, count, flags)
 
 

@@ -33,16 +33,19 @@ class FaultyImpl:
     breaks: str
     description: str
     implementation: Implementation
+    #: The platform the fault shows on (spec "Message formats"), None: any; check-faults runs it there.
+    platform: str | None = None
 
-    def build(self) -> ReferenceHypervisor:
-        """A fresh faulty hypervisor, named ``faulty:NAME``."""
+    def build(self, platform: str | None = None) -> ReferenceHypervisor:
+        """A fresh faulty hypervisor, named ``faulty:NAME``, on ``platform`` (default: the fault's own, else vtd)."""
         cls = self.implementation
+        platform = platform or self.platform
         if issubclass(cls, ReferenceHypervisor):
-            hv = cls()
+            hv = cls(platform=platform)
         elif issubclass(cls, ReferenceSystem):
-            hv = ReferenceHypervisor(system=cls)
+            hv = ReferenceHypervisor(system=cls, platform=platform)
         else:
-            hv = ReferenceHypervisor(core=cls)
+            hv = ReferenceHypervisor(core=cls, platform=platform)
         hv.name = f"faulty:{self.name}"
         return hv
 
@@ -61,13 +64,13 @@ class FaultList:
     def __init__(self) -> None:
         self.defined: list[FaultyImpl] = []
 
-    def add(self, name: str, breaks: str, description: str) -> Callable[[C], C]:
-        """Register the decorated class as the fault ``name``, breaking requirement ``breaks``."""
+    def add(self, name: str, breaks: str, description: str, platform: str | None = None) -> Callable[[C], C]:
+        """Register the decorated class as the fault ``name``, breaking requirement ``breaks`` (on ``platform``)."""
 
         def register(cls: C) -> C:
             if not issubclass(cls, HypervisorCore | ReferenceSystem | ReferenceHypervisor):
                 raise TypeError(f"{name}: a fault subclasses HypervisorCore, ReferenceSystem or ReferenceHypervisor")
-            self.defined.append(FaultyImpl(name, breaks, description, cls))
+            self.defined.append(FaultyImpl(name, breaks, description, cls, platform))
             return cls
 
         return register

@@ -10,7 +10,10 @@ from ...spec.constants import MessageFormat
 X86_MSI_WINDOW = (0xFEE00000, 0xFEF00000)
 #: The address window of each message format whose window is architectural; the others' windows (a vITS
 #: doorbell, IMSIC interrupt-file pages) come from the platform's firmware tables, which this model lacks.
-WINDOWS: dict[int, tuple[int, int]] = {int(MessageFormat.X86_REMAPPED): X86_MSI_WINDOW}
+WINDOWS: dict[int, tuple[int, int]] = {
+    int(MessageFormat.VTD_REMAPPED): X86_MSI_WINDOW,
+    int(MessageFormat.AMD_VI): X86_MSI_WINDOW,
+}
 
 
 def pair_acceptable(message_format: int, address: int) -> bool:

@@ -42,8 +42,6 @@ from .vmstate import Claim, DeviceKey, Message, VmPvmsi
 BATCH_IN = fast("batch_in")
 BATCH_OUT = fast("batch_out")
 ALLOC_RESULT, RETARGET_RESULT, FREE_RESULT = fast("alloc_result"), fast("retarget_result"), fast("free_result")
-VECTOR_MIN = 32
-VECTOR_MAX = 255
 #: MsgKind by wire value (a table: calling the enum class is slow on the hot path).
 KIND_BY_VALUE: dict[int, MsgKind] = {int(k): k for k in MsgKind}
 
@@ -274,11 +272,17 @@ class MessageCalls:
     # -- checks the entries share ---------------------------------------------------------------------------------
 
     def check_target(self, c: Call, vcpu: int, vector: int, count: int, flags: int) -> None:
-        """vCPU, vector range (HV-ALLOC-006) and delivery flags (HV-NEG-008) of an allocate or retarget entry."""
+        """vCPU, vector range of the platform's architecture (HV-ALLOC-006), an IMSIC MSI block's alignment
+        (HV-FMT-004) and delivery flags (HV-NEG-008) of an allocate or retarget entry.  The reference numbers its
+        vCPUs so that vCPU i's architectural id (APIC id, MPIDR affinity, hart id) is i (HV-FMT-003)."""
         if vcpu >= c.vm.vcpu_count:
             raise CallError(Status.INVALID_PARAMETER, "HV-ALLOC-006", f"vcpu {vcpu} does not exist")
-        if vector < VECTOR_MIN or vector + count - 1 > VECTOR_MAX:
+        config = c.st.config
+        low, high = config.vector_range
+        if vector < low or vector + count - 1 > high:
             raise CallError(Status.INVALID_PARAMETER, "HV-ALLOC-006", f"vector {vector}+{count} out of range")
+        if count > 1 and vector % count and config.aligned_msi_vectors:
+            raise CallError(Status.INVALID_PARAMETER, "HV-FMT-004", f"identity {vector} not aligned to {count}")
         if flags and flags & DeliveryFlag.POSTED and not c.st.features & Feature.POSTED:
             raise CallError(Status.NOT_PERMITTED, "HV-NEG-008", "POSTED without feature POSTED")
 

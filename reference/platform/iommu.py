@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .fault import FaultReason
 from .msi_format import MessageFormatError, parse
 from .remap import RemappingTable
 from .requester import Requester
+
+if TYPE_CHECKING:
+    from .formats.base import MsiFormat
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,8 @@ class Iommu:
         self._deliveries = 0
         self.fault_log: list[Fault] = []
         self.fault_log_limit = 1024
+        #: The platform's message format (:mod:`.formats`), set by the platform; None or VT-d: the table above.
+        self.format: MsiFormat | None = None
 
     @property
     def faults(self) -> dict[FaultReason, int]:
@@ -66,7 +72,23 @@ class Iommu:
 
     def translate(self, requester: Requester, address: int, data: int) -> Delivery | Fault:
         """Remap one interrupt write from ``requester``: a present entry (HV-FREE-002), from its source
-        (:meth:`check_source`), delivered to the entry's VM, vCPU and vector (HV-SEC-001)."""
+        (:meth:`check_source`), delivered to the entry's VM, vCPU and vector (HV-SEC-001).  A write in the
+        platform's message format (:attr:`format`) is resolved by that format (HV-FMT-002); any other goes to the
+        remappable-format table (VT-d, and the model's emulated MSI path on every platform)."""
+        fmt = self.format
+        if fmt is not None and fmt.key != "vtd" and fmt.claims(address):
+            found = fmt.resolve(requester, address, data)
+            if isinstance(found, FaultReason):
+                return self._fault(found, requester, address, data, None)
+            index, hit = found
+            if hit is None or not hit.present:
+                return self._fault(FaultReason.NOT_PRESENT, requester, address, data, index)
+            if fmt.per_message_entries:  # IMSIC: the device context's MSI page table already is the check
+                refused = self.check_source(hit.source, requester)
+                if refused is not None:
+                    return self._fault(refused, requester, address, data, index)
+            self._deliveries += 1
+            return Delivery(hit.owner_vm, hit.dest_vcpu, hit.vector, index, hit.posted)
         try:
             index = parse(address, data)
         except MessageFormatError as error:

@@ -20,6 +20,7 @@ from types import MappingProxyType
 
 from pvmsi.spec.constants import MsgKind
 
+from .formats import make_format
 from .iommu import Delivery, Fault, Iommu
 from .legacy import LegacyMsi
 from .msi_format import compose_compat
@@ -84,11 +85,20 @@ class GuestDeviceLayout:
 class Platform:
     """One host: a remapping table and IOMMU, VMs, devices, assignments and the MSI emulator."""
 
-    def __init__(self, remap_entries: int = TABLE_ENTRIES, iommu: Callable[[RemappingTable], Iommu] = Iommu) -> None:
+    def __init__(
+        self,
+        remap_entries: int = TABLE_ENTRIES,
+        iommu: Callable[[RemappingTable], Iommu] = Iommu,
+        platform: str = "vtd",
+    ) -> None:
         self.table = RemappingTable(remap_entries)
         #: The IOMMU over the table; ``iommu`` makes it (a hypervisor may bring its own, see
         #: :meth:`pvmsi.reference.system.ReferenceSystem.make_iommu`).
         self.iommu = iommu(self.table)
+        #: The platform (spec "Message formats": vtd, amd-vi, gic-its, imsic) and its message format's tables.
+        self.platform = platform
+        self.msi = make_format(platform, self.table)
+        self.iommu.format = self.msi
         self.legacy = LegacyMsi(self.table)
         self.vms: dict[int, Vm] = {}
         self.devices: list[PciDevice] = []
@@ -122,6 +132,9 @@ class Platform:
             self._unassign(device)
         for base, _count in self.table.blocks_where(owner_vm=vm.id):
             freed += self.table.free(base)
+        if self.msi.key != "vtd":
+            for ref in self.msi.refs_where(owner_vm=vm.id):
+                freed += self.msi.free(ref)
         vm.destroyed = True
         del self.vms[vm.id]
         del self._mmio_cursor[vm.id]
@@ -196,6 +209,9 @@ class Platform:
         revoked = 0
         for base, _count in self.table.blocks_where(source=device.requester()):
             revoked += self.table.free(base)
+        if self.msi.key != "vtd":
+            for ref in self.msi.refs_where(source=device.requester()):
+                revoked += self.msi.free(ref)
         self._unassign(device)
         device.removed = True
         self.devices.remove(device)

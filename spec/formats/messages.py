@@ -50,8 +50,10 @@ ALLOC_ENTRY: Any = define(
         "flags" / FlagsField(u8, DeliveryFlag) * "PVMSI_DELIVER_* flags.",
         "vector_count" / u16 * "1 for MSI-X and IMS; 1..32, a power of two, for MSI.",
         "slot" / u32 * "MSI-X table index or IMS slot the guest will write; zero for MSI.",
-        "vcpu" / u32 * "Target vCPU index.",
-        "vector" / u32 * "Guest vector (INTID on arm64, identity on riscv64); MSI: the first of vector_count.",
+        "vcpu" / u32 * "Target vCPU by architectural id: x86 APIC id, arm64 MPIDR affinity (Aff3.Aff2.Aff1.Aff0 "
+        "in 32 bits), riscv64 hart id.",
+        "vector" / u32 * "Guest vector: x86 vector, arm64 LPI INTID, riscv64 IMSIC identity; MSI: the first of "
+        "vector_count.",
         "reserved0" / Reserved(u64) * "Reserved, zero.",
     ),
 )
@@ -74,7 +76,7 @@ RETARGET_ENTRY: Any = define(
     "IN entry of MSG_RETARGET: move one message to another vCPU and vector.",
     cs.Struct(
         "handle" / u64 * "A handle this VM holds for the batch's device.",
-        "vcpu" / u32 * "New target vCPU index.",
+        "vcpu" / u32 * "New target vCPU by architectural id (as for MSG_ALLOC).",
         "vector" / u32 * "New guest vector (MSI: the first of the block).",
         "flags" / FlagsField(u8, DeliveryFlag) * "PVMSI_DELIVER_* flags.",
         "reserved0" / Reserved(u8) * "Reserved, zero.",

@@ -43,9 +43,11 @@ MESSAGES: tuple[Requirement, ...] = (
         "HV-ALLOC-006",
         Level.MUST,
         "messages",
-        "The hypervisor MUST fail an allocate or retarget entry with INVALID_PARAMETER when vcpu does not name a "
-        "vCPU of the VM, or when a vector of the entry (vector to vector + vector_count - 1) is outside the "
-        "architecture's range (x86: 32 to 255).",
+        "The hypervisor MUST fail an allocate or retarget entry with INVALID_PARAMETER when vcpu is not the "
+        "architectural id of a vCPU of the VM (x86: APIC id; arm64: MPIDR affinity Aff3.Aff2.Aff1.Aff0 packed "
+        "in 32 bits; riscv64: hart id), or when a vector of the entry (vector to vector + vector_count - 1) is "
+        "outside the architecture's range (x86: 32 to 255; arm64: LPI INTIDs 8192 to 2^IDbits - 1 of the "
+        "vGIC; riscv64: identities 1 to N of the VM's IMSIC interrupt files).",
     ),
     req(
         "HV-ALLOC-007",
@@ -93,8 +95,9 @@ MESSAGES: tuple[Requirement, ...] = (
         "HV-RETGT-004",
         Level.SHOULD,
         "messages",
-        "Where the platform's interrupt remapping allows it, the hypervisor SHOULD retarget in place, keeping "
-        "the address/data pair, so that the device need not be rewritten.",
+        "Where the platform's interrupt remapping allows it (VT-d, AMD-Vi and the GIC ITS always; the RISC-V "
+        "IMSIC only when the vCPU stays), the hypervisor SHOULD retarget in place, keeping the address/data "
+        "pair, so that the device need not be rewritten.",
     ),
     req(
         "HV-FREE-001",

@@ -37,6 +37,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "negotiation": ("Version and feature negotiation", "negotiation.md"),
     "device": ("Device control", "device-control.md"),
     "messages": ("Allocate, retarget and free", "messages.md"),
+    "formats": ("Message formats", "message-formats.md"),
     "batch": ("Batching and partial completion", "batching.md"),
     "status": ("Status codes", "status-codes.md"),
     "memory": ("Memory rules", "conventions.md"),

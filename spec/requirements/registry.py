@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import abi, device, emulation, general, lifecycle, memory, messages, negotiation
+from . import abi, device, emulation, formats, general, lifecycle, memory, messages, negotiation
 from .model import SECTIONS, Requirement
 
 REQUIREMENTS: tuple[Requirement, ...] = tuple(
@@ -13,6 +13,7 @@ REQUIREMENTS: tuple[Requirement, ...] = tuple(
         + device.REQUIREMENTS
         + emulation.REQUIREMENTS
         + messages.REQUIREMENTS
+        + formats.FORMATS
         + memory.REQUIREMENTS
         + lifecycle.REQUIREMENTS,
         key=lambda r: list(SECTIONS).index(r.section),

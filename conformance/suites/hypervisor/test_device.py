@@ -241,7 +241,7 @@ def test_release_frees_and_resumes_emulation(session: Session) -> None:
         "delivered",
         "not delivered",
     )
-    session.iut.collect(session.vm)
+    session.collect(session.vm)
     out = session.release(MLX5)
     check(
         out.status == Status.SUCCESS and out.value == 3,

@@ -16,6 +16,7 @@ from pvmsi.conformance.toolkit import (
 )
 from pvmsi.spec.constants import FunctionNumber, KindMask, MsgKind, RetargetFlag, Status
 from pvmsi.spec.harness_constants import DeviceProfile, FireOutcome
+from pvmsi.spec.platforms import arch_target, parse_fields, platform
 
 requirement = pytest.mark.requirement
 option = pytest.mark.option
@@ -29,7 +30,7 @@ def _delivered(session: Session, dev: object, kind: MsgKind, index: int, vcpu: i
         f"delivered to vcpu {vcpu} vector {vector:#x}",
         f"{fired.outcome.name} vcpu {fired.vcpu} vector {fired.vector:#x}",
     )
-    got = session.iut.collect(session.vm)
+    got = session.collect(session.vm)
     check(got == [(vcpu, vector)], rid, f"exactly [({vcpu}, {vector:#x})] injected", str(got))
 
 
@@ -112,17 +113,20 @@ def test_slot_holds_one_message(session: Session) -> None:
 @requirement("HV-ALLOC-006")
 @option("msi")
 def test_target_vcpu_and_vector_ranges(session: Session) -> None:
-    """A missing vCPU, a vector outside 32..255 or an MSI block past 255 is INVALID_PARAMETER."""
+    """A missing vCPU, a vector outside the architecture's range (x86 32..255, arm64 LPIs from 8192, riscv64
+    identities from 1; spec ARCH_TARGETS) or an MSI block past its end is INVALID_PARAMETER."""
     session.ready()
     session.claimed(MSI_DEV, int(KindMask.MSI))
+    target = arch_target(session.platform)
+    low, high = target.vector_min, target.vector_max
     cases = [
-        (MLX5, alloc_entry(MsgKind.MSIX, 0, vcpu=session.vcpus), "a vCPU the VM does not have"),
-        (MLX5, alloc_entry(MsgKind.MSIX, 0, vector=31), "vector 31"),
-        (MLX5, alloc_entry(MsgKind.MSIX, 0, vector=256), "vector 256"),
-        (MSI_DEV, alloc_entry(MsgKind.MSI, 0, vector=250, count=8), "an MSI block 250..257"),
+        (MLX5, alloc_entry(MsgKind.MSIX, 0, vcpu=session.vcpus, vector=low), "a vCPU the VM does not have"),
+        (MLX5, alloc_entry(MsgKind.MSIX, 0, vector=low - 1), f"vector {low - 1}"),
+        (MLX5, alloc_entry(MsgKind.MSIX, 0, vector=high + 1), f"vector {high + 1}"),
+        (MSI_DEV, alloc_entry(MsgKind.MSI, 0, vector=high - 7, count=16), f"an MSI block {high - 7}..{high + 8}"),
     ]
     for dev, entry, what in cases:
-        b = session.alloc(dev, [entry])
+        b = session.alloc(dev, [entry], raw_vectors=True)
         check(
             b.status == Status.INVALID_PARAMETER, "HV-ALLOC-006", f"{what} -> INVALID_PARAMETER", status_name(b.status)
         )
@@ -142,14 +146,20 @@ def test_allocated_pair_delivers_to_its_target(session: Session) -> None:
     session.ready()
     results = session.allocated(MLX5, MsgKind.MSIX, [0, 1, 2], vcpu=2, vector=0x60)
     check(all(r.handle for r in results), "HV-ALLOC-007", "non-zero handles", str([r.handle for r in results]))
+    layout = platform(session.platform)
     for r in results:
         check(
-            r.address >> 32 == 0 and r.address >> 20 == 0xFEE,
+            parse_fields(layout.address, r.address) is not None,
             "HV-SEC-008",
-            "an address in the interrupt window, nothing more",
+            f"an address in the {layout.message_format.name} layout, nothing more",
             hex(r.address),
         )
-        check(r.data >> 16 == 0, "HV-SEC-008", "data carries a sub-handle only (bits 31:16 zero)", hex(r.data))
+        check(
+            parse_fields(layout.data, r.data) is not None,
+            "HV-SEC-008",
+            f"data in the {layout.message_format.name} layout (reserved bits zero)",
+            hex(r.data),
+        )
     for slot, r in enumerate(results):
         session.program(MLX5, MsgKind.MSIX, slot, r.address, r.data)
     session.enable(MLX5, MsgKind.MSIX)
@@ -203,7 +213,8 @@ def test_retarget_moves_delivery(session: Session) -> None:
     if changed:
         session.program(MLX5, MsgKind.MSIX, 4, res.address, res.data)
     _delivered(session, MLX5, MsgKind.MSIX, 4, 3, 0x99, "HV-RETGT-002")
-    check(not changed, "HV-RETGT-004", "the pair kept (retarget in place)", "the device had to be rewritten")
+    if not platform(session.platform).retarget_changes_pair:  # IMSIC: another hart is another address
+        check(not changed, "HV-RETGT-004", "the pair kept (retarget in place)", "the device had to be rewritten")
 
 
 @requirement("HV-FREE-001", "HV-SEC-003")
@@ -231,5 +242,5 @@ def test_free_revokes_and_returns_quota(session: Session) -> None:
     check(session.free(MLX5, [r.handle]).status == Status.SUCCESS, "HV-FREE-002", "freed", "not freed")
     fired = session.fire(MLX5, MsgKind.MSIX, 9)
     check(fired.outcome == FireOutcome.BLOCKED, "HV-FREE-002", "the freed pair is blocked", fired.outcome.name)
-    check(session.iut.collect(session.vm) == [], "HV-FREE-002", "nothing injected", "an interrupt arrived")
+    check(session.collect(session.vm) == [], "HV-FREE-002", "nothing injected", "an interrupt arrived")
     check(session.device_info(MLX5).messages_allocated == 0, "HV-FREE-002", "the vector returned", "still counted")

@@ -36,7 +36,7 @@ def test_a_pair_replayed_from_another_vm_is_blocked(session: Session) -> None:
     session.live(MLX5, MsgKind.MSIX, 0, r, vm=vm_b)  # VM B writes VM A's pair into its own device
     fired = session.fire(MLX5, MsgKind.MSIX, 0, vm=vm_b)
     check(fired.outcome == FireOutcome.BLOCKED, "HV-SEC-001", "blocked", fired.outcome.name)
-    got_a, got_b = session.iut.collect(vm_a), session.iut.collect(vm_b)
+    got_a, got_b = session.collect(vm_a), session.collect(vm_b)
     check(got_a == [] and got_b == [], "HV-SEC-001", "nothing delivered in either VM", f"A {got_a}, B {got_b}")
     check(session.iut.counters(vm_b).blocked >= 1, "HV-SEC-001", "counted as blocked", "not counted")
 
@@ -58,7 +58,7 @@ def test_subdevice_pairs_need_their_pasid(session: Session) -> None:
         "delivered from the sub-device",
         f"{fired.outcome.name} {fired.vector:#x}",
     )
-    session.iut.collect(session.vm)
+    session.collect(session.vm)
     # the parent (no PASID) writes the sub-device's pair from one of its own slots
     session.program(IDXD, MsgKind.MSIX, 0, r.address, r.data)
     session.enable(IDXD, MsgKind.MSIX)
@@ -154,7 +154,9 @@ def test_destroyed_vms_leave_nothing_behind(session: Session) -> None:
     """Destroying a VM frees its remapping entries, so 40 VMs of 2048 vectors each allocate in turn."""
     # 40 VMs of 2048 vectors each need 81,920 entries: more than a 65,536-entry table unless destroy frees them.
     # Every VM sends the same batches, as large as a page allows: encoded once.
-    entries = [encode(ALLOC_ENTRY, alloc_entry(MsgKind.MSIX, s, vcpu=0)) for s in range(2048)]
+    entries = [
+        encode(ALLOC_ENTRY, alloc_entry(MsgKind.MSIX, s, vcpu=0, vector=session.wire_vector(0x40))) for s in range(2048)
+    ]
     batches: list[list[bytes]] = []
     for i in range(40):
         vm = session.new_vm([DeviceSlot(DeviceProfile.MLX5, DeviceRef(0, 0, 0x08))], vcpus=1)

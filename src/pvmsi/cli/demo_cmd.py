@@ -6,16 +6,27 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from ..spec.platforms import DEFAULT_PLATFORM, PLATFORM_KEYS
+from ..spec.platforms import platform as platform_def
+
 
 @click.command()
-def demo() -> None:
+@click.option(
+    "--platform",
+    type=click.Choice(list(PLATFORM_KEYS)),
+    default=DEFAULT_PLATFORM,
+    show_default=True,
+    help='The host platform: its IOMMU, message format and architecture (spec "Message formats").',
+)
+def demo(platform: str) -> None:
     """Boot the reference guest with three devices, allocate, fire, attack, retarget, free and release through
     pvmsi, then run the same workload under trapped emulation; exit status 1 if any check fails."""
     from ..reference.demo import run_demo
 
     console = Console()
     with console.status("running") as status:
-        report = run_demo(lambda step: status.update(f"running: {step}"))
+        report = run_demo(lambda step: status.update(f"running: {step}"), platform)
+    console.print(f"platform: {platform} ({platform_def(platform).title}, {platform_def(platform).arch})")
     for path in report.paths:
         console.rule(f"[bold]{path.path}[/] (guest mode: {path.mode})")
         for line in path.log:

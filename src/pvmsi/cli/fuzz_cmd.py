@@ -126,13 +126,12 @@ def _write_json(report: dict[str, Any], to: str) -> None:
 
 def _check_faults(inputs: int, seed: int, jobs: int, json_to: str | None, console: Console) -> None:
     """Every faulty hypervisor fuzzed; the counts, and the report as JSON when asked."""
-    from ..conformance.faults import FAULTS
-    from ..conformance.fuzz_faults import check_faults
+    from ..conformance.fuzz_faults import FUZZED, check_faults
 
     with Progress(
         TextColumn("fuzzing faulty hypervisors"), BarColumn(), MofNCompleteColumn(), console=console, transient=True
     ) as progress:
-        task = progress.add_task("faults", total=len(FAULTS))
+        task = progress.add_task("faults", total=len(FUZZED))
         report = check_faults(inputs, seed, jobs, done=lambda: progress.advance(task))
     report.update(inputs=inputs, seed=seed)
     if json_to is not None:

@@ -15,6 +15,7 @@ from ..conformance.harness.serve import (
     terminate_on_sigterm,
 )
 from ..spec.iut import HypervisorIUT
+from ..spec.platforms import DEFAULT_PLATFORM, PLATFORM_KEYS
 
 
 @click.command()
@@ -57,6 +58,13 @@ from ..spec.iut import HypervisorIUT
     help="Guest role: end a command when the suite does not answer the guest's request within this many seconds.",
 )
 @click.option("--once", is_flag=True, help="Exit after the first connection ends.")
+@click.option(
+    "--platform",
+    type=click.Choice(list(PLATFORM_KEYS)),
+    default=None,
+    help=f"Hypervisor role: the platform it runs on (IOMMU, message format, architecture; default {DEFAULT_PLATFORM}, "
+    "or a --fault's own); run the suite with an ICS naming the same one. A guest writes what it is given.",
+)
 def serve(
     role: str,
     listen: str | None,
@@ -67,6 +75,7 @@ def serve(
     write_timeout: float,
     answer_timeout: float,
     once: bool,
+    platform: str | None,
 ) -> None:
     """Serve the reference hypervisor or guest (or a faulty one) over the harness protocol."""
     if bool(listen) == stdio:
@@ -80,10 +89,10 @@ def serve(
         if fault:
             from ..conformance.faults import faulty_hypervisor
 
-            return faulty_hypervisor(fault)
+            return faulty_hypervisor(fault, platform)
         from ..reference.backend import ReferenceHypervisor
 
-        return ReferenceHypervisor()
+        return ReferenceHypervisor(platform=platform)
 
     if fault:
         try:

@@ -17,12 +17,13 @@ from pvmsi.spec.calls import CALLS
 from pvmsi.spec.constants import CONSTANT_GROUPS
 from pvmsi.spec.fields import AREAS
 from pvmsi.spec.layout import all_layouts
+from pvmsi.spec.platforms import PLATFORM_KEYS
 from pvmsi.spec.references import BY_KEY
 from pvmsi.spec.requirements import REQUIREMENTS, SECTIONS
 from pvmsi.spec.states import MACHINES
 from pvmsi.spec.version import VERSION_MAJOR, VERSION_MINOR
 
-from . import bench, calls, constants, examples, formats, fuzz, references, requirements, traceability
+from . import bench, calls, constants, examples, formats, fuzz, platforms, references, requirements, traceability
 from .context import Ctx, DocsError, SiteIndex
 
 _OPEN = re.compile(r"\{\{\s*pvmsi\b")
@@ -90,6 +91,9 @@ DIRECTIVES: dict[str, Directive] = {
     "bench": Directive("required", False, lambda c, a: bench.render_bench(_req(a), c.site.docs_dir / bench.BENCH_JSON)),
     "fuzz": Directive("none", False, lambda c, a: fuzz.render_fuzz(c.site.docs_dir / fuzz.FUZZ_JSON)),
     "fuzz-faults": Directive("none", False, lambda c, a: fuzz.render_fuzz_faults(c.site.docs_dir / fuzz.FAULTS_JSON)),
+    "platform": Directive("required", False, lambda c, a: platforms.render_platform(_req(a))),
+    "platforms": Directive("none", False, lambda c, a: platforms.render_platform_summary()),
+    "arch-targets": Directive("none", False, lambda c, a: platforms.render_arch_targets()),
     "ref": Directive("required", True, _ref),
     "references": Directive("none", False, lambda c, a: references.render_references(c)),
     "cite": Directive("required", True, lambda c, a: references.render_cite(c, _req(a))),
@@ -152,6 +156,7 @@ def _check_name(p: Placeholder, page: str) -> None:
         "ref": [r.id for r in REQUIREMENTS],
         "bench": list(bench.SECTIONS),
         "cite": list(BY_KEY),
+        "platform": list(PLATFORM_KEYS),
     }
     if p.arg is not None and p.directive in known and p.arg not in known[p.directive]:
         raise DocsError(f"{page}:{p.line}: unknown name {p.arg!r} in {p.text} (known: {', '.join(known[p.directive])})")

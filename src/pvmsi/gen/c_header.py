@@ -43,6 +43,7 @@ from .c_common import (
     squeeze,
     version_literal,
 )
+from .c_formats import message_formats
 
 #: The file the helpers header includes by default: the interface header where each style installs it.
 INTERFACE_HEADER: dict[Style, str] = {"stdint": "pvmsi.h", "uapi": "<linux/pvmsi.h>"}
@@ -272,6 +273,7 @@ def c_header(style: Style = "stdint") -> str:
         *_version(),
         *_constants(),
         *_harness_values(),
+        *message_formats(),
         *_callconv(),
         "",
         *comment("Calls: function numbers, ids and parameter blocks (little-endian, 8-byte aligned GPAs)."),

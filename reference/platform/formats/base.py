@@ -1,0 +1,213 @@
+"""The interface every message format of the platform model implements, and the per-device table AMD-Vi, the
+ITS and the IMSIC model use.
+
+A format is the remapping or translation hardware behind one of the spec's message formats
+(:mod:`pvmsi.spec.platforms`): the hypervisor programs it (:meth:`MsiFormat.alloc`, :meth:`~MsiFormat.update`,
+:meth:`~MsiFormat.free`) and composes the pair naming what it programmed (:meth:`~MsiFormat.compose`); the IOMMU
+resolves a device's write into the entry it names (:meth:`~MsiFormat.resolve`) and then validates the source
+and delivers (:meth:`pvmsi.reference.platform.iommu.Iommu.translate`).  A *reference* (``ref``) names an
+allocated block: the IRTE index for VT-d, ``device_key << 16 | index`` for the per-device tables.
+"""
+
+from __future__ import annotations
+
+import heapq
+from abc import ABC, abstractmethod
+
+from ..fault import FaultReason
+from ..remap import Irte
+from ..requester import Requester
+
+BLOCK_SIZES = (1, 2, 4, 8, 16, 32)
+INDEX_BITS = 16
+
+
+def device_key(segment: int, rid: int) -> int:
+    """The DeviceID the IOMMU selects a device's table by: segment and requester id (msi-map identity)."""
+    return segment << 16 | rid
+
+
+class MsiFormat(ABC):
+    """One platform's message format and the tables behind it."""
+
+    key: str = ""
+    #: Whether the device's write names one entry per message (False: IMSIC, where it names an interrupt file).
+    per_message_entries: bool = True
+
+    @abstractmethod
+    def claims(self, address: int) -> bool:
+        """Whether a write to ``address`` is in this format (else the model's emulation path handles it)."""
+
+    @abstractmethod
+    def resolve(self, requester: Requester, address: int, data: int) -> tuple[int, Irte | None] | FaultReason:
+        """The index and entry a write names (None: nothing there), or why the write is blocked before that."""
+
+    @abstractmethod
+    def alloc(self, entry: Irte, count: int = 1) -> int | None:
+        """Allocate a block of ``count`` entries like ``entry`` (vector + i for entry i); its ref, or None."""
+
+    @abstractmethod
+    def alloc_at(self, ref: int, entry: Irte, count: int = 1) -> bool:
+        """Allocate exactly the block ``ref`` names (a migration destination); False when it is taken."""
+
+    @abstractmethod
+    def update(self, ref: int, count: int, *, dest_vcpu: int, vector: int, posted: bool) -> None:
+        """Retarget the block in place: entry i delivers ``vector + i`` to ``dest_vcpu``."""
+
+    @abstractmethod
+    def free(self, ref: int) -> int:
+        """Revoke and free the block ``ref``; the entries it held."""
+
+    @abstractmethod
+    def compose(self, ref: int) -> tuple[int, int]:
+        """The (address, data) pair of block ``ref`` as its target now stands."""
+
+    @abstractmethod
+    def refs_where(self, owner_vm: int | None = None, source: Requester | None = None) -> list[int]:
+        """Blocks owned by ``owner_vm`` and/or whose source is ``source`` (segment and requester id)."""
+
+
+class DeviceTable:
+    """One device's table (AMD-Vi IRT, ITS ITT, IMSIC bookkeeping): ``size`` entries, aligned blocks.
+
+    Single entries come from the lowest freed index, else the high-water mark (constant time); MSI blocks
+    (2..32) search aligned bases.  The table is the device's own, so its occupancy tells a VM nothing of others.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.entries: dict[int, Irte] = {}
+        self.blocks: dict[int, int] = {}
+        self._freed: list[int] = []  # a min-heap of free indices below the high-water mark
+        self._high = 0
+
+    def alloc(self, entry: Irte, count: int) -> int | None:
+        if count not in BLOCK_SIZES:
+            raise ValueError(f"block size {count} is not one of {BLOCK_SIZES}")
+        if count == 1:
+            while self._freed:
+                base = heapq.heappop(self._freed)
+                if base not in self.entries:
+                    self.fill(base, entry, 1)
+                    return base
+            if self._high < self.size:
+                base = self._high
+                self.fill(base, entry, 1)
+                return base
+            return None
+        for base in range(0, self.size, count):
+            if self.free_at(base, count):
+                self.fill(base, entry, count)
+                return base
+        return None
+
+    def free_at(self, base: int, count: int) -> bool:
+        return (
+            base % count == 0 and base + count <= self.size and all(base + i not in self.entries for i in range(count))
+        )
+
+    def fill(self, base: int, entry: Irte, count: int) -> None:
+        self.blocks[base] = count
+        for i in range(count):
+            self.entries[base + i] = entry._replace(vector=entry.vector + i)
+        if base + count > self._high:
+            for i in range(self._high, base):
+                heapq.heappush(self._freed, i)
+            self._high = base + count
+
+    def free(self, base: int) -> int:
+        count = self.blocks.pop(base)
+        for i in range(count):
+            del self.entries[base + i]
+            heapq.heappush(self._freed, base + i)
+        return count
+
+
+class PerDeviceFormat(MsiFormat):
+    """A format whose tables are per device, selected by the write's DeviceID (AMD-Vi, ITS, IMSIC)."""
+
+    table_size = 2048
+
+    def __init__(self) -> None:
+        self.tables: dict[int, DeviceTable] = {}
+
+    @staticmethod
+    def split(ref: int) -> tuple[int, int]:
+        return ref >> INDEX_BITS, ref & ((1 << INDEX_BITS) - 1)
+
+    def table_of(self, segment: int, rid: int) -> DeviceTable | None:
+        return self.tables.get(device_key(segment, rid))
+
+    def _table(self, source: Requester) -> tuple[int, DeviceTable]:
+        key = device_key(source.segment, source.rid)
+        table = self.tables.get(key)
+        if table is None:
+            table = self.tables[key] = DeviceTable(self.table_size)
+            self.table_created(key)
+        return key, table
+
+    def table_created(self, key: int) -> None:
+        """A device's first entry: a format maps what the device needs (ITS: the doorbell in its SMMU)."""
+
+    def alloc(self, entry: Irte, count: int = 1) -> int | None:
+        key, table = self._table(entry.source)
+        base = table.alloc(entry, count)
+        if base is None:
+            return None
+        self.programmed(key, table, base)
+        return key << INDEX_BITS | base
+
+    def alloc_at(self, ref: int, entry: Irte, count: int = 1) -> bool:
+        key, table = self._table(entry.source)
+        _, base = self.split(ref)
+        if self.split(ref)[0] != key or not table.free_at(base, count):
+            return False
+        table.fill(base, entry, count)
+        self.programmed(key, table, base)
+        return True
+
+    def update(self, ref: int, count: int, *, dest_vcpu: int, vector: int, posted: bool) -> None:
+        key, base = self.split(ref)
+        table = self.tables[key]
+        self.unprogrammed(key, table, base)
+        for i in range(count):
+            old = table.entries[base + i]
+            table.entries[base + i] = old._replace(dest_vcpu=dest_vcpu, vector=vector + i, posted=posted)
+        self.programmed(key, table, base)
+
+    def free(self, ref: int) -> int:
+        key, base = self.split(ref)
+        table = self.tables[key]
+        self.unprogrammed(key, table, base)
+        return table.free(base)
+
+    def programmed(self, key: int, table: DeviceTable, base: int) -> None:
+        """Block ``base`` now targets its entries' vCPU (IMSIC maps the interrupt file)."""
+
+    def unprogrammed(self, key: int, table: DeviceTable, base: int) -> None:
+        """Block ``base`` stops targeting its vCPU (IMSIC unmaps the interrupt file if no other block needs it)."""
+
+    def entry(self, ref: int) -> Irte:
+        key, base = self.split(ref)
+        return self.tables[key].entries[base]
+
+    def refs_where(self, owner_vm: int | None = None, source: Requester | None = None) -> list[int]:
+        found = []
+        for key, table in self.tables.items():
+            for base in table.blocks:
+                e = table.entries[base]
+                if owner_vm is not None and e.owner_vm != owner_vm:
+                    continue
+                if source is not None and (e.source.segment, e.source.rid) != (source.segment, source.rid):
+                    continue
+                found.append(key << INDEX_BITS | base)
+        return sorted(found)
+
+    def lookup(self, requester: Requester, index: int) -> tuple[int, Irte | None] | FaultReason:
+        """The entry ``index`` of the requester's own table (source validation by DeviceID)."""
+        table = self.table_of(requester.segment, requester.rid)
+        if table is None:
+            return FaultReason.NOT_PRESENT
+        if index >= table.size:
+            return FaultReason.INDEX_OUT_OF_RANGE
+        return index, table.entries.get(index)
