@@ -7,6 +7,7 @@ import pytest
 
 from ..spec.callconv import ARM64, RISCV64, RISCV_EXTENSION_ID, X86_64, CallingConvention
 from ..spec.harness_constants import TRAP_REGISTERS, TrapArch, TrapInstruction
+from .plugin import UNSUPPORTED_PREFIX
 from .toolkit import Session, architectures, check
 
 MASK64 = (1 << 64) - 1
@@ -27,10 +28,11 @@ def signed(value: int) -> int:
     return value - (1 << 64) if value >> 63 else value
 
 
-def needs(arch: TrapArch) -> None:
-    """Skip the calling test unless ``arch`` is under test (:func:`~.toolkit.architectures`)."""
-    if arch not in architectures():
-        pytest.skip(f"{arch.name} is not under test")
+def needs(session: Session, arch: TrapArch) -> None:
+    """The calling test is unsupported unless ``arch`` is the architecture of the ICS's platform
+    (:func:`~.toolkit.architectures`)."""
+    if arch not in architectures(session.platform):
+        pytest.skip(f"{UNSUPPORTED_PREFIX}{arch.name} is not the architecture of platform {session.platform}")
 
 
 def trap(

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Literal
 
 from ..spec.iut import GuestIUT, HypervisorIUT, IutError, IutTimeout
+from ..spec.platforms import DEFAULT_PLATFORM
+from ..spec.platforms import platform as platform_def
 from .harness.client import HarnessConnection, HarnessGuest, HarnessHypervisor
 from .harness.transport import open_channel
 
@@ -39,17 +41,19 @@ def open_hypervisor(spec: str, timeout: float, platform: str | None = None) -> H
         raise _named(spec, e) from None
 
 
-def open_guest(spec: str, timeout: float) -> GuestIUT:
-    """``reference``, ``faulty:NAME`` (in-process guests), or ``unix:PATH`` / ``tcp:HOST:PORT`` / ``exec:CMD``."""
+def open_guest(spec: str, timeout: float, platform: str | None = None) -> GuestIUT:
+    """``reference``, ``faulty:NAME`` (in-process guests on ``platform``'s architecture: the ICS's), or
+    ``unix:PATH`` / ``tcp:HOST:PORT`` / ``exec:CMD`` (which run on their own)."""
+    arch = platform_def(platform or DEFAULT_PLATFORM).arch
     if spec == "reference":
         from .guest import ReferenceGuest
 
-        return ReferenceGuest()
+        return ReferenceGuest(arch=arch)
     if spec.startswith("faulty:"):
         from .faults import faulty_guest
 
         try:
-            return faulty_guest(spec.removeprefix("faulty:"))
+            return faulty_guest(spec.removeprefix("faulty:"), arch)
         except KeyError as e:
             raise IutError(f"--iut {spec}: {e.args[0]}") from None
     conn = _connect(spec, timeout)
@@ -64,7 +68,7 @@ def open_iut(
     role: Literal["hypervisor", "guest"], spec: str, timeout: float, platform: str | None = None
 ) -> HypervisorIUT | GuestIUT:
     """The IUT of ``role`` named by ``spec`` (an in-process hypervisor on ``platform``)."""
-    return open_guest(spec, timeout) if role == "guest" else open_hypervisor(spec, timeout, platform)
+    return open_guest(spec, timeout, platform) if role == "guest" else open_hypervisor(spec, timeout, platform)
 
 
 def _connect(spec: str, timeout: float) -> HarnessConnection:

@@ -315,7 +315,7 @@ def pvmsi_iut(pytestconfig: pytest.Config, pvmsi_ics: Ics) -> Iterator[Any]:
         return
     timeout = pytestconfig.getoption("--pvmsi-timeout")
     if pytestconfig.getoption("--pvmsi-role") == "guest":
-        iut: Any = open_guest(pytestconfig.getoption("--pvmsi-iut"), timeout)
+        iut: Any = open_guest(pytestconfig.getoption("--pvmsi-iut"), timeout, platform)
     elif pytestconfig.getoption("--pvmsi-record"):
         from ..reference.backend import ReferenceHypervisor
         from ..reference.hypervisor.config import HypervisorConfig

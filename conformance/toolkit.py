@@ -28,6 +28,7 @@ from ..spec.harness_constants import DeviceProfile, DeviceSpace, TrapArch
 from ..spec.iut import DeviceRef, DeviceSlot, FireResult, HypervisorIUT, VmKnobs
 from ..spec.layout import layout_of
 from ..spec.platforms import DEFAULT_PLATFORM, arch_target
+from ..spec.platforms import platform as platform_def
 from ..spec.requirements import by_id
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
 
@@ -63,13 +64,12 @@ IDXD_SUB_SLOTS = 256
 ALL_KINDS = int(KIND_FEATURES)
 
 
-def architectures() -> tuple[TrapArch, ...]:
-    """The architectures whose calling conventions and discovery the suites test (spec "Calling conventions").
-
-    The one place that decides it: every architecture-dependent test of both suites asks here. Today every
-    architecture; to be bound to the platform the ICS declares.
+def architectures(platform: str) -> tuple[TrapArch, ...]:
+    """The architectures whose calling conventions and discovery the suites test: the one of the platform the
+    ICS declares (spec "Message formats": a platform implies its architecture). Every architecture-dependent test
+    of both suites asks here; on another architecture it is unsupported.
     """
-    return tuple(TrapArch)
+    return (TrapArch[platform_def(platform).arch.upper()],)
 
 
 def size(fmt: Any) -> int:

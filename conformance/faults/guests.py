@@ -71,8 +71,8 @@ def faulty_core(name: str) -> Callable[[int], GuestCore]:
     return lambda scratch: impl.core(scratch_gpa=scratch)
 
 
-def faulty_guest(name: str) -> ReferenceGuest:
-    return ReferenceGuest(faulty_core(name), name=f"faulty:{name}")
+def faulty_guest(name: str, arch: str = "x86_64") -> ReferenceGuest:
+    return ReferenceGuest(faulty_core(name), name=f"faulty:{name}", arch=arch)
 
 
 # -- discovery and negotiation: one boot with switches ------------------------------------------------------------

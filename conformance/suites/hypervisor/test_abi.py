@@ -34,7 +34,7 @@ X86, ARM, RV = TrapArch.X86_64, TrapArch.ARM64, TrapArch.RISCV64
 def test_x86_call_from_cpl_above_zero_is_not_run(session: Session) -> None:
     """VMCALL/VMMCALL at CPL 1-3: rax = -1 (KVM's -KVM_EPERM), the other registers unchanged, nothing done (a
     NEGOTIATE at CPL 3 leaves the VM OPEN and its output block untouched)."""
-    needs(X86)
+    needs(session, X86)
     for instr in CALL_INSTRUCTIONS[X86]:
         for cpl in (1, 2, 3):
             regs = {**call_registers(X86, FunctionNumber.VERSION), "rbx": 0, "rdi": 0x1111, "r8": 0x2222}
@@ -68,7 +68,7 @@ def test_x86_call_from_cpl_above_zero_is_not_run(session: Session) -> None:
 @requirement("HV-ABI-005", "HV-DISC-001", "GEN-CALL-001")
 def test_x86_cpuid_names_the_native_path(session: Session) -> None:
     """CPUID(base + 1).EBX names path NATIVE (ECX, EDX zero), and a VMCALL with the native id reaches pvmsi."""
-    needs(X86)
+    needs(session, X86)
     want = [int.from_bytes(X86_CPUID_SIGNATURE[i : i + 4], "little") for i in (0, 4, 8)]
     base = None
     for b in range(0x40000000, 0x40010000, 0x100):
@@ -89,7 +89,7 @@ def test_x86_cpuid_names_the_native_path(session: Session) -> None:
 def test_arm64_hint_bit_is_ignored_and_reserved_bits_are_not_pvmsi(session: Session) -> None:
     """A pvmsi function id with bit 16 (SVE hint) set is the same call; one with a bit of 23:17 set gets SMCCC
     NOT_SUPPORTED in x0 and does nothing."""
-    needs(ARM)
+    needs(session, ARM)
     version = session.version().value
     regs = call_registers(ARM, FunctionNumber.VERSION)
     regs["x0"] |= ARM64_SMCCC_HINTS
@@ -111,7 +111,7 @@ def test_arm64_hint_bit_is_ignored_and_reserved_bits_are_not_pvmsi(session: Sess
 def test_arm64_smccc_version_and_pvmsi_uid(session: Session) -> None:
     """PSCI_FEATURES(SMCCC_VERSION) succeeds, SMCCC_VERSION is 1.1 or later, and the vendor hypervisor Call UID is
     the pvmsi UID."""
-    needs(ARM)
+    needs(session, ARM)
     after = trap(
         session, ARM, TrapInstruction.HVC, {"x0": ARM64_PSCI_FEATURES, "x1": ARM64_SMCCC_VERSION}, "HV-ABI-003"
     )
@@ -142,7 +142,7 @@ def _sbiret(session: Session, fn: int, args: tuple[int, int, int, int]) -> tuple
 def test_riscv64_returns_sbiret(session: Session) -> None:
     """Success is SBI_SUCCESS with the value in a1; each failure is the mapped SBI error in a0 with pvmsi's status
     in a1; an unknown function is SBI_ERR_NOT_SUPPORTED."""
-    needs(RV)
+    needs(session, RV)
     version = session.version().value
     got = _sbiret(session, FunctionNumber.VERSION, (0, 0, 0, 0))
     check(got == (SbiError.SUCCESS, version), "HV-ABI-004", f"VERSION: a0 = 0, a1 = {version:#x}", str(got))

@@ -150,7 +150,7 @@ def test_msix_message_control_applied(session: Session) -> None:
     fired = session.fire(MLX5, MsgKind.MSIX, 2)
     check(fired.outcome == FireOutcome.PENDING, "HV-EMU-006", "function-masked: PENDING", fired.outcome.name)
     session.config_write(MLX5, MSIX_CAP + 2, 2, MSIX_ENABLE)
-    got = session.iut.collect(session.vm)
+    got = session.collect(session.vm)
     check((3, 0x77) in got, "HV-EMU-006", "the pending message delivered on unmask", str(got))
     fired = session.fire(MLX5, MsgKind.MSIX, 2)
     check(fired.outcome == FireOutcome.DELIVERED, "HV-EMU-006", "enabled: DELIVERED", fired.outcome.name)

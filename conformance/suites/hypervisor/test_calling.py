@@ -154,7 +154,7 @@ def _trap(
 @requirement("GEN-CALL-001", "HV-CALL-004", "HV-CALL-006", "HV-SEC-008")
 def test_x86_64_registers_vmcall_and_vmmcall(session: Session) -> None:
     """On x86-64, VMCALL and VMMCALL both answer in rax and rbx and preserve rcx..r9."""
-    needs(TrapArch.X86_64)
+    needs(session, TrapArch.X86_64)
     version = session.version().value
     for instr in (TrapInstruction.VMCALL, TrapInstruction.VMMCALL):
         # rax, rbx, rcx, rdx, rsi, rdi, r8, r9
@@ -170,7 +170,7 @@ def test_x86_64_registers_vmcall_and_vmmcall(session: Session) -> None:
 @requirement("GEN-CALL-001", "HV-CALL-004", "HV-CALL-001")
 def test_arm64_registers_hvc(session: Session) -> None:
     """On arm64, HVC answers in x0/x1, zeroes x2 and x3, keeps x4..x7, and gives -1 for an unknown call."""
-    needs(TrapArch.ARM64)
+    needs(session, TrapArch.ARM64)
     version = session.version().value
     before = [ARM64.function_id(FunctionNumber.VERSION), 0, 0, 0, 0, 0x55, 0x66, 0x77]
     after = _trap(session, TrapArch.ARM64, TrapInstruction.HVC, before)
@@ -189,7 +189,7 @@ def test_arm64_registers_hvc(session: Session) -> None:
 @requirement("GEN-CALL-001", "HV-CALL-004")
 def test_riscv64_registers_ecall(session: Session) -> None:
     """On riscv64, an ECALL with the pvmsi extension id answers in a0 and a1 and preserves a2..a7."""
-    needs(TrapArch.RISCV64)
+    needs(session, TrapArch.RISCV64)
     version = session.version().value
     # a0..a7: a6 = function number, a7 = extension id
     before = [0, 0, 0, 0, 0x44, 0x55, FunctionNumber.VERSION, RISCV64_EID]

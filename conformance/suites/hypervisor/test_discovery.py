@@ -24,7 +24,7 @@ def _cpuid(session: Session, leaf: int) -> list[int]:
 @requirement("HV-DISC-001")
 def test_x86_cpuid_leaf_block(session: Session) -> None:
     """A CPUID leaf block signed 'PVMSIPVMSIPV' exists, and EAX of its next leaf is the VERSION value."""
-    needs(TrapArch.X86_64)
+    needs(session, TrapArch.X86_64)
     want = [int.from_bytes(X86_CPUID_SIGNATURE[i : i + 4], "little") for i in (0, 4, 8)]
     found = None
     for base in range(0x40000000, 0x40010000, 0x100):
@@ -43,7 +43,7 @@ def test_x86_cpuid_leaf_block(session: Session) -> None:
 @requirement("HV-DISC-002")
 def test_riscv_sbi_probe(session: Session) -> None:
     """The SBI probe_extension call reports the pvmsi extension as present."""
-    needs(TrapArch.RISCV64)
+    needs(session, TrapArch.RISCV64)
     # a0 = extension to probe, a6 = probe_extension (3), a7 = SBI base extension (0x10)
     handled, regs = session.iut.trap(
         session.vm, 0, TrapArch.RISCV64, TrapInstruction.ECALL, [RISCV_EXTENSION_ID, 0, 0, 0, 0, 0, 3, 0x10]

@@ -16,6 +16,7 @@ from ..conformance.harness.serve import (
 )
 from ..spec.iut import HypervisorIUT
 from ..spec.platforms import DEFAULT_PLATFORM, PLATFORM_KEYS
+from ..spec.platforms import platform as platform_def
 
 
 @click.command()
@@ -62,8 +63,9 @@ from ..spec.platforms import DEFAULT_PLATFORM, PLATFORM_KEYS
     "--platform",
     type=click.Choice(list(PLATFORM_KEYS)),
     default=None,
-    help=f"Hypervisor role: the platform it runs on (IOMMU, message format, architecture; default {DEFAULT_PLATFORM}, "
-    "or a --fault's own); run the suite with an ICS naming the same one. A guest writes what it is given.",
+    help=f"The platform it runs on (default {DEFAULT_PLATFORM}, or a --fault's own): a hypervisor's IOMMU, message "
+    "format and architecture, a guest's architecture (its discovery and registers); run the suite with an ICS "
+    "naming the same one.",
 )
 def serve(
     role: str,
@@ -82,7 +84,7 @@ def serve(
         raise click.UsageError("give exactly one of --listen ADDRESS or --stdio")
     deadlines = Deadlines(idle=idle_timeout, frame=frame_timeout, write=write_timeout)
     if role == "guest":
-        _run(listen, deadlines, once, service=_guest_service(fault, answer_timeout))
+        _run(listen, deadlines, once, service=_guest_service(fault, answer_timeout, platform))
         return
 
     def factory() -> HypervisorIUT:
@@ -130,7 +132,7 @@ def _run(
             pass
 
 
-def _guest_service(fault: str | None, answer_timeout: float) -> ServiceFactory:
+def _guest_service(fault: str | None, answer_timeout: float, platform: str | None) -> ServiceFactory:
     from ..conformance.guest import CoreFactory, GuestRunner, reference_core
     from ..conformance.harness.guest_server import GuestService
 
@@ -146,6 +148,8 @@ def _guest_service(fault: str | None, answer_timeout: float) -> ServiceFactory:
         name = b"faulty"
 
     def service() -> GuestService:
-        return GuestService(GuestRunner(factory), name, answer_timeout)
+        return GuestService(
+            GuestRunner(factory, arch=platform_def(platform or DEFAULT_PLATFORM).arch), name, answer_timeout
+        )
 
     return service
