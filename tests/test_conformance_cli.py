@@ -361,7 +361,7 @@ def test_interrupted_run_keeps_the_finished_tests(tmp_path: Path) -> None:
     report = Report.model_validate_json(out.read_text())
     assert not report.complete
     assert 5 <= len(report.results) < len(catalogue("hypervisor"))
-    assert all(r.verdict is Verdict.PASS for r in report.results)
+    assert all(r.verdict in (Verdict.PASS, Verdict.UNSUPPORTED) for r in report.results)  # arm64/riscv64 on vtd
     assert not partial.exists(), "the stream is removed once the report is written"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
