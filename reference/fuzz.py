@@ -210,10 +210,10 @@ class Fuzzer(HostEvents):
                 subs = dev.subdevices
                 own_ims = dev.ims_slots - sum(s.slot_count for s in subs)
                 out[g.segment, g.bus, g.devfn, None] = Dev(
-                    dev.msi_max_vectors, dev.msix_table_size, own_ims, dev.isolated, False
+                    dev.msi_max_vectors, dev.msix_table_size, own_ims, dev.isolated, False, bool(subs)
                 )
                 for i, s in enumerate(subs, 1):
-                    out[g.segment, g.bus, g.devfn, i] = Dev(0, 0, s.slot_count, dev.isolated, dev.needs_viommu)
+                    out[g.segment, g.bus, g.devfn, i] = Dev(0, 0, s.slot_count, dev.isolated, dev.needs_viommu, True)
             cache.append(out)
             return out
 

@@ -55,7 +55,7 @@ def check_invariants(system: ReferenceSystem, destroyed: set[int] | frozenset[in
                     m.posted,
                 ):
                     problems.append(f"VM {vm_id}: IRTE {m.irte + i} of {handle:#x} is {e}, message says {m}")
-                elif e.source != Requester(src.segment, src.rid, src.pasid):
+                elif e.source != Requester(src.segment, src.rid):  # the requester id alone (HV-SEC-002)
                     problems.append(f"VM {vm_id}: IRTE {m.irte + i} accepts {e.source}, device is {src}")
             if (m.address, m.data) != compose(m.irte):
                 problems.append(f"VM {vm_id}: message {handle:#x} pair does not name IRTE {m.irte}")

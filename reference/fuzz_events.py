@@ -119,18 +119,14 @@ class HostEvents:
             slot = sub.slot(x.slot)
         outcome = self.system.platform.fire(pci, MsgKind(x.kind), slot)
         self.events[f"program_fire_{type(outcome).__name__.lower()}"] += 1
-        if pasid is None and x.kind == MsgKind.IMS and pci.subdevice_of_slot(slot) is not None:
-            # Known modelling gap: the parent function is offered every IMS slot, but the platform tags a slot
-            # partitioned to a sub-device with that sub-device's PASID, so such a message is blocked (safe).
-            self.events["parent_ims_slot_of_subdevice"] += 1
-            return
         d = outcome.delivery if isinstance(outcome, Delivered) else None
         if d is None or (d.vm, d.vcpu, d.vector) != (vm.vm_id, x.vcpu, x.vector + i):
             self._fail("delivery", f"pair of {handle:#x} ({x}, vector +{i}) fired: {outcome}")
 
     def attack(self, vm: SystemVm) -> None:
-        """A pair the guest holds, written by another requester (another function, another sub-device's PASID)
-        or by a device of another VM: blocked (HV-SEC-001, HV-SEC-002)."""
+        """A pair the guest holds, written by another requester id or by a device of another VM: blocked
+        (HV-SEC-001, HV-SEC-002); written with another PASID from the same requester id (a sibling sub-device):
+        not told apart by the IOMMU, so at most delivered into this same VM (HV-SEC-010)."""
         rng = self.rng
         m = self.model.vms.get(vm.vm_id)
         if m is None or not m.messages:
@@ -152,7 +148,10 @@ class HostEvents:
             self.events["replay_write"] += 1
             requester = rng.choice(others).requester()
         outcome = platform.route(MemoryWrite(requester, x.address, x.data))
-        if not isinstance(outcome, Fault):
+        if requester.rid == src.rid and requester.segment == src.segment:
+            if not isinstance(outcome, Fault) and outcome.vm != vm.vm_id:
+                self._fail("isolation", f"pair {x} written with PASID {requester.pasid} reached VM {outcome.vm}")
+        elif not isinstance(outcome, Fault):
             self._fail("isolation", f"pair {x} written by {requester} was delivered: {outcome}")
 
     def discover(self, vm: SystemVm) -> None:

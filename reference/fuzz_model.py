@@ -33,6 +33,8 @@ PAGE = int(Limit.PAGE_SIZE)
 ALIGN = int(Limit.BLOCK_ALIGN)
 KIND_FEATURE = {MsgKind.MSI: Feature.MSI, MsgKind.MSIX: Feature.MSIX, MsgKind.IMS: Feature.IMS}
 KINDS_FEATURES = int(Feature.MSI | Feature.MSIX | Feature.IMS)
+#: The device flags the model predicts (HV-DEV-005, HV-SEC-010); RETARGET_IN_PLACE is the implementation's choice.
+_CHECKED_FLAGS = DeviceFlag.CLAIMED | DeviceFlag.NEEDS_VIOMMU | DeviceFlag.ISOLATED | DeviceFlag.SHARED_SOURCE
 _F = {n: fast(n) for n in ("negotiate_in", "device_id", "claim_in", "batch_in", "batch_out", "hv_info")}
 _F.update({n: fast(n) for n in ("negotiate_out", "device_info", "alloc_entry", "retarget_entry", "free_entry")})
 _F.update({n: fast(n) for n in ("alloc_result", "retarget_result", "free_result")})
@@ -190,6 +192,7 @@ class Model:
         claim = vm.claims.get(key)
         flags = DeviceFlag.CLAIMED * (claim is not None) | DeviceFlag.NEEDS_VIOMMU * dev.needs_viommu
         flags |= DeviceFlag.ISOLATED * dev.isolated  # only when the source is validated (HV-DEV-005)
+        flags |= DeviceFlag.SHARED_SOURCE * dev.shared_source  # one requester id for all of them (HV-SEC-010)
         info = {
             "device_segment": d.segment,
             "device_bus": d.bus,
@@ -203,7 +206,7 @@ class Model:
             "ims_slots": dev.ims,
             "messages_allocated": claim.vectors if claim else 0,
             "message_quota": vm.config.max_messages_per_device,
-            "flags&": (int(flags), int(DeviceFlag.CLAIMED | DeviceFlag.NEEDS_VIOMMU | DeviceFlag.ISOLATED)),
+            "flags&": (int(flags), int(_CHECKED_FLAGS)),
         }
         plan.output = ("device_info", info)  # HV-DEV-004
 

@@ -60,7 +60,8 @@ class PlatformRemap:
     def _requester(self, source: Source) -> Requester:
         req = self._requesters.get(source)
         if req is None:
-            req = self._requesters[source] = Requester(source.segment, source.rid, source.pasid)
+            # The entry's source is the requester id alone: sub-devices sharing it are not told apart (HV-SEC-002).
+            req = self._requesters[source] = Requester(source.segment, source.rid)
         return req
 
     def alloc(self, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool) -> int | None:
@@ -120,6 +121,11 @@ class AssignedFunction:
     @property
     def needs_viommu(self) -> bool:
         return self.device.needs_viommu and self.sub is not None
+
+    @property
+    def shared_source(self) -> bool:
+        """The function and its sub-devices write with one requester id (HV-SEC-010)."""
+        return bool(self.device.subdevices)
 
     def emulated_enabled(self, kind: MsgKind) -> bool:
         if self.sub is not None:

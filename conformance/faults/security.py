@@ -5,19 +5,21 @@ pairs reveal, and what a destroyed VM leaves behind."""
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from ...reference.hypervisor.call import Call
 from ...reference.hypervisor.config import HypervisorConfig
 from ...reference.hypervisor.core import HypervisorCore
 from ...reference.hypervisor.errors import CallError
-from ...reference.hypervisor.ports import RemapPort
+from ...reference.hypervisor.ports import AssignedDevice, RemapPort
 from ...reference.hypervisor.vmstate import Claim, DeviceKey, Message
 from ...reference.platform.fault import FaultReason
 from ...reference.platform.iommu import Iommu
 from ...reference.platform.remap import RemappingTable
 from ...reference.platform.requester import Requester
-from ...reference.system import ReferenceSystem, SystemVm
-from ...spec.constants import MsgKind, Status
+from ...reference.platform.vm import Vm
+from ...reference.system import AssignedFunction, ReferenceSystem, SystemVm
+from ...spec.constants import DeviceFlag, MsgKind, Status
 from ...spec.records import AllocEntry, AllocResult
 from .registry import FaultList
 
@@ -38,20 +40,54 @@ class NoSourceValidation(ReferenceSystem):
         return UnvalidatedIommu(table)
 
 
-class PasidBlindIommu(Iommu):
-    """Validates the requester id of a write but not its PASID."""
+class PasidOnlyIommu(Iommu):
+    """Validates the PASID of a write instead of its requester id (what no IOMMU does for interrupts)."""
 
     def check_source(self, source: Requester, requester: Requester) -> FaultReason | None:
-        refused = super().check_source(source, requester)
-        return None if refused is FaultReason.PASID_MISMATCH else refused
+        return None if source.pasid == requester.pasid else FaultReason.SOURCE_ID_MISMATCH
+
+
+@faults.add("pasid-only-validation", "HV-SEC-002", "source validation compares the write's PASID, not its requester id")
+class PasidOnlyValidation(ReferenceSystem):
+    def make_iommu(self, table: RemappingTable) -> Iommu:
+        return PasidOnlyIommu(table)
 
 
 @faults.add(
-    "pasid-not-validated", "HV-SEC-002", "source validation checks the requester id but not the PASID of a sub-device"
+    "shared-source-not-reported",
+    "HV-SEC-010",
+    "never sets PVMSI_DEV_SHARED_SOURCE, so a guest takes sub-devices sharing a requester id as isolated",
 )
-class PasidNotValidated(ReferenceSystem):
-    def make_iommu(self, table: RemappingTable) -> Iommu:
-        return PasidBlindIommu(table)
+class SharedSourceNotReported(HypervisorCore):
+    def device_info(self, c: Call, dev_id: dict[str, Any], dev: AssignedDevice, claim: Claim | None) -> dict[str, Any]:
+        info = super().device_info(c, dev_id, dev, claim)
+        info["flags"] &= ~DeviceFlag.SHARED_SOURCE
+        return info
+
+
+class HostPasidVm(SystemVm):
+    """Looks sub-devices up by the host PASID the device tags its writes with, not by the guest's id."""
+
+    def device(self, segment: int, bus: int, devfn: int, pasid: int | None) -> AssignedFunction | None:
+        if pasid is None:
+            return super().device(segment, bus, devfn, None)
+        pci = self.pci(segment, bus, devfn)
+        if pci is None:
+            return None
+        for guest_id, sub in enumerate(pci.subdevices, 1):
+            if sub.pasid == pasid:
+                return super().device(segment, bus, devfn, guest_id)
+        return None
+
+
+@faults.add(
+    "subdevice-id-is-host-pasid",
+    "HV-SEC-011",
+    "takes a sub-device id for the host PASID, so a guest must know (and learns) host PASIDs",
+)
+class SubdeviceIdIsHostPasid(ReferenceSystem):
+    def make_vm(self, vm: Vm) -> SystemVm:
+        return HostPasidVm(self.platform, vm)
 
 
 class RequesterBlindIommu(Iommu):

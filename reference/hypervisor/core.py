@@ -293,12 +293,14 @@ class HypervisorCore(MessageCalls):
     def device_info(self, c: Call, dev_id: dict[str, Any], dev: AssignedDevice, claim: Claim | None) -> dict[str, Any]:
         """The fields of device_info: what the device supports as the guest sees it, what is claimed and
         allocated, the quota (HV-DEV-004); ISOLATED only for a device whose messages' source the platform
-        validates (HV-DEV-005)."""
+        validates (HV-DEV-005); SHARED_SOURCE for a function and sub-devices sharing a requester id (HV-SEC-010)."""
         flags = DeviceFlag.RETARGET_IN_PLACE
         if dev.isolated:
             flags |= DeviceFlag.ISOLATED
         if dev.needs_viommu:
             flags |= DeviceFlag.NEEDS_VIOMMU
+        if dev.shared_source:
+            flags |= DeviceFlag.SHARED_SOURCE  # HV-SEC-010
         if claim is not None:
             flags |= DeviceFlag.CLAIMED
         return {

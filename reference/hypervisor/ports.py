@@ -57,6 +57,12 @@ class AssignedDevice(Protocol):
     @property
     def needs_viommu(self) -> bool: ...
 
+    @property
+    def shared_source(self) -> bool:
+        """Whether other sub-devices (or the function and its sub-devices) write with this requester id
+        (PVMSI_DEV_SHARED_SOURCE, HV-SEC-010)."""
+        ...
+
     def emulated_enabled(self, kind: MsgKind) -> bool:
         """Whether ``kind`` is enabled through the emulated capability (MSI Enable / MSI-X Enable)."""
         ...

@@ -1,8 +1,8 @@
 """The x86-style interrupt-remapping table: 65,536 entries (IRTEs) and their allocator.
 
 An entry (:class:`Irte`) says where a remappable-format interrupt request goes (owner VM, destination vCPU,
-vector, posted or not) and who may send it (source validation: segment, 16-bit requester id and, for a
-sub-device, its PASID).  VT-d section 9.10 "Interrupt Remapping Table Entry (IRTE) for Remapped Interrupts"
+vector, posted or not) and who may send it (source validation: segment and 16-bit requester id, never a
+PASID).  VT-d section 9.10 "Interrupt Remapping Table Entry (IRTE) for Remapped Interrupts"
 is the hardware counterpart; the model keeps the fields pvmsi needs.
 
 Allocation hands out single entries or power-of-two aligned blocks of 2..32 consecutive entries (multi-message
@@ -84,9 +84,10 @@ _SIZE_INDEX = {size: i for i, size in enumerate(BLOCK_SIZES)}
 class Irte(NamedTuple):
     """One interrupt-remapping table entry (immutable; the table replaces it on update).
 
-    ``source`` is the only requester allowed to use the entry (segment and requester id must match; its
-    PASID must match too, ``None`` meaning "a write without PASID").  ``generation`` is stamped by the table:
-    it counts the allocations of this index, so a stale reference to a reused index can be told apart.
+    ``source`` is the only requester allowed to use the entry: its segment and requester id must match (VT-d
+    IRTE SID with SQ=00b, SVT=01b); its PASID is always ``None`` (no IOMMU checks one on an interrupt).
+    ``generation`` is stamped by the table: it counts the allocations of this index, so a stale reference to a
+    reused index can be told apart.
     The table checks ``vector`` (0..255) and ``dest_vcpu`` (>= 0) when an entry is stored.
     """
 

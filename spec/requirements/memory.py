@@ -79,9 +79,10 @@ SECURITY: tuple[Requirement, ...] = (
         "HV-SEC-002",
         Level.MUST,
         "security",
-        "The hypervisor MUST program source validation so that a message is delivered only when written by the "
-        "device it was allocated for (its requester id, and its PASID for a sub-device); any other write of the "
-        "pair MUST be blocked.",
+        "The hypervisor MUST program source validation so that a message is delivered only when written with "
+        "the segment and requester id of the device it was allocated for (VT-d: IRTE SVT=01b, SQ=00b, SID; "
+        "AMD-Vi and GIC ITS: the DeviceID's table); a write of the pair with any other requester id MUST be "
+        "blocked. A PASID on the write is not a source: the hypervisor MUST NOT rely on one to isolate messages.",
     ),
     req(
         "HV-SEC-003",
@@ -131,10 +132,33 @@ SECURITY: tuple[Requirement, ...] = (
         "The hypervisor MUST free every message, remapping entry and quota a VM holds when the VM is destroyed.",
     ),
     req(
+        "HV-SEC-010",
+        Level.MUST,
+        "security",
+        "The hypervisor MUST assign a function and every sub-device that shares its requester id to one VM, and "
+        "MUST set PVMSI_DEV_SHARED_SOURCE in DEVICE_QUERY for each of them (the function and its sub-devices "
+        "when it has any): their messages are isolated from other requester ids, not from each other.",
+    ),
+    req(
+        "HV-SEC-011",
+        Level.MUST,
+        "security",
+        "A sub-device id MUST be the guest's PASID (the guest's namespace, from its vIOMMU); the hypervisor MUST "
+        "translate it to the host PASID itself and MUST answer a sub-device id the guest does not own as a "
+        "device that does not exist (UNKNOWN_DEVICE), and MUST NOT reveal a host PASID.",
+    ),
+    req(
         "GUEST-SEC-001",
         Level.MUST_NOT,
         "security",
         "The guest MUST NOT write into a device a pair it did not obtain for that device.",
+    ),
+    req(
+        "GUEST-SEC-002",
+        Level.SHOULD_NOT,
+        "security",
+        "The guest SHOULD NOT hand sub-devices of a PVMSI_DEV_SHARED_SOURCE device to parties it does not trust "
+        "with each other's interrupts (nested guests, user space): their messages are not isolated.",
     ),
 )
 
