@@ -90,6 +90,23 @@ class SubdeviceIdIsHostPasid(ReferenceSystem):
         return HostPasidVm(self.platform, vm)
 
 
+class PasidTrustingIommu(Iommu):
+    """Takes a write that carries a PASID prefix for a sub-device's and lets it through unvalidated."""
+
+    def check_source(self, source: Requester, requester: Requester) -> FaultReason | None:
+        return None if requester.pasid is not None else super().check_source(source, requester)
+
+
+@faults.add(
+    "pasid-prefix-trusted",
+    "HV-SEC-001",
+    "a write carrying a PASID (a guest-written IMS entry's) skips requester-id validation: another VM's pair delivers",
+)
+class PasidPrefixTrusted(ReferenceSystem):
+    def make_iommu(self, table: RemappingTable) -> Iommu:
+        return PasidTrustingIommu(table)
+
+
 class RequesterBlindIommu(Iommu):
     """Delivers a write whichever requester id it carries."""
 

@@ -23,7 +23,7 @@ from pvmsi.spec.constants import MsgKind
 from .iommu import Delivery, Fault, Iommu
 from .legacy import LegacyMsi
 from .msi_format import compose_compat
-from .pci import MSI_CAP_OFFSET, MSIX_CAP_OFFSET, SLOT_SIZE, MemoryWrite, NotFired, PciDevice, SubDevice
+from .pci import MSI_CAP_OFFSET, MSIX_CAP_OFFSET, SLOT_SIZE, MemoryWrite, NotFired, PasidImsEntry, PciDevice, SubDevice
 from .profiles import DeviceProfile
 from .remap import TABLE_ENTRIES, RemappingTable
 from .requester import PASID_LIMIT, Bdf
@@ -148,6 +148,7 @@ class Platform:
             msix_table_size=profile.msix_table_size,
             ims_slots=profile.ims_slots,
             subdevice_pasids=pasids,
+            ims_pasid=profile.ims_pasid,
             needs_viommu=profile.needs_viommu,
             isolated=profile.isolated,
             vendor_id=profile.vendor_id,
@@ -326,10 +327,13 @@ class Platform:
         gpa = self._layout_of(vm, guest).msix_entry_gpa(entry)
         return self._write_slot(vm, gpa, address, data, masked)
 
-    def guest_ims_write(self, vm: Vm, guest: Bdf, slot: int, address: int, data: int, *, masked: bool = False) -> int:
-        """Write IMS slot ``slot`` (device-wide number) with four dword writes; returns the exits (always 0)."""
+    def guest_ims_write(
+        self, vm: Vm, guest: Bdf, slot: int, address: int, data: int, *, masked: bool = False, pasid: int | None = None
+    ) -> int:
+        """Write IMS slot ``slot`` (device-wide number) with four dword writes; returns the exits (always 0).
+        ``pasid`` sets PASID enable and the PASID in the control word of an IDXD-like entry (ignored elsewhere)."""
         gpa = self._layout_of(vm, guest).ims_slot_gpa(slot)
-        return self._write_slot(vm, gpa, address, data, masked)
+        return self._write_slot(vm, gpa, address, data, masked, PasidImsEntry.control_word(masked, pasid))
 
     def guest_msi_write(
         self, vm: Vm, guest: Bdf, address: int, data: int, *, vectors: int = 1, enable: bool = True
@@ -353,12 +357,12 @@ class Platform:
         return compose_compat(vcpu, vector)
 
     # -- internals -----------------------------------------------------------------------------------------
-    def _write_slot(self, vm: Vm, gpa: int, address: int, data: int, masked: bool) -> int:
+    def _write_slot(self, vm: Vm, gpa: int, address: int, data: int, masked: bool, control: int | None = None) -> int:
         exits = 0
         exits += self.guest_mmio_write(vm, gpa, 4, address & 0xFFFFFFFF)
         exits += self.guest_mmio_write(vm, gpa + 4, 4, address >> 32)
         exits += self.guest_mmio_write(vm, gpa + 8, 4, data)
-        exits += self.guest_mmio_write(vm, gpa + 12, 4, int(masked))
+        exits += self.guest_mmio_write(vm, gpa + 12, 4, int(masked) if control is None else control)
         return exits
 
     def _layout_of(self, vm: Vm, guest: Bdf) -> GuestDeviceLayout:

@@ -18,7 +18,7 @@ from pvmsi.conformance.toolkit import (
 )
 from pvmsi.spec.constants import DeviceFlag, FunctionNumber, KindMask, MsgKind, Status
 from pvmsi.spec.formats import ALLOC_ENTRY, DEVICE_INFO
-from pvmsi.spec.harness_constants import DeviceProfile, FireOutcome
+from pvmsi.spec.harness_constants import DeviceProfile, DeviceSpace, FireOutcome
 from pvmsi.spec.iut import DeviceRef, DeviceSlot, VmKnobs
 
 requirement = pytest.mark.requirement
@@ -75,6 +75,41 @@ def test_subdevices_share_their_function_s_source(session: Session) -> None:
     session.program(MLX5, MsgKind.IMS, 0, r.address, r.data)  # another requester id of the same VM
     fired = session.fire(MLX5, MsgKind.IMS, 0)
     check(fired.outcome == FireOutcome.BLOCKED, "HV-SEC-002", "another requester id is blocked", fired.outcome.name)
+
+
+#: An IDXD-like IMS entry's control word (dword 3): bit 0 mask, bit 3 PASID enable, bits 31:12 PASID.
+IMS_PASID_ENABLE, IMS_PASID_SHIFT = 1 << 3, 12
+
+
+@requirement("HV-SEC-001", "HV-SEC-010")
+@option("subdevice", "ims")
+def test_hostile_ims_entries_reach_no_other_vm(session: Session) -> None:
+    """A guest that writes any PASID into its sub-device's IMS entry reaches at most itself; one that writes
+    another VM's pair there (PASID enable set or not) is blocked, and the other VM sees nothing."""
+    vm_a = session.vm
+    session.negotiated()
+    sub = IDXD.with_pasid(1)
+    session.claimed(sub, int(KindMask.IMS))
+    vm_b = session.new_vm(DEFAULT_DEVICES)
+    session.use(vm_b)
+    session.negotiated()
+    session.claimed(sub, int(KindMask.IMS))
+    theirs = session.allocated(sub, MsgKind.IMS, [0], vcpu=0, vector=0x66)[0]
+    session.use(vm_a)
+    mine = session.allocated(sub, MsgKind.IMS, [0], vcpu=0, vector=0x55)[0]
+    for pasid in (None, 1, 2, 9, 0xFFFFF):  # none, its own, a sibling's, and ids that may be another VM's
+        control = 0 if pasid is None else IMS_PASID_ENABLE | pasid << IMS_PASID_SHIFT
+        for pair, foreign in (((mine.address, mine.data), False), ((theirs.address, theirs.data), True)):
+            session.program(sub, MsgKind.IMS, 0, *pair, masked=True)
+            session.iut.device_write(session.vm, sub, DeviceSpace.IMS, 12, 4, control)
+            fired = session.fire(sub, MsgKind.IMS, 0)
+            got_b = session.iut.collect(vm_b)
+            check(got_b == [], "HV-SEC-001", f"nothing in VM B (PASID {pasid}, foreign {foreign})", f"{got_b}")
+            got_a = session.iut.collect(session.vm)
+            if foreign:
+                check(fired.outcome == FireOutcome.BLOCKED, "HV-SEC-001", "VM B's pair blocked", fired.outcome.name)
+            else:
+                check(got_a == [(0, 0x55)], "HV-SEC-010", f"own pair with PASID {pasid} -> own VM", f"{got_a}")
 
 
 @requirement("HV-SEC-011", "HV-DEV-003")
