@@ -16,7 +16,7 @@ from .fuzz_model import Model
 from .guest.actions import GuestDevice
 from .guest.driver import InProcessDriver
 from .platform.iommu import Fault
-from .platform.pci import MemoryWrite
+from .platform.pci import MemoryWrite, PciDevice
 from .platform.platform import Delivered
 from .platform.requester import Requester
 from .system import ReferenceSystem, SystemVm, guest_subdevice
@@ -35,6 +35,9 @@ class HostEvents:
     trap: TrapHook
     destroyed: set[int]
     events: Counter[str]
+    #: Pairs written into MSI-X/IMS slots: (VM, device key, kind, slot) -> (handle, address, data, device, its FLR
+    #: count then), for the stale-copy check (HV-QUOTA-004).
+    written: dict[tuple[int, object, int, int], tuple[int, int, int, PciDevice, int]]
     _forget_devices: dict[int, Callable[[], None]]
 
     def _fail(self, what: str, detail: str) -> None:
@@ -117,11 +120,40 @@ class HostEvents:
             sub = guest_subdevice(pci, pasid)
             assert sub is not None
             slot = sub.slot(x.slot)
+        if x.kind != MsgKind.MSI:
+            self.written[vm.vm_id, x.device, x.kind, x.slot] = (handle, x.address, x.data, pci, pci.flr_count)
         outcome = self.system.platform.fire(pci, MsgKind(x.kind), slot)
         self.events[f"program_fire_{type(outcome).__name__.lower()}"] += 1
         d = outcome.delivery if isinstance(outcome, Delivered) else None
         if d is None or (d.vm, d.vcpu, d.vector) != (vm.vm_id, x.vcpu, x.vector + i):
             self._fail("delivery", f"pair of {handle:#x} ({x}, vector +{i}) fired: {outcome}")
+
+    def stale_copy(self, vm: SystemVm) -> bool:
+        """A pair left in a slot after its message was freed, written again by its device (not reset since): it
+        never delivers into a message of another slot (HV-QUOTA-004).  False when there is no such pair."""
+        m = self.model.vms.get(vm.vm_id)
+        stale = [
+            (k, w)
+            for k, w in self.written.items()
+            if k[0] == vm.vm_id and m is not None and w[0] not in m.messages and w[4] == w[3].flr_count
+        ]
+        if not stale:
+            return False
+        (_vm, device, kind, slot), (_h, address, data, pci, _flr) = self.rng.choice(stale)
+        if pci.removed:
+            return False
+        self.events["stale_copy_write"] += 1
+        outcome = self.system.platform.route(MemoryWrite(pci.requester(), address, data))
+        if isinstance(outcome, Fault):
+            return True
+        st = self.system.core.vm_states().get(vm.vm_id)
+        owner = None
+        for msg in st.messages.values() if st else ():
+            if msg.irte <= outcome.irte_index < msg.irte + msg.count:
+                owner = (msg.device, int(msg.kind), msg.slot)
+        if owner != (device, kind, slot):
+            self._fail("stale copy", f"freed pair of {device} {kind} slot {slot} delivered into {owner}: {outcome}")
+        return True
 
     def attack(self, vm: SystemVm) -> None:
         """A pair the guest holds, written by another requester id or by a device of another VM: blocked
@@ -138,6 +170,8 @@ class HostEvents:
         platform = self.system.platform
         others = [d for d in platform.devices if d.vm_id not in (None, vm.vm_id)]
         r = rng.random()
+        if r < 0.15 and self.stale_copy(vm):
+            return
         if r < 0.35 or not others:
             self.events["forged_write"] += 1
             requester = Requester(src.segment, src.rid ^ 0x0100, src.pasid)

@@ -1,6 +1,7 @@
 """Faults of isolation and resource control (spec "Security"): source validation in the IOMMU (a part the
-system makes through :meth:`~pvmsi.reference.system.ReferenceSystem.make_iommu`), handles, quotas, what the
-pairs reveal, and what a destroyed VM leaves behind."""
+system makes through :meth:`~pvmsi.reference.system.ReferenceSystem.make_iommu`), sub-devices sharing a requester
+id, handles, quotas and shares of the remapping table (HV-QUOTA-001..004), what the pairs reveal, and what a
+destroyed VM leaves behind."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from ...reference.hypervisor.ports import AssignedDevice, RemapPort
 from ...reference.hypervisor.vmstate import Claim, DeviceKey, Message
 from ...reference.platform.fault import FaultReason
 from ...reference.platform.iommu import Iommu
-from ...reference.platform.remap import RemappingTable
+from ...reference.platform.legacy import LegacyMsi
+from ...reference.platform.platform import Platform
+from ...reference.platform.remap import Irte, RemappingTable
 from ...reference.platform.requester import Requester
 from ...reference.platform.vm import Vm
 from ...reference.system import AssignedFunction, ReferenceSystem, SystemVm
@@ -193,3 +196,55 @@ class DestroyLeaksEntries(ReferenceSystem):
 class NoQuota(HypervisorCore):
     def check_quota(self, c: Call, claim: Claim, count: int) -> None:
         return None
+
+
+# -- quotas that protect other VMs (HV-QUOTA-001..004) ------------------------------------------------------
+
+
+@faults.add(
+    "overcommitted-table",
+    "HV-QUOTA-001",
+    "every VM allocates from one 12,288-entry table and is promised 8,192 entries: the first VM starves the next",
+)
+class OvercommittedTable(ReferenceSystem):
+    def make_platform(self, remap_entries: int | None) -> Platform:
+        return Platform(12288, iommu=self.make_iommu, max_vms=None)
+
+
+@faults.add(
+    "global-lowest-free",
+    "HV-QUOTA-003",
+    "no shares: every VM takes the lowest free entry of the whole table, so its pairs show what others hold",
+)
+class GlobalLowestFree(ReferenceSystem):
+    def make_platform(self, remap_entries: int | None) -> Platform:
+        return Platform(iommu=self.make_iommu, max_vms=None)
+
+
+class UnchargedLegacy(LegacyMsi):
+    """Emulated vectors' entries taken outside the VM's share, charged to nobody (as a host irqdomain does)."""
+
+    def alloc_entries(self, entry: Irte, count: int) -> int | None:
+        return self.table.alloc(entry, count, outside_share=True)
+
+
+@faults.add(
+    "emulated-vectors-uncharged",
+    "HV-QUOTA-002",
+    "the remapping entries of emulated MSI-X vectors count against no VM's share",
+)
+class EmulatedVectorsUncharged(ReferenceSystem):
+    def make_platform(self, remap_entries: int | None) -> Platform:
+        return Platform(iommu=self.make_iommu, legacy=UnchargedLegacy)
+
+
+@faults.add(
+    "freed-entry-to-another-slot",
+    "HV-QUOTA-004",
+    "a freed message's remapping entry goes to the next message of any slot: the old slot's copy delivers into it",
+)
+class FreedEntryToAnotherSlot(HypervisorCore):
+    def alloc_remapping(self, c: Call, claim: Claim, e: AllocEntry, posted: bool) -> int | None:
+        return self.remap.alloc(
+            e.vector_count, vm_id=c.vm.vm_id, vcpu=e.vcpu, vector=e.vector, source=claim.source, posted=posted
+        )

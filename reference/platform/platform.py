@@ -25,12 +25,15 @@ from .legacy import LegacyMsi
 from .msi_format import compose_compat
 from .pci import MSI_CAP_OFFSET, MSIX_CAP_OFFSET, SLOT_SIZE, MemoryWrite, NotFired, PasidImsEntry, PciDevice, SubDevice
 from .profiles import DeviceProfile
-from .remap import TABLE_ENTRIES, RemappingTable
+from .remap import SHARE_GRANULE, TABLE_ENTRIES, RemappingTable
 from .requester import PASID_LIMIT, Bdf
 from .vm import ExitReason, InjectedInterrupt, Region, Vm
 
 GUEST_MMIO_BASE = 0x80_0000_0000
 """Where the platform places assigned devices' BARs in guest-physical space (512 GiB, above RAM)."""
+
+#: VMs a host runs at once by default: each gets 1/8 of a 65,536-entry table, 8,192 entries (HV-QUOTA-001).
+MAX_VMS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +87,29 @@ class GuestDeviceLayout:
 class Platform:
     """One host: a remapping table and IOMMU, VMs, devices, assignments and the MSI emulator."""
 
-    def __init__(self, remap_entries: int = TABLE_ENTRIES, iommu: Callable[[RemappingTable], Iommu] = Iommu) -> None:
+    def __init__(
+        self,
+        remap_entries: int = TABLE_ENTRIES,
+        iommu: Callable[[RemappingTable], Iommu] = Iommu,
+        *,
+        max_vms: int | None = MAX_VMS,
+        legacy: Callable[[RemappingTable], LegacyMsi] = LegacyMsi,
+    ) -> None:
         self.table = RemappingTable(remap_entries)
         #: The IOMMU over the table; ``iommu`` makes it (a hypervisor may bring its own, see
         #: :meth:`pvmsi.reference.system.ReferenceSystem.make_iommu`).
         self.iommu = iommu(self.table)
-        self.legacy = LegacyMsi(self.table)
+        self.legacy = legacy(self.table)
+        #: The share of the table each VM gets (HV-QUOTA-001): the table divided by the VMs the host admits at once,
+        #: in whole granules; None: no shares, every VM allocates from the whole table (only for faulty hosts).
+        self.share_size: int | None = None
+        if max_vms is not None:
+            size = remap_entries // max_vms // SHARE_GRANULE * SHARE_GRANULE
+            self.share_size = max(size, SHARE_GRANULE)
+            if self.share_size > remap_entries:
+                raise ValueError(f"a {remap_entries}-entry table cannot hold one {SHARE_GRANULE}-entry share")
+        #: How many VMs the host runs at once: as many shares as the table holds.
+        self.max_vms = remap_entries // self.share_size if self.share_size else None
         self.vms: dict[int, Vm] = {}
         self.devices: list[PciDevice] = []
         self.unplug_listeners: list[Callable[[PciDevice], None]] = []
@@ -107,11 +127,30 @@ class Platform:
     # -- VMs -----------------------------------------------------------------------------------------------
     def create_vm(self, vcpus: int, ram_bytes: int = 64 << 20) -> Vm:
         """A new VM with ``vcpus`` vCPUs (APIC id = index) and ``ram_bytes`` of RAM (3 GiB below 4 GiB)."""
+        share = self._free_share()
         vm = Vm(self._next_vm, vcpus, ram_bytes)
         self._next_vm += 1
+        if share is not None:
+            self.table.set_share(vm.id, share, self.share_size or 0)  # HV-QUOTA-001
         self.vms[vm.id] = vm
         self._mmio_cursor[vm.id] = GUEST_MMIO_BASE
         return vm
+
+    def _free_share(self) -> int | None:
+        """The first entry of the lowest share no VM has (None without shares); the host is full otherwise."""
+        if self.share_size is None:
+            return None
+        taken = {share.first for share in self.table.shares().values()}
+        for first in range(0, self.share_size * (self.max_vms or 0), self.share_size):
+            if first not in taken:
+                return first
+        raise ValueError(f"the host runs at most {self.max_vms} VMs: each has its share of the remapping table")
+
+    def limit_share(self, vm: Vm, entries: int | None) -> None:
+        """Set how many entries of its share ``vm`` may hold (the administrator's setting; None: all of it)."""
+        share = self.table.share(vm.id)
+        if share is not None:
+            self.table.set_share(vm.id, share.first, share.size, None if entries is None else min(entries, share.size))
 
     def destroy_vm(self, vm: Vm) -> int:
         """Destroy ``vm``: its devices are reset (FLR) and unassigned, every IRTE it owned freed (returned)."""
@@ -120,8 +159,11 @@ class Platform:
             freed += self.legacy.detach(device)
             device.flr()
             self._unassign(device)
+        freed += sum(self.table.parked(vm.id).values())
         for base, _count in self.table.blocks_where(owner_vm=vm.id):
             freed += self.table.free(base)
+        self.table.unpark_owner(vm.id)  # with the entries just freed: nothing of the VM is left (HV-SEC-009)
+        self.table.drop_share(vm.id)
         vm.destroyed = True
         del self.vms[vm.id]
         del self._mmio_cursor[vm.id]
@@ -197,6 +239,7 @@ class Platform:
         revoked = 0
         for base, _count in self.table.blocks_where(source=device.requester()):
             revoked += self.table.free(base)
+        self.table.unpark_source(device.host.segment, device.host.rid)  # the device is gone: no stale copy left
         self._unassign(device)
         device.removed = True
         self.devices.remove(device)
@@ -207,6 +250,7 @@ class Platform:
         Remapping entries held by the hypervisor for pvmsi stay (the guest rewrites the pairs)."""
         device.flr()
         self.legacy.device_reset(device)
+        self.table.unpark_source(device.host.segment, device.host.rid)  # its slots hold no stale pair (HV-QUOTA-004)
 
     def set_passthrough(self, device: PciDevice, kind: MsgKind, enabled: bool) -> None:
         """Stop (claim) or resume (release) emulating ``kind`` of ``device``."""

@@ -114,8 +114,8 @@ SECURITY: tuple[Requirement, ...] = (
         "HV-SEC-007",
         Level.MUST,
         "security",
-        "The hypervisor MUST fail an allocate entry with NO_RESOURCES when the interrupt-remapping table has no "
-        "room, allocating nothing for that entry.",
+        "The hypervisor MUST fail an allocate entry with NO_RESOURCES when the VM's share of the interrupt-remapping "
+        "table (or the table) has no room, allocating nothing for that entry.",
     ),
     req(
         "HV-SEC-008",
@@ -146,6 +146,40 @@ SECURITY: tuple[Requirement, ...] = (
         "A sub-device id MUST be the guest's PASID (the guest's namespace, from its vIOMMU); the hypervisor MUST "
         "translate it to the host PASID itself and MUST answer a sub-device id the guest does not own as a "
         "device that does not exist (UNKNOWN_DEVICE), and MUST NOT reveal a host PASID.",
+    ),
+    req(
+        "HV-QUOTA-001",
+        Level.MUST,
+        "security",
+        "The hypervisor MUST give each VM a share of every interrupt-remapping table its messages use that no other "
+        "VM can take: the shares of the VMs it runs at once MUST NOT add up to more than the table (the host "
+        "administrator sets them, at most the table's entries divided by the VMs the host admits), GET_INFO's "
+        "max_messages_per_vm MUST NOT exceed the VM's share, and an allocation within the VM's quotas MUST NOT "
+        "fail with NO_RESOURCES because of what other VMs hold.",
+    ),
+    req(
+        "HV-QUOTA-002",
+        Level.MUST,
+        "security",
+        "Every remapping entry the hypervisor programs for a VM MUST count against that VM's share, whether it is "
+        "for a pvmsi message or for an MSI/MSI-X vector it emulates.",
+    ),
+    req(
+        "HV-QUOTA-003",
+        Level.MUST,
+        "security",
+        "The pairs and handles the hypervisor gives a VM MUST depend only on that VM's own calls and the host's "
+        "fixed configuration, never on what other VMs allocate or free (for example, each VM allocates inside its "
+        "own share, lowest free entry first).",
+    ),
+    req(
+        "HV-QUOTA-004",
+        Level.MUST_NOT,
+        "security",
+        "After a message is freed, the hypervisor MUST NOT program its remapping entries for a message of another "
+        "slot of the same requester id until that device has been reset (FLR, VM reset) or removed; until then "
+        "the entries stay charged to the VM's share, and they may be reissued for the same slot, or for a device "
+        "of another requester id.",
     ),
     req(
         "GUEST-SEC-001",
