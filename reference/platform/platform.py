@@ -105,9 +105,7 @@ class Platform:
         self.share_size: int | None = None
         if max_vms is not None:
             size = remap_entries // max_vms // SHARE_GRANULE * SHARE_GRANULE
-            self.share_size = max(size, SHARE_GRANULE)
-            if self.share_size > remap_entries:
-                raise ValueError(f"a {remap_entries}-entry table cannot hold one {SHARE_GRANULE}-entry share")
+            self.share_size = max(size, SHARE_GRANULE)  # a table holds at least 64 entries: two shares
         #: How many VMs the host runs at once: as many shares as the table holds.
         self.max_vms = remap_entries // self.share_size if self.share_size else None
         self.vms: dict[int, Vm] = {}
