@@ -23,8 +23,7 @@ inside a word (shares are multiples of 32 entries), so at most two edge words ar
 
 Stale copies (HV-QUOTA-004): a block allocated with a ``tag`` (the hypervisor passes the device slot the pair is
 for) is *parked* when freed: not present (its pair is blocked, HV-FREE-002), still charged to the share, and
-reissued only for the same tag of the same requester id, or to another requester id (whose writes source
-validation tells apart) when the share has no other room, or released when the device is reset
+reissued only for the same tag of the same requester id, or released when the device is reset or removed
 (:meth:`RemappingTable.unpark_source`).  So the copy of a freed pair left in a slot can never deliver into a
 message of another slot of the same device.
 """
@@ -261,7 +260,8 @@ class RemappingTable:
         anywhere, uncounted, as a host that allocated for the VM without charging it would (only the faulty
         implementations of conformance do).  Returns the first index, or ``None`` when no free (aligned) block of
         that size is left, or the owner holds its limit.  ``tag`` (hashable: the slot the pair is for) parks the
-        block when it is freed; a block parked under the same tag and source is reissued first (HV-QUOTA-004).
+        block when it is freed; a block parked under the same tag and source goes back to it, to nobody else
+        (HV-QUOTA-004).
         """
         size_index = _SIZE_INDEX.get(count)
         if size_index is None:
@@ -273,10 +273,10 @@ class RemappingTable:
         owner = entry.owner_vm
         if self._shares and not outside_share and owner in self._shares:
             source = (entry.source.segment, entry.source.rid)
-            if self._parked:
-                reuse = self._parked_by_tag.get((owner, source, tag)) if tag is not None else None
-                if reuse is None and not self.can_alloc(count, owner):
-                    reuse = self._steal(owner, source, count)
+            if self._parked and tag is not None:
+                # Only the slot that parked a block gets it back: any other user, even one of another requester
+                # id, could later free it and hand it on to a sibling slot of the first (the fuzzer found that).
+                reuse = self._parked_by_tag.get((owner, source, tag))
                 if reuse is not None and self._parked[reuse][3] == count:
                     self._unpark(reuse)
                     self._blocks[reuse] = count
@@ -394,14 +394,6 @@ class RemappingTable:
         self._share_words.pop(owner, None)
         self._held.pop(owner, None)
         self._update_in_shares()
-
-    def _steal(self, owner: int, source: tuple[int, int], count: int) -> int | None:
-        """A parked block of ``owner`` of ``count`` entries parked by another requester id (its stale copies are
-        blocked by source validation once the block names ``source``), or None."""
-        for base, (who, src, _tag, n) in self._parked.items():
-            if who == owner and src != source and n == count:
-                return base
-        return None
 
     def _unpark(self, base: int) -> tuple[int, tuple[int, int], object, int]:
         parked = self._parked.pop(base)

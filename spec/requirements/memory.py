@@ -178,8 +178,7 @@ SECURITY: tuple[Requirement, ...] = (
         "security",
         "After a message is freed, the hypervisor MUST NOT program its remapping entries for a message of another "
         "slot of the same requester id until that device has been reset (FLR, VM reset) or removed; until then "
-        "the entries stay charged to the VM's share, and they may be reissued for the same slot, or for a device "
-        "of another requester id.",
+        "the entries stay charged to the VM's share, and they may be reissued for the same slot only.",
     ),
     req(
         "GUEST-SEC-001",
