@@ -231,6 +231,7 @@ def test_destroyed_vms_leave_nothing_behind(session: Session) -> None:
         try:
             vm = session.new_vm([DeviceSlot(DeviceProfile.MLX5, DeviceRef(0, 0, 0x08))], vcpus=1)
         except Exception as e:  # the host is full: what destroyed VMs held (their shares) was not given back
+            session.log(f"VM_CREATE #{i} -> {type(e).__name__}: {e}")
             check(False, "HV-SEC-009", f"VM #{i} created", f"{type(e).__name__}: {e}")
             raise
         session.ready(vm=vm)
