@@ -128,21 +128,22 @@ class Platform:
         share = self._free_share()
         vm = Vm(self._next_vm, vcpus, ram_bytes)
         self._next_vm += 1
-        if share is not None:
-            self.table.set_share(vm.id, share, self.share_size or 0)  # HV-QUOTA-001
+        if share is not None:  # HV-QUOTA-001; a VM beyond those the host admits gets an empty share
+            self.table.set_share(vm.id, share, (self.share_size or 0) if share < self.table.capacity else 0)
         self.vms[vm.id] = vm
         self._mmio_cursor[vm.id] = GUEST_MMIO_BASE
         return vm
 
     def _free_share(self) -> int | None:
-        """The first entry of the lowest share no VM has (None without shares); the host is full otherwise."""
+        """The first entry of the lowest share no VM has (None without shares); the table's size when every share
+        is taken: the VM gets an empty one."""
         if self.share_size is None:
             return None
-        taken = {share.first for share in self.table.shares().values()}
+        taken = {share.first for share in self.table.shares().values() if share.size}
         for first in range(0, self.share_size * (self.max_vms or 0), self.share_size):
             if first not in taken:
                 return first
-        raise ValueError(f"the host runs at most {self.max_vms} VMs: each has its share of the remapping table")
+        return self.table.capacity  # the host is full: an empty share (GET_INFO reports a quota of 0)
 
     def limit_share(self, vm: Vm, entries: int | None) -> None:
         """Set how many entries of its share ``vm`` may hold (the administrator's setting; None: all of it)."""

@@ -357,7 +357,7 @@ class RemappingTable:
         """Give VM ``owner`` entries ``[first, first + size)`` (multiples of :data:`SHARE_GRANULE`), holding at most
         ``limit`` of them (default: all).  The range must be free and overlap no other share; a VM that already
         has a share may only change its limit (the range given again)."""
-        if size <= 0 or first % SHARE_GRANULE or size % SHARE_GRANULE or not 0 <= first < first + size <= self.capacity:
+        if size < 0 or first % SHARE_GRANULE or size % SHARE_GRANULE or not 0 <= first <= first + size <= self.capacity:
             raise ValueError(f"share {first}+{size} is not a range of whole {SHARE_GRANULE}-entry granules")
         limit = size if limit is None else limit
         if not 0 <= limit <= size:
@@ -369,7 +369,7 @@ class RemappingTable:
             self._shares[owner] = new = Share(first, size, limit)
             return new
         for other in self._shares.values():
-            if first < other.end and other.first < first + size:
+            if size and first < other.end and other.first < first + size:
                 raise ValueError(f"share {first}+{size} overlaps {other}")
         if any(self.is_allocated(i) for i in range(first, first + size)):
             raise ValueError(f"share {first}+{size} holds allocated entries")
