@@ -166,6 +166,7 @@ class Fuzzer(HostEvents):
         self.gen = Generator(self.rng)
         self.index = 0
         self._forget_devices: dict[int, Callable[[], None]] = {}
+        self.written = {}
 
     # -- the host ------------------------------------------------------------------------------------------
     def new_epoch(self) -> None:
@@ -185,10 +186,11 @@ class Fuzzer(HostEvents):
             yield_after=rng.choice((None, None, None, None, 1, 3)),
             handle_seed=rng.getrandbits(32),
         )
-        self.system = self.make_system(config, rng.choice((None, None, None, 256, 64)))
+        self.system = self.make_system(config, rng.choice((None, None, None, 1024, 256)))  # shares of 128, 32
         table = self.system.platform.table
-        self.model = Model(table.can_alloc)
+        self.model = Model(table.can_alloc, lambda vm_id: None if (s := table.share(vm_id)) is None else s.limit)
         self.destroyed = set()
+        self.written = {}
         self.vms = []
         for layout in VM_LAYOUTS[: rng.choice((2, 3, 3, 4))]:
             vm = self.system.create_vm(rng.choice((1, 2, 4, 8)), 16 << 20, layout)
@@ -218,10 +220,10 @@ class Fuzzer(HostEvents):
                 subs = dev.subdevices
                 own_ims = dev.ims_slots - sum(s.slot_count for s in subs)
                 out[g.segment, g.bus, g.devfn, None] = Dev(
-                    dev.msi_max_vectors, dev.msix_table_size, own_ims, dev.isolated, False
+                    dev.msi_max_vectors, dev.msix_table_size, own_ims, dev.isolated, False, bool(subs)
                 )
                 for i, s in enumerate(subs, 1):
-                    out[g.segment, g.bus, g.devfn, i] = Dev(0, 0, s.slot_count, dev.isolated, dev.needs_viommu)
+                    out[g.segment, g.bus, g.devfn, i] = Dev(0, 0, s.slot_count, dev.isolated, dev.needs_viommu, True)
             cache.append(out)
             return out
 

@@ -56,7 +56,7 @@ def check_invariants(system: ReferenceSystem, destroyed: set[int] | frozenset[in
                     m.posted,
                 ):
                     problems.append(f"VM {vm_id}: IRTE {m.irte + i} of {handle:#x} is {e}, message says {m}")
-                elif e.source != Requester(src.segment, src.rid, src.pasid):
+                elif e.source != Requester(src.segment, src.rid):  # the requester id alone (HV-SEC-002)
                     problems.append(f"VM {vm_id}: IRTE {m.irte + i} accepts {e.source}, device is {src}")
             if (m.address, m.data) != compose(m.irte):
                 problems.append(f"VM {vm_id}: message {handle:#x} pair does not name IRTE {m.irte}")
@@ -79,8 +79,13 @@ def check_invariants(system: ReferenceSystem, destroyed: set[int] | frozenset[in
                 problems.append(f"VM {vm_id}: device {key} slots {claim.slots} != {slots.get(key, set())}")
         problems += _msi_capabilities(system, vm_id, st.claims, st.messages.values())
     emulated = sum(len(system.platform.legacy.irte_indices(d)) for d in system.platform.devices)
-    if table.occupancy != live + emulated:
-        problems.append(f"remapping table holds {table.occupancy}, pvmsi {live} + emulation {emulated}")
+    parked = table.parked_entries  # freed pvmsi entries kept from other slots of their device (HV-QUOTA-004)
+    if table.occupancy != live + emulated + parked:
+        problems.append(f"remapping table holds {table.occupancy}, pvmsi {live} + emulation {emulated} + {parked}")
+    for vm_id, share in table.shares().items():  # HV-QUOTA-001: a VM's entries stay inside its share
+        outside = [b for b, _ in table.blocks_where(owner_vm=vm_id) if not share.first <= b < share.end]
+        if outside or table.held(vm_id) > share.limit:
+            problems.append(f"VM {vm_id}: {table.held(vm_id)} entries held, {outside} outside its share {share}")
     for vm_id in destroyed:
         if table.blocks_where(owner_vm=vm_id):
             problems.append(f"destroyed VM {vm_id} still owns table entries")

@@ -28,7 +28,7 @@ from .fuzz_model import Model
 from .guest.actions import GuestDevice
 from .guest.driver import InProcessDriver
 from .platform.iommu import Fault
-from .platform.pci import MemoryWrite
+from .platform.pci import MemoryWrite, PciDevice
 from .platform.platform import Delivered
 from .platform.requester import Bdf, Requester
 from .platform.vm import ExitReason
@@ -58,6 +58,9 @@ class HostEvents:
     trap: TrapHook
     destroyed: set[int]
     events: Counter[str]
+    #: Pairs written into MSI-X/IMS slots: (VM, device key, kind, slot) -> (handle, address, data, device, its FLR
+    #: count then), for the stale-copy check (HV-QUOTA-004).
+    written: dict[tuple[int, object, int, int], tuple[int, int, int, PciDevice, int]]
     _forget_devices: dict[int, Callable[[], None]]
 
     def _fail(self, what: str, detail: str) -> None:
@@ -147,20 +150,45 @@ class HostEvents:
             sub = guest_subdevice(pci, pasid)
             assert sub is not None
             slot = sub.slot(x.slot)
+        if x.kind != MsgKind.MSI:
+            self.written[vm.vm_id, x.device, x.kind, x.slot] = (handle, x.address, x.data, pci, pci.flr_count)
         outcome = self.system.platform.fire(pci, MsgKind(x.kind), slot)
         self.events[f"program_fire_{type(outcome).__name__.lower()}"] += 1
-        if pasid is None and x.kind == MsgKind.IMS and pci.subdevice_of_slot(slot) is not None:
-            # Known modelling gap: the parent function is offered every IMS slot, but the platform tags a slot
-            # partitioned to a sub-device with that sub-device's PASID, so such a message is blocked (safe).
-            self.events["parent_ims_slot_of_subdevice"] += 1
-            return
         d = outcome.delivery if isinstance(outcome, Delivered) else None
         if d is None or (d.vm, d.vcpu, d.vector) != (vm.vm_id, x.vcpu, x.vector + i):
             self._fail("delivery", f"pair of {handle:#x} ({x}, vector +{i}) fired: {outcome}")
 
+    def stale_copy(self, vm: SystemVm) -> bool:
+        """A pair left in a slot after its message was freed, written again by its device (not reset since): it
+        never delivers into a message of another slot (HV-QUOTA-004).  False when there is no such pair."""
+        m = self.model.vms.get(vm.vm_id)
+        stale = [
+            (k, w)
+            for k, w in self.written.items()
+            if k[0] == vm.vm_id and m is not None and w[0] not in m.messages and w[4] == w[3].flr_count
+        ]
+        if not stale:
+            return False
+        (_vm, device, kind, slot), (_h, address, data, pci, _flr) = self.rng.choice(stale)
+        if pci.removed:
+            return False
+        self.events["stale_copy_write"] += 1
+        outcome = self.system.platform.route(MemoryWrite(pci.requester(), address, data))
+        if isinstance(outcome, Fault):
+            return True
+        st = self.system.core.vm_states().get(vm.vm_id)
+        owner = None
+        for msg in st.messages.values() if st else ():
+            if msg.irte <= outcome.irte_index < msg.irte + msg.count:
+                owner = (msg.device, int(msg.kind), msg.slot)
+        if owner != (device, kind, slot):
+            self._fail("stale copy", f"freed pair of {device} {kind} slot {slot} delivered into {owner}: {outcome}")
+        return True
+
     def attack(self, vm: SystemVm) -> None:
-        """A pair the guest holds, written by another requester (another function, another sub-device's PASID)
-        or by a device of another VM: blocked (HV-SEC-001, HV-SEC-002)."""
+        """A pair the guest holds, written by another requester id or by a device of another VM: blocked
+        (HV-SEC-001, HV-SEC-002); written with another PASID from the same requester id (a sibling sub-device):
+        not told apart by the IOMMU, so at most delivered into this same VM (HV-SEC-010)."""
         rng = self.rng
         m = self.model.vms.get(vm.vm_id)
         if m is None or not m.messages:
@@ -172,6 +200,8 @@ class HostEvents:
         platform = self.system.platform
         others = [d for d in platform.devices if d.vm_id not in (None, vm.vm_id)]
         r = rng.random()
+        if r < 0.15 and self.stale_copy(vm):
+            return
         if r < 0.35 or not others:
             self.events["forged_write"] += 1
             requester = Requester(src.segment, src.rid ^ 0x0100, src.pasid)
@@ -182,7 +212,10 @@ class HostEvents:
             self.events["replay_write"] += 1
             requester = rng.choice(others).requester()
         outcome = platform.route(MemoryWrite(requester, x.address, x.data))
-        if not isinstance(outcome, Fault):
+        if requester.rid == src.rid and requester.segment == src.segment:
+            if not isinstance(outcome, Fault) and outcome.vm != vm.vm_id:
+                self._fail("isolation", f"pair {x} written with PASID {requester.pasid} reached VM {outcome.vm}")
+        elif not isinstance(outcome, Fault):
             self._fail("isolation", f"pair {x} written by {requester} was delivered: {outcome}")
 
     def discover(self, vm: SystemVm) -> None:

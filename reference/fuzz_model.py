@@ -33,6 +33,8 @@ PAGE = int(Limit.PAGE_SIZE)
 ALIGN = int(Limit.BLOCK_ALIGN)
 KIND_FEATURE = {MsgKind.MSI: Feature.MSI, MsgKind.MSIX: Feature.MSIX, MsgKind.IMS: Feature.IMS}
 KINDS_FEATURES = int(Feature.MSI | Feature.MSIX | Feature.IMS)
+#: The device flags the model predicts (HV-DEV-005, HV-SEC-010); RETARGET_IN_PLACE is the implementation's choice.
+_CHECKED_FLAGS = DeviceFlag.CLAIMED | DeviceFlag.NEEDS_VIOMMU | DeviceFlag.ISOLATED | DeviceFlag.SHARED_SOURCE
 _F = {n: fast(n) for n in ("negotiate_in", "device_id", "claim_in", "batch_in", "batch_out", "hv_info")}
 _F.update({n: fast(n) for n in ("negotiate_out", "device_info", "alloc_entry", "retarget_entry", "free_entry")})
 _F.update({n: fast(n) for n in ("alloc_result", "retarget_result", "free_result")})
@@ -76,9 +78,14 @@ def _out(name: str, raw: bytes | None) -> Any:
 class Model:
     """The oracle over every VM of one host."""
 
-    def __init__(self, has_free_block: Callable[[int], bool]) -> None:
+    def __init__(
+        self, has_free_block: Callable[[int, int], bool], share_of: Callable[[int], int | None] = lambda vm_id: None
+    ) -> None:
         self.vms: dict[int, VmModel] = {}
+        #: Whether a block of ``count`` entries fits in VM ``vm_id``'s share now (the host's table: HV-SEC-007).
         self.has_free_block = has_free_block
+        #: How many remapping entries the host gives a VM (its share, HV-QUOTA-001), None: no share.
+        self.share_of = share_of
 
     # -- before the call ---------------------------------------------------------------------------------------
     def plan(self, vm: VmModel, fn: int, args: tuple[int, ...], read: Callable[[int, int], bytes | None]) -> Plan:
@@ -140,6 +147,11 @@ class Model:
         cfg = plan.vm.config
         plan.value = encode_version(cfg.version_major, cfg.version_minor)  # HV-DISC-003
 
+    def vm_quota(self, vm: VmModel) -> int:
+        """The quota GET_INFO reports: the configured one, at most the VM's share (HV-QUOTA-001)."""
+        share = self.share_of(vm.vm_id)
+        return vm.config.max_messages_per_vm if share is None else min(vm.config.max_messages_per_vm, share)
+
     def _get_info(self, plan: Plan, i: int, o: int, read: Any) -> None:
         self._block(read, o, _F["hv_info"].size)
         cfg = plan.vm.config
@@ -151,7 +163,7 @@ class Model:
             "features_required": cfg.features_required,
             "max_batch": cfg.max_batch,
             "max_claimed_devices": cfg.max_claimed_devices,
-            "max_messages_per_vm": cfg.max_messages_per_vm,
+            "max_messages_per_vm": self.vm_quota(plan.vm),
             "max_messages_per_device": cfg.max_messages_per_device,
         }
         plan.output = ("hv_info", info)  # HV-DISC-004
@@ -190,6 +202,7 @@ class Model:
         claim = vm.claims.get(key)
         flags = DeviceFlag.CLAIMED * (claim is not None) | DeviceFlag.NEEDS_VIOMMU * dev.needs_viommu
         flags |= DeviceFlag.ISOLATED * dev.isolated  # only when the source is validated (HV-DEV-005)
+        flags |= DeviceFlag.SHARED_SOURCE * dev.shared_source  # one requester id for all of them (HV-SEC-010)
         info = {
             "device_segment": d.segment,
             "device_bus": d.bus,
@@ -203,7 +216,7 @@ class Model:
             "ims_slots": dev.ims,
             "messages_allocated": claim.vectors if claim else 0,
             "message_quota": vm.config.max_messages_per_device,
-            "flags&": (int(flags), int(DeviceFlag.CLAIMED | DeviceFlag.NEEDS_VIOMMU | DeviceFlag.ISOLATED)),
+            "flags&": (int(flags), int(_CHECKED_FLAGS)),
         }
         plan.output = ("device_info", info)  # HV-DEV-004
 
@@ -340,7 +353,7 @@ class Model:
                     ):
                         # Refused for a full remapping table (HV-SEC-007): only if the table holds no free block of
                         # that size now, as it did when the entry failed (nothing is freed after a failure).
-                        if self.has_free_block(entry.vector_count):
+                        if self.has_free_block(entry.vector_count, vm.vm_id):
                             problems.append(f"{call.name}: entry {n} refused NO_RESOURCES, the table had room")
                         error = (Status.NO_RESOURCES, "HV-SEC-007")
                     else:

@@ -22,6 +22,7 @@ class Dev:
     ims: int
     isolated: bool
     needs_viommu: bool
+    shared_source: bool = False
 
     @property
     def kinds(self) -> int:

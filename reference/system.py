@@ -65,19 +65,32 @@ class PlatformRemap:
     def _requester(self, source: Source) -> Requester:
         req = self._requesters.get(source)
         if req is None:
-            req = self._requesters[source] = Requester(source.segment, source.rid, source.pasid)
+            # The entry's source is the requester id alone: sub-devices sharing it are not told apart (HV-SEC-002).
+            req = self._requesters[source] = Requester(source.segment, source.rid)
         return req
 
-    def alloc(self, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool) -> int | None:
+    def alloc(
+        self, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool, slot: object = None
+    ) -> int | None:
         requester = self._requesters.get(source) or self._requester(source)
         return self.table.alloc(
-            Irte(owner_vm=vm_id, dest_vcpu=vcpu, vector=vector, source=requester, posted=posted), count
+            Irte(owner_vm=vm_id, dest_vcpu=vcpu, vector=vector, source=requester, posted=posted), count, tag=slot
         )
 
     def alloc_at(
-        self, base: int, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool
+        self,
+        base: int,
+        count: int,
+        *,
+        vm_id: int,
+        vcpu: int,
+        vector: int,
+        source: Source,
+        posted: bool,
+        slot: object = None,
     ) -> bool:
-        return self.table.alloc_at(base, Irte(vm_id, vcpu, vector, self._requester(source), posted), count)
+        irte = Irte(vm_id, vcpu, vector, self._requester(source), posted)
+        return self.table.alloc_at(base, irte, count, tag=slot)
 
     def retarget(self, base: int, count: int, *, vcpu: int, vector: int, posted: bool) -> None:
         for i in range(count):
@@ -85,6 +98,16 @@ class PlatformRemap:
 
     def release(self, base: int) -> None:
         self.table.free(base)
+
+    def share(self, vm_id: int) -> int | None:
+        share = self.table.share(vm_id)
+        return None if share is None else share.limit
+
+    def limit_share(self, vm_id: int, entries: int | None) -> None:
+        share = self.table.share(vm_id)
+        if share is not None:
+            limit = None if entries is None else min(entries, share.size)
+            self.table.set_share(vm_id, share.first, share.size, limit)
 
     def compose(self, base: int) -> tuple[int, int]:
         """The x86 remappable format (msi_format.compose)."""
@@ -99,13 +122,25 @@ class FormatRemap(PlatformRemap):
         super().__init__(table)
         self.format = fmt
 
-    def alloc(self, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool) -> int | None:
-        return self.format.alloc(Irte(vm_id, vcpu, vector, self._requester(source), posted), count)
+    def alloc(
+        self, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool, slot: object = None
+    ) -> int | None:
+        return self.format.alloc(Irte(vm_id, vcpu, vector, self._requester(source), posted), count, tag=slot)
 
     def alloc_at(
-        self, base: int, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool
+        self,
+        base: int,
+        count: int,
+        *,
+        vm_id: int,
+        vcpu: int,
+        vector: int,
+        source: Source,
+        posted: bool,
+        slot: object = None,
     ) -> bool:
-        return self.format.alloc_at(base, Irte(vm_id, vcpu, vector, self._requester(source), posted), count)
+        irte = Irte(vm_id, vcpu, vector, self._requester(source), posted)
+        return self.format.alloc_at(base, irte, count, tag=slot)
 
     def retarget(self, base: int, count: int, *, vcpu: int, vector: int, posted: bool) -> None:
         self.format.update(base, count, dest_vcpu=vcpu, vector=vector, posted=posted)
@@ -153,6 +188,11 @@ class AssignedFunction:
     @property
     def needs_viommu(self) -> bool:
         return self.device.needs_viommu and self.sub is not None
+
+    @property
+    def shared_source(self) -> bool:
+        """The function and its sub-devices write with one requester id (HV-SEC-010)."""
+        return bool(self.device.subdevices)
 
     def emulated_enabled(self, kind: MsgKind) -> bool:
         if self.sub is not None:
@@ -245,7 +285,9 @@ class ReferenceSystem:
         :meth:`make_iommu`, which together validate each message's source (HV-SEC-001, HV-SEC-002)."""
         if remap_entries is None:
             return Platform(iommu=self.make_iommu, platform=self.platform_key)
-        return Platform(remap_entries, iommu=self.make_iommu, platform=self.platform_key)
+        return Platform(
+            remap_entries, iommu=self.make_iommu, platform=self.platform_key
+        )  # shares per VM (HV-QUOTA-001)
 
     def make_iommu(self, table: RemappingTable) -> Iommu:
         """The IOMMU's interrupt remapping with source validation over ``table`` (HV-SEC-001, HV-SEC-002)."""

@@ -195,18 +195,26 @@ class DeviceFlag(IntFlag):
     CLAIMED = 1 << 1
     RETARGET_IN_PLACE = 1 << 2
     NEEDS_VIOMMU = 1 << 3
+    SHARED_SOURCE = 1 << 4
 
 
 DEVICE_FLAG_DOCS: dict[DeviceFlag, str] = {
     DeviceFlag.ISOLATED: (
-        "The platform guarantees that this device can only raise the messages allocated for it (source "
-        "validation), like Linux msi_device_has_isolated_msi()."
+        "The platform guarantees that a message allocated for this device is delivered only when written with "
+        "this device's requester id (source validation: VT-d IRTE SVT/SQ/SID, the AMD-Vi and GIC ITS DeviceID), "
+        "like Linux msi_device_has_isolated_msi(). It says nothing about functions or sub-devices that share "
+        "the requester id (SHARED_SOURCE)."
     ),
     DeviceFlag.CLAIMED: "The device is claimed for pvmsi by this VM.",
     DeviceFlag.RETARGET_IN_PLACE: (
         "Retargeting never changes a message's address/data pair, so the guest never rewrites the device."
     ),
     DeviceFlag.NEEDS_VIOMMU: "The device's sub-devices need a vIOMMU (PASID) in the guest to be used.",
+    DeviceFlag.SHARED_SOURCE: (
+        "Other sub-devices (or the function and its sub-devices) write their messages with this device's "
+        "requester id: no IOMMU checks a PASID on an interrupt, so their messages are not isolated from each "
+        "other, only from every other requester id. All of them are assigned to this one VM."
+    ),
 }
 
 

@@ -247,16 +247,22 @@ def test_passthrough_claimed_kind_writes_reach_the_device_without_exits() -> Non
     assert _delivered(platform.fire(device, MsgKind.MSIX, 7)).vector == 0x41
 
 
-def test_subdevice_pasid_is_validated() -> None:
+def test_subdevices_share_their_requester_id() -> None:
+    """Sibling sub-devices are not isolated from each other by the IOMMU (HV-SEC-002, HV-SEC-010): one's pair
+    written into the other's IMS entry delivers, into the same VM; a pair of another device is blocked."""
     platform, vm, device = _setup("idxd")
     sub_a, sub_b = device.subdevices[0], device.subdevices[1]
-    index = platform.table.alloc(Irte(vm.id, 0, 0x44, device.requester(sub_a.pasid)))
+    index = platform.table.alloc(Irte(vm.id, 0, 0x44, device.requester()))
     assert index is not None
     platform.guest_ims_write(vm, GUEST, sub_a.slot(0), *compose(index))
     platform.guest_ims_write(vm, GUEST, sub_b.slot(0), *compose(index))
     assert _delivered(platform.fire(device, MsgKind.IMS, sub_a.slot(0))).vector == 0x44
-    assert _blocked(platform.fire(device, MsgKind.IMS, sub_b.slot(0))) is FaultReason.PASID_MISMATCH
-    assert vm.vcpus[0].vectors() == [0x44]
+    assert _delivered(platform.fire(device, MsgKind.IMS, sub_b.slot(0))).vm == vm.id
+    assert vm.vcpus[0].vectors() == [0x44, 0x44]
+    other = platform.table.alloc(Irte(vm.id, 0, 0x45, Requester(0, device.requester().rid ^ 8)))
+    assert other is not None
+    platform.guest_ims_write(vm, GUEST, sub_a.slot(1), *compose(other))
+    assert _blocked(platform.fire(device, MsgKind.IMS, sub_a.slot(1))) is FaultReason.SOURCE_ID_MISMATCH
 
 
 def test_destroy_vm_frees_everything() -> None:

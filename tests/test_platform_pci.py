@@ -11,6 +11,7 @@ from pvmsi.reference.platform.pci import (
     MemoryWrite,
     NotFired,
     NotFiredReason,
+    PasidImsEntry,
     PciDevice,
 )
 from pvmsi.reference.platform.profiles import IDXD_LIKE, MLX5_LIKE, MSI_MULTI, PROFILES, profile
@@ -128,12 +129,30 @@ def test_ims_slots_and_subdevice_pasids() -> None:
     assert _not_fired(dev.fire(MsgKind.IMS, 33)) is NotFiredReason.MASKED
     dev.bar_write(base + 12, 4, 0)
     assert dev.take_deliverable_pending() == [(MsgKind.IMS, 33)]
-    assert _write(dev.fire(MsgKind.IMS, 33)).requester == HOST.requester(12)
+    # without a PASID field in its IMS entries, the write carries no PASID, whichever sub-device's slot it is
+    assert _write(dev.fire(MsgKind.IMS, 33)).requester == HOST.requester()
     plain = PciDevice("p", HOST, ims_slots=4)
-    plain.bar_write(plain.layout.ims_offset + 12, 4, 0)
+    plain.bar_write(plain.layout.ims_offset + 12, 4, 0xFFFFFFF8)  # no PASID field: the bits read as zero
+    assert plain.bar_read(plain.layout.ims_offset + 12, 4) == 0
     assert _write(plain.fire(MsgKind.IMS, 0)).requester.pasid is None
     with pytest.raises(ValueError, match="has no MSI"):
         plain.fire(MsgKind.MSI, 0)
+
+
+def test_idxd_like_ims_entry_carries_pasid_enable_and_pasid() -> None:
+    """Control word: bit 0 mask, bit 3 PASID enable, bits 31:12 PASID; the write is tagged with that PASID,
+    whatever the guest wrote (a foreign PASID included), and its requester id stays the device's."""
+    dev = PciDevice("d", HOST, ims_slots=64, subdevice_pasids=[11, 12], ims_pasid=True)
+    base = dev.layout.ims_offset + 5 * 16
+    dev.bar_write(base, 4, 0xFEE00018)
+    dev.bar_write(base + 12, 4, PasidImsEntry.control_word(False, 0x12345))
+    assert dev.bar_read(base + 12, 4) == 0x12345 << 12 | 1 << 3
+    assert _write(dev.fire(MsgKind.IMS, 5)).requester == HOST.requester(0x12345)
+    dev.bar_write(base + 12, 4, PasidImsEntry.control_word(False, None))
+    assert _write(dev.fire(MsgKind.IMS, 5)).requester == HOST.requester()
+    dev.bar_write(base + 12, 4, 0xFFFFFFFF)
+    assert dev.bar_read(base + 12, 4) == 0xFFFFF009  # bits 11:4 and 2:1 are reserved, read as zero
+    assert _not_fired(dev.fire(MsgKind.IMS, 5)) is NotFiredReason.MASKED
 
 
 def test_flr_clears_msi_msix_and_ims() -> None:

@@ -86,7 +86,16 @@ class FirstFitRemap(PlatformRemap):
     """Programs a migrated message into the first free entries rather than the ones it had."""
 
     def alloc_at(
-        self, base: int, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool
+        self,
+        base: int,
+        count: int,
+        *,
+        vm_id: int,
+        vcpu: int,
+        vector: int,
+        source: Source,
+        posted: bool,
+        slot: object = None,
     ) -> bool:
         # the destination's own entry takes the first free block, so the VM's entry lands elsewhere, and its
         # pair names nothing

@@ -126,7 +126,10 @@ class InProcessDriver:
         if a.kind is MsgKind.MSIX:
             p.guest_msix_entry_write(vm, bdf, a.slot, a.address, a.data, masked=True)
         elif a.kind is MsgKind.IMS:
-            p.guest_ims_write(vm, bdf, self._ims_slot(a.device, a.slot), a.address, a.data, masked=True)
+            # A sub-device's entry gets PASID enable and the sub-device id, the guest's PASID (HV-SEC-011); where the
+            # entry has no PASID field the device ignores it.  It is not a source: the IOMMU checks the requester id.
+            slot = self._ims_slot(a.device, a.slot)
+            p.guest_ims_write(vm, bdf, slot, a.address, a.data, masked=True, pasid=a.device.pasid)
         else:
             # Message Control is written too (Multiple Message Enable): keep MSI Enable as the driver last set it,
             # or a rewrite (retarget under emulation, after FLR) would switch MSI off.
@@ -163,7 +166,8 @@ class InProcessDriver:
             gpa = layout.msix_entry_gpa(a.slot)
         else:
             gpa = layout.ims_slot_gpa(self._ims_slot(a.device, a.slot))
-        p.guest_mmio_write(vm, gpa + 12, 4, int(a.masked))
+        control, _ = p.guest_mmio_read(vm, gpa + 12, 4)  # keep the other control bits (an IMS entry's PASID)
+        p.guest_mmio_write(vm, gpa + 12, 4, control & ~1 | int(a.masked))
 
 
 def _missing(bdf: Bdf) -> Any:

@@ -31,7 +31,8 @@ class HypervisorConfig:
     max_messages_per_device: int = 4096
     #: Stop a batch with INCOMPLETE after this many entries per call (HV-BATCH-005); None never does.
     yield_after: int | None = None
-    #: Remapping-table entries this VM may hold (a small table, to make it fill); None: the whole table.
+    #: Remapping-table entries this VM may hold, pvmsi and emulated MSI/MSI-X together: the administrator's
+    #: setting of its share (HV-QUOTA-001, HV-QUOTA-002); None: the whole share (the table / the VMs it admits).
     max_remap_entries: int | None = None
     #: Seed of the handle generator; None draws from the OS (unguessable, HV-SEC-004).
     handle_seed: int | None = None

@@ -111,6 +111,7 @@ class HypervisorCore(MessageCalls):
         if st.state is not VmState.OPEN:
             raise ValueError("a VM's configuration can change only while it is OPEN")
         st.config = config
+        self.remap.limit_share(vm.vm_id, config.max_remap_entries)  # the VM's share (HV-QUOTA-001)
 
     # -- the one entry point --------------------------------------------------------------------------------
 
@@ -216,6 +217,13 @@ class HypervisorCore(MessageCalls):
         self.write_output(c, HV_INFO, self.hv_info(c))
         return CallResult(Status.SUCCESS)
 
+    def vm_quota(self, c: Call) -> int:
+        """The VM's quota as GET_INFO reports it: the configured one, at most the VM's share of the remapping
+        table, which its emulated MSI/MSI-X vectors use too (HV-QUOTA-001, HV-QUOTA-002)."""
+        share = self.remap.share(c.vm.vm_id)
+        quota = c.st.config.max_messages_per_vm
+        return quota if share is None else min(quota, share)
+
     def hv_info(self, c: Call) -> dict[str, Any]:
         """The fields of hv_info: the offer and the limits of the VM's configuration (HV-DISC-004)."""
         cfg = c.st.config
@@ -227,7 +235,7 @@ class HypervisorCore(MessageCalls):
             "features_required": cfg.features_required,
             "max_batch": cfg.max_batch,
             "max_claimed_devices": cfg.max_claimed_devices,
-            "max_messages_per_vm": cfg.max_messages_per_vm,
+            "max_messages_per_vm": self.vm_quota(c),
             "max_messages_per_device": cfg.max_messages_per_device,
         }
 
@@ -293,12 +301,14 @@ class HypervisorCore(MessageCalls):
     def device_info(self, c: Call, dev_id: dict[str, Any], dev: AssignedDevice, claim: Claim | None) -> dict[str, Any]:
         """The fields of device_info: what the device supports as the guest sees it, what is claimed and
         allocated, the quota (HV-DEV-004); ISOLATED only for a device whose messages' source the platform
-        validates (HV-DEV-005)."""
+        validates (HV-DEV-005); SHARED_SOURCE for a function and sub-devices sharing a requester id (HV-SEC-010)."""
         flags = DeviceFlag.RETARGET_IN_PLACE
         if dev.isolated:
             flags |= DeviceFlag.ISOLATED
         if dev.needs_viommu:
             flags |= DeviceFlag.NEEDS_VIOMMU
+        if dev.shared_source:
+            flags |= DeviceFlag.SHARED_SOURCE  # HV-SEC-010
         if claim is not None:
             flags |= DeviceFlag.CLAIMED
         return {

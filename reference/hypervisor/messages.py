@@ -231,10 +231,10 @@ class MessageCalls:
         self.check_target(c, e.vcpu, e.vector, n, e.flags)
         self.check_quota(c, claim, n)
         posted = bool(e.flags) and bool(e.flags & DeliveryFlag.POSTED)  # the IntFlag test only when a flag is set
-        limit = st.config.max_remap_entries
+        limit = st.config.max_remap_entries  # the VM's share: its messages alone never exceed it either
         base = None if limit is not None and st.vectors + n > limit else self.alloc_remapping(c, claim, e, posted)
-        if base is None:
-            raise CallError(Status.NO_RESOURCES, "HV-SEC-007", "interrupt-remapping table full")
+        if base is None:  # the VM's share (its pvmsi and emulated entries together) or the table is full
+            raise CallError(Status.NO_RESOURCES, "HV-SEC-007", "no room in the VM's share of the remapping table")
         address, data = self.message_pair(base)
         handle = self.issue_handle(c, base)
         msg = st.messages[handle] = Message(handle, key, kind, slot, n, e.vcpu, e.vector, posted, base, address, data)
@@ -303,10 +303,17 @@ class MessageCalls:
 
     def alloc_remapping(self, c: Call, claim: Claim, e: AllocEntry, posted: bool) -> int | None:
         """Program remapping entries for a new message: its vCPU and vector, source validation for the claimed
-        device (HV-ALLOC-007, HV-SEC-002); the first of ``e.vector_count`` entries, or None when the table is full
-        (HV-SEC-007)."""
+        device (HV-ALLOC-007, HV-SEC-002), in the VM's share (HV-QUOTA-001); the entries named after the slot, so
+        that once freed they are reissued to no other slot of the device before it is reset (HV-QUOTA-004); the
+        first of ``e.vector_count`` entries, or None when the VM's share or the table is full (HV-SEC-007)."""
         return self.remap.alloc(
-            e.vector_count, vm_id=c.vm.vm_id, vcpu=e.vcpu, vector=e.vector, source=claim.source, posted=posted
+            e.vector_count,
+            vm_id=c.vm.vm_id,
+            vcpu=e.vcpu,
+            vector=e.vector,
+            source=claim.source,
+            posted=posted,
+            slot=(claim.source.pasid, e.kind, e.slot),
         )
 
     def retarget_remapping(self, c: Call, claim: Claim, msg: Message, vcpu: int, vector: int, posted: bool) -> None:

@@ -66,7 +66,14 @@ def import_vm(core: HypervisorCore, vm: VmPort, data: dict[str, Any]) -> None:
         claim = st.claims[key]
         m = Message(**{**raw, "device": key, "kind": MsgKind(raw["kind"])})
         if not core.remap.alloc_at(
-            m.irte, m.count, vm_id=vm.vm_id, vcpu=m.vcpu, vector=m.vector, source=claim.source, posted=m.posted
+            m.irte,
+            m.count,
+            vm_id=vm.vm_id,
+            vcpu=m.vcpu,
+            vector=m.vector,
+            source=claim.source,
+            posted=m.posted,
+            slot=(claim.source.pasid, int(m.kind), m.slot),  # HV-QUOTA-004 as on the source
         ):
             raise MigrationError(f"remapping entries {m.irte}+{m.count} are taken on the destination")
         if core.remap.compose(m.irte) != (m.address, m.data):

@@ -57,6 +57,12 @@ class AssignedDevice(Protocol):
     @property
     def needs_viommu(self) -> bool: ...
 
+    @property
+    def shared_source(self) -> bool:
+        """Whether other sub-devices (or the function and its sub-devices) write with this requester id
+        (PVMSI_DEV_SHARED_SOURCE, HV-SEC-010)."""
+        ...
+
     def emulated_enabled(self, kind: MsgKind) -> bool:
         """Whether ``kind`` is enabled through the emulated capability (MSI Enable / MSI-X Enable)."""
         ...
@@ -95,13 +101,26 @@ class VmPort(Protocol):
 class RemapPort(Protocol):
     """The interrupt-remapping hardware: a table of entries and the message format that names them."""
 
-    def alloc(self, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool) -> int | None:
+    def alloc(
+        self, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool, slot: object = None
+    ) -> int | None:
         """Allocate ``count`` (a power of two) naturally aligned consecutive entries, entry ``base + i``
-        delivering ``vector + i`` to ``vcpu`` of ``vm_id``, accepted from ``source`` only; the base, or None."""
+        delivering ``vector + i`` to ``vcpu`` of ``vm_id``, accepted from ``source`` only; the base, or None.
+        ``slot`` names the device slot the pair is for: once freed, the entries are not reissued for another
+        slot of the same requester id until the device is reset (HV-QUOTA-004)."""
         ...
 
     def alloc_at(
-        self, base: int, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool
+        self,
+        base: int,
+        count: int,
+        *,
+        vm_id: int,
+        vcpu: int,
+        vector: int,
+        source: Source,
+        posted: bool,
+        slot: object = None,
     ) -> bool:
         """As :meth:`alloc`, at exactly ``base`` (a migration destination); False when those entries are taken."""
         ...
@@ -112,6 +131,15 @@ class RemapPort(Protocol):
 
     def release(self, base: int) -> None:
         """Clear and free the block starting at ``base``."""
+        ...
+
+    def share(self, vm_id: int) -> int | None:
+        """How many entries VM ``vm_id`` may hold, pvmsi and emulated MSI/MSI-X together (its share of the table,
+        HV-QUOTA-001, HV-QUOTA-002); None when the VM allocates from the whole table."""
+        ...
+
+    def limit_share(self, vm_id: int, entries: int | None) -> None:
+        """Lower (or restore, None) how many entries of its share VM ``vm_id`` may hold."""
         ...
 
     def compose(self, base: int) -> tuple[int, int]:

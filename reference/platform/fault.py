@@ -1,9 +1,9 @@
 """Why the IOMMU blocked an interrupt message (the platform's fault reasons).
 
 The VT-d fault reason codes quoted in :attr:`FaultReason.vtd_code` come from the Intel VT-d specification,
-"Interrupt Remapping Fault Conditions" (fault reasons 20h..26h).  PASID mismatch has no VT-d code: VT-d
-source validation checks the requester id only; the model also checks the PASID of a sub-device's write
-against the PASID recorded in the entry, which pvmsi requires for sub-devices.
+"Interrupt Remapping Fault Conditions" (fault reasons 20h..26h).  There is no PASID reason: no IOMMU checks
+a PASID on an interrupt write (VT-d validates the requester id through the IRTE's SVT/SQ/SID fields, AMD-Vi
+and the GIC ITS the DeviceID), so neither does the model (spec HV-SEC-002).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ class FaultReason(StrEnum):
     INDEX_OUT_OF_RANGE = "index_out_of_range"
     NOT_PRESENT = "not_present"
     SOURCE_ID_MISMATCH = "source_id_mismatch"
-    PASID_MISMATCH = "pasid_mismatch"
 
     @property
     def vtd_code(self) -> int | None:

@@ -2,8 +2,10 @@
 
 Remapping is enforced (VT-d: interrupt remapping enabled, compatibility format blocked), so every interrupt
 request must be in remappable format, name a present entry and come from the entry's source: the segment and
-16-bit requester id must match, and the PASID must equal the entry's (``None`` on both sides for a write
-without PASID).  Anything else is blocked and counted by :class:`~.fault.FaultReason`.
+16-bit requester id must match (VT-d IRTE SVT=01b, SQ=00b, SID = bus:devfn, as Linux's ``set_msi_sid()``
+programs it; AMD-Vi and the GIC ITS select the table by DeviceID).  A PASID prefix on the write is not looked
+at: no IOMMU validates interrupts by PASID (spec HV-SEC-002).  Anything else is blocked and counted by
+:class:`~.fault.FaultReason`.
 """
 
 from __future__ import annotations
@@ -105,12 +107,10 @@ class Iommu:
         return Delivery(entry.owner_vm, entry.dest_vcpu, entry.vector, index, entry.posted)
 
     def check_source(self, source: Requester, requester: Requester) -> FaultReason | None:
-        """Source validation: a write is delivered only from the entry's source, its segment and requester id
-        (SOURCE_ID_MISMATCH otherwise) and its PASID (PASID_MISMATCH) (spec HV-SEC-002, HV-DEV-005)."""
+        """Source validation: a write is delivered only from the entry's source, its segment and 16-bit requester
+        id (SOURCE_ID_MISMATCH otherwise); the write's PASID, if any, plays no part (spec HV-SEC-002, HV-DEV-005)."""
         if source.segment != requester.segment or source.rid != requester.rid:
             return FaultReason.SOURCE_ID_MISMATCH
-        if source.pasid != requester.pasid:
-            return FaultReason.PASID_MISMATCH
         return None
 
     def _fault(self, reason: FaultReason, requester: Requester, address: int, data: int, index: int | None) -> Fault:

@@ -293,6 +293,11 @@ class LegacyMsi:
             return None
         return message
 
+    def alloc_entries(self, entry: Irte, count: int) -> int | None:
+        """Allocate the remapping entries of an emulated vector (block): in the VM's share, counted against it like
+        a pvmsi message's (spec HV-QUOTA-002); None when the share (or the table) has no room."""
+        return self.table.alloc(entry, count)
+
     def _irte(self, state: _Emulation, target: CompatMessage) -> Irte:
         return Irte(state.vm.id, target.dest_apic_id, target.vector, state.device.requester())
 
@@ -310,7 +315,7 @@ class LegacyMsi:
                 self.table.update(base + i, dest_vcpu=target.dest_apic_id, vector=target.vector + i)
         else:
             self._teardown_msi(state)
-            base_or_none = self.table.alloc(self._irte(state, target), count)
+            base_or_none = self.alloc_entries(self._irte(state, target), count)
             if base_or_none is None:
                 state.alloc_failures += 1
             else:
@@ -356,7 +361,7 @@ class LegacyMsi:
         elif held is not None:
             self.table.update(held, dest_vcpu=target.dest_apic_id, vector=target.vector)
         else:
-            index = self.table.alloc(self._irte(state, target))
+            index = self.alloc_entries(self._irte(state, target), 1)
             if index is None:
                 state.alloc_failures += 1
                 return

@@ -6,14 +6,16 @@ Register layouts follow the PCI Local Bus / PCI Express Base specification ("MSI
     0x0000  device registers (opaque storage)
     0x2000  MSI-X table (16-byte entries: address lo, address hi, data, vector control with mask bit 0)
     ...     MSI-X pending bit array (one bit per entry, read-only)
-    ...     IMS store (device-specific; modelled as 16-byte slots like MSI-X entries, mask bit 0 of dword 3)
+    ...     IMS store (device-specific; 16-byte entries: address lo, address hi, data, control word with the
+            mask in bit 0 and, for an IDXD-like device, PASID enable in bit 3 and the PASID in bits 31:12)
 
 each region page-aligned and the BAR sized to a power of two.  Where the IMS store lives is a device-specific
 fact that only its driver knows: the hypervisor has no table of it, so it cannot trap IMS writes.
 
 The MSI capability sits at config offset 0x50 (64-bit address, optional per-vector masking) and the MSI-X
 capability at 0x70.  :meth:`PciDevice.fire` makes the device emit the memory write of the pair stored in an
-entry, tagged with its requester id (plus the sub-device's PASID for a sub-device's IMS slot).  A masked entry
+entry, tagged with its requester id (plus, for an IMS entry with PASID enable set, a PASID TLP prefix carrying
+the entry's PASID: the IOMMU does not validate it, spec HV-SEC-002).  A masked entry
 does not fire: its pending bit is set and the message goes out when it is unmasked
 (:meth:`PciDevice.take_deliverable_pending`).  A disabled MSI/MSI-X function drops the message.  FLR returns
 MSI, MSI-X and IMS to their reset state (disabled, entries zero and masked, no pending bits).
@@ -59,6 +61,8 @@ class MessageSlot:
 
     __slots__ = ("address", "control", "data")
     MASK_BIT = 1
+    #: The control-word bits the device implements (the others read as zero).
+    CONTROL_BITS = MASK_BIT
 
     def __init__(self) -> None:
         self.address = 0
@@ -84,7 +88,36 @@ class MessageSlot:
         image = _merge(self.image(), offset, size, value)
         self.address = int.from_bytes(image[0:8], "little") & ~0x3
         self.data = int.from_bytes(image[8:12], "little")
-        self.control = int.from_bytes(image[12:16], "little") & self.MASK_BIT
+        self.control = int.from_bytes(image[12:16], "little") & self.CONTROL_BITS
+
+    @property
+    def pasid(self) -> int | None:
+        """The PASID the device tags this entry's write with (None: no PASID prefix)."""
+        return None
+
+
+class PasidImsEntry(MessageSlot):
+    """An IDXD-like IMS entry: control word bit 0 mask, bit 3 PASID enable, bits 31:12 PASID (the layout the
+    idxd/vidxd code programs, ``IMS_PASID_ENABLE`` 0x8).  With PASID enable set the device tags the interrupt
+    write with that PASID; the device itself also checks a work descriptor's PASID against it.  The IOMMU does not
+    look at it (spec HV-SEC-002): it isolates nothing between sub-devices sharing the requester id (HV-SEC-010)."""
+
+    __slots__ = ()
+    PASID_ENABLE = 1 << 3
+    PASID_SHIFT = 12
+    CONTROL_BITS = MessageSlot.MASK_BIT | PASID_ENABLE | 0xFFFFF << PASID_SHIFT
+
+    @property
+    def pasid(self) -> int | None:
+        return self.control >> self.PASID_SHIFT if self.control & self.PASID_ENABLE else None
+
+    @classmethod
+    def control_word(cls, masked: bool, pasid: int | None) -> int:
+        """The control word of an entry: mask bit and, when ``pasid`` is given, PASID enable and the PASID."""
+        word = int(masked)
+        if pasid is not None:
+            word |= cls.PASID_ENABLE | (pasid & 0xFFFFF) << cls.PASID_SHIFT
+        return word
 
 
 class MessageTable:
@@ -94,10 +127,16 @@ class MessageTable:
     :meth:`slot` makes it when it is first needed, so that a table of thousands of slots costs nothing until used.
     """
 
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, entry: type[MessageSlot] = MessageSlot) -> None:
         self._size = slots
+        self._entry = entry
         self._slots: dict[int, MessageSlot] = {}
         self.pending = 0
+
+    @property
+    def has_pasid(self) -> bool:
+        """Whether the entries have a PASID field (:class:`PasidImsEntry`)."""
+        return self._entry is not MessageSlot
 
     def __len__(self) -> int:
         return self._size
@@ -108,7 +147,7 @@ class MessageTable:
         if found is None:
             if not 0 <= index < self._size:
                 raise IndexError(f"slot {index} outside 0..{self._size - 1}")
-            found = self._slots[index] = MessageSlot()
+            found = self._slots[index] = self._entry()
         return found
 
     def masked(self, index: int) -> bool:
@@ -403,6 +442,7 @@ class PciDevice:
         msix_table_size: int = 0,
         ims_slots: int = 0,
         subdevice_pasids: Sequence[int] = (),
+        ims_pasid: bool = False,
         needs_viommu: bool = False,
         isolated: bool = True,
         vendor_id: int = 0x1AF4,
@@ -419,7 +459,7 @@ class PciDevice:
             if msix_table_size
             else None
         )
-        self.ims = MessageTable(ims_slots) if ims_slots else None
+        self.ims = MessageTable(ims_slots, PasidImsEntry if ims_pasid else MessageSlot) if ims_slots else None
         self.subdevices = self._partition(subdevice_pasids, ims_slots)
         self._config = bytearray(CONFIG_SPACE_SIZE)
         self._config[0:2] = vendor_id.to_bytes(2, "little")
@@ -571,8 +611,9 @@ class PciDevice:
         if slot.masked:
             ims.pending |= 1 << index
             return NotFired(NotFiredReason.MASKED, kind, index)
-        sub = self.subdevice_of_slot(index)
-        return MemoryWrite(self.requester(sub.pasid if sub else None), slot.address, slot.data, source)
+        # The write carries the entry's PASID (an IDXD-like entry with PASID enable), whatever a guest put there:
+        # the IOMMU validates the requester id only (HV-SEC-002).
+        return MemoryWrite(self.requester(slot.pasid), slot.address, slot.data, source)
 
     def is_pending(self, kind: MsgKind, index: int) -> bool:
         if kind is MsgKind.MSI:

@@ -24,14 +24,17 @@ from .formats import make_format
 from .iommu import Delivery, Fault, Iommu
 from .legacy import LegacyMsi
 from .msi_format import compose_compat
-from .pci import MSI_CAP_OFFSET, MSIX_CAP_OFFSET, SLOT_SIZE, MemoryWrite, NotFired, PciDevice, SubDevice
+from .pci import MSI_CAP_OFFSET, MSIX_CAP_OFFSET, SLOT_SIZE, MemoryWrite, NotFired, PasidImsEntry, PciDevice, SubDevice
 from .profiles import DeviceProfile
-from .remap import TABLE_ENTRIES, RemappingTable
+from .remap import SHARE_GRANULE, TABLE_ENTRIES, RemappingTable
 from .requester import PASID_LIMIT, Bdf
 from .vm import ExitReason, InjectedInterrupt, Region, Vm
 
 GUEST_MMIO_BASE = 0x80_0000_0000
 """Where the platform places assigned devices' BARs in guest-physical space (512 GiB, above RAM)."""
+
+#: VMs a host runs at once by default: each gets 1/8 of a 65,536-entry table, 8,192 entries (HV-QUOTA-001).
+MAX_VMS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,16 +93,27 @@ class Platform:
         remap_entries: int = TABLE_ENTRIES,
         iommu: Callable[[RemappingTable], Iommu] = Iommu,
         platform: str = "vtd",
+        *,
+        max_vms: int | None = MAX_VMS,
+        legacy: Callable[[RemappingTable], LegacyMsi] = LegacyMsi,
     ) -> None:
         self.table = RemappingTable(remap_entries)
         #: The IOMMU over the table; ``iommu`` makes it (a hypervisor may bring its own, see
         #: :meth:`pvmsi.reference.system.ReferenceSystem.make_iommu`).
         self.iommu = iommu(self.table)
+        self.legacy = legacy(self.table)
         #: The platform (spec "Message formats": vtd, amd-vi, gic-its, imsic) and its message format's tables.
         self.platform = platform
         self.msi = make_format(platform, self.table)
         self.iommu.format = self.msi
-        self.legacy = LegacyMsi(self.table)
+        #: The share of the table each VM gets (HV-QUOTA-001): the table divided by the VMs the host admits at once,
+        #: in whole granules; None: no shares, every VM allocates from the whole table (only for faulty hosts).
+        self.share_size: int | None = None
+        if max_vms is not None:
+            size = remap_entries // max_vms // SHARE_GRANULE * SHARE_GRANULE
+            self.share_size = max(size, SHARE_GRANULE)  # a table holds at least 64 entries: two shares
+        #: How many VMs the host runs at once: as many shares as the table holds.
+        self.max_vms = remap_entries // self.share_size if self.share_size else None
         self.vms: dict[int, Vm] = {}
         self.devices: list[PciDevice] = []
         self.unplug_listeners: list[Callable[[PciDevice], None]] = []
@@ -117,24 +131,50 @@ class Platform:
     # -- VMs -----------------------------------------------------------------------------------------------
     def create_vm(self, vcpus: int, ram_bytes: int = 64 << 20) -> Vm:
         """A new VM with ``vcpus`` vCPUs (APIC id = index) and ``ram_bytes`` of RAM (3 GiB below 4 GiB)."""
+        share = self._free_share()
         vm = Vm(self._next_vm, vcpus, ram_bytes)
         self._next_vm += 1
+        if share is not None:  # HV-QUOTA-001; a VM beyond those the host admits gets an empty share
+            self.table.set_share(vm.id, share, (self.share_size or 0) if share < self.table.capacity else 0)
         self.vms[vm.id] = vm
         self._mmio_cursor[vm.id] = GUEST_MMIO_BASE
         return vm
 
+    def _free_share(self) -> int | None:
+        """The first entry of the lowest share no VM has (None without shares); the table's size when every share
+        is taken: the VM gets an empty one."""
+        if self.share_size is None:
+            return None
+        taken = {share.first for share in self.table.shares().values() if share.size}
+        for first in range(0, self.share_size * (self.max_vms or 0), self.share_size):
+            if first not in taken:
+                return first
+        return self.table.capacity  # the host is full: an empty share (GET_INFO reports a quota of 0)
+
+    def limit_share(self, vm: Vm, entries: int | None) -> None:
+        """Set how many entries of its share ``vm`` may hold (the administrator's setting; None: all of it)."""
+        share = self.table.share(vm.id)
+        if share is not None:
+            self.table.set_share(vm.id, share.first, share.size, None if entries is None else min(entries, share.size))
+
     def destroy_vm(self, vm: Vm) -> int:
         """Destroy ``vm``: its devices are reset (FLR) and unassigned, every IRTE it owned freed (returned)."""
         freed = 0
-        for device in self.devices_of(vm):
+        devices = self.devices_of(vm)
+        for device in devices:
             freed += self.legacy.detach(device)
             device.flr()
             self._unassign(device)
+        freed += sum(self.table.parked(vm.id).values())
         for base, _count in self.table.blocks_where(owner_vm=vm.id):
             freed += self.table.free(base)
         if self.msi.key != "vtd":
             for ref in self.msi.refs_where(owner_vm=vm.id):
                 freed += self.msi.free(ref)
+            for device in devices:  # reset above: no slot holds a stale pair (HV-QUOTA-004)
+                self.msi.unpark_source(device.host.segment, device.host.rid)
+        self.table.unpark_owner(vm.id)  # with the entries just freed: nothing of the VM is left (HV-SEC-009)
+        self.table.drop_share(vm.id)
         vm.destroyed = True
         del self.vms[vm.id]
         del self._mmio_cursor[vm.id]
@@ -161,6 +201,7 @@ class Platform:
             msix_table_size=profile.msix_table_size,
             ims_slots=profile.ims_slots,
             subdevice_pasids=pasids,
+            ims_pasid=profile.ims_pasid,
             needs_viommu=profile.needs_viommu,
             isolated=profile.isolated,
             vendor_id=profile.vendor_id,
@@ -212,6 +253,9 @@ class Platform:
         if self.msi.key != "vtd":
             for ref in self.msi.refs_where(source=device.requester()):
                 revoked += self.msi.free(ref)
+        self.table.unpark_source(device.host.segment, device.host.rid)  # the device is gone: no stale copy left
+        if self.msi.key != "vtd":
+            self.msi.unpark_source(device.host.segment, device.host.rid)
         self._unassign(device)
         device.removed = True
         self.devices.remove(device)
@@ -223,6 +267,9 @@ class Platform:
         hypervisor a claimed MSI capability, HV-EMU-007)."""
         device.flr()
         self.legacy.device_reset(device)
+        self.table.unpark_source(device.host.segment, device.host.rid)  # its slots hold no stale pair (HV-QUOTA-004)
+        if self.msi.key != "vtd":
+            self.msi.unpark_source(device.host.segment, device.host.rid)
 
     def set_passthrough(self, device: PciDevice, kind: MsgKind, enabled: bool) -> None:
         """Stop (claim) or resume (release) emulating ``kind`` of ``device``."""
@@ -343,10 +390,13 @@ class Platform:
         gpa = self._layout_of(vm, guest).msix_entry_gpa(entry)
         return self._write_slot(vm, gpa, address, data, masked)
 
-    def guest_ims_write(self, vm: Vm, guest: Bdf, slot: int, address: int, data: int, *, masked: bool = False) -> int:
-        """Write IMS slot ``slot`` (device-wide number) with four dword writes; returns the exits (always 0)."""
+    def guest_ims_write(
+        self, vm: Vm, guest: Bdf, slot: int, address: int, data: int, *, masked: bool = False, pasid: int | None = None
+    ) -> int:
+        """Write IMS slot ``slot`` (device-wide number) with four dword writes; returns the exits (always 0).
+        ``pasid`` sets PASID enable and the PASID in the control word of an IDXD-like entry (ignored elsewhere)."""
         gpa = self._layout_of(vm, guest).ims_slot_gpa(slot)
-        return self._write_slot(vm, gpa, address, data, masked)
+        return self._write_slot(vm, gpa, address, data, masked, PasidImsEntry.control_word(masked, pasid))
 
     def guest_msi_write(
         self, vm: Vm, guest: Bdf, address: int, data: int, *, vectors: int = 1, enable: bool = True
@@ -370,12 +420,12 @@ class Platform:
         return compose_compat(vcpu, vector)
 
     # -- internals -----------------------------------------------------------------------------------------
-    def _write_slot(self, vm: Vm, gpa: int, address: int, data: int, masked: bool) -> int:
+    def _write_slot(self, vm: Vm, gpa: int, address: int, data: int, masked: bool, control: int | None = None) -> int:
         exits = 0
         exits += self.guest_mmio_write(vm, gpa, 4, address & 0xFFFFFFFF)
         exits += self.guest_mmio_write(vm, gpa + 4, 4, address >> 32)
         exits += self.guest_mmio_write(vm, gpa + 8, 4, data)
-        exits += self.guest_mmio_write(vm, gpa + 12, 4, int(masked))
+        exits += self.guest_mmio_write(vm, gpa + 12, 4, int(masked) if control is None else control)
         return exits
 
     def _layout_of(self, vm: Vm, guest: Bdf) -> GuestDeviceLayout:

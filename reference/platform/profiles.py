@@ -1,13 +1,15 @@
 """Device profiles from the seed discussion (pvmsi's reference devices).
 
 - **idxd-like**: an Intel DSA/IDXD-style accelerator: 9 MSI-X entries (one for device events, eight for work
-  queues) and an IMS store of 2048 slots shared by sub-devices, each identified by a PASID; using a
-  sub-device in a guest needs a vIOMMU (the guest must own PASIDs).
+  queues) and an IMS store of 2048 entries in a BAR page, shared by sub-devices, each identified by a PASID;
+  each IMS entry holds address, data and a control word with mask (bit 0), PASID enable (bit 3) and PASID
+  (bits 31:12); using a sub-device in a guest needs a vIOMMU (the guest must own PASIDs).  The function and
+  all its sub-devices write with one requester id: they are not isolated from each other (HV-SEC-010).
 - **mlx5-like**: a Mellanox ConnectX-style NIC: 2048 MSI-X entries and 4096 IMS slots, no PASID, no vIOMMU
   (Jason Gunthorpe's point in the thread: the hypercall must not depend on either).
 - **msi-multi**: a plain device with a 32-vector multi-message MSI capability (per-vector masking), no MSI-X.
 
-Every profile is isolated: the platform's IOMMU validates the source of every message.
+Every profile is isolated: the platform's IOMMU validates the requester id of every message (HV-DEV-005).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class DeviceProfile:
     msix_table_size: int = 0
     ims_slots: int = 0
     subdevices: int = 0
+    #: IMS entries carry PASID enable and a PASID in their control word (IDXD-like).
+    ims_pasid: bool = False
     needs_viommu: bool = False
     isolated: bool = True
     vendor_id: int = 0x1AF4
@@ -51,6 +55,7 @@ IDXD_LIKE = DeviceProfile(
     msix_table_size=9,
     ims_slots=2048,
     subdevices=8,
+    ims_pasid=True,
     needs_viommu=True,
     vendor_id=0x8086,
     device_id=0x0B25,

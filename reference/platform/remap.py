@@ -1,8 +1,8 @@
 """The x86-style interrupt-remapping table: 65,536 entries (IRTEs) and their allocator.
 
 An entry (:class:`Irte`) says where a remappable-format interrupt request goes (owner VM, destination vCPU,
-vector, posted or not) and who may send it (source validation: segment, 16-bit requester id and, for a
-sub-device, its PASID).  VT-d section 9.10 "Interrupt Remapping Table Entry (IRTE) for Remapped Interrupts"
+vector, posted or not) and who may send it (source validation: segment and 16-bit requester id, never a
+PASID).  VT-d section 9.10 "Interrupt Remapping Table Entry (IRTE) for Remapped Interrupts"
 is the hardware counterpart; the model keeps the fields pvmsi needs.
 
 Allocation hands out single entries or power-of-two aligned blocks of 2..32 consecutive entries (multi-message
@@ -12,6 +12,20 @@ entry free).  Level 1 is, per block size, one bit per word that says "this word 
 that size" (blocks never straddle words since 32 divides 64).  Allocation takes the lowest set bit of the
 level-1 summary, then the lowest aligned free run inside that word: a fixed number of big-integer operations
 whatever the occupancy.  ``python -m pvmsi.reference.platform.remap_bench`` measures it.
+
+Shares (spec HV-QUOTA-001..003): the host gives each VM a share of the table, a range of entries no other VM
+allocates from (:meth:`RemappingTable.set_share`), with a limit on how many it may hold at once.  An entry whose
+owner has a share is allocated inside it, and refused once the owner holds its limit, whoever asks: the
+hypervisor for a pvmsi message or the MSI emulator for an emulated MSI/MSI-X vector (HV-QUOTA-002).  Inside a
+share the lowest free block is taken, so the indices a VM gets depend only on its own allocations and frees,
+never on other VMs' (HV-QUOTA-003).  The search is restricted to the share's words; a share boundary may fall
+inside a word (shares are multiples of 32 entries), so at most two edge words are masked.
+
+Stale copies (HV-QUOTA-004): a block allocated with a ``tag`` (the hypervisor passes the device slot the pair is
+for) is *parked* when freed: not present (its pair is blocked, HV-FREE-002), still charged to the share, and
+reissued only for the same tag of the same requester id, or released when the device is reset or removed
+(:meth:`RemappingTable.unpark_source`).  So the copy of a freed pair left in a slot can never deliver into a
+message of another slot of the same device.
 """
 
 from __future__ import annotations
@@ -79,14 +93,29 @@ def _size_flags(free: int) -> int:
 
 
 _SIZE_INDEX = {size: i for i, size in enumerate(BLOCK_SIZES)}
+#: Shares are whole multiples of the largest block, so an aligned block never straddles two shares.
+SHARE_GRANULE = BLOCK_SIZES[-1]
+
+
+class Share(NamedTuple):
+    """A VM's share of the table: entries ``[first, first + size)``, at most ``limit`` of them held at once."""
+
+    first: int
+    size: int
+    limit: int
+
+    @property
+    def end(self) -> int:
+        return self.first + self.size
 
 
 class Irte(NamedTuple):
     """One interrupt-remapping table entry (immutable; the table replaces it on update).
 
-    ``source`` is the only requester allowed to use the entry (segment and requester id must match; its
-    PASID must match too, ``None`` meaning "a write without PASID").  ``generation`` is stamped by the table:
-    it counts the allocations of this index, so a stale reference to a reused index can be told apart.
+    ``source`` is the only requester allowed to use the entry: its segment and requester id must match (VT-d
+    IRTE SID with SQ=00b, SVT=01b); its PASID is always ``None`` (no IOMMU checks one on an interrupt).
+    ``generation`` is stamped by the table: it counts the allocations of this index, so a stale reference to a
+    reused index can be told apart.
     The table checks ``vector`` (0..255) and ``dest_vcpu`` (>= 0) when an entry is stored.
     """
 
@@ -122,6 +151,15 @@ class RemappingTable:
         self._generation: list[int] = [0] * entries
         self._blocks: dict[int, int] = {}
         self._used = 0
+        self._shares: dict[int, Share] = {}
+        #: Per owner with a share: the words it spans (a summary mask) and the free-bit mask of its edge words.
+        self._share_words: dict[int, tuple[int, dict[int, int]]] = {}
+        self._held: dict[int, int] = {}
+        self._in_shares = 0  # the words some share spans
+        self._tags: dict[int, object] = {}  # base -> tag of a tagged allocated block
+        #: Parked blocks: base -> (owner, source, tag, count), and (owner, source, tag) -> base.
+        self._parked: dict[int, tuple[int, tuple[int, int], object, int]] = {}
+        self._parked_by_tag: dict[tuple[int, tuple[int, int], object], int] = {}
 
     # -- queries -------------------------------------------------------------------------------------------
     @property
@@ -165,6 +203,27 @@ class RemappingTable:
                 return base, count
         return None
 
+    def share(self, owner: int) -> Share | None:
+        """The share of VM ``owner``, or ``None`` when it allocates from the whole table."""
+        return self._shares.get(owner)
+
+    def shares(self) -> dict[int, Share]:
+        """Every share, by owner (a copy)."""
+        return dict(self._shares)
+
+    def held(self, owner: int) -> int:
+        """Entries VM ``owner`` holds in its share, parked ones included (0 without a share)."""
+        return self._held.get(owner, 0)
+
+    @property
+    def parked_entries(self) -> int:
+        """Entries freed but parked (HV-QUOTA-004): not present, not free."""
+        return sum(p[3] for p in self._parked.values())
+
+    def parked(self, owner: int | None = None) -> dict[int, int]:
+        """Parked blocks (of ``owner``), ``base -> count``."""
+        return {b: p[3] for b, p in self._parked.items() if owner is None or p[0] == owner}
+
     def blocks(self) -> dict[int, int]:
         """Every allocated block, ``base -> count`` (a copy)."""
         return dict(self._blocks)
@@ -183,16 +242,26 @@ class RemappingTable:
         return sorted(found)
 
     # -- allocation ----------------------------------------------------------------------------------------
-    def can_alloc(self, count: int = 1) -> bool:
-        """Whether :meth:`alloc` of ``count`` entries would find a free aligned block now."""
+    def can_alloc(self, count: int = 1, owner: int | None = None) -> bool:
+        """Whether :meth:`alloc` of ``count`` entries (for VM ``owner``: in its share) would succeed now."""
         size_index = _SIZE_INDEX.get(count)
-        return size_index is not None and bool(self._summary[size_index])
+        if size_index is None:
+            return False
+        share = self._shares.get(owner) if owner is not None else None
+        if owner is None or share is None:
+            return bool(self._summary[size_index])
+        return self._held.get(owner, 0) + count <= share.limit and self._find(owner, size_index, count) is not None
 
-    def alloc(self, entry: Irte, count: int = 1) -> int | None:
+    def alloc(self, entry: Irte, count: int = 1, *, outside_share: bool = False, tag: object = None) -> int | None:
         """Allocate ``count`` consecutive entries (1, or a power of two up to 32, aligned to ``count``).
 
-        Entry ``base + i`` is ``entry`` with vector ``entry.vector + i``.  Returns the first index, or
-        ``None`` when no free (aligned) block of that size is left.
+        Entry ``base + i`` is ``entry`` with vector ``entry.vector + i``.  When its owner has a share, the block
+        is taken inside it and counted against its limit (HV-QUOTA-001, HV-QUOTA-002); ``outside_share`` takes it
+        anywhere, uncounted, as a host that allocated for the VM without charging it would (only the faulty
+        implementations of conformance do).  Returns the first index, or ``None`` when no free (aligned) block of
+        that size is left, or the owner holds its limit.  ``tag`` (hashable: the slot the pair is for) parks the
+        block when it is freed; a block parked under the same tag and source goes back to it, to nobody else
+        (HV-QUOTA-004).
         """
         size_index = _SIZE_INDEX.get(count)
         if size_index is None:
@@ -201,7 +270,33 @@ class RemappingTable:
         if not 0 <= vector <= 0x100 - count or entry.dest_vcpu < 0:
             _check_target(entry.dest_vcpu, vector)
             raise ValueError(f"vectors {vector}..{vector + count - 1} exceed 255")
+        owner = entry.owner_vm
+        if self._shares and not outside_share and owner in self._shares:
+            source = (entry.source.segment, entry.source.rid)
+            if self._parked and tag is not None:
+                # Only the slot that parked a block gets it back: any other user, even one of another requester
+                # id, could later free it and hand it on to a sibling slot of the first (the fuzzer found that).
+                reuse = self._parked_by_tag.get((owner, source, tag))
+                if reuse is not None and self._parked[reuse][3] == count:
+                    self._unpark(reuse)
+                    self._blocks[reuse] = count
+                    self._fill(reuse, count, entry, tag, fresh=False)
+                    return reuse
+            if self._held[owner] + count > self._shares[owner].limit:
+                return None
+            found = self._find(owner, size_index, count)
+            if found is None:
+                return None
+            word, bit = found
+            self._held[owner] += count
+            free = self._free[word] & ~(((1 << count) - 1) << bit)
+            self._set_word(word, free)
+            base = word * _WORD + bit
+            self._fill(base, count, entry, tag)
+            return base
         summary = self._summary[size_index]
+        if self._shares:
+            summary &= ~self._in_shares  # an owner without a share (or uncharged) never takes a VM's entries
         if not summary:
             return None
         word = (summary & -summary).bit_length() - 1
@@ -217,23 +312,124 @@ class RemappingTable:
         self._fill(base, count, entry)
         return base
 
-    def alloc_at(self, base: int, entry: Irte, count: int = 1) -> bool:
+    def alloc_at(self, base: int, entry: Irte, count: int = 1, *, tag: object = None) -> bool:
         """Allocate exactly ``[base, base + count)`` if it is free: what a live-migration destination does to
         keep a VM's address/data pairs valid (HV-MIG-002).  Returns whether the entries were free."""
         if _SIZE_INDEX.get(count) is None or base % count or not 0 <= base < self._capacity:
             raise ValueError(f"block {base}+{count} is not an aligned block of {BLOCK_SIZES}")
         _check_target(entry.dest_vcpu, entry.vector)
+        parked = self._parked.get(base)
+        if parked is not None and parked[0] == entry.owner_vm and parked[3] == count:
+            self._release_parked(base)  # the VM's own parked block (a migration re-creating its entries)
         word, bit = base // _WORD, base % _WORD
         mask = ((1 << count) - 1) << bit
         free = self._free[word]
         if free & mask != mask:
             return False
         self._set_word(word, free & ~mask)
-        self._fill(base, count, entry)
+        share = self._shares.get(entry.owner_vm)
+        if share is not None and share.first <= base < share.end:
+            self._held[entry.owner_vm] += count
+        self._fill(base, count, entry, tag)
         return True
 
-    def _fill(self, base: int, count: int, entry: Irte) -> None:
+    def _find(self, owner: int, size_index: int, count: int) -> tuple[int, int] | None:
+        """The lowest free aligned block of ``count`` entries inside ``owner``'s share: (word, bit), or None."""
+        words, edges = self._share_words[owner]
+        candidates = self._summary[size_index] & words
+        while candidates:
+            word = (candidates & -candidates).bit_length() - 1
+            free = self._free[word] & edges.get(word, _FULL_WORD)
+            runs = free if count == 1 else _free_runs(free)[size_index]
+            if runs:
+                return word, (runs & -runs).bit_length() - 1
+            candidates &= candidates - 1  # an edge word whose free block lies in the neighbouring share
+        return None
+
+    def _update_in_shares(self) -> None:
+        mask = 0
+        for words, _edges in self._share_words.values():
+            mask |= words
+        self._in_shares = mask
+
+    # -- shares --------------------------------------------------------------------------------------------
+    def set_share(self, owner: int, first: int, size: int, limit: int | None = None) -> Share:
+        """Give VM ``owner`` entries ``[first, first + size)`` (multiples of :data:`SHARE_GRANULE`), holding at most
+        ``limit`` of them (default: all).  The range must be free and overlap no other share; a VM that already
+        has a share may only change its limit (the range given again)."""
+        if size < 0 or first % SHARE_GRANULE or size % SHARE_GRANULE or not 0 <= first <= first + size <= self.capacity:
+            raise ValueError(f"share {first}+{size} is not a range of whole {SHARE_GRANULE}-entry granules")
+        limit = size if limit is None else limit
+        if not 0 <= limit <= size:
+            raise ValueError(f"share limit {limit} outside 0..{size}")
+        current = self._shares.get(owner)
+        if current is not None:
+            if (current.first, current.size) != (first, size):
+                raise ValueError(f"VM {owner} already has the share {current}")
+            self._shares[owner] = new = Share(first, size, limit)
+            return new
+        for other in self._shares.values():
+            if size and first < other.end and other.first < first + size:
+                raise ValueError(f"share {first}+{size} overlaps {other}")
+        if any(self.is_allocated(i) for i in range(first, first + size)):
+            raise ValueError(f"share {first}+{size} holds allocated entries")
+        words = 0
+        edges: dict[int, int] = {}
+        for word in range(first // _WORD, (first + size - 1) // _WORD + 1):
+            words |= 1 << word
+            lo, hi = max(first, word * _WORD) - word * _WORD, min(first + size, (word + 1) * _WORD) - word * _WORD
+            if (lo, hi) != (0, _WORD):
+                edges[word] = ((1 << hi) - 1) & ~((1 << lo) - 1)
+        self._shares[owner] = share = Share(first, size, limit)
+        self._share_words[owner] = (words, edges)
+        self._held[owner] = 0
+        self._update_in_shares()
+        return share
+
+    def drop_share(self, owner: int) -> None:
+        """Take VM ``owner``'s share back (it must hold nothing in it)."""
+        if self._held.get(owner):
+            raise ValueError(f"VM {owner} still holds {self._held[owner]} entries of its share")
+        self._shares.pop(owner, None)
+        self._share_words.pop(owner, None)
+        self._held.pop(owner, None)
+        self._update_in_shares()
+
+    def _unpark(self, base: int) -> tuple[int, tuple[int, int], object, int]:
+        parked = self._parked.pop(base)
+        del self._parked_by_tag[parked[0], parked[1], parked[2]]
+        return parked
+
+    def _release_parked(self, base: int) -> None:
+        """Really free a parked block (its device was reset, or its VM is leaving)."""
+        owner, _source, _tag, count = self._unpark(base)
         self._blocks[base] = count
+        self._entries[base] = Irte(owner, 0, 0, Requester(0, 0), present=False)  # for free()'s share accounting
+        self.free(base)
+
+    def unpark_source(self, segment: int, rid: int) -> int:
+        """Free every block parked by requester ``segment:rid``: its device was reset (FLR, VM reset) or removed,
+        so no stale copy is left in it (HV-QUOTA-004).  Returns the entries freed."""
+        bases = [b for b, p in self._parked.items() if p[1] == (segment, rid)]
+        counts = [self._parked[b][3] for b in bases]
+        for base in bases:
+            self._release_parked(base)
+        return sum(counts)
+
+    def unpark_owner(self, owner: int) -> int:
+        """Free every block VM ``owner`` has parked (it is destroyed).  Returns the entries freed."""
+        bases = [b for b, p in self._parked.items() if p[0] == owner]
+        counts = [self._parked[b][3] for b in bases]
+        for base in bases:
+            self._release_parked(base)
+        return sum(counts)
+
+    def _fill(self, base: int, count: int, entry: Irte, tag: object = None, *, fresh: bool = True) -> None:
+        self._blocks[base] = count
+        if tag is not None:
+            self._tags[base] = tag
+        if not fresh:  # a parked block reissued: still held and counted
+            self._used -= count
         self._used += count
         generations = self._generation
         entries = self._entries
@@ -246,6 +442,22 @@ class RemappingTable:
         count = self._blocks.pop(base, None)
         if count is None:
             raise KeyError(f"index {base} is not the first entry of an allocated block")
+        first = self._entries[base]
+        tag = self._tags.pop(base, None)
+        if tag is not None and first is not None and first.owner_vm in self._shares:
+            source = (first.source.segment, first.source.rid)
+            key = (first.owner_vm, source, tag)
+            if key in self._parked_by_tag:  # one parked block per slot: the older one is released
+                self._release_parked(self._parked_by_tag[key])
+            self._parked[base] = (first.owner_vm, source, tag, count)
+            self._parked_by_tag[key] = base
+            for i in range(base, base + count):
+                self._entries[i] = None  # not present: a write of the pair is blocked (HV-FREE-002)
+            return count
+        if first is not None and self._shares:
+            share = self._shares.get(first.owner_vm)
+            if share is not None and share.first <= base < share.end:
+                self._held[first.owner_vm] -= count
         for i in range(base, base + count):
             self._entries[i] = None
         word = base >> 6

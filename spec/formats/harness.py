@@ -72,7 +72,9 @@ VM_CONFIG: Any = define(
         "yield_after" / u32 * "Knob: end every batch call with INCOMPLETE after this many entries; 0: never.",
         "features_required" / u64 * "Knob: what GET_INFO reports as features_required (subset of the offer).",
         "features_withheld" / u64 * "Knob: feature bits the IUT must not offer to this VM.",
-        "remap_entries" / u32 * "Knob: remapping-table entries this VM may use (a small table); 0: no limit.",
+        "remap_entries"
+        / u32
+        * "Knob: this VM's share of the remapping table, pvmsi and emulated vectors together; 0: the default share.",
         "max_claimed_devices" / u32 * "Knob: what GET_INFO reports as max_claimed_devices; 0: the IUT's own.",
     ),
 )

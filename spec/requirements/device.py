@@ -37,8 +37,9 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "HV-DEV-005",
         Level.MUST,
         "device",
-        "The hypervisor MUST set PVMSI_DEV_ISOLATED for a device only when the platform validates the source of "
-        "every message the device writes.",
+        "The hypervisor MUST set PVMSI_DEV_ISOLATED for a device only when the platform validates the requester "
+        "id of every message the device writes (HV-SEC-002); the flag says nothing about sub-devices that share "
+        "that requester id (PVMSI_DEV_SHARED_SOURCE).",
     ),
     req(
         "HV-DEV-006",

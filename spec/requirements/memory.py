@@ -79,9 +79,10 @@ SECURITY: tuple[Requirement, ...] = (
         "HV-SEC-002",
         Level.MUST,
         "security",
-        "The hypervisor MUST program source validation so that a message is delivered only when written by the "
-        "device it was allocated for (its requester id, and its PASID for a sub-device); any other write of the "
-        "pair MUST be blocked.",
+        "The hypervisor MUST program source validation so that a message is delivered only when written with "
+        "the segment and requester id of the device it was allocated for (VT-d: IRTE SVT=01b, SQ=00b, SID; "
+        "AMD-Vi and GIC ITS: the DeviceID's table); a write of the pair with any other requester id MUST be "
+        "blocked. A PASID on the write is not a source: the hypervisor MUST NOT rely on one to isolate messages.",
     ),
     req(
         "HV-SEC-003",
@@ -113,8 +114,8 @@ SECURITY: tuple[Requirement, ...] = (
         "HV-SEC-007",
         Level.MUST,
         "security",
-        "The hypervisor MUST fail an allocate entry with NO_RESOURCES when the interrupt-remapping table has no "
-        "room, allocating nothing for that entry.",
+        "The hypervisor MUST fail an allocate entry with NO_RESOURCES when the VM's share of the interrupt-remapping "
+        "table (or the table) has no room, allocating nothing for that entry.",
     ),
     req(
         "HV-SEC-008",
@@ -131,10 +132,66 @@ SECURITY: tuple[Requirement, ...] = (
         "The hypervisor MUST free every message, remapping entry and quota a VM holds when the VM is destroyed.",
     ),
     req(
+        "HV-SEC-010",
+        Level.MUST,
+        "security",
+        "The hypervisor MUST assign a function and every sub-device that shares its requester id to one VM, and "
+        "MUST set PVMSI_DEV_SHARED_SOURCE in DEVICE_QUERY for each of them (the function and its sub-devices "
+        "when it has any): their messages are isolated from other requester ids, not from each other.",
+    ),
+    req(
+        "HV-SEC-011",
+        Level.MUST,
+        "security",
+        "A sub-device id MUST be the guest's PASID (the guest's namespace, from its vIOMMU); the hypervisor MUST "
+        "translate it to the host PASID itself and MUST answer a sub-device id the guest does not own as a "
+        "device that does not exist (UNKNOWN_DEVICE), and MUST NOT reveal a host PASID.",
+    ),
+    req(
+        "HV-QUOTA-001",
+        Level.MUST,
+        "security",
+        "The hypervisor MUST give each VM a share of every interrupt-remapping table its messages use that no other "
+        "VM can take: the shares of the VMs it runs at once MUST NOT add up to more than the table (the host "
+        "administrator sets them, at most the table's entries divided by the VMs the host admits), GET_INFO's "
+        "max_messages_per_vm MUST NOT exceed the VM's share, and an allocation within the VM's quotas MUST NOT "
+        "fail with NO_RESOURCES because of what other VMs hold.",
+    ),
+    req(
+        "HV-QUOTA-002",
+        Level.MUST,
+        "security",
+        "Every remapping entry the hypervisor programs for a VM MUST count against that VM's share, whether it is "
+        "for a pvmsi message or for an MSI/MSI-X vector it emulates.",
+    ),
+    req(
+        "HV-QUOTA-003",
+        Level.MUST,
+        "security",
+        "The pairs and handles the hypervisor gives a VM MUST depend only on that VM's own calls and the host's "
+        "fixed configuration, never on what other VMs allocate or free (for example, each VM allocates inside its "
+        "own share, lowest free entry first).",
+    ),
+    req(
+        "HV-QUOTA-004",
+        Level.MUST_NOT,
+        "security",
+        "After a message is freed, the hypervisor MUST NOT program its remapping entries for a message of another "
+        "slot of the same requester id until that device has been reset (FLR, VM reset) or removed; until then "
+        "the entries stay charged to the VM's share, and they may be reissued for the same slot only.",
+    ),
+    req(
         "GUEST-SEC-001",
         Level.MUST_NOT,
         "security",
         "The guest MUST NOT write into a device a pair it did not obtain for that device.",
+    ),
+    req(
+        "GUEST-SEC-002",
+        Level.SHOULD_NOT,
+        "security",
+        "The guest SHOULD NOT hand sub-devices of a PVMSI_DEV_SHARED_SOURCE device to parties it does not trust "
+        "with each other's interrupts (nested guests, user space): their messages are not isolated.",
     ),
 )
 

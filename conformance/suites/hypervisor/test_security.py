@@ -16,9 +16,9 @@ from pvmsi.conformance.toolkit import (
     encode,
     status_name,
 )
-from pvmsi.spec.constants import FunctionNumber, KindMask, MsgKind, Status
-from pvmsi.spec.formats import ALLOC_ENTRY
-from pvmsi.spec.harness_constants import DeviceProfile, FireOutcome
+from pvmsi.spec.constants import DeviceFlag, FunctionNumber, KindMask, MsgKind, Status
+from pvmsi.spec.formats import ALLOC_ENTRY, DEVICE_INFO
+from pvmsi.spec.harness_constants import DeviceProfile, DeviceSpace, FireOutcome
 from pvmsi.spec.iut import DeviceRef, DeviceSlot, VmKnobs
 
 requirement = pytest.mark.requirement
@@ -41,14 +41,22 @@ def test_a_pair_replayed_from_another_vm_is_blocked(session: Session) -> None:
     check(session.iut.counters(vm_b).blocked >= 1, "HV-SEC-001", "counted as blocked", "not counted")
 
 
-@requirement("HV-SEC-002")
+@requirement("HV-SEC-002", "HV-SEC-010")
 @option("subdevice", "ims")
-def test_subdevice_pairs_need_their_pasid(session: Session) -> None:
-    """A sub-device's IMS pair delivers from the sub-device but is blocked when the parent writes it."""
+def test_subdevices_share_their_function_s_source(session: Session) -> None:
+    """Source validation is by requester id: a sub-device's pair written by a sibling sub-device (same requester
+    id, another PASID) reaches at most this VM, and written by another device of the VM it is blocked."""
     session.negotiated()
-    sub = IDXD.with_pasid(1)
+    sub, sibling = IDXD.with_pasid(1), IDXD.with_pasid(2)
     session.claimed(sub, int(KindMask.IMS))
-    session.claimed(IDXD, int(KindMask.MSIX))
+    session.claimed(sibling, int(KindMask.IMS))
+    session.claimed(MLX5, int(KindMask.IMS))
+    for ref in (IDXD, sub, sibling):
+        flags = session.device_info(ref).flags
+        check(flags & DeviceFlag.SHARED_SOURCE, "HV-SEC-010", f"SHARED_SOURCE on {ref}", f"flags {flags:#x}")
+    flags = session.device_info(MLX5).flags
+    check(not flags & DeviceFlag.SHARED_SOURCE, "HV-SEC-010", "no SHARED_SOURCE on MLX5", f"flags {flags:#x}")
+    vm_b = session.new_vm(DEFAULT_DEVICES)
     r = session.allocated(sub, MsgKind.IMS, [0], vcpu=0, vector=0x51)[0]
     session.program(sub, MsgKind.IMS, 0, r.address, r.data)
     fired = session.fire(sub, MsgKind.IMS, 0)
@@ -58,12 +66,75 @@ def test_subdevice_pairs_need_their_pasid(session: Session) -> None:
         "delivered from the sub-device",
         f"{fired.outcome.name} {fired.vector:#x}",
     )
-    session.collect(session.vm)
-    # the parent (no PASID) writes the sub-device's pair from one of its own slots
-    session.program(IDXD, MsgKind.MSIX, 0, r.address, r.data)
-    session.enable(IDXD, MsgKind.MSIX)
-    fired = session.fire(IDXD, MsgKind.MSIX, 0)
-    check(fired.outcome == FireOutcome.BLOCKED, "HV-SEC-002", "blocked without the PASID", fired.outcome.name)
+    session.iut.collect(session.vm)
+    session.program(sibling, MsgKind.IMS, 0, r.address, r.data)  # a sibling writes it, with its own PASID
+    session.fire(sibling, MsgKind.IMS, 0)
+    got_b = session.iut.collect(vm_b)
+    check(got_b == [], "HV-SEC-010", "a sibling's write reaches no other VM", f"VM B got {got_b}")
+    session.iut.collect(session.vm)
+    session.program(MLX5, MsgKind.IMS, 0, r.address, r.data)  # another requester id of the same VM
+    fired = session.fire(MLX5, MsgKind.IMS, 0)
+    check(fired.outcome == FireOutcome.BLOCKED, "HV-SEC-002", "another requester id is blocked", fired.outcome.name)
+
+
+#: An IDXD-like IMS entry's control word (dword 3): bit 0 mask, bit 3 PASID enable, bits 31:12 PASID.
+IMS_PASID_ENABLE, IMS_PASID_SHIFT = 1 << 3, 12
+
+
+@requirement("HV-SEC-001", "HV-SEC-010")
+@option("subdevice", "ims")
+def test_hostile_ims_entries_reach_no_other_vm(session: Session) -> None:
+    """A guest that writes any PASID into its sub-device's IMS entry reaches at most itself; one that writes
+    another VM's pair there (PASID enable set or not) is blocked, and the other VM sees nothing."""
+    vm_a = session.vm
+    session.negotiated()
+    sub = IDXD.with_pasid(1)
+    session.claimed(sub, int(KindMask.IMS))
+    vm_b = session.new_vm(DEFAULT_DEVICES)
+    session.use(vm_b)
+    session.negotiated()
+    session.claimed(sub, int(KindMask.IMS))
+    theirs = session.allocated(sub, MsgKind.IMS, [0], vcpu=0, vector=0x66)[0]
+    session.use(vm_a)
+    mine = session.allocated(sub, MsgKind.IMS, [0], vcpu=0, vector=0x55)[0]
+    for pasid in (None, 1, 2, 9, 0xFFFFF):  # none, its own, a sibling's, and ids that may be another VM's
+        control = 0 if pasid is None else IMS_PASID_ENABLE | pasid << IMS_PASID_SHIFT
+        for pair, foreign in (((mine.address, mine.data), False), ((theirs.address, theirs.data), True)):
+            session.program(sub, MsgKind.IMS, 0, *pair, masked=True)
+            session.iut.device_write(session.vm, sub, DeviceSpace.IMS, 12, 4, control)
+            fired = session.fire(sub, MsgKind.IMS, 0)
+            got_b = session.iut.collect(vm_b)
+            check(got_b == [], "HV-SEC-001", f"nothing in VM B (PASID {pasid}, foreign {foreign})", f"{got_b}")
+            got_a = session.collect(session.vm)
+            if foreign:
+                check(fired.outcome == FireOutcome.BLOCKED, "HV-SEC-001", "VM B's pair blocked", fired.outcome.name)
+            else:
+                check(got_a == [(0, 0x55)], "HV-SEC-010", f"own pair with PASID {pasid} -> own VM", f"{got_a}")
+
+
+@requirement("HV-SEC-011", "HV-DEV-003")
+@option("subdevice")
+def test_subdevice_ids_are_the_guests(session: Session) -> None:
+    """Sub-device ids are the guest's PASIDs: in a second VM, ids 1 and 2 still name its own sub-devices (whatever
+    host PASIDs they have), and an id it does not own is UNKNOWN_DEVICE."""
+    session.negotiated()  # the first VM's devices exist first
+    vm_b = session.new_vm(DEFAULT_DEVICES)
+    session.use(vm_b)
+    session.negotiated()
+    for guest_pasid in (1, 2):
+        out = session.query(IDXD.with_pasid(guest_pasid))
+        check(
+            out.status == Status.SUCCESS,
+            "HV-SEC-011",
+            f"guest sub-device id {guest_pasid} names a sub-device",
+            status_name(out.status),
+        )
+        echoed = out.decode_out(DEVICE_INFO).device.subdevice_id
+        check(echoed == guest_pasid, "HV-SEC-011", f"the guest's id {guest_pasid} echoed", f"{echoed}")
+    out = session.query(IDXD.with_pasid(0xFFFFF))
+    check(
+        out.status == Status.UNKNOWN_DEVICE, "HV-SEC-011", "an id not owned -> UNKNOWN_DEVICE", status_name(out.status)
+    )
 
 
 @requirement("HV-SEC-003")

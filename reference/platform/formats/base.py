@@ -43,12 +43,20 @@ class MsiFormat(ABC):
         """The index and entry a write names (None: nothing there), or why the write is blocked before that."""
 
     @abstractmethod
-    def alloc(self, entry: Irte, count: int = 1) -> int | None:
-        """Allocate a block of ``count`` entries like ``entry`` (vector + i for entry i); its ref, or None."""
+    def alloc(self, entry: Irte, count: int = 1, *, tag: object = None) -> int | None:
+        """Allocate a block of ``count`` entries like ``entry`` (vector + i for entry i); its ref, or None.
+
+        ``tag`` (the device slot the pair is for) parks the block when it is freed: it goes back to that tag of
+        the same source only, until the device is reset or removed (HV-QUOTA-004)."""
 
     @abstractmethod
-    def alloc_at(self, ref: int, entry: Irte, count: int = 1) -> bool:
+    def alloc_at(self, ref: int, entry: Irte, count: int = 1, *, tag: object = None) -> bool:
         """Allocate exactly the block ``ref`` names (a migration destination); False when it is taken."""
+
+    def unpark_source(self, segment: int, rid: int) -> int:
+        """The device was reset or removed: its slots hold no stale pair, so its parked blocks are free again
+        (HV-QUOTA-004); the entries released."""
+        return 0
 
     @abstractmethod
     def update(self, ref: int, count: int, *, dest_vcpu: int, vector: int, posted: bool) -> None:
@@ -72,6 +80,9 @@ class DeviceTable:
 
     Single entries come from the lowest freed index, else the high-water mark (constant time); MSI blocks
     (2..32) search aligned bases.  The table is the device's own, so its occupancy tells a VM nothing of others.
+    A block freed that was allocated with a tag is parked: it goes back to the same tag only, until
+    :meth:`unpark` (the device was reset or removed), so a stale copy of its pair in the old slot can never
+    deliver into another slot's message (HV-QUOTA-004).
     """
 
     def __init__(self, size: int) -> None:
@@ -80,34 +91,46 @@ class DeviceTable:
         self.blocks: dict[int, int] = {}
         self._freed: list[int] = []  # a min-heap of free indices below the high-water mark
         self._high = 0
+        self._tags: dict[int, object] = {}  # base -> tag of a tagged block
+        self._parked: dict[object, tuple[int, int]] = {}  # tag -> (base, count) of a parked block
+        self._parked_index: set[int] = set()  # every index of a parked block
 
-    def alloc(self, entry: Irte, count: int) -> int | None:
+    def alloc(self, entry: Irte, count: int, tag: object = None) -> int | None:
         if count not in BLOCK_SIZES:
             raise ValueError(f"block size {count} is not one of {BLOCK_SIZES}")
+        parked = self._parked.get(tag) if tag is not None else None
+        if parked is not None and parked[1] == count:
+            self._unpark_block(tag)
+            self.fill(parked[0], entry, count, tag)
+            return parked[0]
         if count == 1:
             while self._freed:
                 base = heapq.heappop(self._freed)
-                if base not in self.entries:
-                    self.fill(base, entry, 1)
+                if base not in self.entries and base not in self._parked_index:
+                    self.fill(base, entry, 1, tag)
                     return base
             if self._high < self.size:
                 base = self._high
-                self.fill(base, entry, 1)
+                self.fill(base, entry, 1, tag)
                 return base
             return None
         for base in range(0, self.size, count):
             if self.free_at(base, count):
-                self.fill(base, entry, count)
+                self.fill(base, entry, count, tag)
                 return base
         return None
 
     def free_at(self, base: int, count: int) -> bool:
         return (
-            base % count == 0 and base + count <= self.size and all(base + i not in self.entries for i in range(count))
+            base % count == 0
+            and base + count <= self.size
+            and all(base + i not in self.entries and base + i not in self._parked_index for i in range(count))
         )
 
-    def fill(self, base: int, entry: Irte, count: int) -> None:
+    def fill(self, base: int, entry: Irte, count: int, tag: object = None) -> None:
         self.blocks[base] = count
+        if tag is not None:
+            self._tags[base] = tag
         for i in range(count):
             self.entries[base + i] = entry._replace(vector=entry.vector + i)
         if base + count > self._high:
@@ -119,8 +142,32 @@ class DeviceTable:
         count = self.blocks.pop(base)
         for i in range(count):
             del self.entries[base + i]
+        tag = self._tags.pop(base, None)
+        if tag is not None:
+            old = self._parked.get(tag)
+            if old is not None:  # one parked block per tag: the older one is free again
+                self._unpark_block(tag)
+            self._parked[tag] = (base, count)
+            self._parked_index.update(range(base, base + count))
+            return count
+        for i in range(count):
             heapq.heappush(self._freed, base + i)
         return count
+
+    def _unpark_block(self, tag: object) -> tuple[int, int]:
+        base, count = self._parked.pop(tag)
+        self._parked_index.difference_update(range(base, base + count))
+        return base, count
+
+    def unpark(self) -> int:
+        """Every parked block is free again (the device was reset or removed); the entries released."""
+        released = 0
+        for tag in list(self._parked):
+            base, count = self._unpark_block(tag)
+            for i in range(count):
+                heapq.heappush(self._freed, base + i)
+            released += count
+        return released
 
 
 class PerDeviceFormat(MsiFormat):
@@ -149,20 +196,20 @@ class PerDeviceFormat(MsiFormat):
     def table_created(self, key: int) -> None:
         """A device's first entry: a format maps what the device needs (ITS: the doorbell in its SMMU)."""
 
-    def alloc(self, entry: Irte, count: int = 1) -> int | None:
+    def alloc(self, entry: Irte, count: int = 1, *, tag: object = None) -> int | None:
         key, table = self._table(entry.source)
-        base = table.alloc(entry, count)
+        base = table.alloc(entry, count, tag)
         if base is None:
             return None
         self.programmed(key, table, base)
         return key << INDEX_BITS | base
 
-    def alloc_at(self, ref: int, entry: Irte, count: int = 1) -> bool:
+    def alloc_at(self, ref: int, entry: Irte, count: int = 1, *, tag: object = None) -> bool:
         key, table = self._table(entry.source)
         _, base = self.split(ref)
         if self.split(ref)[0] != key or not table.free_at(base, count):
             return False
-        table.fill(base, entry, count)
+        table.fill(base, entry, count, tag)
         self.programmed(key, table, base)
         return True
 
@@ -180,6 +227,10 @@ class PerDeviceFormat(MsiFormat):
         table = self.tables[key]
         self.unprogrammed(key, table, base)
         return table.free(base)
+
+    def unpark_source(self, segment: int, rid: int) -> int:
+        table = self.table_of(segment, rid)
+        return 0 if table is None else table.unpark()
 
     def programmed(self, key: int, table: DeviceTable, base: int) -> None:
         """Block ``base`` now targets its entries' vCPU (IMSIC maps the interrupt file)."""

@@ -30,11 +30,14 @@ class Vtd(MsiFormat):
             return FaultReason.INDEX_OUT_OF_RANGE
         return index, self.table.get(index)
 
-    def alloc(self, entry: Irte, count: int = 1) -> int | None:
-        return self.table.alloc(entry, count)
+    def alloc(self, entry: Irte, count: int = 1, *, tag: object = None) -> int | None:
+        return self.table.alloc(entry, count, tag=tag)
 
-    def alloc_at(self, ref: int, entry: Irte, count: int = 1) -> bool:
-        return self.table.alloc_at(ref, entry, count)
+    def alloc_at(self, ref: int, entry: Irte, count: int = 1, *, tag: object = None) -> bool:
+        return self.table.alloc_at(ref, entry, count, tag=tag)
+
+    def unpark_source(self, segment: int, rid: int) -> int:
+        return self.table.unpark_source(segment, rid)
 
     def update(self, ref: int, count: int, *, dest_vcpu: int, vector: int, posted: bool) -> None:
         for i in range(count):

@@ -1,0 +1,131 @@
+"""Quotas that protect other VMs (spec "Security considerations", "Quotas"): every VM's share of the
+remapping table, emulated vectors in it, nothing learnt of other VMs, and no stale copy reaching a new message."""
+
+from __future__ import annotations
+
+import pytest
+
+from pvmsi.conformance.toolkit import (
+    DEFAULT_DEVICES,
+    MLX5,
+    PAGE_IN_GPA,
+    PAGE_OUT_GPA,
+    Session,
+    alloc_entry,
+    check,
+    encode,
+    status_name,
+)
+from pvmsi.spec.constants import FunctionNumber, KindMask, MsgKind, Status
+from pvmsi.spec.formats import ALLOC_ENTRY
+from pvmsi.spec.harness_constants import DeviceProfile, FireOutcome
+from pvmsi.spec.iut import DeviceRef, DeviceSlot, VmKnobs
+
+requirement = pytest.mark.requirement
+
+#: Two NICs: enough slots (and device quota) to fill a VM's quota of 8,192.
+TWO_NICS = [
+    DeviceSlot(DeviceProfile.MLX5, DeviceRef(0, 0, 0x08)),
+    DeviceSlot(DeviceProfile.MLX5, DeviceRef(0, 0, 0x10)),
+]
+NIC_2 = DeviceRef(0, 0, 0x10)
+
+
+def fill_quota(session: Session, vm: int) -> int:
+    """Negotiate, claim MSI-X and IMS of both NICs and allocate the VM's whole quota (GET_INFO), each NIC up to
+    its device quota; returns how many were allocated before the first failure."""
+    session.negotiated(vm=vm)
+    quota = session.info(vm=vm).max_messages_per_vm
+    done = 0
+    size = session.batch_limit(FunctionNumber.MSG_ALLOC, vm=vm)
+    for dev in (MLX5, NIC_2):
+        session.claimed(dev, int(KindMask.MSIX | KindMask.IMS), vm=vm)
+        info = session.device_info(dev, vm=vm)
+        slots = [(MsgKind.MSIX, s) for s in range(info.msix_table_size)]
+        slots += [(MsgKind.IMS, s) for s in range(info.ims_slots)]
+        slots = slots[: min(info.message_quota, quota - done)]
+        entries = [encode(ALLOC_ENTRY, alloc_entry(k, s, vcpu=0)) for k, s in slots]
+        for first in range(0, len(entries), size):
+            b = session.alloc(dev, entries[first : first + size], vm=vm, in_gpa=PAGE_IN_GPA, out_gpa=PAGE_OUT_GPA)
+            done += b.header.next_index if b.status != Status.SUCCESS else len(entries[first : first + size])
+            if b.status != Status.SUCCESS:
+                return done
+    return done
+
+
+@requirement("HV-QUOTA-001")
+def test_every_vm_gets_its_whole_share(session: Session) -> None:
+    """Three VMs, one after the other, each allocate the whole quota GET_INFO reports (up to 8,192 here): the
+    first ones' holdings never make a later one's allocation fail."""
+    for i in range(3):
+        vm = session.new_vm(TWO_NICS, vcpus=1)
+        quota = min(session.info(vm=vm).max_messages_per_vm, 8192)
+        got = fill_quota(session, vm)
+        check(got >= quota, "HV-QUOTA-001", f"VM #{i}: its quota of {quota} allocated", f"{got} allocated")
+        session.transcript.clear()
+
+
+@requirement("HV-QUOTA-002")
+def test_emulated_vectors_count_against_the_share(session: Session) -> None:
+    """With a share of 8 remapping entries, 4 emulated MSI-X vectors leave room for 4 pvmsi messages only."""
+    vm = session.new_vm(DEFAULT_DEVICES, knobs=VmKnobs(remap_entries=8))
+    session.use(vm)
+    for entry in range(4):  # emulated: the guest writes compatibility-format pairs, the hypervisor remaps them
+        session.program(MLX5, MsgKind.MSIX, entry, 0xFEE00000, 0x30 + entry)
+    session.enable(MLX5, MsgKind.MSIX)
+    session.ready(MLX5, int(KindMask.IMS))
+    results = [session.alloc(MLX5, [alloc_entry(MsgKind.IMS, slot)]).status for slot in range(5)]
+    check(
+        results[:4] == [Status.SUCCESS] * 4 and results[4] == Status.NO_RESOURCES,
+        "HV-QUOTA-002",
+        "4 pvmsi messages, then NO_RESOURCES (4 entries are the emulated vectors')",
+        ", ".join(status_name(s) for s in results),
+    )
+
+
+@requirement("HV-QUOTA-003")
+def test_pairs_tell_nothing_of_other_vms(session: Session) -> None:
+    """Two VMs do the same thing (allocate slot 0, free it, allocate it again); another VM allocates in between
+    for the second one only. Whether the second pair equals the first is the same in both: a VM's pairs
+    depend on its own calls alone."""
+    same: list[bool] = []
+    for busy in (False, True):
+        vm = session.new_vm(DEFAULT_DEVICES)
+        session.use(vm)
+        session.ready()
+        first = session.allocated(MLX5, MsgKind.MSIX, [0])[0]
+        session.free(MLX5, [first.handle])
+        if busy:
+            other = session.new_vm(DEFAULT_DEVICES)
+            session.ready(vm=other)
+            session.allocated(MLX5, MsgKind.MSIX, list(range(8)), vm=other)
+        second = session.allocated(MLX5, MsgKind.MSIX, [0])[0]
+        same.append((first.address, first.data) == (second.address, second.data))
+    check(
+        same[0] == same[1],
+        "HV-QUOTA-003",
+        "the same answer whether another VM allocated meanwhile or not",
+        f"pair reused: {same[0]} when alone, {same[1]} when another VM allocated",
+    )
+
+
+@requirement("HV-QUOTA-004", "HV-FREE-002")
+def test_a_stale_copy_never_reaches_a_new_message(session: Session) -> None:
+    """A guest frees slot 0's message but leaves its pair in slot 0 (unmasked), then allocates slot 1: slot 0
+    firing must not deliver slot 1's new message."""
+    session.ready()
+    old = session.allocated(MLX5, MsgKind.MSIX, [0], vcpu=0, vector=0x41)[0]
+    session.live(MLX5, MsgKind.MSIX, 0, old)
+    session.free(MLX5, [old.handle])
+    for slot in range(1, 4):  # a few allocations, whatever entry each one is given
+        new = session.allocated(MLX5, MsgKind.MSIX, [slot], vcpu=0, vector=0x50 + slot)[0]
+        session.live(MLX5, MsgKind.MSIX, slot, new)
+    session.iut.collect(session.vm)
+    fired = session.fire(MLX5, MsgKind.MSIX, 0)
+    got = session.iut.collect(session.vm)
+    check(
+        fired.outcome == FireOutcome.BLOCKED and got == [],
+        "HV-QUOTA-004",
+        "the stale copy in slot 0 is blocked",
+        f"{fired.outcome.name}, delivered {got}",
+    )
