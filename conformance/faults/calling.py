@@ -112,7 +112,10 @@ class CpuidVersionSwapped(ReferenceSystem):
 
 
 @faults.add(
-    "sbi-probe-absent", "HV-DISC-002", "SBI probe_extension of the pvmsi extension id answers 0 (not available)"
+    "sbi-probe-absent",
+    "HV-DISC-002",
+    "SBI probe_extension of the pvmsi extension id answers 0 (not available)",
+    platform="imsic",
 )
 class SbiProbeAbsent(ReferenceSystem):
     def execute_trap(
@@ -212,7 +215,12 @@ class CplIgnored(ReferenceSystem):
         return super().execute_trap(vm, vcpu, arch, instruction, regs, 0)
 
 
-@faults.add("sve-hint-rejected", "HV-ABI-002", "treats an arm64 function id with bit 16 (SVE hint) set as unknown")
+@faults.add(
+    "sve-hint-rejected",
+    "HV-ABI-002",
+    "treats an arm64 function id with bit 16 (SVE hint) set as unknown",
+    platform="gic-its",
+)
 class SveHintRejected(ReferenceSystem):
     def execute_trap(
         self, vm: SystemVm, vcpu: int, arch: str, instruction: str, regs: Mapping[str, int], privilege: int = 0
@@ -222,7 +230,12 @@ class SveHintRejected(ReferenceSystem):
         return super().execute_trap(vm, vcpu, arch, instruction, regs, privilege)
 
 
-@faults.add("kvm-uid", "HV-ABI-003", "answers the vendor hypervisor Call UID with KVM's UID while serving pvmsi")
+@faults.add(
+    "kvm-uid",
+    "HV-ABI-003",
+    "answers the vendor hypervisor Call UID with KVM's UID while serving pvmsi",
+    platform="gic-its",
+)
 class KvmUid(ReferenceSystem):
     def execute_trap(
         self, vm: SystemVm, vcpu: int, arch: str, instruction: str, regs: Mapping[str, int], privilege: int = 0
@@ -237,6 +250,7 @@ class KvmUid(ReferenceSystem):
     "sbi-pvmsi-status-in-error",
     "HV-ABI-004",
     "returns pvmsi's own status in sbiret.error (a0) and zero in a1, so -2, -4, -5 mean other things than SBI's",
+    platform="imsic",
 )
 class SbiPvmsiStatusInError(ReferenceSystem):
     def execute_trap(

@@ -384,7 +384,12 @@ class _FreesOnUnplug(GuestCore):
 # -- platform discovery (GUEST-ABI-*) -------------------------------------------------------------------------------
 
 
-@fault("arm64-no-uid-check", "GUEST-ABI-001", "on arm64 reads the vendor hypervisor Call UID but does not compare it")
+@fault(
+    "arm64-no-uid-check",
+    "GUEST-ABI-001",
+    "on arm64 reads the vendor hypervisor Call UID but does not compare it",
+    platform="gic-its",
+)
 class Arm64NoUidCheck(GuestCore):
     def __init__(self, scratch_gpa: int) -> None:
         super().__init__(scratch_gpa=scratch_gpa, arch="arm64")
@@ -393,7 +398,12 @@ class Arm64NoUidCheck(GuestCore):
         return (yield from discovery.arm64(compare_uid=False))
 
 
-@fault("riscv-probe-ignored", "GUEST-ABI-002", "on riscv64 probes the SBI extension but ignores the answer")
+@fault(
+    "riscv-probe-ignored",
+    "GUEST-ABI-002",
+    "on riscv64 probes the SBI extension but ignores the answer",
+    platform="imsic",
+)
 class RiscvProbeIgnored(GuestCore):
     def __init__(self, scratch_gpa: int) -> None:
         super().__init__(scratch_gpa=scratch_gpa, arch="riscv64")

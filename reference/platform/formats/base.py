@@ -154,6 +154,16 @@ class DeviceTable:
             heapq.heappush(self._freed, base + i)
         return count
 
+    def available_at(self, base: int, count: int, tag: object = None) -> bool:
+        """Whether block ``base`` can be taken for ``tag``: free, or parked for that very tag (a migration
+        destination re-programs the same slot); a parked block so taken is no longer parked."""
+        if self.free_at(base, count):
+            return True
+        if tag is not None and self._parked.get(tag) == (base, count):
+            self._unpark_block(tag)
+            return True
+        return False
+
     def _unpark_block(self, tag: object) -> tuple[int, int]:
         base, count = self._parked.pop(tag)
         self._parked_index.difference_update(range(base, base + count))
@@ -207,7 +217,7 @@ class PerDeviceFormat(MsiFormat):
     def alloc_at(self, ref: int, entry: Irte, count: int = 1, *, tag: object = None) -> bool:
         key, table = self._table(entry.source)
         _, base = self.split(ref)
-        if self.split(ref)[0] != key or not table.free_at(base, count):
+        if self.split(ref)[0] != key or not table.available_at(base, count, tag):
             return False
         table.fill(base, entry, count, tag)
         self.programmed(key, table, base)
