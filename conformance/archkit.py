@@ -7,6 +7,7 @@ import pytest
 
 from ..spec.callconv import ARM64, RISCV64, RISCV_EXTENSION_ID, X86_64, CallingConvention
 from ..spec.harness_constants import TRAP_REGISTERS, TrapArch, TrapInstruction
+from ..spec.platforms import PLATFORMS
 from .plugin import UNSUPPORTED_PREFIX
 from .toolkit import Session, architectures, check
 
@@ -26,6 +27,12 @@ CALL_INSTRUCTIONS: dict[TrapArch, tuple[TrapInstruction, ...]] = {
 def signed(value: int) -> int:
     value &= MASK64
     return value - (1 << 64) if value >> 63 else value
+
+
+def on_arch(arch: TrapArch) -> pytest.MarkDecorator:
+    """The test applies to the platforms of ``arch`` only (spec "Message formats": a platform implies its
+    architecture), so the catalogue and the reports know it before it runs."""
+    return pytest.mark.platforms(*(p.key for p in PLATFORMS if p.arch == arch.name.lower()))
 
 
 def needs(session: Session, arch: TrapArch) -> None:

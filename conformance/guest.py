@@ -113,10 +113,10 @@ MODES = {CoreMode.UNKNOWN: GuestMode.NOT_BOOTED, CoreMode.PVMSI: GuestMode.PVMSI
 class GuestRunner:
     """One guest (a core and its memory) across commands; BOOT starts a fresh one."""
 
-    def __init__(self, factory: CoreFactory = reference_core, vcpu: int = 0, arch: str = "x86_64") -> None:
+    def __init__(self, factory: CoreFactory = reference_core, vcpu: int = 0, arch: str | None = None) -> None:
         self.factory = factory
         self.vcpu = vcpu
-        #: The architecture the guest kernel runs on (its platform's: spec "Message formats").
+        #: The architecture the guest kernel runs on (its platform's: spec "Message formats"); None: the core's own.
         self.arch = arch
         self.core: GuestCore | None = None
         self.memory = SparseMemory()
@@ -129,7 +129,8 @@ class GuestRunner:
         """Run ``cmd``: a generator of host requests whose return value is the command's result."""
         if cmd.op is GuestOp.BOOT:
             self.core = self.factory(cmd.scratch_gpa)
-            self.core.arch = self.arch
+            if self.arch is not None:
+                self.core.arch = self.arch
             self.memory = SparseMemory()
         core = self.core
         if core is None:
@@ -232,7 +233,7 @@ def answer_request(host: GuestHost, req: HostRequest) -> Any:
 class ReferenceGuest:
     """:class:`~.iut.GuestIUT` in-process: the reference guest core (or a faulty one) against the suite's host."""
 
-    def __init__(self, factory: CoreFactory = reference_core, name: str = "pvmsi-ref", arch: str = "x86_64") -> None:
+    def __init__(self, factory: CoreFactory = reference_core, name: str = "pvmsi-ref", arch: str | None = None) -> None:
         self.runner = GuestRunner(factory, arch=arch)
         self.name = name
 

@@ -35,7 +35,7 @@ REFERENCES: tuple[Reference, ...] = (
         "pcie",
         "PCI Express Base Specification",
         "PCI-SIG",
-        "Revision 6.0 or later",
+        "Revision 5.0 or later",
         "normative",
         "https://pcisig.com/specifications",
         "MSI and MSI-X capability structures and the MSI-X table and PBA; requester id; the PASID TLP prefix; "
@@ -88,6 +88,25 @@ REFERENCES: tuple[Reference, ...] = (
         "https://developer.arm.com/documentation/den0028/latest",
         "Function-id layout and owning entities, the Call UID query, the return convention (NOT_SUPPORTED), "
         "register preservation and the SVE hint (function-id bit 16).",
+    ),
+    Reference(
+        "psci",
+        "Arm Power State Coordination Interface",
+        "Arm",
+        "DEN0022, version 1.0 or later",
+        "normative",
+        "https://developer.arm.com/documentation/den0022/latest",
+        "PSCI_FEATURES, which tells an arm64 guest whether SMCCC_VERSION exists (and with it the SMCCC conduit).",
+    ),
+    Reference(
+        "iort",
+        "Arm IO Remapping Table (IORT) Platform Design Document",
+        "Arm",
+        "DEN0049",
+        "normative",
+        "https://developer.arm.com/documentation/den0049/latest",
+        "How a requester id maps to an ITS DeviceID and an SMMU StreamID on ACPI systems (the msi-map of a "
+        "device tree is the same mapping).",
     ),
     Reference(
         "sbi",

@@ -392,7 +392,7 @@ def test_killed_run_leaves_a_readable_stream(tmp_path: Path) -> None:
     assert len(lines) >= 3
     for line in lines:
         r = results.TestResult.model_validate(json.loads(line))
-        assert r.verdict is Verdict.PASS
+        assert r.verdict in (Verdict.PASS, Verdict.UNSUPPORTED)  # arm64/riscv64 tests on vtd
         assert r.requirements
     assert not out.exists(), "no half-written report"
 

@@ -106,8 +106,10 @@ def hanging_server(path: Path, answers: int) -> Iterator[str]:
 
 
 def assert_not_run_after(report: Report, first: int) -> list[results.TestResult]:
-    """Every result after the first ``first`` is not run, with one and the same message; those results."""
-    rest = report.results[first:]
+    """Every result after the first ``first`` is not run, with one and the same message; those results (the tests
+    of another platform than the ICS's are unsupported before they need the IUT, and are left out)."""
+    elsewhere = {e.test for e in catalogue("hypervisor") if e.platforms and "vtd" not in e.platforms}
+    rest = [r for r in report.results[first:] if r.test not in elsewhere]
     assert rest, "some tests were left when the IUT died"
     assert {r.verdict for r in rest} == {Verdict.ERROR}
     assert len({r.message for r in rest}) == 1, {r.message for r in rest}

@@ -68,7 +68,7 @@ def test_the_oracle_catches_faulty_hypervisors(name: str) -> None:
 def test_check_faults_cli_writes_the_counts(tmp_path: Path) -> None:
     """`pvmsi fuzz --check-faults --json FILE`: every faulty hypervisor fuzzed, the counts and the missed names."""
     out = tmp_path / "faults.json"
-    args = ["fuzz", "--check-faults", "--inputs", "2000", "--seed", "1", "-j", "2", "--json", str(out)]
+    args = ["fuzz", "--check-faults", "--inputs", "4000", "--seed", "1", "-j", "2", "--json", str(out)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())

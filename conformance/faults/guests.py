@@ -71,7 +71,7 @@ def faulty_core(name: str) -> Callable[[int], GuestCore]:
     return lambda scratch: impl.core(scratch_gpa=scratch)
 
 
-def faulty_guest(name: str, arch: str = "x86_64") -> ReferenceGuest:
+def faulty_guest(name: str, arch: str | None = None) -> ReferenceGuest:
     return ReferenceGuest(faulty_core(name), name=f"faulty:{name}", arch=arch)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pvmsi.conformance.archkit import CALL_INSTRUCTIONS, MASK64, call_registers, needs, signed, trap
+from pvmsi.conformance.archkit import CALL_INSTRUCTIONS, MASK64, call_registers, needs, on_arch, signed, trap
 from pvmsi.conformance.toolkit import IN_GPA, OUT_GPA, SENTINEL, Session, check, encode, size, status_name
 from pvmsi.spec.callconv import (
     ARM64_PSCI_FEATURES,
@@ -31,6 +31,7 @@ X86, ARM, RV = TrapArch.X86_64, TrapArch.ARM64, TrapArch.RISCV64
 
 
 @requirement("HV-ABI-001", "HV-CALL-006")
+@on_arch(X86)
 def test_x86_call_from_cpl_above_zero_is_not_run(session: Session) -> None:
     """VMCALL/VMMCALL at CPL 1-3: rax = -1 (KVM's -KVM_EPERM), the other registers unchanged, nothing done (a
     NEGOTIATE at CPL 3 leaves the VM OPEN and its output block untouched)."""
@@ -66,6 +67,7 @@ def test_x86_call_from_cpl_above_zero_is_not_run(session: Session) -> None:
 
 
 @requirement("HV-ABI-005", "HV-DISC-001", "GEN-CALL-001")
+@on_arch(X86)
 def test_x86_cpuid_names_the_native_path(session: Session) -> None:
     """CPUID(base + 1).EBX names path NATIVE (ECX, EDX zero), and a VMCALL with the native id reaches pvmsi."""
     needs(session, X86)
@@ -86,6 +88,7 @@ def test_x86_cpuid_names_the_native_path(session: Session) -> None:
 
 
 @requirement("HV-ABI-002", "HV-CALL-001")
+@on_arch(ARM)
 def test_arm64_hint_bit_is_ignored_and_reserved_bits_are_not_pvmsi(session: Session) -> None:
     """A pvmsi function id with bit 16 (SVE hint) set is the same call; one with a bit of 23:17 set gets SMCCC
     NOT_SUPPORTED in x0 and does nothing."""
@@ -108,6 +111,7 @@ def test_arm64_hint_bit_is_ignored_and_reserved_bits_are_not_pvmsi(session: Sess
 
 
 @requirement("HV-ABI-003")
+@on_arch(ARM)
 def test_arm64_smccc_version_and_pvmsi_uid(session: Session) -> None:
     """PSCI_FEATURES(SMCCC_VERSION) succeeds, SMCCC_VERSION is 1.1 or later, and the vendor hypervisor Call UID is
     the pvmsi UID."""
@@ -139,6 +143,7 @@ def _sbiret(session: Session, fn: int, args: tuple[int, int, int, int]) -> tuple
 
 
 @requirement("HV-ABI-004", "HV-CALL-001", "HV-CALL-003")
+@on_arch(RV)
 def test_riscv64_returns_sbiret(session: Session) -> None:
     """Success is SBI_SUCCESS with the value in a1; each failure is the mapped SBI error in a0 with pvmsi's status
     in a1; an unknown function is SBI_ERR_NOT_SUPPORTED."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pvmsi.conformance.archkit import needs
+from pvmsi.conformance.archkit import needs, on_arch
 from pvmsi.conformance.toolkit import ABSENT, IN_GPA, MLX5, OUT_GPA, Session, alloc_entry, check, size, status_name
 from pvmsi.spec.callconv import ARM64, X86_64
 from pvmsi.spec.calls import CALLS_BY_FN
@@ -152,6 +152,7 @@ def _trap(
 
 
 @requirement("GEN-CALL-001", "HV-CALL-004", "HV-CALL-006", "HV-SEC-008")
+@on_arch(TrapArch.X86_64)
 def test_x86_64_registers_vmcall_and_vmmcall(session: Session) -> None:
     """On x86-64, VMCALL and VMMCALL both answer in rax and rbx and preserve rcx..r9."""
     needs(session, TrapArch.X86_64)
@@ -168,6 +169,7 @@ def test_x86_64_registers_vmcall_and_vmmcall(session: Session) -> None:
 
 
 @requirement("GEN-CALL-001", "HV-CALL-004", "HV-CALL-001")
+@on_arch(TrapArch.ARM64)
 def test_arm64_registers_hvc(session: Session) -> None:
     """On arm64, HVC answers in x0/x1, zeroes x2 and x3, keeps x4..x7, and gives -1 for an unknown call."""
     needs(session, TrapArch.ARM64)
@@ -187,6 +189,7 @@ def test_arm64_registers_hvc(session: Session) -> None:
 
 
 @requirement("GEN-CALL-001", "HV-CALL-004")
+@on_arch(TrapArch.RISCV64)
 def test_riscv64_registers_ecall(session: Session) -> None:
     """On riscv64, an ECALL with the pvmsi extension id answers in a0 and a1 and preserves a2..a7."""
     needs(session, TrapArch.RISCV64)

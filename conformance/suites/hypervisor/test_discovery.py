@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pvmsi.conformance.archkit import needs
+from pvmsi.conformance.archkit import needs, on_arch
 from pvmsi.conformance.toolkit import Session, check, status_name
 from pvmsi.spec.callconv import RISCV_EXTENSION_ID, X86_CPUID_SIGNATURE
 from pvmsi.spec.calls import LARGEST_BATCH
@@ -22,6 +22,7 @@ def _cpuid(session: Session, leaf: int) -> list[int]:
 
 
 @requirement("HV-DISC-001")
+@on_arch(TrapArch.X86_64)
 def test_x86_cpuid_leaf_block(session: Session) -> None:
     """A CPUID leaf block signed 'PVMSIPVMSIPV' exists, and EAX of its next leaf is the VERSION value."""
     needs(session, TrapArch.X86_64)
@@ -41,6 +42,7 @@ def test_x86_cpuid_leaf_block(session: Session) -> None:
 
 
 @requirement("HV-DISC-002")
+@on_arch(TrapArch.RISCV64)
 def test_riscv_sbi_probe(session: Session) -> None:
     """The SBI probe_extension call reports the pvmsi extension as present."""
     needs(session, TrapArch.RISCV64)
