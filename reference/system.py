@@ -23,8 +23,8 @@ from .hypervisor.ports import GuestMemory, Source
 from .hypervisor.vmstate import DeviceKey
 from .platform.formats import MsiFormat
 from .platform.formats.amdvi import AmdVi
+from .platform.formats.vtd import Vtd
 from .platform.iommu import Iommu
-from .platform.msi_format import compose
 from .platform.pci import PciDevice, SubDevice
 from .platform.platform import Platform
 from .platform.profiles import DeviceProfile
@@ -56,10 +56,13 @@ AMD_VI_TABLE = AmdVi.table_size
 
 
 class PlatformRemap:
-    """:class:`~.hypervisor.ports.RemapPort` over the platform's remapping table and x86 message format."""
+    """:class:`~.hypervisor.ports.RemapPort` over the platform's message format (:mod:`.platform.formats`; VT-d's
+    shared remapping table by default, AMD-Vi's and the ITS's per-device tables, the IMSIC's MSI page tables: spec
+    "Message formats"), with the VM shares of the shared table (HV-QUOTA-001)."""
 
-    def __init__(self, table: RemappingTable) -> None:
+    def __init__(self, table: RemappingTable, fmt: MsiFormat | None = None) -> None:
         self.table = table
+        self.format: MsiFormat = fmt if fmt is not None else Vtd(table)
         self._requesters: dict[Source, Requester] = {}  # one Requester per source, built (and checked) once
 
     def _requester(self, source: Source) -> Requester:
@@ -68,59 +71,6 @@ class PlatformRemap:
             # The entry's source is the requester id alone: sub-devices sharing it are not told apart (HV-SEC-002).
             req = self._requesters[source] = Requester(source.segment, source.rid)
         return req
-
-    def alloc(
-        self, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool, slot: object = None
-    ) -> int | None:
-        requester = self._requesters.get(source) or self._requester(source)
-        return self.table.alloc(
-            Irte(owner_vm=vm_id, dest_vcpu=vcpu, vector=vector, source=requester, posted=posted), count, tag=slot
-        )
-
-    def alloc_at(
-        self,
-        base: int,
-        count: int,
-        *,
-        vm_id: int,
-        vcpu: int,
-        vector: int,
-        source: Source,
-        posted: bool,
-        slot: object = None,
-    ) -> bool:
-        irte = Irte(vm_id, vcpu, vector, self._requester(source), posted)
-        return self.table.alloc_at(base, irte, count, tag=slot)
-
-    def retarget(self, base: int, count: int, *, vcpu: int, vector: int, posted: bool) -> None:
-        for i in range(count):
-            self.table.update(base + i, dest_vcpu=vcpu, vector=vector + i, posted=posted)
-
-    def release(self, base: int) -> None:
-        self.table.free(base)
-
-    def share(self, vm_id: int) -> int | None:
-        share = self.table.share(vm_id)
-        return None if share is None else share.limit
-
-    def limit_share(self, vm_id: int, entries: int | None) -> None:
-        share = self.table.share(vm_id)
-        if share is not None:
-            limit = None if entries is None else min(entries, share.size)
-            self.table.set_share(vm_id, share.first, share.size, limit)
-
-    def compose(self, base: int) -> tuple[int, int]:
-        """The x86 remappable format (msi_format.compose)."""
-        return compose(base)
-
-
-class FormatRemap(PlatformRemap):
-    """:class:`~.hypervisor.ports.RemapPort` over another platform's message format (:mod:`.platform.formats`):
-    AMD-Vi's and the ITS's per-device tables, the IMSIC's MSI page tables (spec "Message formats")."""
-
-    def __init__(self, table: RemappingTable, fmt: MsiFormat) -> None:
-        super().__init__(table)
-        self.format = fmt
 
     def alloc(
         self, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool, slot: object = None
@@ -150,6 +100,16 @@ class FormatRemap(PlatformRemap):
 
     def compose(self, base: int) -> tuple[int, int]:
         return self.format.compose(base)
+
+    def share(self, vm_id: int) -> int | None:
+        share = self.table.share(vm_id)
+        return None if share is None else share.limit
+
+    def limit_share(self, vm_id: int, entries: int | None) -> None:
+        share = self.table.share(vm_id)
+        if share is not None:
+            limit = None if entries is None else min(entries, share.size)
+            self.table.set_share(vm_id, share.first, share.size, limit)
 
 
 @dataclass(frozen=True)
@@ -296,9 +256,7 @@ class ReferenceSystem:
     def make_remap(self, table: RemappingTable) -> PlatformRemap:
         """The remapping port the core programs the table through (HV-ALLOC-007, HV-RETGT-002, HV-FREE-002), in
         the platform's message format (HV-FMT-002)."""
-        if self.platform.msi.key == "vtd":
-            return PlatformRemap(table)
-        return FormatRemap(table, self.platform.msi)
+        return PlatformRemap(table, self.platform.msi)
 
     def make_vm(self, vm: Vm) -> SystemVm:
         """The core's port to a new VM: its memory, devices and emulation switch (HV-DEV-009)."""

@@ -109,7 +109,7 @@ class FirstFitRemap(PlatformRemap):
 @faults.add("migration-moves-entries", "HV-MIG-002", "the migration destination re-allocates remapping entries anew")
 class MigrationMovesEntries(ReferenceSystem):
     def make_remap(self, table: RemappingTable) -> PlatformRemap:
-        return FirstFitRemap(table)
+        return FirstFitRemap(table, self.platform.msi)
 
 
 @faults.add(
