@@ -1,0 +1,54 @@
+"""The C kit (conformance/c/): a harness library and an example hypervisor IUT on it, for implementers without
+Python. Built with gcc and clang at the strict warning set against the generated header, the example must pass
+the hypervisor suite's `discovery` and `negotiation` sections: every test passes, or is unsupported where it needs
+a device or message call the example does not serve; none fails or errs.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from ctoolchain import compile_c, need, run
+from paths import ROOT
+
+from pvmsi.conformance.runner import run as run_suite
+from pvmsi.gen.c_header import c_header
+
+KIT = ROOT / "conformance" / "c"
+SOURCES = ("pvmsi_harness.c", "example_hv.c")
+#: Tests the example must pass (the rest of the two sections need device calls: unsupported).
+MUST_PASS = {
+    "test_discovery::test_x86_cpuid_leaf_block",
+    "test_discovery::test_version_in_every_state",
+    "test_discovery::test_get_info_in_every_state",
+    "test_abi::test_x86_cpuid_names_the_native_path",
+    "test_negotiation::test_version_mismatch",
+    "test_negotiation::test_unoffered_bits_are_refused_and_reported",
+    "test_negotiation::test_no_message_kind_is_invalid",
+    "test_negotiation::test_missing_required_feature_is_refused_visibly",
+}
+
+
+def build(compiler: str, d: Path) -> Path:
+    """The example IUT, compiled by ``compiler`` (-std=c11, the strict warning set) with the generated header."""
+    (d / "pvmsi.h").write_text(c_header("stdint"), encoding="ascii")
+    for name in (*SOURCES, "pvmsi_harness.h"):
+        shutil.copy(KIT / name, d / name)
+    objects = [compile_c(compiler, d / src, d / src.replace(".c", ".o"), "-std=c11", "-O2") for src in SOURCES]
+    exe = d / "example_hv"
+    run([need(compiler), *objects, "-o", exe])
+    return exe
+
+
+@pytest.mark.parametrize("compiler", ["gcc", "clang"])
+def test_the_example_iut_passes_discovery_and_negotiation(compiler: str, tmp_path: Path) -> None:
+    exe = build(compiler, tmp_path)
+    report = run_suite("hypervisor", f"exec:{exe}", timeout=10, sections=["discovery", "negotiation"])
+    verdicts = {r.test: r.verdict.value for r in report.results}
+    bad = {
+        r.test: (r.verdict.value, r.message) for r in report.results if r.verdict.value not in ("pass", "unsupported")
+    }
+    assert not bad, bad
+    assert {t for t, v in verdicts.items() if v == "pass"} >= MUST_PASS, verdicts
