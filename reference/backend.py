@@ -161,6 +161,14 @@ class ReferenceHypervisor:
             base += sub.first_slot * layout.slot_size
         return platform.guest_mmio_write(svm.vm, base + offset, size, value)
 
+    def config_read(self, vm: int, device: DeviceRef, offset: int, size: int) -> bytes:
+        """The function's configuration space as the guest sees it, a dword at a time, without an exit (harness
+        CONFIG_READ); a sub-device reads its function's."""
+        svm = self._vm(vm)
+        bdf = self._device(svm, device)
+        view = self.system.platform.guest_config_view
+        return b"".join(view(svm.vm, bdf, at, 4).to_bytes(4, "little") for at in range(offset, offset + size, 4))
+
     def fire(self, vm: int, device: DeviceRef, kind: int, index: int) -> FireResult:
         svm = self._vm(vm)
         bdf = self._device(svm, device)

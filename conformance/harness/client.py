@@ -358,6 +358,14 @@ class HarnessHypervisor:
         )
         return bool(f.body.exited)
 
+    def config_read(self, vm: int, device: DeviceRef, offset: int, size: int) -> bytes:
+        f = self.conn.request(
+            FrameKind.CONFIG_READ, {"vm": vm, "device": device.wire(), "offset": offset, "size": size}
+        )
+        if len(f.data) < size:
+            raise IutError(f"harness protocol: CONFIG_READ of {size} bytes answered with {len(f.data)}")
+        return f.data[:size]
+
     def fire(self, vm: int, device: DeviceRef, kind: int, index: int) -> FireResult:
         f = self.conn.request(FrameKind.DEVICE_FIRE, {"vm": vm, "device": device.wire(), "kind": kind, "index": index})
         return FireResult(FireOutcome(f.body.outcome), int(f.body.vcpu), int(f.body.vector))
