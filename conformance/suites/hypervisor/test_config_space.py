@@ -54,7 +54,7 @@ def test_capabilities_are_where_the_device_model_puts_them_and_query_agrees(sess
             msi_vectors = 1 << (control >> hd.MSI_MMC_SHIFT & 7)
             per_vector = bool(control & hd.MSI_PER_VECTOR_MASK)
             check(
-                control & hd.MSI_64BIT and per_vector == model.msi_per_vector_mask,
+                bool(control & hd.MSI_64BIT) and per_vector == model.msi_per_vector_mask,
                 "HV-DEV-004",
                 f"{model.name}: 64-bit MSI, per-vector masking {model.msi_per_vector_mask}",
                 hex(control),
