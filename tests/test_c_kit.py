@@ -1,18 +1,20 @@
-"""The C kit (conformance/c/): a harness library and an example hypervisor IUT on it, for implementers without
-Python. Built with gcc and clang at the strict warning set against the generated header, the example must pass
-the hypervisor suite's `discovery` and `negotiation` sections: every test passes, or is unsupported where it needs
-a device or message call the example does not serve; none fails or errs.
+"""The C kit (conformance/c/, written by `pvmsi gen c-kit`): a harness library and an example hypervisor IUT on
+it, for implementers without Python. Built with gcc and clang at the strict warning set against the generated
+header, the example must pass the hypervisor suite's `discovery` and `negotiation` sections: every test passes,
+or is unsupported where it needs a device or message call the example does not serve; none fails or errs.
 """
 
 from __future__ import annotations
 
-import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from ctoolchain import compile_c, need, run
 from paths import ROOT
 
+from pvmsi.cli.gen_cmd import KIT_FILES
 from pvmsi.conformance.runner import run as run_suite
 from pvmsi.gen.c_header import c_header
 
@@ -32,10 +34,15 @@ MUST_PASS = {
 
 
 def build(compiler: str, d: Path) -> Path:
-    """The example IUT, compiled by ``compiler`` (-std=c11, the strict warning set) with the generated header."""
-    (d / "pvmsi.h").write_text(c_header("stdint"), encoding="ascii")
-    for name in (*SOURCES, "pvmsi_harness.h"):
-        shutil.copy(KIT / name, d / name)
+    """The example IUT as `pvmsi gen c-kit` writes it, compiled by ``compiler`` (-std=c11, the strict warning
+    set)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pvmsi", "gen", "c-kit", "-o", str(d)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (d / "pvmsi.h").read_text(encoding="ascii") == c_header("stdint")
+    for name in KIT_FILES:
+        assert (d / name).read_bytes() == (KIT / name).read_bytes()
     objects = [compile_c(compiler, d / src, d / src.replace(".c", ".o"), "-std=c11", "-O2") for src in SOURCES]
     exe = d / "example_hv"
     run([need(compiler), *objects, "-o", exe])
