@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import harness_devices as hd
 from .callconv import CONVENTIONS
 from .calls import CALLS
 from .constants import CONSTANT_GROUPS
-from . import harness_devices as hd
 from .harness_constants import HARNESS_VALUES, RESPONSE_OF
 from .layout import FieldLayout, FormatLayout, all_layouts
 from .platforms import ARCH_TARGETS, PLATFORMS, BitField
