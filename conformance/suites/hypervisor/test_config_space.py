@@ -83,4 +83,3 @@ def test_capabilities_are_where_the_device_model_puts_them_and_query_agrees(sess
             f"{model.name}: DEVICE_QUERY reports what configuration space shows ({msi_vectors}, {msix_size})",
             f"{info.msi_max_vectors}, {info.msix_table_size}",
         )
-
