@@ -249,3 +249,45 @@ GUEST_HIGH_RAM_BASE = 0x1_0000_0000
 GUEST_INTERRUPT_WINDOW = 0xFEE00000
 GUEST_INTERRUPT_WINDOW_SIZE = 0x100000
 GUEST_MMIO_BASE = 0x80_0000_0000
+
+#: What the C header carries of the device model, as ``PVMSI_HDEV_<NAME>`` (the per-profile sizes are added as
+#: ``PVMSI_HDEV_<PROFILE>_<FIELD>``).
+C_CONSTANTS: tuple[tuple[str, str], ...] = (
+    ("CONFIG_SPACE_SIZE", "Bytes of a test device's configuration space."),
+    ("STATUS", "Configuration space: the Status register."),
+    ("STATUS_CAP_LIST", "Status: Capabilities List."),
+    ("CAP_POINTER", "Configuration space: the Capabilities Pointer."),
+    ("MSI_CAP_OFFSET", "Where the MSI capability sits."),
+    ("MSIX_CAP_OFFSET", "Where the MSI-X capability sits."),
+    ("MSI_CAP_ID", "Capability ID of MSI."),
+    ("MSIX_CAP_ID", "Capability ID of MSI-X."),
+    ("MSI_CONTROL", "MSI capability: Message Control."),
+    ("MSI_ADDRESS_LO", "MSI capability: Message Address."),
+    ("MSI_ADDRESS_HI", "MSI capability: Message Upper Address."),
+    ("MSI_DATA", "MSI capability: Message Data."),
+    ("MSI_MASK", "MSI capability: Mask Bits."),
+    ("MSI_PENDING", "MSI capability: Pending Bits."),
+    ("MSI_ENABLE", "MSI Message Control: MSI Enable."),
+    ("MSI_MMC_SHIFT", "MSI Message Control: Multiple Message Capable, bits 3:1."),
+    ("MSI_MME_SHIFT", "MSI Message Control: Multiple Message Enable, bits 6:4."),
+    ("MSI_64BIT", "MSI Message Control: 64-bit Address Capable."),
+    ("MSI_PER_VECTOR_MASK", "MSI Message Control: Per-Vector Masking Capable."),
+    ("MSIX_CONTROL", "MSI-X capability: Message Control."),
+    ("MSIX_TABLE", "MSI-X capability: Table Offset/BIR."),
+    ("MSIX_PBA", "MSI-X capability: PBA Offset/BIR."),
+    ("MSIX_TABLE_SIZE_MASK", "MSI-X Message Control: Table Size (entries - 1)."),
+    ("MSIX_FUNCTION_MASK", "MSI-X Message Control: Function Mask."),
+    ("MSIX_ENABLE", "MSI-X Message Control: MSI-X Enable."),
+    ("SLOT_SIZE", "Bytes of an MSI-X table entry or IMS slot."),
+    ("SLOT_ADDRESS_LO", "Entry or slot: Message Address."),
+    ("SLOT_ADDRESS_HI", "Entry or slot: Message Upper Address."),
+    ("SLOT_DATA", "Entry or slot: Message Data."),
+    ("SLOT_CONTROL", "Entry or slot: Vector Control / control word."),
+    ("SLOT_MASK", "Vector Control / control word: Mask (set after reset)."),
+    ("IMS_PASID_ENABLE", "IDXD IMS control word: PASID Enable."),
+    ("IMS_PASID_SHIFT", "IDXD IMS control word: the PASID, bits 31:12."),
+    ("GUEST_LOW_RAM_LIMIT", "Guest RAM below 4 GiB ends here; the rest starts at GUEST_HIGH_RAM_BASE."),
+    ("GUEST_HIGH_RAM_BASE", "Where guest RAM beyond GUEST_LOW_RAM_LIMIT continues."),
+    ("GUEST_INTERRUPT_WINDOW", "The interrupt address window (1 MiB), never RAM."),
+    ("GUEST_MMIO_BASE", "Device BARs are mapped from here."),
+)

@@ -65,6 +65,23 @@ static struct result done(int64_t status, uint64_t value)
 	return r;
 }
 
+/*
+ * Guest RAM (harness "Device model", "Guest RAM"): below PVMSI_HDEV_GUEST_LOW_RAM_LIMIT from 0, the rest from
+ * PVMSI_HDEV_GUEST_HIGH_RAM_BASE. The host copy of [gpa, gpa + size), or NULL when that is not all RAM.
+ */
+static uint8_t *ram_at(const struct vm *vm, uint64_t gpa, uint64_t size)
+{
+	uint64_t low = vm->ram_bytes < PVMSI_HDEV_GUEST_LOW_RAM_LIMIT ? vm->ram_bytes : PVMSI_HDEV_GUEST_LOW_RAM_LIMIT;
+	if (size == 0)
+		return NULL;
+	if (gpa < low)
+		return size <= low - gpa ? vm->ram + gpa : NULL;
+	if (gpa >= PVMSI_HDEV_GUEST_HIGH_RAM_BASE && gpa - PVMSI_HDEV_GUEST_HIGH_RAM_BASE < vm->ram_bytes - low &&
+	    size <= vm->ram_bytes - low - (gpa - PVMSI_HDEV_GUEST_HIGH_RAM_BASE))
+		return vm->ram + low + (gpa - PVMSI_HDEV_GUEST_HIGH_RAM_BASE);
+	return NULL;
+}
+
 /* The memory rules of one parameter block (HV-MEM-001..003): aligned, within a page, guest RAM. */
 static int block_ok(const struct vm *vm, uint64_t gpa, uint64_t size)
 {
@@ -72,7 +89,7 @@ static int block_ok(const struct vm *vm, uint64_t gpa, uint64_t size)
 		return 0;
 	if (gpa / PVMSI_PAGE_SIZE != (gpa + size - 1) / PVMSI_PAGE_SIZE)
 		return 0;
-	return gpa < vm->ram_bytes && size <= vm->ram_bytes - gpa;
+	return ram_at(vm, gpa, size) != NULL;
 }
 
 static struct result get_info(struct vm *vm, uint64_t out_gpa)
@@ -90,7 +107,7 @@ static struct result get_info(struct vm *vm, uint64_t out_gpa)
 	info.max_claimed_devices = vm->max_claimed_devices;
 	info.max_messages_per_vm = 8192;
 	info.max_messages_per_device = 4096;
-	memcpy(vm->ram + out_gpa, &info, sizeof(info));
+	memcpy(ram_at(vm, out_gpa, sizeof(info)), &info, sizeof(info));
 	return done(PVMSI_STATUS_SUCCESS, 0);
 }
 
@@ -102,7 +119,7 @@ static struct result negotiate(struct vm *vm, uint64_t in_gpa, uint64_t out_gpa)
 	if (!block_ok(vm, in_gpa, sizeof(in)) || !block_ok(vm, out_gpa, sizeof(out)) ||
 	    (in_gpa < out_gpa + sizeof(out) && out_gpa < in_gpa + sizeof(in))) /* HV-MEM-004: disjoint */
 		return done(PVMSI_STATUS_INVALID_ADDRESS, 0);
-	memcpy(&in, vm->ram + in_gpa, sizeof(in)); /* the one read of the input block (HV-MEM-005) */
+	memcpy(&in, ram_at(vm, in_gpa, sizeof(in)), sizeof(in)); /* the one read of the input block (HV-MEM-005) */
 	if (in.reserved0)
 		return done(PVMSI_STATUS_INVALID_PARAMETER, 0); /* HV-CONV-001 */
 	if (in.version_major != PVMSI_VERSION_MAJOR || in.version_minor > PVMSI_VERSION_MINOR)
@@ -121,7 +138,7 @@ static struct result negotiate(struct vm *vm, uint64_t in_gpa, uint64_t out_gpa)
 		vm->features = in.features;
 		vm->state = VM_NEGOTIATED;
 	}
-	memcpy(vm->ram + out_gpa, &out, sizeof(out));
+	memcpy(ram_at(vm, out_gpa, sizeof(out)), &out, sizeof(out));
 	return done(status, out.features);
 }
 
@@ -206,21 +223,21 @@ static void vm_create(struct host *host, const struct pvmsi_hframe *req, struct 
 	size_t i;
 	memcpy(&cfg, req->payload, sizeof(cfg));
 	if (cfg.vcpus < 1 || cfg.vcpus > PVMSI_HARNESS_MAX_VCPUS)
-		FAIL(rsp, PVMSI_HSTATUS_BAD_PAYLOAD, PVMSI_HPAYLOAD_AT(struct pvmsi_vm_config, vcpus),
-					  "vcpus out of range");
+		FAIL(rsp, PVMSI_HSTATUS_BAD_PAYLOAD,
+		     PVMSI_HPAYLOAD_AT(struct pvmsi_vm_config, vcpus), "vcpus out of range");
 	if (cfg.ram_mib < 1 || cfg.ram_mib > PVMSI_HARNESS_MAX_RAM_MIB)
 		FAIL(rsp, PVMSI_HSTATUS_BAD_PAYLOAD,
-					  PVMSI_HPAYLOAD_AT(struct pvmsi_vm_config, ram_mib), "ram_mib out of range");
+		     PVMSI_HPAYLOAD_AT(struct pvmsi_vm_config, ram_mib), "ram_mib out of range");
 	if (cfg.device_count > PVMSI_HARNESS_MAX_DEVICES)
 		FAIL(rsp, PVMSI_HSTATUS_BAD_PAYLOAD,
-					  PVMSI_HPAYLOAD_AT(struct pvmsi_vm_config, device_count), "too many devices");
+		     PVMSI_HPAYLOAD_AT(struct pvmsi_vm_config, device_count), "too many devices");
 	if (req->hdr.length != sizeof(cfg) + cfg.device_count * sizeof(struct pvmsi_device_slot))
-		FAIL(rsp, PVMSI_HSTATUS_BAD_LENGTH, offsetof(struct pvmsi_frame_header, length),
-					  "device_count does not match the payload");
+		FAIL(rsp, PVMSI_HSTATUS_BAD_LENGTH,
+		     offsetof(struct pvmsi_frame_header, length), "device_count does not match the payload");
 	if (cfg.features_required & ~(OFFERED & ~cfg.features_withheld))
 		FAIL(rsp, PVMSI_HSTATUS_BAD_PAYLOAD,
-					  PVMSI_HPAYLOAD_AT(struct pvmsi_vm_config, features_required),
-					  "features_required is not within the offer");
+		     PVMSI_HPAYLOAD_AT(struct pvmsi_vm_config, features_required),
+		     "features_required is not within the offer");
 	if (cfg.yield_after || cfg.remap_entries) /* knobs this example cannot honour */
 		FAIL(rsp, PVMSI_HSTATUS_UNSUPPORTED, 0, "yield_after and remap_entries unsupported");
 	for (i = 0; i < PVMSI_HARNESS_MAX_VMS && vm == NULL; i++)
@@ -266,23 +283,24 @@ static void mem_access(struct host *host, const struct pvmsi_hframe *req, struct
 {
 	struct pvmsi_mem_access acc;
 	struct vm *vm;
+	uint8_t *ram;
 	memcpy(&acc, req->payload, sizeof(acc));
 	vm = vm_of(host, acc.vm, rsp, PVMSI_HPAYLOAD_AT(struct pvmsi_mem_access, vm));
 	if (vm == NULL)
 		return;
 	if (acc.size < 1 || acc.size > PVMSI_HARNESS_MAX_MEM_ACCESS)
-		FAIL(rsp, PVMSI_HSTATUS_BAD_PAYLOAD, PVMSI_HPAYLOAD_AT(struct pvmsi_mem_access, size),
-					  "size out of range");
+		FAIL(rsp, PVMSI_HSTATUS_BAD_PAYLOAD,
+		     PVMSI_HPAYLOAD_AT(struct pvmsi_mem_access, size), "size out of range");
 	if (write && req->hdr.length != sizeof(acc) + PVMSI_HPAD8(acc.size))
-		FAIL(rsp, PVMSI_HSTATUS_BAD_LENGTH, offsetof(struct pvmsi_frame_header, length),
-					  "the bytes do not match size");
-	if (acc.gpa >= vm->ram_bytes || acc.size > vm->ram_bytes - acc.gpa)
-		FAIL(rsp, PVMSI_HSTATUS_BAD_ADDRESS, PVMSI_HPAYLOAD_AT(struct pvmsi_mem_access, gpa),
-					  "not guest RAM");
+		FAIL(rsp, PVMSI_HSTATUS_BAD_LENGTH,
+		     offsetof(struct pvmsi_frame_header, length), "the bytes do not match size");
+	ram = ram_at(vm, acc.gpa, acc.size);
+	if (ram == NULL)
+		FAIL(rsp, PVMSI_HSTATUS_BAD_ADDRESS, PVMSI_HPAYLOAD_AT(struct pvmsi_mem_access, gpa), "not guest RAM");
 	if (write)
-		memcpy(vm->ram + acc.gpa, req->payload + sizeof(acc), acc.size);
+		memcpy(ram, req->payload + sizeof(acc), acc.size);
 	else
-		pvmsi_hreply_put(rsp, vm->ram + acc.gpa, acc.size);
+		pvmsi_hreply_put(rsp, ram, acc.size);
 }
 
 static void do_hypercall(struct host *host, const struct pvmsi_hframe *req, struct pvmsi_hreply *rsp)
@@ -298,10 +316,10 @@ static void do_hypercall(struct host *host, const struct pvmsi_hframe *req, stru
 		return;
 	if (call.vcpu >= vm->vcpus) /* harness "Sessions", rule 3 */
 		FAIL(rsp, PVMSI_HSTATUS_BAD_PAYLOAD,
-					  PVMSI_HPAYLOAD_AT(struct pvmsi_hypercall_req, vcpu), "the VM has no such vCPU");
+		     PVMSI_HPAYLOAD_AT(struct pvmsi_hypercall_req, vcpu), "the VM has no such vCPU");
 	if (call.in_size || call.out_size || call.reserved0)
 		FAIL(rsp, PVMSI_HSTATUS_BAD_PAYLOAD,
-					  PVMSI_HPAYLOAD_AT(struct pvmsi_hypercall_req, in_size), "must be zero in HYPERCALL");
+		     PVMSI_HPAYLOAD_AT(struct pvmsi_hypercall_req, in_size), "must be zero in HYPERCALL");
 	r = hypercall(vm, call.function, call.args, &unsupported);
 	if (unsupported)
 		FAIL(rsp, PVMSI_HSTATUS_UNSUPPORTED, 0, "this example serves no device calls");
@@ -323,11 +341,11 @@ static void trap(struct host *host, const struct pvmsi_hframe *req, struct pvmsi
 	if (vm == NULL)
 		return;
 	if (t.vcpu >= vm->vcpus)
-		FAIL(rsp, PVMSI_HSTATUS_BAD_PAYLOAD, PVMSI_HPAYLOAD_AT(struct pvmsi_trap_req, vcpu),
-					  "the VM has no such vCPU");
+		FAIL(rsp, PVMSI_HSTATUS_BAD_PAYLOAD,
+		     PVMSI_HPAYLOAD_AT(struct pvmsi_trap_req, vcpu), "the VM has no such vCPU");
 	if (t.arch != PVMSI_HARCH_X86_64)
-		FAIL(rsp, PVMSI_HSTATUS_UNSUPPORTED, PVMSI_HPAYLOAD_AT(struct pvmsi_trap_req, arch),
-					  "this example is an x86-64 hypervisor");
+		FAIL(rsp, PVMSI_HSTATUS_UNSUPPORTED,
+		     PVMSI_HPAYLOAD_AT(struct pvmsi_trap_req, arch), "this example is an x86-64 hypervisor");
 	memset(&res, 0, sizeof(res));
 	memcpy(res.regs, t.regs, sizeof(res.regs));
 	res.handled = 1;
@@ -353,15 +371,13 @@ static void trap(struct host *host, const struct pvmsi_hframe *req, struct pvmsi
 		} else {
 			r = hypercall(vm, (uint32_t)(regs[0] & 0xFF), &regs[1], &unsupported);
 			if (unsupported)
-				FAIL(rsp, PVMSI_HSTATUS_UNSUPPORTED, 0,
-							  "this example serves no device calls");
+				FAIL(rsp, PVMSI_HSTATUS_UNSUPPORTED, 0, "this example serves no device calls");
 			regs[0] = (uint64_t)r.status;
 			regs[1] = r.value;
 		}
 	} else {
 		FAIL(rsp, PVMSI_HSTATUS_UNSUPPORTED,
-					  PVMSI_HPAYLOAD_AT(struct pvmsi_trap_req, instruction),
-					  "not an x86-64 instruction");
+		     PVMSI_HPAYLOAD_AT(struct pvmsi_trap_req, instruction), "not an x86-64 instruction");
 	}
 	pvmsi_hreply_put(rsp, &res, sizeof(res));
 }

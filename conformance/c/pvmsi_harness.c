@@ -170,7 +170,8 @@ int pvmsi_hserve(const struct pvmsi_hserver *srv)
 		if (!greeted && h->kind != PVMSI_HFRAME_HELLO && h->kind != PVMSI_HFRAME_BYE &&
 		    (rq != NULL || h->kind < PVMSI_HFRAME_OK)) {
 			pvmsi_hsend_error(srv->out_fd, h->seq, PVMSI_HSTATUS_NO_HELLO,
-					  offsetof(struct pvmsi_frame_header, kind), h->kind, "a session starts with HELLO");
+					  offsetof(struct pvmsi_frame_header, kind), h->kind,
+					  "a session starts with HELLO");
 			return 1; /* served no further */
 		}
 		served = rq != NULL && (srv->role == PVMSI_HROLE_HYPERVISOR ? rq->hv : rq->guest);

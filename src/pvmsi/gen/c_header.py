@@ -8,6 +8,7 @@ holds no code, so its helpers are a header of their own (``pvmsi gen c-helpers``
 
 from __future__ import annotations
 
+from ..spec import harness_devices as hd
 from ..spec.callconv import (
     ARM64_SMCCC_HINTS,
     ARM64_VENDOR_HYP_CALL_UID,
@@ -145,6 +146,23 @@ def harness_requests() -> list[str]:
         guest = int(common or kind in REQUESTS_SERVED_BY[HarnessRole.GUEST])
         rows.append(f"\tX({kind.name}, {response.name}, {fixed}, {tail}, {hv}, {guest})")
     out += [r + " \\" for r in rows[:-1]] + [rows[-1]]
+    return out
+
+
+def harness_devices() -> list[str]:
+    """The harness device model's numbers (spec harness_devices), ``PVMSI_HDEV_*``."""
+
+    def lit(value: int) -> str:
+        return f"PVMSI_U64_C({value:#x})" if value >> 32 else (f"{value:#x}U" if value >= 16 else f"{value}U")
+
+    out = ["", *comment('The harness device model (spec appendix "Conformance harness protocol", "Device model").')]
+    for name, doc in hd.C_CONSTANTS:
+        out += [*comment(doc), f"#define PVMSI_HDEV_{name} {lit(getattr(hd, name))}"]
+    for d in hd.DEVICES.values():
+        out.append(f"/* PVMSI_HPROFILE_{d.profile.name}: {d.name}. */")
+        for field in ("vendor_id", "device_id", "msi_vectors", "msix_table_size", "ims_slots", "subdevices"):
+            out.append(f"#define PVMSI_HDEV_{d.profile.name}_{field.upper()} {lit(getattr(d, field))}")
+        out.append(f"#define PVMSI_HDEV_{d.profile.name}_SUBDEVICE_SLOTS {lit(d.subdevice_slots)}")
     return out
 
 
@@ -333,6 +351,7 @@ def c_header(style: Style = "stdint") -> str:
         for lay in layouts:
             if lay.area == area:
                 lines += _with_deps(lay, done, style)
+    lines += harness_devices()
     lines += call_table()
     lines += harness_requests()
     if style == "stdint":
