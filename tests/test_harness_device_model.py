@@ -5,6 +5,8 @@ delivery, sub-device IMS slots; ranges past a structure are BAD_PAYLOAD at the f
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from test_harness_sessions import MLX5, Session, error, vm_config
 
@@ -152,7 +154,7 @@ def test_an_msi_vector_beyond_the_enabled_count_is_not_sent_and_not_held(
 def test_ranges_past_a_structure_are_bad_payload(setup: tuple[ReferenceHypervisor, int]) -> None:
     hv, vm = setup
     mlx5, idxd, msi = (DEVICES[p] for p in (DeviceProfile.MLX5, DeviceProfile.IDXD, DeviceProfile.PLAIN_MSI))
-    cases = [
+    cases: list[tuple[Callable[[], object], str]] = [
         (lambda: hv.fire(vm, msi, MsgKind.MSI, 32), "index"),
         (lambda: hv.fire(vm, mlx5, MsgKind.MSIX, 2048), "index"),
         (lambda: hv.fire(vm, idxd.with_pasid(1), MsgKind.IMS, 256), "index"),
