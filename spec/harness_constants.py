@@ -259,9 +259,17 @@ class DeviceSpace(IntEnum):
 
 
 DEVICE_SPACE_DOCS: dict[DeviceSpace, str] = {
-    DeviceSpace.CONFIG: "PCI configuration space (offset from 0; the MSI and MSI-X capabilities live here).",
-    DeviceSpace.MSIX_TABLE: "The MSI-X table (offset from the table's start; 16 bytes an entry).",
-    DeviceSpace.IMS: "The Interrupt Message Store (offset from its start; 16 bytes a slot).",
+    DeviceSpace.CONFIG: (
+        "PCI configuration space (offset from 0; the MSI and MSI-X capabilities live here; a sub-device's is its "
+        "function's)."
+    ),
+    DeviceSpace.MSIX_TABLE: (
+        "The MSI-X table (offset from the table's start; 16 bytes an entry; a sub-device's is its function's)."
+    ),
+    DeviceSpace.IMS: (
+        "The Interrupt Message Store (offset from its start; 16 bytes a slot; through a sub-device identity, "
+        "from the sub-device's first slot)."
+    ),
 }
 
 
@@ -334,7 +342,10 @@ class FireOutcome(IntEnum):
 FIRE_OUTCOME_DOCS: dict[FireOutcome, str] = {
     FireOutcome.DELIVERED: "The IOMMU delivered it; vcpu and vector say where.",
     FireOutcome.BLOCKED: "The IOMMU blocked it (counted as a fault).",
-    FireOutcome.PENDING: "The slot is masked or the kind disabled: the device keeps it pending.",
+    FireOutcome.PENDING: (
+        "Not sent: the slot is masked (the device holds the message and sends it once unmasked), or the kind is "
+        "disabled or the MSI vector not enabled (nothing is held)."
+    ),
     FireOutcome.NOT_PROGRAMMED: "The slot holds no message address.",
 }
 
