@@ -286,6 +286,8 @@ C_CONSTANTS: tuple[tuple[str, str], ...] = (
     ("SLOT_MASK", "Vector Control / control word: Mask (set after reset)."),
     ("IMS_PASID_ENABLE", "IDXD IMS control word: PASID Enable."),
     ("IMS_PASID_SHIFT", "IDXD IMS control word: the PASID, bits 31:12."),
+    ("BAR_PAGE", "BAR0: each region starts on a page of this size."),
+    ("BAR_MSIX_TABLE_OFFSET", "BAR0: where the MSI-X table starts (the PBA and IMS follow, each page-aligned)."),
     ("GUEST_LOW_RAM_LIMIT", "Guest RAM below 4 GiB ends here; the rest starts at GUEST_HIGH_RAM_BASE."),
     ("GUEST_HIGH_RAM_BASE", "Where guest RAM beyond GUEST_LOW_RAM_LIMIT continues."),
     ("GUEST_INTERRUPT_WINDOW", "The interrupt address window (1 MiB), never RAM."),

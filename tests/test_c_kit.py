@@ -15,8 +15,12 @@ from ctoolchain import compile_c, need, run
 from paths import ROOT
 
 from pvmsi.cli.gen_cmd import KIT_FILES
+from pvmsi.conformance.connect import open_hypervisor
 from pvmsi.conformance.runner import run as run_suite
 from pvmsi.gen.c_header import c_header
+from pvmsi.reference.backend import ReferenceHypervisor
+from pvmsi.spec.harness_constants import HARNESS_CONFIG_SPACE_SIZE, DeviceProfile
+from pvmsi.spec.iut import DeviceRef, DeviceSlot
 
 KIT = ROOT / "conformance" / "c"
 SOURCES = ("pvmsi_harness.c", "example_hv.c")
@@ -59,3 +63,24 @@ def test_the_example_iut_passes_discovery_and_negotiation(compiler: str, tmp_pat
     }
     assert not bad, bad
     assert {t for t, v in verdicts.items() if v == "pass"} >= MUST_PASS, verdicts
+
+
+def test_the_examples_configuration_space_is_the_device_models(tmp_path: Path) -> None:
+    """CONFIG_READ of the example (built from the header's PVMSI_HDEV_* numbers) returns, byte for byte, what the
+    reference returns for each profile after reset: the C header carries the whole device model."""
+    exe = build("gcc", tmp_path)
+    slots = [DeviceSlot(p, DeviceRef(0, 0, 8 * (i + 1))) for i, p in enumerate(DeviceProfile)]
+    example = open_hypervisor(f"exec:{exe}", timeout=10)
+    reference = ReferenceHypervisor()
+    try:
+        vms = [iut.create_vm(1, 16, slots) for iut in (example, reference)]
+        for slot in slots:
+            got = example.config_read(vms[0], slot.device, 0, HARNESS_CONFIG_SPACE_SIZE)
+            want = reference.config_read(vms[1], slot.device, 0, HARNESS_CONFIG_SPACE_SIZE)
+            assert got == want, slot.profile.name
+        idxd = slots[[s.profile for s in slots].index(DeviceProfile.IDXD)].device
+        assert example.config_read(vms[0], idxd.with_pasid(1), 0, 64) == reference.config_read(
+            vms[1], idxd.with_pasid(1), 0, 64
+        )
+    finally:
+        example.close()

@@ -4,7 +4,8 @@
  *
  * It models a VM's guest RAM, the pvmsi VM state (OPEN / NEGOTIATED) and the discovery, version and negotiation
  * calls of the spec for the vtd platform (x86-64): HELLO, VM_CREATE / VM_DESTROY, MEM_WRITE / MEM_READ, HYPERCALL
- * of VERSION, GET_INFO, NEGOTIATE and RESET, and TRAP of CPUID and VMCALL / VMMCALL. Every other request, and a
+ * of VERSION, GET_INFO, NEGOTIATE and RESET, TRAP of CPUID and VMCALL / VMMCALL, and CONFIG_READ of its devices
+ * as they are after reset (harness "Device model"). Every other request, and a
  * device or message call once the VM is NEGOTIATED, is answered ERROR UNSUPPORTED, so the suite reports the tests
  * that need it as unsupported. It passes the suite's `discovery` and `negotiation` sections:
  *
@@ -329,6 +330,89 @@ static void do_hypercall(struct host *host, const struct pvmsi_hframe *req, stru
 	pvmsi_hreply_put(rsp, &res, sizeof(res));
 }
 
+/* A 16-bit or 32-bit little-endian store into a configuration-space image. */
+static void put(uint8_t *image, uint32_t at, uint32_t value, uint32_t size)
+{
+	uint32_t i;
+	for (i = 0; i < size; i++)
+		image[at + i] = (uint8_t)(value >> (8 * i));
+}
+
+/* The configuration space of a device of `profile` after reset (harness "Device model", PVMSI_HDEV_*). */
+static void config_image(uint8_t profile, uint8_t *image)
+{
+	uint32_t vendor = 0, device = 0, msi = 0, msix = 0, first = 0;
+	memset(image, 0, PVMSI_HDEV_CONFIG_SPACE_SIZE);
+	if (profile == PVMSI_HPROFILE_IDXD) {
+		vendor = PVMSI_HDEV_IDXD_VENDOR_ID, device = PVMSI_HDEV_IDXD_DEVICE_ID;
+		msi = PVMSI_HDEV_IDXD_MSI_VECTORS, msix = PVMSI_HDEV_IDXD_MSIX_TABLE_SIZE;
+	} else if (profile == PVMSI_HPROFILE_MLX5) {
+		vendor = PVMSI_HDEV_MLX5_VENDOR_ID, device = PVMSI_HDEV_MLX5_DEVICE_ID;
+		msi = PVMSI_HDEV_MLX5_MSI_VECTORS, msix = PVMSI_HDEV_MLX5_MSIX_TABLE_SIZE;
+	} else if (profile == PVMSI_HPROFILE_PLAIN_MSI) {
+		vendor = PVMSI_HDEV_PLAIN_MSI_VENDOR_ID, device = PVMSI_HDEV_PLAIN_MSI_DEVICE_ID;
+		msi = PVMSI_HDEV_PLAIN_MSI_MSI_VECTORS, msix = PVMSI_HDEV_PLAIN_MSI_MSIX_TABLE_SIZE;
+	}
+	put(image, 0x00, vendor, 2);
+	put(image, 0x02, device, 2);
+	if (msix) {
+		uint32_t at = PVMSI_HDEV_MSIX_CAP_OFFSET, table = msix * PVMSI_HDEV_SLOT_SIZE;
+		uint32_t pages = (table + PVMSI_HDEV_BAR_PAGE - 1) / PVMSI_HDEV_BAR_PAGE; /* the PBA follows the table */
+		uint32_t pba = PVMSI_HDEV_BAR_MSIX_TABLE_OFFSET + pages * PVMSI_HDEV_BAR_PAGE;
+		image[at] = PVMSI_HDEV_MSIX_CAP_ID;
+		put(image, at + PVMSI_HDEV_MSIX_CONTROL, msix - 1, 2); /* disabled, not function-masked */
+		put(image, at + PVMSI_HDEV_MSIX_TABLE, PVMSI_HDEV_BAR_MSIX_TABLE_OFFSET, 4); /* BIR 0 */
+		put(image, at + PVMSI_HDEV_MSIX_PBA, pba, 4);
+		first = at;
+	}
+	if (msi) { /* every MSI profile has per-vector masking */
+		uint32_t at = PVMSI_HDEV_MSI_CAP_OFFSET, mmc = 0;
+		while ((1u << mmc) < msi)
+			mmc++;
+		image[at] = PVMSI_HDEV_MSI_CAP_ID;
+		image[at + 1] = (uint8_t)first; /* Next Pointer: MSI-X, if any */
+		put(image, at + PVMSI_HDEV_MSI_CONTROL,
+		    mmc << PVMSI_HDEV_MSI_MMC_SHIFT | PVMSI_HDEV_MSI_64BIT | PVMSI_HDEV_MSI_PER_VECTOR_MASK, 2);
+		first = at;
+	}
+	if (first) {
+		put(image, PVMSI_HDEV_STATUS, PVMSI_HDEV_STATUS_CAP_LIST, 2);
+		image[PVMSI_HDEV_CAP_POINTER] = (uint8_t)first;
+	}
+}
+
+/* CONFIG_READ: the configuration space as the guest sees it; this example's devices stay as they reset. */
+static void config_read(struct host *host, const struct pvmsi_hframe *req, struct pvmsi_hreply *rsp)
+{
+	static uint8_t image[PVMSI_HDEV_CONFIG_SPACE_SIZE];
+	struct pvmsi_config_read rd;
+	const struct pvmsi_device_slot *slot = NULL;
+	struct vm *vm;
+	uint32_t i;
+	int known;
+	memcpy(&rd, req->payload, sizeof(rd));
+	vm = vm_of(host, rd.vm, rsp, PVMSI_HPAYLOAD_AT(struct pvmsi_config_read, vm));
+	if (vm == NULL)
+		return;
+	if (rd.size == 0 || rd.size % 4 || rd.size > PVMSI_HDEV_CONFIG_SPACE_SIZE)
+		FAIL(rsp, PVMSI_HSTATUS_BAD_PAYLOAD, PVMSI_HPAYLOAD_AT(struct pvmsi_config_read, size), "bad size");
+	if (rd.offset % 4 || rd.offset > PVMSI_HDEV_CONFIG_SPACE_SIZE - rd.size)
+		FAIL(rsp, PVMSI_HSTATUS_BAD_PAYLOAD, PVMSI_HPAYLOAD_AT(struct pvmsi_config_read, offset), "bad offset");
+	for (i = 0; i < vm->device_count; i++)
+		if (vm->devices[i].segment == rd.device.segment && vm->devices[i].bus == rd.device.bus &&
+		    vm->devices[i].devfn == rd.device.devfn)
+			slot = &vm->devices[i];
+	if (slot != NULL && rd.device.flags == PVMSI_DEVID_SUBDEVICE) /* a sub-device reads its function's space */
+		known = slot->profile == PVMSI_HPROFILE_IDXD && rd.device.subdevice_id >= 1 &&
+			rd.device.subdevice_id <= PVMSI_HDEV_IDXD_SUBDEVICES;
+	else
+		known = slot != NULL && rd.device.flags == 0 && rd.device.subdevice_id == 0;
+	if (!known)
+		FAIL(rsp, PVMSI_HSTATUS_UNKNOWN_DEVICE, 0, "no such device in this VM");
+	config_image(slot->profile, image);
+	pvmsi_hreply_put(rsp, image + rd.offset, rd.size);
+}
+
 /* TRAP: CPUID and VMCALL / VMMCALL on x86-64 (spec "Calling conventions", "Discovery"). */
 static void trap(struct host *host, const struct pvmsi_hframe *req, struct pvmsi_hreply *rsp)
 {
@@ -403,6 +487,9 @@ static void handle(void *ctx, const struct pvmsi_hframe *req, struct pvmsi_hrepl
 		return;
 	case PVMSI_HFRAME_TRAP:
 		trap(host, req, rsp);
+		return;
+	case PVMSI_HFRAME_CONFIG_READ:
+		config_read(host, req, rsp);
 		return;
 	default:
 		pvmsi_hreply_error(rsp, PVMSI_HSTATUS_UNSUPPORTED, 0, "not implemented by this example");
