@@ -197,7 +197,7 @@ class Model:
 
     def _device_query(self, plan: Plan, i: int, o: int, read: Any) -> None:
         vm = plan.vm
-        d = self._decode("device_id", self._blocks(read, i, 16, o, 48))
+        d = self._decode("device_id", self._blocks(read, i, 16, o, _F["device_info"].size))
         key, dev = self._device(vm, d.segment, d.bus, d.devfn, d.flags, d.subdevice_id)
         claim = vm.claims.get(key)
         flags = DeviceFlag.CLAIMED * (claim is not None) | DeviceFlag.NEEDS_VIOMMU * dev.needs_viommu

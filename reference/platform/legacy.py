@@ -162,6 +162,16 @@ class LegacyMsi:
         device.msi.clear()
         state.host_writes += 1
 
+    def clear_msix(self, device: PciDevice) -> None:
+        """Put ``device``'s MSI-X table and Message Control as a reset leaves them (HV-RELEASE-001): every entry
+        masked, address and data zero, the PBA clear, MSI-X Enable and Function Mask clear; the hypervisor's write,
+        no exit."""
+        state = self._state(device)
+        if device.msix is None:
+            return
+        device.msix.reset()
+        state.host_writes += 1
+
     def traps_config(self, device: PciDevice, kind: MsgKind) -> bool:
         """Whether a guest access to the ``kind`` capability of ``device`` exits: always, claimed or not
         (HV-EMU-001: configuration space stays trapped for an assigned device)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import abi, device, emulation, formats, general, lifecycle, memory, messages, negotiation
+from . import abi, device, emulation, formats, general, headroom, lifecycle, memory, messages, negotiation, teardown
 from .model import SECTIONS, Requirement
 
 REQUIREMENTS: tuple[Requirement, ...] = tuple(
@@ -11,11 +11,13 @@ REQUIREMENTS: tuple[Requirement, ...] = tuple(
         + abi.REQUIREMENTS
         + negotiation.REQUIREMENTS
         + device.REQUIREMENTS
+        + headroom.REQUIREMENTS
         + emulation.REQUIREMENTS
         + messages.REQUIREMENTS
         + formats.FORMATS
         + memory.REQUIREMENTS
-        + lifecycle.REQUIREMENTS,
+        + lifecycle.REQUIREMENTS
+        + teardown.REQUIREMENTS,
         key=lambda r: list(SECTIONS).index(r.section),
     )
 )
