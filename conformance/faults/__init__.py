@@ -21,6 +21,7 @@ from . import (
     calling,
     device,
     formats,
+    inflight,
     lifecycle,
     memory,
     messages,
@@ -46,6 +47,7 @@ FAULTS: dict[str, FaultyImpl] = {
         security,
         lifecycle,
         teardown,
+        inflight,
     )
     for f in section.FAULTS
 }

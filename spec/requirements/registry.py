@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from . import abi, device, emulation, formats, general, headroom, lifecycle, memory, messages, negotiation, teardown
+from . import (
+    abi,
+    device,
+    emulation,
+    formats,
+    general,
+    headroom,
+    inflight,
+    lifecycle,
+    masking,
+    memory,
+    messages,
+    negotiation,
+    teardown,
+)
 from .model import SECTIONS, Requirement
 
 REQUIREMENTS: tuple[Requirement, ...] = tuple(
@@ -12,8 +26,10 @@ REQUIREMENTS: tuple[Requirement, ...] = tuple(
         + negotiation.REQUIREMENTS
         + device.REQUIREMENTS
         + headroom.REQUIREMENTS
+        + masking.REQUIREMENTS
         + emulation.REQUIREMENTS
         + messages.REQUIREMENTS
+        + inflight.REQUIREMENTS
         + formats.FORMATS
         + memory.REQUIREMENTS
         + lifecycle.REQUIREMENTS

@@ -20,7 +20,7 @@ def _live_msix(session: Session) -> list[object]:
     session.ready()
     results = session.allocated(MLX5, MsgKind.MSIX, [0, 1, 2], vcpu=1, vector=0x50)
     for slot, r in enumerate(results):
-        session.program(MLX5, MsgKind.MSIX, slot, r.address, r.data)  # type: ignore[attr-defined]
+        session.program(MLX5, MsgKind.MSIX, slot, r.address, r.data)
     session.enable(MLX5, MsgKind.MSIX)
     fired = session.fire(MLX5, MsgKind.MSIX, 1)
     check(fired.outcome == FireOutcome.DELIVERED, "HV-ALLOC-007", "slot 1 delivers", fired.outcome.name)
