@@ -393,8 +393,8 @@ class HypervisorCore(MessageCalls):
 
     def clear_msix_table(self, claim: Claim) -> None:
         """A claim of MSI-X ends: the table holds the guest's pairs, which name revoked entries, so it goes back to
-        its reset state (every entry masked, address and data zero, no pending bit, Enable and Function Mask
-        clear) before emulation resumes (HV-RELEASE-001)."""
+        its reset state (every entry masked, address and data zero, Enable and Function Mask clear) before
+        emulation resumes (HV-RELEASE-001)."""
         claim.device.clear_msix()
 
     def reset_vm(self, vm: VmPort, event: VmEvent = VmEvent.VM_RESET) -> int:

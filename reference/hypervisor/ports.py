@@ -77,8 +77,8 @@ class AssignedDevice(Protocol):
         ...
 
     def clear_msix(self) -> None:
-        """Put the device's MSI-X table as a reset leaves it: every entry masked, its address and data zero, no
-        pending bit, MSI-X Enable and Function Mask clear (HV-RELEASE-001)."""
+        """Put the device's MSI-X table as a reset leaves it: every entry masked, its address and data zero, MSI-X
+        Enable and Function Mask clear (HV-RELEASE-001); the PBA, read-only, is left as the device keeps it."""
         ...
 
 

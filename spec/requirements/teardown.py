@@ -13,8 +13,8 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "lifecycle",
         "When a claim of MSI-X ends (DEVICE_RELEASE, RESET, a VM reset), the hypervisor MUST, before the call or "
         "event completes, put the device's MSI-X table as a reset leaves it: every entry's Mask Bit set, its "
-        "Message Address and Message Data zero, no pending bit, MSI-X Enable and Function Mask clear; the emulated "
-        "table and Message Control the guest sees afterwards hold the same.",
+        "Message Address and Message Data zero, MSI-X Enable and Function Mask clear; the emulated table and "
+        "Message Control the guest sees afterwards hold the same.",
     ),
     req(
         "HV-RELEASE-002",
