@@ -12,7 +12,7 @@ from ...reference.hypervisor.vmstate import Claim, Message
 from ...reference.platform.legacy import LegacyMsi
 from ...reference.platform.pci import SLOT_SIZE, MsiCapability, PciDevice
 from ...reference.platform.platform import Platform
-from ...reference.system import AssignedFunction, ReferenceSystem
+from ...reference.system import AssignedFunction, ReferenceSystem, SystemVm
 from ...spec.constants import MsgKind
 from ...spec.records import AllocEntry
 from .registry import FaultList
@@ -108,3 +108,18 @@ class MsiUnmaskDropsPending(ReferenceSystem):
         platform = super().make_platform(remap_entries)
         platform.legacy = DropsPendingOnUnmask(platform.table)
         return platform
+
+
+@faults.add(
+    "retarget-drops-posted",
+    "HV-FLIGHT-001",
+    "MSG_RETARGET of a posted message tears the old vCPU's posted-interrupt descriptor down, losing a request "
+    "posted there and not yet taken",
+)
+class RetargetDropsPosted(HypervisorCore):
+    def retarget_remapping(self, c: Call, claim: Claim, msg: Message, vcpu: int, vector: int, posted: bool) -> None:
+        super().retarget_remapping(c, claim, msg, vcpu, vector, posted)
+        if msg.posted and isinstance(c.vm, SystemVm):
+            old = c.vm.vm.vcpus[msg.vcpu]
+            entries = range(msg.irte, msg.irte + msg.count)
+            old.interrupts = [i for i in old.interrupts if not (i.posted and i.irte_index in entries)]

@@ -21,7 +21,7 @@ from pvmsi.conformance.toolkit import (
     check,
     status_name,
 )
-from pvmsi.spec.constants import KindMask, MsgKind, RetargetFlag, Status
+from pvmsi.spec.constants import DeliveryFlag, KindMask, MsgKind, RetargetFlag, Status
 from pvmsi.spec.harness_constants import DeviceSpace, FireOutcome, LifecycleEvent
 
 requirement = pytest.mark.requirement
@@ -196,6 +196,38 @@ def test_unmask_delivers_once_to_the_target_then(session: Session) -> None:
     session.config_write(MLX5, MSIX_CAP + 2, 2, MSIX_ENABLE)
     got = session.collect(session.vm)
     check(got == [(2, 0x77)], "HV-MASK-002", "MSI-X entry 4 delivered once on unmask", str(got))
+
+
+@requirement("HV-FLIGHT-001")
+@option("posted")
+def test_retarget_keeps_a_posted_request(session: Session) -> None:
+    """A message delivered through posted interrupts to vCPU 1 and not yet taken by it when its message is moved to
+    vCPU 2 (the request sits in vCPU 1's posted-interrupt descriptor) is delivered exactly once, to either."""
+    session.ready()
+    entry = {"kind": MsgKind.MSIX, "flags": int(DeliveryFlag.POSTED), "vector_count": 1, "slot": 0}
+    b = session.alloc(MLX5, [{**entry, "vcpu": 1, "vector": 0x50}])
+    check(b.status == Status.SUCCESS, "HV-ALLOC-007", "MSG_ALLOC (POSTED) -> SUCCESS", status_name(b.status))
+    r = b.results[0]
+    session.live(MLX5, MsgKind.MSIX, 0, r)
+    session.iut.collect(session.vm)
+    for _ in range(2):  # one raised, then another: each is one interrupt
+        fired = session.fire(MLX5, MsgKind.MSIX, 0)
+        check(fired.outcome == FireOutcome.DELIVERED, "HV-ALLOC-007", "posted to vCPU 1", fired.outcome.name)
+        rt = session.retarget(
+            MLX5, [{"handle": r.handle, "vcpu": 2, "vector": 0x52, "flags": int(DeliveryFlag.POSTED)}]
+        )
+        check(rt.status == Status.SUCCESS, "HV-RETGT-002", "MSG_RETARGET -> SUCCESS", status_name(rt.status))
+        if rt.results[0].flags & RetargetFlag.REWRITE:
+            session.program(MLX5, MsgKind.MSIX, 0, rt.results[0].address, rt.results[0].data)
+        got = session.collect(session.vm)
+        n = got.count((1, 0x50)) + got.count((2, 0x52))
+        check(n == 1 and len(got) == 1, "HV-FLIGHT-001", "the posted request delivered once", str(got))
+        back = session.retarget(
+            MLX5, [{"handle": r.handle, "vcpu": 1, "vector": 0x50, "flags": int(DeliveryFlag.POSTED)}]
+        )
+        check(back.status == Status.SUCCESS, "HV-RETGT-002", "MSG_RETARGET back -> SUCCESS", status_name(back.status))
+        if back.results[0].flags & RetargetFlag.REWRITE:
+            session.program(MLX5, MsgKind.MSIX, 0, back.results[0].address, back.results[0].data)
 
 
 _ = LifecycleEvent  # the VM reset path of HV-FLIGHT-002 is the RESET call's (HV-RESET-002)
