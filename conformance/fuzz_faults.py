@@ -24,8 +24,9 @@ from .faults import FAULTS
 #: The faulty hypervisors the fuzzer runs: its oracle models the default platform (vtd), so a fault of another
 #: platform's message format (spec "Message formats") is left to the conformance suite, run on its platform.
 #: Faults that show only when the device raises a message it holds (masked, pending) across a call, when a posted
-#: request waits for its vCPU across a retarget, or when the guest uses a table after a claim ends or an FLR: the fuzzer's oracle models calls and the pairs they return, not
-#: what a device holds, so these are the suite's (spec "Messages in flight", "Masking", "Release").
+#: request waits for its vCPU across a retarget, or when the guest uses a table after a claim ends or an FLR: the
+#: fuzzer's oracle models calls and the pairs they return, not what a device holds, so these are the suite's (spec
+#: "Messages in flight", "Masking", "Release").
 SUITE_ONLY: frozenset[str] = frozenset(
     {
         "release-keeps-msix-table",

@@ -9,6 +9,8 @@ import contextlib
 from ...reference.hypervisor.call import Call
 from ...reference.hypervisor.core import HypervisorCore
 from ...reference.hypervisor.vmstate import Claim, Message
+from ...reference.platform.formats.base import PerDeviceFormat
+from ...reference.platform.formats.imsic import Imsic
 from ...reference.platform.legacy import LegacyMsi
 from ...reference.platform.pci import SLOT_SIZE, MsiCapability, PciDevice
 from ...reference.platform.platform import Platform
@@ -123,3 +125,26 @@ class RetargetDropsPosted(HypervisorCore):
             old = c.vm.vm.vcpus[msg.vcpu]
             entries = range(msg.irte, msg.irte + msg.count)
             old.interrupts = [i for i in old.interrupts if not (i.posted and i.irte_index in entries)]
+
+
+class ImsicUnmapsAtOnce(Imsic):
+    """Unmaps the old hart's interrupt file as soon as a message moves off it, with the old pair still in the
+    device."""
+
+    def update(self, ref: int, count: int, *, dest_vcpu: int, vector: int, posted: bool) -> None:
+        PerDeviceFormat.update(self, ref, count, dest_vcpu=dest_vcpu, vector=vector, posted=posted)
+
+
+@faults.add(
+    "imsic-unmaps-old-file",
+    "HV-FLIGHT-001",
+    "a retarget to another hart unmaps the old hart's interrupt file at once: the old pair, still in the device "
+    "until the guest rewrites it, is blocked and the message lost",
+    platform="imsic",
+)
+class ImsicUnmapsOldFile(ReferenceSystem):
+    def make_platform(self, remap_entries: int | None) -> Platform:
+        platform = super().make_platform(remap_entries)
+        platform.msi = ImsicUnmapsAtOnce()
+        platform.iommu.format = platform.msi
+        return platform
