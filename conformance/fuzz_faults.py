@@ -23,7 +23,24 @@ from .faults import FAULTS
 
 #: The faulty hypervisors the fuzzer runs: its oracle models the default platform (vtd), so a fault of another
 #: platform's message format (spec "Message formats") is left to the conformance suite, run on its platform.
-FUZZED: tuple[str, ...] = tuple(name for name, f in FAULTS.items() if f.platform in (None, "vtd"))
+#: Faults that show only when the device raises a message it holds (masked, pending) across a call, when a posted
+#: request waits for its vCPU across a retarget, or when the guest uses a table after a claim ends or an FLR: the
+#: fuzzer's oracle models calls and the pairs they return, not what a device holds, so these are the suite's (spec
+#: "Messages in flight", "Masking", "Release").
+SUITE_ONLY: frozenset[str] = frozenset(
+    {
+        "release-keeps-msix-table",
+        "release-no-emulation",
+        "flr-restores-host-cache",
+        "retarget-unmasks-entry",
+        "retarget-drops-pending",
+        "msi-unmask-drops-pending",
+        "retarget-drops-posted",
+    }
+)
+FUZZED: tuple[str, ...] = tuple(
+    name for name, f in FAULTS.items() if f.platform in (None, "vtd") and name not in SUITE_ONLY
+)
 
 
 class BackendHost:

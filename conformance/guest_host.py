@@ -232,6 +232,8 @@ def _poison(fmt_name: str, size: int, count: int) -> bytes:
                 "ims_slots": 4096,
                 "messages_allocated": 0,
                 "message_quota": 4096,
+                "messages_available": 4096,
+                "vm_messages_available": 8192,
             },
         )
     else:

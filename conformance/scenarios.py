@@ -38,7 +38,7 @@ CHOSEN: dict[str, tuple[str, ...]] = {
         "max_messages_per_vm",
         "max_messages_per_device",
     ),
-    "device_info": ("message_quota",),
+    "device_info": ("message_quota", "messages_available", "vm_messages_available"),
 }
 #: The output block of each call that has one (spec "Calls"): (header format, result entry format or None).
 OUTPUTS: dict[int, tuple[str, str | None]] = {int(c.fn): (c.output, c.output_entry) for c in CALLS if c.output}

@@ -62,6 +62,8 @@ class Plan:
     #: Batch: the header, the entries' records from ``start`` (None: the entry does not decode), the stop.
     batch: tuple[Any, list[Any], int] | None = None
     apply: Callable[[], object] | None = None
+    #: Further checks of the decoded output block, beyond field values: the problems found (none: it holds).
+    relations: Callable[[Any], list[str]] | None = None
 
 
 def _out(name: str, raw: bytes | None) -> Any:
@@ -104,6 +106,7 @@ class Model:
             getattr(self, "_" + call.name.lower())(plan, in_gpa, out_gpa, read)
         except Refusal as r:
             plan.status, plan.value, plan.output, plan.batch, plan.apply = r.status, 0, None, None, None
+            plan.relations = None
         return plan
 
     @staticmethod
@@ -197,7 +200,7 @@ class Model:
 
     def _device_query(self, plan: Plan, i: int, o: int, read: Any) -> None:
         vm = plan.vm
-        d = self._decode("device_id", self._blocks(read, i, 16, o, 48))
+        d = self._decode("device_id", self._blocks(read, i, 16, o, _F["device_info"].size))
         key, dev = self._device(vm, d.segment, d.bus, d.devfn, d.flags, d.subdevice_id)
         claim = vm.claims.get(key)
         flags = DeviceFlag.CLAIMED * (claim is not None) | DeviceFlag.NEEDS_VIOMMU * dev.needs_viommu
@@ -219,6 +222,24 @@ class Model:
             "flags&": (int(flags), int(_CHECKED_FLAGS)),
         }
         plan.output = ("device_info", info)  # HV-DEV-004
+        plan.relations = lambda got: self._headroom(vm, claim.vectors if claim else 0, got)
+
+    def _headroom(self, vm: VmModel, held: int, got: Any) -> list[str]:
+        """What the model can hold the headroom to without knowing the table's free entries (HV-HEADROOM-001): the
+        VM's at most its quota and its share less what it holds, the device's its own quota less what it holds, at
+        most the VM's."""
+        cfg, problems = vm.config, []
+        vm_left = cfg.max_messages_per_vm - vm.vectors
+        share = self.share_of(vm.vm_id)
+        for bound in (share, cfg.max_remap_entries):
+            if bound is not None:
+                vm_left = min(vm_left, bound - vm.vectors)
+        if got.vm_messages_available > max(0, vm_left):
+            problems.append(f"DEVICE_QUERY: vm_messages_available {got.vm_messages_available} > {max(0, vm_left)}")
+        want = max(0, min(cfg.max_messages_per_device - held, got.vm_messages_available))
+        if got.messages_available != want:
+            problems.append(f"DEVICE_QUERY: messages_available {got.messages_available}, the spec requires {want}")
+        return problems
 
     def _device_claim(self, plan: Plan, i: int, o: int, read: Any) -> None:
         vm = plan.vm
@@ -312,6 +333,8 @@ class Model:
                         )
                 elif got is None or int(getattr(got, k)) != v:
                     problems.append(f"{name}: output {k} = {got and getattr(got, k)}, the spec requires {v}")
+            if not problems and got is not None and plan.relations is not None:
+                problems += plan.relations(got)
         if not problems and plan.apply is not None:
             plan.apply()
         return problems

@@ -111,6 +111,10 @@ class PlatformRemap:
             limit = None if entries is None else min(entries, share.size)
             self.table.set_share(vm_id, share.first, share.size, limit)
 
+    def share_free(self, vm_id: int) -> int | None:
+        share = self.table.share(vm_id)
+        return None if share is None else max(0, share.limit - self.table.held(vm_id))
+
 
 @dataclass(frozen=True)
 class AssignedFunction:
@@ -164,6 +168,10 @@ class AssignedFunction:
 
     def clear_msi(self) -> None:
         self.platform.legacy.clear_msi(self.device)
+
+    def clear_msix(self) -> None:
+        if self.sub is None:
+            self.platform.legacy.clear_msix(self.device)
 
 
 class SystemVm:

@@ -154,4 +154,6 @@ def test_faults_are_grouped_by_section() -> None:
         "batch",
         "security",
         "lifecycle",
+        "teardown",
+        "inflight",
     }

@@ -171,10 +171,15 @@ def test_imsic_address_is_the_harts_interrupt_file() -> None:
     fmt.update(ref, 1, dest_vcpu=2, vector=0x30, posted=False)
     moved = fmt.compose(ref)
     assert moved == (file_address(2), 0x30)  # another hart: another address (REWRITE)
-    assert _fault(iommu.translate(DEV, address, data)) is FaultReason.NOT_PRESENT  # the old file is unmapped
+    # the old pair, in the device until the guest rewrites it, still reaches the old hart (HV-FLIGHT-001)
+    assert iommu.translate(DEV, address, data) == Delivery(5, 1, 0x30, 0x30)
+    assert iommu.translate(DEV, *moved) == Delivery(5, 2, 0x30, 0x30)
+    fmt.update(ref, 1, dest_vcpu=3, vector=0x30, posted=False)  # moved again: the first file is let go
+    assert _fault(iommu.translate(DEV, address, data)) is FaultReason.NOT_PRESENT
     assert iommu.translate(DEV, *moved) == Delivery(5, 2, 0x30, 0x30)
     fmt.free(ref)
     assert _fault(iommu.translate(DEV, *moved)) is FaultReason.NOT_PRESENT
+    assert _fault(iommu.translate(DEV, file_address(3), 0x30)) is FaultReason.NOT_PRESENT
 
 
 def test_imsic_keeps_a_file_mapped_while_any_message_targets_it() -> None:

@@ -321,7 +321,23 @@ class HypervisorCore(MessageCalls):
             "ims_slots": dev.ims_slots,
             "messages_allocated": claim.vectors if claim else 0,
             "message_quota": c.st.config.max_messages_per_device,
+            **self.headroom(c, claim),
         }
+
+    def headroom(self, c: Call, claim: Claim | None) -> dict[str, int]:
+        """What the VM and the device can still be allocated (HV-HEADROOM-001): the VM's quota less what it holds,
+        at most what is left of its share of the remapping table (emulated vectors and entries kept for freed
+        slots take it too, HV-QUOTA-002, HV-QUOTA-004); the device's quota less what it holds, at most the VM's."""
+        cfg = c.st.config
+        vm_left = cfg.max_messages_per_vm - c.st.vectors
+        if cfg.max_remap_entries is not None:
+            vm_left = min(vm_left, cfg.max_remap_entries - c.st.vectors)
+        free = self.remap.share_free(c.vm.vm_id)
+        if free is not None:
+            vm_left = min(vm_left, free)
+        vm_left = max(0, vm_left)
+        dev_left = cfg.max_messages_per_device - (claim.vectors if claim else 0)
+        return {"messages_available": max(0, min(dev_left, vm_left)), "vm_messages_available": vm_left}
 
     def device_claim(self, c: Call) -> CallResult:
         """DEVICE_CLAIM (spec "Devices"): the kinds (:meth:`claim_kinds`), the device not claimed yet and none
@@ -370,8 +386,16 @@ class HypervisorCore(MessageCalls):
         for handle in [h for h, m in st.messages.items() if m.device == key]:
             freed += self.drop(st, claim, handle)
         device_event(claim, event)
+        if claim.kinds & KindMask.MSIX:
+            self.clear_msix_table(claim)  # HV-RELEASE-001, before emulation resumes from it (HV-RELEASE-002)
         vm.set_emulation(claim.device, claim.kinds, trapped=True)
         return freed
+
+    def clear_msix_table(self, claim: Claim) -> None:
+        """A claim of MSI-X ends: the table holds the guest's pairs, which name revoked entries, so it goes back to
+        its reset state (every entry masked, address and data zero, Enable and Function Mask clear) before
+        emulation resumes (HV-RELEASE-001)."""
+        claim.device.clear_msix()
 
     def reset_vm(self, vm: VmPort, event: VmEvent = VmEvent.VM_RESET) -> int:
         """The RESET call or a VM reset (HV-RESET-001..003): every claim ended, the VM back to OPEN; the vectors

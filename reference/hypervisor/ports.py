@@ -76,6 +76,11 @@ class AssignedDevice(Protocol):
         """Clear MSI Enable, Message Address, Data and Multiple Message Enable of the device's MSI capability."""
         ...
 
+    def clear_msix(self) -> None:
+        """Put the device's MSI-X table as a reset leaves it: every entry masked, its address and data zero, MSI-X
+        Enable and Function Mask clear (HV-RELEASE-001); the PBA, read-only, is left as the device keeps it."""
+        ...
+
 
 class VmPort(Protocol):
     """One VM: its vCPUs, memory and assigned devices, by the identities the guest sees."""
@@ -140,6 +145,11 @@ class RemapPort(Protocol):
 
     def limit_share(self, vm_id: int, entries: int | None) -> None:
         """Lower (or restore, None) how many entries of its share VM ``vm_id`` may hold."""
+        ...
+
+    def share_free(self, vm_id: int) -> int | None:
+        """How many more entries VM ``vm_id`` may take in its share now: the share less what it holds, emulated
+        vectors and entries kept for freed slots included (HV-QUOTA-002, HV-QUOTA-004); None without a share."""
         ...
 
     def compose(self, base: int) -> tuple[int, int]:

@@ -162,6 +162,18 @@ class LegacyMsi:
         device.msi.clear()
         state.host_writes += 1
 
+    def clear_msix(self, device: PciDevice) -> None:
+        """Put ``device``'s MSI-X table and Message Control as a reset leaves them (HV-RELEASE-001): every entry
+        masked, address and data zero, MSI-X Enable and Function Mask clear; the hypervisor's writes, no exit. The
+        PBA is read-only: a bit a masked message left pending stays until the device sends or drops it."""
+        state = self._state(device)
+        if device.msix is None:
+            return
+        pending = device.msix.table.pending
+        device.msix.reset()
+        device.msix.table.pending = pending
+        state.host_writes += 1
+
     def traps_config(self, device: PciDevice, kind: MsgKind) -> bool:
         """Whether a guest access to the ``kind`` capability of ``device`` exits: always, claimed or not
         (HV-EMU-001: configuration space stays trapped for an assigned device)."""

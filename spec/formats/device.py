@@ -38,6 +38,14 @@ DEVICE_INFO: Any = define(
         "ims_slots" / u32 * "Slots of the Interrupt Message Store; zero without IMS.",
         "messages_allocated" / u32 * "Vectors this device holds allocated now.",
         "message_quota" / u32 * "Vectors this device may hold allocated at once.",
+        "messages_available"
+        / u32
+        * "Vectors this device can be allocated now: message_quota less messages_allocated, at most "
+        "vm_messages_available (HV-HEADROOM-001).",
+        "vm_messages_available"
+        / u32
+        * "Vectors the calling VM can be allocated now, on any of its devices: its quota less what it holds, at most "
+        "what is left of its share of the remapping table (HV-HEADROOM-001).",
         "reserved1" / Reserved(u32) * "Reserved, zero.",
     ),
 )

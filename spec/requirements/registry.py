@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from . import abi, device, emulation, formats, general, lifecycle, memory, messages, negotiation
+from . import (
+    abi,
+    device,
+    emulation,
+    formats,
+    general,
+    headroom,
+    inflight,
+    lifecycle,
+    masking,
+    memory,
+    messages,
+    negotiation,
+    teardown,
+)
 from .model import SECTIONS, Requirement
 
 REQUIREMENTS: tuple[Requirement, ...] = tuple(
@@ -11,11 +25,15 @@ REQUIREMENTS: tuple[Requirement, ...] = tuple(
         + abi.REQUIREMENTS
         + negotiation.REQUIREMENTS
         + device.REQUIREMENTS
+        + headroom.REQUIREMENTS
+        + masking.REQUIREMENTS
         + emulation.REQUIREMENTS
         + messages.REQUIREMENTS
+        + inflight.REQUIREMENTS
         + formats.FORMATS
         + memory.REQUIREMENTS
-        + lifecycle.REQUIREMENTS,
+        + lifecycle.REQUIREMENTS
+        + teardown.REQUIREMENTS,
         key=lambda r: list(SECTIONS).index(r.section),
     )
 )

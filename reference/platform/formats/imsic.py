@@ -6,7 +6,9 @@ the guest's view of the target hart's interrupt file; the IOMMU's MSI page table
 that page to the host's guest interrupt file of the hart (here: to the VM's vCPU).  No table entry per message
 exists: the hypervisor maps a hart's file in a device's MSI page table while a message of the device targets
 that hart, and unmaps it when none does.  Moving a message to another hart therefore changes its address
-(REWRITE).  Identity N is the guest interrupt files' size (the reference: 255, as QEMU's virt board).
+(REWRITE); the old hart's file stays mapped for the message until it moves again or is freed, so that the old
+pair, still in the device until the guest rewrites it, delivers to the old hart (HV-FLIGHT-001).  Identity N is
+the guest interrupt files' size (the reference: 255, as QEMU's virt board).
 """
 
 from __future__ import annotations
@@ -48,23 +50,55 @@ class Imsic(PerDeviceFormat):
         self.vm_of: dict[int, int] = {}
         #: (DeviceID, hart) -> the sources (requester tags) of the messages that map it.
         self.sources: dict[tuple[int, int], Counter[Requester]] = {}
+        #: A message moved to another hart -> the old hart's file, kept mapped for it (HV-FLIGHT-001).
+        self.lingering: dict[int, tuple[int, int, Requester]] = {}
 
     def programmed(self, key: int, table: DeviceTable, base: int) -> None:
         entry = table.entries[base]
-        self.mapped[key, entry.dest_vcpu] += 1
-        self.sources.setdefault((key, entry.dest_vcpu), Counter())[entry.source] += 1
         self.vm_of[key] = entry.owner_vm
+        self.map_file(key, entry.dest_vcpu, entry.source)
 
     def unprogrammed(self, key: int, table: DeviceTable, base: int) -> None:
         entry = table.entries[base]
-        self.mapped[key, entry.dest_vcpu] -= 1
-        sources = self.sources[key, entry.dest_vcpu]
-        sources[entry.source] -= 1
-        if sources[entry.source] <= 0:
-            del sources[entry.source]
-        if self.mapped[key, entry.dest_vcpu] <= 0:
-            del self.mapped[key, entry.dest_vcpu]
-            del self.sources[key, entry.dest_vcpu]
+        self.unmap_file(key, entry.dest_vcpu, entry.source)
+
+    def map_file(self, key: int, hart: int, source: Requester) -> None:
+        """One more message of device ``key`` needs hart ``hart``'s interrupt file mapped."""
+        self.mapped[key, hart] += 1
+        self.sources.setdefault((key, hart), Counter())[source] += 1
+
+    def unmap_file(self, key: int, hart: int, source: Requester) -> None:
+        """One message fewer needs it; the file is unmapped from the device's MSI page table when none does."""
+        self.mapped[key, hart] -= 1
+        sources = self.sources[key, hart]
+        sources[source] -= 1
+        if sources[source] <= 0:
+            del sources[source]
+        if self.mapped[key, hart] <= 0:
+            del self.mapped[key, hart]
+            del self.sources[key, hart]
+
+    def update(self, ref: int, count: int, *, dest_vcpu: int, vector: int, posted: bool) -> None:
+        """Move a message: to another hart, its pair changes (REWRITE), and the device keeps writing the old pair
+        until the guest rewrites it, so the old hart's file stays mapped for the message until it moves again or
+        is freed (HV-FLIGHT-001): a message raised meanwhile reaches the old hart, once."""
+        self.release_lingering(ref)
+        key, base = self.split(ref)
+        old = self.tables[key].entries[base]
+        if old.dest_vcpu != dest_vcpu:
+            self.map_file(key, old.dest_vcpu, old.source)
+            self.lingering[ref] = (key, old.dest_vcpu, old.source)
+        super().update(ref, count, dest_vcpu=dest_vcpu, vector=vector, posted=posted)
+
+    def free(self, ref: int) -> int:
+        self.release_lingering(ref)
+        return super().free(ref)
+
+    def release_lingering(self, ref: int) -> None:
+        """Unmap the old hart's file a moved message kept (it moved again, or was freed)."""
+        kept = self.lingering.pop(ref, None)
+        if kept is not None:
+            self.unmap_file(*kept)
 
     def claims(self, address: int) -> bool:
         return GUEST_IMSIC_BASE <= address < GUEST_IMSIC_BASE + MAX_HARTS * FILE_PAGE
