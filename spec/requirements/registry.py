@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import abi, device, emulation, formats, general, lifecycle, memory, messages, negotiation
+from . import abi, device, emulation, events, formats, general, lifecycle, memory, messages, negotiation
 from .model import SECTIONS, Requirement
 
 REQUIREMENTS: tuple[Requirement, ...] = tuple(
@@ -15,7 +15,8 @@ REQUIREMENTS: tuple[Requirement, ...] = tuple(
         + messages.REQUIREMENTS
         + formats.FORMATS
         + memory.REQUIREMENTS
-        + lifecycle.REQUIREMENTS,
+        + lifecycle.REQUIREMENTS
+        + events.REQUIREMENTS,
         key=lambda r: list(SECTIONS).index(r.section),
     )
 )
