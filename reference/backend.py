@@ -26,6 +26,7 @@ from ..spec.iut import (
     IutInfo,
     NoSuchDevice,
     NoSuchVm,
+    Unsupported,
     VmKnobs,
 )
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
@@ -45,6 +46,14 @@ PROFILES: dict[DeviceProfile, PlatformProfile] = {
     DeviceProfile.PLAIN_MSI: MSI_MULTI,
 }
 
+
+#: The LIFECYCLE migrations and the destination each asks of the reference system (HV-MIG-001..005).
+MIGRATIONS = {
+    LifecycleEvent.MIGRATE: "same",
+    LifecycleEvent.MIGRATE_CROWDED: "crowded",
+    LifecycleEvent.MIGRATE_OTHER_PLATFORM: "other-platform",
+    LifecycleEvent.MIGRATE_OTHER_LIMITS: "other-limits",
+}
 
 ARCH_NAMES = {TrapArch.X86_64: "x86_64", TrapArch.ARM64: "arm64", TrapArch.RISCV64: "riscv64"}
 ARCH_INSTRUCTIONS = {
@@ -228,8 +237,11 @@ class ReferenceHypervisor:
         if event is LifecycleEvent.VM_RESET:
             self.system.reset_vm(svm)
             return
-        if event is LifecycleEvent.MIGRATE:
-            self.system.migrate(svm)
+        if event in MIGRATIONS:
+            try:
+                self.system.migrate(svm, MIGRATIONS[event])
+            except ValueError as e:
+                raise Unsupported(str(e)) from None
             return
         if device is None:
             raise NoSuchDevice(device)

@@ -255,13 +255,30 @@ class LifecycleEvent(IntEnum):
     FLR = 2
     HOT_UNPLUG = 3
     MIGRATE = 4
+    MIGRATE_CROWDED = 5
+    MIGRATE_OTHER_PLATFORM = 6
+    MIGRATE_OTHER_LIMITS = 7
 
 
 LIFECYCLE_EVENT_DOCS: dict[LifecycleEvent, str] = {
     LifecycleEvent.VM_RESET: "Reset the whole VM.",
     LifecycleEvent.FLR: "Function-level reset of the device.",
     LifecycleEvent.HOT_UNPLUG: "Surprise hot-unplug of the device.",
-    LifecycleEvent.MIGRATE: "Live-migrate the VM (save its whole state, restore it on a fresh host, resume).",
+    LifecycleEvent.MIGRATE: (
+        "Live-migrate the VM (save its whole state, restore it on a fresh host, resume): a destination with every "
+        "remapping index the VM had free."
+    ),
+    LifecycleEvent.MIGRATE_CROWDED: (
+        "Live-migrate the VM to a destination whose remapping table already holds other entries at the indices the "
+        "VM's messages had (a shared table: VT-d); UNSUPPORTED if the IUT cannot make one."
+    ),
+    LifecycleEvent.MIGRATE_OTHER_PLATFORM: (
+        "Live-migrate the VM to a host of the other platform of the same architecture (VT-d <-> AMD-Vi); "
+        "UNSUPPORTED if the IUT has none."
+    ),
+    LifecycleEvent.MIGRATE_OTHER_LIMITS: (
+        "Live-migrate the VM to a host reporting other GET_INFO limits; UNSUPPORTED if the IUT cannot."
+    ),
 }
 
 

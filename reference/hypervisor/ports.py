@@ -97,6 +97,11 @@ class VmPort(Protocol):
         """Turn trapping/emulation of the MSI capability and MSI-X table of ``kinds`` (a KindMask) on or off."""
         ...
 
+    def inject(self, vcpu: int, vector: int) -> None:
+        """Inject a virtual interrupt of ``vector`` on ``vcpu`` that no device message caused: an event
+        notification (HV-EVT-002), a re-activation's retrigger (HV-MIG-004)."""
+        ...
+
 
 class RemapPort(Protocol):
     """The interrupt-remapping hardware: a table of entries and the message format that names them."""
