@@ -404,7 +404,9 @@ class ReferenceSystem:
         """Destroy a VM: the core frees everything it holds (HV-SEC-009), then the platform drops it."""
         freed = self.core.destroy_vm(vm)
         for base in self._fillers.pop(vm.vm_id, []):  # the crowded destination's own entries (migrate)
-            self.platform.table.free(base)
+            entry = self.platform.table.get(base)
+            if entry is not None and entry.source == HYPERVISOR_REQUESTER:
+                self.platform.table.free(base)
         self.platform.destroy_vm(vm.vm)
         del self.vms[vm.vm_id]
         return freed

@@ -130,7 +130,11 @@ def place_message(core: HypervisorCore, vm: VmPort, claim: Claim, m: Message) ->
         "posted": m.posted,
         "slot": (claim.source.pasid, int(m.kind), m.slot),  # HV-QUOTA-004 as on the source
     }
-    if core.remap.alloc_at(m.irte, m.count, **params):
+    try:
+        kept = core.remap.alloc_at(m.irte, m.count, **params)
+    except ValueError:  # an index of another platform's format: none such on the destination
+        kept = False
+    if kept:
         return True
     base = core.remap.alloc(m.count, **params)
     if base is None:
