@@ -32,7 +32,6 @@ from ..spec.platforms import platform as platform_def
 from .guest.actions import GuestDevice
 from .guest.core import GuestCore, GuestMessage, GuestMode, Target
 from .guest.driver import InProcessDriver
-from .guest.events import configure_events, handle_events
 from .hypervisor.config import HypervisorConfig
 from .platform.iommu import Delivery, Fault
 from .platform.pci import MSIX_CAP_OFFSET, MemoryWrite, MsixCapability, PciDevice
@@ -143,7 +142,7 @@ class _Run:
         self.result.mode = mode.value
         self.check("guest mode", mode is (GuestMode.PVMSI if self.pvmsi else GuestMode.EMULATED), mode.value)
         if self.pvmsi:
-            status = d.run(configure_events(g, 0, self.notify_vector))
+            status = d.run(g.configure_events(0, self.notify_vector))
             self.check("notification target registered (EVENT_CONFIG)", status == 0, str(status))
 
         self.say(f"{self.path}: allocate")
@@ -231,7 +230,7 @@ class _Run:
             (0, self.notify_vector) in notified,
             str(notified),
         )
-        handled = self.driver.run(handle_events(self.guest))
+        handled = self.driver.run(self.guest.handle_events())
         self.check("the guest fetched REFETCH and re-activated", any("REFETCH" in h for h in handled), str(handled))
         moved = sum(1 for _, _, msgs, _ in groups for m in msgs if (m.address, m.data) != before[id(m)])
         total = sum(len(msgs) for _, _, msgs, _ in groups)

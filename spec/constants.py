@@ -83,7 +83,7 @@ STATUS_DOCS: dict[Status, str] = {
     Status.REVOKED: (
         "The hypervisor revoked this message (a storm over its stated rate, or host policy) and told the guest with "
         "a REVOKED event: its remapping entry blocks every write; the handle is still held, and only freeing it "
-        "succeeds (spec \"Events\")."
+        'succeeds (spec "Events").'
     ),
 }
 

@@ -349,6 +349,8 @@ class GuestOp(IntEnum):
     FLR = 5
     UNPLUG = 6
     RELEASE = 7
+    EVENTS = 8
+    NOTIFY = 9
 
 
 GUEST_OP_DOCS: dict[GuestOp, str] = {
@@ -360,6 +362,11 @@ GUEST_OP_DOCS: dict[GuestOp, str] = {
     GuestOp.FLR: "The device went through an FLR: restore its messages.",
     GuestOp.UNPLUG: "The device was hot-unplugged: forget it.",
     GuestOp.RELEASE: "Release the device back to emulation.",
+    GuestOp.EVENTS: "Register vcpu and vector as the notification target of the event channel (EVENT_CONFIG).",
+    GuestOp.NOTIFY: (
+        "The notification interrupt (vcpu, vector) arrived: handle the events (fetch, act on each, acknowledge); "
+        "done is the number of events handled."
+    ),
 }
 
 

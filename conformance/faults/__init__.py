@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from ...reference.backend import ReferenceHypervisor
 from . import batch, boundary, calling, device, events, formats, lifecycle, memory, messages, negotiation, security
+from . import guest_events as _guest_events  # registers the event channel's faulty guests
 from .guests import GUEST_FAULTS, FaultyGuest, faulty_core, faulty_guest
 from .registry import FaultyImpl, unknown
 
@@ -23,7 +24,17 @@ from .registry import FaultyImpl, unknown
 FAULTS: dict[str, FaultyImpl] = {
     f.name: f
     for section in (
-        calling, negotiation, memory, device, boundary, messages, formats, batch, security, lifecycle, events
+        calling,
+        negotiation,
+        memory,
+        device,
+        boundary,
+        messages,
+        formats,
+        batch,
+        security,
+        lifecycle,
+        events,
     )
     for f in section.FAULTS
 }

@@ -131,4 +131,3 @@ class MigrationNoLimitsChanged(HypervisorCore):
         if type is EventType.LIMITS_CHANGED:
             return Event(0, type)
         return super().queue_event(vm, type, device=device, handle=handle, reason=reason)
-

@@ -177,4 +177,3 @@ class EventCalls(MessageCalls):
         c.st.stale.discard(msg.handle)
         for i in range(msg.count):
             c.vm.inject(msg.vcpu, msg.vector + i)
-

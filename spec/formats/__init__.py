@@ -19,7 +19,12 @@ from .negotiation import HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
 
 def _registry() -> dict[str, FormatDef]:
     """Each area module's formats (its ``DEFINED``, in definition order), in the order of the spec's areas."""
-    defs = [fd for module in (device, events, harness, messages, negotiation) for fd in map(format_def, module.DEFINED) if fd]
+    defs = [
+        fd
+        for module in (device, events, harness, messages, negotiation)
+        for fd in map(format_def, module.DEFINED)
+        if fd
+    ]
     names = [fd.name for fd in defs]
     if len(set(names)) != len(names):
         raise ValueError(f"a format name is defined twice: {sorted(n for n in names if names.count(n) > 1)}")

@@ -45,9 +45,7 @@ EVENT: Any = define(
     cs.Struct(
         "seq" / u64 * "Sequence number: non-zero, increasing by one per event queued, never reused for the VM.",
         "type" / ValuesOf(u16, EventType) * "PVMSI_EVENT_*; a guest skips (and acknowledges) a type it does not know.",
-        "reason"
-        / ValuesOf(u16, RevokeReason)
-        * "For REVOKED, why (PVMSI_REVOKE_*); zero for any other type.",
+        "reason" / ValuesOf(u16, RevokeReason) * "For REVOKED, why (PVMSI_REVOKE_*); zero for any other type.",
         "reserved0" / Reserved(u32) * "Reserved, zero.",
         "device" / DEVICE_ID * "The device the event concerns (REVOKED, DEVICE_REMOVED); zero otherwise.",
         "handle" / u64 * "The message the event concerns (REVOKED); zero otherwise.",

@@ -84,10 +84,4 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "A migration destination MUST offer at least the features negotiated on the source; when any GET_INFO "
         "limit differs from the source's it MUST queue a LIMITS_CHANGED event.",
     ),
-    req(
-        "GUEST-MIG-001",
-        Level.MUST,
-        "lifecycle",
-        "After a migration the guest MUST act on REFETCH (GUEST-EVT-002) before it relies on any pair again.",
-    ),
 )

@@ -25,7 +25,12 @@ def test_event_config_checks_its_target(session: Session) -> None:
     """EVENT_CONFIG checks the target as MSG_ALLOC does and wants vcpu and vector zero without ENABLE."""
     session.negotiated()
     bad = eventkit.config(session, session.vcpus, NOTIFY_VECTOR)
-    check(bad.status == Status.INVALID_PARAMETER, "HV-EVT-001", "no such vCPU -> INVALID_PARAMETER", status_name(bad.status))
+    check(
+        bad.status == Status.INVALID_PARAMETER,
+        "HV-EVT-001",
+        "no such vCPU -> INVALID_PARAMETER",
+        status_name(bad.status),
+    )
     bad = eventkit.config(session, 0, NOTIFY_VECTOR, enable=False)
     check(
         bad.status == Status.INVALID_PARAMETER,
@@ -114,7 +119,12 @@ def test_ack_edges(session: Session) -> None:
     session.negotiated()
     _migrate(session)
     future = eventkit.ack(session, 2)
-    check(future.status == Status.INVALID_PARAMETER, "HV-EVT-006", "ack of seq 2 (never issued) -> INVALID_PARAMETER", status_name(future.status))
+    check(
+        future.status == Status.INVALID_PARAMETER,
+        "HV-EVT-006",
+        "ack of seq 2 (never issued) -> INVALID_PARAMETER",
+        status_name(future.status),
+    )
     check(eventkit.fetch(session).seqs() == [1], "HV-EVT-006", "the event is still there", "it was removed")
     zero = eventkit.ack(session, 0)
     check(
@@ -124,10 +134,20 @@ def test_ack_edges(session: Session) -> None:
         f"{status_name(zero.status)} {zero.value}",
     )
     done = eventkit.ack(session, 1)
-    check(done.status == Status.SUCCESS and done.value == 0, "HV-EVT-006", "ack of seq 1 -> SUCCESS, 0 left", f"{status_name(done.status)} {done.value}")
+    check(
+        done.status == Status.SUCCESS and done.value == 0,
+        "HV-EVT-006",
+        "ack of seq 1 -> SUCCESS, 0 left",
+        f"{status_name(done.status)} {done.value}",
+    )
     check(eventkit.fetch(session).events == [], "HV-EVT-006", "queue empty after ack", "events left")
     again = eventkit.ack(session, 1)
-    check(again.status == Status.SUCCESS and again.value == 0, "HV-EVT-006", "ack of seq 1 again -> SUCCESS, 0 left", f"{status_name(again.status)} {again.value}")
+    check(
+        again.status == Status.SUCCESS and again.value == 0,
+        "HV-EVT-006",
+        "ack of seq 1 again -> SUCCESS, 0 left",
+        f"{status_name(again.status)} {again.value}",
+    )
 
 
 @requirement("HV-EVT-007", "HV-EVT-003")
@@ -166,4 +186,3 @@ def test_a_guest_that_ignores_events_keeps_working(session: Session) -> None:
     )
     info = session.info()
     check(info.max_batch >= 1, "HV-EVT-008", "GET_INFO works", str(info))
-

@@ -42,7 +42,11 @@ def populate(session: Session) -> list[Held]:
 
 def fire_all(session: Session, held: list[Held]) -> list[tuple[Held, int, object]]:
     """Fire every vector of every message: (message, vector index, fire result)."""
-    return [(h, i, session.fire(h.dev, h.kind, i if h.kind is MsgKind.MSI else h.slot)) for h in held for i in range(h.count)]
+    return [
+        (h, i, session.fire(h.dev, h.kind, i if h.kind is MsgKind.MSI else h.slot))
+        for h in held
+        for i in range(h.count)
+    ]
 
 
 def migrate_and_refetch(session: Session, event: LifecycleEvent) -> eventkit.Fetched:
@@ -131,4 +135,3 @@ def test_migration_to_other_limits(session: Session) -> None:
         str(fetched.types()),
     )
     check(after.features_offered & features == features, "HV-MIG-005", "the negotiated features still offered", "")
-
