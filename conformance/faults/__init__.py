@@ -15,8 +15,20 @@ and ``pvmsi conformance check-faults`` against every one.
 from __future__ import annotations
 
 from ...reference.backend import ReferenceHypervisor
-from . import batch, boundary, calling, device, events, formats, lifecycle, memory, messages, negotiation, security
-from . import guest_events as _guest_events  # registers the event channel's faulty guests
+from . import (
+    batch,
+    boundary,
+    calling,
+    device,
+    events,
+    formats,
+    guest_events,  # noqa: F401  (registers the event channel's faulty guests)
+    lifecycle,
+    memory,
+    messages,
+    negotiation,
+    security,
+)
 from .guests import GUEST_FAULTS, FaultyGuest, faulty_core, faulty_guest
 from .registry import FaultyImpl, unknown
 

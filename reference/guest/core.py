@@ -45,7 +45,7 @@ from ...spec.layout import layout_of
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR, decode_version
 from .actions import Action, GuestDevice, Hypercall, MaskSlot, ProgramSlot, ReadMemory, SetEnabled, WriteMemory
 from .discover import discover
-from .errors import GuestError
+from .errors import GuestError as GuestError
 from .events import GuestEvents
 from .pairs import pair_acceptable
 

@@ -54,9 +54,9 @@ class HypervisorCore(EventCalls):
     hypervisors each override one); each cites the spec section or requirement it implements.  The steps of
     every call: :meth:`check_registers`, :meth:`check_state`, then the call's handler from :attr:`dispatch`
     (made by :meth:`handler`), which reads its input through :meth:`read_input` and looks devices up through
-    :meth:`lookup_fields`.  The message calls and their steps come from :class:`~.messages.MessageCalls`, the event calls and hooks
-    (:meth:`~.events.EventCalls.queue_event`) from :class:`~.events.EventCalls`; the
-    memory rules are the :class:`~.blocks.MemoryRules` that :meth:`make_rules` makes.
+    :meth:`lookup_fields`.  The message calls and their steps come from :class:`~.messages.MessageCalls`, the
+    event calls and hooks (:meth:`~.events.EventCalls.queue_event`) from :class:`~.events.EventCalls`; the memory
+    rules are the :class:`~.blocks.MemoryRules` that :meth:`make_rules` makes.
     """
 
     def __init__(self, config: HypervisorConfig, remap: RemapPort) -> None:

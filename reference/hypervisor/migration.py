@@ -23,7 +23,8 @@ from .vmstate import Claim, DeviceKey, HandleSource, Message, VmPvmsi
 if TYPE_CHECKING:
     from .core import HypervisorCore
 
-#: The GET_INFO fields (the platform: message_format) whose change the destination reports with LIMITS_CHANGED (HV-MIG-005).
+#: The GET_INFO fields (the platform: message_format) whose change the destination reports with LIMITS_CHANGED
+#: (HV-MIG-005).
 LIMIT_FIELDS = ("platform", "max_batch", "max_claimed_devices", "max_messages_per_vm", "max_messages_per_device")
 
 

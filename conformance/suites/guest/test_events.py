@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from pvmsi.conformance.guest_toolkit import MLX5, MSI_DEV, GuestSession
-
 from pvmsi.spec.constants import MsgKind
 
 requirement = pytest.mark.requirement
