@@ -110,6 +110,7 @@ class ReferenceHypervisor:
                 yield_after=knobs.yield_after or None,
                 max_remap_entries=knobs.remap_entries or None,
                 max_claimed_devices=knobs.max_claimed_devices or base.max_claimed_devices,
+                storm_limit=knobs.storm_limit or base.storm_limit,
             )
         vm = self.system.create_vm(vcpus, ram_mib << 20, slots)
         self.system.core.configure_vm(vm, config)
@@ -175,6 +176,7 @@ class ReferenceHypervisor:
         bdf = self._device(svm, device)
         pci = self.system.platform.device_at(svm.vm, bdf)
         assert pci is not None
+        slot = 0 if kind == MsgKind.MSI else index  # the slot as the guest names it (the core's message slot)
         if device.pasid is not None:
             sub = guest_subdevice(pci, device.pasid)
             assert sub is not None
@@ -182,6 +184,7 @@ class ReferenceHypervisor:
         result = self.system.platform.fire(pci, MsgKind(kind), index)
         if isinstance(result, Delivered):
             self._delivered[vm] += 1
+            self.system.message_delivered(svm, (device.segment, device.bus, device.devfn, device.pasid), kind, slot)
             return FireResult(FireOutcome.DELIVERED, result.delivery.vcpu, result.delivery.vector)
         if isinstance(result, Blocked):
             self._blocked[vm] += 1

@@ -8,11 +8,12 @@ and forwards platform events (VM reset, FLR, hot-unplug, VM destruction) to the 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..spec.constants import MsgKind
+from ..spec.constants import MsgKind, RevokeReason
 from ..spec.version import encode_version
 from .hypervisor.arch import cpuid, firmware_call, hypercall_registers
 from .hypervisor.call import CallResult
@@ -105,6 +106,9 @@ class PlatformRemap:
 
     def release(self, base: int) -> None:
         self.format.free(base)
+
+    def revoke(self, base: int) -> None:
+        self.format.revoke(base)
 
     def compose(self, base: int) -> tuple[int, int]:
         return self.format.compose(base)
@@ -250,6 +254,8 @@ class ReferenceSystem:
         self.vms: dict[int, SystemVm] = {}
         #: Per VM, the entries a crowded migration destination holds at the VM's old indices (:meth:`migrate`).
         self._fillers: dict[int, list[int]] = {}
+        #: Per VM, deliveries per message (device, kind, slot) since its last hypercall (:meth:`message_delivered`).
+        self._storms: dict[int, Counter[tuple[DeviceKey, int, int]]] = {}
         self.platform.unplug_listeners.append(self._on_unplug)
 
     # -- factories ------------------------------------------------------------------------------------------
@@ -299,6 +305,7 @@ class ReferenceSystem:
     def hypercall(self, vm: SystemVm, vcpu: int, fn: int, args: Sequence[int]) -> CallResult:
         """An architecture-neutral pvmsi call from ``vcpu`` (one exit)."""
         vm.vm.count_exit(ExitReason.HYPERCALL)
+        self._storms.pop(vm.vm_id, None)  # the VM ran its driver: the storm count starts again
         return self.core.hypercall(vm, vcpu, fn, args)
 
     def trap(
@@ -307,6 +314,7 @@ class ReferenceSystem:
         """A VMCALL/VMMCALL, HVC or ECALL with ``regs`` at ``privilege`` (x86-64 CPL): the registers after it, or
         None if not pvmsi."""
         vm.vm.count_exit(ExitReason.HYPERCALL)
+        self._storms.pop(vm.vm_id, None)
         return hypercall_registers(self.core, vm, vcpu, arch, regs, privilege)
 
     def execute_trap(
@@ -399,6 +407,20 @@ class ReferenceSystem:
         if isinstance(self.core.remap, PlatformRemap):
             self.core.remap.format = fmt
         self.core.config = replace(self.core.config, platform=target)
+
+    def message_delivered(self, vm: SystemVm, key: DeviceKey, kind: int, slot: int) -> None:
+        """A device message of ``vm`` was delivered: past the VM's storm limit with no hypercall in between, the
+        core revokes it and tells the guest (HV-REVOKE-001, HV-REVOKE-002)."""
+        limit = self.core.state_of(vm).config.storm_limit
+        if not limit:
+            return
+        counts = self._storms.setdefault(vm.vm_id, Counter())
+        counts[key, kind, slot] += 1
+        if counts[key, kind, slot] > limit:
+            del counts[key, kind, slot]
+            handle = self.core.handle_in_slot(vm, key, kind, slot)
+            if handle is not None:
+                self.core.revoke_message(vm, handle, RevokeReason.STORM)
 
     def destroy_vm(self, vm: SystemVm) -> int:
         """Destroy a VM: the core frees everything it holds (HV-SEC-009), then the platform drops it."""

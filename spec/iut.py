@@ -102,6 +102,7 @@ class VmKnobs:
     features_withheld: int = 0
     remap_entries: int = 0
     max_claimed_devices: int = 0
+    storm_limit: int = 0
 
 
 @dataclass(frozen=True)

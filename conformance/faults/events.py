@@ -131,3 +131,13 @@ class MigrationNoLimitsChanged(HypervisorCore):
         if type is EventType.LIMITS_CHANGED:
             return Event(0, type)
         return super().queue_event(vm, type, device=device, handle=handle, reason=reason)
+
+
+@faults.add("revoke-keeps-delivering", "HV-REVOKE-002", "a revoked message is reported but its entries stay live")
+class RevokeKeepsDelivering(HypervisorCore):
+    def revoke_message(self, vm: VmPort, handle: int, reason: RevokeReason) -> bool:
+        msg = self.state_of(vm).messages.get(handle)
+        if msg is None:
+            return False
+        self.queue_event(vm, EventType.REVOKED, device=msg.device, handle=handle, reason=reason)
+        return True

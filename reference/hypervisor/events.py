@@ -133,6 +133,13 @@ class EventCalls(MessageCalls):
             vcpu, vector = st.events.target
             vm.inject(vcpu, vector)
 
+    def handle_in_slot(self, vm: VmPort, key: DeviceKey, kind: int, slot: int) -> int | None:
+        """The handle of the live message of device ``key`` in (``kind``, ``slot``) (MSI: slot 0), or None."""
+        for m in self.state_of(vm).messages.values():
+            if m.device == key and m.kind == kind and m.slot == slot and not m.revoked:
+                return m.handle
+        return None
+
     def revoke_message(self, vm: VmPort, handle: int, reason: RevokeReason) -> bool:
         """Revoke a message (HV-REVOKE-001): its remapping entries released, so its writes are blocked (the
         platform suppresses their fault records, HV-REVOKE-003), the handle kept for MSG_FREE; the guest told with
@@ -141,11 +148,16 @@ class EventCalls(MessageCalls):
         msg = st.messages.get(handle)
         if msg is None or msg.revoked:
             return False
-        self.release_remapping(msg)
+        self.revoke_remapping(msg)
         msg.revoked = True
         st.stale.discard(handle)
         self.queue_event(vm, EventType.REVOKED, device=msg.device, handle=handle, reason=reason)
         return True
+
+    def revoke_remapping(self, msg: Message) -> None:
+        """Block a revoked message's entries for good (HV-REVOKE-002): released, and on the IMSIC, whose MSI page
+        table maps whole interrupt files, its identities disabled."""
+        self.remap.revoke(msg.irte)
 
     # -- what the message calls do differently because of events -------------------------------------------------
 

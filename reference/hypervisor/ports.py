@@ -138,6 +138,11 @@ class RemapPort(Protocol):
         """Clear and free the block starting at ``base``."""
         ...
 
+    def revoke(self, base: int) -> None:
+        """Revoke the block starting at ``base`` for good: freed, and a write of its pair blocked from now on
+        (HV-REVOKE-002)."""
+        ...
+
     def share(self, vm_id: int) -> int | None:
         """How many entries VM ``vm_id`` may hold, pvmsi and emulated MSI/MSI-X together (its share of the table,
         HV-QUOTA-001, HV-QUOTA-002); None when the VM allocates from the whole table."""

@@ -7,8 +7,9 @@ import pytest
 
 from pvmsi.conformance import eventkit
 from pvmsi.conformance.toolkit import MLX5, Session, alloc_entry, check, status_name
-from pvmsi.spec.constants import EventType, KindMask, MsgKind, Status
+from pvmsi.spec.constants import EventType, KindMask, MsgKind, RevokeReason, Status
 from pvmsi.spec.harness_constants import FireOutcome, LifecycleEvent
+from pvmsi.spec.iut import VmKnobs
 
 requirement = pytest.mark.requirement
 
@@ -186,3 +187,42 @@ def test_a_guest_that_ignores_events_keeps_working(session: Session) -> None:
     )
     info = session.info()
     check(info.max_batch >= 1, "HV-EVT-008", "GET_INFO works", str(info))
+
+
+@requirement("HV-REVOKE-002")
+def test_storm_revokes_and_tells_the_guest(session: Session) -> None:
+    """A message past the VM's storm limit is revoked: REVOKED (STORM) queued and notified, no delivery after,
+    MSG_RETARGET of it fails with REVOKED, MSG_FREE frees it; the other messages keep delivering."""
+    limit = 3
+    session.use(session.new_vm(knobs=VmKnobs(storm_limit=limit)))
+    session.ready(MLX5, int(KindMask.MSIX))
+    results = session.allocated(MLX5, MsgKind.MSIX, [0, 1], vcpu=1, vector=0x50)
+    for slot, r in enumerate(results):
+        session.live(MLX5, MsgKind.MSIX, slot, r)
+    check(eventkit.config(session, NOTIFY_VCPU, NOTIFY_VECTOR).status == Status.SUCCESS, "HV-EVT-001", "target", "")
+    session.collect(session.vm)
+    for _ in range(limit + 1):
+        session.fire(MLX5, MsgKind.MSIX, 0)
+    got = session.collect(session.vm)
+    fetched = eventkit.fetch(session)
+    revoked = [e for e in fetched.events or [] if e.type == EventType.REVOKED]
+    check(
+        len(revoked) == 1 and revoked[0].handle == results[0].handle and revoked[0].reason == RevokeReason.STORM,
+        "HV-REVOKE-002",
+        f"one REVOKED (STORM) for handle {results[0].handle:#x} after {limit + 1} deliveries",
+        str(fetched.events),
+    )
+    check((NOTIFY_VCPU, NOTIFY_VECTOR) in got, "HV-EVT-002", "the revocation notified the target", str(got))
+    fired = session.fire(MLX5, MsgKind.MSIX, 0)
+    check(fired.outcome != FireOutcome.DELIVERED, "HV-REVOKE-002", "no delivery after revocation", fired.outcome.name)
+    b = session.retarget(MLX5, [{"handle": results[0].handle, "vcpu": 1, "vector": 0x50, "flags": 0}])
+    check(b.status == Status.REVOKED, "HV-REVOKE-002", "MSG_RETARGET of it -> REVOKED", status_name(b.status))
+    fired = session.fire(MLX5, MsgKind.MSIX, 1)
+    check(
+        fired.outcome == FireOutcome.DELIVERED and (fired.vcpu, fired.vector) == (1, 0x51),
+        "HV-REVOKE-002",
+        "the other message still delivers",
+        fired.outcome.name,
+    )
+    b = session.free(MLX5, [results[0].handle])
+    check(b.status == Status.SUCCESS, "HV-REVOKE-002", "MSG_FREE of it -> SUCCESS", status_name(b.status))
