@@ -126,6 +126,7 @@ class Recorder:
                     "features_withheld": k.features_withheld,
                     "remap_entries": k.remap_entries,
                     "max_claimed_devices": k.max_claimed_devices,
+                    "storm_limit": k.storm_limit,
                 },
             }
         )
