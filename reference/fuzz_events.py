@@ -22,7 +22,7 @@ from ..spec.callconv import (
     X86Path,
     uid_registers,
 )
-from ..spec.constants import FunctionNumber, MsgKind, Status
+from ..spec.constants import EventType, FunctionNumber, MsgKind, Status
 from ..spec.version import encode_version
 from .fuzz_model import Model
 from .guest.actions import GuestDevice
@@ -91,6 +91,8 @@ class HostEvents:
         elif r < 0.73:
             self.events["migrate"] += 1
             system.migrate(vm)  # HV-MIG-001..003: everything stays, deliveries too
+            if m is not None:
+                m.queue_event(EventType.REFETCH)  # HV-MIG-002
             self._compare(vm)
             self.program_and_fire(vm)
         elif r < 0.8:
