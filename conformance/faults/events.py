@@ -141,3 +141,22 @@ class RevokeKeepsDelivering(HypervisorCore):
             return False
         self.queue_event(vm, EventType.REVOKED, device=msg.device, handle=handle, reason=reason)
         return True
+
+
+@faults.add("event-queue-unbounded", "HV-EVT-005", "the event queue grows past PVMSI_MAX_EVENTS")
+class EventQueueUnbounded(HypervisorCore):
+    def queue_event(
+        self,
+        vm: VmPort,
+        type: EventType,
+        *,
+        device: DeviceKey | None = None,
+        handle: int = 0,
+        reason: RevokeReason = RevokeReason.NONE,
+    ) -> Event:
+        st = self.state_of(vm)
+        event = Event(st.events.next_seq, type, reason, device, handle)
+        st.events.next_seq += 1
+        st.events.pending = [e for e in st.events.pending if e.key != event.key] + [event]
+        self.notify(vm, st)
+        return event

@@ -7,7 +7,7 @@ import pytest
 
 from pvmsi.conformance import eventkit
 from pvmsi.conformance.toolkit import MLX5, Session, alloc_entry, check, status_name
-from pvmsi.spec.constants import EventType, KindMask, MsgKind, RevokeReason, Status
+from pvmsi.spec.constants import EventType, KindMask, Limit, MsgKind, RevokeReason, Status
 from pvmsi.spec.harness_constants import FireOutcome, LifecycleEvent
 from pvmsi.spec.iut import VmKnobs
 
@@ -226,3 +226,33 @@ def test_storm_revokes_and_tells_the_guest(session: Session) -> None:
     )
     b = session.free(MLX5, [results[0].handle])
     check(b.status == Status.SUCCESS, "HV-REVOKE-002", "MSG_FREE of it -> SUCCESS", status_name(b.status))
+
+
+@requirement("HV-EVT-005")
+def test_the_queue_is_bounded(session: Session) -> None:
+    """More distinct events than PVMSI_MAX_EVENTS (storm revocations of as many messages): the queue never holds
+    more, and what it dropped is covered by one REFETCH."""
+    many = int(Limit.MAX_EVENTS) + 1
+    session.use(session.new_vm(knobs=VmKnobs(storm_limit=1)))
+    session.ready(MLX5, int(KindMask.MSIX))
+    for first in range(0, many, 50):
+        slots = list(range(first, min(first + 50, many)))
+        for slot, r in zip(slots, session.allocated(MLX5, MsgKind.MSIX, slots, vcpu=1, vector=0x40), strict=True):
+            session.program(MLX5, MsgKind.MSIX, slot, r.address, r.data)
+    session.enable(MLX5, MsgKind.MSIX)
+    for slot in range(many):
+        session.fire(MLX5, MsgKind.MSIX, slot)
+        session.fire(MLX5, MsgKind.MSIX, slot)
+    fetched = eventkit.fetch(session)
+    check(
+        fetched.events is not None and len(fetched.events) <= int(Limit.MAX_EVENTS),
+        "HV-EVT-005",
+        f"at most {int(Limit.MAX_EVENTS)} events pending",
+        f"{fetched.value} events",
+    )
+    check(
+        EventType.REFETCH in fetched.types(),
+        "HV-EVT-005",
+        f"{many} revocations overflowed the queue: a REFETCH stands for what was dropped",
+        str(fetched.types()[-3:]),
+    )
