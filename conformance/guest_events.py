@@ -4,14 +4,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from ..spec.constants import EventType, RevokeReason
 from ..spec.harness_constants import LifecycleEvent
 from ..spec.iut import DeviceRef
 
-if TYPE_CHECKING:  # guest_host imports this module
-    from .guest_host import CallRecord, HostModel
+#: The suite's hypervisor model (:class:`~.guest_host.HostModel`) and one call it recorded (its ``CallRecord``);
+#: :mod:`.guest_host` imports this module, so it is not imported here.
+HostModel = Any
+CallRecord = Any
 
 
 def migrate(hv: HostModel, event: LifecycleEvent = LifecycleEvent.MIGRATE_CROWDED) -> None:
@@ -27,8 +29,9 @@ def revoke(hv: HostModel, dev: DeviceRef, kind: int, slot: int) -> int:
         raise KeyError(f"no message at {dev} kind {kind} slot {slot}")
     hv.core.revoke_message(hv.svm, msg.handle, RevokeReason.HOST_POLICY)
     hv.revoked.add(msg.handle)
-    hv.log(f"platform: revoke handle {msg.handle:#x} ({dev} kind {kind} slot {slot})")
-    return msg.handle
+    handle: int = msg.handle
+    hv.log(f"platform: revoke handle {handle:#x} ({dev} kind {kind} slot {slot})")
+    return handle
 
 
 def on_ack(hv: HostModel, rec: CallRecord) -> None:

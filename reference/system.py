@@ -249,8 +249,12 @@ class ReferenceSystem:
             # a device's interrupt remapping table holds 2048 entries (DTE IntTabLen, 2K mode): its quota
             config = replace(config, max_messages_per_device=AMD_VI_TABLE)
         self.platform_key = config.platform
+        #: The host's own platform: a migration to the other platform of the architecture re-platforms the host
+        #: (it stands for the destination) until no VM is left on it (:meth:`migrate`, :meth:`destroy_vm`).
+        self.home_platform = config.platform
         self.platform = self.make_platform(remap_entries)
         self.core = core(config, self.make_remap(self.platform.table))
+        self.home_config = config
         self.vms: dict[int, SystemVm] = {}
         #: Per VM, the entries a crowded migration destination holds at the VM's old indices (:meth:`migrate`).
         self._fillers: dict[int, list[int]] = {}
@@ -390,7 +394,7 @@ class ReferenceSystem:
         if self.platform.msi.key != "vtd":
             return
         self.platform.table.unpark_owner(vm.vm_id)  # the source's parked blocks are not on the destination
-        host = Irte(0, 0, 0x20, HYPERVISOR_REQUESTER)
+        host = Irte(0, 0, 0x20, HYPERVISOR_REQUESTER, present=False)  # held by the host, delivering nothing
         fillers = self._fillers.setdefault(vm.vm_id, [])
         for m in state["messages"]:
             if not m.get("revoked") and self.platform.table.alloc_at(int(m["irte"]), host, int(m["count"])):
@@ -431,6 +435,9 @@ class ReferenceSystem:
                 self.platform.table.free(base)
         self.platform.destroy_vm(vm.vm)
         del self.vms[vm.vm_id]
+        if not self.vms and self.platform_key != self.home_platform:
+            self._replatform(self.home_platform)  # the migrated VM has left: the host is itself again
+            self.core.config = self.home_config
         return freed
 
     def _on_unplug(self, dev: PciDevice) -> None:

@@ -154,4 +154,5 @@ def test_faults_are_grouped_by_section() -> None:
         "batch",
         "security",
         "lifecycle",
+        "events",
     }

@@ -10,7 +10,7 @@ MSG_RETARGET of each message to its own target).
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...spec.codec import decode, encode
 from ...spec.constants import EventConfigFlag, EventType, FunctionNumber, Limit, MsgKind, RetargetFlag, Status
@@ -27,8 +27,8 @@ from ...spec.layout import layout_of
 from .actions import Action, GuestDevice, MaskSlot
 from .errors import GuestError
 
-if TYPE_CHECKING:
-    from .core import GuestMessage
+#: A message the guest holds (:class:`~.core.GuestMessage`, which this part of the core does not import).
+GuestMessage = Any
 
 Op = Generator[Action, Any, Any]
 

@@ -83,8 +83,11 @@ def import_vm(
     limits (HV-MIG-005). Returns the handles whose pair changed."""
     source_config = HypervisorConfig(**data["config"])
     config = config or source_config
-    st = VmPvmsi(HandleSource(None), config, VmState(data["state"]), int(data["features"]))
-    st.handles.counter = int(data["handle_counter"])  # never reissue a handle (HV-SEC-005)
+    counter = int(data["handle_counter"])
+    seed = core.config.handle_seed  # a seeded host (reproducible runs) seeds the destination's handles too
+    handles = HandleSource(None if seed is None else seed + vm.vm_id + counter)
+    st = VmPvmsi(handles, config, VmState(data["state"]), int(data["features"]))
+    st.handles.counter = counter  # never reissue a handle (HV-SEC-005)
     _import_events(st, data.get("events"))
     st.stale = {int(h) for h in data.get("stale", [])}
     for c in data["claims"]:
