@@ -119,9 +119,17 @@ class EventCalls(MessageCalls):
         reason: RevokeReason = RevokeReason.NONE,
     ) -> Event:
         """Tell VM ``vm``'s guest something: queue an event (coalesced and bounded, HV-EVT-003, HV-EVT-005) and
-        notify the registered target (HV-EVT-002).  The one entry point for every part of the hypervisor that
-        raises an event: a migration destination (REFETCH, LIMITS_CHANGED), hot-unplug (DEVICE_REMOVED with the
-        device's key), a revocation (REVOKED with device, handle and reason; :meth:`revoke_message` calls it)."""
+        notify the registered target (HV-EVT-002); the event queued.
+
+        The one entry point for every part of the hypervisor that raises an event:
+
+        * a migration destination: ``queue_event(vm, EventType.REFETCH)``, and ``EventType.LIMITS_CHANGED``;
+        * hot-unplug of a claimed device: ``queue_event(vm, EventType.DEVICE_REMOVED, device=key)``, ``key`` the
+          device as the guest names it, ``(segment, bus, devfn, pasid or None)`` (one event per function and per
+          sub-device whose claim ended), after its claim has ended;
+        * a revocation: :meth:`revoke_message` (which queues REVOKED with the device, the handle and the reason).
+
+        Events of a VM in any state are queued; RESET empties the queue (HV-EVT-007)."""
         st = self.state_of(vm)
         event = st.events.queue(type, reason=reason, device=device, handle=handle)
         self.notify(vm, st)
