@@ -20,7 +20,7 @@ from ..spec.iut import DeviceRef
 from .toolkit import PAGE_OUT_GPA, Outcome, Session, encode
 
 PAGE = int(Limit.PAGE_SIZE)
-_HEADER, _EVENT = fast("event_fetch_out"), fast("event")
+_HEADER, _EVENT = fast("event_header"), fast("event")
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,10 @@ class Fetched:
     events: list[Any] | None
 
     def types(self) -> list[EventType | int]:
-        return [EventType(e.type) if e.type in EventType._value2member_map_ else e.type for e in self.events or []]
+        return [
+            EventType(e.event_type) if e.event_type in EventType._value2member_map_ else e.event_type
+            for e in self.events or []
+        ]
 
     def seqs(self) -> list[int]:
         return [e.seq for e in self.events or []]

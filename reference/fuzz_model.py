@@ -38,7 +38,7 @@ _CHECKED_FLAGS = DeviceFlag.CLAIMED | DeviceFlag.NEEDS_VIOMMU | DeviceFlag.ISOLA
 _F = {n: fast(n) for n in ("negotiate_in", "device_id", "claim_in", "batch_in", "batch_out", "hv_info")}
 _F.update({n: fast(n) for n in ("negotiate_out", "device_info", "alloc_entry", "retarget_entry", "free_entry")})
 _F.update({n: fast(n) for n in ("alloc_result", "retarget_result", "free_result")})
-_F.update({n: fast(n) for n in ("event_config_in", "event_fetch_out", "event_ack_in")})
+_F.update({n: fast(n) for n in ("event_config_in", "event_header", "event_ack_in")})
 
 
 class Refusal(Exception):
@@ -274,7 +274,7 @@ class Model:
         vm = plan.vm
         self._block(read, o, PAGE)
         plan.value = len(vm.events)  # HV-EVT-004: every pending event, nothing removed
-        plan.output = ("event_fetch_out", {"count": len(vm.events), "next_seq": vm.event_seq})
+        plan.output = ("event_header", {"count": len(vm.events), "next_seq": vm.event_seq})
 
     def _event_ack(self, plan: Plan, i: int, o: int, read: Any) -> None:
         vm = plan.vm

@@ -197,9 +197,9 @@ CALLS: tuple[CallDef, ...] = (
         FunctionNumber.EVENT_FETCH,
         "Write every unacknowledged event, oldest first, to the output block. It changes no state: the same "
         "events come back until EVENT_ACK acknowledges them.",
-        output="event_fetch_out",
+        output="event_header",
         output_entry="event",
-        value="count (as event_fetch_out.count)",
+        value="count (as event_header.count)",
     ),
     CallDef(
         "EVENT_ACK",
@@ -230,7 +230,7 @@ def call(name: str) -> CallDef:
 
 def _check_event_page() -> None:
     """PVMSI_MAX_EVENTS is what one EVENT_FETCH output page holds (HV-EVT-005)."""
-    held = (int(Limit.PAGE_SIZE) - format_layout("event_fetch_out").size) // format_layout("event").size
+    held = (int(Limit.PAGE_SIZE) - format_layout("event_header").size) // format_layout("event").size
     if held != int(Limit.MAX_EVENTS):
         raise ValueError(f"MAX_EVENTS is {int(Limit.MAX_EVENTS)}, a page holds {held} events")
 

@@ -16,7 +16,7 @@ from .guests import fault
 @fault("acks-unhandled-refetch", "GUEST-EVT-001", "acknowledges REFETCH without acting on it")
 class _AcksUnhandled(GuestCore):
     def act(self, e: Any) -> Op:
-        if e.type == EventType.REFETCH:
+        if e.event_type == EventType.REFETCH:
             yield from ()
             return "REFETCH ignored"
         return (yield from super().act(e))

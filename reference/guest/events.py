@@ -18,7 +18,7 @@ from ...spec.formats import (
     EVENT,
     EVENT_ACK_IN,
     EVENT_CONFIG_IN,
-    EVENT_FETCH_OUT,
+    EVENT_HEADER,
     HV_INFO,
     RETARGET_ENTRY,
     RETARGET_RESULT,
@@ -33,7 +33,7 @@ GuestMessage = Any
 Op = Generator[Action, Any, Any]
 
 PAGE = int(Limit.PAGE_SIZE)
-_HEADER, _EVENT = layout_of(EVENT_FETCH_OUT).size, layout_of(EVENT).size
+_HEADER, _EVENT = layout_of(EVENT_HEADER).size, layout_of(EVENT).size
 
 
 class GuestEvents:
@@ -79,7 +79,7 @@ class GuestEvents:
         status, count, out = yield from self.call(FunctionNumber.EVENT_FETCH, None, PAGE)
         if status != Status.SUCCESS:
             raise GuestError("EVENT_FETCH", status)
-        header = decode(EVENT_FETCH_OUT, out[:_HEADER])
+        header = decode(EVENT_HEADER, out[:_HEADER])
         n = min(count, header.count, int(Limit.MAX_EVENTS))
         events = [decode(EVENT, out[_HEADER + i * _EVENT : _HEADER + (i + 1) * _EVENT]) for i in range(n)]
         return events, header.next_seq
@@ -106,19 +106,19 @@ class GuestEvents:
     def act(self, e: Any) -> Op:
         """Act on one event; what was done, in words."""
         dev = GuestDevice(e.device.segment, e.device.bus, e.device.devfn, e.device.subdevice_id or None)
-        if e.type == EventType.REFETCH:
+        if e.event_type == EventType.REFETCH:
             rewritten = yield from self.refetch()
             return f"REFETCH: every message re-activated, {rewritten} pairs rewritten"
-        if e.type == EventType.LIMITS_CHANGED:
+        if e.event_type == EventType.LIMITS_CHANGED:
             yield from self.reread_info()
             return f"LIMITS_CHANGED: max_batch now {self.max_batch}"
-        if e.type == EventType.REVOKED:
+        if e.event_type == EventType.REVOKED:
             freed = yield from self.revoked(dev, e.handle)
             return f"REVOKED (reason {e.reason}) handle {e.handle:#x}: {'freed' if freed else 'not held'}"
-        if e.type == EventType.DEVICE_REMOVED:
+        if e.event_type == EventType.DEVICE_REMOVED:
             dropped = self.on_unplug(dev)  # GUEST-UNPLUG-001: dropped, never freed
             return f"DEVICE_REMOVED: {dropped} messages dropped"
-        return f"type {e.type} unknown: skipped"
+        return f"type {e.event_type} unknown: skipped"
 
     def reread_info(self) -> Op:
         """GET_INFO again: the limits and the format may differ after a migration (HV-MIG-005)."""

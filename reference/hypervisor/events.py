@@ -13,7 +13,7 @@ from typing import Any
 
 from ...spec.codec import encode
 from ...spec.constants import EventConfigFlag, EventType, Limit, RevokeReason, Status
-from ...spec.formats import EVENT, EVENT_ACK_IN, EVENT_CONFIG_IN, EVENT_FETCH_OUT
+from ...spec.formats import EVENT, EVENT_ACK_IN, EVENT_CONFIG_IN, EVENT_HEADER
 from ...spec.records import RetargetEntry, RetargetResult
 from .call import Call, CallResult
 from .errors import CallError
@@ -80,14 +80,14 @@ class EventCalls(MessageCalls):
 
     def encode_events(self, header: dict[str, Any], events: list[Event]) -> bytes:
         """The fetch output: the header, then one event record per event (HV-EVT-004)."""
-        parts = [encode(EVENT_FETCH_OUT, header)]
+        parts = [encode(EVENT_HEADER, header)]
         for e in events:
             parts.append(
                 encode(
                     EVENT,
                     {
                         "seq": e.seq,
-                        "type": int(e.type),
+                        "event_type": int(e.type),
                         "reason": int(e.reason),
                         "device": device_fields(e.device),
                         "handle": e.handle,

@@ -3,7 +3,7 @@
 from ..fields import AREAS, FormatDef, format_def
 from . import device, events, harness, messages, negotiation
 from .device import CLAIM_IN, DEVICE_ID, DEVICE_INFO
-from .events import EVENT, EVENT_ACK_IN, EVENT_CONFIG_IN, EVENT_FETCH_OUT
+from .events import EVENT, EVENT_ACK_IN, EVENT_CONFIG_IN, EVENT_HEADER
 from .messages import (
     ALLOC_ENTRY,
     ALLOC_RESULT,
@@ -45,7 +45,7 @@ __all__ = [
     "EVENT",
     "EVENT_ACK_IN",
     "EVENT_CONFIG_IN",
-    "EVENT_FETCH_OUT",
+    "EVENT_HEADER",
     "FORMATS",
     "FREE_ENTRY",
     "FREE_RESULT",

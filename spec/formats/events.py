@@ -1,6 +1,6 @@
 """The formats of EVENT_CONFIG, EVENT_FETCH and EVENT_ACK: the host-to-guest event channel (spec "Events").
 
-EVENT_FETCH's output block is an :data:`EVENT_FETCH_OUT` header followed by ``count`` :data:`EVENT` records,
+EVENT_FETCH's output block is an :data:`EVENT_HEADER` header followed by ``count`` :data:`EVENT` records,
 oldest (lowest sequence number) first.
 """
 
@@ -26,10 +26,10 @@ EVENT_CONFIG_IN: Any = define(
     ),
 )
 
-EVENT_FETCH_OUT: Any = define(
-    "event_fetch_out",
+EVENT_HEADER: Any = define(
+    "event_header",
     "events",
-    "Header of EVENT_FETCH's output block; count event records follow it directly, oldest first.",
+    "Header of EVENT_FETCH's output page; count event records follow it directly, oldest first.",
     cs.Struct(
         "count" / u16 * "Event records following this header: every unacknowledged event (at most PVMSI_MAX_EVENTS).",
         "reserved0" / Reserved(u16) * "Reserved, zero.",
@@ -44,7 +44,9 @@ EVENT: Any = define(
     "One host-to-guest event, as EVENT_FETCH returns it.",
     cs.Struct(
         "seq" / u64 * "Sequence number: non-zero, increasing by one per event queued, never reused for the VM.",
-        "type" / ValuesOf(u16, EventType) * "PVMSI_EVENT_*; a guest skips (and acknowledges) a type it does not know.",
+        "event_type"
+        / ValuesOf(u16, EventType)
+        * "PVMSI_EVENT_*; a guest skips (and acknowledges) a type it does not know.",
         "reason" / ValuesOf(u16, RevokeReason) * "For REVOKED, why (PVMSI_REVOKE_*); zero for any other type.",
         "reserved0" / Reserved(u32) * "Reserved, zero.",
         "device" / DEVICE_ID * "The device the event concerns (REVOKED, DEVICE_REMOVED); zero otherwise.",
@@ -63,4 +65,4 @@ EVENT_ACK_IN: Any = define(
 )
 
 #: The formats of this module, in definition order (:mod:`pvmsi.spec.formats` registers them).
-DEFINED: tuple[Any, ...] = (EVENT_CONFIG_IN, EVENT_FETCH_OUT, EVENT, EVENT_ACK_IN)
+DEFINED: tuple[Any, ...] = (EVENT_CONFIG_IN, EVENT_HEADER, EVENT, EVENT_ACK_IN)

@@ -205,7 +205,7 @@ def test_storm_revokes_and_tells_the_guest(session: Session) -> None:
         session.fire(MLX5, MsgKind.MSIX, 0)
     got = session.collect(session.vm)
     fetched = eventkit.fetch(session)
-    revoked = [e for e in fetched.events or [] if e.type == EventType.REVOKED]
+    revoked = [e for e in fetched.events or [] if e.event_type == EventType.REVOKED]
     check(
         len(revoked) == 1 and revoked[0].handle == results[0].handle and revoked[0].reason == RevokeReason.STORM,
         "HV-REVOKE-002",
@@ -237,7 +237,9 @@ def test_the_queue_is_bounded(session: Session) -> None:
     session.ready(MLX5, int(KindMask.MSIX))
     for first in range(0, many, 50):
         slots = list(range(first, min(first + 50, many)))
-        for slot, r in zip(slots, session.allocated(MLX5, MsgKind.MSIX, slots, vcpu=1, vector=0x40), strict=True):
+        for slot, r in zip(
+            slots, session.allocated(MLX5, MsgKind.MSIX, slots, vcpu=1, vector=0x40 + first), strict=True
+        ):
             session.program(MLX5, MsgKind.MSIX, slot, r.address, r.data)
     session.enable(MLX5, MsgKind.MSIX)
     for slot in range(many):

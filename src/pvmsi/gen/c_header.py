@@ -205,10 +205,8 @@ def _call(c: CallDef, by_name: dict[str, FormatLayout], done: set[str], style: S
 
 
 def batch_block_structs(c: CallDef) -> list[tuple[str, str, str, str]]:
-    """A batch call's blocks as single structs: (struct name, header format, entry format, member name); none for a
-    call that is not a batch (EVENT_FETCH's page of events: its header format already names the block)."""
-    if not c.batched:
-        return []
+    """A call's blocks of a header and ``count`` entries (a batch, EVENT_FETCH's page of events) as single structs:
+    (struct name, header format, entry format, member name)."""
     out = []
     for suffix, head, entry, member in (
         ("in", c.input, c.input_entry, "entries"),
