@@ -265,7 +265,8 @@ class Generator:
             if rng.random() < 0.08:
                 block = self.mutate(block) if len(block) >= 32 else bytes(b ^ (1 << rng.randrange(8)) for b in block)
         in_gpa = self.gpa(SCRATCH) if call is None or call.input is not None else 0
-        out_gpa = self.gpa(OUT) if call is None or call.output is not None else 0
+        out = SCRATCH + PAGE if fn == FunctionNumber.EVENT_FETCH else OUT  # its output is a whole page
+        out_gpa = self.gpa(out) if call is None or call.output is not None else 0
         if rng.random() < 0.03:
             in_gpa, out_gpa = out_gpa, in_gpa  # a block where the call has none, or none where it has one
         return fn, block, (in_gpa, out_gpa, *self.regs())
