@@ -159,6 +159,10 @@ class GuestRunner:
             return core.forget(dev), int
         if cmd.op is GuestOp.RELEASE:
             return core.shutdown(dev), int
+        if cmd.op is GuestOp.EVENTS:
+            return core.configure_events(cmd.vcpu, cmd.vector), lambda _: 0
+        if cmd.op is GuestOp.NOTIFY:
+            return core.handle_events(), len
         try:
             kind = MsgKind(cmd.kind)
         except ValueError:

@@ -55,6 +55,7 @@ from ..spec.iut import DeviceRef, FireResult, GuestResult, VmKnobs
 from ..spec.layout import layout_of
 from ..spec.platforms import DEFAULT_PLATFORM
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR, encode_version
+from . import guest_events
 from .guest_probe import GuestProbe, Probe
 from .toolkit import DEFAULT_DEVICES, status_name
 
@@ -303,6 +304,9 @@ class HostModel:
         self.pending_resume: CallRecord | None = None
         self.abandoned: list[Message] = []
         self.enabled_before_negotiate: list[str] = []
+        #: The event channel (:mod:`.guest_events`): handles the model revoked, the events the guest last fetched.
+        self.revoked: set[int] = set()
+        self.fetched: list[Any] = []
 
     # -- bookkeeping -------------------------------------------------------------------------------------------
 
@@ -662,6 +666,10 @@ class HostModel:
                 self.refused = True
         elif fn == FunctionNumber.DEVICE_QUERY and status == Status.SUCCESS and rec.device is not None:
             self.queried.add(rec.device)
+        elif fn == FunctionNumber.EVENT_FETCH and status == Status.SUCCESS:
+            guest_events.on_fetch(self)
+        elif fn == FunctionNumber.EVENT_ACK and status == Status.SUCCESS:
+            guest_events.on_ack(self, rec)
         if fn not in BATCH_CALLS or rec.device is None:
             return
         if status == Status.INCOMPLETE:

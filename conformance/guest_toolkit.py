@@ -18,6 +18,7 @@ from ..spec.constants import FunctionNumber, MsgKind, Status
 from ..spec.harness_constants import GuestOp
 from ..spec.iut import DeviceRef, GuestCommand, GuestIUT, GuestMode, GuestResult
 from ..spec.platforms import DEFAULT_PLATFORM
+from . import guest_events
 from .guest_host import CallRecord, HostKnobs, HostModel
 from .toolkit import ABSENT, IDXD, MLX5, MSI_DEV, check, status_name, vector_shift
 
@@ -117,6 +118,24 @@ class GuestSession:
         """The device is hot-unplugged, then the guest is told it is gone."""
         self.hv.unplug(dev)
         return self.command(GuestCommand(GuestOp.UNPLUG, dev))
+
+    def events(self, vcpu: int = 0, vector: int = 0xE0) -> GuestResult:
+        """Have the guest register its notification target (EVENT_CONFIG)."""
+        return self.command(GuestCommand(GuestOp.EVENTS, vcpu=vcpu, vector=vector + self.vector_shift))
+
+    def migrate(self) -> None:
+        """Live-migrate the guest's VM to a crowded destination (pairs change, REFETCH queued)."""
+        guest_events.migrate(self.hv)
+
+    def revoke(self, dev: DeviceRef, kind: MsgKind, slot: int) -> int:
+        """Revoke the message of ``slot`` by host policy; its handle."""
+        return guest_events.revoke(self.hv, dev, int(kind), slot)
+
+    def notify(self) -> GuestResult:
+        """Raise the notification interrupt in the guest (NOTIFY), then check how it handled the events."""
+        r = self.command(GuestCommand(GuestOp.NOTIFY))
+        guest_events.check_handled(self.hv)
+        return r
 
     # -- checks ---------------------------------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ CHOSEN: dict[str, tuple[str, ...]] = {
         "max_messages_per_device",
     ),
     "device_info": ("message_quota", "messages_available", "vm_messages_available"),
+    "event": ("handle",),
 }
 #: The output block of each call that has one (spec "Calls"): (header format, result entry format or None).
 OUTPUTS: dict[int, tuple[str, str | None]] = {int(c.fn): (c.output, c.output_entry) for c in CALLS if c.output}
@@ -126,6 +127,7 @@ class Recorder:
                     "features_withheld": k.features_withheld,
                     "remap_entries": k.remap_entries,
                     "max_claimed_devices": k.max_claimed_devices,
+                    "storm_limit": k.storm_limit,
                 },
             }
         )
@@ -213,7 +215,8 @@ class Recorder:
                 mask[base + off : base + off + n] = bytes(n)
             if values.get("handle"):
                 name = self.captures.setdefault(values["handle"], f"h{len(self.captures)}")
-                caps.append({"offset": base, "size": 8, "name": name, "field": f"{entry}[{i}].handle"})
+                at = base + dict((p, o) for p, o, _ in chosen)["handle"]
+                caps.append({"offset": at, "size": 8, "name": name, "field": f"{entry}[{i}].handle"})
             if "address" in values:
                 pair = (values["address"], values["data"])
                 name = self.pairs.setdefault(pair, f"p{len(self.pairs)}")

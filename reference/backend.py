@@ -26,6 +26,7 @@ from ..spec.iut import (
     IutInfo,
     NoSuchDevice,
     NoSuchVm,
+    Unsupported,
     VmKnobs,
 )
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
@@ -45,6 +46,14 @@ PROFILES: dict[DeviceProfile, PlatformProfile] = {
     DeviceProfile.PLAIN_MSI: MSI_MULTI,
 }
 
+
+#: The LIFECYCLE migrations and the destination each asks of the reference system (HV-MIG-001..005).
+MIGRATIONS = {
+    LifecycleEvent.MIGRATE: "same",
+    LifecycleEvent.MIGRATE_CROWDED: "crowded",
+    LifecycleEvent.MIGRATE_OTHER_PLATFORM: "other-platform",
+    LifecycleEvent.MIGRATE_OTHER_LIMITS: "other-limits",
+}
 
 ARCH_NAMES = {TrapArch.X86_64: "x86_64", TrapArch.ARM64: "arm64", TrapArch.RISCV64: "riscv64"}
 ARCH_INSTRUCTIONS = {
@@ -101,6 +110,7 @@ class ReferenceHypervisor:
                 yield_after=knobs.yield_after or None,
                 max_remap_entries=knobs.remap_entries or None,
                 max_claimed_devices=knobs.max_claimed_devices or base.max_claimed_devices,
+                storm_limit=knobs.storm_limit or base.storm_limit,
             )
         vm = self.system.create_vm(vcpus, ram_mib << 20, slots)
         self.system.core.configure_vm(vm, config)
@@ -180,6 +190,7 @@ class ReferenceHypervisor:
         pci = self.system.platform.device_at(svm.vm, bdf)
         assert pci is not None
         sizes = {MsgKind.MSI: pci.msi_max_vectors, MsgKind.MSIX: pci.msix_table_size, MsgKind.IMS: pci.ims_slots}
+        slot = 0 if kind == MsgKind.MSI else index  # the slot as the guest names it (the core's message slot)
         if device.pasid is not None and kind == MsgKind.IMS:  # a sub-device fires its own slots
             sub = guest_subdevice(pci, device.pasid)
             assert sub is not None
@@ -192,6 +203,7 @@ class ReferenceHypervisor:
         result = self.system.platform.fire(pci, MsgKind(kind), index)
         if isinstance(result, Delivered):
             self._delivered[vm] += 1
+            self.system.message_delivered(svm, (device.segment, device.bus, device.devfn, device.pasid), kind, slot)
             return FireResult(FireOutcome.DELIVERED, result.delivery.vcpu, result.delivery.vector)
         if isinstance(result, Blocked):
             self._blocked[vm] += 1
@@ -247,8 +259,11 @@ class ReferenceHypervisor:
         if event is LifecycleEvent.VM_RESET:
             self.system.reset_vm(svm)
             return
-        if event is LifecycleEvent.MIGRATE:
-            self.system.migrate(svm)
+        if event in MIGRATIONS:
+            try:
+                self.system.migrate(svm, MIGRATIONS[event])
+            except ValueError as e:
+                raise Unsupported(str(e)) from None
             return
         if device is None:
             raise NoSuchDevice(device)

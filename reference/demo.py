@@ -12,6 +12,9 @@ mlx5-like NIC (the "intruder", for the replay attack).  The workload:
 4. attacks: a forged write of a live pair from another requester, and the same pair replayed by a device of the
    other VM, must be blocked and counted as IOMMU faults, delivering nothing anywhere;
 5. retarget every MSI-X vector to another vCPU and vector (pvmsi: without rewriting the device) and fire again;
+5b. (pvmsi) live-migrate the VM to a host whose remapping table holds other entries at the VM's indices: the
+   destination notifies the guest's registered vector and queues REFETCH; the guest fetches the events,
+   re-activates every message, writes every pair that changed, acknowledges, and every vector fires again;
 6. free (disable) everything: the device stops signalling, and a stale write of a freed pair is blocked;
 7. release the claimed devices: emulation resumes, so an access to the MSI-X table exits again (configuration
    space exits on both paths).
@@ -92,6 +95,7 @@ class _Run:
         self.guest = GuestCore(scratch_gpa=SCRATCH, known_features=int(FEATURES_1_0) if pvmsi else 0)
         self.driver = InProcessDriver(self.system, self.vm, arch=self.layout.arch)  # the platform's architecture
         self.result = PathResult(path)
+        self.notify_vector = self.base + 0x7F  # the guest's event notification (spec "Events")
         self.phase_exits: dict[str, int] = {}
 
     # -- helpers -------------------------------------------------------------------------------------------
@@ -137,6 +141,9 @@ class _Run:
         mode = d.run(g.boot())
         self.result.mode = mode.value
         self.check("guest mode", mode is (GuestMode.PVMSI if self.pvmsi else GuestMode.EMULATED), mode.value)
+        if self.pvmsi:
+            status = d.run(g.configure_events(0, self.notify_vector))
+            self.check("notification target registered (EVENT_CONFIG)", status == 0, str(status))
 
         self.say(f"{self.path}: allocate")
         v = self.base  # 0x40 on x86 and riscv64, LPI 8224 on arm64
@@ -173,6 +180,12 @@ class _Run:
             self.check("retarget without rewriting the device", rewrites == 0, f"{rewrites} device writes")
         self.fire_all("MSI-X after retarget", nic_pci, msix_msgs)
 
+        if self.pvmsi:
+            self.say(f"{self.path}: live migration")
+            groups = [("MSI-X", nic_pci, msix_msgs, 0), ("multi-message MSI", msi_pci, msi_msgs, 0)]
+            groups.append(("IMS", accel_pci, ims_msgs, accel_pci.subdevices[SUBDEVICE - 1].first_slot))
+            self.migration(groups)
+
         self.say(f"{self.path}: free")
         stale = msix_msgs[0]
         d.run(g.disable(nic, MsgKind.MSIX))
@@ -200,6 +213,32 @@ class _Run:
         self.result.faults = self.system.platform.iommu.fault_count
         self.result.log = g.log + self.result.log
         return self.result
+
+    def migration(self, groups: list[tuple[str, PciDevice, list[GuestMessage], int]]) -> None:
+        """Live-migrate to a destination whose table holds other entries at the VM's indices (spec "Live
+        migration"): notified, REFETCH fetched, every message re-activated and every changed pair written, then
+        every vector delivers to its target (HV-MIG-002, HV-MIG-004, GUEST-EVT-002)."""
+        before = {id(m): (m.address, m.data) for _, _, msgs, _ in groups for m in msgs}
+        for v in self.vm.vm.vcpus:
+            v.take()
+        self.system.migrate(self.vm, "crowded")
+        notified = [(v.index, irq.vector) for v in self.vm.vm.vcpus for irq in v.take()]
+        log = self.guest.log  # the host's steps between the guest's, in order
+        log.append(f"host: live migration to a destination whose table holds other entries; injected {notified}")
+        self.check(
+            "the destination notified the guest on its registered vector",
+            (0, self.notify_vector) in notified,
+            str(notified),
+        )
+        handled = self.driver.run(self.guest.handle_events())
+        self.check("the guest fetched REFETCH and re-activated", any("REFETCH" in h for h in handled), str(handled))
+        moved = sum(1 for _, _, msgs, _ in groups for m in msgs if (m.address, m.data) != before[id(m)])
+        total = sum(len(msgs) for _, _, msgs, _ in groups)
+        log.append(f"host: {moved} of {total} pairs changed on the destination, every one re-activated")
+        if self.layout.key == "vtd":  # a shared table: the destination's entries sit at the VM's old indices
+            self.check("the crowded destination moved the pairs (other free indices)", moved > 0, f"{moved}")
+        for what, dev, msgs, first in groups:
+            self.fire_all(f"{what} after migration", dev, msgs, first)
 
     def attacks(self, nic: PciDevice, msg: GuestMessage, other_dev: PciDevice) -> None:
         """The pair live in an MSI-X entry (as the device holds it: under emulation, the emulator's physical pair)

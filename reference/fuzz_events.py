@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 
 from ..spec.callconv import (
     ARM64,
@@ -22,7 +23,7 @@ from ..spec.callconv import (
     X86Path,
     uid_registers,
 )
-from ..spec.constants import FunctionNumber, MsgKind, Status
+from ..spec.constants import EventType, FunctionNumber, MsgKind, Status
 from ..spec.version import encode_version
 from .fuzz_model import Model
 from .guest.actions import GuestDevice
@@ -90,7 +91,7 @@ class HostEvents:
             self._compare(vm)
         elif r < 0.73:
             self.events["migrate"] += 1
-            system.migrate(vm)  # HV-MIG-001..003: everything stays, deliveries too
+            self.migrate(vm)
             self._compare(vm)
             self.program_and_fire(vm)
         elif r < 0.8:
@@ -117,6 +118,25 @@ class HostEvents:
             self.discover(vm)
         elif m.state.name == "OPEN":
             self.setup(vm)
+
+    def migrate(self, vm: SystemVm) -> None:
+        """Live-migrate to a destination with the VM's indices free (HV-MIG-001..003: everything stays, deliveries
+        too), now and then one with other limits (HV-MIG-005); the destination queues REFETCH (HV-MIG-002) and
+        notifies the registered target (HV-EVT-002)."""
+        m = self.model.vms[vm.vm_id]
+        destination = "other-limits" if self.rng.random() < 0.3 else "same"
+        target = m.event_target
+        if target is not None:
+            vm.vm.vcpus[target[0]].take()
+        self.system.migrate(vm, destination)
+        m.queue_event(EventType.REFETCH)
+        if destination == "other-limits":
+            config = replace(m.config, max_batch=max(1, m.config.max_batch // 2))
+            if config != m.config:
+                m.config = config
+                m.queue_event(EventType.LIMITS_CHANGED)
+        if target is not None and target[1] not in [irq.vector for irq in vm.vm.vcpus[target[0]].take()]:
+            self._fail("events", f"a migration queued REFETCH and notified nothing on {target} (HV-EVT-002)")
 
     def program_and_fire(self, vm: SystemVm) -> None:
         """Write a pair the guest was handed into its device as a driver does (no exit for a claimed kind:

@@ -233,6 +233,9 @@ class Generator:
                         FunctionNumber.DEVICE_RELEASE,
                         FunctionNumber.MSG_ALLOC,
                         FunctionNumber.MSG_FREE,
+                        FunctionNumber.EVENT_CONFIG,
+                        FunctionNumber.EVENT_FETCH,
+                        FunctionNumber.EVENT_ACK,
                     )
                 )
             )
@@ -246,6 +249,13 @@ class Generator:
                 block = fast("negotiate_in").struct.pack(1 if rng.random() < 0.95 else 2, minor, 0, feats)
             elif call.input == "device_id":
                 block = fast("device_id").struct.pack(*device_id(key))
+            elif call.input == "event_config_in":
+                enable = rng.random() < 0.7
+                vcpu, vector = (rng.randrange(m.vcpus + 1), rng.randrange(20, 260)) if enable else (0, 0)
+                flags = int(enable) if rng.random() < 0.95 else rng.getrandbits(32)
+                block = fast("event_config_in").struct.pack(flags, vcpu, vector, 0)
+            elif call.input == "event_ack_in":
+                block = fast("event_ack_in").struct.pack(rng.randrange(0, 6), 0)
             elif call.input == "claim_in":
                 dev = m.devices().get(key)
                 kinds = dev.kinds if dev and rng.random() < 0.6 else rng.getrandbits(4)
@@ -255,7 +265,8 @@ class Generator:
             if rng.random() < 0.08:
                 block = self.mutate(block) if len(block) >= 32 else bytes(b ^ (1 << rng.randrange(8)) for b in block)
         in_gpa = self.gpa(SCRATCH) if call is None or call.input is not None else 0
-        out_gpa = self.gpa(OUT) if call is None or call.output is not None else 0
+        out = SCRATCH + PAGE if fn == FunctionNumber.EVENT_FETCH else OUT  # its output is a whole page
+        out_gpa = self.gpa(out) if call is None or call.output is not None else 0
         if rng.random() < 0.03:
             in_gpa, out_gpa = out_gpa, in_gpa  # a block where the call has none, or none where it has one
         return fn, block, (in_gpa, out_gpa, *self.regs())

@@ -38,6 +38,7 @@ _CHECKED_FLAGS = DeviceFlag.CLAIMED | DeviceFlag.NEEDS_VIOMMU | DeviceFlag.ISOLA
 _F = {n: fast(n) for n in ("negotiate_in", "device_id", "claim_in", "batch_in", "batch_out", "hv_info")}
 _F.update({n: fast(n) for n in ("negotiate_out", "device_info", "alloc_entry", "retarget_entry", "free_entry")})
 _F.update({n: fast(n) for n in ("alloc_result", "retarget_result", "free_result")})
+_F.update({n: fast(n) for n in ("event_config_in", "event_header", "event_ack_in")})
 
 
 class Refusal(Exception):
@@ -274,6 +275,40 @@ class Model:
             vm.end_claim(key)
 
         plan.apply = release
+
+    def _event_config(self, plan: Plan, i: int, o: int, read: Any) -> None:
+        vm = plan.vm
+        r = self._decode("event_config_in", self._block(read, i, 16))
+        target: tuple[int, int] | None = None
+        if int(r.flags) & 1:
+            self._target(vm, r.vcpu, r.vector, 1, 0)  # HV-EVT-001 as HV-ALLOC-006
+            target = (r.vcpu, r.vector)
+        elif r.vcpu or r.vector:
+            raise Refusal(Status.INVALID_PARAMETER, "HV-EVT-001")
+
+        def configure() -> None:
+            vm.event_target = target
+
+        plan.apply = configure
+
+    def _event_fetch(self, plan: Plan, i: int, o: int, read: Any) -> None:
+        vm = plan.vm
+        self._block(read, o, PAGE)
+        plan.value = len(vm.events)  # HV-EVT-004: every pending event, nothing removed
+        plan.output = ("event_header", {"count": len(vm.events), "next_seq": vm.event_seq})
+
+    def _event_ack(self, plan: Plan, i: int, o: int, read: Any) -> None:
+        vm = plan.vm
+        r = self._decode("event_ack_in", self._block(read, i, 16))
+        if r.seq >= vm.event_seq:
+            raise Refusal(Status.INVALID_PARAMETER, "HV-EVT-006")
+        left = [e for e in vm.events if e[0] > r.seq]
+        plan.value = len(left)
+
+        def acknowledge() -> None:
+            vm.events = left
+
+        plan.apply = acknowledge
 
     def _msg_alloc(self, plan: Plan, i: int, o: int, read: Any) -> None:
         self._batch(plan, i, o, read)

@@ -70,6 +70,16 @@ class VmModel:
     messages: dict[int, Msg] = field(default_factory=dict)
     vectors: int = 0
     issued: set[int] = field(default_factory=set)
+    #: The event channel (spec "Events"): the next sequence number, the pending (seq, type) events, the target.
+    event_seq: int = 1
+    events: list[tuple[int, int]] = field(default_factory=list)
+    event_target: tuple[int, int] | None = None
+
+    def queue_event(self, type: int) -> None:
+        """An event with no device or handle (REFETCH, LIMITS_CHANGED): coalesced with a pending one of its type
+        and given the next sequence number (HV-EVT-003, HV-EVT-005)."""
+        self.events = [e for e in self.events if e[1] != type] + [(self.event_seq, type)]
+        self.event_seq += 1
 
     def drop(self, handle: int) -> int:
         m = self.messages.pop(handle)
@@ -88,6 +98,7 @@ class VmModel:
         """RESET or a VM reset (HV-RESET-001, HV-RESET-002): every claim ended, back to OPEN."""
         freed = sum(self.end_claim(k) for k in list(self.claims))
         self.state, self.features = VmState.OPEN, 0
+        self.events, self.event_target = [], None  # HV-EVT-007: the sequence goes on
         return freed
 
     def unplug(self, function: DeviceKey) -> None:

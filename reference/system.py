@@ -8,11 +8,12 @@ and forwards platform events (VM reset, FLR, hot-unplug, VM destruction) to the 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..spec.constants import MsgKind
+from ..spec.constants import MsgKind, RevokeReason
 from ..spec.version import encode_version
 from .hypervisor.arch import cpuid, firmware_call, hypercall_registers
 from .hypervisor.call import CallResult
@@ -21,7 +22,7 @@ from .hypervisor.core import HypervisorCore
 from .hypervisor.migration import evict_vm, export_vm, import_vm
 from .hypervisor.ports import GuestMemory, Source
 from .hypervisor.vmstate import DeviceKey
-from .platform.formats import MsiFormat
+from .platform.formats import MsiFormat, make_format
 from .platform.formats.amdvi import AmdVi
 from .platform.formats.vtd import Vtd
 from .platform.iommu import Iommu
@@ -30,7 +31,7 @@ from .platform.platform import Platform
 from .platform.profiles import DeviceProfile
 from .platform.remap import Irte, RemappingTable
 from .platform.requester import Bdf, Requester
-from .platform.vm import ExitReason, Vm
+from .platform.vm import ExitReason, InjectedInterrupt, Vm
 
 
 def guest_subdevice(dev: PciDevice, guest_id: int) -> SubDevice | None:
@@ -53,6 +54,14 @@ def device_keys(dev: PciDevice) -> list[DeviceKey]:
 
 
 AMD_VI_TABLE = AmdVi.table_size
+#: Where :meth:`ReferenceSystem.migrate` can send a VM: a destination with the source's indices free ("same"), one
+#: whose table holds other entries at them ("crowded"), one of the other platform of the architecture
+#: ("other-platform": vtd <-> amd-vi), one with other limits ("other-limits").
+DESTINATIONS = ("same", "crowded", "other-platform", "other-limits")
+#: The other platform of the same architecture the model can migrate to.
+SIBLING_PLATFORMS = {"vtd": "amd-vi", "amd-vi": "vtd"}
+#: The requester an interrupt the hypervisor injects itself is recorded with (no device wrote it).
+HYPERVISOR_REQUESTER = Requester(0, 0)
 
 
 class PlatformRemap:
@@ -97,6 +106,9 @@ class PlatformRemap:
 
     def release(self, base: int) -> None:
         self.format.free(base)
+
+    def revoke(self, base: int) -> None:
+        self.format.revoke(base)
 
     def compose(self, base: int) -> tuple[int, int]:
         return self.format.compose(base)
@@ -213,6 +225,10 @@ class SystemVm:
         for key in [k for k in self._functions if k[0] is dev]:
             del self._functions[key]
 
+    def inject(self, vcpu: int, vector: int) -> None:
+        """A virtual interrupt no device caused (an event notification, a retrigger): no requester, no pair."""
+        self.vm.inject(InjectedInterrupt(vector, HYPERVISOR_REQUESTER, 0, 0, -1, False, None), vcpu)
+
     def set_emulation(self, device: object, kinds: int, trapped: bool) -> None:
         if not isinstance(device, AssignedFunction) or device.sub is not None:
             return  # sub-devices have IMS only, which is never emulated
@@ -241,9 +257,17 @@ class ReferenceSystem:
             # a device's interrupt remapping table holds 2048 entries (DTE IntTabLen, 2K mode): its quota
             config = replace(config, max_messages_per_device=AMD_VI_TABLE)
         self.platform_key = config.platform
+        #: The host's own platform: a migration to the other platform of the architecture re-platforms the host
+        #: (it stands for the destination) until no VM is left on it (:meth:`migrate`, :meth:`destroy_vm`).
+        self.home_platform = config.platform
         self.platform = self.make_platform(remap_entries)
         self.core = core(config, self.make_remap(self.platform.table))
+        self.home_config = config
         self.vms: dict[int, SystemVm] = {}
+        #: Per VM, the entries a crowded migration destination holds at the VM's old indices (:meth:`migrate`).
+        self._fillers: dict[int, list[int]] = {}
+        #: Per VM, deliveries per message (device, kind, slot) since its last hypercall (:meth:`message_delivered`).
+        self._storms: dict[int, Counter[tuple[DeviceKey, int, int]]] = {}
         self.platform.unplug_listeners.append(self._on_unplug)
 
     # -- factories ------------------------------------------------------------------------------------------
@@ -293,6 +317,7 @@ class ReferenceSystem:
     def hypercall(self, vm: SystemVm, vcpu: int, fn: int, args: Sequence[int]) -> CallResult:
         """An architecture-neutral pvmsi call from ``vcpu`` (one exit)."""
         vm.vm.count_exit(ExitReason.HYPERCALL)
+        self._storms.pop(vm.vm_id, None)  # the VM ran its driver: the storm count starts again
         return self.core.hypercall(vm, vcpu, fn, args)
 
     def trap(
@@ -301,6 +326,7 @@ class ReferenceSystem:
         """A VMCALL/VMMCALL, HVC or ECALL with ``regs`` at ``privilege`` (x86-64 CPL): the registers after it, or
         None if not pvmsi."""
         vm.vm.count_exit(ExitReason.HYPERCALL)
+        self._storms.pop(vm.vm_id, None)
         return hypercall_registers(self.core, vm, vcpu, arch, regs, privilege)
 
     def execute_trap(
@@ -339,19 +365,87 @@ class ReferenceSystem:
             raise KeyError(f"VM {vm.vm_id} has no device at {guest}")
         return self.platform.unplug(dev)
 
-    def migrate(self, vm: SystemVm) -> dict[str, Any]:
+    def migrate(self, vm: SystemVm, destination: str = "same") -> dict[str, Any]:
         """Live-migrate ``vm``: export its pvmsi state as JSON, release it here, import it "on the destination"
-        (this same simulated host, whose table then has the same indices free). Returns the migrated state."""
+        (spec "Live migration"), which the model makes of this same host as one of :data:`DESTINATIONS` says;
+        the destination queues REFETCH (HV-MIG-002). Returns the migrated state. A destination the host cannot
+        model raises ValueError before anything changes."""
+        if destination not in DESTINATIONS:
+            raise ValueError(f"unknown migration destination {destination!r}")
+        target = self.platform_key
+        if destination == "other-platform":
+            target = SIBLING_PLATFORMS.get(self.platform_key, "")
+            if not target:
+                raise ValueError(f"the model has no other platform of {self.platform_key}'s architecture")
+            if len(self.vms) != 1:
+                raise ValueError("the model re-platforms its one host: only a VM alone on it migrates there")
         state: dict[str, Any] = json.loads(json.dumps(export_vm(self.core, vm)))
         evict_vm(self.core, vm)
-        import_vm(self.core, vm, state)
+        config = HypervisorConfig(**state["config"])
+        if destination == "crowded":
+            self._crowd(vm, state)
+        elif destination == "other-platform":
+            self._replatform(target)
+            config = replace(config, platform=target)
+            if target == "amd-vi":
+                config = replace(config, max_messages_per_device=min(config.max_messages_per_device, AMD_VI_TABLE))
+        elif destination == "other-limits":
+            config = replace(config, max_batch=max(1, config.max_batch // 2))
+        import_vm(self.core, vm, state, config)
         return state
+
+    def _crowd(self, vm: SystemVm, state: dict[str, Any]) -> None:
+        """A destination whose shared remapping table (VT-d) already holds other entries at the indices the VM's
+        messages had: filled here with entries of the host's own, which no device of the VM may use (their source
+        is another requester), kept until the VM is destroyed. A per-device table (AMD-Vi, ITS, IMSIC) is the
+        device's own on the destination too: nothing to crowd there."""
+        if self.platform.msi.key != "vtd":
+            return
+        self.platform.table.unpark_owner(vm.vm_id)  # the source's parked blocks are not on the destination
+        host = Irte(0, 0, 0x20, HYPERVISOR_REQUESTER, present=False)  # held by the host, delivering nothing
+        fillers = self._fillers.setdefault(vm.vm_id, [])
+        for m in state["messages"]:
+            if not m.get("revoked") and self.platform.table.alloc_at(int(m["irte"]), host, int(m["count"])):
+                fillers.append(int(m["irte"]))
+
+    def _replatform(self, target: str) -> None:
+        """Make this host the destination of another platform of the same architecture (vtd <-> amd-vi): its
+        message format and IOMMU as ``target``'s (the model's one host stands for the destination host)."""
+        fmt = make_format(target, self.platform.table)
+        self.platform.platform = target
+        self.platform.msi = fmt
+        self.platform.iommu.format = fmt
+        self.platform_key = target
+        if isinstance(self.core.remap, PlatformRemap):
+            self.core.remap.format = fmt
+        self.core.config = replace(self.core.config, platform=target)
+
+    def message_delivered(self, vm: SystemVm, key: DeviceKey, kind: int, slot: int) -> None:
+        """A device message of ``vm`` was delivered: past the VM's storm limit with no hypercall in between, the
+        core revokes it and tells the guest (HV-REVOKE-001, HV-REVOKE-002)."""
+        limit = self.core.state_of(vm).config.storm_limit
+        if not limit:
+            return
+        counts = self._storms.setdefault(vm.vm_id, Counter())
+        counts[key, kind, slot] += 1
+        if counts[key, kind, slot] > limit:
+            del counts[key, kind, slot]
+            handle = self.core.handle_in_slot(vm, key, kind, slot)
+            if handle is not None:
+                self.core.revoke_message(vm, handle, RevokeReason.STORM)
 
     def destroy_vm(self, vm: SystemVm) -> int:
         """Destroy a VM: the core frees everything it holds (HV-SEC-009), then the platform drops it."""
         freed = self.core.destroy_vm(vm)
+        for base in self._fillers.pop(vm.vm_id, []):  # the crowded destination's own entries (migrate)
+            entry = self.platform.table.get(base)
+            if entry is not None and entry.source == HYPERVISOR_REQUESTER:
+                self.platform.table.free(base)
         self.platform.destroy_vm(vm.vm)
         del self.vms[vm.vm_id]
+        if not self.vms and self.platform_key != self.home_platform:
+            self._replatform(self.home_platform)  # the migrated VM has left: the host is itself again
+            self.core.config = self.home_config
         return freed
 
     def _on_unplug(self, dev: PciDevice) -> None:

@@ -85,6 +85,7 @@ SBI_ERROR_OF_STATUS: dict[Status, int] = {
     Status.UNKNOWN_DEVICE: SbiError.INVALID_PARAM,
     Status.VERSION_MISMATCH: SbiError.INVALID_PARAM,
     Status.FEATURES_REFUSED: SbiError.INVALID_PARAM,
+    Status.REVOKED: SbiError.DENIED,
 }
 
 

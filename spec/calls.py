@@ -184,6 +184,30 @@ CALLS: tuple[CallDef, ...] = (
         output_entry="free_result",
         value="next_index (as batch_out.next_index)",
     ),
+    CallDef(
+        "EVENT_CONFIG",
+        FunctionNumber.EVENT_CONFIG,
+        "Register the vCPU and vector on which the hypervisor injects a notification whenever it queues a "
+        "host-to-guest event, or clear the registration. The queue itself exists without a target: a guest may "
+        "poll EVENT_FETCH.",
+        input="event_config_in",
+    ),
+    CallDef(
+        "EVENT_FETCH",
+        FunctionNumber.EVENT_FETCH,
+        "Write every unacknowledged event, oldest first, to the output block. It changes no state: the same "
+        "events come back until EVENT_ACK acknowledges them.",
+        output="event_header",
+        output_entry="event",
+        value="count (as event_header.count)",
+    ),
+    CallDef(
+        "EVENT_ACK",
+        FunctionNumber.EVENT_ACK,
+        "Acknowledge, and so remove from the queue, every event whose sequence number is at most the one given.",
+        input="event_ack_in",
+        value="events still unacknowledged",
+    ),
 )
 
 CALLS_BY_FN: dict[int, CallDef] = {int(c.fn): c for c in CALLS}
@@ -202,3 +226,13 @@ def call(name: str) -> CallDef:
         if c.name == name:
             return c
     raise KeyError(name)
+
+
+def _check_event_page() -> None:
+    """PVMSI_MAX_EVENTS is what one EVENT_FETCH output page holds (HV-EVT-005)."""
+    held = (int(Limit.PAGE_SIZE) - format_layout("event_header").size) // format_layout("event").size
+    if held != int(Limit.MAX_EVENTS):
+        raise ValueError(f"MAX_EVENTS is {int(Limit.MAX_EVENTS)}, a page holds {held} events")
+
+
+_check_event_page()

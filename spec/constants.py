@@ -32,6 +32,7 @@ class Status(IntEnum):
     UNKNOWN_DEVICE = -8
     VERSION_MISMATCH = -9
     FEATURES_REFUSED = -10
+    REVOKED = -11
 
 
 STATUS_DOCS: dict[Status, str] = {
@@ -79,6 +80,11 @@ STATUS_DOCS: dict[Status, str] = {
         "NEGOTIATE offered a well-formed feature subset that the hypervisor refuses (it lacks a required "
         "feature); the refused bits are reported and the VM stays un-negotiated."
     ),
+    Status.REVOKED: (
+        "The hypervisor revoked this message (a storm over its stated rate, or host policy) and told the guest with "
+        "a REVOKED event: its remapping entry blocks every write; the handle is still held, and only freeing it "
+        'succeeds (spec "Events").'
+    ),
 }
 
 
@@ -95,6 +101,9 @@ class FunctionNumber(IntEnum):
     MSG_ALLOC = 0x20
     MSG_RETARGET = 0x21
     MSG_FREE = 0x22
+    EVENT_CONFIG = 0x30
+    EVENT_FETCH = 0x31
+    EVENT_ACK = 0x32
 
 
 FUNCTION_DOCS: dict[FunctionNumber, str] = {
@@ -108,6 +117,9 @@ FUNCTION_DOCS: dict[FunctionNumber, str] = {
     FunctionNumber.MSG_ALLOC: "Allocate messages (batched).",
     FunctionNumber.MSG_RETARGET: "Move messages to another vCPU or vector (batched).",
     FunctionNumber.MSG_FREE: "Free messages (batched).",
+    FunctionNumber.EVENT_CONFIG: "Register or clear the notification target of host-to-guest events.",
+    FunctionNumber.EVENT_FETCH: "Read the unacknowledged events, oldest first.",
+    FunctionNumber.EVENT_ACK: "Acknowledge every event up to a sequence number.",
 }
 
 
@@ -243,6 +255,63 @@ RETARGET_FLAG_DOCS: dict[RetargetFlag, str] = {
 }
 
 
+class EventType(IntEnum):
+    """What a host-to-guest event says (spec "Events")."""
+
+    REFETCH = 1
+    REVOKED = 2
+    DEVICE_REMOVED = 3
+    LIMITS_CHANGED = 4
+
+
+EVENT_TYPE_DOCS: dict[EventType, str] = {
+    EventType.REFETCH: (
+        "The VM's pairs may have changed (live migration, a host reset): re-activate every message and write "
+        "every pair returned with REWRITE into its device. Device and handle are zero."
+    ),
+    EventType.REVOKED: (
+        "The hypervisor revoked the message of the handle (reason says why): its writes are blocked and every "
+        "call but MSG_FREE on it fails with REVOKED; free the handle."
+    ),
+    EventType.DEVICE_REMOVED: (
+        "The device was hot-unplugged: its handles are gone; drop them without freeing (GUEST-UNPLUG-001). "
+        "Handle is zero."
+    ),
+    EventType.LIMITS_CHANGED: (
+        "GET_INFO's limits changed (a migration to a host with other limits): read them again. Device and handle "
+        "are zero."
+    ),
+}
+
+
+class RevokeReason(IntEnum):
+    """Why a message was revoked (the reason of a REVOKED event; zero in any other event)."""
+
+    NONE = 0
+    STORM = 1
+    HOST_POLICY = 2
+
+
+REVOKE_REASON_DOCS: dict[RevokeReason, str] = {
+    RevokeReason.NONE: "Not a REVOKED event.",
+    RevokeReason.STORM: "The message fired above the rate the hypervisor states (an interrupt storm).",
+    RevokeReason.HOST_POLICY: "The host's policy (an administrator, a resource the host needed back).",
+}
+
+
+class EventConfigFlag(IntFlag):
+    """Flags of EVENT_CONFIG."""
+
+    ENABLE = 1 << 0
+
+
+EVENT_CONFIG_FLAG_DOCS: dict[EventConfigFlag, str] = {
+    EventConfigFlag.ENABLE: (
+        "Register vcpu and vector as the notification target; clear: remove the target (vcpu and vector zero)."
+    ),
+}
+
+
 class MessageFormat(IntEnum):
     """The platform format of the address/data pairs this hypervisor hands out (GET_INFO message_format; each
     format's bit layout is in :mod:`pvmsi.spec.platforms`)."""
@@ -282,6 +351,7 @@ class Limit(IntEnum):
     BLOCK_ALIGN = 8
     MSI_MAX_VECTORS = 32
     PASID_BITS = 20
+    MAX_EVENTS = 102
 
 
 LIMIT_DOCS: dict[Limit, str] = {
@@ -291,6 +361,10 @@ LIMIT_DOCS: dict[Limit, str] = {
     ),
     Limit.MSI_MAX_VECTORS: "Largest multi-message MSI block.",
     Limit.PASID_BITS: "Width of a PASID used as sub-device id.",
+    Limit.MAX_EVENTS: (
+        "Most unacknowledged events a VM's queue holds: what one EVENT_FETCH output page holds, so one fetch always "
+        "returns the whole queue (HV-EVT-005)."
+    ),
 }
 
 
@@ -329,6 +403,9 @@ CONSTANT_GROUPS: tuple[ConstantGroup, ...] = (
     ConstantGroup.of("device_flag", "PVMSI_DEV_", "flags", DeviceFlag, DEVICE_FLAG_DOCS),
     ConstantGroup.of("delivery_flag", "PVMSI_DELIVER_", "flags", DeliveryFlag, DELIVERY_FLAG_DOCS),
     ConstantGroup.of("retarget_flag", "PVMSI_RETARGET_", "flags", RetargetFlag, RETARGET_FLAG_DOCS),
+    ConstantGroup.of("event_type", "PVMSI_EVENT_", "enum", EventType, EVENT_TYPE_DOCS),
+    ConstantGroup.of("revoke_reason", "PVMSI_REVOKE_", "enum", RevokeReason, REVOKE_REASON_DOCS),
+    ConstantGroup.of("event_config_flag", "PVMSI_EVCFG_", "flags", EventConfigFlag, EVENT_CONFIG_FLAG_DOCS),
     ConstantGroup.of("message_format", "PVMSI_MSGFMT_", "enum", MessageFormat, MESSAGE_FORMAT_DOCS),
     ConstantGroup.of("limit", "PVMSI_", "value", Limit, LIMIT_DOCS),
     ConstantGroup.of("harness_frame_kind", "PVMSI_HFRAME_", "enum", hc.FrameKind, hc.FRAME_KIND_DOCS),

@@ -154,7 +154,7 @@ class FormatDef:
 
 
 #: Spec areas in the order the spec presents them; every format belongs to one.
-AREAS: tuple[str, ...] = ("negotiation", "device", "batch", "messages", "harness")
+AREAS: tuple[str, ...] = ("negotiation", "device", "batch", "messages", "events", "harness")
 
 #: The attribute :func:`define` sets on a format's construct ``Struct``.
 _DEF_ATTRIBUTE = "pvmsi_format"

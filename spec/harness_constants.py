@@ -280,13 +280,30 @@ class LifecycleEvent(IntEnum):
     FLR = 2
     HOT_UNPLUG = 3
     MIGRATE = 4
+    MIGRATE_CROWDED = 5
+    MIGRATE_OTHER_PLATFORM = 6
+    MIGRATE_OTHER_LIMITS = 7
 
 
 LIFECYCLE_EVENT_DOCS: dict[LifecycleEvent, str] = {
     LifecycleEvent.VM_RESET: "Reset the whole VM.",
     LifecycleEvent.FLR: "Function-level reset of the device.",
     LifecycleEvent.HOT_UNPLUG: "Surprise hot-unplug of the device.",
-    LifecycleEvent.MIGRATE: "Live-migrate the VM (save its whole state, restore it on a fresh host, resume).",
+    LifecycleEvent.MIGRATE: (
+        "Live-migrate the VM (save its whole state, restore it on a fresh host, resume): a destination with every "
+        "remapping index the VM had free."
+    ),
+    LifecycleEvent.MIGRATE_CROWDED: (
+        "Live-migrate the VM to a destination whose remapping table already holds other entries at the indices the "
+        "VM's messages had (a shared table: VT-d); UNSUPPORTED if the IUT cannot make one."
+    ),
+    LifecycleEvent.MIGRATE_OTHER_PLATFORM: (
+        "Live-migrate the VM to a host of the other platform of the same architecture (VT-d <-> AMD-Vi); "
+        "UNSUPPORTED if the IUT has none."
+    ),
+    LifecycleEvent.MIGRATE_OTHER_LIMITS: (
+        "Live-migrate the VM to a host reporting other GET_INFO limits; UNSUPPORTED if the IUT cannot."
+    ),
 }
 
 
@@ -360,6 +377,8 @@ class GuestOp(IntEnum):
     FLR = 5
     UNPLUG = 6
     RELEASE = 7
+    EVENTS = 8
+    NOTIFY = 9
 
 
 GUEST_OP_DOCS: dict[GuestOp, str] = {
@@ -371,6 +390,11 @@ GUEST_OP_DOCS: dict[GuestOp, str] = {
     GuestOp.FLR: "The device went through an FLR: restore its messages.",
     GuestOp.UNPLUG: "The device was hot-unplugged: forget it.",
     GuestOp.RELEASE: "Release the device back to emulation.",
+    GuestOp.EVENTS: "Register vcpu and vector as the notification target of the event channel (EVENT_CONFIG).",
+    GuestOp.NOTIFY: (
+        "The notification interrupt (vcpu, vector) arrived: handle the events (fetch, act on each, acknowledge); "
+        "done is the number of events handled."
+    ),
 }
 
 

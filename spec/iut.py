@@ -102,6 +102,7 @@ class VmKnobs:
     features_withheld: int = 0
     remap_entries: int = 0
     max_claimed_devices: int = 0
+    storm_limit: int = 0
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,10 @@ class GuestCommand:
 
         if self.op is GuestOp.BOOT:
             return f"BOOT (scratch page {self.scratch_gpa:#x})"
+        if self.op is GuestOp.EVENTS:
+            return f"EVENTS -> vcpu {self.vcpu} vector {self.vector:#x}"
+        if self.op is GuestOp.NOTIFY:
+            return "NOTIFY (the event notification interrupt)"
         kind = MsgKind(self.kind).name if self.kind in MsgKind._value2member_map_ else str(self.kind)
         what = f"{self.op.name} {self.device}"
         if self.op is GuestOp.ENABLE:

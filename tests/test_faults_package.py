@@ -156,4 +156,5 @@ def test_faults_are_grouped_by_section() -> None:
         "lifecycle",
         "teardown",
         "inflight",
+        "events",
     }

@@ -268,6 +268,7 @@ def _wrong_length_cases() -> Iterator[Any]:
     config = {"vcpus": 1, "ram_mib": 1, "device_count": 2}
     config.update(dict.fromkeys(("yield_after", "features_required", "features_withheld", "remap_entries"), 0))
     config["max_claimed_devices"] = 0
+    config["storm_limit"] = 0
     vm_create = build(FrameKind.VM_CREATE, 1, config, entries=[slot])
     fixed = layout_of(PAYLOADS[FrameKind.VM_CREATE].fmt).size
     yield pytest.param(vm_create, HEADER_SIZE + fixed, id="VM_CREATE-count-2-with-1-entry")
@@ -335,7 +336,7 @@ def _device(devfn: int) -> dict[str, int]:
 def svc_vm() -> tuple[HypervisorService, int]:
     svc = service(ReferenceHypervisor())
     config = dict.fromkeys(("yield_after", "features_required", "features_withheld", "remap_entries"), 0)
-    config |= {"vcpus": 2, "ram_mib": 16, "device_count": 1, "max_claimed_devices": 0}
+    config |= {"vcpus": 2, "ram_mib": 16, "device_count": 1, "max_claimed_devices": 0, "storm_limit": 0}
     slot = {"profile": DeviceProfile.MLX5, "segment": 0, "bus": 0, "devfn": 8}
     f = _ask(svc, FrameKind.VM_CREATE, config, entries=[slot])
     assert f.kind is FrameKind.VM_CREATED
@@ -401,7 +402,7 @@ def test_other_role_and_bye(svc_vm: tuple[HypervisorService, int]) -> None:
 def test_out_of_range_vm_config_is_bad_payload(svc_vm: tuple[HypervisorService, int]) -> None:
     svc, _ = svc_vm
     config = dict.fromkeys(("yield_after", "features_required", "features_withheld", "remap_entries"), 0)
-    config |= {"vcpus": 0, "ram_mib": 16, "device_count": 0, "max_claimed_devices": 0}
+    config |= {"vcpus": 0, "ram_mib": 16, "device_count": 0, "max_claimed_devices": 0, "storm_limit": 0}
     assert _code(_ask(svc, FrameKind.VM_CREATE, config)) is HarnessStatus.BAD_PAYLOAD
 
 

@@ -42,7 +42,13 @@ MLX5 = {"profile": DeviceProfile.MLX5, "segment": 0, "bus": 0, "devfn": 8}
 
 def vm_config(vcpus: int = 1, ram_mib: int = 16, devices: int = 0) -> dict[str, int]:
     config = dict.fromkeys(("yield_after", "features_required", "features_withheld", "remap_entries"), 0)
-    return config | {"vcpus": vcpus, "ram_mib": ram_mib, "device_count": devices, "max_claimed_devices": 0}
+    return config | {
+        "vcpus": vcpus,
+        "ram_mib": ram_mib,
+        "device_count": devices,
+        "max_claimed_devices": 0,
+        "storm_limit": 0,
+    }
 
 
 def frames(stream: bytes) -> list[Frame]:

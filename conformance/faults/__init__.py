@@ -20,7 +20,9 @@ from . import (
     boundary,
     calling,
     device,
+    events,
     formats,
+    guest_events,  # noqa: F401  (registers the event channel's faulty guests)
     inflight,
     lifecycle,
     memory,
@@ -48,6 +50,7 @@ FAULTS: dict[str, FaultyImpl] = {
         lifecycle,
         teardown,
         inflight,
+        events,
     )
     for f in section.FAULTS
 }

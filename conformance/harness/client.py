@@ -307,6 +307,7 @@ class HarnessHypervisor:
                 "features_required": k.features_required,
                 "features_withheld": k.features_withheld,
                 "remap_entries": k.remap_entries,
+                "storm_limit": k.storm_limit,
                 "max_claimed_devices": k.max_claimed_devices,
             },
             entries=entries,

@@ -199,7 +199,12 @@ class HypervisorService(FrameService):
                 )
             slots = [DeviceSlot(DeviceProfile(e.profile), DeviceRef(e.segment, e.bus, e.devfn)) for e in f.entries]
             knobs = VmKnobs(
-                b.yield_after, b.features_required, b.features_withheld, b.remap_entries, b.max_claimed_devices
+                b.yield_after,
+                b.features_required,
+                b.features_withheld,
+                b.remap_entries,
+                b.max_claimed_devices,
+                b.storm_limit,
             )
             vm = be.create_vm(b.vcpus, b.ram_mib, slots, knobs)
             self.vms[vm] = (b.vcpus, b.ram_mib)

@@ -45,6 +45,8 @@ from ...spec.layout import layout_of
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR, decode_version
 from .actions import Action, GuestDevice, Hypercall, MaskSlot, ProgramSlot, ReadMemory, SetEnabled, WriteMemory
 from .discover import discover
+from .errors import GuestError as GuestError
+from .events import GuestEvents
 from .pairs import pair_acceptable
 
 Op = Generator[Action, Any, Any]
@@ -60,16 +62,6 @@ class GuestMode(Enum):
     UNKNOWN = "unknown"
     PVMSI = "pvmsi"
     EMULATED = "emulated"
-
-
-class GuestError(Exception):
-    """A pvmsi call failed in a way the guest cannot hide; ``status`` is the spec status."""
-
-    def __init__(self, call: str, status: int, detail: str = "") -> None:
-        name = Status(status).name if status in Status._value2member_map_ else str(status)
-        super().__init__(f"{call} failed with {name}{': ' + detail if detail else ''}")
-        self.call = call
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -98,8 +90,9 @@ class GuestMessage:
 
 
 @dataclass
-class GuestCore:
-    """One guest kernel's interrupt-message layer."""
+class GuestCore(GuestEvents):
+    """One guest kernel's interrupt-message layer; its side of the event channel comes from
+    :class:`~.events.GuestEvents`."""
 
     scratch_gpa: int
     known_features: int = int(FEATURES_1_0)

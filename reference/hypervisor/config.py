@@ -36,6 +36,9 @@ class HypervisorConfig:
     max_remap_entries: int | None = None
     #: Seed of the handle generator; None draws from the OS (unguessable, HV-SEC-004).
     handle_seed: int | None = None
+    #: Revoke a message that delivers more than this many times with no hypercall of its VM in between: the
+    #: reference's stated storm rate (HV-REVOKE-001); None never revokes.
+    storm_limit: int | None = None
 
     @property
     def message_format(self) -> MessageFormat:

@@ -21,7 +21,7 @@ from .blocks import MemoryRules
 from .call import Call, CallResult
 from .config import HypervisorConfig
 from .errors import CallError, decode_failure
-from .messages import MessageCalls
+from .events import EventCalls
 from .ports import AssignedDevice, RemapPort, VmPort
 from .vmstate import Claim, DeviceKey, HandleSource, Message, VmPvmsi, device_event
 
@@ -47,15 +47,16 @@ def device_kinds(dev: AssignedDevice) -> int:
     return int(kinds)
 
 
-class HypervisorCore(MessageCalls):
+class HypervisorCore(EventCalls):
     """pvmsi for every VM of one hypervisor.
 
     Every step of a call is a public method that a subclass may override (conformance's deliberately faulty
     hypervisors each override one); each cites the spec section or requirement it implements.  The steps of
     every call: :meth:`check_registers`, :meth:`check_state`, then the call's handler from :attr:`dispatch`
     (made by :meth:`handler`), which reads its input through :meth:`read_input` and looks devices up through
-    :meth:`lookup_fields`.  The message calls and their steps come from :class:`~.messages.MessageCalls`; the
-    memory rules are the :class:`~.blocks.MemoryRules` that :meth:`make_rules` makes.
+    :meth:`lookup_fields`.  The message calls and their steps come from :class:`~.messages.MessageCalls`, the
+    event calls and hooks (:meth:`~.events.EventCalls.queue_event`) from :class:`~.events.EventCalls`; the memory
+    rules are the :class:`~.blocks.MemoryRules` that :meth:`make_rules` makes.
     """
 
     def __init__(self, config: HypervisorConfig, remap: RemapPort) -> None:
@@ -92,6 +93,9 @@ class HypervisorCore(MessageCalls):
             FunctionNumber.MSG_ALLOC: self.msg_alloc,
             FunctionNumber.MSG_RETARGET: self.msg_retarget,
             FunctionNumber.MSG_FREE: self.msg_free,
+            FunctionNumber.EVENT_CONFIG: self.event_config,
+            FunctionNumber.EVENT_FETCH: self.event_fetch,
+            FunctionNumber.EVENT_ACK: self.event_ack,
         }
         return handlers.get(fn)
 
@@ -403,6 +407,8 @@ class HypervisorCore(MessageCalls):
         st = self.state_of(vm)
         dev_event = DeviceEvent.RESET_CALL if event is VmEvent.RESET_CALL else DeviceEvent.VM_RESET
         freed = sum(self.end_claim(vm, st, key, dev_event) for key in list(st.claims))
+        st.events.clear()  # HV-EVT-007
+        st.stale.clear()
         st.features = 0
         st.move(event)
         return freed

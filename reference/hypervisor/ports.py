@@ -102,6 +102,11 @@ class VmPort(Protocol):
         """Turn trapping/emulation of the MSI capability and MSI-X table of ``kinds`` (a KindMask) on or off."""
         ...
 
+    def inject(self, vcpu: int, vector: int) -> None:
+        """Inject a virtual interrupt of ``vector`` on ``vcpu`` that no device message caused: an event
+        notification (HV-EVT-002), a re-activation's retrigger (HV-MIG-004)."""
+        ...
+
 
 class RemapPort(Protocol):
     """The interrupt-remapping hardware: a table of entries and the message format that names them."""
@@ -136,6 +141,11 @@ class RemapPort(Protocol):
 
     def release(self, base: int) -> None:
         """Clear and free the block starting at ``base``."""
+        ...
+
+    def revoke(self, base: int) -> None:
+        """Revoke the block starting at ``base`` for good: freed, and a write of its pair blocked from now on
+        (HV-REVOKE-002)."""
         ...
 
     def share(self, vm_id: int) -> int | None:

@@ -11,6 +11,7 @@ from ...spec.constants import MsgKind
 from ...spec.states import DEVICE_MACHINE as DEVICE_MACHINE
 from ...spec.states import VM_MACHINE, DeviceEvent, DeviceState, VmEvent, VmState
 from .config import HypervisorConfig
+from .eventqueue import EventQueue
 from .ports import AssignedDevice, Source
 
 #: A device as the guest names it: (segment, bus, devfn, pasid or None).
@@ -32,6 +33,8 @@ class Message:
     irte: int
     address: int
     data: int
+    #: Revoked by the hypervisor (HV-REVOKE-002): its entries are released, the handle waits for MSG_FREE.
+    revoked: bool = False
 
 
 @dataclass(slots=True)
@@ -88,6 +91,10 @@ class VmPvmsi:
     claims: dict[DeviceKey, Claim] = field(default_factory=dict)
     messages: dict[int, Message] = field(default_factory=dict)
     vectors: int = 0
+    #: The host-to-guest event queue and notification target (spec "Events").
+    events: EventQueue = field(default_factory=lambda: EventQueue())
+    #: Handles whose pair a migration changed and that the guest has not re-activated yet (HV-MIG-004).
+    stale: set[int] = field(default_factory=set)
 
     def move(self, event: VmEvent) -> None:
         nxt = VM_MACHINE.next_state(self.state, event)

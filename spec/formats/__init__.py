@@ -1,8 +1,9 @@
 """Every pvmsi 1.0 wire format, one module per area, and :data:`FORMATS`, the registry of them all."""
 
 from ..fields import AREAS, FormatDef, format_def
-from . import device, harness, messages, negotiation
+from . import device, events, harness, messages, negotiation
 from .device import CLAIM_IN, DEVICE_ID, DEVICE_INFO
+from .events import EVENT, EVENT_ACK_IN, EVENT_CONFIG_IN, EVENT_HEADER
 from .messages import (
     ALLOC_ENTRY,
     ALLOC_RESULT,
@@ -18,14 +19,19 @@ from .negotiation import HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
 
 def _registry() -> dict[str, FormatDef]:
     """Each area module's formats (its ``DEFINED``, in definition order), in the order of the spec's areas."""
-    defs = [fd for module in (device, harness, messages, negotiation) for fd in map(format_def, module.DEFINED) if fd]
+    defs = [
+        fd
+        for module in (device, events, harness, messages, negotiation)
+        for fd in map(format_def, module.DEFINED)
+        if fd
+    ]
     names = [fd.name for fd in defs]
     if len(set(names)) != len(names):
         raise ValueError(f"a format name is defined twice: {sorted(n for n in names if names.count(n) > 1)}")
     return {fd.name: fd for fd in sorted(defs, key=lambda fd: AREAS.index(fd.area))}
 
 
-#: Every format by name, in the order of the spec's areas (negotiation, device, batch, messages, harness).
+#: Every format by name, in the order of the spec's areas (negotiation, device, batch, messages, events, harness).
 FORMATS: dict[str, FormatDef] = _registry()
 
 __all__ = [
@@ -36,6 +42,10 @@ __all__ = [
     "CLAIM_IN",
     "DEVICE_ID",
     "DEVICE_INFO",
+    "EVENT",
+    "EVENT_ACK_IN",
+    "EVENT_CONFIG_IN",
+    "EVENT_HEADER",
     "FORMATS",
     "FREE_ENTRY",
     "FREE_RESULT",
@@ -45,6 +55,7 @@ __all__ = [
     "RETARGET_ENTRY",
     "RETARGET_RESULT",
     "device",
+    "events",
     "harness",
     "messages",
     "negotiation",

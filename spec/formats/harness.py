@@ -77,6 +77,11 @@ VM_CONFIG: Any = define(
         / u32
         * "Knob: this VM's share of the remapping table, pvmsi and emulated vectors together; 0: the default share.",
         "max_claimed_devices" / u32 * "Knob: what GET_INFO reports as max_claimed_devices; 0: the IUT's own.",
+        "storm_limit"
+        / u32
+        * "Knob: revoke a message that delivers more than this many times with no hypercall of the VM in between "
+        "(an interrupt storm, HV-REVOKE-001); 0: the IUT's own policy.",
+        "reserved0" / Reserved(u32) * "Reserved, zero.",
     ),
 )
 

@@ -146,7 +146,8 @@ DISCOVERY: tuple[Requirement, ...] = (
         "discovery",
         "The hypervisor MUST answer GET_INFO in every state, with features_required a subset of "
         "features_offered, max_batch at least 1 and at most the largest max_batch of the batch calls (MSG_FREE's), "
-        "and the same answer every time during the life of the VM.",
+        "and the same answer every time while the VM runs on one host; after a live migration the limits may "
+        "differ, and then the destination queues LIMITS_CHANGED (HV-MIG-004).",
     ),
     req(
         "GUEST-DISC-001",

@@ -51,20 +51,37 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "HV-MIG-001",
         Level.MUST,
         "lifecycle",
-        "Live migration MUST preserve the negotiated features, the claims, every handle and every address/data "
-        "pair of the VM exactly.",
+        "Live migration MUST preserve the negotiated features, the claims, every handle with its target, the "
+        "event queue and the notification target of the VM; the address/data pairs MAY change.",
     ),
     req(
         "HV-MIG-002",
         Level.MUST,
         "lifecycle",
-        "A migration destination MUST offer at least the features negotiated on the source and MUST program "
-        "its interrupt remapping so that every pair delivers as it did on the source before the VM runs.",
+        "Before the VM runs on the destination, the destination MUST program remapping so that every message "
+        "delivers to its target through the pair the guest will be given, and MUST queue a REFETCH event. A "
+        "message whose pair it kept MUST keep delivering; the old pair of a message whose pair changed MUST NOT "
+        "deliver anywhere but to that message's target.",
     ),
     req(
         "HV-MIG-003",
         Level.MUST_NOT,
         "lifecycle",
-        "Migration MUST NOT require the guest to re-negotiate, re-claim, re-allocate or rewrite a device.",
+        "Migration MUST NOT require the guest to re-negotiate, re-claim or re-allocate.",
+    ),
+    req(
+        "HV-MIG-004",
+        Level.MUST,
+        "lifecycle",
+        "The first MSG_RETARGET of a message after a migration that changed its pair MUST return the new pair with "
+        "REWRITE and MUST inject one interrupt at the message's target (possibly spurious: one raised meanwhile "
+        "through the old pair may have been blocked).",
+    ),
+    req(
+        "HV-MIG-005",
+        Level.MUST,
+        "lifecycle",
+        "A migration destination MUST offer at least the features negotiated on the source; when any GET_INFO "
+        "limit differs from the source's it MUST queue a LIMITS_CHANGED event.",
     ),
 )

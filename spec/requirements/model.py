@@ -39,6 +39,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "messages": ("Allocate, retarget and free", "messages.md"),
     "formats": ("Message formats", "message-formats.md"),
     "batch": ("Batching and partial completion", "batching.md"),
+    "events": ("Events", "events.md"),
     "status": ("Status codes", "status-codes.md"),
     "memory": ("Memory rules", "conventions.md"),
     "security": ("Security considerations", "security.md"),

@@ -6,6 +6,7 @@ from . import (
     abi,
     device,
     emulation,
+    events,
     formats,
     general,
     headroom,
@@ -33,7 +34,8 @@ REQUIREMENTS: tuple[Requirement, ...] = tuple(
         + formats.FORMATS
         + memory.REQUIREMENTS
         + lifecycle.REQUIREMENTS
-        + teardown.REQUIREMENTS,
+        + teardown.REQUIREMENTS
+        + events.REQUIREMENTS,
         key=lambda r: list(SECTIONS).index(r.section),
     )
 )

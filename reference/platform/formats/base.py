@@ -66,6 +66,11 @@ class MsiFormat(ABC):
     def free(self, ref: int) -> int:
         """Revoke and free the block ``ref``; the entries it held."""
 
+    def revoke(self, ref: int) -> int:
+        """Revoke block ``ref`` for good (spec "Events", HV-REVOKE-002): freed, and a write of its pair blocked from
+        now on; where an entry names one message (VT-d, AMD-Vi, the ITS) freeing it is enough. The entries held."""
+        return self.free(ref)
+
     @abstractmethod
     def compose(self, ref: int) -> tuple[int, int]:
         """The (address, data) pair of block ``ref`` as its target now stands."""

@@ -52,9 +52,13 @@ class Imsic(PerDeviceFormat):
         self.sources: dict[tuple[int, int], Counter[Requester]] = {}
         #: A message moved to another hart -> the old hart's file, kept mapped for it (HV-FLIGHT-001).
         self.lingering: dict[int, tuple[int, int, Requester]] = {}
+        #: (DeviceID, hart, identity) disabled in the guest interrupt file after a revocation (:meth:`revoke`).
+        self.disabled: set[tuple[int, int, int]] = set()
 
     def programmed(self, key: int, table: DeviceTable, base: int) -> None:
         entry = table.entries[base]
+        for i in range(table.blocks.get(base, 1)):
+            self.disabled.discard((key, entry.dest_vcpu, entry.vector + i))
         self.vm_of[key] = entry.owner_vm
         self.map_file(key, entry.dest_vcpu, entry.source)
 
@@ -100,6 +104,17 @@ class Imsic(PerDeviceFormat):
         if kept is not None:
             self.unmap_file(*kept)
 
+    def revoke(self, ref: int) -> int:
+        """The MSI page table maps a whole interrupt file, which other messages of the device may still need: the
+        revoked identities are disabled in the guest interrupt file instead (the hypervisor's view of its
+        enable bits), until a message of the device is programmed with them again."""
+        key, _ = self.split(ref)
+        entry = self.entry(ref)
+        count = self.tables[key].blocks[self.split(ref)[1]]
+        for i in range(count):
+            self.disabled.add((key, entry.dest_vcpu, entry.vector + i))
+        return self.free(ref)
+
     def claims(self, address: int) -> bool:
         return GUEST_IMSIC_BASE <= address < GUEST_IMSIC_BASE + MAX_HARTS * FILE_PAGE
 
@@ -112,6 +127,8 @@ class Imsic(PerDeviceFormat):
             return FaultReason.NOT_PRESENT  # the MSI page table does not map this file for this device
         if not 1 <= data <= IDENTITIES:
             return FaultReason.RESERVED_BITS  # not an identity of the file: the IMSIC ignores it
+        if (key, hart, data) in self.disabled:
+            return FaultReason.NOT_PRESENT  # revoked: the identity is disabled in the guest interrupt file
         # The device context (requester id) selects the MSI page table; the IOMMU validates the source as it
         # does for any entry, against a source of a message that maps this file (the requester's own if it has one).
         sources = self.sources[key, hart]

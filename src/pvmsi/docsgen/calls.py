@@ -14,7 +14,7 @@ from pvmsi.spec.callconv import (
     SbiError,
 )
 from pvmsi.spec.calls import CALLS, CallDef
-from pvmsi.spec.constants import Status
+from pvmsi.spec.constants import Limit, Status
 from pvmsi.spec.states import MACHINES, StateMachine, Transition
 
 from .constants import render_register
@@ -58,7 +58,12 @@ def _block(ctx: Ctx, header: str | None, entry: str | None, max_batch: int | Non
     if entry is None:
         return text
     e = layout(entry)
-    assert max_batch is not None
+    if max_batch is None:  # not a batch: a whole page of records (EVENT_FETCH)
+        page = int(Limit.PAGE_SIZE)
+        return (
+            f"a whole {page}-byte page: [{code(h.c_name)}]({ctx.format_link(h.name)}) followed by `count` × "
+            f"[{code(e.c_name)}]({ctx.format_link(e.name)}), at most {(page - h.size) // e.size} of them"
+        )
     most = h.size + max_batch * e.size
     return (
         f"[{code(h.c_name)}]({ctx.format_link(h.name)}) followed by `count` × "

@@ -271,7 +271,8 @@ def _call(c: CallDef, by_name: dict[str, FormatLayout], done: set[str], style: S
 
 
 def batch_block_structs(c: CallDef) -> list[tuple[str, str, str, str]]:
-    """A batch call's blocks as single structs: (struct name, header format, entry format, member name)."""
+    """A call's blocks of a header and ``count`` entries (a batch, EVENT_FETCH's page of events) as single structs:
+    (struct name, header format, entry format, member name)."""
     out = []
     for suffix, head, entry, member in (
         ("in", c.input, c.input_entry, "entries"),
