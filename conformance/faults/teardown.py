@@ -117,3 +117,13 @@ class HeadroomShort(HypervisorCore):
         out = super().headroom(c, claim)
         out["messages_available"] = max(0, out["messages_available"] - 1)
         return out
+
+
+@faults.add(
+    "unplug-silent",
+    "HV-UNPLUG-003",
+    "hot-unplug of a claimed device queues no DEVICE_REMOVED event",
+)
+class UnplugSilent(HypervisorCore):
+    def device_removed(self, vm: VmPort, key: DeviceKey) -> None:
+        return None

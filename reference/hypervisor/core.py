@@ -12,7 +12,7 @@ from typing import Any
 
 from ...spec.calls import CALLS_BY_FN, CallDef
 from ...spec.codec import DecodeError, decode, encode
-from ...spec.constants import DeviceFlag, DeviceIdFlag, Feature, FunctionNumber, KindMask, MsgKind, Status
+from ...spec.constants import DeviceFlag, DeviceIdFlag, EventType, Feature, FunctionNumber, KindMask, MsgKind, Status
 from ...spec.formats import CLAIM_IN, DEVICE_ID, DEVICE_INFO, HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
 from ...spec.layout import layout_of
 from ...spec.states import DeviceEvent, VmEvent, VmState
@@ -431,7 +431,15 @@ class HypervisorCore(EventCalls):
     def hot_unplug(self, vm: VmPort, key: DeviceKey) -> int:
         """The device leaves the VM (HV-UNPLUG-001); returns the vectors freed."""
         st = self.state_of(vm)
-        return sum(self.end_claim(vm, st, k, DeviceEvent.HOT_UNPLUG) for k in self.function_claims(st, key))
+        freed = 0
+        for k in self.function_claims(st, key):
+            freed += self.end_claim(vm, st, k, DeviceEvent.HOT_UNPLUG)
+            self.device_removed(vm, k)
+        return freed
+
+    def device_removed(self, vm: VmPort, key: DeviceKey) -> None:
+        """Tell the guest that the claimed device ``key`` is gone, once its claim has ended (HV-UNPLUG-003)."""
+        self.queue_event(vm, EventType.DEVICE_REMOVED, device=key)
 
     @staticmethod
     def function_claims(st: VmPvmsi, key: DeviceKey) -> list[DeviceKey]:

@@ -42,4 +42,12 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "entries kept for their slots (HV-QUOTA-004) included: afterwards DEVICE_QUERY of another device reports "
         "the vm_messages_available it reported before they were allocated.",
     ),
+    req(
+        "HV-UNPLUG-003",
+        Level.MUST,
+        "lifecycle",
+        "When a claimed device is hot-unplugged the hypervisor MUST queue one DEVICE_REMOVED event naming it, and "
+        "one naming each of its sub-devices whose claim ended, after their claims have ended (handle and reason "
+        "zero); a device that was not claimed MUST NOT raise one.",
+    ),
 )

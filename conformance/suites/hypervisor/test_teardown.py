@@ -7,8 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from pvmsi.conformance.toolkit import IDXD, MLX5, MSIX_CAP, MSIX_ENABLE, Session, check, status_name
-from pvmsi.spec.constants import KindMask, MsgKind, Status
+from pvmsi.conformance import eventkit
+from pvmsi.conformance.toolkit import IDXD, MLX5, MSI_DEV, MSIX_CAP, MSIX_ENABLE, Session, check, status_name
+from pvmsi.spec.constants import DeviceIdFlag, EventType, KindMask, MsgKind, Status
 from pvmsi.spec.harness_constants import FireOutcome, LifecycleEvent
 
 requirement = pytest.mark.requirement
@@ -154,3 +155,38 @@ def test_unplug_ends_subdevice_claims_and_returns_quota(session: Session) -> Non
     check(out.status == Status.UNKNOWN_DEVICE, "HV-UNPLUG-002", "the sub-device is unknown", status_name(out.status))
     after = session.device_info(MLX5).vm_messages_available
     check(after == before, "HV-UNPLUG-002", f"vm_messages_available back to {before}", str(after))
+
+
+@requirement("HV-UNPLUG-003")
+def test_unplug_queues_device_removed_for_function_and_subdevice(session: Session) -> None:
+    """Unplugging a function whose sub-device is claimed too queues one DEVICE_REMOVED naming each, with handle and
+    reason zero; a device that was never claimed raises none."""
+    session.negotiated()
+    sub = IDXD.with_pasid(3)
+    session.claimed(IDXD, int(KindMask.MSIX))
+    session.claimed(sub, int(KindMask.IMS))
+    session.allocated(sub, MsgKind.IMS, [0])
+    session.iut.lifecycle(session.vm, LifecycleEvent.HOT_UNPLUG, IDXD)
+    session.log("LIFECYCLE HOT_UNPLUG IDXD")
+    got = eventkit.fetch(session)
+    check(got.status == Status.SUCCESS, "HV-EVT-004", "EVENT_FETCH -> SUCCESS", status_name(got.status))
+    removed = [e for e in got.events or [] if e.event_type == EventType.DEVICE_REMOVED]
+    named = sorted(
+        (e.device_segment, e.device_bus, e.device_devfn, e.device_flags, e.device_subdevice_id) for e in removed
+    )
+    want = sorted(
+        [
+            (IDXD.segment, IDXD.bus, IDXD.devfn, 0, 0),
+            (IDXD.segment, IDXD.bus, IDXD.devfn, int(DeviceIdFlag.SUBDEVICE), 3),
+        ]
+    )
+    check(named == want, "HV-UNPLUG-003", f"DEVICE_REMOVED for {want}", str(named))
+    for e in removed:
+        check(e.handle == 0 and e.reason == 0, "HV-UNPLUG-003", "handle and reason zero", f"{e.handle}, {e.reason}")
+    before = eventkit.fetch(session)
+    seqs = list(zip(before.seqs(), before.types(), strict=True))
+    session.iut.lifecycle(session.vm, LifecycleEvent.HOT_UNPLUG, MSI_DEV)  # never claimed: nothing to announce
+    session.log("LIFECYCLE HOT_UNPLUG MSI_DEV")
+    after = eventkit.fetch(session)
+    again = list(zip(after.seqs(), after.types(), strict=True))
+    check(again == seqs, "HV-UNPLUG-003", f"no event for an unclaimed device: {seqs}", str(again))
