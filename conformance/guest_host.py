@@ -38,7 +38,7 @@ from ..spec.constants import (
     KindMask,
     Limit,
     MsgKind,
-    RetargetFlag,
+    ActivateFlag,
     Status,
 )
 from ..spec.formats import (
@@ -105,7 +105,7 @@ class HostKnobs:
     yield_after: int = 0
     max_batch: int = 0
     device_quota: int = 0
-    #: MSG_RETARGET moves each message to a new remapping entry, so that its pair changes (REWRITE set).
+    #: MSG_ACTIVATE moves each message to a new remapping entry, so that its pair changes (REWRITE set).
     retarget_moves: bool = False
     #: Answer NEGOTIATE with this status (and negotiate_out where the spec writes it) without negotiating.
     negotiate_status: int | None = None
@@ -189,15 +189,15 @@ Event = CallRecord | DeviceRecord
 
 def _poison(fmt_name: str, size: int, count: int) -> bytes:
     """An output block of ``size`` bytes that decodes and looks like success but was never handed out."""
-    if fmt_name in ("alloc_result", "retarget_result", "free_result"):
+    if fmt_name in ("alloc_result", "activate_result", "free_result"):
         rfmt = FORMATS[fmt_name].struct
         head = encode(BATCH_OUT, {"next_index": count, "completed": count, "status": 0})
         rows = b""
         for i in range(count):
             if fmt_name == "alloc_result":
                 value = {"handle": POISON_HANDLE + i, "address": POISON_ADDRESS, "data": POISON_DATA + i, "status": 0}
-            elif fmt_name == "retarget_result":
-                value = {"address": POISON_ADDRESS, "data": POISON_DATA + i, "status": 0, "flags": RetargetFlag.REWRITE}
+            elif fmt_name == "activate_result":
+                value = {"address": POISON_ADDRESS, "data": POISON_DATA + i, "status": 0, "flags": ActivateFlag.REWRITE}
             else:
                 value = {"status": 0}
             rows += encode(rfmt, value)
@@ -542,7 +542,7 @@ class HostModel:
                     "GUEST-DEV-003",
                     f"DEVICE_RELEASE of {name_of(key)} with {len(left)} messages live and {on or 'no'} kinds enabled",
                 )
-        if fn in (FunctionNumber.MSG_RETARGET, FunctionNumber.MSG_FREE):
+        if fn in (FunctionNumber.MSG_ACTIVATE, FunctionNumber.MSG_FREE):
             live = self.live()
             for i, e in enumerate(rec.entries):
                 if i < rec.start:
@@ -672,7 +672,7 @@ class HostModel:
             if status < 0:
                 done = [live[int(r.handle)] for r in rec.results() if r.status == Status.SUCCESS and r.handle in live]
                 self.abandoned.extend(done)
-        if fn == FunctionNumber.MSG_RETARGET:
+        if fn == FunctionNumber.MSG_ACTIVATE:
             for h, pair in before.items():
                 m = live.get(h)
                 if m is not None and (m.address, m.data) != pair and m.kind is not MsgKind.MSI:  # MSI: HV-EMU-003

@@ -394,7 +394,7 @@ class Session:
         return self.batch(FunctionNumber.MSG_ALLOC, dev, entries, **kw)
 
     def retarget(self, dev: DeviceRef, entries: Sequence[dict[str, Any] | bytes], **kw: Any) -> Batch:
-        return self.batch(FunctionNumber.MSG_RETARGET, dev, entries, **kw)
+        return self.batch(FunctionNumber.MSG_ACTIVATE, dev, entries, **kw)
 
     def free(self, dev: DeviceRef, handles: Sequence[int], **kw: Any) -> Batch:
         return self.batch(FunctionNumber.MSG_FREE, dev, [{"handle": h} for h in handles], **kw)

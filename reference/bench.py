@@ -7,7 +7,7 @@ Four groups of figures (a benchmark, not a test: nothing here asserts a timing):
   capability or MSI-X table traps) and once through pvmsi (claim, batched MSG_ALLOC, then the guest writes the
   pairs into the MSI-X table or IMS itself with no exit, the hypervisor writes a claimed MSI capability inside
   MSG_ALLOC); then it moves every vector to another vCPU and vector (emulated: mask, rewrite, unmask each entry;
-  pvmsi: batched MSG_RETARGET, the remapping entry changes in place, nothing is rewritten).  Configuration space
+  pvmsi: batched MSG_ACTIVATE, the remapping entry changes in place, nothing is rewritten).  Configuration space
   (the MSI capability, MSI-X Message Control) traps on both paths: each row also gives the configuration-space
   exits of each path (``pvmsi_config_exits``, ``emulated_config_exits``), which the totals include.
   Exits are counted by the platform model; device writes are the guest's register writes into the device.  IMS
@@ -145,7 +145,7 @@ def physical_limit(profile: DeviceProfile, kind: MsgKind, operation: str, n: int
     results), plus, to set up, the device's fixed set-up (its calls and the trapped accesses to its message
     capabilities, as the emulated path counts them)."""
     entries = 1 if kind is MsgKind.MSI else n  # a multi-message MSI block is one entry
-    fn = FunctionNumber.MSG_ALLOC if operation == "setup" else FunctionNumber.MSG_RETARGET
+    fn = FunctionNumber.MSG_ALLOC if operation == "setup" else FunctionNumber.MSG_ACTIVATE
     per_page = CALLS_BY_FN[fn].max_batch or 1
     batches = -(-entries // per_page)
     if operation != "setup":

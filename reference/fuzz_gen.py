@@ -18,7 +18,7 @@ SCRATCH = 0x20000
 OUT = SCRATCH + 2048
 _ENTRY = {
     FunctionNumber.MSG_ALLOC: fast("alloc_entry"),
-    FunctionNumber.MSG_RETARGET: fast("retarget_entry"),
+    FunctionNumber.MSG_ACTIVATE: fast("activate_entry"),
     FunctionNumber.MSG_FREE: fast("free_entry"),
 }
 _BATCH_IN = fast("batch_in")

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..spec.calls import CALLS_BY_FN, CallDef
 from ..spec.codec import DecodeError
-from ..spec.constants import DeviceFlag, Feature, FunctionNumber, Limit, MsgKind, RetargetFlag, Status
+from ..spec.constants import DeviceFlag, Feature, FunctionNumber, Limit, MsgKind, ActivateFlag, Status
 from ..spec.fastcodec import fast
 from ..spec.states import VmState
 from ..spec.version import encode_version
@@ -36,8 +36,8 @@ KINDS_FEATURES = int(Feature.MSI | Feature.MSIX | Feature.IMS)
 #: The device flags the model predicts (HV-DEV-005, HV-SEC-010); RETARGET_IN_PLACE is the implementation's choice.
 _CHECKED_FLAGS = DeviceFlag.CLAIMED | DeviceFlag.NEEDS_VIOMMU | DeviceFlag.ISOLATED | DeviceFlag.SHARED_SOURCE
 _F = {n: fast(n) for n in ("negotiate_in", "device_id", "claim_in", "batch_in", "batch_out", "hv_info")}
-_F.update({n: fast(n) for n in ("negotiate_out", "device_info", "alloc_entry", "retarget_entry", "free_entry")})
-_F.update({n: fast(n) for n in ("alloc_result", "retarget_result", "free_result")})
+_F.update({n: fast(n) for n in ("negotiate_out", "device_info", "alloc_entry", "activate_entry", "free_entry")})
+_F.update({n: fast(n) for n in ("alloc_result", "activate_result", "free_result")})
 
 
 class Refusal(Exception):
@@ -257,7 +257,7 @@ class Model:
     def _msg_alloc(self, plan: Plan, i: int, o: int, read: Any) -> None:
         self._batch(plan, i, o, read)
 
-    _msg_retarget = _msg_free = _msg_alloc
+    _msg_activate = _msg_free = _msg_alloc
 
     def _batch(self, plan: Plan, i: int, o: int, read: Any) -> None:
         """The header (HV-MEM-*, HV-CONV-*, HV-BATCH-001), the device, its claim (HV-ALLOC-001), both whole blocks
@@ -429,17 +429,17 @@ class Model:
             raise Refusal(Status.UNKNOWN_HANDLE, "HV-SEC-003/HV-RETGT-001/HV-FREE-001")
         return m
 
-    def _entry_msg_retarget(self, vm: VmModel, key: DeviceKey, claim: Claim, e: Any) -> Callable[[Any, int], list[str]]:
+    def _entry_msg_activate(self, vm: VmModel, key: DeviceKey, claim: Claim, e: Any) -> Callable[[Any, int], list[str]]:
         m = self._owned(vm, key, e.handle)
         posted = self._target(vm, e.vcpu, e.vector, m.count, e.flags)
 
         def check(result: Any, index: int) -> list[str]:
             if result is None or result.status:
-                return [f"MSG_RETARGET: entry {index} result {result}"]
+                return [f"MSG_ACTIVATE: entry {index} result {result}"]
             changed = (result.address, result.data) != (m.address, m.data)
             problems = []
-            if changed != bool(int(result.flags) & RetargetFlag.REWRITE):
-                problems.append(f"MSG_RETARGET: pair changed {changed}, REWRITE {int(result.flags)} (HV-RETGT-003)")
+            if changed != bool(int(result.flags) & ActivateFlag.REWRITE):
+                problems.append(f"MSG_ACTIVATE: pair changed {changed}, REWRITE {int(result.flags)} (HV-RETGT-003)")
             m.vcpu, m.vector, m.posted, m.address, m.data = e.vcpu, e.vector, posted, result.address, result.data
             return problems
 

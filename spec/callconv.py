@@ -85,6 +85,8 @@ SBI_ERROR_OF_STATUS: dict[Status, int] = {
     Status.UNKNOWN_DEVICE: SbiError.INVALID_PARAM,
     Status.VERSION_MISMATCH: SbiError.INVALID_PARAM,
     Status.FEATURES_REFUSED: SbiError.INVALID_PARAM,
+    Status.PER_VECTOR_REFUSED: SbiError.INVALID_PARAM,
+    Status.NOT_ACTIVE: SbiError.INVALID_STATE,
 }
 
 

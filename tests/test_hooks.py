@@ -17,7 +17,7 @@ from pvmsi.reference.hypervisor.blocks import MemoryRules
 from pvmsi.reference.hypervisor.call import Call, CallResult
 from pvmsi.reference.hypervisor.core import Handler, HypervisorCore
 from pvmsi.reference.hypervisor.errors import CallError
-from pvmsi.reference.hypervisor.messages import MSG_ALLOC, MSG_FREE, MSG_RETARGET, BatchFormats, MessageCalls
+from pvmsi.reference.hypervisor.messages import MSG_ALLOC, MSG_FREE, MSG_ACTIVATE, BatchFormats, MessageCalls
 from pvmsi.reference.hypervisor.ports import GuestMemory
 from pvmsi.reference.hypervisor.vmstate import Claim, DeviceKey
 from pvmsi.reference.platform.fault import FaultReason
@@ -185,7 +185,7 @@ def test_the_dispatch_table_comes_from_handler() -> None:
 
 
 def test_the_batch_formats_come_from_the_call_table() -> None:
-    for formats in (MSG_ALLOC, MSG_RETARGET, MSG_FREE):
+    for formats in (MSG_ALLOC, MSG_ACTIVATE, MSG_FREE):
         call = CALLS_BY_FN[formats.call.fn]
         assert call.batched
         assert (formats.entry.name, formats.result.name) == (call.input_entry, call.output_entry)

@@ -142,10 +142,10 @@ class PvmsiMachine(RuleBasedStateMachine):
             return
         handle = data.draw(st.sampled_from(sorted(held)))
         key = held[handle].device
-        entry = fast("retarget_entry").pack(
+        entry = fast("activate_entry").pack(
             handle, data.draw(st.integers(0, 3)), data.draw(st.integers(32, 200)), 0, 0, 0, 0
         )
-        r = self.call(vm, FunctionNumber.MSG_RETARGET, fast("batch_in").pack(*_dev_id(key), 1, 0, 0, 0) + entry, True)
+        r = self.call(vm, FunctionNumber.MSG_ACTIVATE, fast("batch_in").pack(*_dev_id(key), 1, 0, 0, 0) + entry, True)
         if other and owner.vm_id != vm.vm_id:
             assert r.status in (Status.UNKNOWN_HANDLE, Status.WRONG_STATE, Status.UNKNOWN_DEVICE)
             assert handle in self.handles(owner)

@@ -22,7 +22,7 @@ from ...spec.constants import (
     FunctionNumber,
     Limit,
     MsgKind,
-    RetargetFlag,
+    ActivateFlag,
     Status,
 )
 from ...spec.formats import (
@@ -38,8 +38,8 @@ from ...spec.formats import (
     HV_INFO,
     NEGOTIATE_IN,
     NEGOTIATE_OUT,
-    RETARGET_ENTRY,
-    RETARGET_RESULT,
+    ACTIVATE_ENTRY,
+    ACTIVATE_RESULT,
 )
 from ...spec.layout import layout_of
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR, decode_version
@@ -318,7 +318,7 @@ class GuestCore:
 
     def writes_pair(self, dev: GuestDevice, kind: MsgKind) -> bool:
         """Whether the guest writes a message's pair into the device itself: not for a claimed MSI capability,
-        whose pair the hypervisor writes inside MSG_ALLOC / MSG_RETARGET (GUEST-EMU-001, spec "The emulation
+        whose pair the hypervisor writes inside MSG_ALLOC / MSG_ACTIVATE (GUEST-EMU-001, spec "The emulation
         boundary"); the guest only sets MSI Enable and the mask bits there."""
         return not (kind is MsgKind.MSI and self.claimed.get(dev, 0) & (1 << MsgKind.MSI))
 
@@ -357,16 +357,16 @@ class GuestCore:
         if self.mode is GuestMode.PVMSI and dev in self.claimed:
             entries = [{"handle": m.handle, "vcpu": v, "vector": vec, "flags": 0} for m, v, vec in moves]
             results, status = yield from self.batch(
-                FunctionNumber.MSG_RETARGET, dev, RETARGET_ENTRY, RETARGET_RESULT, entries
+                FunctionNumber.MSG_ACTIVATE, dev, ACTIVATE_ENTRY, ACTIVATE_RESULT, entries
             )
             for (m, vcpu, vector), r in zip(moves, results, strict=False):
                 m.vcpu, m.vector = vcpu, vector
-                if r.flags & RetargetFlag.REWRITE:
+                if r.flags & ActivateFlag.REWRITE:
                     m.address, m.data = r.address, r.data
                     yield from self.rewrite(m)
             if status != Status.SUCCESS:
-                raise GuestError("MSG_RETARGET", status, f"entry {len(results)}")
-            return sum(1 for r in results if r.flags & RetargetFlag.REWRITE)
+                raise GuestError("MSG_ACTIVATE", status, f"entry {len(results)}")
+            return sum(1 for r in results if r.flags & ActivateFlag.REWRITE)
         for m, vcpu, vector in moves:
             new = compat_message(m.device, m.kind, Target(m.slot, vcpu, vector, m.count))
             m.vcpu, m.vector, m.address, m.data = vcpu, vector, new.address, new.data

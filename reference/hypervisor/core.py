@@ -90,7 +90,7 @@ class HypervisorCore(MessageCalls):
             FunctionNumber.DEVICE_CLAIM: self.device_claim,
             FunctionNumber.DEVICE_RELEASE: self.device_release,
             FunctionNumber.MSG_ALLOC: self.msg_alloc,
-            FunctionNumber.MSG_RETARGET: self.msg_retarget,
+            FunctionNumber.MSG_ACTIVATE: self.msg_activate,
             FunctionNumber.MSG_FREE: self.msg_free,
         }
         return handlers.get(fn)

@@ -1,10 +1,10 @@
-"""MSG_ALLOC, MSG_RETARGET and MSG_FREE, and the batch machinery they share (spec "Batching and partial
+"""MSG_ALLOC, MSG_ACTIVATE and MSG_FREE, and the batch machinery they share (spec "Batching and partial
 completion", "Allocate, retarget and free").
 
 :class:`MessageCalls` is a part of :class:`~.core.HypervisorCore`.  Each step is a public method a subclass may
 override: the batch header (:meth:`~MessageCalls.read_header`, :meth:`~MessageCalls.check_header`), the one read
 of the entries (:meth:`~MessageCalls.read_entries`), the per-entry operations (:meth:`~MessageCalls.alloc_entry`,
-:meth:`~MessageCalls.retarget_entry`, :meth:`~MessageCalls.free_entry`, each a named record in and one out,
+:meth:`~MessageCalls.activate_entry`, :meth:`~MessageCalls.free_entry`, each a named record in and one out,
 :mod:`pvmsi.spec.records`), the checks they share (:meth:`~MessageCalls.check_target`,
 :meth:`~MessageCalls.owned`, :meth:`~MessageCalls.check_quota`), the remapping policy
 (:meth:`~MessageCalls.alloc_remapping`, :meth:`~MessageCalls.retarget_remapping`,
@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from ...spec.calls import CALLS_BY_FN, CallDef
 from ...spec.codec import DecodeError
-from ...spec.constants import DeliveryFlag, Feature, FunctionNumber, MsgKind, RetargetFlag, Status
+from ...spec.constants import DeliveryFlag, Feature, FunctionNumber, MsgKind, ActivateFlag, Status
 from ...spec.fastcodec import FastFormat, fast
 from ...spec.records import (
     AllocEntry,
@@ -28,8 +28,8 @@ from ...spec.records import (
     BatchIn,
     FreeEntry,
     FreeResult,
-    RetargetEntry,
-    RetargetResult,
+    ActivateEntry,
+    ActivateResult,
 )
 from .blocks import MemoryRules
 from .call import Call, CallResult
@@ -41,7 +41,7 @@ from .vmstate import Claim, DeviceKey, Message, VmPvmsi
 # proves it equal to the construct codec): one struct unpack/pack plus the generated field checks per block.
 BATCH_IN = fast("batch_in")
 BATCH_OUT = fast("batch_out")
-ALLOC_RESULT, RETARGET_RESULT, FREE_RESULT = fast("alloc_result"), fast("retarget_result"), fast("free_result")
+ALLOC_RESULT, ACTIVATE_RESULT, FREE_RESULT = fast("alloc_result"), fast("activate_result"), fast("free_result")
 #: MsgKind by wire value (a table: calling the enum class is slow on the hot path).
 KIND_BY_VALUE: dict[int, MsgKind] = {int(k): k for k in MsgKind}
 
@@ -82,7 +82,7 @@ class BatchEnd(NamedTuple):
 
 
 MSG_ALLOC = BatchFormats.of(FunctionNumber.MSG_ALLOC)
-MSG_RETARGET = BatchFormats.of(FunctionNumber.MSG_RETARGET)
+MSG_ACTIVATE = BatchFormats.of(FunctionNumber.MSG_ACTIVATE)
 MSG_FREE = BatchFormats.of(FunctionNumber.MSG_FREE)
 
 
@@ -103,9 +103,9 @@ class MessageCalls:
         """MSG_ALLOC: a batch of :meth:`alloc_entry` (spec "Allocate")."""
         return self.batch(c, MSG_ALLOC, self.alloc_entry)
 
-    def msg_retarget(self, c: Call) -> CallResult:
-        """MSG_RETARGET: a batch of :meth:`retarget_entry` (spec "Retarget")."""
-        return self.batch(c, MSG_RETARGET, self.retarget_entry)
+    def msg_activate(self, c: Call) -> CallResult:
+        """MSG_ACTIVATE: a batch of :meth:`activate_entry` (spec "Retarget")."""
+        return self.batch(c, MSG_ACTIVATE, self.activate_entry)
 
     def msg_free(self, c: Call) -> CallResult:
         """MSG_FREE: a batch of :meth:`free_entry` (spec "Free")."""
@@ -246,7 +246,7 @@ class MessageCalls:
         result: AllocResult = ALLOC_RESULT.build(handle=handle, address=address, data=data)
         return result
 
-    def retarget_entry(self, c: Call, key: DeviceKey, claim: Claim, e: RetargetEntry) -> RetargetResult:
+    def activate_entry(self, c: Call, key: DeviceKey, claim: Claim, e: ActivateEntry) -> ActivateResult:
         """One retarget entry (HV-RETGT-001..003)."""
         msg = self.owned(c, key, e.handle)
         self.check_target(c, e.vcpu, e.vector, msg.count, e.flags)
@@ -258,8 +258,8 @@ class MessageCalls:
         msg.address, msg.data = address, data
         if rewrite and msg.kind is MsgKind.MSI:
             self.write_msi_capability(claim, msg)  # HV-EMU-003
-        flags = RetargetFlag.REWRITE if rewrite else 0  # HV-RETGT-003
-        result: RetargetResult = RETARGET_RESULT.build(address=address, data=data, flags=flags)
+        flags = ActivateFlag.REWRITE if rewrite else 0  # HV-RETGT-003
+        result: ActivateResult = ACTIVATE_RESULT.build(address=address, data=data, flags=flags)
         return result
 
     def free_entry(self, c: Call, key: DeviceKey, claim: Claim, e: FreeEntry) -> FreeResult:

@@ -10,8 +10,8 @@ from .messages import (
     BATCH_OUT,
     FREE_ENTRY,
     FREE_RESULT,
-    RETARGET_ENTRY,
-    RETARGET_RESULT,
+    ACTIVATE_ENTRY,
+    ACTIVATE_RESULT,
 )
 from .negotiation import HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
 
@@ -42,8 +42,8 @@ __all__ = [
     "HV_INFO",
     "NEGOTIATE_IN",
     "NEGOTIATE_OUT",
-    "RETARGET_ENTRY",
-    "RETARGET_RESULT",
+    "ACTIVATE_ENTRY",
+    "ACTIVATE_RESULT",
     "device",
     "harness",
     "messages",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import abi, device, emulation, formats, general, lifecycle, memory, messages, negotiation
+from . import abi, activate, device, emulation, formats, general, lifecycle, memory, messages, negotiation
 from .model import SECTIONS, Requirement
 
 REQUIREMENTS: tuple[Requirement, ...] = tuple(
@@ -13,6 +13,7 @@ REQUIREMENTS: tuple[Requirement, ...] = tuple(
         + device.REQUIREMENTS
         + emulation.REQUIREMENTS
         + messages.REQUIREMENTS
+        + activate.REQUIREMENTS
         + formats.FORMATS
         + memory.REQUIREMENTS
         + lifecycle.REQUIREMENTS,

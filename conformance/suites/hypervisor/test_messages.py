@@ -1,4 +1,4 @@
-"""MSG_ALLOC, MSG_RETARGET, MSG_FREE and end-to-end delivery (spec "Allocate, retarget and free")."""
+"""MSG_ALLOC, MSG_ACTIVATE, MSG_FREE and end-to-end delivery (spec "Allocate, retarget and free")."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pvmsi.conformance.toolkit import (
     check,
     status_name,
 )
-from pvmsi.spec.constants import FunctionNumber, KindMask, MsgKind, RetargetFlag, Status
+from pvmsi.spec.constants import FunctionNumber, KindMask, MsgKind, ActivateFlag, Status
 from pvmsi.spec.harness_constants import DeviceProfile, FireOutcome
 from pvmsi.spec.platforms import arch_target, parse_fields, platform
 
@@ -36,11 +36,11 @@ def _delivered(session: Session, dev: object, kind: MsgKind, index: int, vcpu: i
 
 @requirement("HV-ALLOC-001")
 def test_message_calls_need_a_claimed_device(session: Session) -> None:
-    """MSG_ALLOC, MSG_RETARGET and MSG_FREE on an unclaimed device are WRONG_STATE and write nothing."""
+    """MSG_ALLOC, MSG_ACTIVATE and MSG_FREE on an unclaimed device are WRONG_STATE and write nothing."""
     session.negotiated()
     for fn, entry in (
         (FunctionNumber.MSG_ALLOC, alloc_entry(MsgKind.MSIX, 0)),
-        (FunctionNumber.MSG_RETARGET, {"handle": 1, "vcpu": 0, "vector": 0x40, "flags": 0}),
+        (FunctionNumber.MSG_ACTIVATE, {"handle": 1, "vcpu": 0, "vector": 0x40, "flags": 0}),
         (FunctionNumber.MSG_FREE, {"handle": 1}),
     ):
         b = session.batch(fn, MLX5, [entry])
@@ -205,7 +205,7 @@ def test_retarget_moves_delivery(session: Session) -> None:
     res = b.results[0]
     changed = (res.address, res.data) != (r.address, r.data)
     check(
-        bool(res.flags & RetargetFlag.REWRITE) == changed,
+        bool(res.flags & ActivateFlag.REWRITE) == changed,
         "HV-RETGT-003",
         f"REWRITE == pair changed ({changed})",
         hex(res.flags),
