@@ -92,6 +92,7 @@ class HypervisorCore(MessageCalls):
             FunctionNumber.MSG_ALLOC: self.msg_alloc,
             FunctionNumber.MSG_ACTIVATE: self.msg_activate,
             FunctionNumber.MSG_FREE: self.msg_free,
+            FunctionNumber.MSG_DEACTIVATE: self.msg_deactivate,
         }
         return handlers.get(fn)
 

@@ -64,7 +64,8 @@ def import_vm(core: HypervisorCore, vm: VmPort, data: dict[str, Any]) -> None:
         d = tuple(raw["device"])
         key = (d[0], d[1], d[2], d[3])
         claim = st.claims[key]
-        m = Message(**{**raw, "device": key, "kind": MsgKind(raw["kind"])})
+        targets = [None if t is None else (int(t[0]), int(t[1]), bool(t[2])) for t in raw.get("targets", [])]
+        m = Message(**{**raw, "device": key, "kind": MsgKind(raw["kind"]), "targets": targets})
         if not core.remap.alloc_at(
             m.irte,
             m.count,
@@ -76,7 +77,10 @@ def import_vm(core: HypervisorCore, vm: VmPort, data: dict[str, Any]) -> None:
             slot=(claim.source.pasid, int(m.kind), m.slot),  # HV-QUOTA-004 as on the source
         ):
             raise MigrationError(f"remapping entries {m.irte}+{m.count} are taken on the destination")
-        if core.remap.compose(m.irte) != (m.address, m.data):
+        for i, t in enumerate(m.targets):  # each vector's own target, or reserved (HV-MSI-001, HV-ACT-001)
+            vcpu, vector, posted = t if t is not None else (m.vcpu, m.vector + i, m.posted)
+            core.remap.program_vector(m.irte, i, vcpu=vcpu, vector=vector, posted=posted, present=t is not None)
+        if m.active and core.remap.compose(m.irte) != (m.address, m.data):
             raise MigrationError(f"entry {m.irte} would change its pair")  # HV-MIG-002
         st.messages[m.handle] = m
         claim.slots.add((m.kind, m.slot))

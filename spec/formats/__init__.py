@@ -4,14 +4,16 @@ from ..fields import AREAS, FormatDef, format_def
 from . import device, harness, messages, negotiation
 from .device import CLAIM_IN, DEVICE_ID, DEVICE_INFO
 from .messages import (
+    ACTIVATE_ENTRY,
+    ACTIVATE_RESULT,
     ALLOC_ENTRY,
     ALLOC_RESULT,
     BATCH_IN,
     BATCH_OUT,
+    DEACTIVATE_ENTRY,
+    DEACTIVATE_RESULT,
     FREE_ENTRY,
     FREE_RESULT,
-    ACTIVATE_ENTRY,
-    ACTIVATE_RESULT,
 )
 from .negotiation import HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
 
@@ -29,11 +31,15 @@ def _registry() -> dict[str, FormatDef]:
 FORMATS: dict[str, FormatDef] = _registry()
 
 __all__ = [
+    "ACTIVATE_ENTRY",
+    "ACTIVATE_RESULT",
     "ALLOC_ENTRY",
     "ALLOC_RESULT",
     "BATCH_IN",
     "BATCH_OUT",
     "CLAIM_IN",
+    "DEACTIVATE_ENTRY",
+    "DEACTIVATE_RESULT",
     "DEVICE_ID",
     "DEVICE_INFO",
     "FORMATS",
@@ -42,8 +48,6 @@ __all__ = [
     "HV_INFO",
     "NEGOTIATE_IN",
     "NEGOTIATE_OUT",
-    "ACTIVATE_ENTRY",
-    "ACTIVATE_RESULT",
     "device",
     "harness",
     "messages",

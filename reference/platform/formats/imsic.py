@@ -51,12 +51,16 @@ class Imsic(PerDeviceFormat):
 
     def programmed(self, key: int, table: DeviceTable, base: int) -> None:
         entry = table.entries[base]
+        if not entry.present:  # a reserved or deactivated message maps no interrupt file (HV-ACT-001, HV-ACT-005)
+            return
         self.mapped[key, entry.dest_vcpu] += 1
         self.sources.setdefault((key, entry.dest_vcpu), Counter())[entry.source] += 1
         self.vm_of[key] = entry.owner_vm
 
     def unprogrammed(self, key: int, table: DeviceTable, base: int) -> None:
         entry = table.entries[base]
+        if not entry.present:
+            return
         self.mapped[key, entry.dest_vcpu] -= 1
         sources = self.sources[key, entry.dest_vcpu]
         sources[entry.source] -= 1
