@@ -414,6 +414,7 @@ class Session:
     def reserve(self, dev: DeviceRef, entries: Sequence[dict[str, Any] | bytes], **kw: Any) -> Batch:
         """MSG_ALLOC without PVMSI_ALLOC_ACTIVATE: dict entries name kind, vector_count and slot only."""
         fields = {"flags": 0, "vcpu": 0, "vector": 0, "alloc_flags": 0, "hint_vcpu": 0}
+        kw.setdefault("raw_vectors", True)  # no vector to move into the platform's range
         return self.batch(
             FunctionNumber.MSG_ALLOC, dev, [{**fields, **e} if isinstance(e, dict) else e for e in entries], **kw
         )
