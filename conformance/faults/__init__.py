@@ -15,14 +15,26 @@ and ``pvmsi conformance check-faults`` against every one.
 from __future__ import annotations
 
 from ...reference.backend import ReferenceHypervisor
-from . import batch, boundary, calling, device, formats, lifecycle, memory, messages, negotiation, security
+from . import activate, batch, boundary, calling, device, formats, lifecycle, memory, messages, negotiation, security
 from .guests import GUEST_FAULTS, FaultyGuest, faulty_core, faulty_guest
 from .registry import FaultyImpl, unknown
 
 #: Every faulty hypervisor by name, section by section.
 FAULTS: dict[str, FaultyImpl] = {
     f.name: f
-    for section in (calling, negotiation, memory, device, boundary, messages, formats, batch, security, lifecycle)
+    for section in (
+        calling,
+        negotiation,
+        memory,
+        device,
+        boundary,
+        messages,
+        activate,
+        formats,
+        batch,
+        security,
+        lifecycle,
+    )
     for f in section.FAULTS
 }
 
