@@ -360,10 +360,8 @@ class HostModel:
         self.rewrite_needed.clear()
         live = self.live()
         for m in self.abandoned:
-            if m.handle in live and self.programmed.get((m.device, int(m.kind), m.slot), (0, 0, 0))[:2] != (
-                m.address,
-                m.data,
-            ):
+            written = self.programmed.get((m.device, int(m.kind), m.slot), (0, 0, 0))[:2] == (m.address, m.data)
+            if m.handle in live and (not live[m.handle].active or not written):  # a reservation is never "written"
                 self.violate(
                     "GUEST-BATCH-002",
                     f"entry of {name_of(m.device)} {m.kind.name}[{m.slot}] completed before a failed MSG_ALLOC "
