@@ -77,9 +77,11 @@ def import_vm(core: HypervisorCore, vm: VmPort, data: dict[str, Any]) -> None:
             slot=(claim.source.pasid, int(m.kind), m.slot),  # HV-QUOTA-004 as on the source
         ):
             raise MigrationError(f"remapping entries {m.irte}+{m.count} are taken on the destination")
-        for i, t in enumerate(m.targets):  # each vector's own target, or reserved (HV-MSI-001, HV-ACT-001)
-            vcpu, vector, posted = t if t is not None else (m.vcpu, m.vector + i, m.posted)
-            core.remap.program_vector(m.irte, i, vcpu=vcpu, vector=vector, posted=posted, present=t is not None)
+        for i, t in enumerate(m.targets):  # a vector's own target, or reserved (HV-MSI-001, HV-ACT-001)
+            block = (m.vcpu, m.vector + i, m.posted)
+            if t != block:
+                vcpu, vector, posted = t if t is not None else block
+                core.remap.program_vector(m.irte, i, vcpu=vcpu, vector=vector, posted=posted, present=t is not None)
         if m.active and core.remap.compose(m.irte) != (m.address, m.data):
             raise MigrationError(f"entry {m.irte} would change its pair")  # HV-MIG-002
         st.messages[m.handle] = m
