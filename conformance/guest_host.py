@@ -33,12 +33,12 @@ from ..spec.calls import BATCH_CALLS, CALLS_BY_FN, LARGEST_BATCH
 from ..spec.codec import DecodeError, decode, encode
 from ..spec.constants import (
     FEATURES_1_0,
+    ActivateFlag,
     DeviceFlag,
     FunctionNumber,
     KindMask,
     Limit,
     MsgKind,
-    ActivateFlag,
     Status,
 )
 from ..spec.formats import (

@@ -146,7 +146,11 @@ def physical_limit(profile: DeviceProfile, kind: MsgKind, operation: str, n: int
     capabilities, as the emulated path counts them)."""
     entries = 1 if kind is MsgKind.MSI else n  # a multi-message MSI block is one entry
     # A setup as Linux does it: reserve (MSG_ALLOC), then activate (MSG_ACTIVATE); a move: MSG_ACTIVATE.
-    fns = (FunctionNumber.MSG_ALLOC, FunctionNumber.MSG_ACTIVATE) if operation == "setup" else (FunctionNumber.MSG_ACTIVATE,)
+    fns = (
+        (FunctionNumber.MSG_ALLOC, FunctionNumber.MSG_ACTIVATE)
+        if operation == "setup"
+        else (FunctionNumber.MSG_ACTIVATE,)
+    )
     batches = sum(-(-entries // (CALLS_BY_FN[fn].max_batch or 1)) for fn in fns)
     if operation != "setup":
         return batches

@@ -462,9 +462,9 @@ class Model:
             raise Refusal(Status.INVALID_PARAMETER, "HV-ACT-007")
         posted = self._target(vm, e.vcpu, e.vector, m.count if whole else 1, e.flags)
         active = any(t is not None for t in m.targets)
-        if not whole and not vm.config.per_vector_targets:
-            if not active or (e.vcpu, e.vector) != (m.vcpu, m.vector + e.index):
-                raise Refusal(Status.PER_VECTOR_REFUSED, "HV-MSI-002")
+        leaves = not active or (e.vcpu, e.vector) != (m.vcpu, m.vector + e.index)
+        if not whole and not vm.config.per_vector_targets and leaves:
+            raise Refusal(Status.PER_VECTOR_REFUSED, "HV-MSI-002")
 
         def check(result: Any, index: int) -> list[str]:
             if result is None or result.status:
@@ -502,7 +502,9 @@ class Model:
         def check(result: Any, index: int) -> list[str]:
             for i in indexes:
                 m.targets[i] = None
-            return [] if result is not None and not result.status else [f"MSG_DEACTIVATE: entry {index} result {result}"]
+            return (
+                [] if result is not None and not result.status else [f"MSG_DEACTIVATE: entry {index} result {result}"]
+            )
 
         return check
 

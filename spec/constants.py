@@ -378,9 +378,7 @@ CONSTANT_GROUPS: tuple[ConstantGroup, ...] = (
     ConstantGroup.of("device_flag", "PVMSI_DEV_", "flags", DeviceFlag, DEVICE_FLAG_DOCS),
     ConstantGroup.of("delivery_flag", "PVMSI_DELIVER_", "flags", DeliveryFlag, DELIVERY_FLAG_DOCS),
     ConstantGroup.of("alloc_flag", "PVMSI_ALLOC_", "flags", AllocFlag, ALLOC_FLAG_DOCS),
-    ConstantGroup.of(
-        "activate_entry_flag", "PVMSI_ACTENT_", "flags", ActivateEntryFlag, ACTIVATE_ENTRY_FLAG_DOCS
-    ),
+    ConstantGroup.of("activate_entry_flag", "PVMSI_ACTENT_", "flags", ActivateEntryFlag, ACTIVATE_ENTRY_FLAG_DOCS),
     ConstantGroup.of("activate_flag", "PVMSI_ACTIVATE_", "flags", ActivateFlag, ACTIVATE_FLAG_DOCS),
     ConstantGroup.of("message_format", "PVMSI_MSGFMT_", "enum", MessageFormat, MESSAGE_FORMAT_DOCS),
     ConstantGroup.of("limit", "PVMSI_", "value", Limit, LIMIT_DOCS),

@@ -1,4 +1,5 @@
-"""Named records of the batch formats (spec "Batching and partial completion", "Reserve, activate, deactivate and free").
+"""Named records of the batch formats (spec "Batching and partial completion", "Reserve, activate, deactivate and
+free").
 
 Each record is a :class:`~typing.NamedTuple` of its format's leaf fields in layout order, a nested field's path
 joined with ``_`` (``device.bus`` is ``device_bus``); a field not given is zero, as in a zeroed block.  The
@@ -91,16 +92,19 @@ if TYPE_CHECKING:
         data: int = 0
         status: int = 0
 
-    class ActivateEntry(NamedTuple):
-        """``activate_entry``: a message (or one vector of a block) to target at a vCPU and vector."""
-
-        handle: int = 0
-        vcpu: int = 0
-        vector: int = 0
-        flags: int = 0
-        entry_flags: int = 0
-        index: int = 0
-        reserved0: int = 0
+    # Functional form, as for BatchIn: the field ``index`` would override tuple.index in the class form.
+    ActivateEntry = NamedTuple(  # noqa: UP014
+        "ActivateEntry",
+        [
+            ("handle", int),
+            ("vcpu", int),
+            ("vector", int),
+            ("flags", int),
+            ("entry_flags", int),
+            ("index", int),
+            ("reserved0", int),
+        ],
+    )
 
     class ActivateResult(NamedTuple):
         """``activate_result``: the pair in force after an activation, and whether the device must be rewritten."""
@@ -122,14 +126,10 @@ if TYPE_CHECKING:
         status: int = 0
         reserved0: int = 0
 
-    class DeactivateEntry(NamedTuple):
-        """``deactivate_entry``: a message (or one vector of a block) to return to reserved."""
-
-        handle: int = 0
-        index: int = 0
-        entry_flags: int = 0
-        reserved0: int = 0
-        reserved1: int = 0
+    DeactivateEntry = NamedTuple(  # noqa: UP014
+        "DeactivateEntry",
+        [("handle", int), ("index", int), ("entry_flags", int), ("reserved0", int), ("reserved1", int)],
+    )
 
     class DeactivateResult(NamedTuple):
         """``deactivate_result``: the status of one deactivated message."""

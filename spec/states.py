@@ -195,9 +195,7 @@ MESSAGE_MACHINE: StateMachine[MessageState, MessageEvent] = StateMachine(
 )
 
 MACHINES: tuple[
-    StateMachine[VmState, VmEvent]
-    | StateMachine[DeviceState, DeviceEvent]
-    | StateMachine[MessageState, MessageEvent],
+    StateMachine[VmState, VmEvent] | StateMachine[DeviceState, DeviceEvent] | StateMachine[MessageState, MessageEvent],
     ...,
 ] = (
     VM_MACHINE,

@@ -33,7 +33,9 @@ class ReservationTakesTargets(HypervisorCore):
         return None
 
 
-@faults.add("hint-binds", "HV-ACT-003", "activates a message reserved with a hint on the hinted vCPU, not the named one")
+@faults.add(
+    "hint-binds", "HV-ACT-003", "activates a message reserved with a hint on the hinted vCPU, not the named one"
+)
 class HintBinds(HypervisorCore):
     def __init__(self, config: HypervisorConfig, remap: RemapPort) -> None:
         super().__init__(config, remap)
@@ -98,7 +100,9 @@ class BlockOneVcpuOnly(HypervisorCore):
             self.remap.program_vector(msg.irte, i, vcpu=vcpu, vector=vector, posted=posted, present=False)
 
 
-@faults.add("per-vector-refused-everywhere", "HV-MSI-001", "refuses every per-vector target, even where remapping allows")
+@faults.add(
+    "per-vector-refused-everywhere", "HV-MSI-001", "refuses every per-vector target, even where remapping allows"
+)
 class PerVectorRefusedEverywhere(HypervisorCore):
     def check_per_vector(self, c: Call, msg: Message, index: int, vcpu: int, vector: int) -> None:
         raise CallError(Status.PER_VECTOR_REFUSED, "HV-MSI-002", "refused")

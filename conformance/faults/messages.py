@@ -7,8 +7,8 @@ from ...reference.hypervisor.core import HypervisorCore, device_kinds
 from ...reference.hypervisor.errors import CallError
 from ...reference.hypervisor.messages import KIND_BY_VALUE, BatchFormats, EntryOp
 from ...reference.hypervisor.vmstate import Claim, DeviceKey, Message
-from ...spec.constants import FunctionNumber, MsgKind, ActivateFlag, Status
-from ...spec.records import AllocEntry, AllocResult, FreeEntry, FreeResult, ActivateEntry, ActivateResult
+from ...spec.constants import ActivateFlag, FunctionNumber, MsgKind, Status
+from ...spec.records import ActivateEntry, ActivateResult, AllocEntry, AllocResult, FreeEntry, FreeResult
 from .registry import FaultList
 
 faults = FaultList()

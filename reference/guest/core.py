@@ -34,6 +34,8 @@ from ...spec.constants import (
     Status,
 )
 from ...spec.formats import (
+    ACTIVATE_ENTRY,
+    ACTIVATE_RESULT,
     ALLOC_ENTRY,
     ALLOC_RESULT,
     BATCH_IN,
@@ -48,8 +50,6 @@ from ...spec.formats import (
     HV_INFO,
     NEGOTIATE_IN,
     NEGOTIATE_OUT,
-    ACTIVATE_ENTRY,
-    ACTIVATE_RESULT,
 )
 from ...spec.layout import layout_of
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR, decode_version

@@ -4,7 +4,8 @@ partial completion", "Reserve, activate, deactivate and free").
 :class:`MessageCalls` is a part of :class:`~.core.HypervisorCore`.  Each step is a public method a subclass may
 override: the batch header (:meth:`~MessageCalls.read_header`, :meth:`~MessageCalls.check_header`), the one read
 of the entries (:meth:`~MessageCalls.read_entries`), the per-entry operations (:meth:`~MessageCalls.alloc_entry`,
-:meth:`~MessageCalls.activate_entry`, :meth:`~MessageCalls.deactivate_entry`, :meth:`~MessageCalls.free_entry`, each a named record in and one out,
+:meth:`~MessageCalls.activate_entry`, :meth:`~MessageCalls.deactivate_entry`, :meth:`~MessageCalls.free_entry`,
+each a named record in and one out,
 :mod:`pvmsi.spec.records`), the checks they share (:meth:`~MessageCalls.check_target`,
 :meth:`~MessageCalls.owned`, :meth:`~MessageCalls.check_quota`), the remapping policy
 (:meth:`~MessageCalls.alloc_remapping`, :meth:`~MessageCalls.retarget_remapping`,
@@ -32,6 +33,8 @@ from ...spec.constants import (
 )
 from ...spec.fastcodec import FastFormat, fast
 from ...spec.records import (
+    ActivateEntry,
+    ActivateResult,
     AllocEntry,
     AllocResult,
     BatchIn,
@@ -39,8 +42,6 @@ from ...spec.records import (
     DeactivateResult,
     FreeEntry,
     FreeResult,
-    ActivateEntry,
-    ActivateResult,
 )
 from .blocks import MemoryRules
 from .call import Call, CallResult

@@ -1,4 +1,4 @@
-"""Batches and the formats of MSG_ALLOC, MSG_ACTIVATE, MSG_DEACTIVATE and MSG_FREE (spec sections "Messages", "Batches").
+"""Batches and the formats of MSG_ALLOC, MSG_ACTIVATE, MSG_DEACTIVATE and MSG_FREE (spec "Messages", "Batches").
 
 A batch input block is a :data:`BATCH_IN` header followed by ``count`` entries; the output block is a
 :data:`BATCH_OUT` header followed by ``count`` results, result *i* answering entry *i*.

@@ -9,8 +9,8 @@ MESSAGES: tuple[Requirement, ...] = (
         "HV-ALLOC-001",
         Level.MUST,
         "messages",
-        "The hypervisor MUST fail MSG_ALLOC, MSG_ACTIVATE, MSG_DEACTIVATE and MSG_FREE with WRONG_STATE for a device that is not "
-        "claimed, before processing any entry.",
+        "The hypervisor MUST fail MSG_ALLOC, MSG_ACTIVATE, MSG_DEACTIVATE and MSG_FREE with WRONG_STATE for a "
+        "device that is not claimed, before processing any entry.",
     ),
     req(
         "HV-ALLOC-002",
@@ -102,8 +102,8 @@ MESSAGES: tuple[Requirement, ...] = (
         Level.SHOULD,
         "messages",
         "Where the platform's interrupt remapping allows it (VT-d, AMD-Vi and the GIC ITS always; the RISC-V "
-        "IMSIC only when the vCPU stays), the hypervisor SHOULD change an active message's target in place, keeping the address/data "
-        "pair, so that the device need not be rewritten.",
+        "IMSIC only when the vCPU stays), the hypervisor SHOULD change an active message's target in place, "
+        "keeping the address/data pair, so that the device need not be rewritten.",
     ),
     req(
         "HV-FREE-001",

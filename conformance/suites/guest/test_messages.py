@@ -7,7 +7,7 @@ import pytest
 
 from pvmsi.conformance.guest_toolkit import IDXD_SUB, MLX5, MSI_DEV, GuestSession
 from pvmsi.conformance.toolkit import check
-from pvmsi.spec.constants import FunctionNumber, MsgKind, ActivateFlag
+from pvmsi.spec.constants import ActivateFlag, FunctionNumber, MsgKind
 from pvmsi.spec.iut import DeviceRef
 
 requirement = pytest.mark.requirement

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pvmsi.conformance.toolkit import MLX5, MSI_DEV, Session, alloc_entry, check, status_name
-from pvmsi.spec.constants import KindMask, MsgKind, ActivateFlag, Status
+from pvmsi.spec.constants import ActivateFlag, KindMask, MsgKind, Status
 from pvmsi.spec.harness_constants import FireOutcome
 from pvmsi.spec.platforms import parse_fields, platform
 

@@ -14,7 +14,7 @@ from pvmsi.conformance.toolkit import (
     check,
     status_name,
 )
-from pvmsi.spec.constants import FunctionNumber, KindMask, MsgKind, ActivateFlag, Status
+from pvmsi.spec.constants import ActivateFlag, FunctionNumber, KindMask, MsgKind, Status
 from pvmsi.spec.harness_constants import DeviceProfile, FireOutcome
 from pvmsi.spec.platforms import arch_target, parse_fields, platform
 
