@@ -57,15 +57,17 @@ class MessageState(Enum):
 
 
 class MessageEvent(Enum):
-    """What moves a message between states."""
+    """What moves a message between states: MSG_ALLOC (reserve; one-step with PVMSI_ALLOC_ACTIVATE), MSG_ACTIVATE,
+    MSG_DEACTIVATE (of some active vectors, or of the last), MSG_FREE, and DEVICE_RELEASE, RESET, a VM reset or a
+    hot-unplug (release or reset)."""
 
-    ALLOC = "MSG_ALLOC"
-    ALLOC_ACTIVATE = "MSG_ALLOC with PVMSI_ALLOC_ACTIVATE"
-    ACTIVATE = "MSG_ACTIVATE"
-    DEACTIVATE_SOME = "MSG_DEACTIVATE, a vector stays active"
-    DEACTIVATE_LAST = "MSG_DEACTIVATE of the last active vector"
-    FREE = "MSG_FREE"
-    DROPPED = "DEVICE_RELEASE, RESET, VM reset, hot-unplug"
+    ALLOC = "reserve"
+    ALLOC_ACTIVATE = "one-step alloc"
+    ACTIVATE = "activate"
+    DEACTIVATE_SOME = "deactivate, some left"
+    DEACTIVATE_LAST = "deactivate the last"
+    FREE = "free"
+    DROPPED = "release or reset"
 
 
 S = TypeVar("S", bound=Enum)
