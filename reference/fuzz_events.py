@@ -131,6 +131,9 @@ class HostEvents:
         if (x.address, x.data) == (0, 0):  # reserved, never activated: no pair to write (HV-ACT-001)
             self.events["program_fire_reserved_skipped"] += 1
             return
+        if x.kind == MsgKind.IMS and x.slot >= m.devices()[x.device].ims:  # an opaque tag names no IMS entry
+            self.events["program_fire_opaque_tag_skipped"] += 1
+            return
         seg, bus, devfn, pasid = x.device
         pci = vm.pci(seg, bus, devfn)
         assert pci is not None

@@ -403,7 +403,7 @@ class Model:
         if kind == MsgKind.MSI:
             if n < 1 or n & (n - 1) or n > dev.msi or slot:
                 raise Refusal(Status.INVALID_PARAMETER, "HV-ALLOC-003/004")
-        elif n != 1 or slot >= dev.limit(kind):
+        elif n != 1 or (kind == MsgKind.MSIX and slot >= dev.limit(kind)):  # an IMS tag is opaque
             raise Refusal(Status.INVALID_PARAMETER, "HV-ALLOC-003/004")
         if (kind, slot) in claim.slots:
             raise Refusal(Status.WRONG_STATE, "HV-ALLOC-005")

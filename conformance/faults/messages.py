@@ -24,16 +24,21 @@ class MsiCountUnchecked(HypervisorCore):
         return super().alloc_entry(c, key, claim, e)
 
 
-@faults.add("slot-range-unchecked", "HV-ALLOC-004", "accepts MSI-X and IMS slots beyond the table")
+@faults.add("slot-range-unchecked", "HV-ALLOC-004", "accepts MSI-X slots beyond the table")
 class SlotRangeUnchecked(HypervisorCore):
     def alloc_entry(self, c: Call, key: DeviceKey, claim: Claim, e: AllocEntry) -> AllocResult:
-        if e.kind == MsgKind.MSIX:
-            size = claim.device.msix_table_size
-        elif e.kind == MsgKind.IMS:
-            size = claim.device.ims_slots
-        else:
-            size = 1
+        size = claim.device.msix_table_size if e.kind == MsgKind.MSIX else 1
+        if e.kind == MsgKind.IMS:
+            return super().alloc_entry(c, key, claim, e)
         return super().alloc_entry(c, key, claim, e._replace(slot=e.slot % max(size, 1)))
+
+
+@faults.add("ims-tag-bounded", "HV-ALLOC-004", "refuses IMS tags beyond the device's IMS size, as if it knew the store")
+class ImsTagBounded(HypervisorCore):
+    def alloc_entry(self, c: Call, key: DeviceKey, claim: Claim, e: AllocEntry) -> AllocResult:
+        if e.kind == MsgKind.IMS and e.slot >= claim.device.ims_slots:
+            raise CallError(Status.INVALID_PARAMETER, "HV-ALLOC-004", "IMS slot beyond the store")
+        return super().alloc_entry(c, key, claim, e)
 
 
 @faults.add("vector-range-unchecked", "HV-ALLOC-006", "accepts vectors below 32 and vCPUs the VM lacks")

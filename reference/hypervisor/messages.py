@@ -242,8 +242,8 @@ class MessageCalls:
         else:
             if n != 1:
                 raise CallError(Status.INVALID_PARAMETER, "HV-ALLOC-003", f"{kind.name} vector_count must be 1")
-            size = claim.limits[e.kind]  # the MSI-X table size or the IMS slots
-            if slot >= size:
+            size = claim.limits[e.kind]  # the MSI-X table size; an IMS tag is opaque (HV-ALLOC-004)
+            if kind is MsgKind.MSIX and slot >= size:
                 raise CallError(Status.INVALID_PARAMETER, "HV-ALLOC-004", f"slot {slot} >= {size}")
         if (kind, slot) in claim.slots:
             raise CallError(Status.WRONG_STATE, "HV-ALLOC-005", f"{kind.name} slot {slot} already holds a message")

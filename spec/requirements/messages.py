@@ -30,7 +30,9 @@ MESSAGES: tuple[Requirement, ...] = (
         Level.MUST,
         "messages",
         "The hypervisor MUST fail an allocate entry with INVALID_PARAMETER when slot is not below the MSI-X "
-        "table size (MSI-X) or the IMS slot count (IMS), or is not zero (MSI).",
+        "table size (MSI-X) or is not zero (MSI). For IMS, slot is an opaque tag the guest chooses: the "
+        "hypervisor MUST accept any value, using it only to keep a device's live messages apart (HV-ALLOC-005) "
+        "and to park freed remapping entries (HV-QUOTA-004).",
     ),
     req(
         "HV-ALLOC-005",

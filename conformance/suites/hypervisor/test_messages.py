@@ -81,16 +81,21 @@ def test_vector_count_rules(session: Session) -> None:
         )
 
 
-@requirement("HV-ALLOC-004")
+@requirement("HV-ALLOC-004", "HV-ALLOC-005")
 @option("msi", "ims")
 def test_slot_ranges(session: Session) -> None:
-    """An MSI-X or IMS slot out of range, or MSI slot 1, is INVALID_PARAMETER; the last MSI-X slot is fine."""
+    """An MSI-X slot out of range, or MSI slot 1, is INVALID_PARAMETER; the last MSI-X slot is fine. An IMS slot is an
+    opaque tag: beyond the device's IMS size, even 0xFFFFFFFF, it is accepted, and unique per device."""
     session.ready(MLX5, int(KindMask.MSIX | KindMask.IMS))
     session.claimed(MSI_DEV, int(KindMask.MSI))
     _msi, msix, ims, _ = PROFILE_SIZES[DeviceProfile.MLX5]
+    for tag in (ims, 0xFFFF_FFFF):
+        b = session.alloc(MLX5, [alloc_entry(MsgKind.IMS, tag)])
+        check(b.status == Status.SUCCESS, "HV-ALLOC-004", f"IMS tag {tag:#x} accepted", status_name(b.status))
+        b = session.alloc(MLX5, [alloc_entry(MsgKind.IMS, tag)])
+        check(b.status == Status.WRONG_STATE, "HV-ALLOC-005", f"IMS tag {tag:#x} again", status_name(b.status))
     for dev, entry, what in (
         (MLX5, alloc_entry(MsgKind.MSIX, msix), f"MSI-X slot {msix}"),
-        (MLX5, alloc_entry(MsgKind.IMS, ims), f"IMS slot {ims}"),
         (MSI_DEV, alloc_entry(MsgKind.MSI, 1), "MSI slot 1"),
     ):
         b = session.alloc(dev, [entry])
