@@ -342,7 +342,8 @@ class GuestCore:
             raise GuestError("MSG_ALLOC", Status.NOT_PERMITTED, f"{kind.name} not claimed for the device")
         msgs = yield from self.domain_alloc(dev, kind, targets)
         yield from self.domain_activate(dev, msgs)
-        self.log.append(f"allocated {sum(t.count for t in targets)} {kind.name} vectors on {_name(dev)}")
+        n = sum(t.count for t in targets)
+        self.log.append(f"reserved, then activated {n} {kind.name} vectors on {_name(dev)}")  # MSG_ALLOC, MSG_ACTIVATE
         return msgs
 
     def domain_alloc(self, dev: GuestDevice, kind: MsgKind, targets: Sequence[Target]) -> Op:
