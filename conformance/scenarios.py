@@ -248,6 +248,20 @@ class Recorder:
         self.steps.append(step)
         return exited
 
+    def config_read(self, vm: int, device: DeviceRef, offset: int, size: int) -> bytes:
+        data = self.inner.config_read(vm, device, offset, size)
+        self.steps.append(
+            {
+                "op": "config_read",
+                "vm": self._vm(vm),
+                "device": _dev(device),
+                "offset": offset,
+                "size": size,
+                "expect": data.hex(),
+            }
+        )
+        return data
+
     def fire(self, vm: int, device: DeviceRef, kind: int, index: int) -> FireResult:
         r = self.inner.fire(vm, device, kind, index)
         self.steps.append(
@@ -412,6 +426,11 @@ def replay(doc: dict[str, Any], iut: HypervisorIUT) -> int:
             iut.device_write(
                 vm, _ref(step["device"]), DeviceSpace[step["space"]], step["offset"], step["size"], written
             )
+        elif op == "config_read":
+            got = iut.config_read(vm, _ref(step["device"]), step["offset"], step["size"])
+            if got.hex() != step["expect"]:
+                raise ReplayMismatch(f"{where}: configuration space {got.hex()}, expected {step['expect']}")
+            checked += 1
         elif op == "fire":
             r = iut.fire(vm, _ref(step["device"]), step["kind"], step["index"])
             exp = step["expect"]

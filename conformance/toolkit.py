@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..spec import harness_devices as hd
 from ..spec.calls import BATCH_CALLS
 from ..spec.codec import DecodeError
 from ..spec.constants import (
@@ -59,16 +60,14 @@ DEFAULT_DEVICES = (
     DeviceSlot(DeviceProfile.PLAIN_MSI, MSI_DEV),
     DeviceSlot(DeviceProfile.IDXD, IDXD),
 )
-#: Register layout of the harness device profiles (spec appendix "Harness protocol").
-MSI_CAP = 0x50
-MSIX_CAP = 0x70
-MSIX_ENABLE = 1 << 15
-PROFILE_SIZES = {  # (MSI vectors, MSI-X table size, IMS slots, sub-devices)
-    DeviceProfile.MLX5: (0, 2048, 4096, 0),
-    DeviceProfile.PLAIN_MSI: (32, 0, 0, 0),
-    DeviceProfile.IDXD: (0, 9, 0, 8),  # its 2048 IMS slots all belong to the 8 sub-devices
+#: Register layout of the harness device profiles (spec appendix "Harness protocol", "Device model").
+MSI_CAP = hd.MSI_CAP_OFFSET
+MSIX_CAP = hd.MSIX_CAP_OFFSET
+MSIX_ENABLE = hd.MSIX_ENABLE
+PROFILE_SIZES = {  # (MSI vectors, MSI-X table size, IMS slots of the function, sub-devices)
+    p: (d.msi_vectors, d.msix_table_size, d.ims_slots, d.subdevices) for p, d in hd.DEVICES.items()
 }
-IDXD_SUB_SLOTS = 256
+IDXD_SUB_SLOTS = hd.DEVICES[DeviceProfile.IDXD].subdevice_slots
 ALL_KINDS = int(KIND_FEATURES)
 
 
@@ -221,6 +220,13 @@ class Session:
         self.log(f"vm {vm} config write {dev} +{offset:#x}/{size} = {value:#x} -> exit={exited}")
         return exited
 
+    def config_read(self, dev: DeviceRef, offset: int = 0, size: int = 256, *, vm: int | None = None) -> bytes:
+        """Bytes of ``dev``'s configuration space as its guest sees them (harness CONFIG_READ: no exit)."""
+        vm = self.vm if vm is None else vm
+        data = self.iut.config_read(vm, dev, offset, size)
+        self.log(f"vm {vm} config read {dev} +{offset:#x}/{size} -> {data.hex()}")
+        return data
+
     def program(
         self,
         dev: DeviceRef,
@@ -240,18 +246,23 @@ class Session:
             annotate(address, data)
         exits = 0
         if kind is MsgKind.MSI:
-            mme = (vectors.bit_length() - 1) << 4
+            mme = (vectors.bit_length() - 1) << hd.MSI_MME_SHIFT
             for off, size_, val in (
-                (MSI_CAP + 4, 4, address & 0xFFFFFFFF),
-                (MSI_CAP + 8, 4, address >> 32),
-                (MSI_CAP + 0xC, 2, data),
-                (MSI_CAP + 2, 2, mme),
+                (MSI_CAP + hd.MSI_ADDRESS_LO, 4, address & 0xFFFFFFFF),
+                (MSI_CAP + hd.MSI_ADDRESS_HI, 4, address >> 32),
+                (MSI_CAP + hd.MSI_DATA, 2, data),
+                (MSI_CAP + hd.MSI_CONTROL, 2, mme),
             ):
                 exits += self.iut.device_write(vm, dev, DeviceSpace.CONFIG, off, size_, val)
         else:
             space = DeviceSpace.MSIX_TABLE if kind is MsgKind.MSIX else DeviceSpace.IMS
-            base = slot * 16
-            for off, val in ((0, address & 0xFFFFFFFF), (4, address >> 32), (8, data), (12, int(masked))):
+            base = slot * hd.SLOT_SIZE
+            for off, val in (
+                (hd.SLOT_ADDRESS_LO, address & 0xFFFFFFFF),
+                (hd.SLOT_ADDRESS_HI, address >> 32),
+                (hd.SLOT_DATA, data),
+                (hd.SLOT_CONTROL, int(masked) * hd.SLOT_MASK),
+            ):
                 exits += self.iut.device_write(vm, dev, space, base + off, 4, val)
         self.log(f"vm {vm} program {dev} {kind.name}[{slot}] = ({address:#x}, {data:#x}) -> {exits} exits")
         return exits
@@ -260,9 +271,10 @@ class Session:
         """Set MSI Enable (with Multiple Message Enable) or MSI-X Enable; IMS has none. Returns exits."""
         vm = self.vm if vm is None else vm
         if kind is MsgKind.MSI:
-            return int(self.config_write(dev, MSI_CAP + 2, 2, (vectors.bit_length() - 1) << 4 | 1, vm=vm))
+            control = (vectors.bit_length() - 1) << hd.MSI_MME_SHIFT | hd.MSI_ENABLE
+            return int(self.config_write(dev, MSI_CAP + hd.MSI_CONTROL, 2, control, vm=vm))
         if kind is MsgKind.MSIX:
-            return int(self.config_write(dev, MSIX_CAP + 2, 2, MSIX_ENABLE, vm=vm))
+            return int(self.config_write(dev, MSIX_CAP + hd.MSIX_CONTROL, 2, MSIX_ENABLE, vm=vm))
         return 0
 
     def fire(self, dev: DeviceRef, kind: MsgKind, index: int, *, vm: int | None = None) -> FireResult:

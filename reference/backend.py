@@ -31,7 +31,7 @@ from ..spec.iut import (
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
 from .hypervisor.config import HypervisorConfig
 from .hypervisor.core import HypervisorCore
-from .platform.pci import NotFired
+from .platform.pci import CONFIG_SPACE_SIZE, SLOT_SIZE, NotFired
 from .platform.platform import Blocked, Delivered
 from .platform.profiles import IDXD_LIKE, MLX5_LIKE, MSI_MULTI
 from .platform.profiles import DeviceProfile as PlatformProfile
@@ -143,33 +143,52 @@ class ReferenceHypervisor:
         svm = self._vm(vm)
         bdf = self._device(svm, device)
         platform = self.system.platform
-        if space is DeviceSpace.CONFIG:
-            return platform.guest_config_write(svm.vm, bdf, offset, size, value)
         pci = platform.device_at(svm.vm, bdf)
         assert pci is not None
+        if size not in (1, 2, 4, 8) or offset % size:
+            raise BadRequest("offset", f"a {size}-byte store at {offset:#x} is not naturally aligned")
+        if space is DeviceSpace.CONFIG:
+            _within("offset", offset + size, CONFIG_SPACE_SIZE, "the configuration space")
+            return platform.guest_config_write(svm.vm, bdf, offset, size, value)
         layout = platform.layout(pci)
-        if space is DeviceSpace.MSIX_TABLE:
+        if space is DeviceSpace.MSIX_TABLE:  # a sub-device's: its function's table (harness "Device model")
             if layout.msix_table_gpa is None:
                 raise NoSuchDevice(device)
+            _within("offset", offset + size, pci.msix_table_size * SLOT_SIZE, "the MSI-X table")
             return platform.guest_mmio_write(svm.vm, layout.msix_table_gpa + offset, size, value)
         if layout.ims_gpa is None:
             raise NoSuchDevice(device)
-        base = layout.ims_gpa
-        if device.pasid is not None:
+        base, slots = layout.ims_gpa, pci.ims_slots
+        if device.pasid is not None:  # a sub-device's own slots: its offset 0 is its first slot
             sub = guest_subdevice(pci, device.pasid)
             assert sub is not None
-            base += sub.first_slot * layout.slot_size
+            base, slots = base + sub.first_slot * layout.slot_size, sub.slot_count
+        _within("offset", offset + size, slots * SLOT_SIZE, "the IMS slots it addresses")
         return platform.guest_mmio_write(svm.vm, base + offset, size, value)
+
+    def config_read(self, vm: int, device: DeviceRef, offset: int, size: int) -> bytes:
+        """The function's configuration space as the guest sees it, a dword at a time, without an exit (harness
+        CONFIG_READ); a sub-device reads its function's."""
+        svm = self._vm(vm)
+        bdf = self._device(svm, device)
+        view = self.system.platform.guest_config_view
+        return b"".join(view(svm.vm, bdf, at, 4).to_bytes(4, "little") for at in range(offset, offset + size, 4))
 
     def fire(self, vm: int, device: DeviceRef, kind: int, index: int) -> FireResult:
         svm = self._vm(vm)
         bdf = self._device(svm, device)
         pci = self.system.platform.device_at(svm.vm, bdf)
         assert pci is not None
-        if device.pasid is not None:
+        sizes = {MsgKind.MSI: pci.msi_max_vectors, MsgKind.MSIX: pci.msix_table_size, MsgKind.IMS: pci.ims_slots}
+        if device.pasid is not None and kind == MsgKind.IMS:  # a sub-device fires its own slots
             sub = guest_subdevice(pci, device.pasid)
             assert sub is not None
+            _within("index", index + 1, sub.slot_count, "the sub-device's IMS slots")
             index = sub.slot(index)
+        elif not sizes[MsgKind(kind)]:
+            raise NoSuchDevice(device)
+        else:
+            _within("index", index + 1, sizes[MsgKind(kind)], f"the device's {MsgKind(kind).name} slots")
         result = self.system.platform.fire(pci, MsgKind(kind), index)
         if isinstance(result, Delivered):
             self._delivered[vm] += 1
@@ -241,3 +260,9 @@ class ReferenceHypervisor:
 
     def close(self) -> None:
         return None
+
+
+def _within(field: str, end: int, limit: int, what: str) -> None:
+    """A harness request that reaches past ``what`` (``limit`` bytes or slots) is BAD_PAYLOAD at ``field``."""
+    if end > limit:
+        raise BadRequest(field, f"reaches past {what} ({limit})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import harness_devices as hd
 from .callconv import CONVENTIONS
 from .calls import CALLS
 from .constants import CONSTANT_GROUPS
@@ -159,6 +160,7 @@ def spec_dump() -> dict[str, Any]:
         "harness": {
             "values": [{"name": v.name, "value": v.value, "doc": v.doc} for v in HARNESS_VALUES],
             "responses": {request.name: response.name for request, response in RESPONSE_OF.items()},
+            "devices": _harness_devices(),
         },
         "references": [
             {
@@ -177,4 +179,48 @@ def spec_dump() -> dict[str, Any]:
             {"id": r.id, "level": r.level.value, "role": r.role.value, "section": r.section, "text": r.text}
             for r in REQUIREMENTS
         ],
+    }
+
+
+def _harness_devices() -> dict[str, Any]:
+    """The harness device model (spec appendix "Conformance harness protocol", "Device model")."""
+
+    def registers(regs: tuple[hd.Register, ...]) -> list[dict[str, Any]]:
+        return [{"name": r.name, "offset": r.offset, "size": r.size, "reset": r.reset} for r in regs]
+
+    def bits(fields: tuple[hd.BitField, ...]) -> list[dict[str, Any]]:
+        return [{"name": b.name, "low": b.low, "high": b.high, "access": b.access} for b in fields]
+
+    return {
+        "profiles": [
+            {
+                "profile": d.profile.name,
+                "name": d.name,
+                "vendor_id": d.vendor_id,
+                "device_id": d.device_id,
+                "msi_vectors": d.msi_vectors,
+                "msi_per_vector_mask": d.msi_per_vector_mask,
+                "msix_table_size": d.msix_table_size,
+                "ims_slots": d.ims_slots,
+                "subdevices": d.subdevices,
+                "subdevice_slots": d.subdevice_slots,
+                "ims_pasid": d.ims_pasid,
+                "capabilities": [{"offset": at, "id": cid} for at, cid in d.capabilities],
+                "bar0": {name: {"offset": at, "size": size} for name, (at, size) in d.bar().items()},
+            }
+            for d in hd.DEVICES.values()
+        ],
+        "config_header": registers(hd.CONFIG_HEADER),
+        "msi_capability": {"offset": hd.MSI_CAP_OFFSET, "registers": registers(hd.MSI_CAP)},
+        "msi_control": bits(hd.MSI_CONTROL_BITS),
+        "msix_capability": {"offset": hd.MSIX_CAP_OFFSET, "registers": registers(hd.MSIX_CAP)},
+        "msix_control": bits(hd.MSIX_CONTROL_BITS),
+        "slot": {"size": hd.SLOT_SIZE, "registers": registers(hd.SLOT), "control": bits(hd.SLOT_CONTROL_BITS)},
+        "guest_ram": {
+            "low_ram_limit": hd.GUEST_LOW_RAM_LIMIT,
+            "high_ram_base": hd.GUEST_HIGH_RAM_BASE,
+            "interrupt_window": hd.GUEST_INTERRUPT_WINDOW,
+            "interrupt_window_size": hd.GUEST_INTERRUPT_WINDOW_SIZE,
+            "mmio_base": hd.GUEST_MMIO_BASE,
+        },
     }

@@ -21,6 +21,8 @@ HARNESS_MAX_SESSION_RAM_MIB = 1024
 HARNESS_MAX_SESSIONS = 8
 #: Largest size of one MEM_READ or MEM_WRITE (mem_access.size), in bytes.
 HARNESS_MAX_MEM_ACCESS = 4096
+#: Size of a test device's configuration space (PCI Express: 4 KiB), the most one CONFIG_READ reads.
+HARNESS_CONFIG_SPACE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,11 @@ HARNESS_VALUES: tuple[HarnessValue, ...] = (
     ),
     HarnessValue("HARNESS_MAX_SESSIONS", HARNESS_MAX_SESSIONS, "Sessions a socket IUT serves at once."),
     HarnessValue("HARNESS_MAX_MEM_ACCESS", HARNESS_MAX_MEM_ACCESS, "Largest mem_access.size, in bytes."),
+    HarnessValue(
+        "HARNESS_CONFIG_SPACE_SIZE",
+        HARNESS_CONFIG_SPACE_SIZE,
+        "Bytes of a test device's configuration space: the end of what CONFIG_READ reads.",
+    ),
 )
 
 
@@ -64,6 +71,7 @@ class FrameKind(IntEnum):
     COUNTERS = 0x0A
     LIFECYCLE = 0x0B
     TRAP = 0x0C
+    CONFIG_READ = 0x0D
     BYE = 0x0F
     GUEST_COMMAND = 0x20
     GUEST_HYPERCALL = 0x30
@@ -80,6 +88,7 @@ class FrameKind(IntEnum):
     COUNTER_VALUES = 0x88
     GUEST_RESULT = 0x89
     TRAP_RESULT = 0x8A
+    CONFIG_DATA = 0x8B
     ERROR = 0xFF
 
 
@@ -99,6 +108,11 @@ FRAME_KIND_DOCS: dict[FrameKind, str] = {
     FrameKind.COUNTERS: "Suite -> hypervisor IUT: read exit and message counters (vm_ref).",
     FrameKind.LIFECYCLE: "Suite -> hypervisor IUT: VM reset, FLR or hot-unplug (lifecycle).",
     FrameKind.TRAP: "Suite -> hypervisor IUT: execute a trap instruction with a register file (trap_req).",
+    FrameKind.CONFIG_READ: (
+        "Suite -> hypervisor IUT: read bytes of a device's configuration space as its guest sees them (config_read), "
+        "to find its capabilities; an inspection, not a guest access: no exit, nothing changed. Answered by "
+        "CONFIG_DATA."
+    ),
     FrameKind.BYE: "Suite -> IUT: end the session; answered by OK, then the IUT closes.",
     FrameKind.GUEST_COMMAND: "Suite -> guest IUT: perform an operation (guest_command); answered by GUEST_RESULT.",
     FrameKind.GUEST_HYPERCALL: "Guest IUT -> suite, during a command: a hypercall with its input block inline.",
@@ -118,6 +132,7 @@ FRAME_KIND_DOCS: dict[FrameKind, str] = {
     FrameKind.COUNTER_VALUES: "Response to COUNTERS (counter_values).",
     FrameKind.GUEST_RESULT: "Response to GUEST_COMMAND (guest_result).",
     FrameKind.TRAP_RESULT: "Response to TRAP and GUEST_TRAP (trap_res).",
+    FrameKind.CONFIG_DATA: "Response to CONFIG_READ: the bytes read (config_read.size, a multiple of 4).",
     FrameKind.ERROR: "A request could not be served (harness_error + UTF-8 detail, padded to 8).",
 }
 
@@ -136,6 +151,7 @@ RESPONSE_OF: dict[FrameKind, FrameKind] = {
     FrameKind.COUNTERS: FrameKind.COUNTER_VALUES,
     FrameKind.LIFECYCLE: FrameKind.OK,
     FrameKind.TRAP: FrameKind.TRAP_RESULT,
+    FrameKind.CONFIG_READ: FrameKind.CONFIG_DATA,
     FrameKind.BYE: FrameKind.OK,
     FrameKind.GUEST_COMMAND: FrameKind.GUEST_RESULT,
     FrameKind.GUEST_HYPERCALL: FrameKind.HYPERCALL_RESULT,
@@ -210,6 +226,7 @@ REQUESTS_SERVED_BY: dict[HarnessRole, tuple[FrameKind, ...]] = {
         FrameKind.COUNTERS,
         FrameKind.LIFECYCLE,
         FrameKind.TRAP,
+        FrameKind.CONFIG_READ,
     ),
     HarnessRole.GUEST: (FrameKind.GUEST_COMMAND,),
 }
@@ -242,9 +259,17 @@ class DeviceSpace(IntEnum):
 
 
 DEVICE_SPACE_DOCS: dict[DeviceSpace, str] = {
-    DeviceSpace.CONFIG: "PCI configuration space (offset from 0; the MSI and MSI-X capabilities live here).",
-    DeviceSpace.MSIX_TABLE: "The MSI-X table (offset from the table's start; 16 bytes an entry).",
-    DeviceSpace.IMS: "The Interrupt Message Store (offset from its start; 16 bytes a slot).",
+    DeviceSpace.CONFIG: (
+        "PCI configuration space (offset from 0; the MSI and MSI-X capabilities live here; a sub-device's is its "
+        "function's)."
+    ),
+    DeviceSpace.MSIX_TABLE: (
+        "The MSI-X table (offset from the table's start; 16 bytes an entry; a sub-device's is its function's)."
+    ),
+    DeviceSpace.IMS: (
+        "The Interrupt Message Store (offset from its start; 16 bytes a slot; through a sub-device identity, "
+        "from the sub-device's first slot)."
+    ),
 }
 
 
@@ -317,7 +342,10 @@ class FireOutcome(IntEnum):
 FIRE_OUTCOME_DOCS: dict[FireOutcome, str] = {
     FireOutcome.DELIVERED: "The IOMMU delivered it; vcpu and vector say where.",
     FireOutcome.BLOCKED: "The IOMMU blocked it (counted as a fault).",
-    FireOutcome.PENDING: "The slot is masked or the kind disabled: the device keeps it pending.",
+    FireOutcome.PENDING: (
+        "Not sent: the slot is masked (the device holds the message and sends it once unmasked), or the kind is "
+        "disabled or the MSI vector not enabled (nothing is held)."
+    ),
     FireOutcome.NOT_PROGRAMMED: "The slot holds no message address.",
 }
 

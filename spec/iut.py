@@ -156,6 +156,11 @@ class HypervisorIUT(Protocol):
 
     def fire(self, vm: int, device: DeviceRef, kind: int, index: int) -> FireResult: ...
 
+    def config_read(self, vm: int, device: DeviceRef, offset: int, size: int) -> bytes:
+        """``size`` bytes of the device's configuration space from ``offset``, as its guest sees them (harness
+        CONFIG_READ): no exit counted, nothing changed."""
+        ...
+
     def trap(
         self, vm: int, vcpu: int, arch: TrapArch, instruction: TrapInstruction, regs: list[int], privilege: int = 0
     ) -> tuple[bool, list[int]]:

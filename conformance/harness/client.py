@@ -173,18 +173,16 @@ class HarnessConnection:
         posted, self.posted = self.posted, []
         self._send(b"".join(frame for _, _, frame in [*posted, *frames]))
         failed = self._await_posted(posted)
-        try:
-            answers = []
-            for i, (seq, kind, _) in enumerate(frames):
-                try:
-                    answers.append(self._await(kind, seq, on_request))
-                except IutTimeout:
-                    self.abandoned.update(s for s, _, _ in frames[i + 1 :])
-                    raise
-        except (IutError, Unsupported):
-            if failed is not None:
-                raise failed from None
-            raise
+        answers = []
+        for i, (seq, kind, _) in enumerate(frames):
+            try:
+                answers.append(self._await(kind, seq, on_request))
+            except IutTimeout:
+                self.abandoned.update(s for s, _, _ in frames[i + 1 :])
+                raise
+            except (IutError, Unsupported) as e:
+                # the answers of the requests sent with it are still taken, so that none is left unread
+                failed = failed or e
         if failed is not None:
             raise failed
         return answers
@@ -359,6 +357,14 @@ class HarnessHypervisor:
             {"vm": vm, "device": device.wire(), "space": space, "size": size, "offset": offset, "value": value},
         )
         return bool(f.body.exited)
+
+    def config_read(self, vm: int, device: DeviceRef, offset: int, size: int) -> bytes:
+        f = self.conn.request(
+            FrameKind.CONFIG_READ, {"vm": vm, "device": device.wire(), "offset": offset, "size": size}
+        )
+        if len(f.data) < size:
+            raise IutError(f"harness protocol: CONFIG_READ of {size} bytes answered with {len(f.data)}")
+        return f.data[:size]
 
     def fire(self, vm: int, device: DeviceRef, kind: int, index: int) -> FireResult:
         f = self.conn.request(FrameKind.DEVICE_FIRE, {"vm": vm, "device": device.wire(), "kind": kind, "index": index})

@@ -11,6 +11,7 @@ from collections import deque
 from typing import Any, Protocol
 
 from ...spec.formats.harness import (
+    CONFIG_READ,
     DEVICE_WRITE,
     HELLO,
     HYPERCALL_REQ,
@@ -22,6 +23,7 @@ from ...spec.formats.harness import (
     VM_CONFIG,
 )
 from ...spec.harness_constants import (
+    HARNESS_CONFIG_SPACE_SIZE,
     HARNESS_MAX_DEVICES,
     HARNESS_MAX_MEM_ACCESS,
     HARNESS_MAX_PAYLOAD,
@@ -54,6 +56,7 @@ from ...spec.layout import layout_of
 from .frames import KIND_AT, Frame, FrameError, FrameReader, build, build_error, pad8, payload_at
 
 MEM_SIZE_RULE = f"size must be 1..{HARNESS_MAX_MEM_ACCESS}"
+CONFIG_READ_RULE = f"offset and size multiples of 4, size at least 4, offset + size at most {HARNESS_CONFIG_SPACE_SIZE}"
 VM_CONFIG_RULE = (
     f"vcpus 1..{HARNESS_MAX_VCPUS}, ram_mib 1..{HARNESS_MAX_RAM_MIB}, device_count 0..{HARNESS_MAX_DEVICES}"
 )
@@ -242,6 +245,17 @@ class HypervisorService(FrameService):
                 )
             exited = be.device_write(b.vm, device_ref(b.device), DeviceSpace(b.space), b.offset, b.size, b.value)
             return build(FrameKind.DEVICE_RESULT, f.seq, {"exited": int(exited)})
+        if f.kind is FrameKind.CONFIG_READ:
+            for name, bad in (
+                ("size", b.size < 4 or b.size % 4 or b.size > HARNESS_CONFIG_SPACE_SIZE),
+                ("offset", b.offset % 4 or b.offset + b.size > HARNESS_CONFIG_SPACE_SIZE),
+            ):
+                if bad:
+                    return build_error(
+                        f.seq, HarnessStatus.BAD_PAYLOAD, payload_at(CONFIG_READ, name), CONFIG_READ_RULE, int(f.kind)
+                    )
+            data = be.config_read(b.vm, device_ref(b.device), b.offset, b.size)
+            return build(FrameKind.CONFIG_DATA, f.seq, data=pad8(data))
         if f.kind is FrameKind.DEVICE_FIRE:
             r = be.fire(b.vm, device_ref(b.device), b.kind, b.index)
             return build(FrameKind.FIRE_RESULT, f.seq, {"outcome": r.outcome, "vcpu": r.vcpu, "vector": r.vector})

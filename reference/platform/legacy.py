@@ -220,23 +220,32 @@ class LegacyMsi:
         """A guest config-space read: ``(value, exited)``."""
         state = self._state(device)
         region = device.config_region(offset)
+        value = self.config_view(device, offset, size)
         if region is None:
             state.vm.count_exit(ExitReason.CONFIG_READ)
-            return device.config_read(offset, size), True
+            return value, True
         if region in state.passthrough:
             exited = self.traps_config(device, region)
             if exited:
                 state.vm.count_exit(ExitReason.MSI_CAP_READ if region is MsgKind.MSI else ExitReason.MSIX_CAP_READ)
-            return device.config_read(offset, size), exited
+            return value, exited
+        state.vm.count_exit(ExitReason.MSI_CAP_READ if region is MsgKind.MSI else ExitReason.MSIX_CAP_READ)
+        return value, True
+
+    def config_view(self, device: PciDevice, offset: int, size: int) -> int:
+        """What a guest config-space read returns, with no exit counted: the device's own registers where the
+        guest reaches them, the emulated capability where the hypervisor emulates it."""
+        state = self._state(device)
+        region = device.config_region(offset)
+        if region is None or region in state.passthrough:
+            return device.config_read(offset, size)
         if region is MsgKind.MSI:
-            state.vm.count_exit(ExitReason.MSI_CAP_READ)
             assert state.msi is not None
             assert device.msi is not None
             state.msi.pending_bits = device.msi.pending_bits
-            return state.msi.read(offset - MSI_CAP_OFFSET, size), True
-        state.vm.count_exit(ExitReason.MSIX_CAP_READ)
+            return state.msi.read(offset - MSI_CAP_OFFSET, size)
         assert state.msix is not None
-        return state.msix.read(offset - MSIX_CAP_OFFSET, size), True
+        return state.msix.read(offset - MSIX_CAP_OFFSET, size)
 
     def bar_write(self, device: PciDevice, offset: int, size: int, value: int) -> bool:
         """A guest write into BAR0 at ``offset``; returns whether it exited (MSI-X table/PBA while emulated)."""

@@ -28,27 +28,25 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
+from pvmsi.spec import harness_devices as hd
 from pvmsi.spec.constants import KindMask, MsgKind
 
 from .requester import Bdf, Requester
-from .vm import PAGE_SIZE, MessageSource
+from .vm import MessageSource
 
-CONFIG_SPACE_SIZE = 4096
-MSI_CAP_OFFSET = 0x50
-MSIX_CAP_OFFSET = 0x70
-CAP_POINTER = 0x34
-MSIX_MAX_TABLE_SIZE = 2048
-SLOT_SIZE = 16
+# The layouts are the spec's (pvmsi.spec.harness_devices, the harness appendix's "Device model").
+CONFIG_SPACE_SIZE = hd.CONFIG_SPACE_SIZE
+MSI_CAP_OFFSET = hd.MSI_CAP_OFFSET
+MSIX_CAP_OFFSET = hd.MSIX_CAP_OFFSET
+CAP_POINTER = hd.CAP_POINTER
+MSIX_MAX_TABLE_SIZE = hd.MSIX_TABLE_SIZE_MASK + 1
+SLOT_SIZE = hd.SLOT_SIZE
 _T = TypeVar("_T")
 
 
 def _check_access(offset: int, size: int, limit: int) -> None:
     if size not in (1, 2, 4, 8) or offset % size or offset < 0 or offset + size > limit:
         raise ValueError(f"bad register access: offset {offset:#x}, size {size} (limit {limit:#x})")
-
-
-def _round_page(n: int) -> int:
-    return -(-n // PAGE_SIZE) * PAGE_SIZE
 
 
 def _merge(image: bytearray, offset: int, size: int, value: int) -> bytearray:
@@ -60,7 +58,7 @@ class MessageSlot:
     """A 16-byte MSI-X table entry or IMS slot: address lo/hi, data, vector control (bit 0 = mask)."""
 
     __slots__ = ("address", "control", "data")
-    MASK_BIT = 1
+    MASK_BIT = hd.SLOT_MASK
     #: The control-word bits the device implements (the others read as zero).
     CONTROL_BITS = MASK_BIT
 
@@ -103,8 +101,8 @@ class PasidImsEntry(MessageSlot):
     look at it (spec HV-SEC-002): it isolates nothing between sub-devices sharing the requester id (HV-SEC-010)."""
 
     __slots__ = ()
-    PASID_ENABLE = 1 << 3
-    PASID_SHIFT = 12
+    PASID_ENABLE = hd.IMS_PASID_ENABLE
+    PASID_SHIFT = hd.IMS_PASID_SHIFT
     CONTROL_BITS = MessageSlot.MASK_BIT | PASID_ENABLE | 0xFFFFF << PASID_SHIFT
 
     @property
@@ -195,13 +193,13 @@ class MessageTable:
 class MsiCapability:
     """The MSI capability: 1..32 vectors, 64-bit address, optional per-vector masking."""
 
-    CAP_ID = 0x05
-    CONTROL = 0x2
-    ADDRESS_LO = 0x4
-    ADDRESS_HI = 0x8
-    DATA = 0xC
-    MASK = 0x10
-    PENDING = 0x14
+    CAP_ID = hd.MSI_CAP_ID
+    CONTROL = hd.MSI_CONTROL
+    ADDRESS_LO = hd.MSI_ADDRESS_LO
+    ADDRESS_HI = hd.MSI_ADDRESS_HI
+    DATA = hd.MSI_DATA
+    MASK = hd.MSI_MASK
+    PENDING = hd.MSI_PENDING
 
     def __init__(self, max_vectors: int, per_vector_mask: bool = True) -> None:
         if max_vectors not in (1, 2, 4, 8, 16, 32):
@@ -209,7 +207,7 @@ class MsiCapability:
         self.max_vectors = max_vectors
         self.mmc = max_vectors.bit_length() - 1
         self.per_vector_mask = per_vector_mask
-        self.size = 0x18 if per_vector_mask else 0x10
+        self.size = hd.MSI_CAP_SIZE if per_vector_mask else hd.MSI_CAP_SIZE_NO_MASK
         self.next_ptr = 0
         self.enable = False
         self.mme = 0
@@ -225,7 +223,13 @@ class MsiCapability:
 
     @property
     def control(self) -> int:
-        return int(self.enable) | self.mmc << 1 | self.mme << 4 | 1 << 7 | int(self.per_vector_mask) << 8
+        return (
+            int(self.enable) * hd.MSI_ENABLE
+            | self.mmc << hd.MSI_MMC_SHIFT
+            | self.mme << hd.MSI_MME_SHIFT
+            | hd.MSI_64BIT
+            | int(self.per_vector_mask) * hd.MSI_PER_VECTOR_MASK
+        )
 
     def reset(self) -> None:
         self.enable, self.mme, self.address, self.data, self.mask_bits, self.pending_bits = False, 0, 0, 0, 0, 0
@@ -283,11 +287,11 @@ class MsiCapability:
 class MsixCapability:
     """The MSI-X capability and its table: up to 2048 entries, function mask and enable."""
 
-    CAP_ID = 0x11
-    SIZE = 12
-    CONTROL = 0x2
-    FUNCTION_MASK = 1 << 14
-    ENABLE = 1 << 15
+    CAP_ID = hd.MSIX_CAP_ID
+    SIZE = hd.MSIX_CAP_SIZE
+    CONTROL = hd.MSIX_CONTROL
+    FUNCTION_MASK = hd.MSIX_FUNCTION_MASK
+    ENABLE = hd.MSIX_ENABLE
 
     def __init__(self, table_size: int, table_offset: int = 0, pba_offset: int = 0) -> None:
         if not 1 <= table_size <= MSIX_MAX_TABLE_SIZE:
@@ -360,19 +364,9 @@ class BarLayout:
 
     @staticmethod
     def for_device(msix_entries: int, ims_slots: int) -> BarLayout:
-        registers = 0x1000
-        cursor = 0x2000
-        table_size = msix_entries * SLOT_SIZE
-        table_offset = cursor if table_size else 0
-        cursor += _round_page(table_size)
-        pba_size = -(-msix_entries // 64) * 8 if msix_entries else 0
-        pba_offset = cursor if pba_size else 0
-        cursor += _round_page(pba_size)
-        ims_size = ims_slots * SLOT_SIZE
-        ims_offset = cursor if ims_size else 0
-        cursor += _round_page(ims_size)
-        size = 1 << max(cursor - 1, 1).bit_length()
-        return BarLayout(size, registers, table_offset, table_size, pba_offset, pba_size, ims_offset, ims_size)
+        """The spec's BAR0 layout (harness "Device model")."""
+        r = hd.bar_layout(msix_entries, ims_slots)
+        return BarLayout(r["bar"][1], r["registers"][1], *r["msix_table"], *r["msix_pba"], *r["ims"])
 
 
 class BarRegion(StrEnum):
@@ -676,7 +670,7 @@ class PciDevice:
         if self.msix is not None:
             caps.append(MSIX_CAP_OFFSET)
         if caps:
-            self._config[0x06] |= 0x10  # status: capabilities list
+            self._config[hd.STATUS] |= hd.STATUS_CAP_LIST
             self._config[CAP_POINTER] = caps[0]
         if self.msi is not None and self.msix is not None:
             self.msi.next_ptr = MSIX_CAP_OFFSET

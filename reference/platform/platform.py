@@ -358,6 +358,14 @@ class Platform:
             return (1 << (8 * size)) - 1, True
         return self.legacy.config_read(device, offset, size)
 
+    def guest_config_view(self, vm: Vm, guest: Bdf, offset: int, size: int) -> int:
+        """What a guest config-space read would return, without the read (no exit counted): the harness's
+        CONFIG_READ; all ones where no function exists."""
+        device = self.device_at(vm, guest)
+        if device is None:
+            return (1 << (8 * size)) - 1
+        return self.legacy.config_view(device, offset, size)
+
     def guest_mmio_write(self, vm: Vm, gpa: int, size: int, value: int) -> bool:
         """A guest write to guest-physical ``gpa``: a device BAR (MSI-X table exits while emulated; IMS and
         the rest of the BAR never exit) or RAM (no exit).  Anything else exits as unhandled MMIO."""

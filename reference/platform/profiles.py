@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pvmsi.spec.constants import KindMask
+from pvmsi.spec.harness_constants import DeviceProfile as HarnessProfile
+from pvmsi.spec.harness_devices import DEVICES
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,31 +51,31 @@ class DeviceProfile:
         return mask
 
 
-IDXD_LIKE = DeviceProfile(
-    name="idxd-like",
-    description="DSA/IDXD-like accelerator: MSI-X 9 + IMS 2048 shared by 8 PASID sub-devices; needs a vIOMMU",
-    msix_table_size=9,
-    ims_slots=2048,
-    subdevices=8,
-    ims_pasid=True,
-    needs_viommu=True,
-    vendor_id=0x8086,
-    device_id=0x0B25,
-)
+def _from_spec(which: HarnessProfile, description: str) -> DeviceProfile:
+    """The reference model of a harness profile: its sizes and identity are the spec's (harness "Device model")."""
+    d = DEVICES[which]
+    return DeviceProfile(
+        name=d.name,
+        description=description,
+        msi_vectors=d.msi_vectors,
+        msi_per_vector_mask=d.msi_per_vector_mask,
+        msix_table_size=d.msix_table_size,
+        ims_slots=d.ims_store,
+        subdevices=d.subdevices,
+        ims_pasid=d.ims_pasid,
+        needs_viommu=d.needs_viommu,
+        vendor_id=d.vendor_id,
+        device_id=d.device_id,
+    )
 
-MLX5_LIKE = DeviceProfile(
-    name="mlx5-like",
-    description="ConnectX-like NIC: MSI-X 2048 + IMS 4096, no PASID, no vIOMMU",
-    msix_table_size=2048,
-    ims_slots=4096,
-    vendor_id=0x15B3,
-    device_id=0x101D,
-)
 
-MSI_MULTI = DeviceProfile(
-    name="msi-multi",
-    description="plain device: multi-message MSI with 32 vectors and per-vector masking, no MSI-X",
-    msi_vectors=32,
+IDXD_LIKE = _from_spec(
+    HarnessProfile.IDXD,
+    "DSA/IDXD-like accelerator: MSI-X 9 + IMS 2048 shared by 8 PASID sub-devices; needs a vIOMMU",
+)
+MLX5_LIKE = _from_spec(HarnessProfile.MLX5, "ConnectX-like NIC: MSI-X 2048 + IMS 4096, no PASID, no vIOMMU")
+MSI_MULTI = _from_spec(
+    HarnessProfile.PLAIN_MSI, "plain device: multi-message MSI with 32 vectors and per-vector masking, no MSI-X"
 )
 
 PROFILES: dict[str, DeviceProfile] = {p.name: p for p in (IDXD_LIKE, MLX5_LIKE, MSI_MULTI)}

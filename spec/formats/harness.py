@@ -14,6 +14,7 @@ import construct as cs
 from ..constants import MsgKind, Status
 from ..fields import EnumField, Reserved, ValuesOf, define, s32, s64, u8, u16, u32, u64
 from ..harness_constants import (
+    HARNESS_CONFIG_SPACE_SIZE,
     HARNESS_MAX_DEVICES,
     HARNESS_MAX_MEM_ACCESS,
     HARNESS_MAX_RAM_MIB,
@@ -251,6 +252,21 @@ LIFECYCLE: Any = define(
     ),
 )
 
+CONFIG_READ: Any = define(
+    "config_read",
+    "harness",
+    "Payload of CONFIG_READ: bytes of a device's configuration space, as its guest would read them. A sub-device "
+    "identity reads its function's configuration space (a sub-device has none of its own).",
+    cs.Struct(
+        "vm" / u32 * "VM id.",
+        "size" / u32 * f"Bytes to read: a multiple of 4, 4..{HARNESS_CONFIG_SPACE_SIZE}; offset + size at most "
+        f"{HARNESS_CONFIG_SPACE_SIZE}.",
+        "device" / DEVICE_ID * "The device as the guest sees it.",
+        "offset" / u32 * "Offset of the first byte: a multiple of 4.",
+        "reserved0" / Reserved(u32) * "Reserved, zero.",
+    ),
+)
+
 TRAP_REQ: Any = define(
     "trap_req",
     "harness",
@@ -377,6 +393,8 @@ PAYLOADS: dict[FrameKind, Payload] = {
     FrameKind.LIFECYCLE: Payload(LIFECYCLE),
     FrameKind.TRAP: Payload(TRAP_REQ),
     FrameKind.TRAP_RESULT: Payload(TRAP_RES),
+    FrameKind.CONFIG_READ: Payload(CONFIG_READ),
+    FrameKind.CONFIG_DATA: Payload(None, ("bytes",)),
     FrameKind.BYE: Payload(None),
     FrameKind.GUEST_COMMAND: Payload(GUEST_COMMAND),
     FrameKind.GUEST_HYPERCALL: Payload(HYPERCALL_REQ, ("bytes", "in_size")),
@@ -415,6 +433,7 @@ DEFINED: tuple[Any, ...] = (
     LIFECYCLE,
     TRAP_REQ,
     TRAP_RES,
+    CONFIG_READ,
     HARNESS_ERROR,
     GUEST_COMMAND,
     GUEST_RESULT,

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from pvmsi.conformance.toolkit import MLX5, MSI_CAP, MSI_DEV, MSIX_CAP, MSIX_ENABLE, Session, check
+from pvmsi.spec import harness_devices as hd
 from pvmsi.spec.constants import KindMask, MsgKind, Status
 from pvmsi.spec.harness_constants import FireOutcome, LifecycleEvent
 
@@ -42,13 +43,18 @@ def _msi_claimed(session: Session, *, vcpu: int = 2, vector: int = 0x50, count: 
 def test_configuration_space_traps_on_both_paths(session: Session) -> None:
     """Message Control of the MSI-X capability exits before and after a claim; the MSI-X table exits only before."""
     session.negotiated()
-    check(session.config_write(MLX5, MSIX_CAP + 2, 2, 0), "HV-EMU-001", "Message Control exits emulated", "no exit")
+    check(
+        session.config_write(MLX5, MSIX_CAP + hd.MSIX_CONTROL, 2, 0),
+        "HV-EMU-001",
+        "Message Control exits emulated",
+        "no exit",
+    )
     session.claimed(MLX5, int(KindMask.MSIX))
     r = session.allocated(MLX5, MsgKind.MSIX, [3])[0]
     table = session.program(MLX5, MsgKind.MSIX, 3, r.address, r.data)
     check(table == 0, "HV-DEV-009", "MSI-X table writes do not exit once claimed", f"{table} exits")
     check(
-        session.config_write(MLX5, MSIX_CAP + 2, 2, MSIX_ENABLE),
+        session.config_write(MLX5, MSIX_CAP + hd.MSIX_CONTROL, 2, MSIX_ENABLE),
         "HV-EMU-001",
         "MSI-X Message Control exits once claimed",
         "no exit",
@@ -129,12 +135,12 @@ def test_guest_msi_pair_writes_are_ignored(session: Session) -> None:
     check(exits == 4, "HV-EMU-001", "4 trapped writes", f"{exits} exits")
     session.enable(MSI_DEV, MsgKind.MSI)
     _delivers(session, 0, 1, 0x58, "HV-EMU-005", "the guest's own pair ignored")
-    session.config_write(MSI_DEV, MSI_CAP + 0x10, 4, 1)  # mask vector 0
+    session.config_write(MSI_DEV, MSI_CAP + hd.MSI_MASK, 4, 1)  # mask vector 0
     fired = session.fire(MSI_DEV, MsgKind.MSI, 0)
     check(fired.outcome == FireOutcome.PENDING, "HV-EMU-005", "masked vector 0: PENDING", fired.outcome.name)
-    session.config_write(MSI_DEV, MSI_CAP + 0x10, 4, 0)
+    session.config_write(MSI_DEV, MSI_CAP + hd.MSI_MASK, 4, 0)
     session.iut.collect(session.vm)
-    session.config_write(MSI_DEV, MSI_CAP + 2, 2, 0)  # MSI Enable off
+    session.config_write(MSI_DEV, MSI_CAP + hd.MSI_CONTROL, 2, 0)  # MSI Enable off
     fired = session.fire(MSI_DEV, MsgKind.MSI, 0)
     check(fired.outcome == FireOutcome.PENDING, "HV-EMU-005", "MSI Enable cleared: PENDING", fired.outcome.name)
 
@@ -146,10 +152,10 @@ def test_msix_message_control_applied(session: Session) -> None:
     r = session.allocated(MLX5, MsgKind.MSIX, [2], vcpu=3, vector=0x77)[0]
     session.program(MLX5, MsgKind.MSIX, 2, r.address, r.data)
     function_mask = 1 << 14
-    session.config_write(MLX5, MSIX_CAP + 2, 2, MSIX_ENABLE | function_mask)
+    session.config_write(MLX5, MSIX_CAP + hd.MSIX_CONTROL, 2, MSIX_ENABLE | function_mask)
     fired = session.fire(MLX5, MsgKind.MSIX, 2)
     check(fired.outcome == FireOutcome.PENDING, "HV-EMU-006", "function-masked: PENDING", fired.outcome.name)
-    session.config_write(MLX5, MSIX_CAP + 2, 2, MSIX_ENABLE)
+    session.config_write(MLX5, MSIX_CAP + hd.MSIX_CONTROL, 2, MSIX_ENABLE)
     got = session.collect(session.vm)
     check((3, 0x77) in got, "HV-EMU-006", "the pending message delivered on unmask", str(got))
     fired = session.fire(MLX5, MsgKind.MSIX, 2)

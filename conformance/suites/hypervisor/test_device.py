@@ -18,6 +18,7 @@ from pvmsi.conformance.toolkit import (
     check,
     status_name,
 )
+from pvmsi.spec import harness_devices as hd
 from pvmsi.spec.constants import DeviceFlag, FunctionNumber, KindMask, MsgKind, Status
 from pvmsi.spec.harness_constants import DeviceProfile, FireOutcome
 from pvmsi.spec.iut import DeviceRef, DeviceSlot, VmKnobs
@@ -172,7 +173,7 @@ def test_claim_twice_or_while_emulation_enabled(session: Session) -> None:
     session.claimed(MLX5, int(KindMask.MSIX))
     out = session.claim(MLX5, int(KindMask.MSIX))
     check(out.status == Status.WRONG_STATE, "HV-DEV-007", "second claim -> WRONG_STATE", status_name(out.status))
-    session.config_write(IDXD, MSIX_CAP + 2, 2, MSIX_ENABLE)  # MSI-X enabled through emulation
+    session.config_write(IDXD, MSIX_CAP + hd.MSIX_CONTROL, 2, MSIX_ENABLE)  # MSI-X enabled through emulation
     out = session.claim(IDXD, int(KindMask.MSIX))
     check(
         out.status == Status.WRONG_STATE,
@@ -180,7 +181,7 @@ def test_claim_twice_or_while_emulation_enabled(session: Session) -> None:
         "claim of a kind enabled under emulation -> WRONG_STATE",
         status_name(out.status),
     )
-    session.config_write(IDXD, MSIX_CAP + 2, 2, 0)
+    session.config_write(IDXD, MSIX_CAP + hd.MSIX_CONTROL, 2, 0)
     check(
         session.claim(IDXD, int(KindMask.MSIX)).status == Status.SUCCESS,
         "HV-DEV-007",

@@ -92,6 +92,35 @@ def c_adapter_cmd(output: Path | None) -> None:
     _emit(c_adapter(), output)
 
 
+#: The files of the C kit (conformance/c/), installed with the package.
+KIT_FILES = ("pvmsi_harness.h", "pvmsi_harness.c", "example_hv.c")
+
+
+@gen.command("c-kit")
+@_out_dir("Directory to write pvmsi.h, the harness library (pvmsi_harness.h, .c) and the example IUT into.")
+def c_kit_cmd(out_dir: Path) -> None:
+    """The C kit: the header, a harness library that frames, parses and serves sessions, and an example
+    hypervisor IUT on it that passes the discovery and negotiation sections."""
+    from importlib.resources import files
+
+    from ..gen.c_header import c_header
+
+    kit = files("pvmsi.conformance") / "c"
+    texts = {"pvmsi.h": c_header("stdint")}
+    texts |= {name: (kit / name).read_text(encoding="ascii") for name in KIT_FILES}
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in texts.items():
+            (out_dir / name).write_text(text, encoding="ascii")
+    except OSError as e:
+        raise click.ClickException(f"cannot write the C kit to {out_dir}: {e.strerror or e}") from None
+    click.echo(
+        f"wrote {', '.join(texts)} to {out_dir}; build the example with: "
+        "cc -std=c11 -Wall -Wextra -O2 -o example_hv example_hv.c pvmsi_harness.c",
+        err=True,
+    )
+
+
 @gen.command("vectors")
 @_out_dir("Directory; the vectors go to DIR/formats/*.json (the committed set is conformance/vectors).")
 def vectors_cmd(out_dir: Path) -> None:

@@ -23,7 +23,19 @@ from pvmsi.spec.requirements import REQUIREMENTS, SECTIONS
 from pvmsi.spec.states import MACHINES
 from pvmsi.spec.version import VERSION_MAJOR, VERSION_MINOR
 
-from . import bench, calls, constants, examples, formats, fuzz, platforms, references, requirements, traceability
+from . import (
+    bench,
+    calls,
+    constants,
+    devices,
+    examples,
+    formats,
+    fuzz,
+    platforms,
+    references,
+    requirements,
+    traceability,
+)
 from .context import Ctx, DocsError, SiteIndex
 
 _OPEN = re.compile(r"\{\{\s*pvmsi\b")
@@ -69,6 +81,7 @@ DIRECTIVES: dict[str, Directive] = {
     ),
     "register": Directive("required", False, lambda c, a: constants.render_register(_req(a))),
     "harness-values": Directive("none", False, lambda c, a: constants.render_harness_values()),
+    "device-model": Directive("required", False, lambda c, a: devices.render_device_model(_req(a))),
     "call": Directive("required", False, lambda c, a: calls.render_call(c, _req(a))),
     "calls": Directive("none", False, lambda c, a: calls.render_calls_summary(c)),
     "function-ids": Directive("none", False, lambda c, a: calls.render_function_ids(c)),

@@ -8,6 +8,7 @@ holds no code, so its helpers are a header of their own (``pvmsi gen c-helpers``
 
 from __future__ import annotations
 
+from ..spec import harness_devices as hd
 from ..spec.callconv import (
     ARM64_SMCCC_HINTS,
     ARM64_VENDOR_HYP_CALL_UID,
@@ -25,8 +26,9 @@ from ..spec.callconv import (
 )
 from ..spec.calls import CALLS, CallDef
 from ..spec.constants import group
-from ..spec.harness_constants import HARNESS_VALUES
-from ..spec.layout import FieldLayout, FormatLayout, all_layouts
+from ..spec.formats.harness import PAYLOADS
+from ..spec.harness_constants import HARNESS_VALUES, REQUESTS_SERVED_BY, RESPONSE_OF, FrameKind, HarnessRole
+from ..spec.layout import FieldLayout, FormatLayout, all_layouts, layout_of
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
 from .c_asm import ARCH_PREFIX, helpers
 from .c_common import (
@@ -118,6 +120,70 @@ def _harness_values() -> list[str]:
         value = f"{v.value:#010x}" if v.value >> 24 else str(v.value)  # the magic reads best in hex
         out += [*comment(v.doc), f"#define PVMSI_{v.name} {value}U"]
     return out
+
+
+def harness_requests() -> list[str]:
+    """Every harness request as an X-macro row (spec harness ``RESPONSE_OF``, ``PAYLOADS``, ``REQUESTS_SERVED_BY``),
+    so that C code builds its request table from the spec instead of restating sizes."""
+    out = [
+        "",
+        *comment(
+            "Every harness request, for a table built with an X-macro: X(request, response, fixed payload bytes, "
+            "tail, hv, guest): request and response name PVMSI_HFRAME_*; tail is 0 when nothing follows the fixed "
+            "payload, 1 when entries follow, 2 when bytes follow (padded to 8); hv and guest are 1 when an IUT of "
+            "that role serves the request (HELLO and BYE: both; GUEST_HYPERCALL, GUEST_DEVICE_OP and GUEST_TRAP go "
+            "from a guest IUT to the suite: neither)."
+        ),
+        "#define PVMSI_HARNESS_REQUESTS(X) \\",
+    ]
+    rows = []
+    for kind, response in RESPONSE_OF.items():
+        payload = PAYLOADS[kind]
+        fixed = layout_of(payload.fmt).size if payload.fmt is not None else 0
+        tail = 0 if payload.tail is None else (1 if payload.tail[0] == "entries" else 2)
+        common = kind in (FrameKind.HELLO, FrameKind.BYE)
+        hv = int(common or kind in REQUESTS_SERVED_BY[HarnessRole.HYPERVISOR])
+        guest = int(common or kind in REQUESTS_SERVED_BY[HarnessRole.GUEST])
+        rows.append(f"\tX({kind.name}, {response.name}, {fixed}, {tail}, {hv}, {guest})")
+    out += [r + " \\" for r in rows[:-1]] + [rows[-1]]
+    return out
+
+
+def harness_devices() -> list[str]:
+    """The harness device model's numbers (spec harness_devices), ``PVMSI_HDEV_*``."""
+
+    def lit(value: int) -> str:
+        return f"PVMSI_U64_C({value:#x})" if value >> 32 else (f"{value:#x}U" if value >= 16 else f"{value}U")
+
+    out = ["", *comment('The harness device model (spec appendix "Conformance harness protocol", "Device model").')]
+    for name, doc in hd.C_CONSTANTS:
+        out += [*comment(doc), f"#define PVMSI_HDEV_{name} {lit(getattr(hd, name))}"]
+    for d in hd.DEVICES.values():
+        out.append(f"/* PVMSI_HPROFILE_{d.profile.name}: {d.name}. */")
+        for field in ("vendor_id", "device_id", "msi_vectors", "msix_table_size", "ims_slots", "subdevices"):
+            out.append(f"#define PVMSI_HDEV_{d.profile.name}_{field.upper()} {lit(getattr(d, field))}")
+        out.append(f"#define PVMSI_HDEV_{d.profile.name}_SUBDEVICE_SLOTS {lit(d.subdevice_slots)}")
+    return out
+
+
+def call_table() -> list[str]:
+    """Every call as an X-macro row (spec ``CALLS``): its registers and the states it is valid in."""
+    rows = [
+        f"\tX({c.name}, {int(c.fn):#04x}, {int(c.input is not None)}, {int(c.output is not None)}, "
+        f"{int(c.needs_negotiation)})"
+        for c in CALLS
+    ]
+    return [
+        "",
+        *comment(
+            "Every call, for a table built with an X-macro: X(name, function number, in, out, negotiated): in and "
+            "out are 1 when arg0 (arg1) holds the GPA of an input (output) block, else that register is reserved "
+            "and zero; negotiated is 1 when the call is valid only once the VM is NEGOTIATED (else WRONG_STATE)."
+        ),
+        "#define PVMSI_CALLS(X) \\",
+        *[r + " \\" for r in rows[:-1]],
+        rows[-1],
+    ]
 
 
 def _callconv() -> list[str]:
@@ -285,6 +351,9 @@ def c_header(style: Style = "stdint") -> str:
         for lay in layouts:
             if lay.area == area:
                 lines += _with_deps(lay, done, style)
+    lines += harness_devices()
+    lines += call_table()
+    lines += harness_requests()
     if style == "stdint":
         lines += ["", f"#ifndef {HELPERS_GUARD} /* pvmsi_hypercall.h holds these too */", f"#define {HELPERS_GUARD}"]
         lines += [*_helpers(style), f"#endif /* {HELPERS_GUARD} */"]
