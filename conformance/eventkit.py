@@ -2,8 +2,8 @@
 issued through a :class:`~.toolkit.Session`, and the guest's side of a migration (re-activate every message,
 write every pair returned with REWRITE).
 
-Every re-activation goes through :func:`reactivate`, the one place that issues it (today MSG_RETARGET to the
-message's own target).
+Every re-activation goes through :func:`reactivate`, the one place that issues it (MSG_ACTIVATE of the whole
+message, at its own target).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..spec.codec import DecodeError
-from ..spec.constants import EventConfigFlag, EventType, FunctionNumber, Limit, MsgKind, RetargetFlag
+from ..spec.constants import ActivateFlag, EventConfigFlag, EventType, FunctionNumber, Limit, MsgKind
 from ..spec.fastcodec import fast
 from ..spec.formats import EVENT_ACK_IN, EVENT_CONFIG_IN
 from ..spec.iut import DeviceRef
@@ -85,7 +85,7 @@ def ack(session: Session, seq: int, **kw: Any) -> Outcome:
 
 
 def reactivate(session: Session, held: Held, **kw: Any) -> Any:
-    """Re-activate one message at its own target (today MSG_RETARGET): the result record, or the batch's status
+    """Re-activate one message, whole, at its own target (MSG_ACTIVATE): the result record, or the batch's status
     when it has none."""
     entry = {"handle": held.handle, "vcpu": held.vcpu, "vector": held.vector, "flags": 0}
     b = session.retarget(held.dev, [entry], **kw)
@@ -98,7 +98,7 @@ def reactivate_all(session: Session, messages: Sequence[Held]) -> list[tuple[Hel
     done = []
     for held in messages:
         result = reactivate(session, held)
-        if not isinstance(result, int) and int(result.flags) & RetargetFlag.REWRITE and held.kind is not MsgKind.MSI:
+        if not isinstance(result, int) and int(result.flags) & ActivateFlag.REWRITE and held.kind is not MsgKind.MSI:
             session.program(held.dev, held.kind, held.slot, result.address, result.data)
         done.append((held, result))
     return done

@@ -33,15 +33,16 @@ from ..spec.calls import BATCH_CALLS, CALLS_BY_FN, LARGEST_BATCH
 from ..spec.codec import DecodeError, decode, encode
 from ..spec.constants import (
     FEATURES_1_0,
+    ActivateFlag,
     DeviceFlag,
     FunctionNumber,
     KindMask,
     Limit,
     MsgKind,
-    RetargetFlag,
     Status,
 )
 from ..spec.formats import (
+    ACTIVATE_RESULT,
     ALLOC_RESULT,
     BATCH_IN,
     BATCH_OUT,
@@ -106,7 +107,7 @@ class HostKnobs:
     yield_after: int = 0
     max_batch: int = 0
     device_quota: int = 0
-    #: MSG_RETARGET moves each message to a new remapping entry, so that its pair changes (REWRITE set).
+    #: MSG_ACTIVATE moves each message to a new remapping entry, so that its pair changes (REWRITE set).
     retarget_moves: bool = False
     #: Answer NEGOTIATE with this status (and negotiate_out where the spec writes it) without negotiating.
     negotiate_status: int | None = None
@@ -190,15 +191,15 @@ Event = CallRecord | DeviceRecord
 
 def _poison(fmt_name: str, size: int, count: int) -> bytes:
     """An output block of ``size`` bytes that decodes and looks like success but was never handed out."""
-    if fmt_name in ("alloc_result", "retarget_result", "free_result"):
+    if fmt_name in ("alloc_result", "activate_result", "free_result", "deactivate_result"):
         rfmt = FORMATS[fmt_name].struct
         head = encode(BATCH_OUT, {"next_index": count, "completed": count, "status": 0})
         rows = b""
         for i in range(count):
             if fmt_name == "alloc_result":
                 value = {"handle": POISON_HANDLE + i, "address": POISON_ADDRESS, "data": POISON_DATA + i, "status": 0}
-            elif fmt_name == "retarget_result":
-                value = {"address": POISON_ADDRESS, "data": POISON_DATA + i, "status": 0, "flags": RetargetFlag.REWRITE}
+            elif fmt_name == "activate_result":
+                value = {"address": POISON_ADDRESS, "data": POISON_DATA + i, "status": 0, "flags": ActivateFlag.REWRITE}
             else:
                 value = {"status": 0}
             rows += encode(rfmt, value)
@@ -240,6 +241,10 @@ def _poison(fmt_name: str, size: int, count: int) -> bytes:
     else:
         block = b""
     return block[:size].ljust(size, b"\x5e")
+
+
+#: The calls whose results hand out pairs, and their result formats (the lying host's targets).
+LYING_CALLS: dict[int, Any] = {FunctionNumber.MSG_ALLOC: ALLOC_RESULT, FunctionNumber.MSG_ACTIVATE: ACTIVATE_RESULT}
 
 
 class MovingRetargetCore(HypervisorCore):
@@ -361,10 +366,8 @@ class HostModel:
         self.rewrite_needed.clear()
         live = self.live()
         for m in self.abandoned:
-            if m.handle in live and self.programmed.get((m.device, int(m.kind), m.slot), (0, 0, 0))[:2] != (
-                m.address,
-                m.data,
-            ):
+            written = self.programmed.get((m.device, int(m.kind), m.slot), (0, 0, 0))[:2] == (m.address, m.data)
+            if m.handle in live and (not live[m.handle].active or not written):  # a reservation is never "written"
                 self.violate(
                     "GUEST-BATCH-002",
                     f"entry of {name_of(m.device)} {m.kind.name}[{m.slot}] completed before a failed MSG_ALLOC "
@@ -548,7 +551,7 @@ class HostModel:
                     "GUEST-DEV-003",
                     f"DEVICE_RELEASE of {name_of(key)} with {len(left)} messages live and {on or 'no'} kinds enabled",
                 )
-        if fn in (FunctionNumber.MSG_RETARGET, FunctionNumber.MSG_FREE):
+        if fn in (FunctionNumber.MSG_ACTIVATE, FunctionNumber.MSG_FREE):
             live = self.live()
             for i, e in enumerate(rec.entries):
                 if i < rec.start:
@@ -612,8 +615,8 @@ class HostModel:
         if rec.in_block and in_gpa and mem.is_ram(in_gpa, len(rec.in_block)):
             mem.write(in_gpa, rec.in_block)
         status, value, why = self._answer(vcpu, rec)
-        if self.knobs.lying_pairs and rec.fn == FunctionNumber.MSG_ALLOC and status >= 0:
-            self._lie(out_gpa, min(value, len(rec.entries)))
+        if self.knobs.lying_pairs and rec.fn in LYING_CALLS and status >= 0:
+            self._lie(LYING_CALLS[rec.fn], out_gpa, min(value, len(rec.entries)))
         out = b""
         if rec.out_size:
             try:
@@ -623,13 +626,15 @@ class HostModel:
         rec.out_block = out
         return status, value, why
 
-    def _lie(self, out_gpa: int, completed: int) -> None:
-        """Rewrite the address of each completed allocation result to LYING_ADDRESS (guest RAM)."""
-        size = layout_of(ALLOC_RESULT).size
-        f = layout_of(ALLOC_RESULT).field("address")
+    def _lie(self, result_fmt: Any, out_gpa: int, completed: int) -> None:
+        """Rewrite the address of each completed result that hands out a pair (an activating MSG_ALLOC,
+        MSG_ACTIVATE) to LYING_ADDRESS (guest RAM)."""
+        size = layout_of(result_fmt).size
+        f = layout_of(result_fmt).field("address")
+        mem = self.svm.vm.memory
         for i in range(completed):
             at = out_gpa + OUT_HDR + i * size + f.offset
-            if self.svm.vm.memory.is_ram(at, f.size):
+            if mem.is_ram(at, f.size) and int.from_bytes(mem.read(at, f.size), "little"):
                 self.svm.vm.memory.write(at, LYING_ADDRESS.to_bytes(f.size, "little"))
 
     def _answer(self, vcpu: int, rec: CallRecord) -> tuple[int, int, str]:
@@ -682,7 +687,7 @@ class HostModel:
             if status < 0:
                 done = [live[int(r.handle)] for r in rec.results() if r.status == Status.SUCCESS and r.handle in live]
                 self.abandoned.extend(done)
-        if fn == FunctionNumber.MSG_RETARGET:
+        if fn == FunctionNumber.MSG_ACTIVATE:
             for h, pair in before.items():
                 m = live.get(h)
                 if m is not None and (m.address, m.data) != pair and m.kind is not MsgKind.MSI:  # MSI: HV-EMU-003
@@ -765,6 +770,9 @@ class HostModel:
     def _check_pair(self, rec: DeviceRecord, where: tuple[DeviceKey, int, int], label: str) -> None:
         pair = (rec.address, rec.data)
         m = self.live_at(*where)
+        if m is not None and not m.active:  # a reserved message has no pair in force (HV-ACT-001)
+            self.violate("GUEST-ACT-001", f"{label}: wrote {rec.address:#x}/{rec.data:#x} for a reserved message")
+            return
         if m is not None and pair == (m.address, m.data) and (rec.kind != MsgKind.MSI or rec.vectors == m.count):
             if where in self.rewrite_needed:
                 if not self.masked.get(where, True) and self.enabled.get((rec.device, rec.kind), False):
@@ -797,6 +805,9 @@ class HostModel:
 
     def _check_before_live(self, where: tuple[DeviceKey, int, int], label: str, doing: str) -> None:
         m = self.live_at(*where)
+        if m is not None and not m.active:  # GUEST-ACT-001: activate first
+            self.violate("GUEST-ACT-001", f"{doing} {label}, whose message is reserved, not activated")
+            return
         if m is None or where[1] == MsgKind.MSI:  # a claimed MSI capability: the hypervisor wrote it (HV-EMU-002)
             return
         got = self.programmed.get(where)

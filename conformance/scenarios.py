@@ -28,7 +28,7 @@ SCENARIO_VERSION = 1
 #: Fields whose values the hypervisor chooses: masked in expected output, captured for later use.
 CHOSEN: dict[str, tuple[str, ...]] = {
     "alloc_result": ("handle", "address", "data"),
-    "retarget_result": ("address", "data"),
+    "activate_result": ("address", "data"),
     "hv_info": (
         "message_format",
         "features_offered",

@@ -13,7 +13,15 @@ from typing import Any
 from ..spec import harness_devices as hd
 from ..spec.calls import BATCH_CALLS
 from ..spec.codec import DecodeError
-from ..spec.constants import KIND_FEATURES, FunctionNumber, KindMask, MsgKind, Status
+from ..spec.constants import (
+    KIND_FEATURES,
+    ActivateEntryFlag,
+    AllocFlag,
+    FunctionNumber,
+    KindMask,
+    MsgKind,
+    Status,
+)
 from ..spec.fastcodec import FastFormat, fast, fast_of
 from ..spec.formats import (
     BATCH_IN,
@@ -387,6 +395,9 @@ class Session:
                 {**e, "vector": self.wire_vector(e["vector"])} if isinstance(e, dict) and "vector" in e else e
                 for e in entries
             ]
+        defaults = _ENTRY_DEFAULTS.get(fn)
+        if defaults:  # the one-step and block-wide forms unless the test says otherwise
+            entries = [{**defaults, **e} if isinstance(e, dict) else e for e in entries]
         entry, result = fast(call.input_entry or ""), fast(call.output_entry or "")
         n = len(entries) if count is None else count
         hdr = {"device": dev.wire(), "count": n, "start": start, **(header or {})}
@@ -406,7 +417,22 @@ class Session:
         return self.batch(FunctionNumber.MSG_ALLOC, dev, entries, **kw)
 
     def retarget(self, dev: DeviceRef, entries: Sequence[dict[str, Any] | bytes], **kw: Any) -> Batch:
-        return self.batch(FunctionNumber.MSG_RETARGET, dev, entries, **kw)
+        return self.batch(FunctionNumber.MSG_ACTIVATE, dev, entries, **kw)
+
+    def activate(self, dev: DeviceRef, entries: Sequence[dict[str, Any] | bytes], **kw: Any) -> Batch:
+        """MSG_ACTIVATE (what :meth:`retarget` issues too)."""
+        return self.batch(FunctionNumber.MSG_ACTIVATE, dev, entries, **kw)
+
+    def reserve(self, dev: DeviceRef, entries: Sequence[dict[str, Any] | bytes], **kw: Any) -> Batch:
+        """MSG_ALLOC without PVMSI_ALLOC_ACTIVATE: dict entries name kind, vector_count and slot only."""
+        fields = {"flags": 0, "vcpu": 0, "vector": 0, "alloc_flags": 0, "hint_vcpu": 0}
+        kw.setdefault("raw_vectors", True)  # no vector to move into the platform's range
+        return self.batch(
+            FunctionNumber.MSG_ALLOC, dev, [{**fields, **e} if isinstance(e, dict) else e for e in entries], **kw
+        )
+
+    def deactivate(self, dev: DeviceRef, entries: Sequence[dict[str, Any] | bytes], **kw: Any) -> Batch:
+        return self.batch(FunctionNumber.MSG_DEACTIVATE, dev, entries, **kw)
 
     def free(self, dev: DeviceRef, handles: Sequence[int], **kw: Any) -> Batch:
         return self.batch(FunctionNumber.MSG_FREE, dev, [{"handle": h} for h in handles], **kw)
@@ -441,6 +467,14 @@ class Session:
 
 _BATCH_IN, _BATCH_OUT = fast_of(BATCH_IN), fast_of(BATCH_OUT)
 
+#: Fields a test's entry dict may leave out: MSG_ALLOC one step (PVMSI_ALLOC_ACTIVATE), no hint; MSG_ACTIVATE and
+#: MSG_DEACTIVATE block-wide (PVMSI_ACTENT_BLOCK, index 0).
+_ENTRY_DEFAULTS: dict[int, dict[str, int]] = {
+    FunctionNumber.MSG_ALLOC: {"alloc_flags": int(AllocFlag.ACTIVATE), "hint_vcpu": 0},
+    FunctionNumber.MSG_ACTIVATE: {"entry_flags": int(ActivateEntryFlag.BLOCK), "index": 0},
+    FunctionNumber.MSG_DEACTIVATE: {"entry_flags": int(ActivateEntryFlag.BLOCK), "index": 0},
+}
+
 
 def _decoded(fmt: FastFormat, raw: bytes) -> Any:
     """A result slot or header as the IUT left it: None if it still holds the sentinel, the raw bytes if it does
@@ -456,4 +490,14 @@ def _decoded(fmt: FastFormat, raw: bytes) -> Any:
 def alloc_entry(
     kind: MsgKind, slot: int, vcpu: int = 1, vector: int = 0x40, count: int = 1, flags: int = 0
 ) -> dict[str, Any]:
-    return {"kind": kind, "flags": flags, "vector_count": count, "slot": slot, "vcpu": vcpu, "vector": vector}
+    """A one-step allocate entry (PVMSI_ALLOC_ACTIVATE): reserve and target at once."""
+    return {
+        "kind": kind,
+        "flags": flags,
+        "vector_count": count,
+        "slot": slot,
+        "vcpu": vcpu,
+        "vector": vector,
+        "alloc_flags": int(AllocFlag.ACTIVATE),
+        "hint_vcpu": 0,
+    }

@@ -425,7 +425,9 @@ class Fuzzer(HostEvents):
             self.event(vm)
         elif r < 0.75 and m.claims:
             batch = rng.choice(
-                (FunctionNumber.MSG_ALLOC,) * 3 + (FunctionNumber.MSG_RETARGET,) * 2 + (FunctionNumber.MSG_FREE,)
+                (FunctionNumber.MSG_ALLOC,) * 3
+                + (FunctionNumber.MSG_ACTIVATE,) * 2
+                + (FunctionNumber.MSG_FREE, FunctionNumber.MSG_DEACTIVATE)
             )
             self.message_call(vm, batch, valid=rng.random() < 0.3)
         else:

@@ -49,16 +49,14 @@ def check_invariants(system: ReferenceSystem, destroyed: set[int] | frozenset[in
             src = claim.source
             for i in range(m.count):
                 e = table.get(m.irte + i)
-                if e is None or (e.owner_vm, e.dest_vcpu, e.vector, e.posted) != (
-                    vm_id,
-                    m.vcpu,
-                    m.vector + i,
-                    m.posted,
-                ):
+                target = m.targets[i] if i < len(m.targets) else None
+                want = None if target is None else (vm_id, *target, True)
+                got = None if e is None else (e.owner_vm, e.dest_vcpu, e.vector, e.posted, e.present)
+                if e is None or (want is not None and got != want) or (want is None and e.present):
                     problems.append(f"VM {vm_id}: IRTE {m.irte + i} of {handle:#x} is {e}, message says {m}")
                 elif e.source != Requester(src.segment, src.rid):  # the requester id alone (HV-SEC-002)
                     problems.append(f"VM {vm_id}: IRTE {m.irte + i} accepts {e.source}, device is {src}")
-            if (m.address, m.data) != compose(m.irte):
+            if (m.address or m.data) and (m.address, m.data) != compose(m.irte):
                 problems.append(f"VM {vm_id}: message {handle:#x} pair does not name IRTE {m.irte}")
         total = sum(per_device.values())
         live += total
@@ -110,7 +108,10 @@ def _msi_capabilities(
             continue
         cap, m = pci.msi, held.get(key)
         have = (cap.address, cap.data, cap.vectors_enabled)
-        if m is not None and have != (m.address, m.data & 0xFFFF, m.count):
+        if m is not None and (m.address, m.data) == (0, 0):  # reserved, never activated: nothing written (HV-ACT-001)
+            if (cap.address, cap.data) != (0, 0):
+                problems.append(f"VM {vm_id}: MSI capability of {pci.name} holds {have} for a reserved message")
+        elif m is not None and have != (m.address, m.data & 0xFFFF, m.count):
             problems.append(f"VM {vm_id}: MSI capability of {pci.name} holds {have}, its message {m}")
         elif m is None and (cap.enable, cap.address, cap.data) != (False, 0, 0):
             problems.append(f"VM {vm_id}: MSI capability of {pci.name} holds {have}, enable {cap.enable}, no message")

@@ -148,6 +148,12 @@ class HostEvents:
             return
         handle = rng.choice(list(m.messages))
         x = m.messages[handle]
+        if (x.address, x.data) == (0, 0):  # reserved, never activated: no pair to write (HV-ACT-001)
+            self.events["program_fire_reserved_skipped"] += 1
+            return
+        if x.kind == MsgKind.IMS and x.slot >= m.devices()[x.device].ims:  # an opaque tag names no IMS entry
+            self.events["program_fire_opaque_tag_skipped"] += 1
+            return
         seg, bus, devfn, pasid = x.device
         pci = vm.pci(seg, bus, devfn)
         assert pci is not None
@@ -175,7 +181,11 @@ class HostEvents:
         outcome = self.system.platform.fire(pci, MsgKind(x.kind), slot)
         self.events[f"program_fire_{type(outcome).__name__.lower()}"] += 1
         d = outcome.delivery if isinstance(outcome, Delivered) else None
-        if d is None or (d.vm, d.vcpu, d.vector) != (vm.vm_id, x.vcpu, x.vector + i):
+        target = x.targets[i] if i < len(x.targets) else None
+        if target is None:  # a reserved or deactivated vector delivers nothing (HV-ACT-001, HV-ACT-005)
+            if d is not None:
+                self._fail("delivery", f"inactive vector {i} of {handle:#x} ({x}) delivered: {outcome}")
+        elif d is None or (d.vm, d.vcpu, d.vector) != (vm.vm_id, target[0], target[1]):
             self._fail("delivery", f"pair of {handle:#x} ({x}, vector +{i}) fired: {outcome}")
 
     def stale_copy(self, vm: SystemVm) -> bool:

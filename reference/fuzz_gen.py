@@ -18,8 +18,9 @@ SCRATCH = 0x20000
 OUT = SCRATCH + 2048
 _ENTRY = {
     FunctionNumber.MSG_ALLOC: fast("alloc_entry"),
-    FunctionNumber.MSG_RETARGET: fast("retarget_entry"),
+    FunctionNumber.MSG_ACTIVATE: fast("activate_entry"),
     FunctionNumber.MSG_FREE: fast("free_entry"),
+    FunctionNumber.MSG_DEACTIVATE: fast("deactivate_entry"),
 }
 _BATCH_IN = fast("batch_in")
 
@@ -171,7 +172,16 @@ class Generator:
                 vcpu = rng.randrange(m.vcpus) if valid or rng.random() < 0.97 else m.vcpus
                 vector = rng.randrange(32, 257 - n) if valid or rng.random() < 0.97 else rng.choice((0, 31, 250))
                 flags = int(rng.random() < 0.1)
-                out.append(fmt.struct.pack(kind, flags, n, slot, vcpu, vector, 0))
+                alloc_flags = 1 if valid or rng.random() < 0.5 else 0  # one step, or a reservation (HV-ACT-001)
+                if not alloc_flags and (valid or rng.random() < 0.9):
+                    vcpu = vector = flags = 0
+                hint = 0
+                if rng.random() < 0.15:  # a locality hint (HV-ACT-002..004)
+                    alloc_flags |= 2
+                    hint = rng.randrange(m.vcpus) if rng.random() < 0.9 else m.vcpus
+                elif not valid and rng.random() < 0.02:
+                    hint = 1
+                out.append(fmt.struct.pack(kind, flags, n, slot, vcpu, vector, alloc_flags, 0, 0, hint))
         else:
             taken: set[int] = set()
             for _ in range(count):
@@ -183,9 +193,17 @@ class Generator:
                     continue
                 x = m.messages.get(h)
                 n = x.count if x else 1
+                block = n == 1 or rng.random() < 0.6  # the whole message, or one vector of a block (HV-MSI-001)
+                index = 0 if block else rng.randrange(n)
+                if rng.random() < 0.03:
+                    index = rng.choice((n, 1))  # beyond the message, or non-zero with BLOCK (HV-ACT-007)
+                if fn == FunctionNumber.MSG_DEACTIVATE:
+                    out.append(fmt.struct.pack(h, index, int(block), 0, 0))
+                    continue
+                span = n if block else 1
                 vcpu = rng.randrange(m.vcpus) if rng.random() < 0.97 else m.vcpus
-                vector = rng.randrange(32, 257 - n) if rng.random() < 0.97 else rng.choice((0, 31, 250))
-                out.append(fmt.struct.pack(h, vcpu, vector, int(rng.random() < 0.1), 0, 0, 0))
+                vector = rng.randrange(32, 257 - span) if rng.random() < 0.97 else rng.choice((0, 31, 250))
+                out.append(fmt.struct.pack(h, vcpu, vector, int(rng.random() < 0.1), int(block), index, 0))
         return out
 
     def mutate(self, raw: bytes) -> bytes:

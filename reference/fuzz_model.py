@@ -23,7 +23,17 @@ from typing import Any
 
 from ..spec.calls import CALLS_BY_FN, CallDef
 from ..spec.codec import DecodeError
-from ..spec.constants import DeviceFlag, Feature, FunctionNumber, Limit, MsgKind, RetargetFlag, Status
+from ..spec.constants import (
+    ActivateEntryFlag,
+    ActivateFlag,
+    AllocFlag,
+    DeviceFlag,
+    Feature,
+    FunctionNumber,
+    Limit,
+    MsgKind,
+    Status,
+)
 from ..spec.fastcodec import fast
 from ..spec.states import VmState
 from ..spec.version import encode_version
@@ -36,8 +46,9 @@ KINDS_FEATURES = int(Feature.MSI | Feature.MSIX | Feature.IMS)
 #: The device flags the model predicts (HV-DEV-005, HV-SEC-010); RETARGET_IN_PLACE is the implementation's choice.
 _CHECKED_FLAGS = DeviceFlag.CLAIMED | DeviceFlag.NEEDS_VIOMMU | DeviceFlag.ISOLATED | DeviceFlag.SHARED_SOURCE
 _F = {n: fast(n) for n in ("negotiate_in", "device_id", "claim_in", "batch_in", "batch_out", "hv_info")}
-_F.update({n: fast(n) for n in ("negotiate_out", "device_info", "alloc_entry", "retarget_entry", "free_entry")})
-_F.update({n: fast(n) for n in ("alloc_result", "retarget_result", "free_result")})
+_F.update({n: fast(n) for n in ("negotiate_out", "device_info", "alloc_entry", "activate_entry", "free_entry")})
+_F.update({n: fast(n) for n in ("alloc_result", "activate_result", "free_result")})
+_F.update({n: fast(n) for n in ("deactivate_entry", "deactivate_result")})
 _F.update({n: fast(n) for n in ("event_config_in", "event_header", "event_ack_in")})
 
 
@@ -313,7 +324,7 @@ class Model:
     def _msg_alloc(self, plan: Plan, i: int, o: int, read: Any) -> None:
         self._batch(plan, i, o, read)
 
-    _msg_retarget = _msg_free = _msg_alloc
+    _msg_activate = _msg_free = _msg_deactivate = _msg_alloc
 
     def _batch(self, plan: Plan, i: int, o: int, read: Any) -> None:
         """The header (HV-MEM-*, HV-CONV-*, HV-BATCH-001), the device, its claim (HV-ALLOC-001), both whole blocks
@@ -450,11 +461,19 @@ class Model:
         if kind == MsgKind.MSI:
             if n < 1 or n & (n - 1) or n > dev.msi or slot:
                 raise Refusal(Status.INVALID_PARAMETER, "HV-ALLOC-003/004")
-        elif n != 1 or slot >= dev.limit(kind):
+        elif n != 1 or (kind == MsgKind.MSIX and slot >= dev.limit(kind)):  # an IMS tag is opaque
             raise Refusal(Status.INVALID_PARAMETER, "HV-ALLOC-003/004")
         if (kind, slot) in claim.slots:
             raise Refusal(Status.WRONG_STATE, "HV-ALLOC-005")
-        posted = self._target(vm, e.vcpu, e.vector, n, e.flags)
+        activate = bool(int(e.alloc_flags) & AllocFlag.ACTIVATE)
+        if not activate and (e.vcpu or e.vector or int(e.flags)):
+            raise Refusal(Status.INVALID_PARAMETER, "HV-ACT-002")
+        if int(e.alloc_flags) & AllocFlag.LOCALITY_HINT:
+            if e.hint_vcpu >= vm.vcpus:
+                raise Refusal(Status.INVALID_PARAMETER, "HV-ACT-002")
+        elif e.hint_vcpu:
+            raise Refusal(Status.INVALID_PARAMETER, "HV-ACT-002")
+        posted = self._target(vm, e.vcpu, e.vector, n, e.flags) if activate else False
         cfg = vm.config
         if claim.vectors + n > cfg.max_messages_per_device or vm.vectors + n > cfg.max_messages_per_vm:
             raise Refusal(Status.NO_RESOURCES, "HV-SEC-006")
@@ -470,10 +489,16 @@ class Model:
             if result.data & (n - 1):
                 problems.append(f"MSG_ALLOC: MSI block of {n} with data {result.data:#x} (HV-ALLOC-008)")
             pair = (result.address, result.data)
-            if any((m.address, m.data) == pair for mv in self.vms.values() for m in mv.messages.values()):
+            if not activate:
+                if pair != (0, 0):
+                    problems.append(f"MSG_ALLOC: a reservation returned the pair {pair} (HV-ACT-001)")
+            elif any((m.address, m.data) == pair for mv in self.vms.values() for m in mv.messages.values()):
                 problems.append(f"MSG_ALLOC: pair {pair} is another live message's")
             vm.issued.add(result.handle)
-            vm.messages[result.handle] = Msg(key, kind, slot, n, e.vcpu, e.vector, posted, *pair)
+            targets: list[tuple[int, int, bool] | None] = (
+                [(e.vcpu, e.vector + i, posted) for i in range(n)] if activate else [None] * n
+            )
+            vm.messages[result.handle] = Msg(key, kind, slot, n, e.vcpu, e.vector, posted, *pair, targets)
             claim.slots.add((kind, slot))
             claim.vectors += n
             vm.vectors += n
@@ -487,19 +512,57 @@ class Model:
             raise Refusal(Status.UNKNOWN_HANDLE, "HV-SEC-003/HV-RETGT-001/HV-FREE-001")
         return m
 
-    def _entry_msg_retarget(self, vm: VmModel, key: DeviceKey, claim: Claim, e: Any) -> Callable[[Any, int], list[str]]:
+    def _entry_msg_activate(self, vm: VmModel, key: DeviceKey, claim: Claim, e: Any) -> Callable[[Any, int], list[str]]:
         m = self._owned(vm, key, e.handle)
-        posted = self._target(vm, e.vcpu, e.vector, m.count, e.flags)
+        block = bool(int(e.entry_flags) & ActivateEntryFlag.BLOCK)
+        whole = block or m.count == 1
+        if e.index >= m.count or (block and e.index):
+            raise Refusal(Status.INVALID_PARAMETER, "HV-ACT-007")
+        posted = self._target(vm, e.vcpu, e.vector, m.count if whole else 1, e.flags)
+        active = any(t is not None for t in m.targets)
+        leaves = not active or (e.vcpu, e.vector) != (m.vcpu, m.vector + e.index)
+        if not whole and not vm.config.per_vector_targets and leaves:
+            raise Refusal(Status.PER_VECTOR_REFUSED, "HV-MSI-002")
 
         def check(result: Any, index: int) -> list[str]:
             if result is None or result.status:
-                return [f"MSG_RETARGET: entry {index} result {result}"]
+                return [f"MSG_ACTIVATE: entry {index} result {result}"]
             changed = (result.address, result.data) != (m.address, m.data)
             problems = []
-            if changed != bool(int(result.flags) & RetargetFlag.REWRITE):
-                problems.append(f"MSG_RETARGET: pair changed {changed}, REWRITE {int(result.flags)} (HV-RETGT-003)")
-            m.vcpu, m.vector, m.posted, m.address, m.data = e.vcpu, e.vector, posted, result.address, result.data
+            if (changed or not active) != bool(int(result.flags) & ActivateFlag.REWRITE):
+                problems.append(f"MSG_ACTIVATE: pair changed {changed}, REWRITE {int(result.flags)} (HV-RETGT-003)")
+            if whole:
+                m.vcpu, m.vector, m.posted = e.vcpu, e.vector, posted
+                m.targets = [(e.vcpu, e.vector + i, posted) for i in range(m.count)]
+            else:
+                m.targets[e.index] = (e.vcpu, e.vector, posted)
+            m.address, m.data = result.address, result.data
             return problems
+
+        return check
+
+    def _entry_msg_deactivate(
+        self, vm: VmModel, key: DeviceKey, claim: Claim, e: Any
+    ) -> Callable[[Any, int], list[str]]:
+        m = self._owned(vm, key, e.handle)
+        block = bool(int(e.entry_flags) & ActivateEntryFlag.BLOCK)
+        if e.index >= m.count or (block and e.index):
+            raise Refusal(Status.INVALID_PARAMETER, "HV-ACT-007")
+        if block or m.count == 1:
+            indexes = [i for i, t in enumerate(m.targets) if t is not None]
+        else:
+            if not vm.config.per_vector_targets:
+                raise Refusal(Status.PER_VECTOR_REFUSED, "HV-MSI-002")
+            indexes = [e.index] if m.targets[e.index] is not None else []
+        if not indexes:
+            raise Refusal(Status.NOT_ACTIVE, "HV-ACT-005")
+
+        def check(result: Any, index: int) -> list[str]:
+            for i in indexes:
+                m.targets[i] = None
+            return (
+                [] if result is not None and not result.status else [f"MSG_DEACTIVATE: entry {index} result {result}"]
+            )
 
         return check
 

@@ -45,6 +45,8 @@ class Msg:
     posted: bool
     address: int
     data: int
+    #: Each vector's (vcpu, vector, posted), None while reserved (HV-ACT-001, HV-MSI-001).
+    targets: list[tuple[int, int, bool] | None] = field(default_factory=list)
 
 
 @dataclass(slots=True)

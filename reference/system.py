@@ -82,9 +82,19 @@ class PlatformRemap:
         return req
 
     def alloc(
-        self, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool, slot: object = None
+        self,
+        count: int,
+        *,
+        vm_id: int,
+        vcpu: int,
+        vector: int,
+        source: Source,
+        posted: bool,
+        slot: object = None,
+        present: bool = True,
     ) -> int | None:
-        return self.format.alloc(Irte(vm_id, vcpu, vector, self._requester(source), posted), count, tag=slot)
+        irte = Irte(vm_id, vcpu, vector, self._requester(source), posted, present)
+        return self.format.alloc(irte, count, tag=slot)
 
     def alloc_at(
         self,
@@ -103,6 +113,11 @@ class PlatformRemap:
 
     def retarget(self, base: int, count: int, *, vcpu: int, vector: int, posted: bool) -> None:
         self.format.update(base, count, dest_vcpu=vcpu, vector=vector, posted=posted)
+
+    def program_vector(
+        self, base: int, index: int, *, vcpu: int, vector: int, posted: bool, present: bool = True
+    ) -> None:
+        self.format.update_vector(base, index, dest_vcpu=vcpu, vector=vector, posted=posted, present=present)
 
     def release(self, base: int) -> None:
         self.format.free(base)

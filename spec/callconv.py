@@ -86,6 +86,8 @@ SBI_ERROR_OF_STATUS: dict[Status, int] = {
     Status.VERSION_MISMATCH: SbiError.INVALID_PARAM,
     Status.FEATURES_REFUSED: SbiError.INVALID_PARAM,
     Status.REVOKED: SbiError.DENIED,
+    Status.PER_VECTOR_REFUSED: SbiError.INVALID_PARAM,
+    Status.NOT_ACTIVE: SbiError.INVALID_STATE,
 }
 
 

@@ -155,8 +155,9 @@ CALLS: tuple[CallDef, ...] = (
     CallDef(
         "MSG_ALLOC",
         FunctionNumber.MSG_ALLOC,
-        "Allocate one message per entry (for MSI, one block of vector_count consecutive data values), "
-        "programming interrupt remapping so that it delivers to the given vCPU and vector.",
+        "Reserve one message per entry (for MSI, one block of vector_count consecutive data values): its remapping "
+        "entries are set aside, delivering nothing, and a handle is returned without a pair. With "
+        "PVMSI_ALLOC_ACTIVATE the entry is activated as well (one step) and its pair returned.",
         input="batch_in",
         input_entry="alloc_entry",
         output="batch_out",
@@ -164,24 +165,36 @@ CALLS: tuple[CallDef, ...] = (
         value="next_index (as batch_out.next_index)",
     ),
     CallDef(
-        "MSG_RETARGET",
-        FunctionNumber.MSG_RETARGET,
-        "Move messages to another vCPU and vector; where remapping allows the pair stays the same and the "
-        "device need not be rewritten.",
+        "MSG_ACTIVATE",
+        FunctionNumber.MSG_ACTIVATE,
+        "Set the target (vCPU and vector) of a reserved message, or change that of an active one, per vector of a "
+        "multi-message MSI block where the platform allows, and return the pair in force; where remapping allows "
+        "a change keeps the pair and the device need not be rewritten.",
         input="batch_in",
-        input_entry="retarget_entry",
+        input_entry="activate_entry",
         output="batch_out",
-        output_entry="retarget_result",
+        output_entry="activate_result",
         value="next_index (as batch_out.next_index)",
     ),
     CallDef(
         "MSG_FREE",
         FunctionNumber.MSG_FREE,
-        "Free messages; only the VM (and device) holding a handle may free it.",
+        "Free reserved or active messages; only the VM (and device) holding a handle may free it.",
         input="batch_in",
         input_entry="free_entry",
         output="batch_out",
         output_entry="free_result",
+        value="next_index (as batch_out.next_index)",
+    ),
+    CallDef(
+        "MSG_DEACTIVATE",
+        FunctionNumber.MSG_DEACTIVATE,
+        "Return active messages (a vector, or the whole block) to reserved: their remapping entries stop "
+        "delivering, with fault reporting suppressed where the IOMMU can; the handles stay valid.",
+        input="batch_in",
+        input_entry="deactivate_entry",
+        output="batch_out",
+        output_entry="deactivate_result",
         value="next_index (as batch_out.next_index)",
     ),
     CallDef(

@@ -33,6 +33,8 @@ class Status(IntEnum):
     VERSION_MISMATCH = -9
     FEATURES_REFUSED = -10
     REVOKED = -11
+    PER_VECTOR_REFUSED = -13
+    NOT_ACTIVE = -14
 
 
 STATUS_DOCS: dict[Status, str] = {
@@ -85,6 +87,15 @@ STATUS_DOCS: dict[Status, str] = {
         "a REVOKED event: its remapping entry blocks every write; the handle is still held, and only freeing it "
         'succeeds (spec "Events").'
     ),
+    Status.PER_VECTOR_REFUSED: (
+        "MSG_ACTIVATE named one vector of a multi-message MSI block with a target the platform cannot give that "
+        "vector alone (RISC-V IMSIC: a vCPU other than the block's, or a vector other than the block's base + "
+        "index; a reserved block there is activated whole, with PVMSI_ACTENT_BLOCK). Nothing changed for the entry."
+    ),
+    Status.NOT_ACTIVE: (
+        "MSG_DEACTIVATE named a message (or a vector of a block) that is reserved, not active. Nothing changed "
+        "for the entry."
+    ),
 }
 
 
@@ -99,8 +110,9 @@ class FunctionNumber(IntEnum):
     DEVICE_CLAIM = 0x11
     DEVICE_RELEASE = 0x12
     MSG_ALLOC = 0x20
-    MSG_RETARGET = 0x21
+    MSG_ACTIVATE = 0x21
     MSG_FREE = 0x22
+    MSG_DEACTIVATE = 0x23
     EVENT_CONFIG = 0x30
     EVENT_FETCH = 0x31
     EVENT_ACK = 0x32
@@ -114,9 +126,10 @@ FUNCTION_DOCS: dict[FunctionNumber, str] = {
     FunctionNumber.DEVICE_QUERY: "What a device supports and its pvmsi state.",
     FunctionNumber.DEVICE_CLAIM: "Take message kinds of a device over from emulation.",
     FunctionNumber.DEVICE_RELEASE: "Free the device's messages and hand it back to emulation.",
-    FunctionNumber.MSG_ALLOC: "Allocate messages (batched).",
-    FunctionNumber.MSG_RETARGET: "Move messages to another vCPU or vector (batched).",
-    FunctionNumber.MSG_FREE: "Free messages (batched).",
+    FunctionNumber.MSG_ALLOC: "Reserve messages, without a target unless PVMSI_ALLOC_ACTIVATE (batched).",
+    FunctionNumber.MSG_ACTIVATE: "Set or change the target of reserved or active messages; the pair (batched).",
+    FunctionNumber.MSG_FREE: "Free reserved or active messages (batched).",
+    FunctionNumber.MSG_DEACTIVATE: "Return active messages to reserved: delivery stops, handles kept (batched).",
     FunctionNumber.EVENT_CONFIG: "Register or clear the notification target of host-to-guest events.",
     FunctionNumber.EVENT_FETCH: "Read the unacknowledged events, oldest first.",
     FunctionNumber.EVENT_ACK: "Acknowledge every event up to a sequence number.",
@@ -231,7 +244,7 @@ DEVICE_FLAG_DOCS: dict[DeviceFlag, str] = {
 
 
 class DeliveryFlag(IntFlag):
-    """Delivery flags of an allocate or retarget entry."""
+    """Delivery flags of an allocate or activate entry."""
 
     POSTED = 1 << 0
 
@@ -241,16 +254,52 @@ DELIVERY_FLAG_DOCS: dict[DeliveryFlag, str] = {
 }
 
 
-class RetargetFlag(IntFlag):
-    """Flags of a retarget result."""
+class AllocFlag(IntFlag):
+    """Flags of an MSG_ALLOC entry (alloc_entry.alloc_flags)."""
+
+    ACTIVATE = 1 << 0
+    LOCALITY_HINT = 1 << 1
+
+
+ALLOC_FLAG_DOCS: dict[AllocFlag, str] = {
+    AllocFlag.ACTIVATE: (
+        "One step: reserve and activate the message with the entry's vcpu and vector (as MSG_ACTIVATE with "
+        "PVMSI_ACTENT_BLOCK would), and return its pair. Clear: reserve only; vcpu and vector must be zero and "
+        "the result's address and data are zero."
+    ),
+    AllocFlag.LOCALITY_HINT: (
+        "hint_vcpu names the vCPU the guest expects to target: the hypervisor may pick a remapping unit, table "
+        "or posted-interrupt descriptor memory near it. A hint only: it binds nothing, a later MSG_ACTIVATE may "
+        "name any vCPU. Clear: hint_vcpu must be zero."
+    ),
+}
+
+
+class ActivateEntryFlag(IntFlag):
+    """Flags of an MSG_ACTIVATE or MSG_DEACTIVATE entry (entry_flags)."""
+
+    BLOCK = 1 << 0
+
+
+ACTIVATE_ENTRY_FLAG_DOCS: dict[ActivateEntryFlag, str] = {
+    ActivateEntryFlag.BLOCK: (
+        "The entry applies to every vector of the message: vector i of a multi-message MSI block delivers "
+        "vector + i to vcpu (index must be zero). Clear: the entry applies to vector index of the block only "
+        "(index 0 for an MSI-X or IMS message)."
+    ),
+}
+
+
+class ActivateFlag(IntFlag):
+    """Flags of an MSG_ACTIVATE result."""
 
     REWRITE = 1 << 0
 
 
-RETARGET_FLAG_DOCS: dict[RetargetFlag, str] = {
-    RetargetFlag.REWRITE: (
-        "The address/data pair changed: the guest must write the new pair into the device. Clear when the "
-        "remapping entry was updated in place."
+ACTIVATE_FLAG_DOCS: dict[ActivateFlag, str] = {
+    ActivateFlag.REWRITE: (
+        "The guest must write the pair into the device: the message was reserved (no pair was in force), or its "
+        "address/data pair changed. Clear when the remapping entry was updated in place."
     ),
 }
 
@@ -402,10 +451,12 @@ CONSTANT_GROUPS: tuple[ConstantGroup, ...] = (
     ConstantGroup.of("device_id_flag", "PVMSI_DEVID_", "flags", DeviceIdFlag, DEVICE_ID_FLAG_DOCS),
     ConstantGroup.of("device_flag", "PVMSI_DEV_", "flags", DeviceFlag, DEVICE_FLAG_DOCS),
     ConstantGroup.of("delivery_flag", "PVMSI_DELIVER_", "flags", DeliveryFlag, DELIVERY_FLAG_DOCS),
-    ConstantGroup.of("retarget_flag", "PVMSI_RETARGET_", "flags", RetargetFlag, RETARGET_FLAG_DOCS),
     ConstantGroup.of("event_type", "PVMSI_EVENT_", "enum", EventType, EVENT_TYPE_DOCS),
     ConstantGroup.of("revoke_reason", "PVMSI_REVOKE_", "enum", RevokeReason, REVOKE_REASON_DOCS),
     ConstantGroup.of("event_config_flag", "PVMSI_EVCFG_", "flags", EventConfigFlag, EVENT_CONFIG_FLAG_DOCS),
+    ConstantGroup.of("alloc_flag", "PVMSI_ALLOC_", "flags", AllocFlag, ALLOC_FLAG_DOCS),
+    ConstantGroup.of("activate_entry_flag", "PVMSI_ACTENT_", "flags", ActivateEntryFlag, ACTIVATE_ENTRY_FLAG_DOCS),
+    ConstantGroup.of("activate_flag", "PVMSI_ACTIVATE_", "flags", ActivateFlag, ACTIVATE_FLAG_DOCS),
     ConstantGroup.of("message_format", "PVMSI_MSGFMT_", "enum", MessageFormat, MESSAGE_FORMAT_DOCS),
     ConstantGroup.of("limit", "PVMSI_", "value", Limit, LIMIT_DOCS),
     ConstantGroup.of("harness_frame_kind", "PVMSI_HFRAME_", "enum", hc.FrameKind, hc.FRAME_KIND_DOCS),

@@ -71,6 +71,8 @@ def platforms_dump() -> dict[str, Any]:
                 "source_validation": p.source_validation,
                 "retarget": p.retarget,
                 "retarget_changes_pair": p.retarget_changes_pair,
+                "multi_msi": p.multi_msi,
+                "per_vector_targets": p.per_vector_targets,
                 "references": list(p.references),
             }
             for p in PLATFORMS

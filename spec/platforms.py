@@ -81,6 +81,11 @@ class PlatformDef:
     retarget: str
     #: Whether a retarget to another vCPU changes the pair (REWRITE set, HV-FMT-005).
     retarget_changes_pair: bool
+    #: How the vectors of a multi-message MSI block are remapped, and what MSG_ACTIVATE may do with one of them.
+    multi_msi: str
+    #: Whether each vector of a multi-message MSI block can have its own vCPU and vector (HV-MSI-001); where not,
+    #: a per-vector MSG_ACTIVATE that departs from the block is refused with PER_VECTOR_REFUSED (HV-MSI-002).
+    per_vector_targets: bool
     references: tuple[str, ...]
 
 
@@ -150,6 +155,11 @@ PLATFORMS: tuple[PlatformDef, ...] = (
         "The IRTE's SVT/SQ/SID: the write's requester id (bus/devfn) must match; no PASID check.",
         "The hypervisor rewrites the IRTE (destination APIC id, vector): the pair does not change.",
         False,
+        "A block of n vectors is n consecutive IRTEs: the pair names the first with SHV set, and the device's "
+        "data | i is sub-handle i, so vector i is IRTE handle + i with its own destination and vector (Linux "
+        "intel irq_remapping: one IRTE per sub-vector). Each vector can have its own vCPU and any vector, not "
+        "contiguous ones.",
+        True,
         (_INTEL,),
     ),
     PlatformDef(
@@ -171,6 +181,10 @@ PLATFORMS: tuple[PlatformDef, ...] = (
         "By DeviceID: the table is the requester's own, so another device's write reaches only its own table.",
         "The hypervisor rewrites the IRTE (destination, vector): the pair does not change.",
         False,
+        "A block of n vectors is n consecutive entries of the device's interrupt remapping table: the device's "
+        "data | i indexes entry index + i, one IRTE per vector (Linux amd_iommu allocates the block aligned). "
+        "Each vector can have its own vCPU and any vector.",
+        True,
         (_AMD,),
     ),
     PlatformDef(
@@ -195,6 +209,10 @@ PLATFORMS: tuple[PlatformDef, ...] = (
         "stage-2 tables.",
         "The hypervisor remaps the event (MOVI, GICv4 VMOVI; a new INTID: DISCARD + MAPTI): the pair does not change.",
         False,
+        "A block of n vectors is n consecutive EventIDs of the device's ITT (Linux its_pci_msi: the device's "
+        "data | i is EventID + i): each EventID maps to its own LPI and collection, so each vector can have its "
+        "own vCPU and its own INTID.",
+        True,
         (_GIC, _SMMU),
     ),
     PlatformDef(
@@ -217,6 +235,11 @@ PLATFORMS: tuple[PlatformDef, ...] = (
         "A retarget to another hart names another interrupt file: the address changes and REWRITE is set; a new "
         "identity on the same hart changes the data.",
         True,
+        "A block has one address, one hart's interrupt file, and the device's data | i is identity + i in that "
+        "file: the vectors of a block share the hart and are consecutive, aligned identities (HV-FMT-004). A "
+        "per-vector target on another hart or with a vector other than the block's base + i is refused "
+        "(PER_VECTOR_REFUSED); the block moves whole, with PVMSI_ACTENT_BLOCK.",
+        False,
         (_AIA, _RVIOMMU),
     ),
 )

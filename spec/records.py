@@ -1,4 +1,5 @@
-"""Named records of the batch formats (spec "Batching and partial completion", "Allocate, retarget and free").
+"""Named records of the batch formats (spec "Batching and partial completion", "Reserve, activate, deactivate and
+free").
 
 Each record is a :class:`~typing.NamedTuple` of its format's leaf fields in layout order, a nested field's path
 joined with ``_`` (``device.bus`` is ``device_bus``); a field not given is zero, as in a zeroed block.  The
@@ -34,10 +35,12 @@ RECORD_FORMATS = (
     "batch_out",
     "alloc_entry",
     "alloc_result",
-    "retarget_entry",
-    "retarget_result",
+    "activate_entry",
+    "activate_result",
     "free_entry",
     "free_result",
+    "deactivate_entry",
+    "deactivate_result",
 )
 
 if TYPE_CHECKING:
@@ -76,7 +79,10 @@ if TYPE_CHECKING:
         slot: int = 0
         vcpu: int = 0
         vector: int = 0
+        alloc_flags: int = 0
         reserved0: int = 0
+        reserved1: int = 0
+        hint_vcpu: int = 0
 
     class AllocResult(NamedTuple):
         """``alloc_result``: the handle and pair of an allocated message, or the entry's status."""
@@ -86,19 +92,22 @@ if TYPE_CHECKING:
         data: int = 0
         status: int = 0
 
-    class RetargetEntry(NamedTuple):
-        """``retarget_entry``: a message to move to another vCPU and vector."""
+    # Functional form, as for BatchIn: the field ``index`` would override tuple.index in the class form.
+    ActivateEntry = NamedTuple(  # noqa: UP014
+        "ActivateEntry",
+        [
+            ("handle", int),
+            ("vcpu", int),
+            ("vector", int),
+            ("flags", int),
+            ("entry_flags", int),
+            ("index", int),
+            ("reserved0", int),
+        ],
+    )
 
-        handle: int = 0
-        vcpu: int = 0
-        vector: int = 0
-        flags: int = 0
-        reserved0: int = 0
-        reserved1: int = 0
-        reserved2: int = 0
-
-    class RetargetResult(NamedTuple):
-        """``retarget_result``: the pair in force after a retarget, and whether the device must be rewritten."""
+    class ActivateResult(NamedTuple):
+        """``activate_result``: the pair in force after an activation, and whether the device must be rewritten."""
 
         address: int = 0
         data: int = 0
@@ -117,17 +126,48 @@ if TYPE_CHECKING:
         status: int = 0
         reserved0: int = 0
 
-else:
-    BatchIn, BatchOut, AllocEntry, AllocResult, RetargetEntry, RetargetResult, FreeEntry, FreeResult = map(
-        record_type, RECORD_FORMATS
+    DeactivateEntry = NamedTuple(  # noqa: UP014
+        "DeactivateEntry",
+        [("handle", int), ("index", int), ("entry_flags", int), ("reserved0", int), ("reserved1", int)],
     )
+
+    class DeactivateResult(NamedTuple):
+        """``deactivate_result``: the status of one deactivated message."""
+
+        status: int = 0
+        reserved0: int = 0
+
+else:
+    (
+        BatchIn,
+        BatchOut,
+        AllocEntry,
+        AllocResult,
+        ActivateEntry,
+        ActivateResult,
+        FreeEntry,
+        FreeResult,
+        DeactivateEntry,
+        DeactivateResult,
+    ) = map(record_type, RECORD_FORMATS)
 
 #: The named record of each format that has one, by format name.
 RECORDS: dict[str, type[tuple[Any, ...]]] = {
     name: record
     for name, record in zip(
         RECORD_FORMATS,
-        (BatchIn, BatchOut, AllocEntry, AllocResult, RetargetEntry, RetargetResult, FreeEntry, FreeResult),
+        (
+            BatchIn,
+            BatchOut,
+            AllocEntry,
+            AllocResult,
+            ActivateEntry,
+            ActivateResult,
+            FreeEntry,
+            FreeResult,
+            DeactivateEntry,
+            DeactivateResult,
+        ),
         strict=True,
     )
 }

@@ -48,6 +48,28 @@ class DeviceEvent(Enum):
     HOT_UNPLUG = "hot-unplug"
 
 
+class MessageState(Enum):
+    """State of one message (a handle) of a claimed device (spec "Messages")."""
+
+    FREE = "FREE"
+    RESERVED = "RESERVED"
+    ACTIVE = "ACTIVE"
+
+
+class MessageEvent(Enum):
+    """What moves a message between states: MSG_ALLOC (reserve; one-step with PVMSI_ALLOC_ACTIVATE), MSG_ACTIVATE,
+    MSG_DEACTIVATE (of some active vectors, or of the last), MSG_FREE, and DEVICE_RELEASE, RESET, a VM reset or a
+    hot-unplug (release or reset)."""
+
+    ALLOC = "reserve"
+    ALLOC_ACTIVATE = "one-step alloc"
+    ACTIVATE = "activate"
+    DEACTIVATE_SOME = "deactivate, some left"
+    DEACTIVATE_LAST = "deactivate the last"
+    FREE = "free"
+    DROPPED = "release or reset"
+
+
 S = TypeVar("S", bound=Enum)
 E = TypeVar("E", bound=Enum)
 
@@ -69,6 +91,8 @@ class StateMachine(Generic[S, E]):
     name: str
     initial: S
     transitions: tuple[Transition[S, E], ...]
+    #: What a call gets for an event not allowed in the current state.
+    refused: str = "A call whose event is not allowed in the current state fails with `WRONG_STATE`."
 
     def next_state(self, state: S, event: E) -> S | None:
         """The state after ``event`` in ``state``, or ``None`` when the event is not allowed there."""
@@ -119,7 +143,64 @@ DEVICE_MACHINE: StateMachine[DeviceState, DeviceEvent] = StateMachine(
     ),
 )
 
-MACHINES: tuple[StateMachine[VmState, VmEvent] | StateMachine[DeviceState, DeviceEvent], ...] = (
+#: A message (HV-ACT-001..HV-ACT-006): FREE is where a handle names nothing (before MSG_ALLOC, after MSG_FREE; a
+#: freed handle is never reissued, HV-SEC-005).  An event with no row here fails the entry: MSG_ACTIVATE,
+#: MSG_DEACTIVATE or MSG_FREE naming a FREE handle with UNKNOWN_HANDLE, MSG_DEACTIVATE of a RESERVED message (or
+#: vector) with NOT_ACTIVE (HV-ACT-005).  A message is ACTIVE while at least one of its vectors is.
+MESSAGE_MACHINE: StateMachine[MessageState, MessageEvent] = StateMachine(
+    "message",
+    MessageState.FREE,
+    (
+        Transition(
+            MessageState.FREE,
+            MessageEvent.ALLOC,
+            MessageState.RESERVED,
+            "handle returned, no pair; remapping entries set aside, delivering nothing",
+        ),
+        Transition(
+            MessageState.FREE,
+            MessageEvent.ALLOC_ACTIVATE,
+            MessageState.ACTIVE,
+            "handle and pair returned; every vector delivers to its target",
+        ),
+        Transition(
+            MessageState.RESERVED,
+            MessageEvent.ACTIVATE,
+            MessageState.ACTIVE,
+            "pair returned with REWRITE; the vectors named deliver to their targets",
+        ),
+        Transition(
+            MessageState.ACTIVE,
+            MessageEvent.ACTIVATE,
+            MessageState.ACTIVE,
+            "target set or changed; REWRITE only when the pair changed",
+        ),
+        Transition(
+            MessageState.ACTIVE,
+            MessageEvent.DEACTIVATE_SOME,
+            MessageState.ACTIVE,
+            "the vectors named stop delivering; the others deliver",
+        ),
+        Transition(
+            MessageState.ACTIVE,
+            MessageEvent.DEACTIVATE_LAST,
+            MessageState.RESERVED,
+            "entries blocked (fault reporting suppressed where the IOMMU can); handle kept",
+        ),
+        Transition(MessageState.RESERVED, MessageEvent.FREE, MessageState.FREE, "entries released; handle dead"),
+        Transition(MessageState.ACTIVE, MessageEvent.FREE, MessageState.FREE, "entries revoked; handle dead"),
+        Transition(MessageState.RESERVED, MessageEvent.DROPPED, MessageState.FREE, "entries released; handle dead"),
+        Transition(MessageState.ACTIVE, MessageEvent.DROPPED, MessageState.FREE, "entries revoked; handle dead"),
+    ),
+    "An entry whose event is not allowed fails with `UNKNOWN_HANDLE` for a `FREE` handle (MSG_ACTIVATE, "
+    "MSG_DEACTIVATE, MSG_FREE) and `NOT_ACTIVE` for MSG_DEACTIVATE of a `RESERVED` message or vector.",
+)
+
+MACHINES: tuple[
+    StateMachine[VmState, VmEvent] | StateMachine[DeviceState, DeviceEvent] | StateMachine[MessageState, MessageEvent],
+    ...,
+] = (
     VM_MACHINE,
     DEVICE_MACHINE,
+    MESSAGE_MACHINE,
 )

@@ -103,7 +103,7 @@ def test_chapter_tables_equal_a_fresh_rendering() -> None:
     text = dict(pages)["messages.md"]
     expanded = expand(text, "messages.md", site_index)
     assert "{{pvmsi" not in expanded
-    for name in ("alloc_entry", "alloc_result", "retarget_entry", "retarget_result", "free_entry", "free_result"):
+    for name in ("alloc_entry", "alloc_result", "activate_entry", "activate_result", "free_entry", "free_result"):
         assert render_format(Ctx(site_index, "messages.md"), name) in expanded
     assert expand(text, "messages.md", site_index) == expanded, "rendering is deterministic"
 

@@ -73,7 +73,10 @@ def test_alloc_entry_rows_exact() -> None:
         ["4", "4", "`u32`", "`slot`"],
         ["8", "4", "`u32`", "`vcpu`"],
         ["12", "4", "`u32`", "`vector`"],
-        ["16", "8", "`u64`", "`reserved0`"],
+        ["16", "1", "`u8`", "`alloc_flags`"],
+        ["17", "1", "`u8`", "`reserved0`"],
+        ["18", "2", "`u16`", "`reserved1`"],
+        ["20", "4", "`u32`", "`hint_vcpu`"],
     ]
     # enum and flag fields link to their constant tables
     assert "[msg_kind](formats.md#const-msg_kind)" in rows[0][4]

@@ -138,7 +138,7 @@ def test_calls_shape(dump: dict[str, Any]) -> None:
         "DEVICE_CLAIM",
         "DEVICE_RELEASE",
         "MSG_ALLOC",
-        "MSG_RETARGET",
+        "MSG_ACTIVATE",
         "MSG_FREE",
     ):
         assert needed in names

@@ -309,7 +309,7 @@ def test_batch_zero_and_negative(lay: FormatLayout) -> None:
         ff.unpack_batch(bytes(64), -1)
 
 
-@pytest.mark.parametrize("name", ["batch_out", "alloc_result", "retarget_entry"])
+@pytest.mark.parametrize("name", ["batch_out", "alloc_result", "activate_entry"])
 def test_build_makes_the_record_by_field_name(name: str) -> None:
     """``build`` takes fields by name in any order, zeroes the rest, and packs as the record says."""
     ff = fast(name)

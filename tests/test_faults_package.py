@@ -152,6 +152,7 @@ def test_faults_are_grouped_by_section() -> None:
         "messages",
         "formats",
         "batch",
+        "activate",
         "security",
         "lifecycle",
         "teardown",

@@ -124,4 +124,4 @@ def test_a_batch_fills_a_page_and_no_more() -> None:
         assert all(h + c.max_batch * e <= page for h, e in sizes)
         assert any(h + (c.max_batch + 1) * e > page for h, e in sizes)
     assert max(c.max_batch or 0 for c in BATCH_CALLS.values()) == LARGEST_BATCH
-    assert [c.max_batch for c in BATCH_CALLS.values()] == [169, 169, 508]
+    assert [c.max_batch for c in BATCH_CALLS.values()] == [169, 169, 508, 254]

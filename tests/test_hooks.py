@@ -17,7 +17,14 @@ from pvmsi.reference.hypervisor.blocks import MemoryRules
 from pvmsi.reference.hypervisor.call import Call, CallResult
 from pvmsi.reference.hypervisor.core import Handler, HypervisorCore
 from pvmsi.reference.hypervisor.errors import CallError
-from pvmsi.reference.hypervisor.messages import MSG_ALLOC, MSG_FREE, MSG_RETARGET, BatchFormats, MessageCalls
+from pvmsi.reference.hypervisor.messages import (
+    MSG_ACTIVATE,
+    MSG_ALLOC,
+    MSG_DEACTIVATE,
+    MSG_FREE,
+    BatchFormats,
+    MessageCalls,
+)
 from pvmsi.reference.hypervisor.ports import GuestMemory
 from pvmsi.reference.hypervisor.vmstate import Claim, DeviceKey
 from pvmsi.reference.platform.fault import FaultReason
@@ -185,7 +192,7 @@ def test_the_dispatch_table_comes_from_handler() -> None:
 
 
 def test_the_batch_formats_come_from_the_call_table() -> None:
-    for formats in (MSG_ALLOC, MSG_RETARGET, MSG_FREE):
+    for formats in (MSG_ALLOC, MSG_ACTIVATE, MSG_FREE, MSG_DEACTIVATE):
         call = CALLS_BY_FN[formats.call.fn]
         assert call.batched
         assert (formats.entry.name, formats.result.name) == (call.input_entry, call.output_entry)
@@ -226,7 +233,16 @@ def test_entry_operations_take_and_give_records() -> None:
     hv.mem_write(vm, SCRATCH, claim)
     assert hv.hypercall(vm, 0, FunctionNumber.DEVICE_CLAIM, (SCRATCH, 0, 0, 0))[0] == Status.SUCCESS
     header = {"device": {"segment": 0, "bus": 3, "devfn": 0, "flags": 0, "subdevice_id": 0}, "count": 1, "start": 0}
-    entry = {"kind": 2, "flags": 0, "vector_count": 1, "slot": 0, "vcpu": 1, "vector": 40}
+    entry = {
+        "kind": 2,
+        "flags": 0,
+        "vector_count": 1,
+        "slot": 0,
+        "vcpu": 1,
+        "vector": 40,
+        "alloc_flags": 1,
+        "hint_vcpu": 0,
+    }
     hv.mem_write(vm, SCRATCH, fast("batch_in").encode(header) + fast("alloc_entry").encode(entry))
     assert hv.hypercall(vm, 0, FunctionNumber.MSG_ALLOC, (SCRATCH, SCRATCH + 512, 0, 0)) == (Status.SUCCESS, 1)
     e, result = seen

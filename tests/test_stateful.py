@@ -119,7 +119,7 @@ class PvmsiMachine(RuleBasedStateMachine):
             n = data.draw(st.sampled_from((1, 2, 4, 8))) if kind is MsgKind.MSI else 1
             slot = 0 if kind is MsgKind.MSI else data.draw(st.integers(0, 40))
             entries += fast("alloc_entry").pack(
-                int(kind), 0, n, slot, data.draw(st.integers(0, 4)), data.draw(st.integers(30, 250)), 0
+                int(kind), 0, n, slot, data.draw(st.integers(0, 4)), data.draw(st.integers(30, 250)), 1, 0, 0, 0
             )
         before = set(self.handles(vm))
         hdr = fast("batch_in").pack(*_dev_id(KEYS[dev]), count, 0, 0, 0)
@@ -142,10 +142,10 @@ class PvmsiMachine(RuleBasedStateMachine):
             return
         handle = data.draw(st.sampled_from(sorted(held)))
         key = held[handle].device
-        entry = fast("retarget_entry").pack(
-            handle, data.draw(st.integers(0, 3)), data.draw(st.integers(32, 200)), 0, 0, 0, 0
+        entry = fast("activate_entry").pack(
+            handle, data.draw(st.integers(0, 3)), data.draw(st.integers(32, 200)), 0, 1, 0, 0
         )
-        r = self.call(vm, FunctionNumber.MSG_RETARGET, fast("batch_in").pack(*_dev_id(key), 1, 0, 0, 0) + entry, True)
+        r = self.call(vm, FunctionNumber.MSG_ACTIVATE, fast("batch_in").pack(*_dev_id(key), 1, 0, 0, 0) + entry, True)
         if other and owner.vm_id != vm.vm_id:
             assert r.status in (Status.UNKNOWN_HANDLE, Status.WRONG_STATE, Status.UNKNOWN_DEVICE)
             assert handle in self.handles(owner)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from ...reference.backend import ReferenceHypervisor
 from . import (
+    activate,
     batch,
     boundary,
     calling,
@@ -44,6 +45,7 @@ FAULTS: dict[str, FaultyImpl] = {
         device,
         boundary,
         messages,
+        activate,
         formats,
         batch,
         security,

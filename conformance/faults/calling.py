@@ -198,10 +198,10 @@ class ReservedFieldsUnchecked(HypervisorCore):
         return super().decode_input(fmt, bytes(cleared))
 
 
-@faults.add("no-msg-retarget", "HV-VER-001", "reports version 1.0 but does not implement MSG_RETARGET (NOT_SUPPORTED)")
+@faults.add("no-msg-retarget", "HV-VER-001", "reports version 1.0 but does not implement MSG_ACTIVATE (NOT_SUPPORTED)")
 class NoMsgRetarget(HypervisorCore):
     def handler(self, fn: FunctionNumber) -> Handler | None:
-        return None if fn is FunctionNumber.MSG_RETARGET else super().handler(fn)
+        return None if fn is FunctionNumber.MSG_ACTIVATE else super().handler(fn)
 
 
 # -- the platform calling paths (HV-ABI-*) -----------------------------------------------------------------------

@@ -9,12 +9,12 @@ from ...reference.guest.actions import GuestDevice
 from ...reference.guest.core import GuestCore, GuestMessage, Op, Target
 from ...reference.hypervisor.call import Call
 from ...reference.hypervisor.core import HypervisorCore
-from ...reference.hypervisor.messages import RETARGET_RESULT
+from ...reference.hypervisor.messages import ACTIVATE_RESULT
 from ...reference.hypervisor.vmstate import Claim, DeviceKey
 from ...reference.platform.formats.its import ITS_BASE, TRANSLATER_OFFSET
 from ...reference.platform.msi_format import compose
 from ...spec.constants import MsgKind
-from ...spec.records import RetargetEntry, RetargetResult
+from ...spec.records import ActivateEntry, ActivateResult
 from .guests import fault
 from .registry import FaultList
 
@@ -52,12 +52,12 @@ class ItsHostPhysicalDoorbell(HypervisorCore):
     platform="imsic",
 )
 class ImsicNoRewrite(HypervisorCore):
-    def retarget_entry(self, c: Call, key: DeviceKey, claim: Claim, e: RetargetEntry) -> RetargetResult:
+    def activate_entry(self, c: Call, key: DeviceKey, claim: Claim, e: ActivateEntry) -> ActivateResult:
         old = self.owned(c, key, e.handle)
         address, data = old.address, old.data
-        super().retarget_entry(c, key, claim, e)
+        super().activate_entry(c, key, claim, e)
         old.address, old.data = address, data  # as if the pair had not changed
-        result: RetargetResult = RETARGET_RESULT.build(address=address, data=data, flags=0)
+        result: ActivateResult = ACTIVATE_RESULT.build(address=address, data=data, flags=0)
         return result
 
 

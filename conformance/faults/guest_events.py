@@ -8,8 +8,8 @@ from typing import Any
 
 from ...reference.guest.actions import GuestDevice
 from ...reference.guest.core import GuestCore, GuestMessage, Op
-from ...spec.constants import EventType, FunctionNumber
-from ...spec.formats import RETARGET_ENTRY, RETARGET_RESULT
+from ...spec.constants import ActivateEntryFlag, EventType, FunctionNumber
+from ...spec.formats import ACTIVATE_ENTRY, ACTIVATE_RESULT
 from .guests import fault
 
 
@@ -35,9 +35,13 @@ class _NeverAcks(GuestCore):
 @fault("reactivates-without-rewriting", "GUEST-EVT-002", "re-activates on REFETCH but writes no pair returned")
 class _NoRewrite(GuestCore):
     def reactivate(self, dev: GuestDevice, msgs: Sequence[GuestMessage]) -> Op:
-        entries = [{"handle": m.handle, "vcpu": m.vcpu, "vector": m.vector, "flags": 0} for m in msgs]
+        block = int(ActivateEntryFlag.BLOCK)
+        entries = [
+            {"handle": m.handle, "vcpu": m.vcpu, "vector": m.vector, "flags": 0, "entry_flags": block, "index": 0}
+            for m in msgs
+        ]
         results, status = yield from self.batch(
-            FunctionNumber.MSG_RETARGET, dev, RETARGET_ENTRY, RETARGET_RESULT, entries
+            FunctionNumber.MSG_ACTIVATE, dev, ACTIVATE_ENTRY, ACTIVATE_RESULT, entries
         )
         return len(results), 0, status
 

@@ -438,3 +438,13 @@ class BlocksInPrivateMemory(GuestCore):
 class TrustsEveryPair(GuestCore):
     def pair_acceptable(self, address: int) -> bool:
         return True
+
+
+# -- reserve and activate ------------------------------------------------------------------------------------------
+
+
+@fault("writes-reserved-pair", "GUEST-ACT-001", "writes and enables the zero pair of a reservation, never activating")
+class _WritesReservedPair(GuestCore):
+    def domain_activate(self, dev: GuestDevice, msgs: Sequence[GuestMessage]) -> Op:
+        yield from ()
+        return msgs

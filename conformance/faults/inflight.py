@@ -43,7 +43,7 @@ class _Retarget(HypervisorCore):
 @faults.add(
     "retarget-unmasks-entry",
     "HV-MASK-001",
-    "MSG_RETARGET rewrites the MSI-X entry itself, its Mask Bit clear (as an emulator re-arming the vector would)",
+    "MSG_ACTIVATE rewrites the MSI-X entry itself, its Mask Bit clear (as an emulator re-arming the vector would)",
 )
 class RetargetUnmasksEntry(_Retarget):
     def after_retarget(self, dev: PciDevice, msg: Message) -> None:
@@ -56,7 +56,7 @@ class RetargetUnmasksEntry(_Retarget):
 @faults.add(
     "retarget-drops-pending",
     "HV-FLIGHT-001",
-    "MSG_RETARGET disables and re-enables the vector on the host, dropping what the device held pending",
+    "MSG_ACTIVATE disables and re-enables the vector on the host, dropping what the device held pending",
 )
 class RetargetDropsPending(_Retarget):
     def after_retarget(self, dev: PciDevice, msg: Message) -> None:
@@ -115,7 +115,7 @@ class MsiUnmaskDropsPending(ReferenceSystem):
 @faults.add(
     "retarget-drops-posted",
     "HV-FLIGHT-001",
-    "MSG_RETARGET of a posted message tears the old vCPU's posted-interrupt descriptor down, losing a request "
+    "MSG_ACTIVATE of a posted message tears the old vCPU's posted-interrupt descriptor down, losing a request "
     "posted there and not yet taken",
 )
 class RetargetDropsPosted(HypervisorCore):

@@ -105,9 +105,9 @@ class DoubleFetchClaim(DoubleFetch):
     double_fetched = frozenset({FunctionNumber.DEVICE_CLAIM})
 
 
-@faults.add("double-fetch-retarget", "HV-MEM-005", "MSG_RETARGET reads its batch header a second time")
+@faults.add("double-fetch-retarget", "HV-MEM-005", "MSG_ACTIVATE reads its batch header a second time")
 class DoubleFetchRetarget(DoubleFetch):
-    double_fetched = frozenset({FunctionNumber.MSG_RETARGET})
+    double_fetched = frozenset({FunctionNumber.MSG_ACTIVATE})
 
 
 @faults.add(

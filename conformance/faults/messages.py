@@ -7,8 +7,8 @@ from ...reference.hypervisor.core import HypervisorCore, device_kinds
 from ...reference.hypervisor.errors import CallError
 from ...reference.hypervisor.messages import KIND_BY_VALUE, BatchFormats, EntryOp
 from ...reference.hypervisor.vmstate import Claim, DeviceKey, Message
-from ...spec.constants import FunctionNumber, MsgKind, RetargetFlag, Status
-from ...spec.records import AllocEntry, AllocResult, FreeEntry, FreeResult, RetargetEntry, RetargetResult
+from ...spec.constants import ActivateFlag, FunctionNumber, MsgKind, Status
+from ...spec.records import ActivateEntry, ActivateResult, AllocEntry, AllocResult, FreeEntry, FreeResult
 from .registry import FaultList
 
 faults = FaultList()
@@ -24,16 +24,21 @@ class MsiCountUnchecked(HypervisorCore):
         return super().alloc_entry(c, key, claim, e)
 
 
-@faults.add("slot-range-unchecked", "HV-ALLOC-004", "accepts MSI-X and IMS slots beyond the table")
+@faults.add("slot-range-unchecked", "HV-ALLOC-004", "accepts MSI-X slots beyond the table")
 class SlotRangeUnchecked(HypervisorCore):
     def alloc_entry(self, c: Call, key: DeviceKey, claim: Claim, e: AllocEntry) -> AllocResult:
-        if e.kind == MsgKind.MSIX:
-            size = claim.device.msix_table_size
-        elif e.kind == MsgKind.IMS:
-            size = claim.device.ims_slots
-        else:
-            size = 1
+        size = claim.device.msix_table_size if e.kind == MsgKind.MSIX else 1
+        if e.kind == MsgKind.IMS:
+            return super().alloc_entry(c, key, claim, e)
         return super().alloc_entry(c, key, claim, e._replace(slot=e.slot % max(size, 1)))
+
+
+@faults.add("ims-tag-bounded", "HV-ALLOC-004", "refuses IMS tags beyond the device's IMS size, as if it knew the store")
+class ImsTagBounded(HypervisorCore):
+    def alloc_entry(self, c: Call, key: DeviceKey, claim: Claim, e: AllocEntry) -> AllocResult:
+        if e.kind == MsgKind.IMS and e.slot >= claim.device.ims_slots:
+            raise CallError(Status.INVALID_PARAMETER, "HV-ALLOC-004", "IMS slot beyond the store")
+        return super().alloc_entry(c, key, claim, e)
 
 
 @faults.add("vector-range-unchecked", "HV-ALLOC-006", "accepts vectors below 32 and vCPUs the VM lacks")
@@ -44,7 +49,7 @@ class VectorRangeUnchecked(HypervisorCore):
         super().check_target(c, min(vcpu, c.vm.vcpu_count - 1), vector, count, flags)
 
 
-@faults.add("retarget-does-not-move", "HV-RETGT-002", "MSG_RETARGET answers SUCCESS but leaves the entry as it was")
+@faults.add("retarget-does-not-move", "HV-RETGT-002", "MSG_ACTIVATE answers SUCCESS but leaves the entry as it was")
 class RetargetDoesNotMove(HypervisorCore):
     def retarget_remapping(self, c: Call, claim: Claim, msg: Message, vcpu: int, vector: int, posted: bool) -> None:
         return None
@@ -70,7 +75,7 @@ class FreeKeepsRemapping(HypervisorCore):
 @faults.add(
     "unclaimed-handles-unknown",
     "HV-ALLOC-001",
-    "MSG_RETARGET and MSG_FREE on an unclaimed device answer UNKNOWN_HANDLE instead of WRONG_STATE",
+    "MSG_ACTIVATE and MSG_FREE on an unclaimed device answer UNKNOWN_HANDLE instead of WRONG_STATE",
 )
 class UnclaimedHandlesUnknown(HypervisorCore):
     def batch(self, c: Call, formats: BatchFormats, entry_op: EntryOp) -> CallResult:
@@ -144,20 +149,20 @@ class MsiBlockCountedOnce(HypervisorCore):
 
 
 @faults.add(
-    "retarget-any-device", "HV-RETGT-001", "MSG_RETARGET accepts a handle the VM holds for another of its devices"
+    "retarget-any-device", "HV-RETGT-001", "MSG_ACTIVATE accepts a handle the VM holds for another of its devices"
 )
 class RetargetAnyDevice(HypervisorCore):
-    def retarget_entry(self, c: Call, key: DeviceKey, claim: Claim, e: RetargetEntry) -> RetargetResult:
+    def activate_entry(self, c: Call, key: DeviceKey, claim: Claim, e: ActivateEntry) -> ActivateResult:
         msg = c.st.messages.get(e.handle)
         if msg is not None and msg.device != key:
             key, claim = msg.device, c.st.claims[msg.device]
-        return super().retarget_entry(c, key, claim, e)
+        return super().activate_entry(c, key, claim, e)
 
 
 @faults.add(
-    "rewrite-always", "HV-RETGT-003", "sets PVMSI_RETARGET_REWRITE in every retarget result, even when the pair is kept"
+    "rewrite-always", "HV-RETGT-003", "sets PVMSI_ACTIVATE_REWRITE in every retarget result, even when the pair is kept"
 )
 class RewriteAlways(HypervisorCore):
-    def retarget_entry(self, c: Call, key: DeviceKey, claim: Claim, e: RetargetEntry) -> RetargetResult:
-        result = super().retarget_entry(c, key, claim, e)
-        return result._replace(flags=result.flags | int(RetargetFlag.REWRITE))
+    def activate_entry(self, c: Call, key: DeviceKey, claim: Claim, e: ActivateEntry) -> ActivateResult:
+        result = super().activate_entry(c, key, claim, e)
+        return result._replace(flags=result.flags | int(ActivateFlag.REWRITE))

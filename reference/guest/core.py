@@ -1,6 +1,13 @@
 """The reference guest core: discovery, negotiation, claiming, batched allocation, writing pairs into devices,
 retargeting, freeing, FLR and hot-unplug, with the fall-back to emulated MSI/MSI-X (sans-I/O).
 
+Messages follow Linux's irq_domain / msi_domain hierarchy (docs "Implementing the guest side in Linux"), one path
+for MSI, MSI-X and IMS: :meth:`GuestCore.domain_alloc` reserves (``msi_domain_alloc_irqs`` -> MSG_ALLOC),
+:meth:`GuestCore.domain_activate` composes (``irq_domain_activate_irq`` / ``irq_chip_compose_msi_msg`` ->
+MSG_ACTIVATE), :meth:`GuestCore.set_affinity` moves (``irq_set_affinity`` -> MSG_ACTIVATE, then
+``irq_write_msi_msg`` only on REWRITE), :meth:`GuestCore.domain_deactivate` (``irq_domain_deactivate_irq`` ->
+MSG_DEACTIVATE) and :meth:`GuestCore.free` (``msi_domain_free_irqs`` -> MSG_FREE).
+
 Every public operation is a generator: it yields :mod:`.actions` and receives their answers, so the same
 logic runs in-process, over a transport, or under the conformance suite playing the hypervisor.
 """
@@ -19,18 +26,23 @@ from ...spec.constants import (
     FEATURES_1_0,
     KIND_FEATURE,
     KIND_FEATURES,
+    ActivateEntryFlag,
+    ActivateFlag,
     FunctionNumber,
     Limit,
     MsgKind,
-    RetargetFlag,
     Status,
 )
 from ...spec.formats import (
+    ACTIVATE_ENTRY,
+    ACTIVATE_RESULT,
     ALLOC_ENTRY,
     ALLOC_RESULT,
     BATCH_IN,
     BATCH_OUT,
     CLAIM_IN,
+    DEACTIVATE_ENTRY,
+    DEACTIVATE_RESULT,
     DEVICE_ID,
     DEVICE_INFO,
     FREE_ENTRY,
@@ -38,8 +50,6 @@ from ...spec.formats import (
     HV_INFO,
     NEGOTIATE_IN,
     NEGOTIATE_OUT,
-    RETARGET_ENTRY,
-    RETARGET_RESULT,
 )
 from ...spec.layout import layout_of
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR, decode_version
@@ -311,35 +321,90 @@ class GuestCore(GuestEvents):
 
     def writes_pair(self, dev: GuestDevice, kind: MsgKind) -> bool:
         """Whether the guest writes a message's pair into the device itself: not for a claimed MSI capability,
-        whose pair the hypervisor writes inside MSG_ALLOC / MSG_RETARGET (GUEST-EMU-001, spec "The emulation
+        whose pair the hypervisor writes inside MSG_ALLOC / MSG_ACTIVATE (GUEST-EMU-001, spec "The emulation
         boundary"); the guest only sets MSI Enable and the mask bits there."""
         return not (kind is MsgKind.MSI and self.claimed.get(dev, 0) & (1 << MsgKind.MSI))
 
     def enable_pvmsi(self, dev: GuestDevice, kind: MsgKind, targets: Sequence[Target]) -> Op:
-        """Claim the device if needed and allocate one message per target by MSG_ALLOC; after a failed batch,
-        free what it left allocated (GUEST-BATCH-002).  Returns the messages; writes nothing to the device."""
+        """Claim the device if needed, reserve one message per target (:meth:`domain_alloc`) and activate them
+        (:meth:`domain_activate`); after a failure, free what is left (GUEST-BATCH-002).  Returns the messages;
+        writes nothing to the device."""
         if dev not in self.claimed:
             yield from self.claim(dev, None)
         if not self.claimed[dev] & (1 << kind):
             raise GuestError("MSG_ALLOC", Status.NOT_PERMITTED, f"{kind.name} not claimed for the device")
+        msgs = yield from self.domain_alloc(dev, kind, targets)
+        yield from self.domain_activate(dev, msgs)
+        n = sum(t.count for t in targets)
+        self.log.append(f"reserved, then activated {n} {kind.name} vectors on {_name(dev)}")  # MSG_ALLOC, MSG_ACTIVATE
+        return msgs
+
+    def domain_alloc(self, dev: GuestDevice, kind: MsgKind, targets: Sequence[Target]) -> Op:
+        """irq_domain_ops.alloc: MSG_ALLOC reserves one message per target, no target and no pair yet
+        (HV-ACT-001); the targets are remembered for activation (GUEST-ACT-001: nothing is written yet)."""
         entries = [
-            {"kind": kind, "flags": 0, "vector_count": t.count, "slot": t.slot, "vcpu": t.vcpu, "vector": t.vector}
+            {
+                "kind": kind,
+                "flags": 0,
+                "vector_count": t.count,
+                "slot": t.slot,
+                "vcpu": 0,
+                "vector": 0,
+                "alloc_flags": 0,
+                "hint_vcpu": 0,
+            }
             for t in targets
         ]
         results, status = yield from self.batch(FunctionNumber.MSG_ALLOC, dev, ALLOC_ENTRY, ALLOC_RESULT, entries)
         msgs = [
-            GuestMessage(dev, kind, t.slot, t.count, t.vcpu, t.vector, r.address, r.data, r.handle)
+            GuestMessage(dev, kind, t.slot, t.count, t.vcpu, t.vector, 0, 0, r.handle)
             for t, r in zip(targets, results, strict=False)
         ]
         if status != Status.SUCCESS:
-            yield from self.free(dev, msgs)  # GUEST-BATCH-002: free what the failed batch left allocated
+            yield from self.free(dev, msgs)  # GUEST-BATCH-002: free what the failed batch left reserved
             raise GuestError("MSG_ALLOC", status, f"entry {len(results)}")
+        return msgs
+
+    def domain_activate(self, dev: GuestDevice, msgs: Sequence[GuestMessage]) -> Op:
+        """irq_domain_ops.activate / irq_chip_compose_msi_msg: MSG_ACTIVATE sets each message's target (the whole
+        block) and returns the pair the guest then writes (GUEST-ALLOC-001, GUEST-ACT-001)."""
+        entries = [
+            {
+                "handle": m.handle,
+                "vcpu": m.vcpu,
+                "vector": m.vector,
+                "flags": 0,
+                "entry_flags": int(ActivateEntryFlag.BLOCK),
+                "index": 0,
+            }
+            for m in msgs
+        ]
+        results, status = yield from self.batch(
+            FunctionNumber.MSG_ACTIVATE, dev, ACTIVATE_ENTRY, ACTIVATE_RESULT, entries
+        )
+        for m, r in zip(msgs, results, strict=False):
+            m.address, m.data = r.address, r.data
+        if status != Status.SUCCESS:
+            yield from self.free(dev, msgs)  # GUEST-BATCH-002: nothing half-activated is kept
+            raise GuestError("MSG_ACTIVATE", status, f"entry {len(results)}")
         bad = [m for m in msgs if not self.pair_acceptable(m.address)]
         if bad:  # GUEST-CVM-002: a pair outside the interrupt window is never written; nothing is kept
             yield from self.free(dev, msgs)
-            raise GuestError("MSG_ALLOC", Status.INVALID_ADDRESS, f"pair address {bad[0].address:#x} refused")
-        self.log.append(f"allocated {sum(t.count for t in targets)} {kind.name} vectors on {_name(dev)}")
+            raise GuestError("MSG_ACTIVATE", Status.INVALID_ADDRESS, f"pair address {bad[0].address:#x} refused")
         return msgs
+
+    def domain_deactivate(self, dev: GuestDevice, msgs: Sequence[GuestMessage]) -> Op:
+        """irq_domain_ops.deactivate: MSG_DEACTIVATE returns the messages to reserved (HV-ACT-005); the handles
+        stay valid."""
+        entries = [{"handle": m.handle, "index": 0, "entry_flags": int(ActivateEntryFlag.BLOCK)} for m in msgs]
+        if not entries:
+            return 0
+        results, status = yield from self.batch(
+            FunctionNumber.MSG_DEACTIVATE, dev, DEACTIVATE_ENTRY, DEACTIVATE_RESULT, entries
+        )
+        if status != Status.SUCCESS:
+            raise GuestError("MSG_DEACTIVATE", status, f"entry {len(results)}")
+        return len(results)
 
     def pair_acceptable(self, address: int) -> bool:
         """Whether a pair the host handed out may be written into a device (GUEST-CVM-002)."""
@@ -348,18 +413,22 @@ class GuestCore(GuestEvents):
     def set_affinity(self, dev: GuestDevice, moves: Sequence[tuple[GuestMessage, int, int]]) -> Op:
         """Move messages to (vcpu, vector); rewrite the device only where the pair changed (GUEST-ALLOC-002)."""
         if self.mode is GuestMode.PVMSI and dev in self.claimed:
-            entries = [{"handle": m.handle, "vcpu": v, "vector": vec, "flags": 0} for m, v, vec in moves]
+            block = int(ActivateEntryFlag.BLOCK)
+            entries = [
+                {"handle": m.handle, "vcpu": v, "vector": vec, "flags": 0, "entry_flags": block, "index": 0}
+                for m, v, vec in moves
+            ]
             results, status = yield from self.batch(
-                FunctionNumber.MSG_RETARGET, dev, RETARGET_ENTRY, RETARGET_RESULT, entries
+                FunctionNumber.MSG_ACTIVATE, dev, ACTIVATE_ENTRY, ACTIVATE_RESULT, entries
             )
             for (m, vcpu, vector), r in zip(moves, results, strict=False):
                 m.vcpu, m.vector = vcpu, vector
-                if r.flags & RetargetFlag.REWRITE:
+                if r.flags & ActivateFlag.REWRITE:
                     m.address, m.data = r.address, r.data
                     yield from self.rewrite(m)
             if status != Status.SUCCESS:
-                raise GuestError("MSG_RETARGET", status, f"entry {len(results)}")
-            return sum(1 for r in results if r.flags & RetargetFlag.REWRITE)
+                raise GuestError("MSG_ACTIVATE", status, f"entry {len(results)}")
+            return sum(1 for r in results if r.flags & ActivateFlag.REWRITE)
         for m, vcpu, vector in moves:
             new = compat_message(m.device, m.kind, Target(m.slot, vcpu, vector, m.count))
             m.vcpu, m.vector, m.address, m.data = vcpu, vector, new.address, new.data
@@ -375,13 +444,15 @@ class GuestCore(GuestEvents):
         yield MaskSlot(m.device, m.kind, m.slot, False)
 
     def disable(self, dev: GuestDevice, kind: MsgKind) -> Op:
-        """Mask every slot of the kind, disable it, free its messages (GUEST-ALLOC-003)."""
+        """Mask every slot of the kind, disable it, deactivate and free its messages (free_irq, then
+        pci_free_irq_vectors; GUEST-ALLOC-003)."""
         held = self.messages.get(dev, {})
         msgs = [m for (k, _), m in held.items() if k is kind]
         for m in msgs:
             yield MaskSlot(dev, kind, m.slot, True)
         yield SetEnabled(dev, kind, False)
         if self.mode is GuestMode.PVMSI and dev in self.claimed:
+            yield from self.domain_deactivate(dev, [m for m in msgs if m.handle])
             yield from self.free(dev, msgs)
         self.drop_freed(dev, kind, msgs)
         return len(msgs)

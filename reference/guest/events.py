@@ -3,8 +3,8 @@
 event in order and acknowledges (GUEST-EVT-001), re-activating and rewriting on REFETCH (GUEST-EVT-002), freeing
 a revoked message (GUEST-REVOKE-001) and dropping a removed device (GUEST-UNPLUG-001).
 
-Every re-activation goes through :meth:`GuestEvents.reactivate`, the one place that issues it (today
-MSG_RETARGET of each message to its own target).
+Every re-activation goes through :meth:`GuestEvents.reactivate`, the one place that issues it
+(MSG_ACTIVATE of each message, whole, at its own target).
 """
 
 from __future__ import annotations
@@ -13,15 +13,24 @@ from collections.abc import Generator, Sequence
 from typing import Any
 
 from ...spec.codec import decode, encode
-from ...spec.constants import EventConfigFlag, EventType, FunctionNumber, Limit, MsgKind, RetargetFlag, Status
+from ...spec.constants import (
+    ActivateEntryFlag,
+    ActivateFlag,
+    EventConfigFlag,
+    EventType,
+    FunctionNumber,
+    Limit,
+    MsgKind,
+    Status,
+)
 from ...spec.formats import (
+    ACTIVATE_ENTRY,
+    ACTIVATE_RESULT,
     EVENT,
     EVENT_ACK_IN,
     EVENT_CONFIG_IN,
     EVENT_HEADER,
     HV_INFO,
-    RETARGET_ENTRY,
-    RETARGET_RESULT,
 )
 from ...spec.layout import layout_of
 from .actions import Action, GuestDevice, MaskSlot
@@ -141,22 +150,26 @@ class GuestEvents:
                 if status == Status.SUCCESS:
                     break
                 if status != Status.REVOKED:
-                    raise GuestError("MSG_RETARGET", status, f"re-activating entry {done}")
+                    raise GuestError("MSG_ACTIVATE", status, f"re-activating entry {done}")
                 yield from self.free_revoked(dev, msgs[done])
                 msgs = msgs[done + 1 :]
         return rewritten
 
     def reactivate(self, dev: GuestDevice, msgs: Sequence[GuestMessage]) -> Op:
-        """Re-activate messages at their own targets, the one place that does (MSG_RETARGET today), writing every
+        """Re-activate messages, whole, at their own targets, the one place that does (MSG_ACTIVATE), writing every
         pair returned with REWRITE into its slot; (messages done, pairs rewritten, status): on a failure ``msgs[done]``
         is the message that failed."""
-        entries = [{"handle": m.handle, "vcpu": m.vcpu, "vector": m.vector, "flags": 0} for m in msgs]
+        block = int(ActivateEntryFlag.BLOCK)
+        entries = [
+            {"handle": m.handle, "vcpu": m.vcpu, "vector": m.vector, "flags": 0, "entry_flags": block, "index": 0}
+            for m in msgs
+        ]
         results, status = yield from self.batch(
-            FunctionNumber.MSG_RETARGET, dev, RETARGET_ENTRY, RETARGET_RESULT, entries
+            FunctionNumber.MSG_ACTIVATE, dev, ACTIVATE_ENTRY, ACTIVATE_RESULT, entries
         )
         changed = 0
         for m, r in zip(msgs, results, strict=False):
-            if r.flags & RetargetFlag.REWRITE:
+            if r.flags & ActivateFlag.REWRITE:
                 m.address, m.data = r.address, r.data
                 yield from self.rewrite(m)  # masked around the write; a claimed MSI capability is the hypervisor's
                 changed += 1

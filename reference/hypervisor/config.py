@@ -56,6 +56,12 @@ class HypervisorConfig:
         return platform(self.platform).key == "imsic"
 
     @cached_property
+    def per_vector_targets(self) -> bool:
+        """Whether each vector of a multi-message MSI block can have its own target (HV-MSI-001; not IMSIC,
+        HV-MSI-002)."""
+        return platform(self.platform).per_vector_targets
+
+    @cached_property
     def vector_range(self) -> tuple[int, int]:
         """The vectors an entry may name (HV-ALLOC-006): x86 32..255, arm64 LPIs 8192..65535 (16 ID bits, as
         KVM's vGIC), riscv64 identities 1..255 (the reference's interrupt files, as QEMU's virt board)."""

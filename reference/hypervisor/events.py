@@ -14,7 +14,7 @@ from typing import Any
 from ...spec.codec import encode
 from ...spec.constants import EventConfigFlag, EventType, Limit, RevokeReason, Status
 from ...spec.formats import EVENT, EVENT_ACK_IN, EVENT_CONFIG_IN, EVENT_HEADER
-from ...spec.records import RetargetEntry, RetargetResult
+from ...spec.records import ActivateEntry, ActivateResult, DeactivateEntry, DeactivateResult
 from .call import Call, CallResult
 from .errors import CallError
 from .eventqueue import Event, EventDevice
@@ -179,21 +179,29 @@ class EventCalls(MessageCalls):
         st.stale.discard(handle)
         return super().drop(st, claim, handle)
 
-    def retarget_entry(self, c: Call, key: DeviceKey, claim: Claim, e: RetargetEntry) -> RetargetResult:
-        """A revoked message cannot be retargeted (HV-REVOKE-002); the first re-activation of a message whose pair a
+    def activate_entry(self, c: Call, key: DeviceKey, claim: Claim, e: ActivateEntry) -> ActivateResult:
+        """A revoked message cannot be activated (HV-REVOKE-002); the first re-activation of a message whose pair a
         migration changed returns REWRITE (its old pair is what the guest holds) and injects one interrupt per
-        vector at its target, for one possibly lost meanwhile (HV-MIG-004)."""
+        active vector at its target, for one possibly lost meanwhile (HV-MIG-004)."""
         msg = self.owned(c, key, e.handle)
         if msg.revoked:
             raise CallError(Status.REVOKED, "HV-REVOKE-002", f"handle {e.handle:#x} was revoked")
-        result = super().retarget_entry(c, key, claim, e)
+        result = super().activate_entry(c, key, claim, e)
         if e.handle in c.st.stale:
             self.reactivated(c, msg)
         return result
+
+    def deactivate_entry(self, c: Call, key: DeviceKey, claim: Claim, e: DeactivateEntry) -> DeactivateResult:
+        """A revoked message delivers nothing already; only MSG_FREE acts on it (HV-REVOKE-002)."""
+        msg = self.owned(c, key, e.handle)
+        if msg.revoked:
+            raise CallError(Status.REVOKED, "HV-REVOKE-002", f"handle {e.handle:#x} was revoked")
+        return super().deactivate_entry(c, key, claim, e)
 
     def reactivated(self, c: Call, msg: Message) -> None:
         """A message whose pair a migration changed was re-activated: one interrupt per vector at its target, as
         Linux's x86 msi_set_affinity() retriggers one after changing a pair (HV-MIG-004)."""
         c.st.stale.discard(msg.handle)
-        for i in range(msg.count):
-            c.vm.inject(msg.vcpu, msg.vector + i)
+        for target in msg.targets:
+            if target is not None:
+                c.vm.inject(target[0], target[1])

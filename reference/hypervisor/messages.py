@@ -1,10 +1,11 @@
-"""MSG_ALLOC, MSG_RETARGET and MSG_FREE, and the batch machinery they share (spec "Batching and partial
-completion", "Allocate, retarget and free").
+"""MSG_ALLOC, MSG_ACTIVATE, MSG_DEACTIVATE and MSG_FREE, and the batch machinery they share (spec "Batching and
+partial completion", "Reserve, activate, deactivate and free").
 
 :class:`MessageCalls` is a part of :class:`~.core.HypervisorCore`.  Each step is a public method a subclass may
 override: the batch header (:meth:`~MessageCalls.read_header`, :meth:`~MessageCalls.check_header`), the one read
 of the entries (:meth:`~MessageCalls.read_entries`), the per-entry operations (:meth:`~MessageCalls.alloc_entry`,
-:meth:`~MessageCalls.retarget_entry`, :meth:`~MessageCalls.free_entry`, each a named record in and one out,
+:meth:`~MessageCalls.activate_entry`, :meth:`~MessageCalls.deactivate_entry`, :meth:`~MessageCalls.free_entry`,
+each a named record in and one out,
 :mod:`pvmsi.spec.records`), the checks they share (:meth:`~MessageCalls.check_target`,
 :meth:`~MessageCalls.owned`, :meth:`~MessageCalls.check_quota`), the remapping policy
 (:meth:`~MessageCalls.alloc_remapping`, :meth:`~MessageCalls.retarget_remapping`,
@@ -20,16 +21,27 @@ from typing import Any, NamedTuple
 
 from ...spec.calls import CALLS_BY_FN, CallDef
 from ...spec.codec import DecodeError
-from ...spec.constants import DeliveryFlag, Feature, FunctionNumber, MsgKind, RetargetFlag, Status
+from ...spec.constants import (
+    ActivateEntryFlag,
+    ActivateFlag,
+    AllocFlag,
+    DeliveryFlag,
+    Feature,
+    FunctionNumber,
+    MsgKind,
+    Status,
+)
 from ...spec.fastcodec import FastFormat, fast
 from ...spec.records import (
+    ActivateEntry,
+    ActivateResult,
     AllocEntry,
     AllocResult,
     BatchIn,
+    DeactivateEntry,
+    DeactivateResult,
     FreeEntry,
     FreeResult,
-    RetargetEntry,
-    RetargetResult,
 )
 from .blocks import MemoryRules
 from .call import Call, CallResult
@@ -41,7 +53,8 @@ from .vmstate import Claim, DeviceKey, Message, VmPvmsi
 # proves it equal to the construct codec): one struct unpack/pack plus the generated field checks per block.
 BATCH_IN = fast("batch_in")
 BATCH_OUT = fast("batch_out")
-ALLOC_RESULT, RETARGET_RESULT, FREE_RESULT = fast("alloc_result"), fast("retarget_result"), fast("free_result")
+ALLOC_RESULT, ACTIVATE_RESULT, FREE_RESULT = fast("alloc_result"), fast("activate_result"), fast("free_result")
+DEACTIVATE_RESULT = fast("deactivate_result")
 #: MsgKind by wire value (a table: calling the enum class is slow on the hot path).
 KIND_BY_VALUE: dict[int, MsgKind] = {int(k): k for k in MsgKind}
 
@@ -82,8 +95,9 @@ class BatchEnd(NamedTuple):
 
 
 MSG_ALLOC = BatchFormats.of(FunctionNumber.MSG_ALLOC)
-MSG_RETARGET = BatchFormats.of(FunctionNumber.MSG_RETARGET)
+MSG_ACTIVATE = BatchFormats.of(FunctionNumber.MSG_ACTIVATE)
 MSG_FREE = BatchFormats.of(FunctionNumber.MSG_FREE)
+MSG_DEACTIVATE = BatchFormats.of(FunctionNumber.MSG_DEACTIVATE)
 
 
 class MessageCalls:
@@ -103,9 +117,13 @@ class MessageCalls:
         """MSG_ALLOC: a batch of :meth:`alloc_entry` (spec "Allocate")."""
         return self.batch(c, MSG_ALLOC, self.alloc_entry)
 
-    def msg_retarget(self, c: Call) -> CallResult:
-        """MSG_RETARGET: a batch of :meth:`retarget_entry` (spec "Retarget")."""
-        return self.batch(c, MSG_RETARGET, self.retarget_entry)
+    def msg_activate(self, c: Call) -> CallResult:
+        """MSG_ACTIVATE: a batch of :meth:`activate_entry` (spec "Activate")."""
+        return self.batch(c, MSG_ACTIVATE, self.activate_entry)
+
+    def msg_deactivate(self, c: Call) -> CallResult:
+        """MSG_DEACTIVATE: a batch of :meth:`deactivate_entry` (spec "Deactivate")."""
+        return self.batch(c, MSG_DEACTIVATE, self.deactivate_entry)
 
     def msg_free(self, c: Call) -> CallResult:
         """MSG_FREE: a batch of :meth:`free_entry` (spec "Free")."""
@@ -209,7 +227,8 @@ class MessageCalls:
     # -- per-entry operations --------------------------------------------------------------------------------------
 
     def alloc_entry(self, c: Call, key: DeviceKey, claim: Claim, e: AllocEntry) -> AllocResult:
-        """One allocate entry (HV-ALLOC-002..009, HV-SEC-006, HV-SEC-007)."""
+        """One allocate entry: a reservation, or with PVMSI_ALLOC_ACTIVATE a reservation activated at once
+        (HV-ALLOC-002..009, HV-ACT-001, HV-ACT-002, HV-SEC-006, HV-SEC-007)."""
         kind = KIND_BY_VALUE[e.kind]
         n, slot = e.vector_count, e.slot
         st = c.st
@@ -223,43 +242,93 @@ class MessageCalls:
         else:
             if n != 1:
                 raise CallError(Status.INVALID_PARAMETER, "HV-ALLOC-003", f"{kind.name} vector_count must be 1")
-            size = claim.limits[e.kind]  # the MSI-X table size or the IMS slots
-            if slot >= size:
+            size = claim.limits[e.kind]  # the MSI-X table size; an IMS tag is opaque (HV-ALLOC-004)
+            if kind is MsgKind.MSIX and slot >= size:
                 raise CallError(Status.INVALID_PARAMETER, "HV-ALLOC-004", f"slot {slot} >= {size}")
         if (kind, slot) in claim.slots:
             raise CallError(Status.WRONG_STATE, "HV-ALLOC-005", f"{kind.name} slot {slot} already holds a message")
-        self.check_target(c, e.vcpu, e.vector, n, e.flags)
+        activate = bool(e.alloc_flags & AllocFlag.ACTIVATE)
+        self.check_reservation(c, e, activate)
+        if activate:
+            self.check_target(c, e.vcpu, e.vector, n, e.flags)
         self.check_quota(c, claim, n)
         posted = bool(e.flags) and bool(e.flags & DeliveryFlag.POSTED)  # the IntFlag test only when a flag is set
         limit = st.config.max_remap_entries  # the VM's share: its messages alone never exceed it either
         base = None if limit is not None and st.vectors + n > limit else self.alloc_remapping(c, claim, e, posted)
         if base is None:  # the VM's share (its pvmsi and emulated entries together) or the table is full
             raise CallError(Status.NO_RESOURCES, "HV-SEC-007", "no room in the VM's share of the remapping table")
-        address, data = self.message_pair(base)
         handle = self.issue_handle(c, base)
-        msg = st.messages[handle] = Message(handle, key, kind, slot, n, e.vcpu, e.vector, posted, base, address, data)
-        if kind is MsgKind.MSI:
-            self.write_msi_capability(claim, msg)  # HV-EMU-002
+        msg = Message(handle, key, kind, slot, n, 0, 0, False, base, 0, 0, targets=[None] * n)
+        st.messages[handle] = msg
         claim.slots.add((kind, slot))
         claim.vectors += n
         st.vectors += n
-        result: AllocResult = ALLOC_RESULT.build(handle=handle, address=address, data=data)
+        if not activate:  # HV-ACT-001: a handle, no pair
+            reserved: AllocResult = ALLOC_RESULT.build(handle=handle)
+            return reserved
+        msg.vcpu, msg.vector, msg.posted = e.vcpu, e.vector, posted
+        msg.targets = [(e.vcpu, e.vector + i, posted) for i in range(n)]
+        msg.address, msg.data = self.message_pair(base)
+        if kind is MsgKind.MSI:
+            self.write_msi_capability(claim, msg)  # HV-EMU-002
+        result: AllocResult = ALLOC_RESULT.build(handle=handle, address=msg.address, data=msg.data)
         return result
 
-    def retarget_entry(self, c: Call, key: DeviceKey, claim: Claim, e: RetargetEntry) -> RetargetResult:
-        """One retarget entry (HV-RETGT-001..003)."""
+    def check_reservation(self, c: Call, e: AllocEntry, activate: bool) -> None:
+        """A reservation names no target and a hint only when flagged (HV-ACT-002)."""
+        if not activate and (e.vcpu or e.vector or e.flags):
+            raise CallError(Status.INVALID_PARAMETER, "HV-ACT-002", "a reservation names no vcpu, vector or flags")
+        if e.alloc_flags & AllocFlag.LOCALITY_HINT:
+            if e.hint_vcpu >= c.vm.vcpu_count:
+                raise CallError(Status.INVALID_PARAMETER, "HV-ACT-002", f"hint_vcpu {e.hint_vcpu} does not exist")
+        elif e.hint_vcpu:
+            raise CallError(Status.INVALID_PARAMETER, "HV-ACT-002", "hint_vcpu without PVMSI_ALLOC_LOCALITY_HINT")
+
+    def activate_entry(self, c: Call, key: DeviceKey, claim: Claim, e: ActivateEntry) -> ActivateResult:
+        """One activate entry: set or change the target of a whole message (PVMSI_ACTENT_BLOCK) or of one vector of
+        it (HV-RETGT-001..003, HV-ACT-007, HV-MSI-001..003)."""
         msg = self.owned(c, key, e.handle)
-        self.check_target(c, e.vcpu, e.vector, msg.count, e.flags)
+        was_active = msg.active
         posted = bool(e.flags) and bool(e.flags & DeliveryFlag.POSTED)
-        self.retarget_remapping(c, claim, msg, e.vcpu, e.vector, posted)
-        msg.vcpu, msg.vector, msg.posted = e.vcpu, e.vector, posted
+        if e.entry_flags & ActivateEntryFlag.BLOCK or msg.count == 1:
+            self.check_index(msg, e.index, bool(e.entry_flags & ActivateEntryFlag.BLOCK))
+            self.check_target(c, e.vcpu, e.vector, msg.count, e.flags)
+            self.retarget_remapping(c, claim, msg, e.vcpu, e.vector, posted)
+            msg.vcpu, msg.vector, msg.posted = e.vcpu, e.vector, posted
+            msg.targets = [(e.vcpu, e.vector + i, posted) for i in range(msg.count)]
+        else:
+            self.check_index(msg, e.index, False)
+            self.check_target(c, e.vcpu, e.vector, 1, e.flags)
+            self.check_per_vector(c, msg, e.index, e.vcpu, e.vector)
+            self.retarget_vector(msg, e.index, e.vcpu, e.vector, posted)
+            msg.targets[e.index] = (e.vcpu, e.vector, posted)
         address, data = self.message_pair(msg.irte)
-        rewrite = (address, data) != (msg.address, msg.data)
+        rewrite = not was_active or (address, data) != (msg.address, msg.data)
         msg.address, msg.data = address, data
         if rewrite and msg.kind is MsgKind.MSI:
-            self.write_msi_capability(claim, msg)  # HV-EMU-003
-        flags = RetargetFlag.REWRITE if rewrite else 0  # HV-RETGT-003
-        result: RetargetResult = RETARGET_RESULT.build(address=address, data=data, flags=flags)
+            self.write_msi_capability(claim, msg)  # HV-EMU-002, HV-EMU-003
+        flags = ActivateFlag.REWRITE if rewrite else 0  # HV-RETGT-003
+        result: ActivateResult = ACTIVATE_RESULT.build(address=address, data=data, flags=flags)
+        return result
+
+    def deactivate_entry(self, c: Call, key: DeviceKey, claim: Claim, e: DeactivateEntry) -> DeactivateResult:
+        """One deactivate entry: the vectors named stop delivering, the handle stays (HV-ACT-005, HV-ACT-007,
+        HV-MSI-002)."""
+        msg = self.owned(c, key, e.handle)
+        block = bool(e.entry_flags & ActivateEntryFlag.BLOCK)
+        self.check_index(msg, e.index, block)
+        if block or msg.count == 1:
+            indexes = [i for i, t in enumerate(msg.targets) if t is not None]
+        else:
+            if not c.st.config.per_vector_targets:
+                raise CallError(Status.PER_VECTOR_REFUSED, "HV-MSI-002", "a block is deactivated whole here")
+            indexes = [e.index] if msg.targets[e.index] is not None else []
+        if not indexes:
+            raise CallError(Status.NOT_ACTIVE, "HV-ACT-005", f"handle {e.handle:#x} has no active vector named")
+        for i in indexes:
+            self.deactivate_vector(msg, i)
+            msg.targets[i] = None
+        result: DeactivateResult = DEACTIVATE_RESULT.build()
         return result
 
     def free_entry(self, c: Call, key: DeviceKey, claim: Claim, e: FreeEntry) -> FreeResult:
@@ -286,6 +355,19 @@ class MessageCalls:
         if flags and flags & DeliveryFlag.POSTED and not c.st.features & Feature.POSTED:
             raise CallError(Status.NOT_PERMITTED, "HV-NEG-008", "POSTED without feature POSTED")
 
+    def check_index(self, msg: Message, index: int, block: bool) -> None:
+        """index names a vector of the message, and is zero with PVMSI_ACTENT_BLOCK (HV-ACT-007)."""
+        if index >= msg.count or (block and index):
+            raise CallError(Status.INVALID_PARAMETER, "HV-ACT-007", f"index {index} of {msg.count} vectors")
+
+    def check_per_vector(self, c: Call, msg: Message, index: int, vcpu: int, vector: int) -> None:
+        """Where a block shares one address and consecutive identities (IMSIC), a vector alone may only restate the
+        block's own target (HV-MSI-002)."""
+        if c.st.config.per_vector_targets:
+            return
+        if not msg.active or (vcpu, vector) != (msg.vcpu, msg.vector + index):
+            raise CallError(Status.PER_VECTOR_REFUSED, "HV-MSI-002", f"vector {index} cannot leave its block here")
+
     def check_quota(self, c: Call, claim: Claim, count: int) -> None:
         """The per-device and per-VM quotas, an MSI block counting its n vectors (HV-SEC-006, HV-ALLOC-009)."""
         cfg = c.st.config
@@ -302,24 +384,38 @@ class MessageCalls:
     # -- remapping and handles ----------------------------------------------------------------------------------
 
     def alloc_remapping(self, c: Call, claim: Claim, e: AllocEntry, posted: bool) -> int | None:
-        """Program remapping entries for a new message: its vCPU and vector, source validation for the claimed
+        """Program remapping entries for a new message: not present for a reservation (HV-ACT-001; the locality
+        hint's vCPU as the placeholder, HV-ACT-004), else its vCPU and vector, source validation for the claimed
         device (HV-ALLOC-007, HV-SEC-002), in the VM's share (HV-QUOTA-001); the entries named after the slot, so
         that once freed they are reissued to no other slot of the device before it is reset (HV-QUOTA-004); the
         first of ``e.vector_count`` entries, or None when the VM's share or the table is full (HV-SEC-007)."""
+        activate = bool(e.alloc_flags & AllocFlag.ACTIVATE)
         return self.remap.alloc(
             e.vector_count,
             vm_id=c.vm.vm_id,
-            vcpu=e.vcpu,
+            vcpu=e.vcpu if activate else e.hint_vcpu,
             vector=e.vector,
             source=claim.source,
             posted=posted,
             slot=(claim.source.pasid, e.kind, e.slot),
+            present=activate,
         )
 
     def retarget_remapping(self, c: Call, claim: Claim, msg: Message, vcpu: int, vector: int, posted: bool) -> None:
         """Reprogram a message's remapping entries for its new target (HV-RETGT-002); the reference retargets in
         place, so the pair, which names the entry, does not change (HV-RETGT-004)."""
         self.remap.retarget(msg.irte, msg.count, vcpu=vcpu, vector=vector, posted=posted)
+
+    def retarget_vector(self, msg: Message, index: int, vcpu: int, vector: int, posted: bool) -> None:
+        """Reprogram the remapping entry of one vector of a block alone (HV-MSI-001)."""
+        self.remap.program_vector(msg.irte, index, vcpu=vcpu, vector=vector, posted=posted)
+
+    def deactivate_vector(self, msg: Message, index: int) -> None:
+        """Block the remapping entry of one vector, its target kept for the record, fault reporting suppressed
+        (HV-ACT-005, HV-ACT-006)."""
+        target = msg.targets[index]
+        vcpu, vector, posted = target if target is not None else (0, 0, False)
+        self.remap.program_vector(msg.irte, index, vcpu=vcpu, vector=vector, posted=posted, present=False)
 
     def release_remapping(self, msg: Message) -> None:
         """Revoke a freed message's remapping entries, so a later write of its pair is blocked (HV-FREE-002)."""

@@ -101,10 +101,17 @@ def import_vm(
     for raw in data["messages"]:
         key = _key(raw["device"])
         claim = st.claims[key]
-        m = Message(**{**raw, "device": key, "kind": MsgKind(raw["kind"])})
+        targets = [None if t is None else (int(t[0]), int(t[1]), bool(t[2])) for t in raw.get("targets", [])]
+        m = Message(**{**raw, "device": key, "kind": MsgKind(raw["kind"]), "targets": targets})
         if not m.revoked and not place_message(core, vm, claim, m):
             raise MigrationError(f"no remapping entries left for handle {m.handle:#x}")
-        if not m.revoked and core.remap.compose(m.irte) != (m.address, m.data):
+        if not m.revoked:
+            for i, t in enumerate(m.targets):  # a vector's own target, or reserved (HV-MSI-001, HV-ACT-001)
+                block = (m.vcpu, m.vector + i, m.posted)
+                if t != block:
+                    vcpu, vector, posted = t if t is not None else block
+                    core.remap.program_vector(m.irte, i, vcpu=vcpu, vector=vector, posted=posted, present=t is not None)
+        if not m.revoked and m.active and core.remap.compose(m.irte) != (m.address, m.data):
             # HV-MIG-004: the guest still holds the old pair (m.address, m.data); its first re-activation answers
             # REWRITE. A claimed MSI capability the hypervisor writes itself, now (HV-EMU-002).
             st.stale.add(m.handle)

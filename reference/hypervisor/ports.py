@@ -112,10 +112,20 @@ class RemapPort(Protocol):
     """The interrupt-remapping hardware: a table of entries and the message format that names them."""
 
     def alloc(
-        self, count: int, *, vm_id: int, vcpu: int, vector: int, source: Source, posted: bool, slot: object = None
+        self,
+        count: int,
+        *,
+        vm_id: int,
+        vcpu: int,
+        vector: int,
+        source: Source,
+        posted: bool,
+        slot: object = None,
+        present: bool = True,
     ) -> int | None:
         """Allocate ``count`` (a power of two) naturally aligned consecutive entries, entry ``base + i``
         delivering ``vector + i`` to ``vcpu`` of ``vm_id``, accepted from ``source`` only; the base, or None.
+        Not ``present``: the entries are set aside and deliver nothing (a reservation, HV-ACT-001).
         ``slot`` names the device slot the pair is for: once freed, the entries are not reissued for another
         slot of the same requester id until the device is reset (HV-QUOTA-004)."""
         ...
@@ -137,6 +147,13 @@ class RemapPort(Protocol):
 
     def retarget(self, base: int, count: int, *, vcpu: int, vector: int, posted: bool) -> None:
         """Update the block's entries in place: entry ``base + i`` now delivers ``vector + i`` to ``vcpu``."""
+        ...
+
+    def program_vector(
+        self, base: int, index: int, *, vcpu: int, vector: int, posted: bool, present: bool = True
+    ) -> None:
+        """Update entry ``base + index`` alone: it delivers ``vector`` to ``vcpu``, or nothing when not ``present``
+        (HV-MSI-001, HV-ACT-005)."""
         ...
 
     def release(self, base: int) -> None:

@@ -17,10 +17,15 @@ from .ports import AssignedDevice, Source
 #: A device as the guest names it: (segment, bus, devfn, pasid or None).
 DeviceKey = tuple[int, int, int, int | None]
 
+#: The target of one vector of a message: (vcpu, vector, posted), or None while the vector is reserved.
+Target = tuple[int, int, bool] | None
+
 
 @dataclass(slots=True)
 class Message:
-    """One allocated message (for MSI, one block of ``count`` vectors)."""
+    """One message (for MSI, one block of ``count`` vectors): reserved while no vector has a target, active while
+    one has (spec/states.py MESSAGE_MACHINE).  ``vcpu``, ``vector`` and ``posted`` are the last block-wide target;
+    ``targets`` each vector's; ``address``/``data`` the pair last returned (zero before the first activation)."""
 
     handle: int
     device: DeviceKey
@@ -33,8 +38,14 @@ class Message:
     irte: int
     address: int
     data: int
+    targets: list[Target] = field(default_factory=list)
     #: Revoked by the hypervisor (HV-REVOKE-002): its entries are released, the handle waits for MSG_FREE.
     revoked: bool = False
+
+    @property
+    def active(self) -> bool:
+        """Whether a vector of the message has a target (the message is ACTIVE)."""
+        return any(t is not None for t in self.targets)
 
 
 @dataclass(slots=True)

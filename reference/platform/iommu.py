@@ -54,6 +54,9 @@ class Iommu:
         self._deliveries = 0
         self.fault_log: list[Fault] = []
         self.fault_log_limit = 1024
+        #: Writes blocked by an allocated entry that is not present (a reserved or deactivated message, VT-d FPD /
+        #: AMD-Vi SupIOPF): not recorded as faults (HV-ACT-006).
+        self.suppressed = 0
         #: The platform's message format (:mod:`.formats`), set by the platform; None or VT-d: the table above.
         self.format: MsiFormat | None = None
 
@@ -84,7 +87,7 @@ class Iommu:
                 return self._fault(found, requester, address, data, None)
             index, hit = found
             if hit is None or not hit.present:
-                return self._fault(FaultReason.NOT_PRESENT, requester, address, data, index)
+                return self._fault(FaultReason.NOT_PRESENT, requester, address, data, index, hit is not None)
             if fmt.per_message_entries:  # IMSIC: the device context's MSI page table already is the check
                 refused = self.check_source(hit.source, requester)
                 if refused is not None:
@@ -99,7 +102,7 @@ class Iommu:
             return self._fault(FaultReason.INDEX_OUT_OF_RANGE, requester, address, data, index)
         entry = self.table.get(index)
         if entry is None or not entry.present:
-            return self._fault(FaultReason.NOT_PRESENT, requester, address, data, index)
+            return self._fault(FaultReason.NOT_PRESENT, requester, address, data, index, entry is not None)
         refused = self.check_source(entry.source, requester)
         if refused is not None:
             return self._fault(refused, requester, address, data, index)
@@ -113,9 +116,20 @@ class Iommu:
             return FaultReason.SOURCE_ID_MISMATCH
         return None
 
-    def _fault(self, reason: FaultReason, requester: Requester, address: int, data: int, index: int | None) -> Fault:
-        self._faults[reason] += 1
+    def _fault(
+        self,
+        reason: FaultReason,
+        requester: Requester,
+        address: int,
+        data: int,
+        index: int | None,
+        suppress: bool = False,
+    ) -> Fault:
         fault = Fault(reason, requester, address, data, index)
+        if suppress:  # fault processing disabled on the entry (HV-ACT-006)
+            self.suppressed += 1
+            return fault
+        self._faults[reason] += 1
         if len(self.fault_log) < self.fault_log_limit:
             self.fault_log.append(fault)
         return fault

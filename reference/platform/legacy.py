@@ -18,7 +18,7 @@ emulator holds no IRTE for that kind.  The MSI-X table and PBA are mapped: guest
 no exit (as VFIO's ``VFIO_REGION_INFO_CAP_MSIX_MAPPABLE`` allows).  Configuration space stays trapped on both
 paths (HV-EMU-001): every access to the MSI or MSI-X capability of a claimed kind still exits.  A guest write to
 a claimed MSI capability applies only MSI Enable and the per-vector Mask Bits (HV-EMU-005): Message Address, Data
-and Multiple Message Enable are written by the hypervisor itself inside MSG_ALLOC / MSG_RETARGET and cleared on
+and Multiple Message Enable are written by the hypervisor itself inside MSG_ALLOC / MSG_ACTIVATE and cleared on
 free (:meth:`LegacyMsi.program_msi`, :meth:`LegacyMsi.clear_msi`, HV-EMU-002..004), which are no guest exits
 (counted apart, :meth:`LegacyMsi.host_writes`).  A guest write to a claimed MSI-X Message Control applies
 Enable and Function Mask (HV-EMU-006).  Switching back (release) reloads the virtual view from the device

@@ -5,14 +5,16 @@ from . import device, events, harness, messages, negotiation
 from .device import CLAIM_IN, DEVICE_ID, DEVICE_INFO
 from .events import EVENT, EVENT_ACK_IN, EVENT_CONFIG_IN, EVENT_HEADER
 from .messages import (
+    ACTIVATE_ENTRY,
+    ACTIVATE_RESULT,
     ALLOC_ENTRY,
     ALLOC_RESULT,
     BATCH_IN,
     BATCH_OUT,
+    DEACTIVATE_ENTRY,
+    DEACTIVATE_RESULT,
     FREE_ENTRY,
     FREE_RESULT,
-    RETARGET_ENTRY,
-    RETARGET_RESULT,
 )
 from .negotiation import HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
 
@@ -35,11 +37,15 @@ def _registry() -> dict[str, FormatDef]:
 FORMATS: dict[str, FormatDef] = _registry()
 
 __all__ = [
+    "ACTIVATE_ENTRY",
+    "ACTIVATE_RESULT",
     "ALLOC_ENTRY",
     "ALLOC_RESULT",
     "BATCH_IN",
     "BATCH_OUT",
     "CLAIM_IN",
+    "DEACTIVATE_ENTRY",
+    "DEACTIVATE_RESULT",
     "DEVICE_ID",
     "DEVICE_INFO",
     "EVENT",
@@ -52,8 +58,6 @@ __all__ = [
     "HV_INFO",
     "NEGOTIATE_IN",
     "NEGOTIATE_OUT",
-    "RETARGET_ENTRY",
-    "RETARGET_RESULT",
     "device",
     "events",
     "harness",

@@ -35,7 +35,8 @@ DEVICE_INFO: Any = define(
         "msi_max_vectors" / u8 * "Vectors of the MSI capability (1..32, a power of two); zero without MSI.",
         "reserved0" / Reserved(u8) * "Reserved, zero.",
         "msix_table_size" / u16 * "Entries of the MSI-X table (1..2048); zero without MSI-X.",
-        "ims_slots" / u32 * "Slots of the Interrupt Message Store; zero without IMS.",
+        "ims_slots" / u32 * "Entries of the device's Interrupt Message Store as the host's driver knows them; zero "
+        "without IMS. Informative: an IMS message's slot is an opaque tag, not bounded by it (HV-ALLOC-004).",
         "messages_allocated" / u32 * "Vectors this device holds allocated now.",
         "message_quota" / u32 * "Vectors this device may hold allocated at once.",
         "messages_available"

@@ -1,4 +1,4 @@
-"""Batches and the formats of MSG_ALLOC, MSG_RETARGET and MSG_FREE (spec sections "Messages", "Batches").
+"""Batches and the formats of MSG_ALLOC, MSG_ACTIVATE, MSG_DEACTIVATE and MSG_FREE (spec "Messages", "Batches").
 
 A batch input block is a :data:`BATCH_IN` header followed by ``count`` entries; the output block is a
 :data:`BATCH_OUT` header followed by ``count`` results, result *i* answering entry *i*.
@@ -10,7 +10,7 @@ from typing import Any
 
 import construct as cs
 
-from ..constants import DeliveryFlag, MsgKind, RetargetFlag, Status
+from ..constants import ActivateEntryFlag, ActivateFlag, AllocFlag, DeliveryFlag, MsgKind, Status
 from ..fields import EnumField, FlagsField, Reserved, ValuesOf, define, s32, u8, u16, u32, u64
 from .device import DEVICE_ID
 
@@ -44,17 +44,22 @@ BATCH_OUT: Any = define(
 ALLOC_ENTRY: Any = define(
     "alloc_entry",
     "messages",
-    "IN entry of MSG_ALLOC: one message (or one multi-message MSI block) to allocate.",
+    "IN entry of MSG_ALLOC: one message (or one multi-message MSI block) to reserve, and with "
+    "PVMSI_ALLOC_ACTIVATE to activate as well.",
     cs.Struct(
         "kind" / EnumField(u8, MsgKind) * "Where the guest will write the pair (PVMSI_KIND_*).",
-        "flags" / FlagsField(u8, DeliveryFlag) * "PVMSI_DELIVER_* flags.",
+        "flags" / FlagsField(u8, DeliveryFlag) * "PVMSI_DELIVER_* flags (with PVMSI_ALLOC_ACTIVATE; else zero).",
         "vector_count" / u16 * "1 for MSI-X and IMS; 1..32, a power of two, for MSI.",
-        "slot" / u32 * "MSI-X table index or IMS slot the guest will write; zero for MSI.",
-        "vcpu" / u32 * "Target vCPU by architectural id: x86 APIC id, arm64 MPIDR affinity (Aff3.Aff2.Aff1.Aff0 "
-        "in 32 bits), riscv64 hart id.",
-        "vector" / u32 * "Guest vector: x86 vector, arm64 LPI INTID, riscv64 IMSIC identity; MSI: the first of "
-        "vector_count.",
-        "reserved0" / Reserved(u64) * "Reserved, zero.",
+        "slot" / u32 * "MSI-X table index; for IMS an opaque tag the guest chooses, unique per device; zero for MSI.",
+        "vcpu" / u32 * "With PVMSI_ALLOC_ACTIVATE: target vCPU by architectural id: x86 APIC id, arm64 MPIDR "
+        "affinity (Aff3.Aff2.Aff1.Aff0 in 32 bits), riscv64 hart id. Without it: zero.",
+        "vector" / u32 * "With PVMSI_ALLOC_ACTIVATE: guest vector: x86 vector, arm64 LPI INTID, riscv64 IMSIC "
+        "identity; MSI: the first of vector_count. Without it: zero.",
+        "alloc_flags" / FlagsField(u8, AllocFlag) * "PVMSI_ALLOC_* flags.",
+        "reserved0" / Reserved(u8) * "Reserved, zero.",
+        "reserved1" / Reserved(u16) * "Reserved, zero.",
+        "hint_vcpu" / u32 * "With PVMSI_ALLOC_LOCALITY_HINT: the vCPU (architectural id) the guest expects to "
+        "target, a hint that binds nothing. Without it: zero.",
     ),
 )
 
@@ -63,37 +68,66 @@ ALLOC_RESULT: Any = define(
     "messages",
     "OUT result of MSG_ALLOC for one entry.",
     cs.Struct(
-        "handle" / u64 * "Opaque, non-zero handle naming the message in RETARGET and FREE.",
-        "address" / u64 * "Message address the guest writes into the device.",
-        "data" / u32 * "Message data; for MSI the first of vector_count consecutive values.",
+        "handle" / u64 * "Opaque, non-zero handle naming the message in MSG_ACTIVATE, MSG_DEACTIVATE and MSG_FREE.",
+        "address" / u64 * "With PVMSI_ALLOC_ACTIVATE: the message address the guest writes into the device; "
+        "zero for a reservation (no pair is in force until MSG_ACTIVATE).",
+        "data" / u32 * "With PVMSI_ALLOC_ACTIVATE: the message data (for MSI the first of vector_count values); "
+        "zero for a reservation.",
         "status" / ValuesOf(s32, Status) * "Status of this entry (SUCCESS, or the error that stopped the batch here).",
     ),
 )
 
-RETARGET_ENTRY: Any = define(
-    "retarget_entry",
+ACTIVATE_ENTRY: Any = define(
+    "activate_entry",
     "messages",
-    "IN entry of MSG_RETARGET: move one message to another vCPU and vector.",
+    "IN entry of MSG_ACTIVATE: set the target of a reserved message, or change that of an active one; for a "
+    "multi-message MSI block, of one vector (index) or of the whole block (PVMSI_ACTENT_BLOCK).",
     cs.Struct(
         "handle" / u64 * "A handle this VM holds for the batch's device.",
-        "vcpu" / u32 * "New target vCPU by architectural id (as for MSG_ALLOC).",
-        "vector" / u32 * "New guest vector (MSI: the first of the block).",
+        "vcpu" / u32 * "Target vCPU by architectural id (as for MSG_ALLOC).",
+        "vector" / u32 * "Guest vector of vector index (with PVMSI_ACTENT_BLOCK: of vector 0, vector i getting "
+        "vector + i).",
         "flags" / FlagsField(u8, DeliveryFlag) * "PVMSI_DELIVER_* flags.",
-        "reserved0" / Reserved(u8) * "Reserved, zero.",
-        "reserved1" / Reserved(u16) * "Reserved, zero.",
-        "reserved2" / Reserved(u32) * "Reserved, zero.",
+        "entry_flags" / FlagsField(u8, ActivateEntryFlag) * "PVMSI_ACTENT_* flags.",
+        "index" / u16 * "The vector of the message the entry targets: 0..vector_count-1 of an MSI block, 0 for "
+        "MSI-X and IMS; zero with PVMSI_ACTENT_BLOCK.",
+        "reserved0" / Reserved(u32) * "Reserved, zero.",
     ),
 )
 
-RETARGET_RESULT: Any = define(
-    "retarget_result",
+ACTIVATE_RESULT: Any = define(
+    "activate_result",
     "messages",
-    "OUT result of MSG_RETARGET for one entry.",
+    "OUT result of MSG_ACTIVATE for one entry.",
     cs.Struct(
         "address" / u64 * "The message address now in force.",
-        "data" / u32 * "The message data now in force.",
+        "data" / u32 * "The message data now in force (for MSI, of vector 0 of the block).",
         "status" / ValuesOf(s32, Status) * "Status of this entry.",
-        "flags" / FlagsField(u32, RetargetFlag) * "PVMSI_RETARGET_REWRITE when the guest must rewrite the device.",
+        "flags" / FlagsField(u32, ActivateFlag) * "PVMSI_ACTIVATE_REWRITE when the guest must write the pair.",
+        "reserved0" / Reserved(u32) * "Reserved, zero.",
+    ),
+)
+
+DEACTIVATE_ENTRY: Any = define(
+    "deactivate_entry",
+    "messages",
+    "IN entry of MSG_DEACTIVATE: return an active message (one vector, or the whole block) to reserved.",
+    cs.Struct(
+        "handle" / u64 * "A handle this VM holds for the batch's device.",
+        "index" / u16 * "The vector of the message (0..vector_count-1; 0 for MSI-X and IMS); zero with "
+        "PVMSI_ACTENT_BLOCK.",
+        "entry_flags" / FlagsField(u8, ActivateEntryFlag) * "PVMSI_ACTENT_* flags.",
+        "reserved0" / Reserved(u8) * "Reserved, zero.",
+        "reserved1" / Reserved(u32) * "Reserved, zero.",
+    ),
+)
+
+DEACTIVATE_RESULT: Any = define(
+    "deactivate_result",
+    "messages",
+    "OUT result of MSG_DEACTIVATE for one entry.",
+    cs.Struct(
+        "status" / ValuesOf(s32, Status) * "Status of this entry.",
         "reserved0" / Reserved(u32) * "Reserved, zero.",
     ),
 )
@@ -123,8 +157,10 @@ DEFINED: tuple[Any, ...] = (
     BATCH_OUT,
     ALLOC_ENTRY,
     ALLOC_RESULT,
-    RETARGET_ENTRY,
-    RETARGET_RESULT,
+    ACTIVATE_ENTRY,
+    ACTIVATE_RESULT,
     FREE_ENTRY,
     FREE_RESULT,
+    DEACTIVATE_ENTRY,
+    DEACTIVATE_RESULT,
 )

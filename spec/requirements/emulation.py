@@ -31,7 +31,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "HV-EMU-003",
         Level.MUST,
         "device",
-        "When MSG_RETARGET returns a new pair for an MSI message (REWRITE set), the hypervisor MUST write that pair "
+        "When MSG_ACTIVATE returns a new pair for an MSI message (REWRITE set), the hypervisor MUST write that pair "
         "into the device's MSI capability before the call returns.",
     ),
     req(

@@ -95,7 +95,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         Level.MUST,
         "events",
         "When the hypervisor revokes a message it MUST queue a REVOKED event naming the device, the handle and the "
-        "reason; from then on the message MUST NOT deliver, MSG_RETARGET of it MUST fail with REVOKED, and "
+        "reason; from then on the message MUST NOT deliver, MSG_ACTIVATE of it MUST fail with REVOKED, and "
         "MSG_FREE MUST free it.",
     ),
     req(

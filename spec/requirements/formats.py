@@ -11,7 +11,7 @@ FORMATS: tuple[Requirement, ...] = (
         "formats",
         "The hypervisor MUST report in GET_INFO message_format the format of the platform it runs on (VT-d "
         "remappable, AMD-Vi, Arm GIC ITS or RISC-V IMSIC), and every pair it returns from MSG_ALLOC and "
-        "MSG_RETARGET MUST follow that format's layout: each fixed field holds its value and each reserved bit "
+        "MSG_ACTIVATE MUST follow that format's layout: each fixed field holds its value and each reserved bit "
         "is zero.",
     ),
     req(
@@ -27,7 +27,7 @@ FORMATS: tuple[Requirement, ...] = (
         Level.MUST,
         "formats",
         "On a platform whose pair names the destination (RISC-V IMSIC: the hart's interrupt file), a retarget "
-        "to another vCPU MUST return the pair of the new destination with PVMSI_RETARGET_REWRITE set, and that "
+        "to another vCPU MUST return the pair of the new destination with PVMSI_ACTIVATE_REWRITE set, and that "
         "pair, once written, MUST deliver to the new destination.",
     ),
     req(

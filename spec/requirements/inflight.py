@@ -11,7 +11,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "HV-FLIGHT-001",
         Level.MUST,
         "messages",
-        "A message raised by the device before or during an MSG_RETARGET of its message and not yet delivered when "
+        "A message raised by the device before or during an MSG_ACTIVATE of its message and not yet delivered when "
         "the call returns MUST be delivered exactly once, to the old or the new target; where the hypervisor posts "
         "interrupts (VT-d posted interrupts, AMD-Vi guest virtual APIC, GICv4 vLPIs), a request already posted for "
         "the old vCPU MUST be delivered to it or moved to the new one, never dropped and never both; where the "

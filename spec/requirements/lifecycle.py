@@ -73,7 +73,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "HV-MIG-004",
         Level.MUST,
         "lifecycle",
-        "The first MSG_RETARGET of a message after a migration that changed its pair MUST return the new pair with "
+        "The first MSG_ACTIVATE of a message after a migration that changed its pair MUST return the new pair with "
         "REWRITE and MUST inject one interrupt at the message's target (possibly spurious: one raised meanwhile "
         "through the old pair may have been blocked).",
     ),

@@ -11,7 +11,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         Level.MUST_NOT,
         "device",
         "While MSI-X is claimed, the hypervisor MUST NOT write any field of an MSI-X table entry, its Mask Bit "
-        "included, in MSG_ALLOC, MSG_RETARGET, MSG_FREE or at any other time before the claim ends "
+        "included, in MSG_ALLOC, MSG_ACTIVATE, MSG_FREE or at any other time before the claim ends "
         "(HV-RELEASE-001); the table, its masks and the PBA are the guest's.",
     ),
     req(

@@ -1,4 +1,4 @@
-"""Requirements of the sections Allocate, retarget and free, and Batching and partial completion."""
+"""Requirements of the sections Reserve, activate, deactivate and free, and Batching and partial completion."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ MESSAGES: tuple[Requirement, ...] = (
         "HV-ALLOC-001",
         Level.MUST,
         "messages",
-        "The hypervisor MUST fail MSG_ALLOC, MSG_RETARGET and MSG_FREE with WRONG_STATE for a device that is not "
-        "claimed, before processing any entry.",
+        "The hypervisor MUST fail MSG_ALLOC, MSG_ACTIVATE, MSG_DEACTIVATE and MSG_FREE with WRONG_STATE for a "
+        "device that is not claimed, before processing any entry.",
     ),
     req(
         "HV-ALLOC-002",
@@ -30,7 +30,9 @@ MESSAGES: tuple[Requirement, ...] = (
         Level.MUST,
         "messages",
         "The hypervisor MUST fail an allocate entry with INVALID_PARAMETER when slot is not below the MSI-X "
-        "table size (MSI-X) or the IMS slot count (IMS), or is not zero (MSI).",
+        "table size (MSI-X) or is not zero (MSI). For IMS, slot is an opaque tag the guest chooses: the "
+        "hypervisor MUST accept any value, using it only to keep a device's live messages apart (HV-ALLOC-005) "
+        "and to park freed remapping entries (HV-QUOTA-004).",
     ),
     req(
         "HV-ALLOC-005",
@@ -43,9 +45,11 @@ MESSAGES: tuple[Requirement, ...] = (
         "HV-ALLOC-006",
         Level.MUST,
         "messages",
-        "The hypervisor MUST fail an allocate or retarget entry with INVALID_PARAMETER when vcpu is not the "
+        "The hypervisor MUST fail an activating allocate entry (PVMSI_ALLOC_ACTIVATE) or an activate entry with "
+        "INVALID_PARAMETER when vcpu is not the "
         "architectural id of a vCPU of the VM (x86: APIC id; arm64: MPIDR affinity Aff3.Aff2.Aff1.Aff0 packed "
-        "in 32 bits; riscv64: hart id), or when a vector of the entry (vector to vector + vector_count - 1) is "
+        "in 32 bits; riscv64: hart id), or when a vector of the entry (vector to vector + n - 1, n the vectors "
+        "the entry targets) is "
         "outside the architecture's range (x86: 32 to 255; arm64: LPI INTIDs 8192 to 2^IDbits - 1 of the "
         "vGIC; riscv64: identities 1 to N of the VM's IMSIC interrupt files).",
     ),
@@ -53,16 +57,18 @@ MESSAGES: tuple[Requirement, ...] = (
         "HV-ALLOC-007",
         Level.MUST,
         "messages",
-        "On success the hypervisor MUST return a non-zero handle, an address and a data value, and MUST have "
-        "programmed interrupt remapping so that the pair, written by the device, delivers the given vector to "
-        "the given vCPU of the calling VM.",
+        "On success the hypervisor MUST return a non-zero handle; for an activating allocate entry "
+        "(PVMSI_ALLOC_ACTIVATE) it MUST also return an address and a data value and have programmed interrupt "
+        "remapping so that the pair, written by the device, delivers the given vector to the given vCPU of the "
+        "calling VM.",
     ),
     req(
         "HV-ALLOC-008",
         Level.MUST,
         "messages",
-        "For an MSI block of n vectors the hypervisor MUST return a data value whose low log2(n) bits are zero, "
-        "such that data | i delivers vector + i for every i below n.",
+        "For an MSI block of n vectors the hypervisor MUST return (from MSG_ALLOC with PVMSI_ALLOC_ACTIVATE and "
+        "from MSG_ACTIVATE) a data value whose low log2(n) bits are zero, such that data | i delivers the target "
+        "of vector i of the block (vector + i after a block-wide activation) for every i below n.",
     ),
     req(
         "HV-ALLOC-009",
@@ -74,37 +80,40 @@ MESSAGES: tuple[Requirement, ...] = (
         "HV-RETGT-001",
         Level.MUST,
         "messages",
-        "The hypervisor MUST fail a retarget entry with UNKNOWN_HANDLE when the handle is not held by the "
+        "The hypervisor MUST fail an activate entry with UNKNOWN_HANDLE when the handle is not held by the "
         "calling VM for the batch's device.",
     ),
     req(
         "HV-RETGT-002",
         Level.MUST,
         "messages",
-        "On success the hypervisor MUST deliver every later message of the handle to the new vCPU and vector, "
-        "and return the address/data pair now in force.",
+        "On success of an activate entry the hypervisor MUST deliver every later message of the vectors it "
+        "names (vector index, or every vector with PVMSI_ACTENT_BLOCK) to the entry's vCPU and vector, whether "
+        "the message was reserved or active, and return the address/data pair now in force.",
     ),
     req(
         "HV-RETGT-003",
         Level.MUST,
         "messages",
-        "The hypervisor MUST set PVMSI_RETARGET_REWRITE in a retarget result exactly when the returned pair "
-        "differs from the pair in force before the call.",
+        "The hypervisor MUST set PVMSI_ACTIVATE_REWRITE in an activate result exactly when no vector of the "
+        "message was active before the entry (a reserved message has no pair in force) or the returned pair "
+        "differs from the pair in force before it.",
     ),
     req(
         "HV-RETGT-004",
         Level.SHOULD,
         "messages",
         "Where the platform's interrupt remapping allows it (VT-d, AMD-Vi and the GIC ITS always; the RISC-V "
-        "IMSIC only when the vCPU stays), the hypervisor SHOULD retarget in place, keeping the address/data "
-        "pair, so that the device need not be rewritten.",
+        "IMSIC only when the vCPU stays), the hypervisor SHOULD change an active message's target in place, "
+        "keeping the address/data pair, so that the device need not be rewritten.",
     ),
     req(
         "HV-FREE-001",
         Level.MUST,
         "messages",
         "The hypervisor MUST fail a free entry with UNKNOWN_HANDLE when the handle is not held by the calling VM "
-        "for the batch's device; freeing is the owner's alone.",
+        "for the batch's device; freeing is the owner's alone. A reserved message and an active one are freed "
+        "alike.",
     ),
     req(
         "HV-FREE-002",
@@ -124,7 +133,7 @@ MESSAGES: tuple[Requirement, ...] = (
         "GUEST-ALLOC-002",
         Level.MUST,
         "messages",
-        "When a retarget result has PVMSI_RETARGET_REWRITE set for an MSI-X or IMS message, the guest MUST write "
+        "When an activate result has PVMSI_ACTIVATE_REWRITE set for an MSI-X or IMS message, the guest MUST write "
         "the new pair into the device, masking the slot while it does so (a claimed MSI capability the hypervisor "
         "writes itself, HV-EMU-003).",
     ),

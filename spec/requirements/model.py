@@ -36,7 +36,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "discovery": ("Discovery", "discovery.md"),
     "negotiation": ("Version and feature negotiation", "negotiation.md"),
     "device": ("Device control", "device-control.md"),
-    "messages": ("Allocate, retarget and free", "messages.md"),
+    "messages": ("Reserve, activate, deactivate and free", "messages.md"),
     "formats": ("Message formats", "message-formats.md"),
     "batch": ("Batching and partial completion", "batching.md"),
     "events": ("Events", "events.md"),

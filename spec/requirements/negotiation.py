@@ -17,7 +17,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "HV-STATE-002",
         Level.MUST,
         "negotiation",
-        "The hypervisor MUST fail DEVICE_QUERY, DEVICE_CLAIM, DEVICE_RELEASE, MSG_ALLOC, MSG_RETARGET and "
+        "The hypervisor MUST fail DEVICE_QUERY, DEVICE_CLAIM, DEVICE_RELEASE, MSG_ALLOC, MSG_ACTIVATE and "
         "MSG_FREE with WRONG_STATE while the VM is OPEN.",
     ),
     req(
@@ -100,7 +100,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         Level.MUST,
         "negotiation",
         "Once NEGOTIATE succeeded, the guest MUST obtain every address/data pair that it writes into a claimed "
-        "kind of a claimed device from MSG_ALLOC or MSG_RETARGET, and MUST write it exactly as returned.",
+        "kind of a claimed device from MSG_ALLOC or MSG_ACTIVATE, and MUST write it exactly as returned.",
     ),
     req(
         "GUEST-NEG-005",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import (
     abi,
+    activate,
     device,
     emulation,
     events,
@@ -31,6 +32,7 @@ REQUIREMENTS: tuple[Requirement, ...] = tuple(
         + emulation.REQUIREMENTS
         + messages.REQUIREMENTS
         + inflight.REQUIREMENTS
+        + activate.REQUIREMENTS
         + formats.FORMATS
         + memory.REQUIREMENTS
         + lifecycle.REQUIREMENTS

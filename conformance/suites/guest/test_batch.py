@@ -15,7 +15,7 @@ requirement = pytest.mark.requirement
 @requirement("GUEST-BATCH-001", "GEN-STAT-001")
 def test_resumes_incomplete_batches(guest: GuestSession) -> None:
     """Every batch call stops after 3 entries with INCOMPLETE: the guest resumes at next_index until done, for
-    MSG_ALLOC, MSG_RETARGET and MSG_FREE."""
+    MSG_ALLOC, MSG_ACTIVATE and MSG_FREE."""
     guest.host(yield_after=3)
     guest.boot()
     r = guest.enable(MLX5, MsgKind.MSIX, 10, vcpu=1, vector=0x40)

@@ -7,7 +7,7 @@ import pytest
 
 from pvmsi.conformance.guest_toolkit import IDXD_SUB, MLX5, MSI_DEV, GuestSession
 from pvmsi.conformance.toolkit import check
-from pvmsi.spec.constants import FunctionNumber, MsgKind, RetargetFlag
+from pvmsi.spec.constants import ActivateFlag, FunctionNumber, MsgKind
 from pvmsi.spec.iut import DeviceRef
 
 requirement = pytest.mark.requirement
@@ -49,9 +49,9 @@ def test_rewrites_masked_when_retarget_says_rewrite(
     r = guest.retarget(dev, kind, 3)
     guest.clean("GUEST-ALLOC-002")
     guest.ok(r, "GUEST-ALLOC-002", "RETARGET")
-    rewrites = [res for c in guest.calls(FunctionNumber.MSG_RETARGET) for res in c.results()]
+    rewrites = [res for c in guest.calls(FunctionNumber.MSG_ACTIVATE) for res in c.results()]
     check(
-        bool(rewrites) and all(res.flags & RetargetFlag.REWRITE for res in rewrites),
+        bool(rewrites) and all(res.flags & ActivateFlag.REWRITE for res in rewrites),
         "GUEST-ALLOC-002",
         "the model set REWRITE",
         str(rewrites),

@@ -69,7 +69,7 @@ def test_a_batch_as_large_as_a_page_allows(session: Session, fn: int) -> None:
     entries: list[dict[str, Any]]
     if fn == FunctionNumber.MSG_ALLOC:
         entries = [alloc_entry(MsgKind.MSIX, s) for s in range(limit + 1)]
-    elif fn == FunctionNumber.MSG_RETARGET:
+    elif fn == FunctionNumber.MSG_ACTIVATE:
         entries = [{"handle": h, "vcpu": 2, "vector": 0x50, "flags": 0} for h in handles]
         entries += [{"handle": 0, "vcpu": 2, "vector": 0x50, "flags": 0}] * (limit + 1 - len(handles))
     else:

@@ -87,7 +87,7 @@ def test_alloc_writes_the_msi_capability(session: Session) -> None:
 @requirement("HV-EMU-003")
 @option("msi")
 def test_retarget_keeps_the_msi_capability_right(session: Session) -> None:
-    """After MSG_RETARGET the MSI capability holds the pair in force: the message delivers to its new target with
+    """After MSG_ACTIVATE the MSI capability holds the pair in force: the message delivers to its new target with
     no write of the guest's."""
     r = _msi_claimed(session, vcpu=0, vector=0x48)
     session.enable(MSI_DEV, MsgKind.MSI)

@@ -17,7 +17,7 @@ requirement = pytest.mark.requirement
 MASK64 = (1 << 64) - 1
 PAGE = int(Limit.PAGE_SIZE)
 RISCV64_EID = 0x0850564D  # a7 of every pvmsi ECALL (spec.callconv.RISCV_EXTENSION_ID)
-UNDEFINED_FNS = (0x04, 0x0F, 0x13, 0x23, 0x7F, 0xFF)
+UNDEFINED_FNS = (0x04, 0x0F, 0x13, 0x2F, 0x7F, 0xFF)
 
 
 @requirement("HV-CALL-001", "HV-CALL-002")

@@ -192,7 +192,7 @@ def test_a_guest_that_ignores_events_keeps_working(session: Session) -> None:
 @requirement("HV-REVOKE-002")
 def test_storm_revokes_and_tells_the_guest(session: Session) -> None:
     """A message past the VM's storm limit is revoked: REVOKED (STORM) queued and notified, no delivery after,
-    MSG_RETARGET of it fails with REVOKED, MSG_FREE frees it; the other messages keep delivering."""
+    MSG_ACTIVATE of it fails with REVOKED, MSG_FREE frees it; the other messages keep delivering."""
     limit = 3
     session.use(session.new_vm(knobs=VmKnobs(storm_limit=limit)))
     session.ready(MLX5, int(KindMask.MSIX))
@@ -216,7 +216,7 @@ def test_storm_revokes_and_tells_the_guest(session: Session) -> None:
     fired = session.fire(MLX5, MsgKind.MSIX, 0)
     check(fired.outcome != FireOutcome.DELIVERED, "HV-REVOKE-002", "no delivery after revocation", fired.outcome.name)
     b = session.retarget(MLX5, [{"handle": results[0].handle, "vcpu": 1, "vector": 0x50, "flags": 0}])
-    check(b.status == Status.REVOKED, "HV-REVOKE-002", "MSG_RETARGET of it -> REVOKED", status_name(b.status))
+    check(b.status == Status.REVOKED, "HV-REVOKE-002", "MSG_ACTIVATE of it -> REVOKED", status_name(b.status))
     fired = session.fire(MLX5, MsgKind.MSIX, 1)
     check(
         fired.outcome == FireOutcome.DELIVERED and (fired.vcpu, fired.vector) == (1, 0x51),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pvmsi.conformance.toolkit import MLX5, MSI_DEV, Session, alloc_entry, check, status_name
-from pvmsi.spec.constants import KindMask, MsgKind, RetargetFlag, Status
+from pvmsi.spec.constants import ActivateFlag, KindMask, MsgKind, Status
 from pvmsi.spec.harness_constants import FireOutcome
 from pvmsi.spec.platforms import parse_fields, platform
 
@@ -39,7 +39,7 @@ def test_pairs_follow_the_platform_format(session: Session) -> None:
     session.ready()
     results = session.allocated(MLX5, MsgKind.MSIX, [0, 1], vcpu=1, vector=0x58)
     b = session.retarget(MLX5, [{"handle": results[0].handle, "vcpu": 2, "vector": 0x5A, "flags": 0}])
-    check(b.status == Status.SUCCESS, "HV-FMT-001", "MSG_RETARGET -> SUCCESS", status_name(b.status))
+    check(b.status == Status.SUCCESS, "HV-FMT-001", "MSG_ACTIVATE -> SUCCESS", status_name(b.status))
     for what, pair in (("allocated", results[0]), ("allocated", results[1]), ("retargeted", b.results[0])):
         check(
             parse_fields(layout.address, pair.address) is not None and parse_fields(layout.data, pair.data) is not None,
@@ -84,7 +84,7 @@ def test_imsic_retarget_to_another_hart_rewrites(session: Session) -> None:
     b = session.retarget(MLX5, [{"handle": r.handle, "vcpu": 2, "vector": 0x50, "flags": 0}])
     res = b.results[0]
     check(
-        b.status == Status.SUCCESS and bool(res.flags & RetargetFlag.REWRITE) and res.address != r.address,
+        b.status == Status.SUCCESS and bool(res.flags & ActivateFlag.REWRITE) and res.address != r.address,
         "HV-FMT-003",
         "SUCCESS, REWRITE set, another interrupt-file address",
         f"{status_name(b.status)} flags {res.flags:#x} address {res.address:#x} (was {r.address:#x})",
@@ -94,7 +94,7 @@ def test_imsic_retarget_to_another_hart_rewrites(session: Session) -> None:
     b = session.retarget(MLX5, [{"handle": r.handle, "vcpu": 2, "vector": 0x51, "flags": 0}])
     same = b.results[0]
     check(
-        same.address == res.address and same.data != res.data and bool(same.flags & RetargetFlag.REWRITE),
+        same.address == res.address and same.data != res.data and bool(same.flags & ActivateFlag.REWRITE),
         "HV-FMT-003",
         "same hart: the address kept, the data changed, REWRITE set",
         f"({same.address:#x}, {same.data:#x}) flags {same.flags:#x}",

@@ -21,7 +21,7 @@ from pvmsi.conformance.toolkit import (
     check,
     status_name,
 )
-from pvmsi.spec.constants import DeliveryFlag, KindMask, MsgKind, RetargetFlag, Status
+from pvmsi.spec.constants import ActivateFlag, DeliveryFlag, KindMask, MsgKind, Status
 from pvmsi.spec.harness_constants import DeviceSpace, FireOutcome, LifecycleEvent
 
 requirement = pytest.mark.requirement
@@ -82,7 +82,7 @@ def _let_go(session: Session, live: dict[tuple[MsgKind, int], tuple[Any, int]]) 
 
 @requirement("HV-FLIGHT-001")
 def test_retarget_delivers_held_messages_exactly_once(session: Session) -> None:
-    """Messages raised before an MSG_RETARGET and let go after it are each delivered once, to the old or the new
+    """Messages raised before an MSG_ACTIVATE and let go after it are each delivered once, to the old or the new
     target (MSI-X, IMS, every vector of an MSI block)."""
     live = _setup(session)
     _hold_all(session, live)
@@ -90,13 +90,13 @@ def test_retarget_delivers_held_messages_exactly_once(session: Session) -> None:
     for kind, dev, slots, base in ((MsgKind.MSIX, MLX5, [0, 1, 2], 0x70), (MsgKind.IMS, MLX5, [0, 1], 0x78)):
         entries = [{"handle": live[kind, s][0].handle, "vcpu": 2, "vector": base + s, "flags": 0} for s in slots]
         b = session.retarget(dev, entries)
-        check(b.status == Status.SUCCESS, "HV-RETGT-002", "MSG_RETARGET -> SUCCESS", status_name(b.status))
+        check(b.status == Status.SUCCESS, "HV-RETGT-002", "MSG_ACTIVATE -> SUCCESS", status_name(b.status))
         for s, res in zip(slots, b.results, strict=True):
-            if res.flags & RetargetFlag.REWRITE:  # the new pair, written while the slot is masked (GUEST-ALLOC-002)
+            if res.flags & ActivateFlag.REWRITE:  # the new pair, written while the slot is masked (GUEST-ALLOC-002)
                 session.program(dev, kind, s, res.address, res.data, masked=True)
             moved[kind, s] = (2, base + s)
     b = session.retarget(MSI_DEV, [{"handle": live[MsgKind.MSI, 0][0].handle, "vcpu": 3, "vector": 0x84, "flags": 0}])
-    check(b.status == Status.SUCCESS, "HV-RETGT-002", "MSG_RETARGET of the block -> SUCCESS", status_name(b.status))
+    check(b.status == Status.SUCCESS, "HV-RETGT-002", "MSG_ACTIVATE of the block -> SUCCESS", status_name(b.status))
     for i in range(4):
         moved[MsgKind.MSI, i] = (3, 0x84 + i)
     _let_go(session, live)
@@ -153,15 +153,15 @@ def test_freed_messages_are_never_delivered(session: Session, how: str) -> None:
 
 @requirement("HV-MASK-001")
 def test_hypervisor_leaves_the_msix_masks_alone(session: Session) -> None:
-    """An MSI-X entry the guest masked stays masked through MSG_RETARGET and through allocations of other slots."""
+    """An MSI-X entry the guest masked stays masked through MSG_ACTIVATE and through allocations of other slots."""
     session.ready()
     results = session.allocated(MLX5, MsgKind.MSIX, [0, 1], vcpu=1, vector=0x50)
     for s, r in enumerate(results):
         session.program(MLX5, MsgKind.MSIX, s, r.address, r.data, masked=(s == 0))
     session.enable(MLX5, MsgKind.MSIX)
     b = session.retarget(MLX5, [{"handle": results[0].handle, "vcpu": 2, "vector": 0x66, "flags": 0}])
-    check(b.status == Status.SUCCESS, "HV-RETGT-002", "MSG_RETARGET -> SUCCESS", status_name(b.status))
-    if b.results[0].flags & RetargetFlag.REWRITE:
+    check(b.status == Status.SUCCESS, "HV-RETGT-002", "MSG_ACTIVATE -> SUCCESS", status_name(b.status))
+    if b.results[0].flags & ActivateFlag.REWRITE:
         session.program(MLX5, MsgKind.MSIX, 0, b.results[0].address, b.results[0].data, masked=True)
     session.allocated(MLX5, MsgKind.MSIX, [2, 3], vcpu=1, vector=0x58)
     fired = session.fire(MLX5, MsgKind.MSIX, 0)
@@ -184,7 +184,7 @@ def test_unmask_delivers_once_to_the_target_then(session: Session) -> None:
     fired = session.fire(MSI_DEV, MsgKind.MSI, 1)
     check(fired.outcome == FireOutcome.PENDING, "HV-MASK-002", "vector 1 masked: PENDING", fired.outcome.name)
     b = session.retarget(MSI_DEV, [{"handle": block.handle, "vcpu": 3, "vector": 0x62, "flags": 0}])
-    check(b.status == Status.SUCCESS, "HV-RETGT-002", "MSG_RETARGET -> SUCCESS", status_name(b.status))
+    check(b.status == Status.SUCCESS, "HV-RETGT-002", "MSG_ACTIVATE -> SUCCESS", status_name(b.status))
     session.iut.collect(session.vm)
     mask(session, MSI_DEV, MsgKind.MSI, 0, False)
     got = session.collect(session.vm)
@@ -219,8 +219,8 @@ def test_retarget_keeps_a_posted_request(session: Session) -> None:
         rt = session.retarget(
             MLX5, [{"handle": r.handle, "vcpu": 2, "vector": 0x52, "flags": int(DeliveryFlag.POSTED)}]
         )
-        check(rt.status == Status.SUCCESS, "HV-RETGT-002", "MSG_RETARGET -> SUCCESS", status_name(rt.status))
-        if rt.results[0].flags & RetargetFlag.REWRITE:
+        check(rt.status == Status.SUCCESS, "HV-RETGT-002", "MSG_ACTIVATE -> SUCCESS", status_name(rt.status))
+        if rt.results[0].flags & ActivateFlag.REWRITE:
             session.program(MLX5, MsgKind.MSIX, 0, rt.results[0].address, rt.results[0].data)
         got = session.collect(session.vm)
         n = got.count((1, 0x50)) + got.count((2, 0x52))
@@ -228,14 +228,14 @@ def test_retarget_keeps_a_posted_request(session: Session) -> None:
         back = session.retarget(
             MLX5, [{"handle": r.handle, "vcpu": 1, "vector": 0x50, "flags": int(DeliveryFlag.POSTED)}]
         )
-        check(back.status == Status.SUCCESS, "HV-RETGT-002", "MSG_RETARGET back -> SUCCESS", status_name(back.status))
-        if back.results[0].flags & RetargetFlag.REWRITE:
+        check(back.status == Status.SUCCESS, "HV-RETGT-002", "MSG_ACTIVATE back -> SUCCESS", status_name(back.status))
+        if back.results[0].flags & ActivateFlag.REWRITE:
             session.program(MLX5, MsgKind.MSIX, 0, back.results[0].address, back.results[0].data)
 
 
 @requirement("HV-FLIGHT-001")
 def test_old_pair_delivers_until_rewritten(session: Session) -> None:
-    """Right after MSG_RETARGET, before the guest has written anything: a message the device raises with the pair
+    """Right after MSG_ACTIVATE, before the guest has written anything: a message the device raises with the pair
     it holds is delivered exactly once, to the old or the new target (on the IMSIC, where the pair changes, the
     old pair still reaches the old hart); once the guest rewrote a changed pair, to the new target."""
     session.ready()
@@ -244,7 +244,7 @@ def test_old_pair_delivers_until_rewritten(session: Session) -> None:
     session.iut.collect(session.vm)
     for vcpu, vector, before in ((2, 0x52, (1, 0x50)), (3, 0x53, (2, 0x52))):
         b = session.retarget(MLX5, [{"handle": r.handle, "vcpu": vcpu, "vector": vector, "flags": 0}])
-        check(b.status == Status.SUCCESS, "HV-RETGT-002", "MSG_RETARGET -> SUCCESS", status_name(b.status))
+        check(b.status == Status.SUCCESS, "HV-RETGT-002", "MSG_ACTIVATE -> SUCCESS", status_name(b.status))
         fired = session.fire(MLX5, MsgKind.MSIX, 0)
         got = session.collect(session.vm)
         check(
@@ -253,7 +253,7 @@ def test_old_pair_delivers_until_rewritten(session: Session) -> None:
             f"the pair the device holds delivers once, to vCPU {before[0]} {before[1]:#x} or vCPU {vcpu} {vector:#x}",
             f"{fired.outcome.name}, injected {got}",
         )
-        if b.results[0].flags & RetargetFlag.REWRITE:
+        if b.results[0].flags & ActivateFlag.REWRITE:
             session.program(MLX5, MsgKind.MSIX, 0, b.results[0].address, b.results[0].data)
         fired = session.fire(MLX5, MsgKind.MSIX, 0)
         got = session.collect(session.vm)

@@ -135,7 +135,7 @@ def test_each_input_byte_read_once(session: Session) -> None:
     ]
     b = session.retarget(MLX5, moved)
     check(b.status == Status.SUCCESS, "HV-RETGT-001", "SUCCESS", status_name(b.status))
-    reads_of("MSG_RETARGET")
+    reads_of("MSG_ACTIVATE")
     b = session.free(MLX5, handles)
     check(b.status == Status.SUCCESS, "HV-FREE-001", "SUCCESS", status_name(b.status))
     reads_of("MSG_FREE")

@@ -1,4 +1,4 @@
-"""MSG_ALLOC, MSG_RETARGET, MSG_FREE and end-to-end delivery (spec "Allocate, retarget and free")."""
+"""MSG_ALLOC, MSG_ACTIVATE, MSG_FREE and end-to-end delivery (spec "Allocate, retarget and free")."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pvmsi.conformance.toolkit import (
     check,
     status_name,
 )
-from pvmsi.spec.constants import FunctionNumber, KindMask, MsgKind, RetargetFlag, Status
+from pvmsi.spec.constants import ActivateFlag, FunctionNumber, KindMask, MsgKind, Status
 from pvmsi.spec.harness_constants import DeviceProfile, FireOutcome
 from pvmsi.spec.platforms import arch_target, parse_fields, platform
 
@@ -36,11 +36,11 @@ def _delivered(session: Session, dev: object, kind: MsgKind, index: int, vcpu: i
 
 @requirement("HV-ALLOC-001")
 def test_message_calls_need_a_claimed_device(session: Session) -> None:
-    """MSG_ALLOC, MSG_RETARGET and MSG_FREE on an unclaimed device are WRONG_STATE and write nothing."""
+    """MSG_ALLOC, MSG_ACTIVATE and MSG_FREE on an unclaimed device are WRONG_STATE and write nothing."""
     session.negotiated()
     for fn, entry in (
         (FunctionNumber.MSG_ALLOC, alloc_entry(MsgKind.MSIX, 0)),
-        (FunctionNumber.MSG_RETARGET, {"handle": 1, "vcpu": 0, "vector": 0x40, "flags": 0}),
+        (FunctionNumber.MSG_ACTIVATE, {"handle": 1, "vcpu": 0, "vector": 0x40, "flags": 0}),
         (FunctionNumber.MSG_FREE, {"handle": 1}),
     ):
         b = session.batch(fn, MLX5, [entry])
@@ -81,16 +81,21 @@ def test_vector_count_rules(session: Session) -> None:
         )
 
 
-@requirement("HV-ALLOC-004")
+@requirement("HV-ALLOC-004", "HV-ALLOC-005")
 @option("msi", "ims")
 def test_slot_ranges(session: Session) -> None:
-    """An MSI-X or IMS slot out of range, or MSI slot 1, is INVALID_PARAMETER; the last MSI-X slot is fine."""
+    """An MSI-X slot out of range, or MSI slot 1, is INVALID_PARAMETER; the last MSI-X slot is fine. An IMS slot is an
+    opaque tag: beyond the device's IMS size, even 0xFFFFFFFF, it is accepted, and unique per device."""
     session.ready(MLX5, int(KindMask.MSIX | KindMask.IMS))
     session.claimed(MSI_DEV, int(KindMask.MSI))
     _msi, msix, ims, _ = PROFILE_SIZES[DeviceProfile.MLX5]
+    for tag in (ims, 0xFFFF_FFFF):
+        b = session.alloc(MLX5, [alloc_entry(MsgKind.IMS, tag)])
+        check(b.status == Status.SUCCESS, "HV-ALLOC-004", f"IMS tag {tag:#x} accepted", status_name(b.status))
+        b = session.alloc(MLX5, [alloc_entry(MsgKind.IMS, tag)])
+        check(b.status == Status.WRONG_STATE, "HV-ALLOC-005", f"IMS tag {tag:#x} again", status_name(b.status))
     for dev, entry, what in (
         (MLX5, alloc_entry(MsgKind.MSIX, msix), f"MSI-X slot {msix}"),
-        (MLX5, alloc_entry(MsgKind.IMS, ims), f"IMS slot {ims}"),
         (MSI_DEV, alloc_entry(MsgKind.MSI, 1), "MSI slot 1"),
     ):
         b = session.alloc(dev, [entry])
@@ -205,7 +210,7 @@ def test_retarget_moves_delivery(session: Session) -> None:
     res = b.results[0]
     changed = (res.address, res.data) != (r.address, r.data)
     check(
-        bool(res.flags & RetargetFlag.REWRITE) == changed,
+        bool(res.flags & ActivateFlag.REWRITE) == changed,
         "HV-RETGT-003",
         f"REWRITE == pair changed ({changed})",
         hex(res.flags),

@@ -9,7 +9,7 @@ import pytest
 from pvmsi.conformance import eventkit
 from pvmsi.conformance.eventkit import Held
 from pvmsi.conformance.toolkit import MLX5, MSI_DEV, Session, alloc_entry, check, status_name
-from pvmsi.spec.constants import EventType, KindMask, MsgKind, RetargetFlag, Status
+from pvmsi.spec.constants import ActivateFlag, EventType, KindMask, MsgKind, Status
 from pvmsi.spec.harness_constants import FireOutcome, LifecycleEvent
 
 requirement = pytest.mark.requirement
@@ -69,7 +69,7 @@ def migrate_and_refetch(session: Session, event: LifecycleEvent) -> eventkit.Fet
     rewrites = 0
     for h, result in done:
         check(not isinstance(result, int), "HV-MIG-001", f"handle of {h.kind.name}[{h.slot}] still valid", str(result))
-        if int(result.flags) & RetargetFlag.REWRITE:
+        if int(result.flags) & ActivateFlag.REWRITE:
             rewrites += 1
             for i in range(h.count):
                 check(

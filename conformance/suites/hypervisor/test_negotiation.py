@@ -18,7 +18,7 @@ AFTER_NEGOTIATION = (
     FunctionNumber.DEVICE_CLAIM,
     FunctionNumber.DEVICE_RELEASE,
     FunctionNumber.MSG_ALLOC,
-    FunctionNumber.MSG_RETARGET,
+    FunctionNumber.MSG_ACTIVATE,
     FunctionNumber.MSG_FREE,
 )
 

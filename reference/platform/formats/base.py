@@ -60,7 +60,14 @@ class MsiFormat(ABC):
 
     @abstractmethod
     def update(self, ref: int, count: int, *, dest_vcpu: int, vector: int, posted: bool) -> None:
-        """Retarget the block in place: entry i delivers ``vector + i`` to ``dest_vcpu``."""
+        """Retarget the block in place: entry i delivers ``vector + i`` to ``dest_vcpu`` (all present)."""
+
+    @abstractmethod
+    def update_vector(
+        self, ref: int, index: int, *, dest_vcpu: int, vector: int, posted: bool, present: bool = True
+    ) -> None:
+        """Reprogram entry ``index`` of the block alone (HV-MSI-001): it delivers ``vector`` to ``dest_vcpu``, or,
+        not ``present``, nothing (a deactivated vector, HV-ACT-005)."""
 
     @abstractmethod
     def free(self, ref: int) -> int:
@@ -234,7 +241,17 @@ class PerDeviceFormat(MsiFormat):
         self.unprogrammed(key, table, base)
         for i in range(count):
             old = table.entries[base + i]
-            table.entries[base + i] = old._replace(dest_vcpu=dest_vcpu, vector=vector + i, posted=posted)
+            table.entries[base + i] = old._replace(dest_vcpu=dest_vcpu, vector=vector + i, posted=posted, present=True)
+        self.programmed(key, table, base)
+
+    def update_vector(
+        self, ref: int, index: int, *, dest_vcpu: int, vector: int, posted: bool, present: bool = True
+    ) -> None:
+        key, base = self.split(ref)
+        table = self.tables[key]
+        self.unprogrammed(key, table, base)
+        old = table.entries[base + index]
+        table.entries[base + index] = old._replace(dest_vcpu=dest_vcpu, vector=vector, posted=posted, present=present)
         self.programmed(key, table, base)
 
     def free(self, ref: int) -> int:

@@ -59,11 +59,15 @@ class Imsic(PerDeviceFormat):
         entry = table.entries[base]
         for i in range(table.blocks.get(base, 1)):
             self.disabled.discard((key, entry.dest_vcpu, entry.vector + i))
+        if not entry.present:  # a reserved or deactivated message maps no interrupt file (HV-ACT-001, HV-ACT-005)
+            return
         self.vm_of[key] = entry.owner_vm
         self.map_file(key, entry.dest_vcpu, entry.source)
 
     def unprogrammed(self, key: int, table: DeviceTable, base: int) -> None:
         entry = table.entries[base]
+        if not entry.present:
+            return
         self.unmap_file(key, entry.dest_vcpu, entry.source)
 
     def map_file(self, key: int, hart: int, source: Requester) -> None:
@@ -89,7 +93,7 @@ class Imsic(PerDeviceFormat):
         self.release_lingering(ref)
         key, base = self.split(ref)
         old = self.tables[key].entries[base]
-        if old.dest_vcpu != dest_vcpu:
+        if old.present and old.dest_vcpu != dest_vcpu:
             self.map_file(key, old.dest_vcpu, old.source)
             self.lingering[ref] = (key, old.dest_vcpu, old.source)
         super().update(ref, count, dest_vcpu=dest_vcpu, vector=vector, posted=posted)

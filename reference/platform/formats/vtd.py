@@ -41,7 +41,12 @@ class Vtd(MsiFormat):
 
     def update(self, ref: int, count: int, *, dest_vcpu: int, vector: int, posted: bool) -> None:
         for i in range(count):
-            self.table.update(ref + i, dest_vcpu=dest_vcpu, vector=vector + i, posted=posted)
+            self.table.update(ref + i, dest_vcpu=dest_vcpu, vector=vector + i, posted=posted, present=True)
+
+    def update_vector(
+        self, ref: int, index: int, *, dest_vcpu: int, vector: int, posted: bool, present: bool = True
+    ) -> None:
+        self.table.update(ref + index, dest_vcpu=dest_vcpu, vector=vector, posted=posted, present=present)
 
     def free(self, ref: int) -> int:
         return self.table.free(ref)

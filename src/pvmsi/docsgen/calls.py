@@ -286,7 +286,7 @@ def render_state_machine(ctx: Ctx, name: str) -> str:
             "",
             table(["State \\ event", *[escape_plain(str(e.value)) for e in events]], matrix),
             "",
-            "A call whose event is not allowed in the current state fails with `WRONG_STATE`.",
+            m.refused,
             "",
             mermaid_state_diagram(m),
             "",

@@ -51,6 +51,7 @@ def render_platform(key: str) -> str:
         f"- **What the write selects:** {md_text(p.selects)}",
         f"- **Source validation:** {md_text(p.source_validation)}",
         f"- **Retarget:** {md_text(p.retarget)}",
+        f"- **Multi-message MSI:** {md_text(p.multi_msi)}",
         f"- **Normative references:** {'; '.join(md_text(r) for r in p.references)}.",
     ]
     return "\n".join(parts)
@@ -59,13 +60,14 @@ def render_platform(key: str) -> str:
 def render_platform_summary() -> str:
     """Every platform in one table: key, architecture, message format, what a retarget does to the pair."""
     return table(
-        ["platform", "architecture", "message_format", "retarget to another vCPU"],
+        ["platform", "architecture", "message_format", "retarget to another vCPU", "per-vector MSI targets"],
         [
             [
                 code(p.key),
                 code(p.arch),
                 f"{code(p.message_format.name)} ({int(p.message_format)})",
                 "new pair, REWRITE set" if p.retarget_changes_pair else "pair kept (in place)",
+                "yes" if p.per_vector_targets else "no: the block moves whole",
             ]
             for p in PLATFORMS
         ],
