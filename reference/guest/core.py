@@ -15,7 +15,7 @@ logic runs in-process, over a transport, or under the conformance suite playing 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -318,6 +318,11 @@ class GuestCore(GuestEvents):
         for m in msgs:
             yield MaskSlot(dev, kind, m.slot, False)
         return msgs
+
+    def vectors_of(self, msgs: Iterable[GuestMessage]) -> int:
+        """The vectors these messages carry (an MSI block of n vectors counts n): what a command reports as
+        ``done`` in the harness's ``guest_result`` (GUEST-STAT-002)."""
+        return sum(m.count for m in msgs)
 
     def writes_pair(self, dev: GuestDevice, kind: MsgKind) -> bool:
         """Whether the guest writes a message's pair into the device itself: not for a claimed MSI capability,

@@ -193,6 +193,15 @@ STATUS: tuple[Requirement, ...] = (
         "The guest MUST check the status of every call and MUST treat an unknown negative status as a failure "
         "of the call.",
     ),
+    req(
+        "GUEST-STAT-002",
+        Level.MUST,
+        "status",
+        "A guest under test MUST report each harness command's outcome as the harness appendix defines "
+        "guest_result: SUCCESS for a command done and for a BOOT that falls back to emulation (the mode says so), "
+        "otherwise the status of the call that made it fail, as returned; done in vectors (an MSI block of n "
+        "vectors counts n).",
+    ),
 )
 
 VERSIONING: tuple[Requirement, ...] = (
