@@ -24,6 +24,7 @@ from . import (
     events,
     formats,
     guest_events,  # noqa: F401  (registers the event channel's faulty guests)
+    guest_results,  # noqa: F401  (registers the faulty guests of guest_result)
     inflight,
     lifecycle,
     memory,

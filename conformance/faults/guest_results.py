@@ -1,0 +1,41 @@
+"""Faulty guests of what a guest under test reports (harness appendix, guest_result; GUEST-STAT-002): each a
+subclass of the reference guest core overriding one public step."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ...reference.guest.actions import GuestDevice
+from ...reference.guest.core import GuestCore, GuestError, GuestMessage, GuestMode, Op
+from ...spec.constants import Status
+from .guests import fault
+
+
+@fault(
+    "fallback-reports-error",
+    "GUEST-STAT-002",
+    "falls back to emulation correctly, but reports the BOOT as failed (NOT_SUPPORTED) instead of SUCCESS",
+)
+class _FallbackReportsError(GuestCore):
+    def fallback(self, why: str) -> GuestMode:
+        mode = super().fallback(why)
+        raise GuestError("BOOT", int(Status.NOT_SUPPORTED), f"fell back to {mode.value}")
+
+
+@fault("done-in-messages", "GUEST-STAT-002", "reports done in messages, an MSI block of n vectors counting 1")
+class _DoneInMessages(GuestCore):
+    def vectors_of(self, msgs: Iterable[GuestMessage]) -> int:
+        return len(list(msgs))
+
+
+@fault(
+    "flattens-statuses",
+    "GUEST-STAT-002",
+    "reports every failed DEVICE_CLAIM as INVALID_PARAMETER, whatever status the call returned",
+)
+class _FlattensStatuses(GuestCore):
+    def claim(self, dev: GuestDevice, kinds: int | None = None) -> Op:
+        try:
+            return (yield from super().claim(dev, kinds))
+        except GuestError as e:
+            raise GuestError(e.call, int(Status.INVALID_PARAMETER), "claim failed") from e
