@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ...reference.guest.actions import GuestDevice
-from ...reference.guest.core import GuestCore, GuestError, GuestMessage, GuestMode, Op
-from ...spec.constants import Status
+from ...reference.guest.core import GuestCore, GuestError, GuestMessage, GuestMode, Op, Target
+from ...spec.constants import MsgKind, Status
 from .guests import fault
 
 
@@ -39,3 +39,16 @@ class _FlattensStatuses(GuestCore):
             return (yield from super().claim(dev, kinds))
         except GuestError as e:
             raise GuestError(e.call, int(Status.INVALID_PARAMETER), "claim failed") from e
+
+
+@fault(
+    "emulated-remappable-pair",
+    "GUEST-EMU-002",
+    "on the emulated path composes an x86 remappable-format pair (handle = slot, SHV set) as if its interrupt "
+    "remapping were on, instead of the compatibility format its emulated MSI needs",
+)
+class _EmulatedRemappablePair(GuestCore):
+    def emulated_message(self, dev: GuestDevice, kind: MsgKind, t: Target) -> GuestMessage:
+        m = super().emulated_message(dev, kind, t)
+        m.address, m.data = 0xFEE00000 | (t.slot << 5) | 0x18, 0  # bit 4: remappable format, bit 3: SHV
+        return m

@@ -308,7 +308,7 @@ class GuestCore(GuestEvents):
         if self.mode is GuestMode.PVMSI and self.features & KIND_FEATURE[kind]:
             msgs = yield from self.enable_pvmsi(dev, kind, targets)
         else:
-            msgs = [compat_message(dev, kind, t) for t in targets]
+            msgs = [self.emulated_message(dev, kind, t) for t in targets]
         held = self.messages.setdefault(dev, {})
         for m in msgs:
             if self.writes_pair(dev, kind):
@@ -318,6 +318,12 @@ class GuestCore(GuestEvents):
         for m in msgs:
             yield MaskSlot(dev, kind, m.slot, False)
         return msgs
+
+    def emulated_message(self, dev: GuestDevice, kind: MsgKind, t: Target) -> GuestMessage:
+        """The pair the guest composes for a kind it has not claimed, which the hypervisor emulates (GUEST-EMU-002):
+        its platform's own format, never pvmsi's; on the harness the x86 compatibility format on every platform
+        (spec "Message formats", "On the emulated path")."""
+        return compat_message(dev, kind, t)
 
     def vectors_of(self, msgs: Iterable[GuestMessage]) -> int:
         """The vectors these messages carry (an MSI block of n vectors counts n): what a command reports as
@@ -435,7 +441,7 @@ class GuestCore(GuestEvents):
                 raise GuestError("MSG_ACTIVATE", status, f"entry {len(results)}")
             return sum(1 for r in results if r.flags & ActivateFlag.REWRITE)
         for m, vcpu, vector in moves:
-            new = compat_message(m.device, m.kind, Target(m.slot, vcpu, vector, m.count))
+            new = self.emulated_message(m.device, m.kind, Target(m.slot, vcpu, vector, m.count))
             m.vcpu, m.vector, m.address, m.data = vcpu, vector, new.address, new.data
             yield from self.rewrite(m)
         return len(moves)
