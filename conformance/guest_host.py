@@ -113,6 +113,9 @@ class HostKnobs:
     negotiate_status: int | None = None
     #: Answer these functions with these statuses, without acting on them.
     status_for: tuple[tuple[int, int], ...] = ()
+    #: The value register of a call answered through ``status_for`` (a batch that fails in its header checks
+    #: writes no batch_out; a guest must not read a next_index into this value, GUEST-CONV-001).
+    status_value: int = 0
     #: Kinds left enabled through emulation before the guest boots (firmware or a previous kernel did).
     preenabled: tuple[tuple[DeviceRef, MsgKind], ...] = ()
     #: What the platform discovery (CPUID, vendor hypervisor UID, SBI probe) tells the guest.
@@ -643,7 +646,7 @@ class HostModel:
             return int(Status.NOT_SUPPORTED), 0, "pvmsi absent"
         for fn, status in k.status_for:
             if fn == rec.fn:
-                return status, 0, "status forced by the test"
+                return status, k.status_value, "status forced by the test"
         if rec.fn == FunctionNumber.NEGOTIATE and k.negotiate_status is not None:
             status = k.negotiate_status
             if status in (Status.FEATURES_REFUSED, Status.INVALID_PARAMETER) and self.svm.vm.memory.is_ram(

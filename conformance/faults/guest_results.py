@@ -52,3 +52,14 @@ class _EmulatedRemappablePair(GuestCore):
         m = super().emulated_message(dev, kind, t)
         m.address, m.data = 0xFEE00000 | (t.slot << 5) | 0x18, 0  # bit 4: remappable format, bit 3: SHV
         return m
+
+
+@fault(
+    "trusts-failed-batch-value",
+    "GUEST-CONV-001",
+    "after a batch call fails, takes the entries below the value register as completed even when batch_out was "
+    "never written (a failure in the header checks)",
+)
+class _TrustsFailedBatchValue(GuestCore):
+    def batch_out_written(self, status: int, value: int, start: int, header: bytes) -> bool:
+        return True

@@ -277,6 +277,8 @@ class GuestCore(GuestEvents):
                 status, next_index, out = yield from self.call(
                     fn, encode(BATCH_IN, hdr) + body, out_hdr + len(chunk) * result_size
                 )
+                if status < 0 and not self.batch_out_written(status, next_index, start, out[:out_hdr]):
+                    return results, status  # failed in its header checks: no entry of this call completed
                 for i in range(start, self.results_taken(status, next_index, len(chunk))):
                     off = out_hdr + i * result_size
                     results.append(decode(result_fmt, out[off : off + result_size]))
@@ -287,6 +289,16 @@ class GuestCore(GuestEvents):
                     return results, status
                 break
         return results, Status.SUCCESS
+
+    def batch_out_written(self, status: int, value: int, start: int, header: bytes) -> bool:
+        """Whether a failed batch call wrote batch_out (an entry failed), rather than failing in its header checks
+        before any entry: the value register and batch_out.next_index agree, batch_out.status is the status
+        returned and completed is next_index - start (GUEST-CONV-001; HV-BATCH-007)."""
+        try:
+            hdr = decode(BATCH_OUT, header)
+        except DecodeError:
+            return False
+        return bool(hdr.next_index == value and hdr.status == status and hdr.completed == value - start)
 
     def results_taken(self, status: int, next_index: int, count: int) -> int:
         """The end of the results a batch call completed: entries below next_index (the value register is

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pvmsi.conformance.guest_toolkit import MLX5, GuestSession
-from pvmsi.conformance.toolkit import check
+from pvmsi.conformance.toolkit import check, status_name
 from pvmsi.spec.constants import FunctionNumber, MsgKind, Status
 
 requirement = pytest.mark.requirement
@@ -45,3 +45,28 @@ def test_a_failed_batch_is_cleaned_up(guest: GuestSession) -> None:
     check(r.status != Status.SUCCESS, "GUEST-BATCH-002", "ENABLE reports the failure", str(r.status))
     guest.enable(MLX5, MsgKind.MSIX, 4, first_slot=16)
     guest.clean("GUEST-BATCH-002", "GUEST-CONV-001")
+
+
+@requirement("GUEST-CONV-001", "GUEST-STAT-001", "GUEST-STAT-002")
+@pytest.mark.parametrize(
+    ("fn", "status"),
+    [
+        (FunctionNumber.MSG_ALLOC, Status.INVALID_PARAMETER),
+        (FunctionNumber.MSG_ALLOC, Status.UNKNOWN_DEVICE),
+        (FunctionNumber.MSG_ALLOC, Status.NOT_PERMITTED),
+        (FunctionNumber.MSG_ALLOC, -(2**31)),
+        (FunctionNumber.MSG_ACTIVATE, Status.WRONG_STATE),
+    ],
+    ids=str,
+)
+def test_a_batch_failing_before_any_entry_completed_nothing(guest: GuestSession, fn: FunctionNumber, status: int) -> None:
+    """A batch call fails in its header checks with a value register of 3 and an output block that looks like a
+    whole completed batch (never written by the hypervisor): the guest takes no entry as completed, names no
+    handle from it, writes no pair from it, and reports the status."""
+    guest.host(status_for=((int(fn), int(status)),), status_value=3)
+    guest.boot()
+    r = guest.enable(MLX5, MsgKind.MSIX, 4)
+    guest.clean("GUEST-CONV-001", "GUEST-ALLOC-004", "GUEST-NEG-004")
+    check(r.status == status, "GUEST-STAT-002", f"ENABLE reports {status_name(status)}", status_name(r.status))
+    programs = [op for op in guest.hv.device_ops() if op.op.name == "PROGRAM"]
+    check(not programs, "GUEST-CONV-001", "no pair written", str(len(programs)))
