@@ -24,6 +24,7 @@ from . import (
     events,
     formats,
     guest_events,  # noqa: F401  (registers the event channel's faulty guests)
+    guest_order,  # noqa: F401  (registers the big-endian identity faults)
     guest_results,  # noqa: F401  (registers the faulty guests of guest_result)
     inflight,
     lifecycle,
