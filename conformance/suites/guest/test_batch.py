@@ -59,7 +59,9 @@ def test_a_failed_batch_is_cleaned_up(guest: GuestSession) -> None:
     ],
     ids=str,
 )
-def test_a_batch_failing_before_any_entry_completed_nothing(guest: GuestSession, fn: FunctionNumber, status: int) -> None:
+def test_a_batch_failing_before_any_entry_completed_nothing(
+    guest: GuestSession, fn: FunctionNumber, status: int
+) -> None:
     """A batch call fails in its header checks with a value register of 3 and an output block that looks like a
     whole completed batch (never written by the hypervisor): the guest takes no entry as completed, names no
     handle from it, writes no pair from it, and reports the status."""

@@ -6,8 +6,7 @@ import pytest
 
 from pvmsi.conformance.guest_toolkit import MLX5, GuestSession
 from pvmsi.conformance.toolkit import check
-from pvmsi.spec.constants import FunctionNumber, MsgKind, Status
-from pvmsi.spec.iut import GuestMode
+from pvmsi.spec.constants import FunctionNumber, MsgKind
 
 requirement = pytest.mark.requirement
 #: A status no version of pvmsi defines (the last one representable; spec "Status codes": a guest treats every
@@ -34,7 +33,12 @@ def test_an_unknown_error_status_is_a_failure(guest: GuestSession, status: int) 
     allocs = guest.calls(FunctionNumber.MSG_ALLOC)
     check(not allocs, "GUEST-STAT-001", "no MSG_ALLOC after a failed claim", ", ".join(guest.fns()))
     check(r.status < 0, "GUEST-STAT-001", "ENABLE reports a failure", str(r.status))
-    check(r.status == status, "GUEST-STAT-002", f"ENABLE reports the status DEVICE_CLAIM returned ({status})", str(r.status))
+    check(
+        r.status == status,
+        "GUEST-STAT-002",
+        f"ENABLE reports the status DEVICE_CLAIM returned ({status})",
+        str(r.status),
+    )
     programs = [op for op in guest.hv.device_ops() if op.op.name == "PROGRAM"]
     check(not programs, "GUEST-STAT-001", "no pair written", str(len(programs)))
 
