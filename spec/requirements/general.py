@@ -199,10 +199,10 @@ STATUS: tuple[Requirement, ...] = (
         "GUEST-STAT-002",
         Level.MUST,
         "status",
-        "A guest under test MUST report each harness command's outcome as the harness appendix defines "
-        "guest_result: SUCCESS for a command done and for a BOOT that falls back to emulation (the mode says so), "
-        "otherwise the status of the call that made it fail, as returned; done in vectors (an MSI block of n "
-        "vectors counts n).",
+        "A guest under test MUST answer the harness as its appendix defines: each command's outcome in "
+        "guest_result (SUCCESS for a command done and for a BOOT that falls back to emulation, the mode saying "
+        "so; otherwise the status of the call that made it fail, as returned; done in vectors, an MSI block of n "
+        "vectors counting n), and an ERROR frame of the code the appendix names for a request it cannot serve.",
     ),
 )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pvmsi.conformance.guest_toolkit import MLX5, MSI_DEV, GuestSession
+from pvmsi.conformance.guest_toolkit import ABSENT, MLX5, MSI_DEV, GuestSession
 from pvmsi.conformance.toolkit import check, status_name
 from pvmsi.spec.constants import FunctionNumber, MsgKind, Status
 from pvmsi.spec.iut import GuestMode, GuestResult
@@ -78,3 +78,15 @@ def test_a_reboot_starts_afresh(guest: GuestSession) -> None:
     guest.ok(guest.enable(MLX5, MsgKind.MSIX, 4, vcpu=2), "GUEST-ALLOC-004", "ENABLE after the reboot")
     guest.clean("GUEST-DISC-001", "GUEST-NEG-005", "GUEST-ALLOC-004")
     guest.delivers(MLX5, MsgKind.MSIX, 4, "GUEST-ALLOC-004", vcpu=2)
+
+
+@requirement("GUEST-STAT-002", "GUEST-CONV-001")
+def test_a_command_for_a_device_the_vm_lacks(guest: GuestSession) -> None:
+    """ENABLE on a device the VM does not have: DEVICE_QUERY answers UNKNOWN_DEVICE, and the ENABLE reports
+    UNKNOWN_DEVICE with done 0 (a pvmsi status, not a harness error: the guest cannot know the device is absent
+    before it asks)."""
+    guest.boot()
+    r = guest.enable(ABSENT, MsgKind.MSIX, 2)
+    guest.clean("GUEST-CONV-001")
+    check(r.status == Status.UNKNOWN_DEVICE, "GUEST-STAT-002", "ENABLE -> UNKNOWN_DEVICE", status_name(r.status))
+    check(r.done == 0, "GUEST-STAT-002", "done 0", str(r.done))
