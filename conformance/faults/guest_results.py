@@ -63,3 +63,17 @@ class _EmulatedRemappablePair(GuestCore):
 class _TrustsFailedBatchValue(GuestCore):
     def batch_out_written(self, status: int, value: int, start: int, header: bytes) -> bool:
         return True
+
+
+@fault(
+    "frees-any-revoked",
+    "GUEST-ALLOC-004",
+    "on REVOKED frees the handle the event names even when it no longer holds it (freed meanwhile)",
+)
+class _FreesAnyRevoked(GuestCore):
+    def revoked(self, dev: GuestDevice, handle: int) -> Op:
+        if (yield from super().revoked(dev, handle)):
+            return True
+        ghost = GuestMessage(dev, MsgKind.MSIX, 0, 1, 0, 0, 0, 0, handle)
+        yield from self.free(dev, [ghost])
+        return True

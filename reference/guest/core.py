@@ -419,15 +419,21 @@ class GuestCore(GuestEvents):
     def domain_deactivate(self, dev: GuestDevice, msgs: Sequence[GuestMessage]) -> Op:
         """irq_domain_ops.deactivate: MSG_DEACTIVATE returns the messages to reserved (HV-ACT-005); the handles
         stay valid."""
-        entries = [{"handle": m.handle, "index": 0, "entry_flags": int(ActivateEntryFlag.BLOCK)} for m in msgs]
-        if not entries:
-            return 0
-        results, status = yield from self.batch(
-            FunctionNumber.MSG_DEACTIVATE, dev, DEACTIVATE_ENTRY, DEACTIVATE_RESULT, entries
-        )
-        if status != Status.SUCCESS:
-            raise GuestError("MSG_DEACTIVATE", status, f"entry {len(results)}")
-        return len(results)
+        done = 0
+        while msgs:
+            entries = [{"handle": m.handle, "index": 0, "entry_flags": int(ActivateEntryFlag.BLOCK)} for m in msgs]
+            results, status = yield from self.batch(
+                FunctionNumber.MSG_DEACTIVATE, dev, DEACTIVATE_ENTRY, DEACTIVATE_RESULT, entries
+            )
+            done += len(results)
+            if status == Status.SUCCESS:
+                break
+            if status != Status.REVOKED:
+                raise GuestError("MSG_DEACTIVATE", status, f"entry {len(results)}")
+            # A revoked message delivers nothing already (HV-REVOKE-002): go on after it; the caller frees it
+            # with the others, and the REVOKED event then names a handle no longer held (GUEST-REVOKE-001).
+            msgs = msgs[len(results) + 1 :]
+        return done
 
     def pair_acceptable(self, address: int) -> bool:
         """Whether a pair the host handed out may be written into a device (GUEST-CVM-002)."""
