@@ -53,7 +53,8 @@ def test_ignores_a_revocation_of_a_handle_it_no_longer_holds(guest: GuestSession
     guest.ok(guest.disable(MLX5, MsgKind.MSIX), "GUEST-REVOKE-001", "DISABLE with a revoked message")
     left = [m for m in guest.hv.live().values() if m.kind is MsgKind.MSIX]
     check(not left, "GUEST-REVOKE-001", "every MSI-X message freed, the revoked one too", str(len(left)))
-    guest.ok(guest.notify(), "GUEST-EVT-001", "NOTIFY")
+    r = guest.notify()
     guest.clean("GUEST-ALLOC-004", "GUEST-EVT-001")
+    guest.ok(r, "GUEST-EVT-001", "NOTIFY")
     fetched = guest.calls(FunctionNumber.EVENT_FETCH)
     check(bool(fetched), "GUEST-EVT-001", "the guest fetched the events", ", ".join(guest.fns()))
