@@ -26,7 +26,8 @@ from ...spec.callconv import (
     uid_registers,
 )
 from ...spec.calls import CALLS_BY_FN, CallDef
-from ...spec.constants import VENDOR_FUNCTIONS, Extension, FunctionNumber, MsgKind, Status
+from ...spec.constants import FunctionNumber, MsgKind, Status
+from ...spec.extension import VENDOR_FUNCTIONS, Extension
 from ...spec.formats import ALLOC_ENTRY
 from ...spec.harness_constants import TrapArch, TrapInstruction
 from ...spec.layout import layout_of

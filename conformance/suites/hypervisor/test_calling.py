@@ -9,7 +9,8 @@ from pvmsi.conformance.toolkit import ABSENT, IN_GPA, MLX5, OUT_GPA, Session, al
 from pvmsi.spec.callconv import ARM64, X86_64
 from pvmsi.spec.calls import CALLS_BY_FN
 from pvmsi.spec.codec import encode
-from pvmsi.spec.constants import FEATURES_1_0, VENDOR_FEATURES, Extension, FunctionNumber, Limit, MsgKind, Status
+from pvmsi.spec.constants import FEATURES_1_0, FunctionNumber, Limit, MsgKind, Status
+from pvmsi.spec.extension import VENDOR_FEATURES, Extension
 from pvmsi.spec.formats import BATCH_IN, CLAIM_IN, DEVICE_INFO, HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
 from pvmsi.spec.harness_constants import TrapArch, TrapInstruction
 
@@ -272,7 +273,9 @@ def test_vendor_range_is_answered_as_specified(session: Session) -> None:
             )
             check(out.value == 0, "HV-VER-002", f"vendor fn {fn:#x}: value 0", hex(out.value))
     else:
-        check(vid.status == Status.SUCCESS, "HV-VER-003", "VENDOR_ID: SUCCESS or NOT_SUPPORTED", status_name(vid.status))
+        check(
+            vid.status == Status.SUCCESS, "HV-VER-003", "VENDOR_ID: SUCCESS or NOT_SUPPORTED", status_name(vid.status)
+        )
         check(
             vid.value >> 16 == 0 and vid.value != 0,
             "HV-VER-003",
