@@ -190,7 +190,7 @@ KIND_FEATURE: Mapping[MsgKind, Feature] = MappingProxyType(
 #: The message-kind feature bits, of which NEGOTIATE must accept at least one (HV-NEG-003).
 KIND_FEATURES: Feature = Feature(sum(int(f) for f in KIND_FEATURE.values()))
 
-#: Vectors an allocate or retarget entry may name on x86 (HV-ALLOC-006): 0 to 31 are the CPU's exceptions.  The
+#: Vectors an allocate or activate entry may name on x86 (HV-ALLOC-006): 0 to 31 are the CPU's exceptions.  The
 #: ranges of every architecture are in :data:`pvmsi.spec.platforms.ARCH_TARGETS`.
 X86_VECTORS: range = range(32, 256)
 
