@@ -104,9 +104,11 @@ def render_call(ctx: Ctx, name: str) -> str:
             ]
         )
     blocks = (c.input, c.input_entry, c.output, c.output_entry)
-    # a format named by a plain word ("event") would match prose: only names like deactivate_entry count
-    formats = (b for b in blocks if b is not None and "_" in b)
-    props.append(["Requirements", render_governing(ctx, c.name, *formats)])
+    # a format named by a plain word ("event") would match prose: only names like deactivate_entry count,
+    formats = [b for b in blocks if b is not None and "_" in b]
+    # and as prose names them: activate_entry is "activate entry", alloc_entry "allocate entry"
+    spoken = [f.replace("_", " ").replace("alloc ", "allocate ") for f in formats]
+    props.append(["Requirements", render_governing(ctx, c.name, *formats, *spoken)])
     arch_cols = [ARCH_TITLES[cc.arch] for cc in CONVENTIONS]
     return "\n".join(
         [
