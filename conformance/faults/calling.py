@@ -298,6 +298,17 @@ class VendorBitWithoutId(HypervisorCore):
 
 
 @faults.add(
+    "undefined-bit-offered",
+    "HV-VER-005",
+    "offers feature bit 20, which 1.0 does not define and which is outside the vendor range",
+)
+class UndefinedBitOffered(HypervisorCore):
+    def hv_info(self, c: Call) -> dict[str, Any]:
+        info = super().hv_info(c)
+        return {**info, "features_offered": info["features_offered"] | 1 << 20}
+
+
+@faults.add(
     "vendor-bit-required",
     "HV-VER-004",
     "has a vendor extension (VENDOR_ID answers Red Hat's 0x1AF4) and puts its feature bit 63 in features_required",

@@ -249,6 +249,13 @@ VERSIONING: tuple[Requirement, ...] = (
         "The hypervisor MUST NOT put a feature bit of the vendor range in features_required.",
     ),
     req(
+        "HV-VER-005",
+        Level.MUST_NOT,
+        "versioning",
+        "The hypervisor MUST NOT offer a feature bit outside the vendor range that the version it implements does not "
+        "define (GEN-EXT-001 reserves every such bit for later versions).",
+    ),
+    req(
         "GUEST-VER-001",
         Level.MUST,
         "versioning",
