@@ -52,7 +52,8 @@ def test_free_gives_back_exactly_what_alloc_took(session: Session, count: int) -
     before = counters(session)
     held = session.allocated(MLX5, MsgKind.MSIX, list(range(count)))
     during, other = counters(session), counters(session, MSI_DEV)
-    for name, delta in (("messages_allocated", count), ("messages_available", -count), ("vm_messages_available", -count)):
+    deltas = {"messages_allocated": count, "messages_available": -count, "vm_messages_available": -count}
+    for name, delta in deltas.items():
         check(
             during[name] == before[name] + delta,
             "HV-HEADROOM-001",
@@ -108,9 +109,7 @@ def test_no_resources_mid_batch_keeps_what_completed(session: Session) -> None:
     check(got["vm_messages_available"] == 0, "HV-SEC-007", "no headroom left", str(got["vm_messages_available"]))
     moved = [{"handle": r.handle, "vcpu": 1, "vector": 0x60 + i, "flags": 0} for i, r in enumerate(b.results[:6])]
     a = session.retarget(MLX5, moved)
-    check(
-        a.status == Status.SUCCESS, "HV-BATCH-003", "the 6 completed entries' handles work", status_name(a.status)
-    )
+    check(a.status == Status.SUCCESS, "HV-BATCH-003", "the 6 completed entries' handles work", status_name(a.status))
 
 
 @requirement("HV-SEC-007", "HV-HEADROOM-001", "HV-ALLOC-009")

@@ -168,7 +168,8 @@ def _event_config(session: Session) -> None:
 
 
 def _claim(session: Session) -> None:
-    out = session.call(FunctionNumber.DEVICE_CLAIM, encode(CLAIM_IN, {"device": MLX5.wire(), "kinds": int(KindMask.MSIX)}))
+    block = encode(CLAIM_IN, {"device": MLX5.wire(), "kinds": int(KindMask.MSIX)})
+    out = session.call(FunctionNumber.DEVICE_CLAIM, block)
     check(out.status == Status.SUCCESS, "HV-DEV-009", "DEVICE_CLAIM -> SUCCESS", status_name(out.status))
 
 
