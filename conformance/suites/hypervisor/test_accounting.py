@@ -164,7 +164,9 @@ def _holdings(session: Session) -> dict[str, dict[str, Any]]:
 
 
 @requirement("HV-MIG-001")
-@pytest.mark.parametrize("event", [LifecycleEvent.MIGRATE, LifecycleEvent.MIGRATE_CROWDED])
+@pytest.mark.parametrize(
+    "event", [LifecycleEvent.MIGRATE, LifecycleEvent.MIGRATE_CROWDED], ids=lambda e: e.name.lower()
+)
 def test_migration_keeps_every_counter(session: Session, event: LifecycleEvent) -> None:
     """Every device_info counter of every claimed device is the same after a migration, and the VM's quota is
     enforced from where it was: exactly vm_messages_available more allocate."""
