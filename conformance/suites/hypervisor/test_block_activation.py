@@ -12,7 +12,7 @@ import pytest
 from pvmsi.conformance.toolkit import MLX5, MSI_DEV, Session, check, status_name
 from pvmsi.spec.constants import ActivateEntryFlag, KindMask, MsgKind, Status
 from pvmsi.spec.harness_constants import FireOutcome
-from pvmsi.spec.platforms import platform
+from pvmsi.spec.platforms import PLATFORMS, platform
 
 requirement = pytest.mark.requirement
 BLOCK = int(ActivateEntryFlag.BLOCK)
@@ -20,6 +20,8 @@ BLOCK = int(ActivateEntryFlag.BLOCK)
 #: IMSIC, HV-FMT-004).
 VECTORS = 4
 FIRST, MOVED = (1, 0x80), (2, 0xA0)
+#: The platforms that give each vector of a block its own remapping entry (HV-MSI-001).
+PER_VECTOR = pytest.mark.platforms(*(p.key for p in PLATFORMS if p.per_vector_targets))
 
 
 def deliveries(session: Session) -> list[tuple[int, int] | None]:
@@ -78,11 +80,10 @@ def test_retarget_of_an_active_block_moves_every_vector(session: Session) -> Non
 
 
 @requirement("HV-RETGT-002", "HV-MSI-001")
+@PER_VECTOR
 def test_block_retarget_after_a_per_vector_move(session: Session) -> None:
     """Where vectors have their own targets: vector 2 moved alone to (3, 0x91), then the block retargeted whole:
     every vector, vector 2 included, follows the block."""
-    if not platform(session.platform).per_vector_targets:
-        pytest.skip("unsupported: the platform has no per-vector targets (HV-MSI-002)")
     handle = msi_block(session, active=True)
     succeeded(activate(session, handle, (3, 0x91), index=2), "HV-MSI-001", "vector 2 alone")
     want = block_at(FIRST)

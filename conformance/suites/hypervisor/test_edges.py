@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from pvmsi.conformance import eventkit
-from pvmsi.conformance.archkit import CALL_INSTRUCTIONS, CONVENTION, MASK64, call_registers, needs
+from pvmsi.conformance.archkit import CALL_INSTRUCTIONS, CONVENTION, MASK64, call_registers, needs, on_arch
 from pvmsi.conformance.toolkit import (
     IN_GPA,
     MLX5,
@@ -237,7 +237,7 @@ def changeable(arch: TrapArch) -> set[str]:
 
 
 @requirement("HV-CALL-004")
-@pytest.mark.parametrize("arch", list(CONVENTION), ids=lambda a: a.name.lower())
+@pytest.mark.parametrize("arch", [pytest.param(a, marks=on_arch(a), id=a.name.lower()) for a in CONVENTION])
 @pytest.mark.parametrize("case", REG_CASES, ids=lambda c: c.name)
 def test_registers_preserved_on_every_path(session: Session, arch: TrapArch, case: RegCase) -> None:
     """Every register other than the status and value registers (and arm64's x2, x3) is as the guest left it: the
