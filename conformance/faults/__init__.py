@@ -32,6 +32,7 @@ from . import (
     messages,
     negotiation,
     security,
+    strength,
     teardown,
 )
 from .guests import GUEST_FAULTS, FaultyGuest, faulty_core, faulty_guest
@@ -55,6 +56,7 @@ FAULTS: dict[str, FaultyImpl] = {
         teardown,
         inflight,
         events,
+        strength,
     )
     for f in section.FAULTS
 }
