@@ -158,4 +158,6 @@ def test_faults_are_grouped_by_section() -> None:
         "teardown",
         "inflight",
         "events",
+        "strength",
+        "edges",
     }

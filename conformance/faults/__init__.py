@@ -21,6 +21,7 @@ from . import (
     boundary,
     calling,
     device,
+    edges,
     events,
     formats,
     guest_events,  # noqa: F401  (registers the event channel's faulty guests)
@@ -57,6 +58,7 @@ FAULTS: dict[str, FaultyImpl] = {
         inflight,
         events,
         strength,
+        edges,
     )
     for f in section.FAULTS
 }
