@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..spec.constants import EventType, RevokeReason
-from ..spec.harness_constants import LifecycleEvent
+from ..spec.constants import EventType, FunctionNumber, MsgKind, RevokeReason
+from ..spec.harness_constants import DeviceOp, LifecycleEvent
 from ..spec.iut import DeviceRef
 
 #: The suite's hypervisor model (:class:`~.guest_host.HostModel`) and one call it recorded (its ``CallRecord``);
@@ -29,6 +29,7 @@ def revoke(hv: HostModel, dev: DeviceRef, kind: int, slot: int) -> int:
         raise KeyError(f"no message at {dev} kind {kind} slot {slot}")
     hv.core.revoke_message(hv.svm, msg.handle, RevokeReason.HOST_POLICY)
     hv.revoked.add(msg.handle)
+    hv.revoked_at[msg.handle] = (len(hv.events), (dev.segment, dev.bus, dev.devfn, dev.pasid), kind, slot)
     handle: int = msg.handle
     hv.log(f"platform: revoke handle {handle:#x} ({dev} kind {kind} slot {slot})")
     return handle
@@ -44,6 +45,10 @@ def on_ack(hv: HostModel, rec: CallRecord) -> None:
     acked = [e for e in hv.fetched if e.seq <= seq]
     if any(e.type is EventType.REFETCH for e in acked) and st.stale:
         hv.violate("GUEST-EVT-001", f"acknowledged REFETCH with {len(st.stale)} changed messages not re-activated")
+    if any(e.type is EventType.REFETCH for e in acked) and not [
+        c for c in hv.calls(FunctionNumber.GET_INFO) if c.command == rec.command
+    ]:
+        hv.violate("GUEST-EVT-002", "acknowledged REFETCH without reading GET_INFO again")
     for e in acked:
         if e.type is EventType.REVOKED and e.handle in st.messages:
             hv.violate("GUEST-EVT-001", f"acknowledged REVOKED of handle {e.handle:#x} without freeing it")
@@ -67,3 +72,16 @@ def check_handled(hv: HostModel) -> None:
             hv.violate("GUEST-EVT-002", f"re-activated on REFETCH without writing the new pair: {v.detail}")
     for handle in sorted(hv.revoked & set(st.messages)):
         hv.violate("GUEST-REVOKE-001", f"revoked handle {handle:#x} not freed")
+    for handle, (since, key, kind, slot) in sorted(hv.revoked_at.items()):
+        if kind == MsgKind.MSI or handle in st.messages:
+            continue  # an MSI vector the device may not mask; a handle not yet freed is reported above
+        stopped = [
+            r
+            for r in hv.device_ops()
+            if r.index >= since
+            and r.device == key
+            and r.kind == kind
+            and ((r.op is DeviceOp.MASK and r.slot == slot) or r.op is DeviceOp.DISABLE)
+        ]
+        if not stopped:
+            hv.violate("GUEST-REVOKE-001", f"revoked handle {handle:#x} freed without masking its slot {slot}")

@@ -314,6 +314,8 @@ class HostModel:
         self.enabled_before_negotiate: list[str] = []
         #: The event channel (:mod:`.guest_events`): handles the model revoked, the events the guest last fetched.
         self.revoked: set[int] = set()
+        #: Each revoked handle: the event index of its revocation, its device, kind and slot (GUEST-REVOKE-001).
+        self.revoked_at: dict[int, tuple[int, DeviceKey, int, int]] = {}
         self.fetched: list[Any] = []
 
     # -- bookkeeping -------------------------------------------------------------------------------------------
@@ -617,9 +619,11 @@ class HostModel:
         if unknown:
             self.violate("GUEST-VER-001", f"NEGOTIATE accepts {unknown:#x}, bits a 1.0 guest does not know")
         major, minor = self.knobs.version
-        if rec.decoded.version_major == major and rec.decoded.version_minor > minor:
+        if rec.decoded.version_major == major and rec.decoded.version_minor > min(minor, VERSION_MINOR):
             self.violate(
-                "GUEST-VER-002", f"NEGOTIATE asks for minor {rec.decoded.version_minor}, VERSION reported {minor}"
+                "GUEST-VER-002",
+                f"NEGOTIATE asks for minor {rec.decoded.version_minor}: VERSION reported {minor}, a {VERSION_MAJOR}."
+                f"{VERSION_MINOR} guest implements {VERSION_MINOR}",
             )
         if rec.decoded.version_major != major and int(rec.decoded.version_major).to_bytes(2, "big") == int(
             major

@@ -276,7 +276,8 @@ VERSIONING: tuple[Requirement, ...] = (
         "GUEST-VER-002",
         Level.MUST_NOT,
         "versioning",
-        "The guest MUST NOT negotiate a minor version higher than the one VERSION reported.",
+        "The guest MUST NOT negotiate a minor version higher than the one VERSION reported, nor one higher than it "
+        "implements: it asks for the lower of the two.",
     ),
 )
 

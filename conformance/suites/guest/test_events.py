@@ -58,3 +58,24 @@ def test_ignores_a_revocation_of_a_handle_it_no_longer_holds(guest: GuestSession
     guest.ok(r, "GUEST-EVT-001", "NOTIFY")
     fetched = guest.calls(FunctionNumber.EVENT_FETCH)
     check(bool(fetched), "GUEST-EVT-001", "the guest fetched the events", ", ".join(guest.fns()))
+
+
+@requirement("GUEST-EVT-001", "GUEST-EVT-002", "GUEST-REVOKE-001")
+def test_handles_every_pending_event_of_one_notification(guest: GuestSession) -> None:
+    """Two revocations and a migration queue three events before one notification: the guest acts on each in order
+    (GET_INFO again and every message re-activated for REFETCH, each revoked slot masked and its handle freed),
+    acknowledges all of them, fetching again while any is pending, and the rest keeps delivering."""
+    guest.boot()
+    guest.ok(guest.events(vcpu=0, vector=0xE0), "GUEST-EVT-001", "EVENTS")
+    guest.enable(MLX5, MsgKind.MSIX, 4, vcpu=1, vector=0x40)
+    guest.enable(MLX5, MsgKind.IMS, 3, vcpu=2, vector=0x60, first_slot=4)
+    guest.revoke(MLX5, MsgKind.MSIX, 0)
+    guest.revoke(MLX5, MsgKind.IMS, 5)
+    guest.migrate()
+    guest.ok(guest.notify(), "GUEST-EVT-001", "NOTIFY")
+    guest.clean("GUEST-EVT-001", "GUEST-EVT-002", "GUEST-REVOKE-001", "GUEST-ALLOC-002", "GUEST-NEG-004")
+    left = len(guest.hv.core.state_of(guest.hv.svm).events.pending)
+    check(left == 0, "GUEST-EVT-001", "every event acknowledged", f"{left} pending")
+    guest.delivers(MLX5, MsgKind.MSIX, 3, "GUEST-EVT-002", vcpu=1, vector=0x41, first=1)
+    guest.delivers(MLX5, MsgKind.IMS, 1, "GUEST-EVT-002", vcpu=2, vector=0x60, first=4)
+    guest.delivers(MLX5, MsgKind.IMS, 1, "GUEST-EVT-002", vcpu=2, vector=0x62, first=6)
