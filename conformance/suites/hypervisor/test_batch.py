@@ -139,14 +139,14 @@ def test_start_skips_earlier_entries(session: Session) -> None:
     )
     check(b.results[0] is None, "HV-BATCH-004", "result 0 untouched", str(b.results[0]))
     check(
-        (b.header.next_index, b.header.completed, b.outcome.value) == (4, 3, 4),
+        (b.header.next_index, b.header.completed, b.header.status, b.outcome.value) == (4, 3, Status.SUCCESS, 4),
         "HV-BATCH-007",
-        "next_index 4, completed 3, value 4",
+        "next_index 4, completed 3, status SUCCESS, value 4",
         f"{b.header}, value {b.outcome.value}",
     )
 
 
-@requirement("HV-BATCH-008", "GUEST-BATCH-002")
+@requirement("HV-BATCH-008", "HV-BATCH-007", "GUEST-BATCH-002")
 def test_resume_after_fixing_the_failing_entry(session: Session) -> None:
     """After the failing entry is fixed, the call resumed at next_index completes and allocates all four."""
     session.ready()
@@ -163,6 +163,12 @@ def test_resume_after_fixing_the_failing_entry(session: Session) -> None:
         f"{status_name(b.status)} {b.header}",
     )
     check(session.device_info(MLX5).messages_allocated == 4, "HV-BATCH-008", "4 messages", "other")
+    check(
+        (b.header.completed, b.header.status, b.outcome.value) == (3, Status.SUCCESS, 4),
+        "HV-BATCH-007",
+        "the resumed batch_out: completed 3, status SUCCESS, value 4",
+        f"{b.header}, value {b.outcome.value}",
+    )
 
 
 @requirement("HV-BATCH-005", "HV-BATCH-006", "HV-BATCH-007")
