@@ -12,6 +12,7 @@ what the hypervisor writes to guest memory when it fails there.  The docs render
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from types import MappingProxyType
 from typing import Any
 
@@ -53,9 +54,12 @@ def _c(key: str, check: str, status: Status, requirement: str, scope: str = "cal
 
 
 FUNCTION = _c(
-    "function", "the function number names no call the hypervisor implements", Status.NOT_SUPPORTED, "HV-CALL-001",
+    "function",
+    "the function number names no call the hypervisor implements",
+    Status.NOT_SUPPORTED,
+    "HV-CALL-001",
     "common",
-)  # fmt: skip
+)
 REGISTERS = _c(
     "registers",
     "arg2 or arg3 is not zero, or a block address register is zero where the call takes that block, or not zero "
@@ -76,13 +80,28 @@ def _block(which: str, scope: str = "common", size: str = "") -> tuple[Check, ..
     """The memory rules of one block, in order (HV-MEM-001..003)."""
     extent = f" ({size})" if size else ""
     return (
-        _c(f"{which}-align", f"the {which} block's address is not 8-byte aligned", Status.INVALID_ADDRESS,
-           "HV-MEM-001", scope),
-        _c(f"{which}-page", f"the {which} block{extent} crosses a 4 KiB page boundary", Status.INVALID_ADDRESS,
-           "HV-MEM-002", scope),
-        _c(f"{which}-ram", f"the {which} block{extent} is not all guest RAM", Status.INVALID_ADDRESS, "HV-MEM-003",
-           scope),
-    )  # fmt: skip
+        _c(
+            f"{which}-align",
+            f"the {which} block's address is not 8-byte aligned",
+            Status.INVALID_ADDRESS,
+            "HV-MEM-001",
+            scope,
+        ),
+        _c(
+            f"{which}-page",
+            f"the {which} block{extent} crosses a 4 KiB page boundary",
+            Status.INVALID_ADDRESS,
+            "HV-MEM-002",
+            scope,
+        ),
+        _c(
+            f"{which}-ram",
+            f"the {which} block{extent} is not all guest RAM",
+            Status.INVALID_ADDRESS,
+            "HV-MEM-003",
+            scope,
+        ),
+    )
 
 
 DISJOINT = _c("overlap", "the input and output blocks overlap", Status.INVALID_ADDRESS, "HV-MEM-004", "common")
@@ -103,15 +122,39 @@ def _decode(what: str, scope: str = "common", writes: str = NOTHING) -> Check:
 def _device(scope: str = "call", writes: str = NOTHING) -> tuple[Check, ...]:
     """Resolving a device_id (HV-DEV-001..003, HV-NEG-008): malformed, then not permitted, then unknown."""
     return (
-        _c("devid-subdevice-flag", "subdevice_id is not zero without PVMSI_DEVID_SUBDEVICE", Status.INVALID_PARAMETER,
-           "HV-DEV-002", scope, writes),
-        _c("devid-subdevice-bits", "subdevice_id has a bit above bit 19 set", Status.INVALID_PARAMETER, "HV-DEV-002",
-           scope, writes),
-        _c("devid-subdevice-feature", "PVMSI_DEVID_SUBDEVICE is set and feature SUBDEVICE is not in force",
-           Status.NOT_PERMITTED, "HV-NEG-008", scope, writes),
-        _c("devid-unknown", "no such device (or sub-device) is assigned to this VM", Status.UNKNOWN_DEVICE,
-           "HV-DEV-001", scope, writes),
-    )  # fmt: skip
+        _c(
+            "devid-subdevice-flag",
+            "subdevice_id is not zero without PVMSI_DEVID_SUBDEVICE",
+            Status.INVALID_PARAMETER,
+            "HV-DEV-002",
+            scope,
+            writes,
+        ),
+        _c(
+            "devid-subdevice-bits",
+            "subdevice_id has a bit above bit 19 set",
+            Status.INVALID_PARAMETER,
+            "HV-DEV-002",
+            scope,
+            writes,
+        ),
+        _c(
+            "devid-subdevice-feature",
+            "PVMSI_DEVID_SUBDEVICE is set and feature SUBDEVICE is not in force",
+            Status.NOT_PERMITTED,
+            "HV-NEG-008",
+            scope,
+            writes,
+        ),
+        _c(
+            "devid-unknown",
+            "no such device (or sub-device) is assigned to this VM",
+            Status.UNKNOWN_DEVICE,
+            "HV-DEV-001",
+            scope,
+            writes,
+        ),
+    )
 
 
 def _success(what: str, requirement: str) -> Check:
@@ -122,16 +165,34 @@ def _target(scope: str, req: str = "HV-ALLOC-006", posted: bool = True, writes: 
     """The target of an activation (HV-ALLOC-006, HV-FMT-004, HV-NEG-008)."""
     steps = [
         _c("target-vcpu", "vcpu names no vCPU of the VM", Status.INVALID_PARAMETER, req, scope, writes),
-        _c("target-vector", "a vector of the target is outside the architecture's range", Status.INVALID_PARAMETER,
-           req, scope, writes),
-    ]  # fmt: skip
+        _c(
+            "target-vector",
+            "a vector of the target is outside the architecture's range",
+            Status.INVALID_PARAMETER,
+            req,
+            scope,
+            writes,
+        ),
+    ]
     if posted:
         steps += [
-            _c("target-align", "an MSI block's first identity is not aligned to its vector count where the platform "
-               "needs it (IMSIC)", Status.INVALID_PARAMETER, "HV-FMT-004", scope, writes),
-            _c("target-posted", "PVMSI_DELIVERY_POSTED is set and feature POSTED is not in force",
-               Status.NOT_PERMITTED, "HV-NEG-008", scope, writes),
-        ]  # fmt: skip
+            _c(
+                "target-align",
+                "an MSI block's first identity is not aligned to its vector count where the platform needs it (IMSIC)",
+                Status.INVALID_PARAMETER,
+                "HV-FMT-004",
+                scope,
+                writes,
+            ),
+            _c(
+                "target-posted",
+                "PVMSI_DELIVERY_POSTED is set and feature POSTED is not in force",
+                Status.NOT_PERMITTED,
+                "HV-NEG-008",
+                scope,
+                writes,
+            ),
+        ]
     return tuple(steps)
 
 
@@ -149,22 +210,43 @@ def _batch(c: CallDef, entry: tuple[Check, ...]) -> tuple[Check, ...]:
         *_common(c),
         *_block("input", "common", "its header"),
         _decode("batch header"),
-        _c("count", "count is zero or above the call's batch limit, or start is not below count",
-           Status.INVALID_PARAMETER, "HV-BATCH-001", "header"),
+        _c(
+            "count",
+            "count is zero or above the call's batch limit, or start is not below count",
+            Status.INVALID_PARAMETER,
+            "HV-BATCH-001",
+            "header",
+        ),
         *_device("header"),
         _c("claimed", "the device is not claimed by this VM", Status.WRONG_STATE, "HV-ALLOC-001", "header"),
-        _c("whole-input-page", "the whole input block (header and count entries) crosses a 4 KiB page boundary",
-           Status.INVALID_ADDRESS, "HV-MEM-002", "header"),
-        _c("whole-input-ram", "the whole input block is not all guest RAM", Status.INVALID_ADDRESS, "HV-MEM-003",
-           "header"),
+        _c(
+            "whole-input-page",
+            "the whole input block (header and count entries) crosses a 4 KiB page boundary",
+            Status.INVALID_ADDRESS,
+            "HV-MEM-002",
+            "header",
+        ),
+        _c(
+            "whole-input-ram",
+            "the whole input block is not all guest RAM",
+            Status.INVALID_ADDRESS,
+            "HV-MEM-003",
+            "header",
+        ),
         *_block("output", "header", "batch_out and count results"),
         _c("overlap", "the whole input and output blocks overlap", Status.INVALID_ADDRESS, "HV-MEM-004", "header"),
         _decode("entry", "entry", BATCH_OUT),
         *entry,
-        _c("yield", "the hypervisor stops before count without an error (at least one entry done)",
-           Status.INCOMPLETE, "HV-BATCH-005", "outcome", "batch_out and the results of the entries done"),
+        _c(
+            "yield",
+            "the hypervisor stops before count without an error (at least one entry done)",
+            Status.INCOMPLETE,
+            "HV-BATCH-005",
+            "outcome",
+            "batch_out and the results of the entries done",
+        ),
         _success("every entry from start to count done; batch_out and every result written", "HV-BATCH-007"),
-    )  # fmt: skip
+    )
 
 
 def _e(key: str, check: str, status: Status, requirement: str) -> Check:
@@ -173,43 +255,78 @@ def _e(key: str, check: str, status: Status, requirement: str) -> Check:
 
 def _handle(prefix: str) -> tuple[Check, ...]:
     return (
-        _e("handle", "the handle is not one this VM holds for the header's device", Status.UNKNOWN_HANDLE,
-           "HV-SEC-003"),
+        _e(
+            "handle", "the handle is not one this VM holds for the header's device", Status.UNKNOWN_HANDLE, "HV-SEC-003"
+        ),
         _e("revoked", f"the message was revoked ({prefix} needs a live message)", Status.REVOKED, "HV-REVOKE-002"),
-        _e("index", "index is not below the message's vector count, or not zero with PVMSI_ACTENT_BLOCK",
-           Status.INVALID_PARAMETER, "HV-ACT-007"),
-    )  # fmt: skip
+        _e(
+            "index",
+            "index is not below the message's vector count, or not zero with PVMSI_ACTENT_BLOCK",
+            Status.INVALID_PARAMETER,
+            "HV-ACT-007",
+        ),
+    )
 
 
 ALLOC_ENTRY: tuple[Check, ...] = (
     _e("kind-claimed", "kind is not one of the kinds claimed for the device", Status.NOT_PERMITTED, "HV-ALLOC-002"),
-    _e("vector-count", "vector_count is not a power of two from 1 to the device's MSI limit (MSI), or not 1 "
-       "(MSI-X, IMS)", Status.INVALID_PARAMETER, "HV-ALLOC-003"),
-    _e("slot", "slot is not zero (MSI), or not below the MSI-X table size (MSI-X)", Status.INVALID_PARAMETER,
-       "HV-ALLOC-004"),
+    _e(
+        "vector-count",
+        "vector_count is not a power of two from 1 to the device's MSI limit (MSI), or not 1 (MSI-X, IMS)",
+        Status.INVALID_PARAMETER,
+        "HV-ALLOC-003",
+    ),
+    _e(
+        "slot",
+        "slot is not zero (MSI), or not below the MSI-X table size (MSI-X)",
+        Status.INVALID_PARAMETER,
+        "HV-ALLOC-004",
+    ),
     _e("slot-occupied", "the slot already holds a message (reserved or active)", Status.WRONG_STATE, "HV-ALLOC-005"),
-    _e("reservation", "without PVMSI_ALLOC_ACTIVATE: vcpu, vector or flags is not zero; hint_vcpu is not zero "
-       "without PVMSI_ALLOC_LOCALITY_HINT, or names no vCPU with it", Status.INVALID_PARAMETER, "HV-ACT-002"),
+    _e(
+        "reservation",
+        "without PVMSI_ALLOC_ACTIVATE: vcpu, vector or flags is not zero; hint_vcpu is not zero "
+        "without PVMSI_ALLOC_LOCALITY_HINT, or names no vCPU with it",
+        Status.INVALID_PARAMETER,
+        "HV-ACT-002",
+    ),
     *_target("entry", writes=BATCH_OUT),
-    _e("quota", "the per-device or per-VM quota would be exceeded (an MSI block counts its vectors)",
-       Status.NO_RESOURCES, "HV-SEC-006"),
-    _e("remap-share", "the VM's share of the remapping table, or the table, has no room", Status.NO_RESOURCES,
-       "HV-SEC-007"),
-)  # fmt: skip
+    _e(
+        "quota",
+        "the per-device or per-VM quota would be exceeded (an MSI block counts its vectors)",
+        Status.NO_RESOURCES,
+        "HV-SEC-006",
+    ),
+    _e(
+        "remap-share",
+        "the VM's share of the remapping table, or the table, has no room",
+        Status.NO_RESOURCES,
+        "HV-SEC-007",
+    ),
+)
 
 ACTIVATE_ENTRY: tuple[Check, ...] = (
     *_handle("MSG_ACTIVATE"),
     *_target("entry", writes=BATCH_OUT),
-    _e("per-vector", "one vector of a block is given a target of its own where the platform gives a block one "
-       "target (IMSIC, hv per_vector_targets off)", Status.PER_VECTOR_REFUSED, "HV-MSI-002"),
-)  # fmt: skip
+    _e(
+        "per-vector",
+        "one vector of a block is given a target of its own where the platform gives a block one "
+        "target (IMSIC, hv per_vector_targets off)",
+        Status.PER_VECTOR_REFUSED,
+        "HV-MSI-002",
+    ),
+)
 
 DEACTIVATE_ENTRY: tuple[Check, ...] = (
     *_handle("MSG_DEACTIVATE"),
-    _e("per-vector", "one vector of a multi-vector block is named where the platform deactivates a block whole",
-       Status.PER_VECTOR_REFUSED, "HV-MSI-002"),
+    _e(
+        "per-vector",
+        "one vector of a multi-vector block is named where the platform deactivates a block whole",
+        Status.PER_VECTOR_REFUSED,
+        "HV-MSI-002",
+    ),
     _e("not-active", "no vector named is active", Status.NOT_ACTIVE, "HV-ACT-005"),
-)  # fmt: skip
+)
 
 FREE_ENTRY: tuple[Check, ...] = (
     _e("handle", "the handle is not one this VM holds for the header's device", Status.UNKNOWN_HANDLE, "HV-SEC-003"),
@@ -258,7 +375,7 @@ def _orders() -> dict[str, tuple[Check, ...]]:
                 writes=_neg_out("= the required bits missing"),
             ),
             _success("the features in force, the VM NEGOTIATED; negotiate_out written", "HV-NEG-005"),
-        ),  # fmt: skip
+        ),
         "RESET": (*_common(by["RESET"]), _success("every claim ended, the VM OPEN", "HV-RESET-001")),
         "DEVICE_QUERY": (
             *_common(by["DEVICE_QUERY"]),
@@ -288,7 +405,7 @@ def _orders() -> dict[str, tuple[Check, ...]]:
             _c("emulated", "MSI or MSI-X is claimed and enabled through emulation", Status.WRONG_STATE, "HV-DEV-007"),
             _c("claim-limit", "the VM holds max_claimed_devices claims", Status.NO_RESOURCES, "HV-DEV-008"),
             _success("the device claimed, emulation of the kinds stopped", "HV-DEV-009"),
-        ),  # fmt: skip
+        ),
         "DEVICE_RELEASE": (
             *_common(by["DEVICE_RELEASE"]),
             *_block("input"),
@@ -313,7 +430,7 @@ def _orders() -> dict[str, tuple[Check, ...]]:
                 "HV-EVT-001",
             ),
             _success("the notification target registered or cleared", "HV-EVT-001"),
-        ),  # fmt: skip
+        ),
         "EVENT_FETCH": (
             *_common(by["EVENT_FETCH"]),
             *_block("output", size="a whole page"),
@@ -377,7 +494,7 @@ def adjacent_pairs() -> list[tuple[str, Check, Check]]:
     pairs: list[tuple[str, Check, Check]] = []
     for name, order in CHECKS.items():
         own = [chk for chk in order if chk.scope not in ("common", "outcome")]
-        pairs += [(name, a, b) for a, b in zip(own, own[1:]) if a.scope == b.scope]
+        pairs += [(name, a, b) for a, b in pairwise(own) if a.scope == b.scope]
     return pairs
 
 
