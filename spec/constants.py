@@ -151,18 +151,24 @@ MSG_KIND_DOCS: dict[MsgKind, str] = {
 }
 
 
-class KindMask(IntFlag):
-    """A set of message kinds: bit ``1 << kind``."""
+def kind_bit(kind: int) -> int:
+    """The bit of message kind ``kind`` in a KindMask: ``1 << (kind - 1)``, so that a kind's KindMask bit is its
+    feature bit (KindMask.MSI == Feature.MSI)."""
+    return 1 << (int(kind) - 1)
 
-    MSI = 1 << MsgKind.MSI
-    MSIX = 1 << MsgKind.MSIX
-    IMS = 1 << MsgKind.IMS
+
+class KindMask(IntFlag):
+    """A set of message kinds: bit ``1 << (kind - 1)``, the kind's feature bit."""
+
+    MSI = kind_bit(MsgKind.MSI)
+    MSIX = kind_bit(MsgKind.MSIX)
+    IMS = kind_bit(MsgKind.IMS)
 
 
 KIND_MASK_DOCS: dict[KindMask, str] = {
-    KindMask.MSI: "The MSI capability (1 << PVMSI_KIND_MSI).",
-    KindMask.MSIX: "The MSI-X table (1 << PVMSI_KIND_MSIX).",
-    KindMask.IMS: "The Interrupt Message Store (1 << PVMSI_KIND_IMS).",
+    KindMask.MSI: "The MSI capability (1 << (PVMSI_KIND_MSI - 1), equal to PVMSI_F_MSI).",
+    KindMask.MSIX: "The MSI-X table (1 << (PVMSI_KIND_MSIX - 1), equal to PVMSI_F_MSIX).",
+    KindMask.IMS: "The Interrupt Message Store (1 << (PVMSI_KIND_IMS - 1), equal to PVMSI_F_IMS).",
 }
 
 
@@ -185,6 +191,9 @@ FEATURES_1_0: Feature = Feature(sum(int(f) for f in Feature))
 KIND_FEATURE: Mapping[MsgKind, Feature] = MappingProxyType(
     {MsgKind.MSI: Feature.MSI, MsgKind.MSIX: Feature.MSIX, MsgKind.IMS: Feature.IMS}
 )
+
+if any(int(KindMask[k.name]) != int(f) for k, f in KIND_FEATURE.items()):
+    raise ValueError("a kind's KindMask bit must equal its feature bit")
 
 #: The message-kind feature bits, of which NEGOTIATE must accept at least one (HV-NEG-003).
 KIND_FEATURES: Feature = Feature(sum(int(f) for f in KIND_FEATURE.values()))

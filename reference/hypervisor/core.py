@@ -12,7 +12,17 @@ from typing import Any
 
 from ...spec.calls import CALLS_BY_FN, CallDef
 from ...spec.codec import DecodeError, decode, encode
-from ...spec.constants import DeviceFlag, DeviceIdFlag, EventType, Feature, FunctionNumber, KindMask, MsgKind, Status
+from ...spec.constants import (
+    DeviceFlag,
+    DeviceIdFlag,
+    EventType,
+    Feature,
+    FunctionNumber,
+    KindMask,
+    MsgKind,
+    Status,
+    kind_bit,
+)
 from ...spec.formats import CLAIM_IN, DEVICE_ID, DEVICE_INFO, HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
 from ...spec.layout import layout_of
 from ...spec.states import DeviceEvent, VmEvent, VmState
@@ -354,7 +364,7 @@ class HypervisorCore(EventCalls):
         if key in c.st.claims:
             raise CallError(Status.WRONG_STATE, "HV-DEV-007", "device already claimed")
         for kind in (MsgKind.MSI, MsgKind.MSIX):
-            if kinds & (1 << kind) and dev.emulated_enabled(kind):
+            if kinds & kind_bit(kind) and dev.emulated_enabled(kind):
                 raise CallError(Status.WRONG_STATE, "HV-DEV-007", f"{kind.name} enabled through emulation")
         if len(c.st.claims) >= c.st.config.max_claimed_devices:
             raise CallError(Status.NO_RESOURCES, "HV-DEV-008", "max_claimed_devices reached")
@@ -368,7 +378,7 @@ class HypervisorCore(EventCalls):
         if not kinds or kinds & ~device_kinds(dev):
             raise CallError(Status.INVALID_PARAMETER, "HV-DEV-006", "kinds empty or not supported by the device")
         for kind, feature in KIND_FEATURE.items():
-            if kinds & (1 << kind) and not c.st.features & feature:
+            if kinds & kind_bit(kind) and not c.st.features & feature:
                 raise CallError(Status.NOT_PERMITTED, "HV-NEG-008", f"kind {kind.name} not negotiated")
         return kinds
 

@@ -30,6 +30,7 @@ from ...spec.constants import (
     FunctionNumber,
     MsgKind,
     Status,
+    kind_bit,
 )
 from ...spec.fastcodec import FastFormat, fast
 from ...spec.records import (
@@ -232,7 +233,7 @@ class MessageCalls:
         kind = KIND_BY_VALUE[e.kind]
         n, slot = e.vector_count, e.slot
         st = c.st
-        if not claim.kinds & (1 << e.kind):
+        if not claim.kinds & kind_bit(e.kind):
             raise CallError(Status.NOT_PERMITTED, "HV-ALLOC-002", f"{kind.name} not claimed for the device")
         if kind is MsgKind.MSI:
             if n < 1 or n & (n - 1) or n > claim.limits[e.kind]:
