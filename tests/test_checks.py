@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from pvmsi.reference.fuzz import Fuzzer, reference_system
+from pvmsi.reference.hypervisor.call import CallResult
 from pvmsi.reference.hypervisor.config import HypervisorConfig
 from pvmsi.reference.system import ReferenceSystem
-from pvmsi.reference.hypervisor.call import CallResult
 from pvmsi.spec.calls import CALLS, CALLS_BY_FN
 from pvmsi.spec.checks import CHECKS, SCOPES, adjacent_pairs, statuses_of, swap_exclusion, swappable_pairs
 from pvmsi.spec.constants import Status
@@ -22,7 +22,8 @@ def test_every_call_has_a_check_order() -> None:
     for c in CALLS:
         order = CHECKS[c.name]
         assert order, c.name
-        assert order[0].status is Status.NOT_SUPPORTED and order[-1].status is Status.SUCCESS, c.name
+        assert order[0].status is Status.NOT_SUPPORTED, c.name
+        assert order[-1].status is Status.SUCCESS, c.name
         assert all(chk.scope in SCOPES for chk in order)
         for chk in order:
             by_id(chk.requirement)  # every step cites a requirement of the registry
@@ -37,7 +38,8 @@ def test_batch_orders_have_header_then_entries() -> None:
             assert last_header < first_entry, c.name
             assert CHECKS[c.name][last_header].key == "overlap"  # the header checks end with both whole blocks
         else:
-            assert "header" not in scopes and "entry" not in scopes, c.name
+            assert "header" not in scopes, c.name
+            assert "entry" not in scopes, c.name
 
 
 def test_dump_gives_checks_per_call() -> None:
@@ -70,7 +72,8 @@ def test_resolved_orders() -> None:
 def test_swap_pairs_are_adjacent_and_excluded_with_a_reason() -> None:
     pairs = adjacent_pairs()
     swappable = swappable_pairs()
-    assert swappable and set(map(id, (b for _n, _a, b in swappable))) <= set(map(id, (b for _n, _a, b in pairs)))
+    assert swappable
+    assert set(map(id, (b for _n, _a, b in swappable))) <= set(map(id, (b for _n, _a, b in pairs)))
     for name, a, b in pairs:
         reason = swap_exclusion(name, a, b)
         assert reason is None or reason.strip(), (name, a.key, b.key)
@@ -93,7 +96,8 @@ def test_reference_statuses_are_in_the_check_order() -> None:
         return made
 
     Fuzzer(7, system=system).run(3000)
-    assert len({fn for fn, _s in seen}) >= 10 and len(seen) >= 30, sorted(seen)
+    assert len({fn for fn, _s in seen}) >= 10, sorted(seen)
+    assert len(seen) >= 30, sorted(seen)
     for fn, status in seen:
         call = CALLS_BY_FN.get(fn)
         if call is None:
