@@ -11,7 +11,15 @@ from pvmsi.reference.hypervisor.call import CallResult
 from pvmsi.reference.hypervisor.config import HypervisorConfig
 from pvmsi.reference.system import ReferenceSystem
 from pvmsi.spec.calls import CALLS, CALLS_BY_FN
-from pvmsi.spec.checks import CHECKS, SCOPES, adjacent_pairs, statuses_of, swap_exclusion, swappable_pairs
+from pvmsi.spec.checks import (
+    CHECKS,
+    SCOPES,
+    adjacent_pairs,
+    statuses_of,
+    step_of,
+    swap_exclusion,
+    swappable_pairs,
+)
 from pvmsi.spec.constants import Status
 from pvmsi.spec.dump import spec_dump
 from pvmsi.spec.requirements import by_id
@@ -79,8 +87,19 @@ def test_swap_pairs_are_adjacent_and_excluded_with_a_reason() -> None:
         assert reason is None or reason.strip(), (name, a.key, b.key)
 
 
-def test_reference_statuses_are_in_the_check_order() -> None:
-    """Every status the reference returns for a call under the fuzzer is a status of the call's check order."""
+def in_order(trace: list[tuple[str, str]]) -> None:
+    """The checks one call ran, in the spec's order; a batch's entry checks start again for each entry."""
+    last = 0
+    for name, key in trace:
+        step = step_of(name, key)
+        if step <= last:
+            assert CHECKS[name][step - 1].scope == "entry", (name, key, trace)
+        last = step
+
+
+def test_reference_runs_the_check_order() -> None:
+    """Under the fuzzer, the reference runs every call's checks in the order of spec/checks.py, and every status it
+    returns for a call is a status of the call's check order."""
     seen: set[tuple[int, int]] = set()
 
     def system(config: HypervisorConfig, remap_entries: int | None) -> ReferenceSystem:
@@ -88,8 +107,10 @@ def test_reference_statuses_are_in_the_check_order() -> None:
         original = made.core.hypercall
 
         def recording(vm: Any, vcpu: int, fn: int, args: Sequence[int]) -> CallResult:
+            made.core.trace = []
             result = original(vm, vcpu, fn, args)
             seen.add((fn, int(result.status)))
+            in_order(made.core.trace)
             return result
 
         made.core.hypercall = recording  # type: ignore[method-assign]
