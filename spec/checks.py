@@ -456,6 +456,7 @@ SWAP_EXCLUSIONS: MappingProxyType[tuple[str, str, str], str] = MappingProxyType(
     {
         ("EVENT_CONFIG", "target-vector", "disable-target"): "never both: the first applies with ENABLE set, the "
         "second with it clear",
+        ("MSG_ALLOC", "slot", "slot-occupied"): "never both: a slot out of range holds no message",
     }
 )
 

@@ -20,6 +20,7 @@ from . import (
     batch,
     boundary,
     calling,
+    check_order,
     device,
     events,
     formats,
@@ -53,6 +54,7 @@ FAULTS: dict[str, FaultyImpl] = {
         teardown,
         inflight,
         events,
+        check_order,
     )
     for f in section.FAULTS
 }

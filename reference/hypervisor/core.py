@@ -267,9 +267,11 @@ class HypervisorCore(OrderedChecks, EventCalls):
             self.verdict(c, "no-kind", not self.names_a_kind(features))  # HV-NEG-003
             self.verdict(c, "required", missing)  # HV-NEG-004
         except CallError as e:
+            if e.check not in refused:
+                raise
             if e.check == "required":
                 c.st.move(VmEvent.NEGOTIATE_REFUSED)
-            self.write_output(c, NEGOTIATE_OUT, {"features": 0, "refused": refused.get(e.check, 0)})
+            self.write_output(c, NEGOTIATE_OUT, {"features": 0, "refused": refused[e.check]})
             return CallResult(e.status, 0, e.why, e.requirement)
         self.accept_features(c, features)
         self.write_output(c, NEGOTIATE_OUT, {"features": features, "refused": 0})

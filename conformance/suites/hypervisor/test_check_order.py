@@ -1,0 +1,171 @@
+"""The check order of every call (spec "Status codes", HV-CALL-005): requests wrong in exactly two ways, the two
+adjacent checks of a call's order, get the status of the earlier one, and nothing is written or changed.
+
+Each test names the pairs it covers (call, first, second); conformance/faults/check_order.py generates one faulty
+hypervisor per pair with the two checks swapped, and each is caught here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pvmsi.conformance.toolkit import (
+    ABSENT,
+    IDXD,
+    MLX5,
+    MSI_DEV,
+    SENTINEL,
+    Session,
+    alloc_entry,
+    check,
+    encode,
+    size,
+    status_name,
+)
+from pvmsi.spec.calls import BATCH_CALLS
+from pvmsi.spec.constants import Feature, FunctionNumber, KindMask, MsgKind, Status
+from pvmsi.spec.formats import CLAIM_IN, DEVICE_ID, DEVICE_INFO, NEGOTIATE_OUT
+from pvmsi.spec.iut import VmKnobs
+from pvmsi.spec.version import VERSION_MAJOR
+
+requirement = pytest.mark.requirement
+RID = "HV-CALL-005"
+UNDEFINED_FEATURE = 1 << 40
+KIND_ONLY = int(Feature.MSI | Feature.MSIX | Feature.IMS)
+
+
+def expect(out: Any, status: Status, what: str) -> None:
+    check(out.status == status, RID, f"{what}: {status.name}", status_name(out.status))
+    check(out.value == 0, RID, f"{what}: value register 0 (HV-CALL-004)", hex(out.value))
+
+
+def untouched(out: Any, what: str) -> None:
+    check(not out.out or set(out.out) == {SENTINEL}, RID, f"{what}: the output block untouched", out.out.hex())
+
+
+def device_call(session: Session, fn: FunctionNumber, dev: dict[str, int], kinds: int = int(KindMask.MSIX)) -> Any:
+    """One device call (query, claim, release) naming the device_id ``dev``."""
+    if fn is FunctionNumber.DEVICE_QUERY:
+        return session.call(fn, encode(DEVICE_ID, dev), size(DEVICE_INFO))
+    if fn is FunctionNumber.DEVICE_CLAIM:
+        return session.call(fn, encode(CLAIM_IN, {"device": dev, "kinds": kinds}))
+    return session.call(fn, encode(DEVICE_ID, dev))
+
+
+def batch_entry(fn: int) -> dict[str, Any]:
+    if fn == FunctionNumber.MSG_ALLOC:
+        return alloc_entry(MsgKind.MSIX, 0)
+    if fn == FunctionNumber.MSG_ACTIVATE:
+        return {"handle": 1, "flags": 0, "vcpu": 1, "vector": 0x40}
+    return {"handle": 1}
+
+
+def without_subdevice(session: Session) -> None:
+    offered = int(session.info().features_offered)
+    session.negotiated(offered & ~int(Feature.SUBDEVICE) & ~int(Feature.POSTED))
+
+
+DEVICE_CALLS = (FunctionNumber.DEVICE_QUERY, FunctionNumber.DEVICE_CLAIM, FunctionNumber.DEVICE_RELEASE)
+
+
+@requirement(RID, "HV-DEV-002", "HV-NEG-008")
+@pytest.mark.parametrize("fn", [*DEVICE_CALLS, *BATCH_CALLS], ids=lambda f: FunctionNumber(f).name)
+def test_device_identity_order(session: Session, fn: int) -> None:
+    """(call, devid-subdevice-bits, devid-subdevice-feature), (call, devid-subdevice-feature, devid-unknown): a
+    sub-device id malformed and not permitted is INVALID_PARAMETER; not permitted and unknown is NOT_PERMITTED."""
+    without_subdevice(session)
+    for dev, status, what in (
+        (IDXD.with_pasid(1 << 20), Status.INVALID_PARAMETER, "subdevice_id above bit 19, SUBDEVICE not in force"),
+        (ABSENT.with_pasid(1), Status.NOT_PERMITTED, "a sub-device of no device, SUBDEVICE not in force"),
+    ):
+        name = FunctionNumber(fn).name
+        if fn in BATCH_CALLS:
+            b = session.batch(FunctionNumber(fn), dev, [batch_entry(fn)])
+            expect(b.outcome, status, f"{name} {what}")
+            untouched(b.outcome, f"{name} {what}")
+        else:
+            out = device_call(session, FunctionNumber(fn), dev.wire())
+            expect(out, status, f"{name} {what}")
+            untouched(out, f"{name} {what}")
+
+
+@requirement(RID, "HV-DEV-001")
+@pytest.mark.parametrize("fn", [FunctionNumber.DEVICE_CLAIM, FunctionNumber.DEVICE_RELEASE, *BATCH_CALLS])
+def test_unknown_device_first(session: Session, fn: int) -> None:
+    """(DEVICE_CLAIM, devid-unknown, kinds), (DEVICE_RELEASE, devid-unknown, not-claimed), (batch, devid-unknown,
+    claimed): an unknown device is UNKNOWN_DEVICE however else the request is wrong; a batch writes nothing."""
+    session.negotiated()
+    name = FunctionNumber(fn).name
+    if fn in BATCH_CALLS:
+        b = session.batch(FunctionNumber(fn), ABSENT, [batch_entry(fn)])
+        expect(b.outcome, Status.UNKNOWN_DEVICE, f"{name} on an absent (so unclaimed) device")
+        untouched(b.outcome, name)
+    else:
+        out = device_call(session, FunctionNumber(fn), ABSENT.wire(), kinds=0)
+        expect(out, Status.UNKNOWN_DEVICE, f"{name} on an absent device (and, to claim, no kinds)")
+
+
+@requirement(RID, "HV-DEV-006", "HV-NEG-008", "HV-DEV-007")
+def test_claim_kinds_order(session: Session) -> None:
+    """(DEVICE_CLAIM, kinds, kinds-negotiated), (DEVICE_CLAIM, kinds-negotiated, claimed)."""
+    session.negotiated(int(Feature.MSIX))
+    out = session.claim(MSI_DEV, int(KindMask.IMS))
+    expect(out, Status.INVALID_PARAMETER, "claim of IMS, which the device lacks and was not negotiated")
+    session.claimed(MLX5, int(KindMask.MSIX))
+    out = session.claim(MLX5, int(KindMask.MSIX | KindMask.IMS))
+    expect(out, Status.NOT_PERMITTED, "a second claim, naming IMS, not negotiated")
+    info = session.device_info(MLX5)
+    check(info.claimed_kinds == KindMask.MSIX, RID, "the claim unchanged: MSI-X", hex(info.claimed_kinds))
+    check(session.device_info(MSI_DEV).claimed_kinds == 0, RID, "the refused claim claimed nothing", "claimed kinds")
+
+
+@requirement(RID, "HV-ALLOC-002", "HV-ALLOC-005", "HV-ACT-002")
+def test_alloc_entry_order(session: Session) -> None:
+    """(MSG_ALLOC, kind-claimed, vector-count), (MSG_ALLOC, slot-occupied, reservation)."""
+    session.ready(MLX5, int(KindMask.MSIX))
+    b = session.alloc(MLX5, [alloc_entry(MsgKind.MSI, 0, count=3)])
+    check(
+        b.status == Status.NOT_PERMITTED, RID, "MSI not claimed, vector_count 3: NOT_PERMITTED", status_name(b.status)
+    )
+    check(b.header is not None and b.header.status == Status.NOT_PERMITTED, RID, "batch_out.status", str(b.header))
+    first = session.reserve(MLX5, [{"kind": MsgKind.MSIX, "vector_count": 1, "slot": 0}])
+    check(first.status == Status.SUCCESS, "HV-ACT-001", "a reservation of slot 0", status_name(first.status))
+    again = session.reserve(MLX5, [{"kind": MsgKind.MSIX, "vector_count": 1, "slot": 0, "vcpu": 1}])
+    check(
+        again.status == Status.WRONG_STATE,
+        RID,
+        "slot 0 occupied and a reservation naming a vCPU: WRONG_STATE",
+        status_name(again.status),
+    )
+    info = session.device_info(MLX5)
+    check(info.messages_allocated == 1, RID, "still one message", str(info.messages_allocated))
+
+
+@requirement(RID, "HV-NEG-001", "HV-NEG-002", "HV-NEG-003")
+def test_negotiate_order(session: Session) -> None:
+    """(NEGOTIATE, version, unoffered): VERSION_MISMATCH, nothing written; (NEGOTIATE, unoffered, no-kind):
+    INVALID_PARAMETER with refused = the bits not offered."""
+    offered = int(session.info().features_offered)
+    out = session.negotiate(offered | UNDEFINED_FEATURE, major=VERSION_MAJOR + 1)
+    expect(out, Status.VERSION_MISMATCH, "another major version and an undefined feature bit")
+    untouched(out, "NEGOTIATE refused for its version")
+    out = session.negotiate(UNDEFINED_FEATURE)
+    expect(out, Status.INVALID_PARAMETER, "only an undefined feature bit (so no message kind)")
+    res = out.decode_out(NEGOTIATE_OUT)
+    check(res.refused == UNDEFINED_FEATURE, RID, f"refused {UNDEFINED_FEATURE:#x} (HV-NEG-002)", hex(res.refused))
+    check(res.features == 0, RID, "features 0", hex(res.features))
+    session.negotiated()  # the VM stayed OPEN
+
+
+@requirement(RID, "HV-NEG-003", "HV-NEG-004")
+def test_negotiate_kind_before_required(session: Session) -> None:
+    """(NEGOTIATE, no-kind, required): no message kind and a required feature missing is INVALID_PARAMETER, with
+    refused 0, not FEATURES_REFUSED."""
+    session.use(session.new_vm(knobs=VmKnobs(features_required=int(Feature.MSIX))))
+    out = session.negotiate(0)
+    expect(out, Status.INVALID_PARAMETER, "no feature at all, MSI-X required")
+    res = out.decode_out(NEGOTIATE_OUT)
+    check(res.refused == 0, RID, "refused 0 (HV-NEG-003)", hex(res.refused))
+    session.negotiated(KIND_ONLY & int(session.info().features_offered))
