@@ -158,4 +158,5 @@ def test_faults_are_grouped_by_section() -> None:
         "teardown",
         "inflight",
         "events",
+        "check_order",
     }
