@@ -62,8 +62,12 @@ class SwappedChecks(HypervisorCore):
     second = ""
     pending: CallError | None = None
 
-    def hypercall(self, vm: VmPort, vcpu: int, fn: int, args: Sequence[int]) -> CallResult:
+    def clear(self) -> None:
+        """No check is waiting for the next one (a new call)."""
         self.pending = None
+
+    def hypercall(self, vm: VmPort, vcpu: int, fn: int, args: Sequence[int]) -> CallResult:
+        self.clear()
         try:
             return super().hypercall(vm, vcpu, fn, args)
         except Exception:  # the first check's failure left the call in a state it never reaches otherwise
@@ -71,7 +75,7 @@ class SwappedChecks(HypervisorCore):
                 raise
             return self.failed(self.pending)
         finally:
-            self.pending = None
+            self.clear()
 
     def verdict(self, c: Call, key: str, failing: object, why: str = "") -> None:
         pending = self.pending

@@ -235,13 +235,13 @@ class MessageCalls:
         n, slot = e.vector_count, e.slot
         st = c.st
         self.verdict(c, "kind-claimed", not claim.kinds & kind_bit(e.kind), f"{kind.name} not claimed for the device")
-        limit = claim.limits[e.kind]  # MSI: the block limit; MSI-X: the table size; IMS: a tag (HV-ALLOC-004)
+        kind_limit = claim.limits[e.kind]  # MSI: the block limit; MSI-X: the table size; IMS: a tag (HV-ALLOC-004)
         if kind is MsgKind.MSI:
-            self.verdict(c, "vector-count", n < 1 or n & (n - 1) or n > limit, f"MSI vector_count {n}")
+            self.verdict(c, "vector-count", n < 1 or n & (n - 1) or n > kind_limit, f"MSI vector_count {n}")
             self.verdict(c, "slot", slot, "MSI slot must be zero")
         else:
             self.verdict(c, "vector-count", n != 1, f"{kind.name} vector_count must be 1")
-            self.verdict(c, "slot", kind is MsgKind.MSIX and slot >= limit, f"slot {slot} >= {limit}")
+            self.verdict(c, "slot", kind is MsgKind.MSIX and slot >= kind_limit, f"slot {slot} >= {kind_limit}")
         self.verdict(c, "slot-occupied", (kind, slot) in claim.slots, f"{kind.name} slot {slot} holds a message")
         activate = bool(e.alloc_flags & AllocFlag.ACTIVATE)
         self.check_reservation(c, e, activate)
