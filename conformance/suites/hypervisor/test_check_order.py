@@ -169,3 +169,47 @@ def test_negotiate_kind_before_required(session: Session) -> None:
     res = out.decode_out(NEGOTIATE_OUT)
     check(res.refused == 0, RID, "refused 0 (HV-NEG-003)", hex(res.refused))
     session.negotiated(KIND_ONLY & int(session.info().features_offered))
+
+
+def revoked_handle(session: Session) -> int:
+    """A message of MLX5 revoked by a storm (HV-REVOKE-001), with IDXD claimed too; its handle."""
+    limit = 2
+    session.use(session.new_vm(knobs=VmKnobs(storm_limit=limit)))
+    session.ready(MLX5, int(KindMask.MSIX))
+    session.claimed(IDXD, int(KindMask.MSIX))
+    result = session.allocated(MLX5, MsgKind.MSIX, [0], vcpu=1, vector=0x50)[0]
+    session.live(MLX5, MsgKind.MSIX, 0, result)
+    for _ in range(limit + 1):
+        session.fire(MLX5, MsgKind.MSIX, 0)
+    b = session.retarget(MLX5, [{"handle": result.handle, "vcpu": 1, "vector": 0x50, "flags": 0}])
+    check(b.status == Status.REVOKED, "HV-REVOKE-002", "the storm revoked the message", status_name(b.status))
+    return int(result.handle)
+
+
+@requirement(RID, "HV-REVOKE-002", "HV-SEC-003", "HV-ACT-007")
+def test_revoked_handle_order(session: Session) -> None:
+    """(MSG_ACTIVATE and MSG_DEACTIVATE: handle, revoked), (revoked, index): a revoked handle named for another
+    device is UNKNOWN_HANDLE; a revoked handle with a bad index is REVOKED."""
+    handle = revoked_handle(session)
+    for fn in (FunctionNumber.MSG_ACTIVATE, FunctionNumber.MSG_DEACTIVATE):
+        entry = {"handle": handle, "vcpu": 1, "vector": 0x50, "flags": 0} if fn == FunctionNumber.MSG_ACTIVATE else {}
+        b = session.batch(fn, IDXD, [{**entry, "handle": handle}])
+        check(
+            b.status == Status.UNKNOWN_HANDLE, RID, f"{fn.name}: another device's revoked handle", status_name(b.status)
+        )
+        b = session.batch(fn, MLX5, [{**entry, "handle": handle, "index": 3}])
+        check(b.status == Status.REVOKED, RID, f"{fn.name}: revoked, index 3 with BLOCK", status_name(b.status))
+        check(b.header is not None and b.header.next_index == 0, RID, "next_index 0", str(b.header))
+
+
+@requirement(RID, "HV-DEV-007", "HV-DEV-008")
+@pytest.mark.option("msi")
+def test_claim_emulated_before_limit(session: Session) -> None:
+    """(DEVICE_CLAIM, emulated, claim-limit): a device whose MSI is enabled through emulation, claimed when the
+    claim table is full, is WRONG_STATE."""
+    session.use(session.new_vm(knobs=VmKnobs(max_claimed_devices=1)))
+    session.ready(MLX5, int(KindMask.MSIX))
+    session.enable(MSI_DEV, MsgKind.MSI)
+    out = session.claim(MSI_DEV, int(KindMask.MSI))
+    expect(out, Status.WRONG_STATE, "MSI enabled through emulation, max_claimed_devices reached")
+    check(session.device_info(MSI_DEV).claimed_kinds == 0, RID, "nothing claimed", "claimed kinds")
