@@ -25,9 +25,10 @@ from pvmsi.conformance.toolkit import (
     status_name,
 )
 from pvmsi.spec.calls import BATCH_CALLS
-from pvmsi.spec.constants import Feature, FunctionNumber, KindMask, MsgKind, Status
+from pvmsi.spec.constants import DeliveryFlag, Feature, FunctionNumber, KindMask, MsgKind, Status
 from pvmsi.spec.formats import CLAIM_IN, DEVICE_ID, DEVICE_INFO, NEGOTIATE_OUT
 from pvmsi.spec.iut import VmKnobs
+from pvmsi.spec.platforms import platform
 from pvmsi.spec.version import VERSION_MAJOR
 
 requirement = pytest.mark.requirement
@@ -213,3 +214,36 @@ def test_claim_emulated_before_limit(session: Session) -> None:
     out = session.claim(MSI_DEV, int(KindMask.MSI))
     expect(out, Status.WRONG_STATE, "MSI enabled through emulation, max_claimed_devices reached")
     check(session.device_info(MSI_DEV).claimed_kinds == 0, RID, "nothing claimed", "claimed kinds")
+
+
+@requirement(RID, "HV-MSI-002", "HV-ACT-005", "HV-ACT-007", "HV-FMT-004", "HV-NEG-008")
+@pytest.mark.option("msi")
+def test_one_target_per_block_order(session: Session) -> None:
+    """Where a block has one target (the IMSIC): (MSG_ALLOC and MSG_ACTIVATE: target-align, target-posted),
+    (MSG_ACTIVATE: target-posted, per-vector), (MSG_DEACTIVATE: index, per-vector), (per-vector, not-active)."""
+    if platform(session.platform).per_vector_targets:
+        pytest.skip("the platform gives each vector of a block its own target")
+    offered = int(session.info().features_offered)
+    session.negotiated(offered & ~int(Feature.POSTED))
+    session.claimed(MSI_DEV, int(KindMask.MSI))
+    base, posted = session.wire_vector(0x40), int(DeliveryFlag.POSTED)
+    unaligned = alloc_entry(MsgKind.MSI, 0, vcpu=1, vector=base + 1, count=4, flags=posted)
+    b = session.alloc(MSI_DEV, [unaligned], raw_vectors=True)
+    check(b.status == Status.INVALID_PARAMETER, RID, "MSG_ALLOC unaligned and POSTED", status_name(b.status))
+    r = session.reserve(MSI_DEV, [{"kind": MsgKind.MSI, "vector_count": 4, "slot": 0}])
+    check(r.status == Status.SUCCESS, "HV-ACT-001", "a 4-vector reservation", status_name(r.status))
+    handle = r.results[0].handle
+    for entry, status, what in (
+        ({"index": 7, "entry_flags": 0}, Status.INVALID_PARAMETER, "index 7 of 4, one vector"),
+        ({"index": 2, "entry_flags": 0}, Status.PER_VECTOR_REFUSED, "vector 2 alone, none active"),
+    ):
+        b = session.deactivate(MSI_DEV, [{"handle": handle, **entry}])
+        check(b.status == status, RID, f"MSG_DEACTIVATE {what}: {status.name}", status_name(b.status))
+    whole = {"handle": handle, "vcpu": 1, "vector": base + 1, "flags": posted}
+    b = session.activate(MSI_DEV, [whole], raw_vectors=True)
+    check(b.status == Status.INVALID_PARAMETER, RID, "MSG_ACTIVATE unaligned and POSTED", status_name(b.status))
+    b = session.activate(MSI_DEV, [{**whole, "vector": base, "flags": 0}], raw_vectors=True)
+    check(b.status == Status.SUCCESS, "HV-MSI-003", "the block activated whole", status_name(b.status))
+    alone = {**whole, "vcpu": 2, "vector": base + 9, "index": 2, "entry_flags": 0}
+    b = session.activate(MSI_DEV, [alone], raw_vectors=True)
+    check(b.status == Status.NOT_PERMITTED, RID, "vector 2 alone elsewhere, POSTED", status_name(b.status))
