@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..spec.constants import EventType, Limit
 from ..spec.states import VmState
 from .hypervisor.config import HypervisorConfig
 
@@ -72,16 +73,22 @@ class VmModel:
     messages: dict[int, Msg] = field(default_factory=dict)
     vectors: int = 0
     issued: set[int] = field(default_factory=set)
-    #: The event channel (spec "Events"): the next sequence number, the pending (seq, type) events, the target.
+    #: The event channel (spec "Events"): the next sequence number, the pending (seq, type, device) events (the
+    #: device of a DEVICE_REMOVED, None otherwise), the target.
     event_seq: int = 1
-    events: list[tuple[int, int]] = field(default_factory=list)
+    events: list[tuple[int, int, DeviceKey | None]] = field(default_factory=list)
     event_target: tuple[int, int] | None = None
 
-    def queue_event(self, type: int) -> None:
-        """An event with no device or handle (REFETCH, LIMITS_CHANGED): coalesced with a pending one of its type
-        and given the next sequence number (HV-EVT-003, HV-EVT-005)."""
-        self.events = [e for e in self.events if e[1] != type] + [(self.event_seq, type)]
+    def queue_event(self, type: int, device: DeviceKey | None = None) -> None:
+        """An event (REFETCH, LIMITS_CHANGED, or DEVICE_REMOVED of ``device``): coalesced with a pending one of its
+        type and device, given the next sequence number, and the queue collapsed into one REFETCH when it would
+        exceed PVMSI_MAX_EVENTS (HV-EVT-003, HV-EVT-005)."""
+        seq = self.event_seq
         self.event_seq += 1
+        self.events = [e for e in self.events if e[1:] != (type, device)]
+        if len(self.events) >= int(Limit.MAX_EVENTS):
+            self.events, type, device = [], int(EventType.REFETCH), None
+        self.events.append((seq, type, device))
 
     def drop(self, handle: int) -> int:
         m = self.messages.pop(handle)
@@ -107,3 +114,4 @@ class VmModel:
         """Hot-unplug (HV-UNPLUG-001): the function's and its sub-devices' claims end."""
         for key in [k for k in self.claims if k[:3] == function[:3]]:
             self.end_claim(key)
+            self.queue_event(int(EventType.DEVICE_REMOVED), key)  # HV-UNPLUG-003
