@@ -36,7 +36,6 @@ PENDING: dict[tuple[str, str, str], str] = {
             ("MSG_FREE", "handle"),
         )
     },
-    ("MSG_ALLOC", "target-posted", "quota"): "no suite test yet (needs POSTED withheld and a full quota)",
 }
 
 

@@ -16,6 +16,8 @@ from pvmsi.conformance.toolkit import (
     IDXD,
     MLX5,
     MSI_DEV,
+    PAGE_IN_GPA,
+    PAGE_OUT_GPA,
     SENTINEL,
     Session,
     alloc_entry,
@@ -247,3 +249,28 @@ def test_one_target_per_block_order(session: Session) -> None:
     alone = {**whole, "vcpu": 2, "vector": base + 9, "index": 2, "entry_flags": 0}
     b = session.activate(MSI_DEV, [alone], raw_vectors=True)
     check(b.status == Status.NOT_PERMITTED, RID, "vector 2 alone elsewhere, POSTED", status_name(b.status))
+
+
+@requirement(RID, "HV-NEG-008", "HV-SEC-006")
+def test_posted_before_quota(session: Session) -> None:
+    """(MSG_ALLOC, target-posted, quota): with the device's quota used up, an entry asking for POSTED delivery
+    without feature POSTED is NOT_PERMITTED, not NO_RESOURCES."""
+    offered = int(session.info().features_offered)
+    session.negotiated(offered & ~int(Feature.POSTED))
+    session.claimed(MLX5, int(KindMask.MSIX | KindMask.IMS))
+    info = session.device_info(MLX5)
+    quota = min(int(info.message_quota), int(session.info().max_messages_per_vm))
+    slots = [(MsgKind.MSIX, s) for s in range(info.msix_table_size)] + [
+        (MsgKind.IMS, s) for s in range(info.msix_table_size + quota)
+    ]
+    size = session.batch_limit(FunctionNumber.MSG_ALLOC)
+    entries = [{"kind": k, "vector_count": 1, "slot": s} for k, s in slots[:quota]]
+    done = 0
+    for first in range(0, len(entries), size):
+        b = session.reserve(MLX5, entries[first : first + size], in_gpa=PAGE_IN_GPA, out_gpa=PAGE_OUT_GPA)
+        if b.status != Status.SUCCESS:
+            pytest.skip(f"the device took {done + b.header.next_index} of its quota of {quota}")
+        done += len(entries[first : first + size])
+    posted = alloc_entry(MsgKind.IMS, 0x7FFF, vcpu=1, vector=0x40, flags=int(DeliveryFlag.POSTED))
+    b = session.alloc(MLX5, [posted])
+    check(b.status == Status.NOT_PERMITTED, RID, "POSTED not negotiated, quota used up", status_name(b.status))
