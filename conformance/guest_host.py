@@ -40,7 +40,6 @@ from ..spec.constants import (
     Limit,
     MsgKind,
     Status,
-    kind_bit,
 )
 from ..spec.formats import (
     ACTIVATE_RESULT,
@@ -54,6 +53,7 @@ from ..spec.formats import (
 )
 from ..spec.harness_constants import DeviceOp, FireOutcome, LifecycleEvent, TrapArch, TrapInstruction
 from ..spec.iut import DeviceRef, FireResult, GuestResult, VmKnobs
+from ..spec.kinds import kind_bit
 from ..spec.layout import layout_of
 from ..spec.platforms import DEFAULT_PLATFORM
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR, encode_version

@@ -14,6 +14,7 @@ from ..spec import harness_devices as hd
 from ..spec.calls import BATCH_CALLS
 from ..spec.codec import DecodeError
 from ..spec.constants import (
+    FEATURES_1_0,
     KIND_FEATURES,
     ActivateEntryFlag,
     AllocFlag,
@@ -343,13 +344,13 @@ class Session:
     def negotiate(
         self, features: int | None = None, *, major: int = VERSION_MAJOR, minor: int = VERSION_MINOR, **kw: Any
     ) -> Outcome:
-        if features is None:
-            features = self.info(vm=kw.get("vm")).features_offered
+        if features is None:  # what a conforming guest accepts: the offered bits it knows (GUEST-VER-001)
+            features = self.info(vm=kw.get("vm")).features_offered & int(FEATURES_1_0)
         req = encode(NEGOTIATE_IN, {"version_major": major, "version_minor": minor, "features": features})
         return self.call(FunctionNumber.NEGOTIATE, req, size(NEGOTIATE_OUT), **kw)
 
     def negotiated(self, features: int | None = None, **kw: Any) -> int:
-        """Negotiate (all offered features by default) and insist on success."""
+        """Negotiate (every offered feature this version defines, by default) and insist on success."""
         out = self.negotiate(features, **kw)
         check(out.status == Status.SUCCESS, "HV-NEG-005", "NEGOTIATE -> SUCCESS", status_name(out.status))
         return out.value

@@ -9,8 +9,9 @@ import random
 from collections.abc import Iterable
 
 from ..spec.calls import CALLS_BY_FN
-from ..spec.constants import FunctionNumber, Limit, MsgKind, kind_bit
+from ..spec.constants import FunctionNumber, Limit, MsgKind
 from ..spec.fastcodec import fast
+from ..spec.kinds import kind_bit
 from .fuzz_state import DeviceKey, VmModel
 
 PAGE = int(Limit.PAGE_SIZE)

@@ -33,9 +33,9 @@ from ..spec.constants import (
     Limit,
     MsgKind,
     Status,
-    kind_bit,
 )
 from ..spec.fastcodec import fast
+from ..spec.kinds import kind_bit
 from ..spec.states import VmState
 from ..spec.version import encode_version
 from .fuzz_state import Claim, Dev, DeviceKey, Msg, VmModel

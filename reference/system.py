@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..spec.constants import MsgKind, RevokeReason, kind_bit
+from ..spec.constants import MsgKind, RevokeReason
+from ..spec.kinds import kind_bit
 from ..spec.version import encode_version
 from .hypervisor.arch import cpuid, firmware_call, hypercall_registers
 from .hypervisor.call import CallResult

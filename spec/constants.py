@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from . import harness_constants as hc
+from .extension import EXTENSION_DOCS, Extension
 
 ConstKind = Literal["enum", "flags", "value"]
 
@@ -151,18 +152,12 @@ MSG_KIND_DOCS: dict[MsgKind, str] = {
 }
 
 
-def kind_bit(kind: int) -> int:
-    """The bit of message kind ``kind`` in a KindMask: ``1 << (kind - 1)``, so that a kind's KindMask bit is its
-    feature bit (KindMask.MSI == Feature.MSI)."""
-    return 1 << (int(kind) - 1)
-
-
 class KindMask(IntFlag):
     """A set of message kinds: bit ``1 << (kind - 1)``, the kind's feature bit."""
 
-    MSI = kind_bit(MsgKind.MSI)
-    MSIX = kind_bit(MsgKind.MSIX)
-    IMS = kind_bit(MsgKind.IMS)
+    MSI = 1 << (MsgKind.MSI - 1)
+    MSIX = 1 << (MsgKind.MSIX - 1)
+    IMS = 1 << (MsgKind.IMS - 1)
 
 
 KIND_MASK_DOCS: dict[KindMask, str] = {
@@ -192,13 +187,10 @@ KIND_FEATURE: Mapping[MsgKind, Feature] = MappingProxyType(
     {MsgKind.MSI: Feature.MSI, MsgKind.MSIX: Feature.MSIX, MsgKind.IMS: Feature.IMS}
 )
 
-if any(int(KindMask[k.name]) != int(f) for k, f in KIND_FEATURE.items()):
-    raise ValueError("a kind's KindMask bit must equal its feature bit")
-
 #: The message-kind feature bits, of which NEGOTIATE must accept at least one (HV-NEG-003).
 KIND_FEATURES: Feature = Feature(sum(int(f) for f in KIND_FEATURE.values()))
 
-#: Vectors an allocate or retarget entry may name on x86 (HV-ALLOC-006): 0 to 31 are the CPU's exceptions.  The
+#: Vectors an allocate or activate entry may name on x86 (HV-ALLOC-006): 0 to 31 are the CPU's exceptions.  The
 #: ranges of every architecture are in :data:`pvmsi.spec.platforms.ARCH_TARGETS`.
 X86_VECTORS: range = range(32, 256)
 
@@ -468,6 +460,14 @@ CONSTANT_GROUPS: tuple[ConstantGroup, ...] = (
     ConstantGroup.of("activate_flag", "PVMSI_ACTIVATE_", "flags", ActivateFlag, ACTIVATE_FLAG_DOCS),
     ConstantGroup.of("message_format", "PVMSI_MSGFMT_", "enum", MessageFormat, MESSAGE_FORMAT_DOCS),
     ConstantGroup.of("limit", "PVMSI_", "value", Limit, LIMIT_DOCS),
+    ConstantGroup(
+        "extension",
+        "PVMSI_",
+        "value",
+        (Extension.__doc__ or "").strip(),
+        tuple((name, int(m), EXTENSION_DOCS[name]) for name, m in Extension.__members__.items()),
+        Extension,
+    ),
     ConstantGroup.of("harness_frame_kind", "PVMSI_HFRAME_", "enum", hc.FrameKind, hc.FRAME_KIND_DOCS),
     ConstantGroup.of("harness_status", "PVMSI_HSTATUS_", "enum", hc.HarnessStatus, hc.HARNESS_STATUS_DOCS),
     ConstantGroup.of("harness_role", "PVMSI_HROLE_", "enum", hc.HarnessRole, hc.HARNESS_ROLE_DOCS),

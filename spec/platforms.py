@@ -3,7 +3,7 @@ header and the reference platform model.
 
 A hypervisor runs on one platform: an interrupt-remapping or translation unit with the message format its
 address/data pairs are in (GET_INFO ``message_format``).  The platform implies the architecture, and with it
-what an allocate or retarget entry's ``vcpu`` and ``vector`` mean (:data:`ARCH_TARGETS`).  Each format's bit
+what an allocate or activate entry's ``vcpu`` and ``vector`` mean (:data:`ARCH_TARGETS`).  Each format's bit
 layout is a table of :class:`BitField` (address and data), rendered into docs/message-formats.md, the dump and
 the C header.
 

@@ -39,7 +39,8 @@ REFERENCES: tuple[Reference, ...] = (
         "normative",
         "https://pcisig.com/specifications",
         "MSI and MSI-X capability structures and the MSI-X table and PBA; requester id; the PASID TLP prefix; "
-        "Function Level Reset.",
+        "Function Level Reset; the Vendor ID register, whose 16-bit values PCI-SIG assigns, which identifies a "
+        "vendor's pvmsi extensions (PVMSI_FN_VENDOR_ID).",
     ),
     Reference(
         "vtd",

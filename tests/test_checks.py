@@ -20,8 +20,9 @@ from pvmsi.spec.checks import (
     swap_exclusion,
     swappable_pairs,
 )
-from pvmsi.spec.constants import Status
+from pvmsi.spec.constants import KIND_FEATURE, KindMask, Status
 from pvmsi.spec.dump import spec_dump
+from pvmsi.spec.kinds import kind_bit
 from pvmsi.spec.requirements import by_id
 
 
@@ -125,3 +126,8 @@ def test_reference_runs_the_check_order() -> None:
             assert status == Status.NOT_SUPPORTED
             continue
         assert Status(status) in statuses_of(call.name), (call.name, Status(status).name)
+
+
+def test_a_kinds_mask_bit_is_its_feature_bit() -> None:
+    for kind, feature in KIND_FEATURE.items():
+        assert int(KindMask[kind.name]) == int(feature) == kind_bit(kind)

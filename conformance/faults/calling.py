@@ -27,6 +27,7 @@ from ...spec.callconv import (
 )
 from ...spec.calls import CALLS_BY_FN, CallDef
 from ...spec.constants import FunctionNumber, MsgKind, Status
+from ...spec.extension import VENDOR_FUNCTIONS, Extension
 from ...spec.formats import ALLOC_ENTRY
 from ...spec.harness_constants import TrapArch, TrapInstruction
 from ...spec.layout import layout_of
@@ -271,3 +272,54 @@ class CpuidPathNone(ReferenceSystem):
         if out is not None and instruction == "cpuid" and regs.get("rax", 0) & 0xFFFFFFFF == PVMSI_CPUID_BASE + 1:
             out["rbx"] = X86Path.NONE
         return out
+
+
+@faults.add(
+    "vendor-range-invalid",
+    "HV-VER-002",
+    "hands the vendor range to a vendor switch whose default answers INVALID_PARAMETER, not NOT_SUPPORTED",
+)
+class VendorRangeInvalid(HypervisorCore):
+    def hypercall(self, vm: VmPort, vcpu: int, fn: int, args: Sequence[int]) -> CallResult:
+        if fn in VENDOR_FUNCTIONS and fn != Extension.FN_VENDOR_ID:
+            return CallResult(Status.INVALID_PARAMETER, 0, "no such vendor function")
+        return super().hypercall(vm, vcpu, fn, args)
+
+
+@faults.add(
+    "vendor-bit-without-id",
+    "HV-VER-003",
+    "offers vendor feature bit 48 while PVMSI_FN_VENDOR_ID answers NOT_SUPPORTED",
+)
+class VendorBitWithoutId(HypervisorCore):
+    def hv_info(self, c: Call) -> dict[str, Any]:
+        info = super().hv_info(c)
+        return {**info, "features_offered": info["features_offered"] | 1 << Extension.F_VENDOR_FIRST_BIT}
+
+
+@faults.add(
+    "undefined-bit-offered",
+    "HV-VER-005",
+    "offers feature bit 20, which 1.0 does not define and which is outside the vendor range",
+)
+class UndefinedBitOffered(HypervisorCore):
+    def hv_info(self, c: Call) -> dict[str, Any]:
+        info = super().hv_info(c)
+        return {**info, "features_offered": info["features_offered"] | 1 << 20}
+
+
+@faults.add(
+    "vendor-bit-required",
+    "HV-VER-004",
+    "has a vendor extension (VENDOR_ID answers Red Hat's 0x1AF4) and puts its feature bit 63 in features_required",
+)
+class VendorBitRequired(HypervisorCore):
+    def hypercall(self, vm: VmPort, vcpu: int, fn: int, args: Sequence[int]) -> CallResult:
+        if fn == Extension.FN_VENDOR_ID:
+            return CallResult(Status.SUCCESS, 0x1AF4)
+        return super().hypercall(vm, vcpu, fn, args)
+
+    def hv_info(self, c: Call) -> dict[str, Any]:
+        info = super().hv_info(c)
+        bit = 1 << Extension.F_VENDOR_LAST_BIT
+        return {**info, "features_offered": info["features_offered"] | bit, "features_required": bit}

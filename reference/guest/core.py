@@ -33,7 +33,6 @@ from ...spec.constants import (
     Limit,
     MsgKind,
     Status,
-    kind_bit,
 )
 from ...spec.formats import (
     ACTIVATE_ENTRY,
@@ -53,6 +52,7 @@ from ...spec.formats import (
     NEGOTIATE_IN,
     NEGOTIATE_OUT,
 )
+from ...spec.kinds import kind_bit
 from ...spec.layout import layout_of
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR, decode_version
 from .actions import Action, GuestDevice, Hypercall, MaskSlot, ProgramSlot, ReadMemory, SetEnabled, WriteMemory

@@ -21,9 +21,9 @@ from ...spec.constants import (
     KindMask,
     MsgKind,
     Status,
-    kind_bit,
 )
 from ...spec.formats import CLAIM_IN, DEVICE_ID, DEVICE_INFO, HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
+from ...spec.kinds import kind_bit
 from ...spec.layout import layout_of
 from ...spec.states import DeviceEvent, VmEvent, VmState
 from ...spec.version import encode_version

@@ -30,9 +30,9 @@ from ...spec.constants import (
     FunctionNumber,
     MsgKind,
     Status,
-    kind_bit,
 )
 from ...spec.fastcodec import FastFormat, fast
+from ...spec.kinds import kind_bit
 from ...spec.records import (
     ActivateEntry,
     ActivateResult,

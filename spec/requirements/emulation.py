@@ -23,16 +23,17 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "HV-EMU-002",
         Level.MUST,
         "device",
-        "For each MSI message it allocates, MSG_ALLOC MUST write the pair it returns into the device's MSI "
-        "capability (Message Address, Message Upper Address, Message Data) and set Multiple Message Enable to "
-        "log2(vector_count) before the call returns, leaving MSI Enable as it was.",
+        "For each MSI message it allocates with PVMSI_ALLOC_ACTIVATE, MSG_ALLOC MUST write the pair it returns "
+        "into the device's MSI capability (Message Address, Message Upper Address, Message Data) and set Multiple "
+        "Message Enable to log2(vector_count) before the call returns, leaving MSI Enable as it was; a reservation "
+        "writes nothing into the capability.",
     ),
     req(
         "HV-EMU-003",
         Level.MUST,
         "device",
         "When MSG_ACTIVATE returns a new pair for an MSI message (REWRITE set), the hypervisor MUST write that pair "
-        "into the device's MSI capability before the call returns.",
+        "into the device's MSI capability, and Multiple Message Enable as HV-EMU-002 says, before the call returns.",
     ),
     req(
         "HV-EMU-004",

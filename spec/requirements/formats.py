@@ -35,8 +35,8 @@ FORMATS: tuple[Requirement, ...] = (
         Level.MUST,
         "formats",
         "Where the data of a pair is the vector itself (RISC-V IMSIC: the interrupt identity), the hypervisor "
-        "MUST fail an MSI allocate or retarget entry whose first vector is not a multiple of vector_count with "
-        "INVALID_PARAMETER, since the device puts the vector's index in the low data bits.",
+        "MUST fail an activating MSI allocate entry or an MSI activate entry whose first vector is not a multiple "
+        "of vector_count with INVALID_PARAMETER, since the device puts the vector's index in the low data bits.",
     ),
     req(
         "GUEST-FMT-001",

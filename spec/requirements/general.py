@@ -224,6 +224,44 @@ VERSIONING: tuple[Requirement, ...] = (
         "does not implement it MUST NOT offer (the optional features are those of the conformance statement).",
     ),
     req(
+        "GEN-EXT-001",
+        Level.MAY,
+        "versioning",
+        "An implementation MAY define vendor extensions, using only the vendor range of each number space: function "
+        "numbers 0xC0 to 0xFF, feature bits 48 to 63, message formats 0x80 to 0xFF and event types 0x8000 to "
+        "0xFFFF, which no version of pvmsi allocates; it gives no other number, and no status code, a meaning "
+        "this specification does not define.",
+    ),
+    req(
+        "HV-VER-002",
+        Level.MUST,
+        "versioning",
+        "The hypervisor MUST answer a function number of the vendor range that it does not implement as any "
+        "undefined one: NOT_SUPPORTED, value 0, nothing changed.",
+    ),
+    req(
+        "HV-VER-003",
+        Level.MUST,
+        "versioning",
+        "A hypervisor without vendor extensions MUST answer PVMSI_FN_VENDOR_ID (0xC0) with NOT_SUPPORTED and MUST "
+        "NOT offer a vendor feature bit or report a vendor message format; one with vendor extensions MUST answer "
+        "PVMSI_FN_VENDOR_ID, called with every argument register zero, with SUCCESS and its PCI-SIG vendor ID in "
+        "bits 15:0 of the value, bits 63:16 zero.",
+    ),
+    req(
+        "HV-VER-004",
+        Level.MUST_NOT,
+        "versioning",
+        "The hypervisor MUST NOT put a feature bit of the vendor range in features_required.",
+    ),
+    req(
+        "HV-VER-005",
+        Level.MUST_NOT,
+        "versioning",
+        "The hypervisor MUST NOT offer a feature bit outside the vendor range that the version it implements does not "
+        "define (GEN-EXT-001 reserves every such bit for later versions).",
+    ),
+    req(
         "GUEST-VER-001",
         Level.MUST,
         "versioning",

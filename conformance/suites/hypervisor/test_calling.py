@@ -9,7 +9,8 @@ from pvmsi.conformance.toolkit import ABSENT, IN_GPA, MLX5, OUT_GPA, Session, al
 from pvmsi.spec.callconv import ARM64, X86_64
 from pvmsi.spec.calls import CALLS_BY_FN
 from pvmsi.spec.codec import encode
-from pvmsi.spec.constants import FunctionNumber, KindMask, Limit, MsgKind, Status
+from pvmsi.spec.constants import FEATURES_1_0, FunctionNumber, KindMask, Limit, MsgKind, Status
+from pvmsi.spec.extension import VENDOR_FEATURES, Extension
 from pvmsi.spec.formats import BATCH_IN, CLAIM_IN, DEVICE_INFO, HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
 from pvmsi.spec.harness_constants import TrapArch, TrapInstruction
 
@@ -227,3 +228,59 @@ def encode_absent() -> bytes:
     from pvmsi.spec.formats import DEVICE_ID
 
     return encode(DEVICE_ID, {"segment": 0, "bus": 0, "devfn": 0xF8, "flags": 0, "subdevice_id": 0})
+
+
+@requirement("HV-VER-002", "HV-VER-003", "HV-VER-004", "HV-VER-005")
+def test_vendor_range_is_answered_as_specified(session: Session) -> None:
+    """The vendor range: PVMSI_FN_VENDOR_ID says whether there are vendor extensions; without them every vendor
+    function is NOT_SUPPORTED and no vendor feature bit or message format is reported; no vendor bit is ever
+    required; the defined feature bits are the only ones outside the vendor range."""
+    info = session.info()
+    check(
+        info.features_required & VENDOR_FEATURES == 0,
+        "HV-VER-004",
+        "no vendor feature bit in features_required",
+        f"{info.features_required:#x}",
+    )
+    check(
+        info.features_offered & ~VENDOR_FEATURES & ~int(FEATURES_1_0) == 0,
+        "HV-VER-005",
+        "outside the vendor range, only defined feature bits are offered",
+        f"{info.features_offered:#x}",
+    )
+    vid = session.call(Extension.FN_VENDOR_ID)
+    if vid.status == Status.NOT_SUPPORTED:
+        check(vid.value == 0, "HV-VER-002", "VENDOR_ID NOT_SUPPORTED with value 0", hex(vid.value))
+        check(
+            info.features_offered & VENDOR_FEATURES == 0,
+            "HV-VER-003",
+            "no vendor feature bit offered without VENDOR_ID",
+            f"{info.features_offered:#x}",
+        )
+        check(
+            int(info.message_format) < Extension.MSGFMT_VENDOR_FIRST,
+            "HV-VER-003",
+            "no vendor message format without VENDOR_ID",
+            str(info.message_format),
+        )
+        for fn in (0xC1, 0xD0, 0xE0, 0xF0, 0xFE, Extension.FN_VENDOR_LAST):
+            out = session.call(fn)
+            check(
+                out.status == Status.NOT_SUPPORTED,
+                "HV-VER-002",
+                f"vendor fn {fn:#x} -> NOT_SUPPORTED",
+                status_name(out.status),
+            )
+            check(out.value == 0, "HV-VER-002", f"vendor fn {fn:#x}: value 0", hex(out.value))
+    else:
+        check(
+            vid.status == Status.SUCCESS, "HV-VER-003", "VENDOR_ID: SUCCESS or NOT_SUPPORTED", status_name(vid.status)
+        )
+        check(
+            vid.value >> 16 == 0 and vid.value != 0,
+            "HV-VER-003",
+            "VENDOR_ID: a PCI-SIG vendor ID in value bits 15:0, bits 63:16 zero",
+            hex(vid.value),
+        )
+    # nothing changed: the VM is still OPEN and negotiates normally
+    check(session.negotiate().status == Status.SUCCESS, "HV-VER-002", "NEGOTIATE still succeeds", "it failed")

@@ -22,6 +22,7 @@ from .constants import render_register
 from .context import Ctx, DocsError, call_anchor, machine_anchor
 from .formats import layout
 from .markup import code, escape_plain, hx, md_text, table
+from .requirements import render_governing
 
 ARCH_TITLES: dict[str, str] = {"x86_64": "x86-64", "arm64": "arm64", "riscv64": "riscv64"}
 #: The value of a convention's extra id register (spec/callconv.py keeps it as a module constant).
@@ -123,6 +124,12 @@ def render_call(ctx: Ctx, name: str) -> str:
                 f"([batch limits]({ctx.section_link('batch')}#batch-limits))",
             ]
         )
+    blocks = (c.input, c.input_entry, c.output, c.output_entry)
+    # a format named by a plain word ("event") would match prose: only names like deactivate_entry count,
+    formats = [b for b in blocks if b is not None and "_" in b]
+    # and as prose names them: activate_entry is "activate entry", alloc_entry "allocate entry"
+    spoken = [f.replace("_", " ").replace("alloc ", "allocate ") for f in formats]
+    props.append(["Requirements", render_governing(ctx, c.name, *formats, *spoken)])
     arch_cols = [ARCH_TITLES[cc.arch] for cc in CONVENTIONS]
     return "\n".join(
         [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from pvmsi.spec.requirements import REQUIREMENTS, SECTIONS, Level, Requirement, Role, by_section
@@ -135,3 +136,20 @@ def render_conformance(ctx: Ctx, role_name: str) -> str:
         intro += f"; the {n_opt} permissions (MAY) are behaviour it may choose and the other role has to tolerate"
     intro += "."
     return intro + "\n\n" + table(["Section", "MUST / MUST NOT", "SHOULD / SHOULD NOT", "MAY"], rows)
+
+
+def naming(*names: str) -> list[Requirement]:
+    """The requirements whose text names any of ``names`` (a call such as ``MSG_ALLOC``, a format such as
+    ``deactivate_entry``) as a whole word, sorted by id."""
+    words = [re.compile(rf"(?<![A-Za-z0-9_]){re.escape(n)}(?![A-Za-z0-9_])") for n in names]
+    return sorted((r for r in REQUIREMENTS if any(w.search(r.text) for w in words)), key=lambda r: r.id)
+
+
+def render_governing(ctx: Ctx, *names: str) -> str:
+    """The requirements that name a call or one of its formats (``names``), linked to their chapters, then the
+    rules every call follows."""
+    every = ", ".join(
+        f"[{escape_plain(SECTIONS[k][0].lower())}]({ctx.section_link(k)})" for k in ("calling", "memory", "status")
+    )
+    named = naming(*names)
+    return f"{_id_links(ctx, named) if named else 'none by name'}; and the rules of every call ({every})"
