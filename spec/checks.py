@@ -158,7 +158,8 @@ def _device(scope: str = "call", writes: str = NOTHING) -> tuple[Check, ...]:
 
 
 def _success(what: str, requirement: str) -> Check:
-    return _c("success", what, Status.SUCCESS, requirement, "outcome")
+    """The outcome when no check failed (its ``check`` says what the call did and wrote)."""
+    return _c("success", what, Status.SUCCESS, requirement, "outcome", "-")
 
 
 def _target(scope: str, req: str = "HV-ALLOC-006", posted: bool = True, writes: str = NOTHING) -> tuple[Check, ...]:
