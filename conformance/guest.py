@@ -150,35 +150,39 @@ class GuestRunner:
     # -- commands -> core operations ------------------------------------------------------------------------
 
     def _operation(self, core: GuestCore, cmd: GuestCommand) -> tuple[Generator[Any, Any, Any], Callable[[Any], int]]:
+        """The core's operation for ``cmd`` and how its ``done`` is counted: vectors, an MSI block of n vectors
+        counting n (harness ``guest_result.done``; :meth:`GuestCore.vectors_of`)."""
         dev = to_guest(cmd.device)
+        held = list(core.messages.get(dev, {}).items())
         if cmd.op is GuestOp.BOOT:
             return core.boot(), lambda _: 0
-        if cmd.op is GuestOp.FLR:
-            return core.after_flr(dev), int
-        if cmd.op is GuestOp.UNPLUG:
-            return core.forget(dev), int
-        if cmd.op is GuestOp.RELEASE:
-            return core.shutdown(dev), int
         if cmd.op is GuestOp.EVENTS:
             return core.configure_events(cmd.vcpu, cmd.vector), lambda _: 0
         if cmd.op is GuestOp.NOTIFY:
             return core.handle_events(), len
+        every = core.vectors_of(m for _, m in held)
+        if cmd.op is GuestOp.FLR:
+            return core.after_flr(dev), lambda _: every
+        if cmd.op is GuestOp.UNPLUG:
+            return core.forget(dev), lambda _: every
+        if cmd.op is GuestOp.RELEASE:
+            return core.shutdown(dev), lambda _: every
         try:
             kind = MsgKind(cmd.kind)
         except ValueError:
             raise IutError(f"{cmd.op.name} names no message kind ({cmd.kind})") from None
+        of_kind = [m for (k, _), m in held if k is kind]
         if cmd.op is GuestOp.ENABLE:
             if kind is MsgKind.MSI:
                 targets = [Target(0, cmd.vcpu, cmd.vector, cmd.count)]
             else:
                 targets = [Target(cmd.first_slot + i, cmd.vcpu, cmd.vector + i) for i in range(cmd.count)]
-            return core.enable(dev, kind, targets), lambda msgs: sum(m.count for m in msgs)
+            return core.enable(dev, kind, targets), core.vectors_of
         if cmd.op is GuestOp.RETARGET:
-            held = core.messages.get(dev, {})
-            moves = [(m, cmd.vcpu, m.vector) for (k, _), m in held.items() if k is kind]
-            return core.set_affinity(dev, moves), lambda _: len(moves)
+            moves = [(m, cmd.vcpu, m.vector) for m in of_kind]
+            return core.set_affinity(dev, moves), lambda _: core.vectors_of(of_kind)
         if cmd.op is GuestOp.DISABLE:
-            return core.disable(dev, kind), int
+            return core.disable(dev, kind), lambda _: core.vectors_of(of_kind)
         raise IutError(f"unknown guest operation {cmd.op!r}")  # pragma: no cover - GuestOp is exhaustive
 
     # -- core actions -> host requests ----------------------------------------------------------------------

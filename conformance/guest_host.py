@@ -114,6 +114,9 @@ class HostKnobs:
     negotiate_status: int | None = None
     #: Answer these functions with these statuses, without acting on them.
     status_for: tuple[tuple[int, int], ...] = ()
+    #: The value register of a call answered through ``status_for`` (a batch that fails in its header checks
+    #: writes no batch_out; a guest must not read a next_index into this value, GUEST-CONV-001).
+    status_value: int = 0
     #: Kinds left enabled through emulation before the guest boots (firmware or a previous kernel did).
     preenabled: tuple[tuple[DeviceRef, MsgKind], ...] = ()
     #: What the platform discovery (CPUID, vendor hypervisor UID, SBI probe) tells the guest.
@@ -438,6 +441,34 @@ class HostModel:
             vector = int(getattr(entry, "vector", 0))
             if vector > 0xFFFF and int.from_bytes(vector.to_bytes(4, "little"), "big") <= 0xFF:
                 self.violate("GEN-CONV-001", f"{fn_name(rec.fn)}: vector {vector:#x} is a byte-swapped vector")
+            self._check_identity_order(rec, entry)
+
+    def _check_identity_order(self, rec: CallRecord, entry: Any) -> None:
+        """GEN-CONV-001: an identity field of an entry (vcpu, handle, MSI-X slot, vector index, vector_count) that
+        names nothing as little-endian but something the guest holds once its bytes are reversed."""
+
+        def swapped(value: int, size: int) -> int:
+            return int.from_bytes(value.to_bytes(size, "little"), "big")
+
+        found: list[str] = []
+        vcpu = int(getattr(entry, "vcpu", 0))
+        if vcpu >= VCPUS and swapped(vcpu, 4) < VCPUS:
+            found.append(f"vcpu {vcpu:#x}")
+        handle = int(getattr(entry, "handle", 0))
+        if handle and handle not in self.issued and swapped(handle, 8) in self.issued:
+            found.append(f"handle {handle:#x}")
+        if int(getattr(entry, "kind", -1)) == MsgKind.MSIX:
+            slot = int(entry.slot)
+            if slot > 0x7FF and swapped(slot, 4) <= 0x7FF:
+                found.append(f"MSI-X slot {slot:#x}")
+        index = int(getattr(entry, "index", 0))
+        if index > 0xFF and swapped(index, 2) < 32:
+            found.append(f"index {index:#x}")
+        count = int(getattr(entry, "vector_count", 1))
+        if count > 0xFF and swapped(count, 2) <= 32:
+            found.append(f"vector_count {count:#x}")
+        for what in found:
+            self.violate("GEN-CONV-001", f"{fn_name(rec.fn)}: {what} reads right only byte-swapped (big-endian?)")
 
     def _check_registers(self, rec: CallRecord) -> None:
         if rec.args[2] or rec.args[3]:
@@ -644,7 +675,7 @@ class HostModel:
             return int(Status.NOT_SUPPORTED), 0, "pvmsi absent"
         for fn, status in k.status_for:
             if fn == rec.fn:
-                return status, 0, "status forced by the test"
+                return status, k.status_value, "status forced by the test"
         if rec.fn == FunctionNumber.NEGOTIATE and k.negotiate_status is not None:
             status = k.negotiate_status
             if status in (Status.FEATURES_REFUSED, Status.INVALID_PARAMETER) and self.svm.vm.memory.is_ram(

@@ -92,6 +92,10 @@ class GuestSession:
         return r
 
     def boot(self, scratch: int = SCRATCH) -> GuestResult:
+        """BOOT; a second BOOT is a reboot into a fresh VM with the same knobs (harness GuestOp BOOT)."""
+        if self.model is not None and any(r.mode is not GuestMode.NOT_BOOTED for r in self.results):
+            self.log("reboot: a fresh VM")
+            self.model = HostModel(self.model.knobs, self.log)
         return self.command(GuestCommand(GuestOp.BOOT, scratch_gpa=scratch))
 
     def enable(
@@ -153,6 +157,12 @@ class GuestSession:
         check(r.status == Status.SUCCESS, rid, f"{what} -> SUCCESS", status_name(r.status))
         if mode is not None:
             check(r.mode is mode, rid, f"{what}: guest in mode {mode.name}", r.mode.name)
+
+    def fell_back(self, r: GuestResult, rid: str) -> None:
+        """A BOOT that fell back to emulation: SUCCESS (harness guest_result, GUEST-STAT-002) in mode EMULATED
+        (``rid``: the rule that made the guest fall back)."""
+        check(r.status == Status.SUCCESS, "GUEST-STAT-002", "BOOT that falls back -> SUCCESS", status_name(r.status))
+        check(r.mode is GuestMode.EMULATED, rid, "BOOT: guest in mode EMULATED", r.mode.name)
 
     def delivers(
         self, dev: DeviceRef, kind: MsgKind, count: int, rid: str, *, vcpu: int = 1, vector: int = 0x40, first: int = 0

@@ -383,7 +383,9 @@ class GuestOp(IntEnum):
 
 GUEST_OP_DOCS: dict[GuestOp, str] = {
     GuestOp.BOOT: "Start the guest afresh (no pvmsi state kept), discover pvmsi and negotiate (or fall back to "
-    "emulation).",
+    "emulation). A BOOT of a guest already booted, negotiated or not, is a reboot: the suite gives it a fresh VM "
+    "(nothing claimed, nothing negotiated, every slot at its reset value), and the guest keeps no handle, claim or "
+    "mode of the boot before.",
     GuestOp.ENABLE: "Enable count vectors of a kind from first_slot, targeting vcpu, vector, vector+1, ...",
     GuestOp.RETARGET: "Move every message of the kind on the device to vcpu, keeping each vector.",
     GuestOp.DISABLE: "Mask, disable and free every message of the kind on the device.",
@@ -412,6 +414,8 @@ DEVICE_OP_DOCS: dict[DeviceOp, str] = {
     DeviceOp.PROGRAM: "Write address and data into the slot (MSI: vectors sets Multiple Message Enable).",
     DeviceOp.ENABLE: "Set MSI Enable / MSI-X Enable (IMS: no-op).",
     DeviceOp.DISABLE: "Clear MSI Enable / MSI-X Enable (IMS: no-op).",
-    DeviceOp.MASK: "Mask the slot.",
-    DeviceOp.UNMASK: "Unmask the slot.",
+    DeviceOp.MASK: "Mask the slot: the MSI-X entry's Vector Control mask bit, the IMS slot's mask bit; MSI: the "
+    "Mask Bits of every vector of the block (an MSI block is one slot, 0: MASK of slot 0 masks the whole block).",
+    DeviceOp.UNMASK: "Unmask the slot (as MASK names it); every slot starts masked after reset except MSI vectors, "
+    "whose Mask Bits start clear (harness appendix, device model).",
 }

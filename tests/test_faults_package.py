@@ -158,5 +158,7 @@ def test_faults_are_grouped_by_section() -> None:
         "teardown",
         "inflight",
         "events",
+        "strength",
+        "edges",
         "check_order",
     }

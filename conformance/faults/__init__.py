@@ -22,15 +22,19 @@ from . import (
     calling,
     check_order,
     device,
+    edges,
     events,
     formats,
     guest_events,  # noqa: F401  (registers the event channel's faulty guests)
+    guest_order,  # noqa: F401  (registers the big-endian identity faults)
+    guest_results,  # noqa: F401  (registers the faulty guests of guest_result)
     inflight,
     lifecycle,
     memory,
     messages,
     negotiation,
     security,
+    strength,
     teardown,
 )
 from .guests import GUEST_FAULTS, FaultyGuest, faulty_core, faulty_guest
@@ -54,6 +58,8 @@ FAULTS: dict[str, FaultyImpl] = {
         teardown,
         inflight,
         events,
+        strength,
+        edges,
         check_order,
     )
     for f in section.FAULTS

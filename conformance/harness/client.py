@@ -138,6 +138,14 @@ class HarnessConnection:
             self._silent.clear()
             self.reader.feed(data)
 
+    def exchange_raw(self, data: bytes, answers: int = 1) -> list[Frame]:
+        """Send ``data`` as it is (frames the suite built, malformed ones included) and take ``answers`` frames:
+        the guest suite's harness-robustness tests."""
+        self.flush()
+        self._send(data)
+        deadline, _ = self._due()
+        return [self._next(deadline) for _ in range(answers)]
+
     def _send(self, data: bytes) -> None:
         try:
             self.channel.send(data)

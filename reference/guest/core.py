@@ -15,7 +15,7 @@ logic runs in-process, over a transport, or under the conformance suite playing 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -279,6 +279,8 @@ class GuestCore(GuestEvents):
                 status, next_index, out = yield from self.call(
                     fn, encode(BATCH_IN, hdr) + body, out_hdr + len(chunk) * result_size
                 )
+                if status < 0 and not self.batch_out_written(status, next_index, start, out[:out_hdr]):
+                    return results, status  # failed in its header checks: no entry of this call completed
                 for i in range(start, self.results_taken(status, next_index, len(chunk))):
                     off = out_hdr + i * result_size
                     results.append(decode(result_fmt, out[off : off + result_size]))
@@ -289,6 +291,16 @@ class GuestCore(GuestEvents):
                     return results, status
                 break
         return results, Status.SUCCESS
+
+    def batch_out_written(self, status: int, value: int, start: int, header: bytes) -> bool:
+        """Whether a failed batch call wrote batch_out (an entry failed), rather than failing in its header checks
+        before any entry: the value register and batch_out.next_index agree, batch_out.status is the status
+        returned and completed is next_index - start (GUEST-CONV-001; HV-BATCH-007)."""
+        try:
+            hdr = decode(BATCH_OUT, header)
+        except DecodeError:
+            return False
+        return bool(hdr.next_index == value and hdr.status == status and hdr.completed == value - start)
 
     def results_taken(self, status: int, next_index: int, count: int) -> int:
         """The end of the results a batch call completed: entries below next_index (the value register is
@@ -310,7 +322,7 @@ class GuestCore(GuestEvents):
         if self.mode is GuestMode.PVMSI and self.features & KIND_FEATURE[kind]:
             msgs = yield from self.enable_pvmsi(dev, kind, targets)
         else:
-            msgs = [compat_message(dev, kind, t) for t in targets]
+            msgs = [self.emulated_message(dev, kind, t) for t in targets]
         held = self.messages.setdefault(dev, {})
         for m in msgs:
             if self.writes_pair(dev, kind):
@@ -320,6 +332,17 @@ class GuestCore(GuestEvents):
         for m in msgs:
             yield MaskSlot(dev, kind, m.slot, False)
         return msgs
+
+    def emulated_message(self, dev: GuestDevice, kind: MsgKind, t: Target) -> GuestMessage:
+        """The pair the guest composes for a kind it has not claimed, which the hypervisor emulates (GUEST-EMU-002):
+        its platform's own format, never pvmsi's; on the harness the x86 compatibility format on every platform
+        (spec "Message formats", "On the emulated path")."""
+        return compat_message(dev, kind, t)
+
+    def vectors_of(self, msgs: Iterable[GuestMessage]) -> int:
+        """The vectors these messages carry (an MSI block of n vectors counts n): what a command reports as
+        ``done`` in the harness's ``guest_result`` (GUEST-STAT-002)."""
+        return sum(m.count for m in msgs)
 
     def writes_pair(self, dev: GuestDevice, kind: MsgKind) -> bool:
         """Whether the guest writes a message's pair into the device itself: not for a claimed MSI capability,
@@ -398,15 +421,21 @@ class GuestCore(GuestEvents):
     def domain_deactivate(self, dev: GuestDevice, msgs: Sequence[GuestMessage]) -> Op:
         """irq_domain_ops.deactivate: MSG_DEACTIVATE returns the messages to reserved (HV-ACT-005); the handles
         stay valid."""
-        entries = [{"handle": m.handle, "index": 0, "entry_flags": int(ActivateEntryFlag.BLOCK)} for m in msgs]
-        if not entries:
-            return 0
-        results, status = yield from self.batch(
-            FunctionNumber.MSG_DEACTIVATE, dev, DEACTIVATE_ENTRY, DEACTIVATE_RESULT, entries
-        )
-        if status != Status.SUCCESS:
-            raise GuestError("MSG_DEACTIVATE", status, f"entry {len(results)}")
-        return len(results)
+        done = 0
+        while msgs:
+            entries = [{"handle": m.handle, "index": 0, "entry_flags": int(ActivateEntryFlag.BLOCK)} for m in msgs]
+            results, status = yield from self.batch(
+                FunctionNumber.MSG_DEACTIVATE, dev, DEACTIVATE_ENTRY, DEACTIVATE_RESULT, entries
+            )
+            done += len(results)
+            if status == Status.SUCCESS:
+                break
+            if status != Status.REVOKED:
+                raise GuestError("MSG_DEACTIVATE", status, f"entry {len(results)}")
+            # A revoked message delivers nothing already (HV-REVOKE-002): go on after it; the caller frees it
+            # with the others, and the REVOKED event then names a handle no longer held (GUEST-REVOKE-001).
+            msgs = msgs[len(results) + 1 :]
+        return done
 
     def pair_acceptable(self, address: int) -> bool:
         """Whether a pair the host handed out may be written into a device (GUEST-CVM-002)."""
@@ -432,7 +461,7 @@ class GuestCore(GuestEvents):
                 raise GuestError("MSG_ACTIVATE", status, f"entry {len(results)}")
             return sum(1 for r in results if r.flags & ActivateFlag.REWRITE)
         for m, vcpu, vector in moves:
-            new = compat_message(m.device, m.kind, Target(m.slot, vcpu, vector, m.count))
+            new = self.emulated_message(m.device, m.kind, Target(m.slot, vcpu, vector, m.count))
             m.vcpu, m.vector, m.address, m.data = vcpu, vector, new.address, new.data
             yield from self.rewrite(m)
         return len(moves)

@@ -336,7 +336,9 @@ GUEST_COMMAND: Any = define(
         / u64
         * "BOOT: the first of the two consecutive guest pages the guest uses for parameter blocks (a page each for "
         "the input and the output block, so that a batch can fill a page); they stand for the memory the guest "
-        "shares with its host (a confidential VM's shared pages).",
+        "shares with its host (a confidential VM's shared pages). Always 4 KiB-aligned (a multiple of "
+        "PVMSI_PAGE_SIZE), in guest RAM; the guest may place its blocks anywhere in them that the memory rules "
+        "allow.",
     ),
 )
 
@@ -345,11 +347,24 @@ GUEST_RESULT: Any = define(
     "harness",
     "Payload of GUEST_RESULT.",
     cs.Struct(
-        "status" / ValuesOf(s32, Status) * "pvmsi status of the operation (SUCCESS, or the error the guest hit).",
-        "mode" / u8 * "1: pvmsi negotiated, 2: emulated MSI/MSI-X, 0: not booted.",
+        "status"
+        / ValuesOf(s32, Status)
+        * "SUCCESS when the guest did what the command asks, and for a BOOT that falls back to emulated MSI/MSI-X "
+        "(pvmsi absent, of another major version, or refused: mode 2 says so; the fallback is the guest working "
+        "as the spec requires, not an error). Otherwise the negative pvmsi status of the call that made the "
+        "command fail, exactly as the call returned it (one the guest does not know included): an ENABLE whose "
+        "MSG_ALLOC stopped at an entry with NO_RESOURCES reports NO_RESOURCES. A command before any BOOT: "
+        "WRONG_STATE.",
+        "mode" / u8 * "1: pvmsi negotiated, 2: emulated MSI/MSI-X, 0: not booted (the mode after the command).",
         "reserved0" / Reserved(u8) * "Reserved, zero.",
         "reserved1" / Reserved(u16) * "Reserved, zero.",
-        "done" / u32 * "Messages the operation affected.",
+        "done"
+        / u32
+        * "Vectors the command acted on, an MSI block of n vectors counting n: ENABLE the vectors enabled, "
+        "RETARGET the vectors moved, DISABLE the vectors disabled and freed, FLR the vectors restored, UNPLUG the "
+        "vectors dropped, RELEASE the vectors the device held; NOTIFY the events handled; BOOT and EVENTS 0. A "
+        "command that fails reports the vectors it left enabled and working (an ENABLE that freed what it had "
+        "obtained: 0).",
         "reserved2" / Reserved(u32) * "Reserved, zero.",
     ),
 )

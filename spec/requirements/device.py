@@ -100,7 +100,11 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "GUEST-DEV-002",
         Level.SHOULD,
         "device",
-        "The guest SHOULD query a device before claiming it, and claim only kinds the device supports.",
+        "The guest SHOULD query a device before claiming it, and SHOULD name in its one DEVICE_CLAIM every kind, "
+        "among those the device supports and pvmsi negotiated, that it will ever use through pvmsi on the device: "
+        "a claimed device is not claimed again (HV-DEV-007), so a kind left out stays emulated (IMS: unusable) "
+        "until the guest releases the device and every message on it. Claiming a kind it then never uses costs "
+        "nothing but the emulation of that kind.",
     ),
     req(
         "GUEST-DEV-003",

@@ -73,4 +73,14 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "The guest MUST NOT write Message Address, Message Upper Address, Message Data or Multiple Message Enable "
         "of an MSI capability it has claimed; it sets MSI Enable and the Mask Bits only, after MSG_ALLOC returned.",
     ),
+    req(
+        "GUEST-EMU-002",
+        Level.MUST,
+        "device",
+        "For a message of a kind it has not claimed (pvmsi absent, of another major version, refused, or the kind "
+        "not claimed), the guest MUST compose the pair its platform's emulated interrupt controller defines, as it "
+        "would without pvmsi (x86-64: the compatibility format; arm64: its virtual ITS's GITS_TRANSLATER and an "
+        "EventID it mapped; riscv64: an interrupt file of its virtual IMSIC and an interrupt identity), never a "
+        "format pvmsi describes (hv_info.message_format describes only the pairs pvmsi returns).",
+    ),
 )

@@ -46,8 +46,10 @@ CONVENTIONS: tuple[Requirement, ...] = (
         Level.MUST_NOT,
         "conventions",
         "After a call failed, the guest MUST NOT rely on its output block, except the batch_out header and the "
-        "results below next_index of a batch, and negotiate_out of a NEGOTIATE that failed with "
-        "FEATURES_REFUSED or INVALID_PARAMETER.",
+        "results below next_index of a batch whose batch_out was written (an entry failed: the value register "
+        "equals batch_out.next_index and batch_out.status is the status returned), and negotiate_out of a "
+        "NEGOTIATE that failed with FEATURES_REFUSED or INVALID_PARAMETER. A batch call that failed before "
+        "writing batch_out (in its header checks) completed no entry, and its value register means nothing.",
     ),
 )
 
@@ -197,6 +199,15 @@ STATUS: tuple[Requirement, ...] = (
         "status",
         "The guest MUST check the status of every call and MUST treat an unknown negative status as a failure "
         "of the call.",
+    ),
+    req(
+        "GUEST-STAT-002",
+        Level.MUST,
+        "status",
+        "A guest under test MUST answer the harness as its appendix defines: each command's outcome in "
+        "guest_result (SUCCESS for a command done and for a BOOT that falls back to emulation, the mode saying "
+        "so; otherwise the status of the call that made it fail, as returned; done in vectors, an MSI block of n "
+        "vectors counting n), and an ERROR frame of the code the appendix names for a request it cannot serve.",
     ),
 )
 

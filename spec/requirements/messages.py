@@ -150,6 +150,14 @@ MESSAGES: tuple[Requirement, ...] = (
         "The guest MUST NOT use a handle after freeing it, after releasing its device, after RESET, or after "
         "its device was hot-unplugged.",
     ),
+    req(
+        "GUEST-ALLOC-005",
+        Level.SHOULD_NOT,
+        "messages",
+        "When an activate result has PVMSI_ACTIVATE_REWRITE clear, the guest SHOULD NOT write the slot: the pair "
+        "in force is the one already there (the result's address and data repeat it), and a guest that writes "
+        "anyway writes that same pair (GUEST-NEG-004).",
+    ),
 )
 
 BATCH: tuple[Requirement, ...] = (

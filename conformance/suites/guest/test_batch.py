@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pvmsi.conformance.guest_toolkit import MLX5, GuestSession
-from pvmsi.conformance.toolkit import check
+from pvmsi.conformance.toolkit import check, status_name
 from pvmsi.spec.constants import FunctionNumber, MsgKind, Status
 
 requirement = pytest.mark.requirement
@@ -45,3 +45,58 @@ def test_a_failed_batch_is_cleaned_up(guest: GuestSession) -> None:
     check(r.status != Status.SUCCESS, "GUEST-BATCH-002", "ENABLE reports the failure", str(r.status))
     guest.enable(MLX5, MsgKind.MSIX, 4, first_slot=16)
     guest.clean("GUEST-BATCH-002", "GUEST-CONV-001")
+
+
+@requirement("GUEST-CONV-001", "GUEST-STAT-001", "GUEST-STAT-002")
+@pytest.mark.parametrize(
+    ("fn", "status"),
+    [
+        (FunctionNumber.MSG_ALLOC, Status.INVALID_PARAMETER),
+        (FunctionNumber.MSG_ALLOC, Status.UNKNOWN_DEVICE),
+        (FunctionNumber.MSG_ALLOC, Status.NOT_PERMITTED),
+        (FunctionNumber.MSG_ALLOC, -(2**31)),
+        (FunctionNumber.MSG_ACTIVATE, Status.WRONG_STATE),
+    ],
+    ids=str,
+)
+def test_a_batch_failing_before_any_entry_completed_nothing(
+    guest: GuestSession, fn: FunctionNumber, status: int
+) -> None:
+    """A batch call fails in its header checks with a value register of 3 and an output block that looks like a
+    whole completed batch (never written by the hypervisor): the guest takes no entry as completed, names no
+    handle from it, writes no pair from it, and reports the status."""
+    guest.host(status_for=((int(fn), int(status)),), status_value=3)
+    guest.boot()
+    r = guest.enable(MLX5, MsgKind.MSIX, 4)
+    guest.clean("GUEST-CONV-001", "GUEST-ALLOC-004", "GUEST-NEG-004")
+    check(r.status == status, "GUEST-STAT-002", f"ENABLE reports {status_name(status)}", status_name(r.status))
+    programs = [op for op in guest.hv.device_ops() if op.op.name == "PROGRAM"]
+    check(not programs, "GUEST-CONV-001", "no pair written", str(len(programs)))
+
+
+@requirement("GUEST-BATCH-002", "GUEST-CONV-001", "GUEST-STAT-002", "GUEST-ALLOC-004")
+@pytest.mark.parametrize(
+    ("first", "status"),
+    [(2, Status.WRONG_STATE), (2046, Status.INVALID_PARAMETER)],
+    ids=["slot-occupied", "slot-past-the-table"],
+)
+def test_an_entry_failing_with_each_error(guest: GuestSession, first: int, status: int) -> None:
+    """MSI-X slots 4..7 are in use; an ENABLE of 4 from ``first`` fails at entry 2 (slot 4 occupied: WRONG_STATE;
+    slot 2048 past the 2048-entry table: INVALID_PARAMETER). The guest frees entries 0 and 1 (or keeps and writes
+    them), uses no unwritten result, reports the entry's status, and leaves slots 4..7 alone: they still deliver."""
+    guest.boot()
+    guest.ok(guest.enable(MLX5, MsgKind.MSIX, 4, vcpu=1, vector=0x40, first_slot=4), "GUEST-BATCH-002", "ENABLE")
+    before = {h: (m.slot, m.address, m.data) for h, m in guest.hv.live().items()}
+    r = guest.enable(MLX5, MsgKind.MSIX, 4, vcpu=2, vector=0x60, first_slot=first)
+    guest.clean("GUEST-BATCH-002", "GUEST-CONV-001", "GUEST-ALLOC-004")
+    alloc = [c for c in guest.calls(FunctionNumber.MSG_ALLOC) if c.status < 0]
+    check(
+        len(alloc) == 1 and alloc[0].status == status and alloc[0].value == 2,
+        "GUEST-BATCH-002",
+        f"MSG_ALLOC stopped at entry 2 with {status_name(status)}",
+        str([(status_name(c.status), c.value) for c in alloc]),
+    )
+    check(r.status == status, "GUEST-STAT-002", f"ENABLE reports {status_name(status)}", status_name(r.status))
+    after = {h: (m.slot, m.address, m.data) for h, m in guest.hv.live().items() if h in before}
+    check(after == before, "GUEST-ALLOC-004", "the messages of slots 4..7 untouched", str(after))
+    guest.delivers(MLX5, MsgKind.MSIX, 4, "GUEST-BATCH-002", vcpu=1, vector=0x40, first=4)

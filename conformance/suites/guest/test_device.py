@@ -8,6 +8,7 @@ import pytest
 from pvmsi.conformance.guest_toolkit import MLX5, MSI_DEV, GuestSession
 from pvmsi.conformance.toolkit import check
 from pvmsi.spec.constants import FunctionNumber, MsgKind, Status
+from pvmsi.spec.kinds import kind_bit
 
 requirement = pytest.mark.requirement
 
@@ -28,11 +29,23 @@ def test_disables_emulated_kinds_before_claiming(guest: GuestSession) -> None:
 
 @requirement("GUEST-DEV-002")
 def test_queries_before_claiming(guest: GuestSession) -> None:
-    """SHOULD: DEVICE_QUERY before DEVICE_CLAIM, claiming only kinds the device has."""
+    """SHOULD: DEVICE_QUERY before DEVICE_CLAIM, claiming only kinds the device supports, and in the one claim
+    every kind the guest then uses on the device (MSI-X first, then IMS on the same device)."""
     guest.full_workout()
     guest.clean("GUEST-DEV-002")
+    claims: dict[object, int] = {}
     for c in guest.calls(FunctionNumber.DEVICE_CLAIM):
         check(c.status == Status.SUCCESS, "GUEST-DEV-002", "claims of supported kinds succeed", str(c.status))
+        check(c.device not in claims, "GUEST-DEV-002", "one DEVICE_CLAIM a device", f"{c.device} claimed twice")
+        claims[c.device] = int(c.decoded.kinds)
+    for c in guest.calls(FunctionNumber.MSG_ALLOC):
+        for kind in {int(e.kind) for e in c.entries}:
+            check(
+                bool(claims.get(c.device, 0) & kind_bit(kind)),
+                "GUEST-DEV-002",
+                f"{MsgKind(kind).name} on {c.device} named in its DEVICE_CLAIM",
+                hex(claims.get(c.device, 0)),
+            )
 
 
 @requirement("GUEST-DEV-003")

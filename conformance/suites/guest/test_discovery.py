@@ -21,7 +21,7 @@ def _emulated(guest: GuestSession, rid: str) -> None:
     claims = guest.calls(FunctionNumber.DEVICE_CLAIM) + guest.calls(FunctionNumber.MSG_ALLOC)
     check(not claims, rid, "no DEVICE_CLAIM or MSG_ALLOC", ", ".join(guest.fns()))
     check(guest.hv.msix_exits() > exits, rid, "MSI-X table writes trapped (exits)", "no exit")
-    guest.delivers(MLX5, MsgKind.MSIX, 4, rid, vcpu=2, vector=0x50)
+    guest.delivers(MLX5, MsgKind.MSIX, 4, "GUEST-EMU-002", vcpu=2, vector=0x50)
 
 
 @requirement("GUEST-DISC-001")
@@ -35,24 +35,24 @@ def test_the_first_call_is_version(guest: GuestSession) -> None:
     guest.ok(r, "GUEST-DISC-001", "BOOT")
 
 
-@requirement("GUEST-DISC-001", "GUEST-DISC-002")
+@requirement("GUEST-DISC-001", "GUEST-DISC-002", "GUEST-STAT-002", "GUEST-EMU-002")
 def test_absent_pvmsi_means_emulation(guest: GuestSession) -> None:
     """VERSION answers NOT_SUPPORTED: no other call, and MSI-X keeps working through emulation."""
     guest.host(present=False)
     r = guest.boot()
     guest.clean("GUEST-DISC-001", "GUEST-DISC-002")
     check(guest.fns() == ["VERSION"], "GUEST-DISC-001", "VERSION only", ", ".join(guest.fns()))
-    guest.ok(r, "GUEST-DISC-002", "BOOT", GuestMode.EMULATED)
+    guest.fell_back(r, "GUEST-DISC-002")
     _emulated(guest, "GUEST-DISC-002")
     guest.clean("GUEST-DISC-001")
 
 
-@requirement("GUEST-DISC-002")
+@requirement("GUEST-DISC-002", "GUEST-STAT-002", "GUEST-EMU-002")
 def test_another_major_version_means_emulation(guest: GuestSession) -> None:
     """VERSION reports 2.0: the guest treats pvmsi as absent."""
     guest.host(version=(2, 0))
     r = guest.boot()
     guest.clean("GUEST-DISC-002")
-    guest.ok(r, "GUEST-DISC-002", "BOOT", GuestMode.EMULATED)
+    guest.fell_back(r, "GUEST-DISC-002")
     _emulated(guest, "GUEST-DISC-002")
     guest.clean("GUEST-DISC-002")

@@ -45,7 +45,8 @@ def test_reserved_fields_and_undefined_bits_are_zero(guest: GuestSession) -> Non
 
 @requirement("GEN-CONV-001")
 def test_blocks_are_little_endian(guest: GuestSession) -> None:
-    """Counts, versions, vectors and ids read right as little-endian."""
+    """Counts, versions, vectors and every identity field (vCPU, handle, MSI-X slot, vector index and count, in
+    every entry format the workout ships) read right as little-endian."""
     guest.full_workout()
     guest.clean("GEN-CONV-001")
     neg = guest.calls(FunctionNumber.NEGOTIATE)[0].decoded

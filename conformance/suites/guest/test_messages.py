@@ -8,6 +8,7 @@ import pytest
 from pvmsi.conformance.guest_toolkit import IDXD_SUB, MLX5, MSI_DEV, GuestSession
 from pvmsi.conformance.toolkit import check
 from pvmsi.spec.constants import ActivateFlag, FunctionNumber, MsgKind
+from pvmsi.spec.harness_constants import DeviceOp
 from pvmsi.spec.iut import DeviceRef
 
 requirement = pytest.mark.requirement
@@ -56,16 +57,38 @@ def test_rewrites_masked_when_retarget_says_rewrite(
         "the model set REWRITE",
         str(rewrites),
     )
+    new = {(int(res.address), int(res.data)) for res in rewrites}
+    by_slot = {m.slot: (m.address, m.data) for m in guest.hv.live().values() if m.kind is kind}
+    written = [op for op in guest.hv.device_ops(DeviceOp.PROGRAM) if op.command.startswith("RETARGET")]
+    slots = sorted(op.slot for op in written)
+    check(slots == sorted(by_slot), "GUEST-ALLOC-002", f"each slot written once: {sorted(by_slot)}", str(slots))
+    for op in written:
+        check(
+            by_slot.get(op.slot) in new and by_slot[op.slot] == (op.address, op.data),
+            "GUEST-ALLOC-002",
+            f"slot {op.slot} gets the pair MSG_ACTIVATE returned for it",
+            f"{op.address:#x}/{op.data:#x}",
+        )
     guest.delivers(dev, kind, count, "GUEST-ALLOC-002", vcpu=3, vector=0x50)
 
 
-@requirement("GUEST-ALLOC-002")
+@requirement("GUEST-ALLOC-002", "GUEST-ALLOC-005")
 def test_in_place_retarget_delivers_to_the_new_vcpu(guest: GuestSession) -> None:
-    """An in-place retarget (REWRITE clear) needs no rewrite; the messages follow."""
+    """An in-place retarget (REWRITE clear) needs no rewrite: the guest writes no slot (SHOULD NOT), and the
+    messages follow."""
     guest.boot()
     guest.enable(MLX5, MsgKind.MSIX, 4, vcpu=0, vector=0x50)
     guest.ok(guest.retarget(MLX5, MsgKind.MSIX, 2), "GUEST-ALLOC-002", "RETARGET")
-    guest.clean("GUEST-ALLOC-002")
+    guest.clean("GUEST-ALLOC-002", "GUEST-NEG-004")
+    slot_of = {h: m.slot for h, m in guest.hv.live().items() if m.kind is MsgKind.MSIX}
+    in_place = set()  # slots whose activate result had REWRITE clear (an IMSIC retarget to another hart sets it)
+    for c in [c for c in guest.calls(FunctionNumber.MSG_ACTIVATE) if c.command.startswith("RETARGET")]:
+        for i, res in enumerate(c.results(), start=c.start):
+            if not res.flags & ActivateFlag.REWRITE and int(c.entries[i].handle) in slot_of:
+                in_place.add(slot_of[int(c.entries[i].handle)])
+    written = [op for op in guest.hv.device_ops(DeviceOp.PROGRAM) if op.command.startswith("RETARGET")]
+    bad = [op.slot for op in written if op.slot in in_place]
+    check(not bad, "GUEST-ALLOC-005", "no slot written whose REWRITE was clear", ", ".join(map(str, bad)))
     guest.delivers(MLX5, MsgKind.MSIX, 4, "GUEST-ALLOC-002", vcpu=2, vector=0x50)
 
 

@@ -27,7 +27,7 @@ def _still_emulated(guest: GuestSession, rid: str) -> None:
     guest.ok(r, rid, "ENABLE after a refusal", GuestMode.EMULATED)
     used = [c for c in guest.calls() if c.fn >= FunctionNumber.DEVICE_QUERY]
     check(not used, rid, "no device or message call", ", ".join(guest.fns()))
-    guest.delivers(MLX5, MsgKind.MSIX, 3, rid, vcpu=2, vector=0x70)
+    guest.delivers(MLX5, MsgKind.MSIX, 3, "GUEST-EMU-002", vcpu=2, vector=0x70)
 
 
 @requirement("GUEST-NEG-001")
@@ -53,19 +53,19 @@ def test_includes_required_bits(guest: GuestSession) -> None:
     check(features & required == required, "GUEST-NEG-002", f"{required:#x} included", hex(features))
 
 
-@requirement("GUEST-NEG-002", "GUEST-NEG-003")
+@requirement("GUEST-NEG-002", "GUEST-NEG-003", "GUEST-STAT-002", "GUEST-EMU-002")
 def test_unknown_required_bit_means_no_negotiation(guest: GuestSession) -> None:
     """GET_INFO requires a bit the guest cannot know (1 << 40): it does not negotiate and stays emulated."""
     guest.host(required=1 << 40)
     r = guest.boot()
     guest.clean("GUEST-NEG-002", "GUEST-NEG-003")
     check(not guest.calls(FunctionNumber.NEGOTIATE), "GUEST-NEG-002", "no NEGOTIATE", ", ".join(guest.fns()))
-    guest.ok(r, "GUEST-NEG-003", "BOOT", GuestMode.EMULATED)
+    guest.fell_back(r, "GUEST-NEG-003")
     _still_emulated(guest, "GUEST-NEG-003")
     guest.clean("GUEST-NEG-003")
 
 
-@requirement("GUEST-NEG-003", "GUEST-CONV-001")
+@requirement("GUEST-NEG-003", "GUEST-CONV-001", "GUEST-STAT-002", "GUEST-EMU-002")
 @pytest.mark.parametrize(
     "refusal", [Status.FEATURES_REFUSED, Status.VERSION_MISMATCH, Status.INVALID_PARAMETER, -77], ids=str
 )
@@ -74,7 +74,7 @@ def test_a_refused_negotiate_keeps_emulation(guest: GuestSession, refusal: int) 
     guest.host(negotiate_status=int(refusal))
     r = guest.boot()
     guest.clean("GUEST-NEG-003", "GUEST-CONV-001")
-    guest.ok(r, "GUEST-NEG-003", "BOOT", GuestMode.EMULATED)
+    guest.fell_back(r, "GUEST-NEG-003")
     _still_emulated(guest, "GUEST-NEG-003")
     guest.clean("GUEST-NEG-003", "GUEST-CONV-001")
 
