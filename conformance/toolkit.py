@@ -407,7 +407,23 @@ class Session:
         raw = [
             out.out[i : i + result.size] for i in range(_BATCH_OUT.size, _BATCH_OUT.size + n * result.size, result.size)
         ]
-        return Batch(out, _decoded(_BATCH_OUT, out.out[: _BATCH_OUT.size]), [_decoded(result, r) for r in raw], raw)
+        written = _decoded(_BATCH_OUT, out.out[: _BATCH_OUT.size])
+        if written is not None and not isinstance(written, bytes):  # written, and decodable
+            self.check_batch_out(written, start, out)
+        return Batch(out, written, [_decoded(result, r) for r in raw], raw)
+
+    @staticmethod
+    def check_batch_out(header: Any, start: int, out: Outcome) -> None:
+        """What every batch_out the hypervisor writes says (HV-BATCH-007): completed = next_index - start, status =
+        the status returned, value register = next_index; checked on every batch any test issues."""
+        got = (header.completed, header.status, out.value)
+        want = ((header.next_index - start) & 0xFFFF, out.status, header.next_index)
+        check(
+            got == want,
+            "HV-BATCH-007",
+            f"batch_out completed {want[0]}, status {status_name(want[1])}, value {want[2]}",
+            f"completed {got[0]}, status {status_name(got[1])}, value {got[2]}",
+        )
 
     def batch_limit(self, fn: FunctionNumber, **kw: Any) -> int:
         """The most entries one batch of ``fn`` may carry: hv_info.max_batch or what a page holds, the smaller

@@ -207,8 +207,8 @@ BATCH: tuple[Requirement, ...] = (
         Level.MUST,
         "batch",
         "On completing every entry the hypervisor MUST return SUCCESS with next_index equal to count; whenever "
-        "batch_out is written, completed MUST equal next_index minus start and the value register MUST equal "
-        "next_index.",
+        "batch_out is written, completed MUST equal next_index minus start, batch_out.status MUST equal the status "
+        "returned and the value register MUST equal next_index.",
     ),
     req(
         "HV-BATCH-008",

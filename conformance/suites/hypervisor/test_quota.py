@@ -72,6 +72,27 @@ def test_every_vm_gets_its_whole_share(session: Session) -> None:
         session.transcript.clear()
 
 
+@requirement("HV-QUOTA-001")
+@SHARED_TABLE
+@pytest.mark.parametrize("share", [1, 8, 24])
+def test_get_info_quota_is_within_the_share(session: Session, share: int) -> None:
+    """A VM given a share of ``share`` remapping entries is told a max_messages_per_vm no larger than the share,
+    and can allocate exactly what it is told, no more."""
+    vm = session.new_vm(DEFAULT_DEVICES, knobs=VmKnobs(remap_entries=share))
+    session.use(vm)
+    quota = session.info().max_messages_per_vm
+    check(0 < quota <= share, "HV-QUOTA-001", f"max_messages_per_vm in 1..{share}", str(quota))
+    session.ready(MLX5, int(KindMask.IMS))
+    results = [session.alloc(MLX5, [alloc_entry(MsgKind.IMS, slot)]).status for slot in range(quota + 1)]
+    check(
+        results[:quota] == [Status.SUCCESS] * quota,
+        "HV-QUOTA-001",
+        f"{quota} messages allocated within the quota",
+        ", ".join(status_name(s) for s in results[:quota]),
+    )
+    check(results[quota] != Status.SUCCESS, "HV-QUOTA-001", "one past the quota refused", status_name(results[quota]))
+
+
 @requirement("HV-QUOTA-002")
 @SHARED_TABLE
 def test_emulated_vectors_count_against_the_share(session: Session) -> None:
