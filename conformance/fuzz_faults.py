@@ -20,6 +20,7 @@ from ..reference.hypervisor.core import HypervisorCore
 from ..reference.system import ReferenceSystem, SystemVm
 from ..spec.harness_constants import TRAP_REGISTERS
 from .faults import FAULTS
+from .faults.check_order import SwappedChecks
 
 #: The faulty hypervisors the fuzzer runs: its oracle models the default platform (vtd), so a fault of another
 #: platform's message format (spec "Message formats") is left to the conformance suite, run on its platform.
@@ -38,8 +39,12 @@ SUITE_ONLY: frozenset[str] = frozenset(
         "retarget-drops-posted",
     }
 )
+#: The swapped-order faults (faults/check_order.py) show only on a request wrong in two adjacent ways at once, which
+#: random inputs rarely are: the suite's test_check_order.py sends exactly those.
 FUZZED: tuple[str, ...] = tuple(
-    name for name, f in FAULTS.items() if f.platform in (None, "vtd") and name not in SUITE_ONLY
+    name
+    for name, f in FAULTS.items()
+    if f.platform in (None, "vtd") and name not in SUITE_ONLY and not issubclass(f.implementation, SwappedChecks)
 )
 
 

@@ -53,6 +53,7 @@ from ..spec.formats import (
 )
 from ..spec.harness_constants import DeviceOp, FireOutcome, LifecycleEvent, TrapArch, TrapInstruction
 from ..spec.iut import DeviceRef, FireResult, GuestResult, VmKnobs
+from ..spec.kinds import kind_bit
 from ..spec.layout import layout_of
 from ..spec.platforms import DEFAULT_PLATFORM
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR, encode_version
@@ -566,7 +567,7 @@ class HostModel:
                 pci = self.svm.pci(key[0], key[1], key[2])
                 legacy = self.hv.system.platform.legacy
                 if (
-                    kinds & (1 << kind)
+                    kinds & kind_bit(kind)
                     and pci is not None
                     and key[3] is None
                     and legacy.enabled_through_emulation(pci, kind)
@@ -767,7 +768,7 @@ class HostModel:
 
     def _check_device_op(self, rec: DeviceRecord) -> None:
         key, kind, slot = rec.device, rec.kind, rec.slot
-        claimed = bool(self.claimed_kinds(key) & (1 << kind)) if kind in MsgKind._value2member_map_ else False
+        claimed = bool(self.claimed_kinds(key) & kind_bit(kind)) if kind in MsgKind._value2member_map_ else False
         where = (key, kind, slot)
         kname = MsgKind(kind).name if kind in MsgKind._value2member_map_ else f"kind {kind}"
         label = f"{name_of(key)} {kname}[{slot}]"

@@ -253,7 +253,7 @@ class Fuzzer(HostEvents):
         rng, m = self.rng, self.model.vms[vm.vm_id]
         if m.state.name != "NEGOTIATED":
             return
-        allowed = (m.features & 0b111) << 1  # Feature.MSI/MSIX/IMS -> KindMask bits 1..3
+        allowed = m.features & 0b111  # Feature.MSI/MSIX/IMS are the KindMask bits
         devices = m.devices()
         keys = [k for k, d in devices.items() if d.kinds & allowed and (k[3] is None or m.features & Feature.SUBDEVICE)]
         rng.shuffle(keys)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from ..spec.constants import MsgKind
+from ..spec.constants import KindMask, MsgKind
 from .hypervisor.vmstate import Claim, DeviceKey, Message
 from .platform.msi_format import compose
 from .platform.requester import Requester
@@ -101,7 +101,7 @@ def _msi_capabilities(
         return problems
     held = {m.device: m for m in messages if m.kind is MsgKind.MSI}
     for key, claim in claims.items():
-        if key[3] is not None or not claim.kinds & (1 << MsgKind.MSI):
+        if key[3] is not None or not claim.kinds & KindMask.MSI:
             continue
         pci = svm.pci(key[0], key[1], key[2])
         if pci is None or pci.msi is None:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from ..spec.calls import CALLS_BY_FN
 from ..spec.constants import FunctionNumber, Limit, MsgKind
 from ..spec.fastcodec import fast
+from ..spec.kinds import kind_bit
 from .fuzz_state import DeviceKey, VmModel
 
 PAGE = int(Limit.PAGE_SIZE)
@@ -153,7 +154,7 @@ class Generator:
         if fn == FunctionNumber.MSG_ALLOC:
             claim = m.claims.get(key)
             dev = m.devices().get(key)
-            kinds = [k for k in (1, 2, 3) if claim and claim.kinds & (1 << k)] or [2]
+            kinds = [k for k in (1, 2, 3) if claim and claim.kinds & kind_bit(k)] or [2]
             used = set(claim.slots) if claim else set()
             for _ in range(count):
                 kind = rng.choice(kinds) if valid or rng.random() < 0.93 else rng.choice((0, 1, 2, 3, 4))

@@ -35,6 +35,7 @@ from ..spec.constants import (
     Status,
 )
 from ..spec.fastcodec import fast
+from ..spec.kinds import kind_bit
 from ..spec.states import VmState
 from ..spec.version import encode_version
 from .fuzz_state import Claim, Dev, DeviceKey, Msg, VmModel
@@ -262,9 +263,9 @@ class Model:
         kinds = int(r.kinds)
         if not kinds or kinds & ~dev.kinds:
             raise Refusal(Status.INVALID_PARAMETER, "HV-DEV-006")
-        if any(kinds & (1 << k) and not vm.features & f for k, f in KIND_FEATURE.items()):
+        if any(kinds & kind_bit(k) and not vm.features & f for k, f in KIND_FEATURE.items()):
             raise Refusal(Status.NOT_PERMITTED, "HV-NEG-008")
-        if key in vm.claims or any(kinds & (1 << k) and vm.emulated(key, k) for k in (MsgKind.MSI, MsgKind.MSIX)):
+        if key in vm.claims or any(kinds & kind_bit(k) and vm.emulated(key, k) for k in (MsgKind.MSI, MsgKind.MSIX)):
             raise Refusal(Status.WRONG_STATE, "HV-DEV-007")
         if len(vm.claims) >= vm.config.max_claimed_devices:
             raise Refusal(Status.NO_RESOURCES, "HV-DEV-008")
@@ -455,7 +456,7 @@ class Model:
 
     def _entry_msg_alloc(self, vm: VmModel, key: DeviceKey, claim: Claim, e: Any) -> Callable[[Any, int], list[str]]:
         kind, n, slot = int(e.kind), e.vector_count, e.slot
-        if not claim.kinds & (1 << kind):
+        if not claim.kinds & kind_bit(kind):
             raise Refusal(Status.NOT_PERMITTED, "HV-ALLOC-002")
         dev = vm.devices()[key]
         if kind == MsgKind.MSI:

@@ -27,7 +27,7 @@ class Dev:
 
     @property
     def kinds(self) -> int:
-        return 2 * bool(self.msi) | 4 * bool(self.msix) | 8 * bool(self.ims)
+        return 1 * bool(self.msi) | 2 * bool(self.msix) | 4 * bool(self.ims)  # KindMask (kind_bit)
 
     def limit(self, kind: int) -> int:
         return (0, self.msi, self.msix, self.ims)[kind]

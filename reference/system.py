@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..spec.constants import MsgKind, RevokeReason
+from ..spec.kinds import kind_bit
 from ..spec.version import encode_version
 from .hypervisor.arch import cpuid, firmware_call, hypercall_registers
 from .hypervisor.call import CallResult
@@ -248,7 +249,7 @@ class SystemVm:
         if not isinstance(device, AssignedFunction) or device.sub is not None:
             return  # sub-devices have IMS only, which is never emulated
         for kind in (MsgKind.MSI, MsgKind.MSIX):
-            if kinds & (1 << kind):
+            if kinds & kind_bit(kind):
                 self.platform.set_passthrough(device.device, kind, not trapped)
 
 

@@ -153,17 +153,17 @@ MSG_KIND_DOCS: dict[MsgKind, str] = {
 
 
 class KindMask(IntFlag):
-    """A set of message kinds: bit ``1 << kind``."""
+    """A set of message kinds: bit ``1 << (kind - 1)``, the kind's feature bit."""
 
-    MSI = 1 << MsgKind.MSI
-    MSIX = 1 << MsgKind.MSIX
-    IMS = 1 << MsgKind.IMS
+    MSI = 1 << (MsgKind.MSI - 1)
+    MSIX = 1 << (MsgKind.MSIX - 1)
+    IMS = 1 << (MsgKind.IMS - 1)
 
 
 KIND_MASK_DOCS: dict[KindMask, str] = {
-    KindMask.MSI: "The MSI capability (1 << PVMSI_KIND_MSI).",
-    KindMask.MSIX: "The MSI-X table (1 << PVMSI_KIND_MSIX).",
-    KindMask.IMS: "The Interrupt Message Store (1 << PVMSI_KIND_IMS).",
+    KindMask.MSI: "The MSI capability (1 << (PVMSI_KIND_MSI - 1), equal to PVMSI_F_MSI).",
+    KindMask.MSIX: "The MSI-X table (1 << (PVMSI_KIND_MSIX - 1), equal to PVMSI_F_MSIX).",
+    KindMask.IMS: "The Interrupt Message Store (1 << (PVMSI_KIND_IMS - 1), equal to PVMSI_F_IMS).",
 }
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from . import harness_devices as hd
 from .callconv import CONVENTIONS
 from .calls import CALLS
+from .checks import dump_checks
 from .constants import CONSTANT_GROUPS
 from .harness_constants import HARNESS_VALUES, RESPONSE_OF
 from .layout import FieldLayout, FormatLayout, all_layouts
@@ -126,6 +127,7 @@ def spec_dump() -> dict[str, Any]:
                 "requires_negotiation": c.needs_negotiation,
                 "valid_states": [st.value for st in c.states],
                 "doc": c.doc,
+                "checks": dump_checks(c.name),
             }
             for c in CALLS
         ],

@@ -160,4 +160,5 @@ def test_faults_are_grouped_by_section() -> None:
         "events",
         "strength",
         "edges",
+        "check_order",
     }

@@ -71,6 +71,7 @@ NOT_STEPS = {
     (ReferenceSystem, "unplug"),
     (ReferenceSystem, "migrate"),
     (MessageCalls, "lookup_fields"),
+    (MessageCalls, "verdict"),
 }
 
 
@@ -98,11 +99,11 @@ def _raise_sites() -> list[tuple[str, int, ast.Call]]:
 def test_every_call_error_names_a_known_requirement() -> None:
     """Every raise site gives the status, the requirement id (a literal of a defined requirement) and the text."""
     sites = _raise_sites()
-    assert len(sites) > 30
+    assert len(sites) > 10  # the call-specific checks raise through OrderedChecks.check_error (spec/checks.py)
     for file, line, call in sites:
         if file == "errors.py" and not call.args:
             continue
-        assert len(call.args) == 3, f"{file}:{line}"
+        assert len(call.args) in (3, 4), f"{file}:{line}"
         requirement = call.args[1]
         if isinstance(requirement, ast.Constant):
             assert requirement.value in KNOWN_IDS, f"{file}:{line}: {requirement.value!r}"

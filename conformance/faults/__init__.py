@@ -20,6 +20,7 @@ from . import (
     batch,
     boundary,
     calling,
+    check_order,
     device,
     edges,
     events,
@@ -59,6 +60,7 @@ FAULTS: dict[str, FaultyImpl] = {
         events,
         strength,
         edges,
+        check_order,
     )
     for f in section.FAULTS
 }

@@ -68,7 +68,7 @@ class DeactivateFrees(HypervisorCore):
 
 @faults.add("activate-index-unchecked", "HV-ACT-007", "takes an index beyond the message's vectors as vector 0")
 class ActivateIndexUnchecked(HypervisorCore):
-    def check_index(self, msg: Message, index: int, block: bool) -> None:
+    def check_index(self, c: Call, msg: Message, index: int, block: bool) -> None:
         return None
 
     def activate_entry(self, c: Call, key: DeviceKey, claim: Claim, e: ActivateEntry) -> ActivateResult:

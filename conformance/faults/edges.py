@@ -194,7 +194,7 @@ for _name, _fmt, _path, _bit in (
     ("activate-entry-flags-bit7-ignored", ACTIVATE_ENTRY, "entry_flags", 7),
     ("activate-delivery-bit7-ignored", ACTIVATE_ENTRY, "flags", 7),
     ("deactivate-entry-flags-bit1-ignored", DEACTIVATE_ENTRY, "entry_flags", 1),
-    ("claim-kinds-bit0-ignored", CLAIM_IN, "kinds", 0),
+    ("claim-kinds-bit3-ignored", CLAIM_IN, "kinds", 3),  # bits 0-2 are MSI, MSI-X, IMS
     ("claim-kinds-bit31-ignored", CLAIM_IN, "kinds", 31),
     ("event-config-bit31-ignored", EVENT_CONFIG_IN, "flags", 31),
     ("batch-device-flags-bit31-ignored", BATCH_IN_FORMAT, "device.flags", 31),

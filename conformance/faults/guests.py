@@ -30,7 +30,7 @@ from ...reference.guest.core import (
     compat_message,
 )
 from ...spec.codec import decode, encode
-from ...spec.constants import FEATURES_1_0, KIND_FEATURE, FunctionNumber, Limit, MsgKind, Status
+from ...spec.constants import FEATURES_1_0, KIND_FEATURE, FunctionNumber, KindMask, Limit, MsgKind, Status
 from ...spec.formats import FREE_ENTRY, FREE_RESULT, HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
 from ...spec.layout import layout_of
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR, decode_version
@@ -235,7 +235,7 @@ class _UnknownStatus(GuestCore):
 @fault("claims-while-enabled", "GUEST-DEV-001", "claims MSI-X without clearing MSI-X Enable first")
 class _ClaimsEnabled(GuestCore):
     def disable_emulated(self, dev: GuestDevice, kinds: int) -> Op:
-        return (yield from super().disable_emulated(dev, kinds & ~(1 << MsgKind.MSIX)))
+        return (yield from super().disable_emulated(dev, kinds & ~KindMask.MSIX))
 
 
 @fault("writes-msi-pair", "GUEST-EMU-001", "writes the pair and Multiple Message Enable into a claimed MSI capability")

@@ -29,6 +29,7 @@ from ...spec.constants import (
     ActivateEntryFlag,
     ActivateFlag,
     FunctionNumber,
+    KindMask,
     Limit,
     MsgKind,
     Status,
@@ -51,6 +52,7 @@ from ...spec.formats import (
     NEGOTIATE_IN,
     NEGOTIATE_OUT,
 )
+from ...spec.kinds import kind_bit
 from ...spec.layout import layout_of
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR, decode_version
 from .actions import Action, GuestDevice, Hypercall, MaskSlot, ProgramSlot, ReadMemory, SetEnabled, WriteMemory
@@ -217,7 +219,7 @@ class GuestCore(GuestEvents):
         """
         info = yield from self.query(dev)
         if kinds is None:
-            kinds = int(info.kinds) & sum(1 << k for k, f in KIND_FEATURE.items() if self.features & f)
+            kinds = int(info.kinds) & sum(kind_bit(k) for k, f in KIND_FEATURE.items() if self.features & f)
         if not kinds or kinds & ~info.kinds:
             raise GuestError("DEVICE_CLAIM", Status.INVALID_PARAMETER, "device lacks a kind")
         yield from self.disable_emulated(dev, kinds)
@@ -226,7 +228,7 @@ class GuestCore(GuestEvents):
         if status != Status.SUCCESS:
             raise GuestError("DEVICE_CLAIM", status)
         self.claimed[dev] = kinds
-        names = "+".join(k.name for k in MsgKind if kinds & (1 << k))
+        names = "+".join(k.name for k in MsgKind if kinds & kind_bit(k))
         self.log.append(f"claimed {_name(dev)} for {names}: emulation of them off")
         return info
 
@@ -252,7 +254,7 @@ class GuestCore(GuestEvents):
         """Clear MSI Enable and MSI-X Enable of the kinds about to be claimed, which were under emulation until
         now (GUEST-DEV-001)."""
         for kind in (MsgKind.MSI, MsgKind.MSIX):
-            if kinds & (1 << kind):
+            if kinds & kind_bit(kind):
                 yield SetEnabled(dev, kind, False)
 
     def batch(
@@ -346,7 +348,7 @@ class GuestCore(GuestEvents):
         """Whether the guest writes a message's pair into the device itself: not for a claimed MSI capability,
         whose pair the hypervisor writes inside MSG_ALLOC / MSG_ACTIVATE (GUEST-EMU-001, spec "The emulation
         boundary"); the guest only sets MSI Enable and the mask bits there."""
-        return not (kind is MsgKind.MSI and self.claimed.get(dev, 0) & (1 << MsgKind.MSI))
+        return not (kind is MsgKind.MSI and self.claimed.get(dev, 0) & KindMask.MSI)
 
     def enable_pvmsi(self, dev: GuestDevice, kind: MsgKind, targets: Sequence[Target]) -> Op:
         """Claim the device if needed, reserve one message per target (:meth:`domain_alloc`) and activate them
@@ -354,7 +356,7 @@ class GuestCore(GuestEvents):
         writes nothing to the device."""
         if dev not in self.claimed:
             yield from self.claim(dev, None)
-        if not self.claimed[dev] & (1 << kind):
+        if not self.claimed[dev] & kind_bit(kind):
             raise GuestError("MSG_ALLOC", Status.NOT_PERMITTED, f"{kind.name} not claimed for the device")
         msgs = yield from self.domain_alloc(dev, kind, targets)
         yield from self.domain_activate(dev, msgs)

@@ -28,6 +28,8 @@ class Call(NamedTuple):
     st: VmPvmsi
     vcpu: int
     args: Sequence[int]
+    #: The call's name in the spec's call table (its check order, spec/checks.py).
+    name: str = ""
 
     @property
     def in_gpa(self) -> int:

@@ -8,17 +8,28 @@ hypervisor requirement of the spec; each check cites the requirement id it imple
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from ...spec.calls import CALLS_BY_FN, CallDef
 from ...spec.codec import DecodeError, decode, encode
-from ...spec.constants import DeviceFlag, DeviceIdFlag, EventType, Feature, FunctionNumber, KindMask, MsgKind, Status
+from ...spec.constants import (
+    DeviceFlag,
+    DeviceIdFlag,
+    EventType,
+    Feature,
+    FunctionNumber,
+    KindMask,
+    MsgKind,
+    Status,
+)
 from ...spec.formats import CLAIM_IN, DEVICE_ID, DEVICE_INFO, HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
+from ...spec.kinds import kind_bit
 from ...spec.layout import layout_of
 from ...spec.states import DeviceEvent, VmEvent, VmState
 from ...spec.version import encode_version
 from .blocks import MemoryRules
 from .call import Call, CallResult
+from .checkorder import OrderedChecks
 from .config import HypervisorConfig
 from .errors import CallError, decode_failure
 from .events import EventCalls
@@ -47,7 +58,7 @@ def device_kinds(dev: AssignedDevice) -> int:
     return int(kinds)
 
 
-class HypervisorCore(EventCalls):
+class HypervisorCore(OrderedChecks, EventCalls):
     """pvmsi for every VM of one hypervisor.
 
     Every step of a call is a public method that a subclass may override (conformance's deliberately faulty
@@ -131,7 +142,7 @@ class HypervisorCore(EventCalls):
             self.check_registers(call, args)
             st = self._vms.get(vm.vm_id) or self.state_of(vm)
             self.check_state(call, st)
-            return handler(Call(vm, st, vcpu, args))
+            return handler(Call(vm, st, vcpu, args, call.name))
         except CallError as e:
             return self.failed(e)
 
@@ -196,18 +207,14 @@ class HypervisorCore(EventCalls):
         subdevice_id checked (HV-DEV-002, HV-NEG-008) and naming a sub-device (HV-DEV-003); a sub-device is a
         device of its own, keyed by its id (HV-DEV-012)."""
         sub = bool(flags) and bool(flags & DeviceIdFlag.SUBDEVICE)  # the IntFlag test only when a flag is set
-        if not sub and subdevice_id:
-            raise CallError(Status.INVALID_PARAMETER, "HV-DEV-002", "subdevice_id without PVMSI_DEVID_SUBDEVICE")
-        if subdevice_id & ~PASID_MASK:
-            raise CallError(Status.INVALID_PARAMETER, "HV-DEV-002", "subdevice_id has bits above 19")
-        if sub and not c.st.features & Feature.SUBDEVICE:
-            raise CallError(Status.NOT_PERMITTED, "HV-NEG-008", "sub-device id without feature SUBDEVICE")
+        self.verdict(c, "devid-subdevice-flag", not sub and subdevice_id)
+        self.verdict(c, "devid-subdevice-bits", subdevice_id & ~PASID_MASK)
+        self.verdict(c, "devid-subdevice-feature", sub and not c.st.features & Feature.SUBDEVICE)
         pasid = subdevice_id if sub else None
         dev = c.vm.device(segment, bus, devfn, pasid)
-        if dev is None:
-            requirement = "HV-DEV-001" if pasid is None else "HV-DEV-003"
-            raise CallError(Status.UNKNOWN_DEVICE, requirement, "no such device assigned to this VM")
-        return (segment, bus, devfn, pasid), dev
+        self.verdict(c, "devid-unknown", dev is None)
+        # dev is None here only under a swapped-order fault, whose next check ends the call (checkorder.py)
+        return (segment, bus, devfn, pasid), cast(AssignedDevice, dev)
 
     # -- calls ---------------------------------------------------------------------------------------------------
 
@@ -250,29 +257,31 @@ class HypervisorCore(EventCalls):
         (HV-NEG-005) through :meth:`accept_features`."""
         req = self.read_input(c, NEGOTIATE_IN, NEGOTIATE_OUT)
 
-        def answer(status: Status, features: int, refused: int) -> CallResult:
-            self.write_output(c, NEGOTIATE_OUT, {"features": features, "refused": refused})
-            return CallResult(status, features)
-
-        self.check_version(c, req.version_major, req.version_minor)
+        self.check_version(c, req.version_major, req.version_minor)  # writes nothing (HV-NEG-001)
         features = int(req.features)
         unoffered = self.unoffered_features(c, features)
-        if unoffered:
-            return answer(Status.INVALID_PARAMETER, 0, unoffered)  # HV-NEG-002
-        if not self.names_a_kind(features):
-            return answer(Status.INVALID_PARAMETER, 0, 0)  # HV-NEG-003
         missing = self.missing_features(c, features)
-        if missing:
-            c.st.move(VmEvent.NEGOTIATE_REFUSED)
-            return answer(Status.FEATURES_REFUSED, 0, missing)  # HV-NEG-004
+        refused = {"unoffered": unoffered, "no-kind": 0, "required": missing}  # what each refusal reports
+        try:
+            self.verdict(c, "unoffered", unoffered)  # HV-NEG-002
+            self.verdict(c, "no-kind", not self.names_a_kind(features))  # HV-NEG-003
+            self.verdict(c, "required", missing)  # HV-NEG-004
+        except CallError as e:
+            if e.check not in refused:
+                raise
+            if e.check == "required":
+                c.st.move(VmEvent.NEGOTIATE_REFUSED)
+            self.write_output(c, NEGOTIATE_OUT, {"features": 0, "refused": refused[e.check]})
+            return CallResult(e.status, 0, e.why, e.requirement)
         self.accept_features(c, features)
-        return answer(Status.SUCCESS, features, 0)  # HV-NEG-005
+        self.write_output(c, NEGOTIATE_OUT, {"features": features, "refused": 0})
+        return CallResult(Status.SUCCESS, features)  # HV-NEG-005
 
     def check_version(self, c: Call, major: int, minor: int) -> None:
         """The major version is this hypervisor's and the minor one not above its own (HV-NEG-001)."""
         cfg = c.st.config
-        if major != cfg.version_major or minor > cfg.version_minor:
-            raise CallError(Status.VERSION_MISMATCH, "HV-NEG-001", f"version {major}.{minor} not implemented")
+        failing = major != cfg.version_major or minor > cfg.version_minor
+        self.verdict(c, "version", failing, f"version {major}.{minor} not implemented")
 
     def unoffered_features(self, c: Call, features: int) -> int:
         """The feature bits asked for that GET_INFO did not offer (HV-NEG-002)."""
@@ -351,13 +360,10 @@ class HypervisorCore(EventCalls):
         req = self.read_input(c, CLAIM_IN)
         key, dev = self.lookup(c, req.device)
         kinds = self.claim_kinds(c, dev, int(req.kinds))
-        if key in c.st.claims:
-            raise CallError(Status.WRONG_STATE, "HV-DEV-007", "device already claimed")
-        for kind in (MsgKind.MSI, MsgKind.MSIX):
-            if kinds & (1 << kind) and dev.emulated_enabled(kind):
-                raise CallError(Status.WRONG_STATE, "HV-DEV-007", f"{kind.name} enabled through emulation")
-        if len(c.st.claims) >= c.st.config.max_claimed_devices:
-            raise CallError(Status.NO_RESOURCES, "HV-DEV-008", "max_claimed_devices reached")
+        self.verdict(c, "claimed", key in c.st.claims)
+        emulated = [k for k in (MsgKind.MSI, MsgKind.MSIX) if kinds & kind_bit(k) and dev.emulated_enabled(k)]
+        self.verdict(c, "emulated", emulated)
+        self.verdict(c, "claim-limit", len(c.st.claims) >= c.st.config.max_claimed_devices)
         c.st.claims[key] = Claim(dev, kinds, dev.source)
         c.vm.set_emulation(dev, kinds, trapped=False)  # HV-DEV-009
         return CallResult(Status.SUCCESS)
@@ -365,11 +371,11 @@ class HypervisorCore(EventCalls):
     def claim_kinds(self, c: Call, dev: AssignedDevice, kinds: int) -> int:
         """The kinds a DEVICE_CLAIM asks for: not empty, supported by the device (HV-DEV-006), negotiated
         (HV-NEG-008); the kinds to claim."""
-        if not kinds or kinds & ~device_kinds(dev):
-            raise CallError(Status.INVALID_PARAMETER, "HV-DEV-006", "kinds empty or not supported by the device")
-        for kind, feature in KIND_FEATURE.items():
-            if kinds & (1 << kind) and not c.st.features & feature:
-                raise CallError(Status.NOT_PERMITTED, "HV-NEG-008", f"kind {kind.name} not negotiated")
+        # dev is None only under a swapped-order fault (checkorder.py): an empty kinds still fails
+        self.verdict(c, "kinds", not kinds or (dev is not None and kinds & ~device_kinds(dev)))
+        self.verdict(
+            c, "kinds-negotiated", any(kinds & kind_bit(k) and not c.st.features & f for k, f in KIND_FEATURE.items())
+        )
         return kinds
 
     def device_release(self, c: Call) -> CallResult:
@@ -377,8 +383,7 @@ class HypervisorCore(EventCalls):
         (HV-DEV-011)."""
         dev_id = self.read_input(c, DEVICE_ID)
         key, _dev = self.lookup(c, dev_id)
-        if key not in c.st.claims:
-            raise CallError(Status.WRONG_STATE, "HV-DEV-010", "device not claimed")
+        self.verdict(c, "not-claimed", key not in c.st.claims)
         return CallResult(Status.SUCCESS, self.end_claim(c.vm, c.st, key, DeviceEvent.RELEASE))
 
     # -- lifecycle (also driven by the platform: VM reset, FLR, hot-unplug, destroy) -----------------------------

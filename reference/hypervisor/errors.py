@@ -14,11 +14,13 @@ class CallError(Exception):
     that reacts to a failure decides on it and on ``status``, never on ``why``, the human explanation.
     """
 
-    def __init__(self, status: Status, requirement: str, why: str) -> None:
+    def __init__(self, status: Status, requirement: str, why: str, check: str = "") -> None:
         super().__init__(f"{status.name}: {why} ({requirement})")
         self.status = status
         self.requirement = requirement
         self.why = why
+        #: The key of the failed step in the call's check order (spec/checks.py), "" when not recorded.
+        self.check = check
 
 
 def decode_failure(e: DecodeError) -> CallError:

@@ -16,7 +16,6 @@ from ...spec.constants import EventConfigFlag, EventType, Limit, RevokeReason, S
 from ...spec.formats import EVENT, EVENT_ACK_IN, EVENT_CONFIG_IN, EVENT_HEADER
 from ...spec.records import ActivateEntry, ActivateResult, DeactivateEntry, DeactivateResult
 from .call import Call, CallResult
-from .errors import CallError
 from .eventqueue import Event, EventDevice
 from .messages import MessageCalls
 from .ports import VmPort
@@ -60,8 +59,7 @@ class EventCalls(MessageCalls):
             self.check_target(c, req.vcpu, req.vector, 1, 0)  # HV-EVT-001 as HV-ALLOC-006
             c.st.events.target = (req.vcpu, req.vector)
         else:
-            if req.vcpu or req.vector:
-                raise CallError(Status.INVALID_PARAMETER, "HV-EVT-001", "vcpu/vector without ENABLE")
+            self.verdict(c, "disable-target", req.vcpu or req.vector, "vcpu/vector without ENABLE")
             c.st.events.target = None
         return CallResult(Status.SUCCESS)
 
@@ -99,8 +97,7 @@ class EventCalls(MessageCalls):
     def event_ack(self, c: Call) -> CallResult:
         """EVENT_ACK: remove every event up to seq; a seq never issued fails and removes nothing (HV-EVT-006)."""
         req = self.read_input(c, EVENT_ACK_IN)
-        if req.seq >= c.st.events.next_seq:
-            raise CallError(Status.INVALID_PARAMETER, "HV-EVT-006", f"seq {req.seq} was never issued")
+        self.verdict(c, "seq", req.seq >= c.st.events.next_seq, f"seq {req.seq} was never issued")
         return CallResult(Status.SUCCESS, self.ack_events(c.st, req.seq))
 
     def ack_events(self, st: VmPvmsi, seq: int) -> int:
@@ -184,8 +181,7 @@ class EventCalls(MessageCalls):
         migration changed returns REWRITE (its old pair is what the guest holds) and injects one interrupt per
         active vector at its target, for one possibly lost meanwhile (HV-MIG-004)."""
         msg = self.owned(c, key, e.handle)
-        if msg.revoked:
-            raise CallError(Status.REVOKED, "HV-REVOKE-002", f"handle {e.handle:#x} was revoked")
+        self.verdict(c, "revoked", msg.revoked, f"handle {e.handle:#x} was revoked")
         result = super().activate_entry(c, key, claim, e)
         if e.handle in c.st.stale:
             self.reactivated(c, msg)
@@ -194,8 +190,7 @@ class EventCalls(MessageCalls):
     def deactivate_entry(self, c: Call, key: DeviceKey, claim: Claim, e: DeactivateEntry) -> DeactivateResult:
         """A revoked message delivers nothing already; only MSG_FREE acts on it (HV-REVOKE-002)."""
         msg = self.owned(c, key, e.handle)
-        if msg.revoked:
-            raise CallError(Status.REVOKED, "HV-REVOKE-002", f"handle {e.handle:#x} was revoked")
+        self.verdict(c, "revoked", msg.revoked, f"handle {e.handle:#x} was revoked")
         return super().deactivate_entry(c, key, claim, e)
 
     def reactivated(self, c: Call, msg: Message) -> None:

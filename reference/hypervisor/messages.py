@@ -32,6 +32,7 @@ from ...spec.constants import (
     Status,
 )
 from ...spec.fastcodec import FastFormat, fast
+from ...spec.kinds import kind_bit
 from ...spec.records import (
     ActivateEntry,
     ActivateResult,
@@ -111,6 +112,9 @@ class MessageCalls:
     ) -> tuple[DeviceKey, AssignedDevice]:
         raise NotImplementedError  # the core's device lookup
 
+    def verdict(self, c: Call, key: str, failing: object, why: str = "") -> None:
+        raise NotImplementedError  # the core's check runner (checkorder.py)
+
     # -- the calls -------------------------------------------------------------------------------------------
 
     def msg_alloc(self, c: Call) -> CallResult:
@@ -145,8 +149,8 @@ class MessageCalls:
             header.device_subdevice_id,
         )
         claim = c.st.claims.get(key)
-        if claim is None:
-            raise CallError(Status.WRONG_STATE, "HV-ALLOC-001", "device not claimed")
+        self.verdict(c, "claimed", claim is None)
+        assert claim is not None
         count, start = header.count, header.start
         entry_size = formats.entry.size
         self.rules.blocks(
@@ -192,10 +196,8 @@ class MessageCalls:
     def check_header(self, c: Call, formats: BatchFormats, header: BatchIn) -> None:
         """count in 1..the batch limit (hv_info.max_batch, and what a page holds for the call) and start below
         count, before any entry (HV-BATCH-001)."""
-        if not 1 <= header.count <= formats.batch_limit(c.st.config.max_batch) or header.start >= header.count:
-            raise CallError(
-                Status.INVALID_PARAMETER, "HV-BATCH-001", f"count {header.count} / start {header.start} out of range"
-            )
+        failing = not 1 <= header.count <= formats.batch_limit(c.st.config.max_batch) or header.start >= header.count
+        self.verdict(c, "count", failing, f"count {header.count} / start {header.start} out of range")
 
     def read_entries(self, c: Call, formats: BatchFormats, header: BatchIn) -> bytes:
         """The entries [start, count) of the input block, in one read (HV-MEM-005)."""
@@ -232,21 +234,15 @@ class MessageCalls:
         kind = KIND_BY_VALUE[e.kind]
         n, slot = e.vector_count, e.slot
         st = c.st
-        if not claim.kinds & (1 << e.kind):
-            raise CallError(Status.NOT_PERMITTED, "HV-ALLOC-002", f"{kind.name} not claimed for the device")
+        self.verdict(c, "kind-claimed", not claim.kinds & kind_bit(e.kind), f"{kind.name} not claimed for the device")
+        kind_limit = claim.limits[e.kind]  # MSI: the block limit; MSI-X: the table size; IMS: a tag (HV-ALLOC-004)
         if kind is MsgKind.MSI:
-            if n < 1 or n & (n - 1) or n > claim.limits[e.kind]:
-                raise CallError(Status.INVALID_PARAMETER, "HV-ALLOC-003", f"MSI vector_count {n}")
-            if slot:
-                raise CallError(Status.INVALID_PARAMETER, "HV-ALLOC-004", "MSI slot must be zero")
+            self.verdict(c, "vector-count", n < 1 or n & (n - 1) or n > kind_limit, f"MSI vector_count {n}")
+            self.verdict(c, "slot", slot, "MSI slot must be zero")
         else:
-            if n != 1:
-                raise CallError(Status.INVALID_PARAMETER, "HV-ALLOC-003", f"{kind.name} vector_count must be 1")
-            size = claim.limits[e.kind]  # the MSI-X table size; an IMS tag is opaque (HV-ALLOC-004)
-            if kind is MsgKind.MSIX and slot >= size:
-                raise CallError(Status.INVALID_PARAMETER, "HV-ALLOC-004", f"slot {slot} >= {size}")
-        if (kind, slot) in claim.slots:
-            raise CallError(Status.WRONG_STATE, "HV-ALLOC-005", f"{kind.name} slot {slot} already holds a message")
+            self.verdict(c, "vector-count", n != 1, f"{kind.name} vector_count must be 1")
+            self.verdict(c, "slot", kind is MsgKind.MSIX and slot >= kind_limit, f"slot {slot} >= {kind_limit}")
+        self.verdict(c, "slot-occupied", (kind, slot) in claim.slots, f"{kind.name} slot {slot} holds a message")
         activate = bool(e.alloc_flags & AllocFlag.ACTIVATE)
         self.check_reservation(c, e, activate)
         if activate:
@@ -255,8 +251,9 @@ class MessageCalls:
         posted = bool(e.flags) and bool(e.flags & DeliveryFlag.POSTED)  # the IntFlag test only when a flag is set
         limit = st.config.max_remap_entries  # the VM's share: its messages alone never exceed it either
         base = None if limit is not None and st.vectors + n > limit else self.alloc_remapping(c, claim, e, posted)
-        if base is None:  # the VM's share (its pvmsi and emulated entries together) or the table is full
-            raise CallError(Status.NO_RESOURCES, "HV-SEC-007", "no room in the VM's share of the remapping table")
+        # base None: the VM's share (its pvmsi and emulated entries together) or the table is full (HV-SEC-007)
+        self.verdict(c, "remap-share", base is None)
+        assert base is not None
         handle = self.issue_handle(c, base)
         msg = Message(handle, key, kind, slot, n, 0, 0, False, base, 0, 0, targets=[None] * n)
         st.messages[handle] = msg
@@ -276,13 +273,11 @@ class MessageCalls:
 
     def check_reservation(self, c: Call, e: AllocEntry, activate: bool) -> None:
         """A reservation names no target and a hint only when flagged (HV-ACT-002)."""
-        if not activate and (e.vcpu or e.vector or e.flags):
-            raise CallError(Status.INVALID_PARAMETER, "HV-ACT-002", "a reservation names no vcpu, vector or flags")
-        if e.alloc_flags & AllocFlag.LOCALITY_HINT:
-            if e.hint_vcpu >= c.vm.vcpu_count:
-                raise CallError(Status.INVALID_PARAMETER, "HV-ACT-002", f"hint_vcpu {e.hint_vcpu} does not exist")
-        elif e.hint_vcpu:
-            raise CallError(Status.INVALID_PARAMETER, "HV-ACT-002", "hint_vcpu without PVMSI_ALLOC_LOCALITY_HINT")
+        hinted = e.alloc_flags & AllocFlag.LOCALITY_HINT
+        failing = (not activate and (e.vcpu or e.vector or e.flags)) or (
+            e.hint_vcpu >= c.vm.vcpu_count if hinted else e.hint_vcpu
+        )
+        self.verdict(c, "reservation", failing, "a reservation names no target; a hint names a vCPU, when flagged")
 
     def activate_entry(self, c: Call, key: DeviceKey, claim: Claim, e: ActivateEntry) -> ActivateResult:
         """One activate entry: set or change the target of a whole message (PVMSI_ACTENT_BLOCK) or of one vector of
@@ -291,13 +286,13 @@ class MessageCalls:
         was_active = msg.active
         posted = bool(e.flags) and bool(e.flags & DeliveryFlag.POSTED)
         if e.entry_flags & ActivateEntryFlag.BLOCK or msg.count == 1:
-            self.check_index(msg, e.index, bool(e.entry_flags & ActivateEntryFlag.BLOCK))
+            self.check_index(c, msg, e.index, bool(e.entry_flags & ActivateEntryFlag.BLOCK))
             self.check_target(c, e.vcpu, e.vector, msg.count, e.flags)
             self.retarget_remapping(c, claim, msg, e.vcpu, e.vector, posted)
             msg.vcpu, msg.vector, msg.posted = e.vcpu, e.vector, posted
             msg.targets = [(e.vcpu, e.vector + i, posted) for i in range(msg.count)]
         else:
-            self.check_index(msg, e.index, False)
+            self.check_index(c, msg, e.index, False)
             self.check_target(c, e.vcpu, e.vector, 1, e.flags)
             self.check_per_vector(c, msg, e.index, e.vcpu, e.vector)
             self.retarget_vector(msg, e.index, e.vcpu, e.vector, posted)
@@ -316,15 +311,13 @@ class MessageCalls:
         HV-MSI-002)."""
         msg = self.owned(c, key, e.handle)
         block = bool(e.entry_flags & ActivateEntryFlag.BLOCK)
-        self.check_index(msg, e.index, block)
+        self.check_index(c, msg, e.index, block)
         if block or msg.count == 1:
             indexes = [i for i, t in enumerate(msg.targets) if t is not None]
         else:
-            if not c.st.config.per_vector_targets:
-                raise CallError(Status.PER_VECTOR_REFUSED, "HV-MSI-002", "a block is deactivated whole here")
-            indexes = [e.index] if msg.targets[e.index] is not None else []
-        if not indexes:
-            raise CallError(Status.NOT_ACTIVE, "HV-ACT-005", f"handle {e.handle:#x} has no active vector named")
+            self.verdict(c, "per-vector", not c.st.config.per_vector_targets, "a block is deactivated whole here")
+            indexes = [e.index] if e.index < len(msg.targets) and msg.targets[e.index] is not None else []
+        self.verdict(c, "not-active", not indexes, f"handle {e.handle:#x} has no active vector named")
         for i in indexes:
             self.deactivate_vector(msg, i)
             msg.targets[i] = None
@@ -344,41 +337,38 @@ class MessageCalls:
         """vCPU, vector range of the platform's architecture (HV-ALLOC-006), an IMSIC MSI block's alignment
         (HV-FMT-004) and delivery flags (HV-NEG-008) of an allocate or retarget entry.  The reference numbers its
         vCPUs so that vCPU i's architectural id (APIC id, MPIDR affinity, hart id) is i (HV-FMT-003)."""
-        if vcpu >= c.vm.vcpu_count:
-            raise CallError(Status.INVALID_PARAMETER, "HV-ALLOC-006", f"vcpu {vcpu} does not exist")
+        self.verdict(c, "target-vcpu", vcpu >= c.vm.vcpu_count, f"vcpu {vcpu} does not exist")
         config = c.st.config
         low, high = config.vector_range
-        if vector < low or vector + count - 1 > high:
-            raise CallError(Status.INVALID_PARAMETER, "HV-ALLOC-006", f"vector {vector}+{count} out of range")
-        if count > 1 and vector % count and config.aligned_msi_vectors:
-            raise CallError(Status.INVALID_PARAMETER, "HV-FMT-004", f"identity {vector} not aligned to {count}")
-        if flags and flags & DeliveryFlag.POSTED and not c.st.features & Feature.POSTED:
-            raise CallError(Status.NOT_PERMITTED, "HV-NEG-008", "POSTED without feature POSTED")
+        self.verdict(c, "target-vector", vector < low or vector + count - 1 > high, f"vector {vector}+{count}")
+        if count > 1:  # only an MSI block has an alignment (EVENT_CONFIG's target has none)
+            self.verdict(c, "target-align", vector % count and config.aligned_msi_vectors, f"{vector} not aligned")
+        if flags:  # only an allocate or activate entry has delivery flags
+            self.verdict(c, "target-posted", flags & DeliveryFlag.POSTED and not c.st.features & Feature.POSTED)
 
-    def check_index(self, msg: Message, index: int, block: bool) -> None:
+    def check_index(self, c: Call, msg: Message, index: int, block: bool) -> None:
         """index names a vector of the message, and is zero with PVMSI_ACTENT_BLOCK (HV-ACT-007)."""
-        if index >= msg.count or (block and index):
-            raise CallError(Status.INVALID_PARAMETER, "HV-ACT-007", f"index {index} of {msg.count} vectors")
+        self.verdict(c, "index", index >= msg.count or (block and index), f"index {index} of {msg.count} vectors")
 
     def check_per_vector(self, c: Call, msg: Message, index: int, vcpu: int, vector: int) -> None:
         """Where a block shares one address and consecutive identities (IMSIC), a vector alone may only restate the
         block's own target (HV-MSI-002)."""
         if c.st.config.per_vector_targets:
             return
-        if not msg.active or (vcpu, vector) != (msg.vcpu, msg.vector + index):
-            raise CallError(Status.PER_VECTOR_REFUSED, "HV-MSI-002", f"vector {index} cannot leave its block here")
+        failing = not msg.active or (vcpu, vector) != (msg.vcpu, msg.vector + index)
+        self.verdict(c, "per-vector", failing, f"vector {index} cannot leave its block here")
 
     def check_quota(self, c: Call, claim: Claim, count: int) -> None:
         """The per-device and per-VM quotas, an MSI block counting its n vectors (HV-SEC-006, HV-ALLOC-009)."""
         cfg = c.st.config
-        if claim.vectors + count > cfg.max_messages_per_device or c.st.vectors + count > cfg.max_messages_per_vm:
-            raise CallError(Status.NO_RESOURCES, "HV-SEC-006", "quota exhausted")
+        failing = claim.vectors + count > cfg.max_messages_per_device or c.st.vectors + count > cfg.max_messages_per_vm
+        self.verdict(c, "quota", failing, "quota exhausted")
 
     def owned(self, c: Call, key: DeviceKey, handle: int) -> Message:
         """The message of a handle this VM holds for this device (HV-SEC-003, HV-RETGT-001, HV-FREE-001)."""
         msg = c.st.messages.get(handle)
-        if msg is None or msg.device != key:
-            raise CallError(Status.UNKNOWN_HANDLE, "HV-SEC-003", f"handle {handle:#x} not held for this device")
+        self.verdict(c, "handle", msg is None or msg.device != key, f"handle {handle:#x} not held for this device")
+        assert msg is not None
         return msg
 
     # -- remapping and handles ----------------------------------------------------------------------------------

@@ -29,8 +29,10 @@ CONVENTIONS: tuple[Requirement, ...] = (
         "HV-CONV-001",
         Level.MUST,
         "conventions",
-        "The hypervisor MUST fail a call whose input block has a non-zero reserved field or a set undefined flag "
-        "bit with INVALID_PARAMETER, and MUST NOT act on any part of it.",
+        "The hypervisor MUST fail a call whose input block has a non-zero reserved field or a set undefined bit "
+        "of a flag field with INVALID_PARAMETER, and MUST NOT act on any part of it. A field of feature bits "
+        "(negotiate_in.features) is not a flag field: NEGOTIATE reports the bits it did not offer, undefined ones "
+        "included, in negotiate_out.refused (HV-NEG-002).",
     ),
     req(
         "HV-CONV-002",
@@ -87,16 +89,19 @@ CALLING: tuple[Requirement, ...] = (
         Level.MUST,
         "calling",
         "The hypervisor MUST preserve every guest register that the calling convention lists as preserved, and "
-        "MUST return zero in the value register of a call other than a batch that fails.",
+        "MUST return zero in the value register of a call that fails, except a batch call that wrote batch_out, "
+        "whose value register is next_index (HV-BATCH-007); a batch that fails in a header check writes "
+        "nothing and returns zero.",
     ),
     req(
         "HV-CALL-005",
         Level.MUST,
         "calling",
-        "The hypervisor MUST check a call in this order and return the status of the first failed check: "
-        "function number, argument registers, VM state, block addresses, block contents, then the call's own "
-        "checks; for a batch the header is checked (address, contents, device) before the whole blocks' "
-        "addresses and then the entries.",
+        "The hypervisor MUST run a call's checks in the order of that call's numbered check order and return the "
+        "status of the first failed check: function number, argument registers, VM state, block addresses, "
+        "block contents, then the call's own checks; for a batch the header checks (the header's address and "
+        "contents, count and start, the device, its claim, the addresses of both whole blocks, in that order), "
+        "then each entry's checks from start. A failure writes only what its step of the order says.",
     ),
     req(
         "HV-CALL-006",
@@ -225,8 +230,9 @@ VERSIONING: tuple[Requirement, ...] = (
         "HV-VER-001",
         Level.MUST,
         "versioning",
-        "A hypervisor that implements minor version N of a major version MUST implement every call and feature "
-        "of minor versions 0..N of it.",
+        "A hypervisor that implements minor version N of a major version MUST implement every call of minor "
+        "versions 0..N of it, and every feature of them that it offers in hv_info.features_offered; a feature it "
+        "does not implement it MUST NOT offer (the optional features are those of the conformance statement).",
     ),
     req(
         "GEN-EXT-001",

@@ -62,9 +62,9 @@ MEMORY: tuple[Requirement, ...] = (
         "HV-MEM-007",
         Level.MUST,
         "memory",
-        "The hypervisor MUST write batch_out of a batch call whenever the batch header passed its checks (its "
-        "address, contents, device and the addresses of both whole blocks), whatever the outcome of the "
-        "entries.",
+        "The hypervisor MUST write batch_out of a batch call whenever the batch header passed every header check "
+        "of the call's check order (its address, contents, count and start, device, claim and, last, the "
+        "addresses of both whole blocks), whatever the outcome of the entries, and MUST NOT write it otherwise.",
     ),
 )
 

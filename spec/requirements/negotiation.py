@@ -17,22 +17,24 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "HV-STATE-002",
         Level.MUST,
         "negotiation",
-        "The hypervisor MUST fail DEVICE_QUERY, DEVICE_CLAIM, DEVICE_RELEASE, MSG_ALLOC, MSG_ACTIVATE and "
-        "MSG_FREE with WRONG_STATE while the VM is OPEN.",
+        "The hypervisor MUST fail DEVICE_QUERY, DEVICE_CLAIM, DEVICE_RELEASE, MSG_ALLOC, MSG_ACTIVATE, "
+        "MSG_DEACTIVATE, MSG_FREE, EVENT_CONFIG, EVENT_FETCH and EVENT_ACK with WRONG_STATE while the VM is OPEN.",
     ),
     req(
         "HV-NEG-001",
         Level.MUST,
         "negotiation",
         "The hypervisor MUST fail NEGOTIATE with VERSION_MISMATCH when version_major differs from its major "
-        "version or version_minor exceeds its minor version, and leave the VM OPEN.",
+        "version or version_minor exceeds its minor version, before any feature check, writing nothing, and leave "
+        "the VM OPEN.",
     ),
     req(
         "HV-NEG-002",
         Level.MUST,
         "negotiation",
         "The hypervisor MUST fail NEGOTIATE with INVALID_PARAMETER when features has a bit that GET_INFO did not "
-        "offer, reporting those bits in negotiate_out.refused, and leave the VM OPEN.",
+        "offer (an undefined bit is never offered), reporting those bits in negotiate_out.refused with "
+        "negotiate_out.features zero, and leave the VM OPEN.",
     ),
     req(
         "HV-NEG-003",

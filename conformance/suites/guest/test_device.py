@@ -8,6 +8,7 @@ import pytest
 from pvmsi.conformance.guest_toolkit import MLX5, MSI_DEV, GuestSession
 from pvmsi.conformance.toolkit import check
 from pvmsi.spec.constants import FunctionNumber, MsgKind, Status
+from pvmsi.spec.kinds import kind_bit
 
 requirement = pytest.mark.requirement
 
@@ -40,7 +41,7 @@ def test_queries_before_claiming(guest: GuestSession) -> None:
     for c in guest.calls(FunctionNumber.MSG_ALLOC):
         for kind in {int(e.kind) for e in c.entries}:
             check(
-                bool(claims.get(c.device, 0) & (1 << kind)),
+                bool(claims.get(c.device, 0) & kind_bit(kind)),
                 "GUEST-DEV-002",
                 f"{MsgKind(kind).name} on {c.device} named in its DEVICE_CLAIM",
                 hex(claims.get(c.device, 0)),

@@ -9,7 +9,7 @@ from pvmsi.conformance.toolkit import ABSENT, IN_GPA, MLX5, OUT_GPA, Session, al
 from pvmsi.spec.callconv import ARM64, X86_64
 from pvmsi.spec.calls import CALLS_BY_FN
 from pvmsi.spec.codec import encode
-from pvmsi.spec.constants import FEATURES_1_0, FunctionNumber, Limit, MsgKind, Status
+from pvmsi.spec.constants import FEATURES_1_0, FunctionNumber, KindMask, Limit, MsgKind, Status
 from pvmsi.spec.extension import VENDOR_FEATURES, Extension
 from pvmsi.spec.formats import BATCH_IN, CLAIM_IN, DEVICE_INFO, HV_INFO, NEGOTIATE_IN, NEGOTIATE_OUT
 from pvmsi.spec.harness_constants import TrapArch, TrapInstruction
@@ -109,7 +109,7 @@ def test_checks_come_in_the_specified_order(session: Session) -> None:
     )
     session.negotiated()
     # contents before the call's own checks: a reserved field and an unknown device
-    claim = bytearray(encode(CLAIM_IN, {"device": ABSENT.wire(), "kinds": 4}))
+    claim = bytearray(encode(CLAIM_IN, {"device": ABSENT.wire(), "kinds": int(KindMask.MSIX)}))
     claim[20] = 1
     out = session.call(FunctionNumber.DEVICE_CLAIM, bytes(claim))
     check(

@@ -14,6 +14,7 @@ from pvmsi.spec.callconv import (
     SbiError,
 )
 from pvmsi.spec.calls import CALLS, CallDef
+from pvmsi.spec.checks import CHECKS
 from pvmsi.spec.constants import Limit, Status
 from pvmsi.spec.states import MACHINES, StateMachine, Transition
 
@@ -84,6 +85,26 @@ def register_rows(c: CallDef) -> list[list[str]]:
     return rows
 
 
+def check_rows(ctx: Ctx, name: str) -> list[list[str]]:
+    """Rows step | scope | check | status | requirement | writes of call ``name``'s check order (spec/checks.py)."""
+    rows: list[list[str]] = []
+    for i, chk in enumerate(CHECKS[name], 1):
+        link = ctx.requirement_link(chk.requirement)
+        if link is None:
+            raise DocsError(f"{ctx.page}: check {name}/{chk.key} cites unknown requirement {chk.requirement}")
+        rows.append(
+            [
+                str(i),
+                chk.scope,
+                md_text(chk.check, ctx.requirement_link),
+                code(chk.status.name),
+                f"[{chk.requirement}]({link})",
+                md_text(chk.writes, ctx.requirement_link),
+            ]
+        )
+    return rows
+
+
 def render_call(ctx: Ctx, name: str) -> str:
     c = call_def(name)
     ids = "; ".join(f"{ARCH_TITLES[cc.arch]} {code(function_id_text(cc, c))}" for cc in CONVENTIONS)
@@ -119,6 +140,11 @@ def render_call(ctx: Ctx, name: str) -> str:
             table(["Property", "Value"], props),
             "",
             table(["Register", *arch_cols, "Meaning"], register_rows(c)),
+            "",
+            f"Check order of {code(c.name)} (the first check that fails decides the status; "
+            f"[status codes]({ctx.section_link('status')}#check-order)):",
+            "",
+            table(["Step", "Where", "Fails when", "Status", "Requirement", "Writes"], check_rows(ctx, c.name)),
             "",
             "</div>",
         ]
