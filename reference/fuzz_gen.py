@@ -9,9 +9,10 @@ import random
 from collections.abc import Iterable
 
 from ..spec.calls import CALLS_BY_FN
-from ..spec.constants import FunctionNumber, Limit, MsgKind
+from ..spec.constants import FunctionNumber, Limit, MsgKind, group
 from ..spec.fastcodec import fast
 from ..spec.kinds import kind_bit
+from ..spec.layout import format_layout
 from .fuzz_state import DeviceKey, VmModel
 
 PAGE = int(Limit.PAGE_SIZE)
@@ -24,6 +25,35 @@ _ENTRY = {
     FunctionNumber.MSG_DEACTIVATE: fast("deactivate_entry"),
 }
 _BATCH_IN = fast("batch_in")
+
+
+def _undefined_flag_bits(name: str) -> list[tuple[int, int]]:
+    """Every (byte offset, bit) of format ``name`` that lies in a flags field but is no flag its constant group
+    defines: a set one is INVALID_PARAMETER (HV-CONV-001)."""
+    out = []
+    for leaf in format_layout(name).leaves():
+        if leaf.field.flags is None:
+            continue
+        defined = 0
+        for _name, value, _doc in group(leaf.field.flags).members:
+            defined |= value
+        out += [(leaf.offset + b // 8, b % 8) for b in range(leaf.size * 8) if not defined >> b & 1]
+    return out
+
+
+#: The undefined flag bits of every input format the fuzzer writes.
+_UNDEFINED_BITS = {
+    name: _undefined_flag_bits(name)
+    for name in (
+        "batch_in",
+        "alloc_entry",
+        "activate_entry",
+        "deactivate_entry",
+        "free_entry",
+        "claim_in",
+        "event_config_in",
+    )
+}
 
 
 def device_id(key: DeviceKey) -> tuple[int, int, int, int, int, int]:
@@ -118,6 +148,9 @@ class Generator:
             count = rng.choice((0, cap + 1, 65))
         start = 0 if valid or rng.random() < 0.9 else rng.randrange(0, count + 1)
         entries = self.entries(m, others, fn, key, count, valid)
+        if not valid and entries and rng.random() < 0.05:  # one undefined flag bit in one entry (HV-CONV-001)
+            i = rng.randrange(len(entries))
+            entries[i] = self.undefined_bit(entries[i], _ENTRY[fn].name)  # type: ignore[index]
         block = _BATCH_IN.struct.pack(*device_id(key), count, start, 0, 0) + b"".join(entries)
         if not valid and rng.random() < 0.08:
             block = self.mutate(block)
@@ -207,6 +240,16 @@ class Generator:
                 out.append(fmt.struct.pack(h, vcpu, vector, int(rng.random() < 0.1), int(block), index, 0))
         return out
 
+    def undefined_bit(self, raw: bytes, name: str, at: int = 0) -> bytes:
+        """``raw`` (format ``name`` at offset ``at``) with one bit set that its flags fields leave undefined."""
+        bits = _UNDEFINED_BITS[name]
+        if not bits:
+            return raw
+        offset, bit = self.rng.choice(bits)
+        out = bytearray(raw)
+        out[at + offset] |= 1 << bit
+        return bytes(out)
+
     def mutate(self, raw: bytes) -> bytes:
         rng = self.rng
         buf = bytearray(raw)
@@ -273,12 +316,16 @@ class Generator:
                 vcpu, vector = (rng.randrange(m.vcpus + 1), rng.randrange(20, 260)) if enable else (0, 0)
                 flags = int(enable) if rng.random() < 0.95 else rng.getrandbits(32)
                 block = fast("event_config_in").struct.pack(flags, vcpu, vector, 0)
+                if rng.random() < 0.05:
+                    block = self.undefined_bit(block, "event_config_in")
             elif call.input == "event_ack_in":
                 block = fast("event_ack_in").struct.pack(rng.randrange(0, 6), 0)
             elif call.input == "claim_in":
                 dev = m.devices().get(key)
                 kinds = dev.kinds if dev and rng.random() < 0.6 else rng.getrandbits(4)
                 block = fast("claim_in").struct.pack(*device_id(key), kinds, 0)
+                if rng.random() < 0.05:
+                    block = self.undefined_bit(block, "claim_in")
             else:
                 block = _BATCH_IN.struct.pack(*device_id(key), 1, 0, 0, 0) + self.entries(m, [], fn, key, 1, True)[0]
             if rng.random() < 0.08:
