@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import subprocess
 import sys
@@ -143,8 +144,8 @@ def test_a_silent_iut_is_found_dead_and_the_rest_is_not_run(tmp_path: Path, answ
 
 def test_an_iut_that_hangs_mid_run_costs_two_timeouts(tmp_path: Path) -> None:
     """The whole suite against an IUT that stops answering after 400 requests: two timeouts (the test's request
-    and its VM_DESTROY), then every remaining test is not run, at once. (On a loaded machine an answer may also
-    come late: that costs one timeout, never the run.)"""
+    and the next: its VM_DESTROY, or another VM_CREATE), then every remaining test is not run, at once. (On a
+    loaded machine an answer may also come late: that costs one timeout, never the run.)"""
     with hanging_server(tmp_path / "h.sock", answers=400) as iut:
         t0 = time.monotonic()
         report = run("hypervisor", iut, timeout=2)
@@ -162,7 +163,7 @@ def test_an_iut_that_hangs_mid_run_costs_two_timeouts(tmp_path: Path) -> None:
     assert sum(r.verdict is Verdict.PASS for r in report.results) > 5
     rest = assert_not_run_after(report, first_not_run)
     assert hung.test in rest[0].message
-    assert "VM_DESTROY" in rest[0].message
+    assert re.search(r"answered none of [A-Z_]+, [A-Z_]+ within", rest[0].message), rest[0].message
     assert elapsed < 40, elapsed  # against about 2 s a remaining test without the detection
 
 
@@ -176,7 +177,9 @@ def test_a_timeout_fails_the_cli(tmp_path: Path) -> None:
         )
     assert c.returncode == 1, c.stderr
     assert "2 timeouts" in c.stdout
-    assert c.stderr.count("6 tests not run") == 1, c.stderr  # one block for all of them ...
+    not_run = re.findall(r"(\d+) tests not run", c.stderr)
+    assert len(not_run) == 1, c.stderr  # one block for all of them ...
+    assert int(not_run[0]) > 0, c.stderr
     assert c.stderr.count("not run: the IUT stopped answering") == 1, c.stderr  # ... and one line while it runs
     assert c.stderr.count("TIMEOUT") == 4, c.stderr  # each timeout: its line while it runs, its block at the end
 

@@ -20,7 +20,7 @@ from pvmsi.reference.platform.platform import Delivered
 from pvmsi.reference.platform.profiles import IDXD_LIKE, MLX5_LIKE, MSI_MULTI
 from pvmsi.reference.platform.requester import Bdf, Requester
 from pvmsi.reference.system import ReferenceSystem, SystemVm, guest_subdevice
-from pvmsi.spec.constants import FEATURES_1_0, FunctionNumber, MsgKind, Status
+from pvmsi.spec.constants import FEATURES_1_0, FunctionNumber, KindMask, MsgKind, Status
 from pvmsi.spec.fastcodec import fast
 
 SCRATCH, OUT = 0x10000, 0x10800
@@ -37,7 +37,12 @@ KIND_OF = {
     "accel/1": (MsgKind.IMS,),
     "accel/2": (MsgKind.IMS,),
 }
-CLAIM_KINDS = {"nic": 0b1100, "msi": 0b0010, "accel/1": 0b1000, "accel/2": 0b1000}
+CLAIM_KINDS = {
+    "nic": int(KindMask.MSIX | KindMask.IMS),
+    "msi": int(KindMask.MSI),
+    "accel/1": int(KindMask.IMS),
+    "accel/2": int(KindMask.IMS),
+}
 
 
 def _dev_id(key: DeviceKey) -> tuple[int, ...]:
