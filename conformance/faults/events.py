@@ -51,21 +51,8 @@ class EventFetchConsumes(HypervisorCore):
 
 @faults.add("event-not-coalesced", "HV-EVT-005", "an event whose key is pending is queued a second time")
 class EventNotCoalesced(HypervisorCore):
-    def queue_event(
-        self,
-        vm: VmPort,
-        type: EventType,
-        *,
-        device: DeviceKey | None = None,
-        handle: int = 0,
-        reason: RevokeReason = RevokeReason.NONE,
-    ) -> Event:
-        st = self.state_of(vm)
-        event = Event(st.events.next_seq, type, reason, device, handle)
-        st.events.next_seq += 1
-        st.events.pending.append(event)
-        self.notify(vm, st)
-        return event
+    coalesce_events = False
+    event_limit = None
 
 
 @faults.add("event-ack-future", "HV-EVT-006", "EVENT_ACK accepts a sequence number never issued")
@@ -145,18 +132,4 @@ class RevokeKeepsDelivering(HypervisorCore):
 
 @faults.add("event-queue-unbounded", "HV-EVT-005", "the event queue grows past PVMSI_MAX_EVENTS")
 class EventQueueUnbounded(HypervisorCore):
-    def queue_event(
-        self,
-        vm: VmPort,
-        type: EventType,
-        *,
-        device: DeviceKey | None = None,
-        handle: int = 0,
-        reason: RevokeReason = RevokeReason.NONE,
-    ) -> Event:
-        st = self.state_of(vm)
-        event = Event(st.events.next_seq, type, reason, device, handle)
-        st.events.next_seq += 1
-        st.events.pending = [e for e in st.events.pending if e.key != event.key] + [event]
-        self.notify(vm, st)
-        return event
+    event_limit = None

@@ -41,6 +41,12 @@ def device_fields(device: EventDevice | None) -> dict[str, Any]:
 class EventCalls(MessageCalls):
     """The event calls and hooks of a hypervisor core (a part of :class:`~.core.HypervisorCore`)."""
 
+    #: Whether a queued event replaces a pending one of its key (HV-EVT-005); a hook for faulty hypervisors.
+    coalesce_events: bool = True
+    #: The most events the queue holds before it collapses into one REFETCH (HV-EVT-005), None for no bound; a
+    #: hook for faulty hypervisors.
+    event_limit: int | None = int(Limit.MAX_EVENTS)
+
     def state_of(self, vm: VmPort) -> VmPvmsi:
         raise NotImplementedError  # the core's VM bookkeeping
 
@@ -128,7 +134,9 @@ class EventCalls(MessageCalls):
 
         Events of a VM in any state are queued; RESET empties the queue (HV-EVT-007)."""
         st = self.state_of(vm)
-        event = st.events.queue(type, reason=reason, device=device, handle=handle)
+        event = st.events.queue(
+            type, reason=reason, device=device, handle=handle, coalesce=self.coalesce_events, limit=self.event_limit
+        )
         self.notify(vm, st)
         return event
 
