@@ -41,6 +41,7 @@ from ..spec.constants import (
     MsgKind,
     Status,
 )
+from ..spec.extension import VENDOR_FEATURES
 from ..spec.formats import (
     ACTIVATE_RESULT,
     ALLOC_RESULT,
@@ -58,7 +59,9 @@ from ..spec.layout import layout_of
 from ..spec.platforms import DEFAULT_PLATFORM
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR, encode_version
 from . import guest_events
+from .guest_masking import check_msi_rewrite
 from .guest_probe import GuestProbe, Probe
+from .guest_refusals import Overreach, Refusals
 from .toolkit import DEFAULT_DEVICES, status_name
 
 PAGE = int(Limit.PAGE_SIZE)
@@ -128,6 +131,8 @@ class HostKnobs:
     lying_pairs: bool = False
     #: The platform served (spec "Message formats"): its message format, vCPU ids and vector range.
     platform: str = DEFAULT_PLATFORM
+    #: Answers naming what the guest did not ask for (:mod:`.guest_refusals`, GUEST-REFUSE-001..003, GUEST-EXT-002).
+    overreach: Overreach = field(default_factory=Overreach)
 
 
 @dataclass(frozen=True)
@@ -318,6 +323,7 @@ class HostModel:
         #: Each revoked handle: the event index of its revocation, its device, kind and slot (GUEST-REVOKE-001).
         self.revoked_at: dict[int, tuple[int, DeviceKey, int, int]] = {}
         self.fetched: list[Any] = []
+        self.refusals = Refusals(k.overreach)
 
     # -- bookkeeping -------------------------------------------------------------------------------------------
 
@@ -392,10 +398,12 @@ class HostModel:
         self._check_registers(rec)
         self._check_blocks(rec)
         self._check_sequence(rec)
+        self.refusals.check_call(self, rec)
         before = {h: (m.address, m.data) for h, m in self.live().items()}
         status, value, why = self._execute(vcpu, rec)
         rec.status, rec.value = status, value
         self._after(rec, before)
+        self.refusals.after(self, rec)
         self.log(
             f"{fn_name(fn)} args=({', '.join(hex(a) for a in args)})"
             + (f" in={in_block.hex()}" if in_block else "")
@@ -616,7 +624,7 @@ class HostModel:
         missing = self.knobs.required & ~features
         if missing:
             self.violate("GUEST-NEG-002", f"NEGOTIATE lacks the required bits {missing:#x}")
-        unknown = features & ~KNOWN_1_0 & self.offered
+        unknown = features & ~KNOWN_1_0 & ~VENDOR_FEATURES & self.offered  # vendor bits: GUEST-EXT-001
         if unknown:
             self.violate("GUEST-VER-001", f"NEGOTIATE accepts {unknown:#x}, bits a 1.0 guest does not know")
         major, minor = self.knobs.version
@@ -651,6 +659,7 @@ class HostModel:
         if rec.in_block and in_gpa and mem.is_ram(in_gpa, len(rec.in_block)):
             mem.write(in_gpa, rec.in_block)
         status, value, why = self._answer(vcpu, rec)
+        status, value = self.refusals.answer(self, rec, status, value)
         if self.knobs.lying_pairs and rec.fn in LYING_CALLS and status >= 0:
             self._lie(LYING_CALLS[rec.fn], out_gpa, min(value, len(rec.entries)))
         out = b""
@@ -741,7 +750,10 @@ class HostModel:
         self.events.append(rec)
         if op is DeviceOp.PROGRAM and self.knobs.lying_pairs and address == LYING_ADDRESS:
             self.violate("GUEST-CVM-002", f"wrote the lying pair ({address:#x}, {data:#x}) into {name_of(key)}")
+        check_msi_rewrite(self, rec)
         self._check_device_op(rec)
+        if op is DeviceOp.PROGRAM:
+            self.refusals.check_program(self, address, data, name_of(key))
         vm = self.svm.vm
         before = vm.total_exits
         try:

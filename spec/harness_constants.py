@@ -415,7 +415,8 @@ DEVICE_OP_DOCS: dict[DeviceOp, str] = {
     DeviceOp.ENABLE: "Set MSI Enable / MSI-X Enable (IMS: no-op).",
     DeviceOp.DISABLE: "Clear MSI Enable / MSI-X Enable (IMS: no-op).",
     DeviceOp.MASK: "Mask the slot: the MSI-X entry's Vector Control mask bit, the IMS slot's mask bit; MSI: the "
-    "Mask Bits of every vector of the block (an MSI block is one slot, 0: MASK of slot 0 masks the whole block).",
+    "Mask Bits of every vector of the block (an MSI block is one slot, 0: MASK of slot 0 masks the whole block); "
+    "MSI slot n > 0 sets vector n's Mask Bit alone, which leaves the rest of the block unmasked.",
     DeviceOp.UNMASK: "Unmask the slot (as MASK names it); every slot starts masked after reset except MSI vectors, "
     "whose Mask Bits start clear (harness appendix, device model).",
 }

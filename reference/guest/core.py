@@ -28,6 +28,7 @@ from ...spec.constants import (
     KIND_FEATURES,
     ActivateEntryFlag,
     ActivateFlag,
+    Feature,
     FunctionNumber,
     KindMask,
     Limit,
@@ -186,10 +187,15 @@ class GuestCore(GuestEvents):
                 with contextlib.suppress(DecodeError):
                     refused = f", bits {decode(NEGOTIATE_OUT, out).refused:#x}"
             return self.fallback(f"NEGOTIATE refused ({_status_name(status)}{refused})")
-        self.features = value
+        self.features = self.granted(value, offered)
         self.mode = GuestMode.PVMSI
-        self.log.append(f"pvmsi {major}.{minor} negotiated, features {value:#x}")
+        self.log.append(f"pvmsi {major}.{minor} negotiated, features {self.features:#x}")
         return self.mode
+
+    def granted(self, value: int, asked: int) -> int:
+        """The features in force after a successful NEGOTIATE: those both asked and granted; a bit granted beyond
+        the request is not the guest's to use (GUEST-REFUSE-001)."""
+        return value & asked
 
     def discover(self) -> Op:
         """The platform discovery of :attr:`arch`: None when pvmsi is there, else why not."""
@@ -281,6 +287,8 @@ class GuestCore(GuestEvents):
                 )
                 if status < 0 and not self.batch_out_written(status, next_index, start, out[:out_hdr]):
                     return results, status  # failed in its header checks: no entry of this call completed
+                if not self.answer_in_range(status, start, next_index, len(chunk)):
+                    return results, Status.INVALID_PARAMETER  # GUEST-REFUSE-002: no result of it is used
                 for i in range(start, self.results_taken(status, next_index, len(chunk))):
                     off = out_hdr + i * result_size
                     results.append(decode(result_fmt, out[off : off + result_size]))
@@ -301,6 +309,16 @@ class GuestCore(GuestEvents):
         except DecodeError:
             return False
         return bool(hdr.next_index == value and hdr.status == status and hdr.completed == value - start)
+
+    def answer_in_range(self, status: int, start: int, next_index: int, count: int) -> bool:
+        """Whether a batch answer's next_index is one the batch sent can have (GUEST-REFUSE-002): count on SUCCESS,
+        past start and short of count on INCOMPLETE (HV-BATCH-004: progress), an entry at or past start on an
+        entry's failure."""
+        if status == Status.SUCCESS:
+            return next_index == count
+        if status == Status.INCOMPLETE:
+            return start < next_index < count
+        return start <= next_index < count
 
     def results_taken(self, status: int, next_index: int, count: int) -> int:
         """The end of the results a batch call completed: entries below next_index (the value register is
@@ -354,6 +372,8 @@ class GuestCore(GuestEvents):
         """Claim the device if needed, reserve one message per target (:meth:`domain_alloc`) and activate them
         (:meth:`domain_activate`); after a failure, free what is left (GUEST-BATCH-002).  Returns the messages;
         writes nothing to the device."""
+        if dev.pasid is not None and not self.features & Feature.SUBDEVICE:  # GUEST-REFUSE-001: not in force
+            raise GuestError("DEVICE_QUERY", Status.NOT_PERMITTED, "SUBDEVICE not negotiated")
         if dev not in self.claimed:
             yield from self.claim(dev, None)
         if not self.claimed[dev] & kind_bit(kind):

@@ -158,8 +158,12 @@ class InProcessDriver:
         p, vm, bdf = self.system.platform, self.vm.vm, self._bdf(a.device)
         self.device_writes += 1
         if a.kind is MsgKind.MSI:
+            # An MSI block is one slot, 0: its MASK sets every Mask Bit; slot n > 0 is vector n's bit alone
+            # (harness appendix, GUEST_DEVICE_OP).
             reg = MSI_CAP_OFFSET + MsiCapability.MASK
-            p.guest_config_write(vm, bdf, reg, 4, 0xFFFFFFFF if a.masked else 0)
+            bits = 0xFFFFFFFF if a.slot == 0 else 1 << a.slot
+            mask, _ = p.guest_config_read(vm, bdf, reg, 4)
+            p.guest_config_write(vm, bdf, reg, 4, (mask | bits) if a.masked else (mask & ~bits))
             return
         layout = p.layout(p.device_at(vm, bdf) or _missing(bdf))
         if a.kind is MsgKind.MSIX:

@@ -125,6 +125,8 @@ class GuestEvents:
             freed = yield from self.revoked(dev, e.handle)
             return f"REVOKED (reason {e.reason}) handle {e.handle:#x}: {'freed' if freed else 'not held'}"
         if e.event_type == EventType.DEVICE_REMOVED:
+            if dev not in self.claimed:  # GUEST-REFUSE-003: a device it did not claim is none of its business
+                return "DEVICE_REMOVED of a device not claimed: ignored"
             dropped = self.on_unplug(dev)  # GUEST-UNPLUG-001: dropped, never freed
             return f"DEVICE_REMOVED: {dropped} messages dropped"
         return f"type {e.event_type} unknown: skipped"

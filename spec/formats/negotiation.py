@@ -7,7 +7,7 @@ from typing import Any
 import construct as cs
 
 from ..constants import Feature, MessageFormat
-from ..fields import EnumField, Reserved, ValuesOf, define, u8, u16, u32, u64
+from ..fields import Reserved, ValuesOf, define, u8, u16, u32, u64
 
 HV_INFO: Any = define(
     "hv_info",
@@ -16,7 +16,10 @@ HV_INFO: Any = define(
     cs.Struct(
         "version_major" / u16 * "Major version the hypervisor implements (1).",
         "version_minor" / u16 * "Highest minor version of that major the hypervisor implements.",
-        "message_format" / EnumField(u8, MessageFormat) * "Platform format of the address/data pairs handed out.",
+        "message_format"
+        / ValuesOf(u8, MessageFormat)
+        * "Platform format of the address/data pairs handed out; a guest takes a value it does not know (a later "
+        "version's, a vendor's 0x80-0xFF) for unknown, not for one of its own (GUEST-EXT-002).",
         "reserved0" / Reserved(u8) * "Reserved, zero.",
         "reserved1" / Reserved(u16) * "Reserved, zero.",
         "features_offered" / ValuesOf(u64, Feature) * "Feature bits the guest may accept (PVMSI_F_*).",

@@ -112,4 +112,14 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "On REVOKED the guest MUST stop using the handle (mask the vector in the device where it can) and free it "
         "with MSG_FREE; it MAY allocate and activate a new message for the slot afterwards.",
     ),
+    req(
+        "GUEST-REFUSE-003",
+        Level.MUST_NOT,
+        "events",
+        "The guest MUST NOT act on an event for a device or handle it does not hold: a REVOKED whose handle it does "
+        "not hold on the event's device (never allocated, already freed, held on another device, one past the "
+        "largest it holds) or a DEVICE_REMOVED of a device or sub-device it has not claimed (another function, "
+        "another sub-device id of a claimed function) it acknowledges, and it frees, masks, drops and re-activates "
+        "nothing for it.",
+    ),
 )

@@ -206,7 +206,8 @@ STATUS: tuple[Requirement, ...] = (
         "status",
         "A guest under test MUST answer the harness as its appendix defines: each command's outcome in "
         "guest_result (SUCCESS for a command done and for a BOOT that falls back to emulation, the mode saying "
-        "so; otherwise the status of the call that made it fail, as returned; done in vectors, an MSI block of n "
+        "so; otherwise the status of the call that made it fail, as returned, or INVALID_PARAMETER for an answer "
+        "it refuses, GUEST-REFUSE-002; done in vectors, an MSI block of n "
         "vectors counting n), and an ERROR frame of the code the appendix names for a request it cannot serve.",
     ),
 )
@@ -284,6 +285,24 @@ VERSIONING: tuple[Requirement, ...] = (
         "versioning",
         "The guest MUST NOT negotiate a minor version higher than the one VERSION reported, nor one higher than it "
         "implements: it asks for the lower of the two.",
+    ),
+    req(
+        "GUEST-EXT-001",
+        Level.MUST_NOT,
+        "versioning",
+        "The guest MUST NOT accept in NEGOTIATE a feature bit of the vendor range (48 to 63), nor issue a function "
+        "of the vendor range other than PVMSI_FN_VENDOR_ID, unless it implements that vendor's extensions and "
+        "PVMSI_FN_VENDOR_ID returned that vendor's ID; a vendor bit offered by a hypervisor it does not know the "
+        "extensions of it ignores, like any bit it does not know (GUEST-VER-001).",
+    ),
+    req(
+        "GUEST-EXT-002",
+        Level.MUST,
+        "versioning",
+        "The guest MUST treat an event type or message format of the vendor range that it does not know as unknown, "
+        "never as one of pvmsi's (by its low bits or otherwise): such an event it skips and acknowledges, changing "
+        "nothing it holds (GUEST-EVT-001), and such a message_format it accepts in GET_INFO and goes on with pvmsi, "
+        "writing every pair exactly as returned (GUEST-FMT-001).",
     ),
 )
 

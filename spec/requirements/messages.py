@@ -135,7 +135,9 @@ MESSAGES: tuple[Requirement, ...] = (
         "messages",
         "When an activate result has PVMSI_ACTIVATE_REWRITE set for an MSI-X or IMS message, the guest MUST write "
         "the new pair into the device, masking the slot while it does so (a claimed MSI capability the hypervisor "
-        "writes itself, HV-EMU-003).",
+        "writes itself, HV-EMU-003). Wherever the guest itself rewrites the pair of an enabled MSI block (a kind "
+        "it has not claimed, retargeted under emulation), it MUST mask every vector of the block while it does so: "
+        "every Mask Bit of the block's vectors (on the harness: MASK of MSI slot 0), not one vector nor none.",
     ),
     req(
         "GUEST-ALLOC-003",
@@ -229,6 +231,16 @@ BATCH: tuple[Requirement, ...] = (
         "batch",
         "When a batch fails, the guest MUST treat the entries below next_index as completed (and free what it "
         "abandons), and the failing entry and those after it as not processed.",
+    ),
+    req(
+        "GUEST-REFUSE-002",
+        Level.MUST_NOT,
+        "batch",
+        "The guest MUST NOT take from a batch call more than it sent: an answer whose next_index (the value "
+        "register, or batch_out.next_index) is above count (one past included), below start, not count on "
+        "SUCCESS, or not between start and count (exclusive) on INCOMPLETE answers no batch the guest issued. The "
+        "guest then uses no result of that call (no handle, no pair), does not resume it, frees what earlier calls "
+        "of the operation completed (GUEST-BATCH-002), and fails the command with INVALID_PARAMETER.",
     ),
 )
 

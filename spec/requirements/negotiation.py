@@ -111,4 +111,13 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "The guest SHOULD negotiate once, early during boot, before it enables MSI or MSI-X on any device it "
         "means to claim.",
     ),
+    req(
+        "GUEST-REFUSE-001",
+        Level.MUST_NOT,
+        "negotiation",
+        "The guest MUST NOT use a feature it did not ask for in negotiate_in.features, whatever NEGOTIATE's value "
+        "and negotiate_out.features report: a bit granted beyond those asked (a kind, SUBDEVICE, POSTED, an unknown "
+        "or vendor bit, the bit just above the highest one asked) is not in force for it; it claims no kind, names "
+        "no sub-device and sets no flag behind such a bit, and uses the kinds it asked for as negotiated.",
+    ),
 )
