@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from ..spec.calls import BATCH_CALLS
 from ..spec.codec import decode
-from ..spec.constants import DeviceIdFlag, EventType, Feature, FunctionNumber, MsgKind, Status
+from ..spec.constants import DeliveryFlag, EventType, Feature, FunctionNumber, MsgKind, Status
 from ..spec.extension import VENDOR_FEATURES, VENDOR_FUNCTIONS, Extension
 from ..spec.formats import BATCH_OUT, HV_INFO, NEGOTIATE_OUT
 from ..spec.iut import DeviceRef
@@ -117,9 +117,14 @@ class Refusals:
                 hv.violate(
                     "GUEST-REFUSE-001", f"DEVICE_CLAIM of {'+'.join(beyond)}, which its NEGOTIATE did not ask for"
                 )
-        dev = getattr(rec.decoded, "device", rec.decoded if rec.fn == FunctionNumber.DEVICE_QUERY else None)
-        if dev is not None and int(dev.flags) & DeviceIdFlag.SUBDEVICE and not asked & Feature.SUBDEVICE:
+        if rec.device is not None and rec.device[3] is not None and not asked & Feature.SUBDEVICE:
             hv.violate("GUEST-REFUSE-001", "names a sub-device, and its NEGOTIATE did not ask for SUBDEVICE")
+        for i, e in enumerate(rec.entries):
+            kind = int(getattr(e, "kind", 0))
+            if kind in MsgKind._value2member_map_ and not asked & kind_bit(kind):
+                hv.violate("GUEST-REFUSE-001", f"entry {i}: kind {MsgKind(kind).name}, which NEGOTIATE did not ask for")
+            if int(getattr(e, "flags", 0)) & DeliveryFlag.POSTED and not asked & Feature.POSTED:
+                hv.violate("GUEST-REFUSE-001", f"entry {i}: the POSTED flag, and NEGOTIATE did not ask for POSTED")
 
     def check_program(self, hv: HostModel, address: int, data: int, label: str) -> None:
         """A pair written into a device: none of an answer beyond its batch (GUEST-REFUSE-002)."""

@@ -57,6 +57,7 @@ ANSWERS = {
     "alloc-seven-past": (FunctionNumber.MSG_ALLOC, 7, None),
     "alloc-one-short": (FunctionNumber.MSG_ALLOC, -1, None),
     "alloc-incomplete-at-count": (FunctionNumber.MSG_ALLOC, 0, Status.INCOMPLETE),
+    "alloc-incomplete-no-progress": (FunctionNumber.MSG_ALLOC, -4, Status.INCOMPLETE),
     "activate-one-past": (FunctionNumber.MSG_ACTIVATE, 1, None),
     "activate-incomplete-one-past": (FunctionNumber.MSG_ACTIVATE, 1, Status.INCOMPLETE),
 }
@@ -66,8 +67,9 @@ ANSWERS = {
 @pytest.mark.parametrize("answer", list(ANSWERS))
 def test_refuses_a_batch_answer_beyond_its_batch(guest: GuestSession, answer: str) -> None:
     """MSG_ALLOC or MSG_ACTIVATE answers with a next_index the batch cannot have (one past count, seven past, one
-    short on SUCCESS, INCOMPLETE at or past count): the guest uses no handle and no pair of it, does not resume it,
-    and ENABLE fails with INVALID_PARAMETER; after a refused MSG_ACTIVATE the reserved messages are freed."""
+    short on SUCCESS, INCOMPLETE at or past count or without progress): the guest uses no handle and no pair of
+    it, does not resume it, and ENABLE fails with INVALID_PARAMETER; after a refused MSG_ACTIVATE the reserved
+    messages are freed."""
     fn, delta, status = ANSWERS[answer]
     guest.host(overreach=Overreach(batch_fn=int(fn), next_index_delta=delta, batch_status=status))
     guest.ok(guest.boot(), "GUEST-REFUSE-002", "BOOT")

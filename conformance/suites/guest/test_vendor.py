@@ -12,7 +12,9 @@ from pvmsi.conformance.guest_toolkit import MLX5, GuestSession
 from pvmsi.conformance.toolkit import check
 from pvmsi.spec.constants import EventType, FunctionNumber, MsgKind
 from pvmsi.spec.extension import VENDOR_FEATURES, VENDOR_FUNCTIONS, Extension
+from pvmsi.spec.formats import HV_INFO
 from pvmsi.spec.iut import GuestMode
+from pvmsi.spec.layout import layout_of
 
 requirement = pytest.mark.requirement
 
@@ -74,8 +76,9 @@ def test_goes_on_under_a_vendor_message_format(guest: GuestSession, fmt: int) ->
     guest.host(overreach=Overreach(message_format=fmt))
     r = guest.boot()
     guest.ok(r, "GUEST-EXT-002", "BOOT", GuestMode.PVMSI)
-    info = guest.calls(FunctionNumber.GET_INFO)[0]
-    check(info.out_block[4] == fmt, "GUEST-EXT-002", f"GET_INFO reported format {fmt:#x}", hex(info.out_block[4]))
+    at = layout_of(HV_INFO).field("message_format").offset
+    got = guest.calls(FunctionNumber.GET_INFO)[0].out_block[at]
+    check(got == fmt, "GUEST-EXT-002", f"GET_INFO reported format {fmt:#x}", hex(got))
     guest.ok(guest.enable(MLX5, MsgKind.MSIX, 3, vcpu=2, vector=0x50), "GUEST-EXT-002", "ENABLE")
     guest.clean("GUEST-FMT-001", "GUEST-NEG-004")
     guest.delivers(MLX5, MsgKind.MSIX, 3, "GUEST-EXT-002", vcpu=2, vector=0x50)
