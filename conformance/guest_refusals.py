@@ -18,7 +18,7 @@ from ..spec.calls import BATCH_CALLS
 from ..spec.codec import decode
 from ..spec.constants import DeliveryFlag, EventType, Feature, FunctionNumber, MsgKind, Status
 from ..spec.extension import VENDOR_FEATURES, VENDOR_FUNCTIONS, Extension
-from ..spec.formats import BATCH_OUT, HV_INFO, NEGOTIATE_OUT
+from ..spec.formats import ALLOC_RESULT, BATCH_OUT, HV_INFO, NEGOTIATE_OUT
 from ..spec.iut import DeviceRef
 from ..spec.kinds import kind_bit
 from ..spec.layout import layout_of
@@ -33,6 +33,9 @@ _COMPLETED = layout_of(BATCH_OUT).field("completed")
 _BATCH_STATUS = layout_of(BATCH_OUT).field("status")
 _FORMAT = layout_of(HV_INFO).field("message_format")
 _GRANTED = layout_of(NEGOTIATE_OUT).field("features")
+_OUT_HDR = layout_of(BATCH_OUT).size
+_ALLOC_ROW = layout_of(ALLOC_RESULT).size
+_HANDLE = layout_of(ALLOC_RESULT).field("handle")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,9 @@ class Overreach:
     batch_status: int | None = None
     #: The message_format GET_INFO reports instead of the platform's (GUEST-EXT-002), 0: the platform's.
     message_format: int = 0
+    #: A handle MSG_ALLOC's first completed result names instead of its own, once the guest holds a message
+    #: (GUEST-REFUSE-002): "zero", "repeat" (the second result repeats the first's) or "held" (one already held).
+    alloc_handle: str = ""
 
 
 @dataclass
@@ -55,8 +61,10 @@ class Refusals:
     """The model's overreach, and the answers the guest must refuse (the calls whose answers it must not use)."""
 
     overreach: Overreach
-    #: The batch calls answered beyond their count: no result of them may be used (GUEST-REFUSE-002).
+    #: The batch calls whose answers the guest must refuse: no result of them may be used (GUEST-REFUSE-002).
     refused: list[CallRecord] = field(default_factory=list)
+    #: Each refused call's index: the handles the guest held before it, which stay the guest's to use.
+    held_before: dict[int, set[int]] = field(default_factory=dict)
 
     # -- the answers ---------------------------------------------------------------------------------------------
 
@@ -75,8 +83,27 @@ class Refusals:
             _write(mem, out, _NEXT_INDEX.offset, _NEXT_INDEX.size, value)
             _write(mem, out, _COMPLETED.offset, _COMPLETED.size, value - rec.start)
             _write(mem, out, _BATCH_STATUS.offset, _BATCH_STATUS.size, status)
-            self.refused.append(rec)
+            self.refuse(hv, rec)
+        elif rec.fn == FunctionNumber.MSG_ALLOC and status >= 0 and o.alloc_handle and self._lie_handle(hv, rec):
+            self.refuse(hv, rec)
         return status, value
+
+    def refuse(self, hv: HostModel, rec: CallRecord) -> None:
+        self.refused.append(rec)
+        self.held_before[rec.index] = set(hv.issued) & set(hv.live())
+
+    def _lie_handle(self, hv: HostModel, rec: CallRecord) -> bool:
+        """Rewrite the handle of MSG_ALLOC's first completed result as ``alloc_handle`` says; whether it did."""
+        held = sorted(set(hv.issued) & set(hv.live()))
+        if not held or rec.decoded is None or len(rec.entries) - rec.start < 2:
+            return False
+        mem, row = hv.svm.vm.memory, rec.args[1] + _OUT_HDR + rec.start * _ALLOC_ROW
+        first = int.from_bytes(mem.read(row + _HANDLE.offset, _HANDLE.size), "little")
+        if self.overreach.alloc_handle == "repeat":
+            _write(mem, row + _ALLOC_ROW, _HANDLE.offset, _HANDLE.size, first)
+        else:
+            _write(mem, row, _HANDLE.offset, _HANDLE.size, 0 if self.overreach.alloc_handle == "zero" else held[0])
+        return True
 
     def after(self, hv: HostModel, rec: CallRecord) -> None:
         """A refused INCOMPLETE is not a batch to resume (GUEST-REFUSE-002 over GUEST-BATCH-001)."""
@@ -100,13 +127,19 @@ class Refusals:
         asked = asked_features(hv)
         if asked is not None:
             self._check_asked(hv, rec, asked)
-        handles = {int(r.handle) for c in self.refused if c.fn == FunctionNumber.MSG_ALLOC for r in _results(c)}
+        handles = {
+            int(r.handle)
+            for c in self.refused
+            if c.fn == FunctionNumber.MSG_ALLOC
+            for r in _results(c)
+            if int(r.handle) not in self.held_before[c.index]
+        }
         for e in rec.entries[rec.start :]:
             if int(getattr(e, "handle", 0)) in handles:
                 hv.violate(
                     "GUEST-REFUSE-002",
-                    f"{FunctionNumber(rec.fn).name} names handle {int(e.handle):#x}, from an MSG_ALLOC answer "
-                    "beyond its batch",
+                    f"{FunctionNumber(rec.fn).name} names handle {int(e.handle):#x}, from an MSG_ALLOC answer it "
+                    "must refuse",
                 )
 
     def _check_asked(self, hv: HostModel, rec: CallRecord, asked: int) -> None:
@@ -127,13 +160,12 @@ class Refusals:
                 hv.violate("GUEST-REFUSE-001", f"entry {i}: the POSTED flag, and NEGOTIATE did not ask for POSTED")
 
     def check_program(self, hv: HostModel, address: int, data: int, label: str) -> None:
-        """A pair written into a device: none of an answer beyond its batch (GUEST-REFUSE-002)."""
+        """A pair written into a device: none of an answer the guest must refuse (GUEST-REFUSE-002)."""
         for c in self.refused:
-            if (address, data) in {(int(r.address), int(r.data)) for r in _results(c)}:
+            if address and (address, data) in {(int(r.address), int(r.data)) for r in _results(c)}:
                 hv.violate(
                     "GUEST-REFUSE-002",
-                    f"{label}: wrote {address:#x}/{data:#x}, from a {FunctionNumber(c.fn).name} answer beyond its "
-                    "batch",
+                    f"{label}: wrote {address:#x}/{data:#x}, from a {FunctionNumber(c.fn).name} answer it must refuse",
                 )
 
 

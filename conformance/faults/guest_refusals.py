@@ -4,6 +4,7 @@ own (GUEST-EXT-001, GUEST-EXT-002), and that rewrite a multi-message MSI block w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ...reference.guest.actions import GuestDevice, MaskSlot, ProgramSlot
@@ -29,6 +30,16 @@ class _TrustsGranted(GuestCore):
 )
 class _TrustsAnyNextIndex(GuestCore):
     def answer_in_range(self, status: int, start: int, next_index: int, count: int) -> bool:
+        return True
+
+
+@fault(
+    "trusts-any-handle",
+    "GUEST-REFUSE-002",
+    "takes every handle MSG_ALLOC's results name: zero, twice in one answer, or one it already holds",
+)
+class _TrustsAnyHandle(GuestCore):
+    def handles_fresh(self, taken: Sequence[Any], earlier: Sequence[Any]) -> bool:
         return True
 
 

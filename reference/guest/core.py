@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from ...spec.calls import CALLS_BY_FN
 from ...spec.codec import DecodeError, decode, encode
 from ...spec.constants import (
     FEATURES_1_0,
@@ -40,8 +39,6 @@ from ...spec.formats import (
     ACTIVATE_RESULT,
     ALLOC_ENTRY,
     ALLOC_RESULT,
-    BATCH_IN,
-    BATCH_OUT,
     CLAIM_IN,
     DEACTIVATE_ENTRY,
     DEACTIVATE_RESULT,
@@ -57,6 +54,7 @@ from ...spec.kinds import kind_bit
 from ...spec.layout import layout_of
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR, decode_version
 from .actions import Action, GuestDevice, Hypercall, MaskSlot, ProgramSlot, ReadMemory, SetEnabled, WriteMemory
+from .batches import GuestBatches
 from .discover import discover
 from .errors import GuestError as GuestError
 from .events import GuestEvents
@@ -103,7 +101,7 @@ class GuestMessage:
 
 
 @dataclass
-class GuestCore(GuestEvents):
+class GuestCore(GuestBatches, GuestEvents):
     """One guest kernel's interrupt-message layer; its side of the event channel comes from
     :class:`~.events.GuestEvents`."""
 
@@ -262,76 +260,6 @@ class GuestCore(GuestEvents):
         for kind in (MsgKind.MSI, MsgKind.MSIX):
             if kinds & kind_bit(kind):
                 yield SetEnabled(dev, kind, False)
-
-    def batch(
-        self, fn: FunctionNumber, dev: GuestDevice, entry_fmt: Any, result_fmt: Any, entries: Sequence[dict[str, Any]]
-    ) -> Op:
-        """Run entries in batches as large as the hypervisor and a page allow (the smaller of hv_info.max_batch and
-        the call's max_batch, HV-BATCH-001), resuming on INCOMPLETE (GUEST-BATCH-001).
-
-        Returns ``(results, status)``: the results of the completed entries, and SUCCESS or the error that stopped
-        the batch at entry ``len(results)`` (GUEST-BATCH-002).
-        """
-        results: list[Any] = []
-        result_size = layout_of(result_fmt).size
-        out_hdr = layout_of(BATCH_OUT).size
-        size = min(self.max_batch, CALLS_BY_FN[fn].max_batch or 1)
-        for chunk_start in range(0, len(entries), size):
-            chunk = entries[chunk_start : chunk_start + size]
-            body = b"".join(encode(entry_fmt, e) for e in chunk)
-            start = 0
-            while True:
-                hdr = {"device": self.device_id(dev), "count": len(chunk), "start": start}
-                status, next_index, out = yield from self.call(
-                    fn, encode(BATCH_IN, hdr) + body, out_hdr + len(chunk) * result_size
-                )
-                if status < 0 and not self.batch_out_written(status, next_index, start, out[:out_hdr]):
-                    return results, status  # failed in its header checks: no entry of this call completed
-                if not self.answer_in_range(status, start, next_index, len(chunk)):
-                    return results, Status.INVALID_PARAMETER  # GUEST-REFUSE-002: no result of it is used
-                for i in range(start, self.results_taken(status, next_index, len(chunk))):
-                    off = out_hdr + i * result_size
-                    results.append(decode(result_fmt, out[off : off + result_size]))
-                if self.resumes(status, start, next_index, len(chunk)):
-                    start = next_index
-                    continue
-                if self.batch_failed(status):
-                    return results, status
-                break
-        return results, Status.SUCCESS
-
-    def batch_out_written(self, status: int, value: int, start: int, header: bytes) -> bool:
-        """Whether a failed batch call wrote batch_out (an entry failed), rather than failing in its header checks
-        before any entry: the value register and batch_out.next_index agree, batch_out.status is the status
-        returned and completed is next_index - start (GUEST-CONV-001; HV-BATCH-007)."""
-        try:
-            hdr = decode(BATCH_OUT, header)
-        except DecodeError:
-            return False
-        return bool(hdr.next_index == value and hdr.status == status and hdr.completed == value - start)
-
-    def answer_in_range(self, status: int, start: int, next_index: int, count: int) -> bool:
-        """Whether a batch answer's next_index is one the batch sent can have (GUEST-REFUSE-002): count on SUCCESS,
-        past start and short of count on INCOMPLETE (HV-BATCH-004: progress), an entry at or past start on an
-        entry's failure."""
-        if status == Status.SUCCESS:
-            return next_index == count
-        if status == Status.INCOMPLETE:
-            return start < next_index < count
-        return start <= next_index < count
-
-    def results_taken(self, status: int, next_index: int, count: int) -> int:
-        """The end of the results a batch call completed: entries below next_index (the value register is
-        next_index whenever batch_out was written, HV-BATCH-007, else zero; GUEST-CONV-001)."""
-        return min(next_index, count)
-
-    def resumes(self, status: int, start: int, next_index: int, count: int) -> bool:
-        """Whether to call the batch again from next_index: INCOMPLETE with progress (GUEST-BATCH-001)."""
-        return status == Status.INCOMPLETE and start < next_index < count
-
-    def batch_failed(self, status: int) -> bool:
-        """Whether the batch stopped at a failing entry (GUEST-BATCH-002)."""
-        return status not in (Status.SUCCESS, Status.INCOMPLETE)
 
     # -- messages --------------------------------------------------------------------------------------------
 

@@ -238,7 +238,9 @@ BATCH: tuple[Requirement, ...] = (
         "batch",
         "The guest MUST NOT take from a batch call more than it sent: an answer whose next_index (the value "
         "register, or batch_out.next_index) is above count (one past included), below start, not count on "
-        "SUCCESS, or not between start and count (exclusive) on INCOMPLETE answers no batch the guest issued. The "
+        "SUCCESS, or not between start and count (exclusive) on INCOMPLETE answers no batch the guest issued, and so "
+        "does an MSG_ALLOC answer whose completed results name a handle that is zero, named twice, or one the "
+        "guest already holds. The "
         "guest then uses no result of that call (no handle, no pair), does not resume it, frees what earlier calls "
         "of the operation completed (GUEST-BATCH-002), and fails the command with INVALID_PARAMETER.",
     ),

@@ -85,6 +85,29 @@ def test_refuses_a_batch_answer_beyond_its_batch(guest: GuestSession, answer: st
         check(not left, "GUEST-REFUSE-002", "the reserved messages freed (GUEST-BATCH-002)", str(len(left)))
 
 
+@requirement("GUEST-REFUSE-002")
+@pytest.mark.parametrize("lie", ["zero", "repeat", "held"])
+def test_refuses_an_allocation_naming_a_handle_it_did_not_get(guest: GuestSession, lie: str) -> None:
+    """Once the guest holds MSI-X messages, MSG_ALLOC's first result names handle zero, the second repeats the
+    first's handle, or the first names a handle the guest already holds: ENABLE of IMS fails with
+    INVALID_PARAMETER, no handle of that answer is named again and no IMS slot is written; the MSI-X messages keep
+    delivering and are freed once each."""
+    guest.host(overreach=Overreach(alloc_handle=lie))
+    guest.ok(guest.boot(), "GUEST-REFUSE-002", "BOOT")
+    guest.ok(guest.enable(MLX5, MsgKind.MSIX, 2, vcpu=1, vector=0x40), "GUEST-REFUSE-002", "ENABLE MSI-X")
+    held = set(guest.hv.live())
+    r = guest.enable(MLX5, MsgKind.IMS, 3, vcpu=2, vector=0x60, first_slot=4)
+    guest.clean("GUEST-REFUSE-002", "GUEST-ALLOC-004")
+    check(r.status == Status.INVALID_PARAMETER, "GUEST-REFUSE-002", "ENABLE -> INVALID_PARAMETER", str(r.status))
+    ims = [op for op in guest.hv.device_ops() if op.kind == MsgKind.IMS and op.op.name == "PROGRAM"]
+    check(not ims, "GUEST-REFUSE-002", "no IMS slot written", str(len(ims)))
+    guest.delivers(MLX5, MsgKind.MSIX, 2, "GUEST-REFUSE-002", vcpu=1, vector=0x40)
+    guest.ok(guest.disable(MLX5, MsgKind.MSIX), "GUEST-REFUSE-002", "DISABLE MSI-X")
+    guest.clean("GUEST-REFUSE-002", "GUEST-ALLOC-004")
+    freed = [int(e.handle) for c in guest.calls(FunctionNumber.MSG_FREE) for e in c.entries]
+    check(sorted(freed) == sorted(held), "GUEST-REFUSE-002", f"MSI-X handles {sorted(held)} freed once", str(freed))
+
+
 #: An event for a device or handle the guest does not hold: (type, device, which handle).
 UNKNOWN = {
     "revoked-never-allocated": (EventType.REVOKED, MLX5, "never"),
