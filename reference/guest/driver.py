@@ -161,9 +161,12 @@ class InProcessDriver:
             # An MSI block is one slot, 0: its MASK sets every Mask Bit; slot n > 0 is vector n's bit alone
             # (harness appendix, GUEST_DEVICE_OP).
             reg = MSI_CAP_OFFSET + MsiCapability.MASK
-            bits = 0xFFFFFFFF if a.slot == 0 else 1 << a.slot
+            if a.slot == 0:
+                p.guest_config_write(vm, bdf, reg, 4, 0xFFFFFFFF if a.masked else 0)
+                return
             mask, _ = p.guest_config_read(vm, bdf, reg, 4)
-            p.guest_config_write(vm, bdf, reg, 4, (mask | bits) if a.masked else (mask & ~bits))
+            bit = 1 << a.slot
+            p.guest_config_write(vm, bdf, reg, 4, (mask | bit) if a.masked else (mask & ~bit))
             return
         layout = p.layout(p.device_at(vm, bdf) or _missing(bdf))
         if a.kind is MsgKind.MSIX:
