@@ -5,12 +5,12 @@ own (GUEST-EXT-001, GUEST-EXT-002), and that rewrite a multi-message MSI block w
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from ...reference.guest.actions import GuestDevice, MaskSlot, ProgramSlot
-from ...reference.guest.core import GuestCore, GuestError, GuestMessage, Op
+from ...reference.guest.core import GuestCore, GuestError, GuestMessage, GuestMode, Op
 from ...reference.guest.pairs import pair_acceptable
-from ...spec.constants import EventType, MsgKind, Status
+from ...spec.constants import EventType, FunctionNumber, MsgKind, Status
 from ...spec.extension import VENDOR_FEATURES, Extension
 from .guests import _Boot, fault
 
@@ -80,6 +80,19 @@ class _DropsEverySubdevice(GuestCore):
 class _AcceptsVendorBits(_Boot):
     def accept(self, offered: int, required: int) -> int:
         return offered & (self.known_features | VENDOR_FEATURES)
+
+
+@fault(
+    "calls-vendor-function",
+    "GUEST-EXT-001",
+    "after negotiating, calls the second function of the vendor range without PVMSI_FN_VENDOR_ID naming a vendor",
+)
+class _CallsVendorFunction(GuestCore):
+    def boot(self) -> Op:
+        mode = yield from super().boot()
+        if mode is GuestMode.PVMSI:
+            yield from self.call(cast(FunctionNumber, Extension.FN_VENDOR_FIRST + 1))
+        return mode
 
 
 @fault(
