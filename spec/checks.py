@@ -18,6 +18,7 @@ from typing import Any
 
 from .calls import CALLS, CallDef
 from .constants import Status
+from .fastcodec import fast
 
 #: Where a check applies.
 SCOPES = ("common", "call", "header", "entry", "outcome")
@@ -204,9 +205,17 @@ def _common(c: CallDef) -> tuple[Check, ...]:
     return tuple(steps)
 
 
+def _entry_can_fail_decoding(c: CallDef) -> bool:
+    """Whether the call's entry format has a field decoding can refuse: reserved, flags or enumerated (a free entry,
+    one handle, has none, so MSG_FREE has no decode-entry step)."""
+    leaves = fast(c.input_entry or "").leaves
+    return any(leaf.reserved or leaf.enum_values is not None or leaf.flags_mask is not None for leaf in leaves)
+
+
 def _batch(c: CallDef, entry: tuple[Check, ...]) -> tuple[Check, ...]:
     """A batch: the header's address and contents, count/start, the device, its claim, both whole blocks (the header
-    checks end here: batch_out is written from the next step on, HV-MEM-007), then each entry from start."""
+    checks end here: batch_out is written from the next step on, HV-MEM-007), then each entry from start: its
+    decoding where its format has a field to refuse, then the entry's own checks."""
     return (
         *_common(c),
         *_block("input", "common", "its header"),
@@ -236,7 +245,7 @@ def _batch(c: CallDef, entry: tuple[Check, ...]) -> tuple[Check, ...]:
         ),
         *_block("output", "header", "batch_out and count results"),
         _c("overlap", "the whole input and output blocks overlap", Status.INVALID_ADDRESS, "HV-MEM-004", "header"),
-        _decode("entry", "entry", BATCH_OUT),
+        *((_decode("entry", "entry", BATCH_OUT),) if _entry_can_fail_decoding(c) else ()),
         *entry,
         _c(
             "yield",
