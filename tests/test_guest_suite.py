@@ -19,7 +19,8 @@ from click.testing import CliRunner
 from pvmsi.cli.main import main
 from pvmsi.conformance.faults import GUEST_FAULTS
 from pvmsi.conformance.guest import GuestRunner, HostCall, HostTrap, ReferenceGuest
-from pvmsi.conformance.guest_host import HostKnobs, HostModel
+from pvmsi.conformance.guest_host import HostModel
+from pvmsi.conformance.guest_host_knobs import HostKnobs
 from pvmsi.conformance.guest_probe import Probe
 from pvmsi.conformance.harness.frames import Frame, FrameReader, build
 from pvmsi.conformance.harness.guest_server import GuestService
