@@ -26,7 +26,8 @@ from pvmsi.conformance.harness.frames import Frame, FrameReader, build
 from pvmsi.conformance.harness.guest_server import GuestService
 from pvmsi.conformance.results import Verdict
 from pvmsi.conformance.runner import catalogue, run
-from pvmsi.reference.guest.core import OUT_OFFSET, GuestCore
+from pvmsi.reference.guest.calls import OUT_OFFSET
+from pvmsi.reference.guest.core import GuestCore
 from pvmsi.spec.constants import FunctionNumber, MsgKind, Status
 from pvmsi.spec.harness_constants import FrameKind, GuestOp, HarnessRole, HarnessStatus, TrapArch, TrapInstruction
 from pvmsi.spec.iut import GuestCommand, GuestMode
