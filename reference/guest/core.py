@@ -15,12 +15,10 @@ logic runs in-process, over a transport, or under the conformance suite playing 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
 
-from ...spec.calls import CALLS_BY_FN
 from ...spec.codec import DecodeError, decode, encode
 from ...spec.constants import (
     FEATURES_1_0,
@@ -30,7 +28,6 @@ from ...spec.constants import (
     ActivateFlag,
     FunctionNumber,
     KindMask,
-    Limit,
     MsgKind,
     Status,
 )
@@ -39,8 +36,6 @@ from ...spec.formats import (
     ACTIVATE_RESULT,
     ALLOC_ENTRY,
     ALLOC_RESULT,
-    BATCH_IN,
-    BATCH_OUT,
     CLAIM_IN,
     DEACTIVATE_ENTRY,
     DEACTIVATE_RESULT,
@@ -55,17 +50,13 @@ from ...spec.formats import (
 from ...spec.kinds import kind_bit
 from ...spec.layout import layout_of
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR, decode_version
-from .actions import Action, GuestDevice, Hypercall, MaskSlot, ProgramSlot, ReadMemory, SetEnabled, WriteMemory
+from .actions import GuestDevice, MaskSlot, ProgramSlot, SetEnabled
+from .calls import GuestCalls
+from .calls import Op as Op
 from .discover import discover
 from .errors import GuestError as GuestError
 from .events import GuestEvents
 from .pairs import pair_acceptable
-
-Op = Generator[Action, Any, Any]
-
-#: Where the input and output blocks go in the guest's scratch area of two pages: a page each, so that a batch can
-#: fill a page (spec "Batching and partial completion").
-IN_OFFSET, OUT_OFFSET = 0, int(Limit.PAGE_SIZE)
 
 
 class GuestMode(Enum):
@@ -102,9 +93,9 @@ class GuestMessage:
 
 
 @dataclass
-class GuestCore(GuestEvents):
-    """One guest kernel's interrupt-message layer; its side of the event channel comes from
-    :class:`~.events.GuestEvents`."""
+class GuestCore(GuestCalls, GuestEvents):
+    """One guest kernel's interrupt-message layer; it issues calls through :class:`~.calls.GuestCalls`, and its
+    side of the event channel comes from :class:`~.events.GuestEvents`."""
 
     scratch_gpa: int
     known_features: int = int(FEATURES_1_0)
@@ -119,37 +110,6 @@ class GuestCore(GuestEvents):
     arch: str = "x86_64"
     #: hv_info.message_format: the format (and interrupt window) of the pairs the hypervisor hands out.
     message_format: int = 0
-
-    # -- plumbing --------------------------------------------------------------------------------------------
-
-    @property
-    def in_gpa(self) -> int:
-        return self.scratch_gpa + IN_OFFSET
-
-    @property
-    def out_gpa(self) -> int:
-        return self.scratch_gpa + OUT_OFFSET
-
-    def call(self, fn: FunctionNumber, block: bytes | None = None, out_size: int = 0) -> Op:
-        """Issue one call with the input block at in_gpa and the output block at out_gpa (GUEST-MEM-001/002)."""
-        if block is not None:
-            yield WriteMemory(self.in_gpa, block)
-        args = (self.in_gpa if block is not None else 0, self.out_gpa if out_size else 0, 0, 0)  # GUEST-CALL-001
-        status, value = yield Hypercall(int(fn), args, len(block) if block is not None else 0, out_size)
-        self.calls += 1
-        out = (yield ReadMemory(self.out_gpa, out_size)) if out_size else b""
-        return int(status), int(value), out
-
-    @staticmethod
-    def device_id(dev: GuestDevice) -> dict[str, Any]:
-        """The device_id fields naming ``dev``: a sub-device by its id and PVMSI_DEVID_SUBDEVICE (spec "Devices")."""
-        return {
-            "segment": dev.segment,
-            "bus": dev.bus,
-            "devfn": dev.devfn,
-            "flags": 1 if dev.pasid is not None else 0,
-            "subdevice_id": dev.pasid or 0,
-        }
 
     # -- discovery and negotiation ---------------------------------------------------------------------------
 
@@ -248,72 +208,12 @@ class GuestCore(GuestEvents):
         self.messages.pop(dev, None)
         return value
 
-    # -- batches ---------------------------------------------------------------------------------------------
-
     def disable_emulated(self, dev: GuestDevice, kinds: int) -> Op:
         """Clear MSI Enable and MSI-X Enable of the kinds about to be claimed, which were under emulation until
         now (GUEST-DEV-001)."""
         for kind in (MsgKind.MSI, MsgKind.MSIX):
             if kinds & kind_bit(kind):
                 yield SetEnabled(dev, kind, False)
-
-    def batch(
-        self, fn: FunctionNumber, dev: GuestDevice, entry_fmt: Any, result_fmt: Any, entries: Sequence[dict[str, Any]]
-    ) -> Op:
-        """Run entries in batches as large as the hypervisor and a page allow (the smaller of hv_info.max_batch and
-        the call's max_batch, HV-BATCH-001), resuming on INCOMPLETE (GUEST-BATCH-001).
-
-        Returns ``(results, status)``: the results of the completed entries, and SUCCESS or the error that stopped
-        the batch at entry ``len(results)`` (GUEST-BATCH-002).
-        """
-        results: list[Any] = []
-        result_size = layout_of(result_fmt).size
-        out_hdr = layout_of(BATCH_OUT).size
-        size = min(self.max_batch, CALLS_BY_FN[fn].max_batch or 1)
-        for chunk_start in range(0, len(entries), size):
-            chunk = entries[chunk_start : chunk_start + size]
-            body = b"".join(encode(entry_fmt, e) for e in chunk)
-            start = 0
-            while True:
-                hdr = {"device": self.device_id(dev), "count": len(chunk), "start": start}
-                status, next_index, out = yield from self.call(
-                    fn, encode(BATCH_IN, hdr) + body, out_hdr + len(chunk) * result_size
-                )
-                if status < 0 and not self.batch_out_written(status, next_index, start, out[:out_hdr]):
-                    return results, status  # failed in its header checks: no entry of this call completed
-                for i in range(start, self.results_taken(status, next_index, len(chunk))):
-                    off = out_hdr + i * result_size
-                    results.append(decode(result_fmt, out[off : off + result_size]))
-                if self.resumes(status, start, next_index, len(chunk)):
-                    start = next_index
-                    continue
-                if self.batch_failed(status):
-                    return results, status
-                break
-        return results, Status.SUCCESS
-
-    def batch_out_written(self, status: int, value: int, start: int, header: bytes) -> bool:
-        """Whether a failed batch call wrote batch_out (an entry failed), rather than failing in its header checks
-        before any entry: the value register and batch_out.next_index agree, batch_out.status is the status
-        returned and completed is next_index - start (GUEST-CONV-001; HV-BATCH-007)."""
-        try:
-            hdr = decode(BATCH_OUT, header)
-        except DecodeError:
-            return False
-        return bool(hdr.next_index == value and hdr.status == status and hdr.completed == value - start)
-
-    def results_taken(self, status: int, next_index: int, count: int) -> int:
-        """The end of the results a batch call completed: entries below next_index (the value register is
-        next_index whenever batch_out was written, HV-BATCH-007, else zero; GUEST-CONV-001)."""
-        return min(next_index, count)
-
-    def resumes(self, status: int, start: int, next_index: int, count: int) -> bool:
-        """Whether to call the batch again from next_index: INCOMPLETE with progress (GUEST-BATCH-001)."""
-        return status == Status.INCOMPLETE and start < next_index < count
-
-    def batch_failed(self, status: int) -> bool:
-        """Whether the batch stopped at a failing entry (GUEST-BATCH-002)."""
-        return status not in (Status.SUCCESS, Status.INCOMPLETE)
 
     # -- messages --------------------------------------------------------------------------------------------
 
