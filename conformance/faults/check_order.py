@@ -1,9 +1,10 @@
 """Swapped-order faults, generated from the spec's check orders (spec/checks.py, HV-CALL-005).
 
-For every adjacent pair of call-specific checks that a suite can tell apart (:func:`~pvmsi.spec.checks.swappable_pairs`)
-and that the reference runs through :meth:`~pvmsi.reference.hypervisor.checkorder.OrderedChecks.verdict`, one faulty
-hypervisor runs the two the other way round: when the first fails it looks at the second before answering, and
-answers with the second's status when both fail.  conformance/suites/hypervisor/test_check_order.py sends, for each,
+For every adjacent pair of call-specific checks that a suite can tell apart
+(:func:`~pvmsi.spec.check_swaps.swappable_pairs`), all run by the reference through
+:meth:`~pvmsi.reference.hypervisor.checkorder.OrderedChecks.verdict`, one faulty hypervisor runs the two the
+other way round: when the first fails it looks at the second before answering, and answers with the second's status
+when both fail.  conformance/suites/hypervisor/test_check_order.py sends, for each,
 a request wrong in exactly those two ways.
 """
 
@@ -15,7 +16,8 @@ from ...reference.hypervisor.call import Call, CallResult
 from ...reference.hypervisor.core import HypervisorCore
 from ...reference.hypervisor.errors import CallError
 from ...reference.hypervisor.ports import VmPort
-from ...spec.checks import Check, step_of, swappable_pairs
+from ...spec.check_swaps import swappable_pairs
+from ...spec.checks import Check, step_of
 from .registry import FaultList
 
 faults = FaultList()
