@@ -19,7 +19,9 @@ from ..spec.harness_constants import GuestOp
 from ..spec.iut import DeviceRef, GuestCommand, GuestIUT, GuestMode, GuestResult
 from ..spec.platforms import DEFAULT_PLATFORM
 from . import guest_events
-from .guest_host import CallRecord, HostKnobs, HostModel
+from .guest_host import HostModel
+from .guest_host_knobs import HostKnobs
+from .guest_host_records import CallRecord
 from .toolkit import ABSENT, IDXD, MLX5, MSI_DEV, check, status_name, vector_shift
 
 #: The first of the two guest pages the suite assigns for parameter blocks (BOOT's scratch_gpa).

@@ -1,13 +1,14 @@
 """What a hypervisor-suite test uses to play the guest: blocks in guest memory, calls, decoding, a transcript.
 
 Every call is recorded in the transcript (registers, block bytes in and out, status and value), which the
-reports show next to a failure, so that an implementer sees exactly what the suite sent and got.
+reports show next to a failure, so that an implementer sees exactly what the suite sent and got.  How a test
+touches a device (configuration space, programming a slot, firing) is :mod:`.toolkit_devices`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..spec import harness_devices as hd
@@ -34,13 +35,14 @@ from ..spec.formats import (
     NEGOTIATE_IN,
     NEGOTIATE_OUT,
 )
-from ..spec.harness_constants import DeviceProfile, DeviceSpace, TrapArch
-from ..spec.iut import DeviceRef, DeviceSlot, FireResult, HypervisorIUT, VmKnobs
+from ..spec.harness_constants import DeviceProfile, TrapArch
+from ..spec.iut import DeviceRef, DeviceSlot, HypervisorIUT, VmKnobs
 from ..spec.layout import layout_of
 from ..spec.platforms import DEFAULT_PLATFORM, arch_target
 from ..spec.platforms import platform as platform_def
 from ..spec.requirements import by_id
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
+from .toolkit_devices import DeviceAccess
 
 #: The guest page the suite puts parameter blocks in, and where in it.
 SCRATCH = 0x10000
@@ -61,10 +63,6 @@ DEFAULT_DEVICES = (
     DeviceSlot(DeviceProfile.PLAIN_MSI, MSI_DEV),
     DeviceSlot(DeviceProfile.IDXD, IDXD),
 )
-#: Register layout of the harness device profiles (spec appendix "Harness protocol", "Device model").
-MSI_CAP = hd.MSI_CAP_OFFSET
-MSIX_CAP = hd.MSIX_CAP_OFFSET
-MSIX_ENABLE = hd.MSIX_ENABLE
 PROFILE_SIZES = {  # (MSI vectors, MSI-X table size, IMS slots of the function, sub-devices)
     p: (d.msi_vectors, d.msix_table_size, d.ims_slots, d.subdevices) for p, d in hd.DEVICES.items()
 }
@@ -151,7 +149,7 @@ def vector_shift(platform: str) -> int:
 
 
 @dataclass
-class Session:
+class Session(DeviceAccess):
     """One test's view of the IUT: a VM (created on first use), calls and the transcript."""
 
     iut: HypervisorIUT
@@ -212,86 +210,6 @@ class Session:
     def use(self, vm: int) -> None:
         """Make ``vm`` the default VM of later calls."""
         self._vm = vm
-
-    # -- the device, as the guest's driver would touch it (harness device profiles) -----------------------------
-
-    def config_write(self, dev: DeviceRef, offset: int, size: int, value: int, *, vm: int | None = None) -> bool:
-        vm = self.vm if vm is None else vm
-        exited = self.iut.device_write(vm, dev, DeviceSpace.CONFIG, offset, size, value)
-        self.log(f"vm {vm} config write {dev} +{offset:#x}/{size} = {value:#x} -> exit={exited}")
-        return exited
-
-    def config_read(self, dev: DeviceRef, offset: int = 0, size: int = 256, *, vm: int | None = None) -> bytes:
-        """Bytes of ``dev``'s configuration space as its guest sees them (harness CONFIG_READ: no exit)."""
-        vm = self.vm if vm is None else vm
-        data = self.iut.config_read(vm, dev, offset, size)
-        self.log(f"vm {vm} config read {dev} +{offset:#x}/{size} -> {data.hex()}")
-        return data
-
-    def program(
-        self,
-        dev: DeviceRef,
-        kind: MsgKind,
-        slot: int,
-        address: int,
-        data: int,
-        *,
-        vectors: int = 1,
-        vm: int | None = None,
-        masked: bool = False,
-    ) -> int:
-        """Write a pair into a slot as a driver does; returns the exits it caused."""
-        vm = self.vm if vm is None else vm
-        annotate = getattr(self.iut, "annotate_pair", None)
-        if annotate is not None:  # scenario vectors: the next device writes carry this pair
-            annotate(address, data)
-        exits = 0
-        if kind is MsgKind.MSI:
-            mme = (vectors.bit_length() - 1) << hd.MSI_MME_SHIFT
-            for off, size_, val in (
-                (MSI_CAP + hd.MSI_ADDRESS_LO, 4, address & 0xFFFFFFFF),
-                (MSI_CAP + hd.MSI_ADDRESS_HI, 4, address >> 32),
-                (MSI_CAP + hd.MSI_DATA, 2, data),
-                (MSI_CAP + hd.MSI_CONTROL, 2, mme),
-            ):
-                exits += self.iut.device_write(vm, dev, DeviceSpace.CONFIG, off, size_, val)
-        else:
-            space = DeviceSpace.MSIX_TABLE if kind is MsgKind.MSIX else DeviceSpace.IMS
-            base = slot * hd.SLOT_SIZE
-            for off, val in (
-                (hd.SLOT_ADDRESS_LO, address & 0xFFFFFFFF),
-                (hd.SLOT_ADDRESS_HI, address >> 32),
-                (hd.SLOT_DATA, data),
-                (hd.SLOT_CONTROL, int(masked) * hd.SLOT_MASK),
-            ):
-                exits += self.iut.device_write(vm, dev, space, base + off, 4, val)
-        self.log(f"vm {vm} program {dev} {kind.name}[{slot}] = ({address:#x}, {data:#x}) -> {exits} exits")
-        return exits
-
-    def enable(self, dev: DeviceRef, kind: MsgKind, *, vectors: int = 1, vm: int | None = None) -> int:
-        """Set MSI Enable (with Multiple Message Enable) or MSI-X Enable; IMS has none. Returns exits."""
-        vm = self.vm if vm is None else vm
-        if kind is MsgKind.MSI:
-            control = (vectors.bit_length() - 1) << hd.MSI_MME_SHIFT | hd.MSI_ENABLE
-            return int(self.config_write(dev, MSI_CAP + hd.MSI_CONTROL, 2, control, vm=vm))
-        if kind is MsgKind.MSIX:
-            return int(self.config_write(dev, MSIX_CAP + hd.MSIX_CONTROL, 2, MSIX_ENABLE, vm=vm))
-        return 0
-
-    def fire(self, dev: DeviceRef, kind: MsgKind, index: int, *, vm: int | None = None) -> FireResult:
-        vm = self.vm if vm is None else vm
-        r = self.iut.fire(vm, dev, kind, index)
-        self.log(f"vm {vm} fire {dev} {kind.name}[{index}] -> {r.outcome.name} vcpu={r.vcpu} vector={r.vector:#x}")
-        return replace(r, vector=self.test_vector(r.vector)) if r.vector else r
-
-    def live(
-        self, dev: DeviceRef, kind: MsgKind, slot: int, result: Any, *, vectors: int = 1, vm: int | None = None
-    ) -> None:
-        """Program an allocation's pair into its slot and enable it; a claimed MSI capability holds the pair the
-        hypervisor wrote (HV-EMU-002), so for MSI the guest only sets MSI Enable (GUEST-EMU-001)."""
-        if kind is not MsgKind.MSI:
-            self.program(dev, kind, slot, result.address, result.data, vectors=vectors, vm=vm)
-        self.enable(dev, kind, vectors=vectors, vm=vm)
 
     # -- raw calls -----------------------------------------------------------------------------------------------
 

@@ -32,7 +32,8 @@ from ..spec.iut import (
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
 from .hypervisor.config import HypervisorConfig
 from .hypervisor.core import HypervisorCore
-from .platform.pci import CONFIG_SPACE_SIZE, SLOT_SIZE, NotFired
+from .platform.pci import CONFIG_SPACE_SIZE, NotFired
+from .platform.pci_slots import SLOT_SIZE
 from .platform.platform import Blocked, Delivered
 from .platform.profiles import IDXD_LIKE, MLX5_LIKE, MSI_MULTI
 from .platform.profiles import DeviceProfile as PlatformProfile

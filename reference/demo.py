@@ -34,7 +34,8 @@ from .guest.core import GuestCore, GuestMessage, GuestMode, Target
 from .guest.driver import InProcessDriver
 from .hypervisor.config import HypervisorConfig
 from .platform.iommu import Delivery, Fault
-from .platform.pci import MSIX_CAP_OFFSET, MemoryWrite, MsixCapability, PciDevice
+from .platform.pci import MemoryWrite, PciDevice
+from .platform.pci_caps import MSIX_CAP_OFFSET, MsixCapability
 from .platform.platform import Delivered
 from .platform.profiles import IDXD_LIKE, MLX5_LIKE, MSI_MULTI
 from .platform.requester import Bdf

@@ -13,20 +13,19 @@ an allocation refused with NO_RESOURCES is accepted when the table indeed holds 
 The model knows the devices as the guest sees them (the platform's assignment: a function and its sub-devices,
 which have IMS only, their own partition of the slots) and the hypervisor's configuration (what GET_INFO must
 report); nothing else of the reference.
+
+What one call must do is a :class:`~.fuzz_plan.Plan`; the rules for each entry of a message batch are
+:class:`~.fuzz_entries.EntryRules`, which :class:`Model` inherits.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from ..spec.calls import CALLS_BY_FN, CallDef
+from ..spec.calls import CALLS_BY_FN
 from ..spec.codec import DecodeError
 from ..spec.constants import (
-    ActivateEntryFlag,
-    ActivateFlag,
-    AllocFlag,
     DeviceFlag,
     Feature,
     FunctionNumber,
@@ -34,11 +33,12 @@ from ..spec.constants import (
     MsgKind,
     Status,
 )
-from ..spec.fastcodec import fast
 from ..spec.kinds import kind_bit
 from ..spec.states import VmState
 from ..spec.version import encode_version
-from .fuzz_state import Claim, Dev, DeviceKey, Msg, VmModel
+from .fuzz_entries import EntryRules
+from .fuzz_plan import CODECS, Plan, Refusal, read_output
+from .fuzz_state import Claim, Dev, DeviceKey, VmModel
 
 PAGE = int(Limit.PAGE_SIZE)
 ALIGN = int(Limit.BLOCK_ALIGN)
@@ -46,51 +46,9 @@ KIND_FEATURE = {MsgKind.MSI: Feature.MSI, MsgKind.MSIX: Feature.MSIX, MsgKind.IM
 KINDS_FEATURES = int(Feature.MSI | Feature.MSIX | Feature.IMS)
 #: The device flags the model predicts (HV-DEV-005, HV-SEC-010); RETARGET_IN_PLACE is the implementation's choice.
 _CHECKED_FLAGS = DeviceFlag.CLAIMED | DeviceFlag.NEEDS_VIOMMU | DeviceFlag.ISOLATED | DeviceFlag.SHARED_SOURCE
-_F = {n: fast(n) for n in ("negotiate_in", "device_id", "claim_in", "batch_in", "batch_out", "hv_info")}
-_F.update({n: fast(n) for n in ("negotiate_out", "device_info", "alloc_entry", "activate_entry", "free_entry")})
-_F.update({n: fast(n) for n in ("alloc_result", "activate_result", "free_result")})
-_F.update({n: fast(n) for n in ("deactivate_entry", "deactivate_result")})
-_F.update({n: fast(n) for n in ("event_config_in", "event_header", "event_ack_in")})
 
 
-class Refusal(Exception):
-    """The model's own "the call fails here": a status, and the requirement behind it."""
-
-    def __init__(self, status: Status, requirement: str) -> None:
-        super().__init__(requirement)
-        self.status = status
-        self.requirement = requirement
-
-
-@dataclass
-class Plan:
-    """What one call must do: filled in before the call, checked and applied after it."""
-
-    vm: VmModel
-    call: CallDef | None
-    status: int = 0
-    value: int = 0
-    #: The output block's expected bytes-level content: format name and field values (non-batch calls).
-    output: tuple[str, dict[str, Any]] | None = None
-    #: Batch: the header, the entries' records from ``start`` (None: the entry does not decode), the stop.
-    batch: tuple[Any, list[Any], int] | None = None
-    apply: Callable[[], object] | None = None
-    #: Further checks of the decoded output block, beyond field values: the problems found (none: it holds).
-    relations: Callable[[Any], list[str]] | None = None
-
-
-def _out(name: str, raw: bytes | None) -> Any:
-    """An output block or result as its record; None when it is unreadable or does not decode (a reserved field
-    not zero, an undefined value: HV-SEC-008, spec "Conventions")."""
-    if raw is None:
-        return None
-    try:
-        return _F[name].unpack_record_from(raw)
-    except DecodeError:
-        return None
-
-
-class Model:
+class Model(EntryRules):
     """The oracle over every VM of one host."""
 
     def __init__(
@@ -142,7 +100,7 @@ class Model:
     @staticmethod
     def _decode(name: str, raw: bytes, offset: int = 0) -> Any:
         try:
-            return _F[name].unpack_record_from(raw, offset)
+            return CODECS[name].unpack_record_from(raw, offset)
         except DecodeError:
             raise Refusal(Status.INVALID_PARAMETER, "HV-CONV-001/002") from None
 
@@ -169,7 +127,7 @@ class Model:
         return vm.config.max_messages_per_vm if share is None else min(vm.config.max_messages_per_vm, share)
 
     def _get_info(self, plan: Plan, i: int, o: int, read: Any) -> None:
-        self._block(read, o, _F["hv_info"].size)
+        self._block(read, o, CODECS["hv_info"].size)
         cfg = plan.vm.config
         info = {
             "version_major": cfg.version_major,
@@ -213,7 +171,7 @@ class Model:
 
     def _device_query(self, plan: Plan, i: int, o: int, read: Any) -> None:
         vm = plan.vm
-        d = self._decode("device_id", self._blocks(read, i, 16, o, _F["device_info"].size))
+        d = self._decode("device_id", self._blocks(read, i, 16, o, CODECS["device_info"].size))
         key, dev = self._device(vm, d.segment, d.bus, d.devfn, d.flags, d.subdevice_id)
         claim = vm.claims.get(key)
         flags = DeviceFlag.CLAIMED * (claim is not None) | DeviceFlag.NEEDS_VIOMMU * dev.needs_viommu
@@ -342,14 +300,14 @@ class Model:
         )
         if key not in vm.claims:
             raise Refusal(Status.WRONG_STATE, "HV-ALLOC-001")
-        esize, rsize = _F[call.input_entry].size, _F[call.output_entry].size
+        esize, rsize = CODECS[call.input_entry].size, CODECS[call.output_entry].size
         raw = self._blocks(read, i, 32 + h.count * esize, o, 16 + h.count * rsize)
         yield_after = vm.config.yield_after
         stop = h.count if yield_after is None else min(h.count, h.start + yield_after)
         entries = []
         for n in range(h.start, stop):
             try:
-                entries.append(_F[call.input_entry].unpack_record_from(raw, 32 + n * esize))
+                entries.append(CODECS[call.input_entry].unpack_record_from(raw, 32 + n * esize))
             except DecodeError:
                 entries.append(None)
                 break
@@ -370,7 +328,7 @@ class Model:
             return problems
         if plan.output is not None:
             fmt, want = plan.output
-            got = _out(fmt, out(o, _F[fmt].size))
+            got = read_output(fmt, out(o, CODECS[fmt].size))
             for k, v in want.items():
                 if "&" in k:
                     real, mask = v
@@ -399,15 +357,15 @@ class Model:
             h.device_subdevice_id if int(h.device_flags) & 1 else None,
         )
         claim = vm.claims[key]
-        rfmt = _F[call.output_entry]
-        bo = _out("batch_out", out(o, 16))
+        rfmt = CODECS[call.output_entry]
+        bo = read_output("batch_out", out(o, 16))
         if bo is None:
             return [f"{call.name}: batch_out unreadable or not decodable"]
         problems: list[str] = []
         n = h.start
         error: tuple[int, str] | None = None
         for entry in entries:
-            result = _out(call.output_entry, out(o + 16 + n * rfmt.size, rfmt.size))
+            result = read_output(call.output_entry, out(o + 16 + n * rfmt.size, rfmt.size))
             if entry is None:
                 error = (Status.INVALID_PARAMETER, "HV-CONV-001/002")
             else:
@@ -439,139 +397,8 @@ class Model:
                 f"the spec requires {want_status} at entry {n} (start {h.start}, count {h.count}, "
                 f"{error[1] if error else 'no failure'})",
             )
-        elif error is not None and _out(call.output_entry, out(o + 16 + n * rfmt.size, rfmt.size)) != rfmt.record_type(
-            status=error[0]
-        ):
+        elif error is not None and read_output(
+            call.output_entry, out(o + 16 + n * rfmt.size, rfmt.size)
+        ) != rfmt.record_type(status=error[0]):
             problems.append(f"{call.name}: the failing entry's result is not its status alone")
         return problems
-
-    def _target(self, vm: VmModel, vcpu: int, vector: int, count: int, flags: int) -> bool:
-        """vCPU and vectors (HV-ALLOC-006), the POSTED flag (HV-NEG-008): whether it is posted."""
-        if vcpu >= vm.vcpus or vector < 32 or vector + count - 1 > 255:
-            raise Refusal(Status.INVALID_PARAMETER, "HV-ALLOC-006")
-        posted = bool(int(flags) & 1)
-        if posted and not vm.features & Feature.POSTED:
-            raise Refusal(Status.NOT_PERMITTED, "HV-NEG-008")
-        return posted
-
-    def _entry_msg_alloc(self, vm: VmModel, key: DeviceKey, claim: Claim, e: Any) -> Callable[[Any, int], list[str]]:
-        kind, n, slot = int(e.kind), e.vector_count, e.slot
-        if not claim.kinds & kind_bit(kind):
-            raise Refusal(Status.NOT_PERMITTED, "HV-ALLOC-002")
-        dev = vm.devices()[key]
-        if kind == MsgKind.MSI:
-            if n < 1 or n & (n - 1) or n > dev.msi or slot:
-                raise Refusal(Status.INVALID_PARAMETER, "HV-ALLOC-003/004")
-        elif n != 1 or (kind == MsgKind.MSIX and slot >= dev.limit(kind)):  # an IMS tag is opaque
-            raise Refusal(Status.INVALID_PARAMETER, "HV-ALLOC-003/004")
-        if (kind, slot) in claim.slots:
-            raise Refusal(Status.WRONG_STATE, "HV-ALLOC-005")
-        activate = bool(int(e.alloc_flags) & AllocFlag.ACTIVATE)
-        if not activate and (e.vcpu or e.vector or int(e.flags)):
-            raise Refusal(Status.INVALID_PARAMETER, "HV-ACT-002")
-        if int(e.alloc_flags) & AllocFlag.LOCALITY_HINT:
-            if e.hint_vcpu >= vm.vcpus:
-                raise Refusal(Status.INVALID_PARAMETER, "HV-ACT-002")
-        elif e.hint_vcpu:
-            raise Refusal(Status.INVALID_PARAMETER, "HV-ACT-002")
-        posted = self._target(vm, e.vcpu, e.vector, n, e.flags) if activate else False
-        cfg = vm.config
-        if claim.vectors + n > cfg.max_messages_per_device or vm.vectors + n > cfg.max_messages_per_vm:
-            raise Refusal(Status.NO_RESOURCES, "HV-SEC-006")
-        if cfg.max_remap_entries is not None and vm.vectors + n > cfg.max_remap_entries:
-            raise Refusal(Status.NO_RESOURCES, "HV-SEC-007")
-
-        def check(result: Any, index: int) -> list[str]:
-            problems = []
-            if result is None or result.status or not result.handle:
-                return [f"MSG_ALLOC: entry {index} result {result}"]
-            if result.handle in vm.issued:
-                problems.append(f"MSG_ALLOC: handle {result.handle:#x} issued to the VM before (HV-SEC-005)")
-            if result.data & (n - 1):
-                problems.append(f"MSG_ALLOC: MSI block of {n} with data {result.data:#x} (HV-ALLOC-008)")
-            pair = (result.address, result.data)
-            if not activate:
-                if pair != (0, 0):
-                    problems.append(f"MSG_ALLOC: a reservation returned the pair {pair} (HV-ACT-001)")
-            elif any((m.address, m.data) == pair for mv in self.vms.values() for m in mv.messages.values()):
-                problems.append(f"MSG_ALLOC: pair {pair} is another live message's")
-            vm.issued.add(result.handle)
-            targets: list[tuple[int, int, bool] | None] = (
-                [(e.vcpu, e.vector + i, posted) for i in range(n)] if activate else [None] * n
-            )
-            vm.messages[result.handle] = Msg(key, kind, slot, n, e.vcpu, e.vector, posted, *pair, targets)
-            claim.slots.add((kind, slot))
-            claim.vectors += n
-            vm.vectors += n
-            return problems
-
-        return check
-
-    def _owned(self, vm: VmModel, key: DeviceKey, handle: int) -> Msg:
-        m = vm.messages.get(handle)
-        if m is None or m.device != key:
-            raise Refusal(Status.UNKNOWN_HANDLE, "HV-SEC-003/HV-RETGT-001/HV-FREE-001")
-        return m
-
-    def _entry_msg_activate(self, vm: VmModel, key: DeviceKey, claim: Claim, e: Any) -> Callable[[Any, int], list[str]]:
-        m = self._owned(vm, key, e.handle)
-        block = bool(int(e.entry_flags) & ActivateEntryFlag.BLOCK)
-        whole = block or m.count == 1
-        if e.index >= m.count or (block and e.index):
-            raise Refusal(Status.INVALID_PARAMETER, "HV-ACT-007")
-        posted = self._target(vm, e.vcpu, e.vector, m.count if whole else 1, e.flags)
-        active = any(t is not None for t in m.targets)
-        leaves = not active or (e.vcpu, e.vector) != (m.vcpu, m.vector + e.index)
-        if not whole and not vm.config.per_vector_targets and leaves:
-            raise Refusal(Status.PER_VECTOR_REFUSED, "HV-MSI-002")
-
-        def check(result: Any, index: int) -> list[str]:
-            if result is None or result.status:
-                return [f"MSG_ACTIVATE: entry {index} result {result}"]
-            changed = (result.address, result.data) != (m.address, m.data)
-            problems = []
-            if (changed or not active) != bool(int(result.flags) & ActivateFlag.REWRITE):
-                problems.append(f"MSG_ACTIVATE: pair changed {changed}, REWRITE {int(result.flags)} (HV-RETGT-003)")
-            if whole:
-                m.vcpu, m.vector, m.posted = e.vcpu, e.vector, posted
-                m.targets = [(e.vcpu, e.vector + i, posted) for i in range(m.count)]
-            else:
-                m.targets[e.index] = (e.vcpu, e.vector, posted)
-            m.address, m.data = result.address, result.data
-            return problems
-
-        return check
-
-    def _entry_msg_deactivate(
-        self, vm: VmModel, key: DeviceKey, claim: Claim, e: Any
-    ) -> Callable[[Any, int], list[str]]:
-        m = self._owned(vm, key, e.handle)
-        block = bool(int(e.entry_flags) & ActivateEntryFlag.BLOCK)
-        if e.index >= m.count or (block and e.index):
-            raise Refusal(Status.INVALID_PARAMETER, "HV-ACT-007")
-        if block or m.count == 1:
-            indexes = [i for i, t in enumerate(m.targets) if t is not None]
-        else:
-            if not vm.config.per_vector_targets:
-                raise Refusal(Status.PER_VECTOR_REFUSED, "HV-MSI-002")
-            indexes = [e.index] if m.targets[e.index] is not None else []
-        if not indexes:
-            raise Refusal(Status.NOT_ACTIVE, "HV-ACT-005")
-
-        def check(result: Any, index: int) -> list[str]:
-            for i in indexes:
-                m.targets[i] = None
-            return (
-                [] if result is not None and not result.status else [f"MSG_DEACTIVATE: entry {index} result {result}"]
-            )
-
-        return check
-
-    def _entry_msg_free(self, vm: VmModel, key: DeviceKey, claim: Claim, e: Any) -> Callable[[Any, int], list[str]]:
-        self._owned(vm, key, e.handle)
-
-        def check(result: Any, index: int) -> list[str]:
-            vm.drop(e.handle)
-            return [] if result is not None and not result.status else [f"MSG_FREE: entry {index} result {result}"]
-
-        return check

@@ -6,18 +6,18 @@ requirement that fixes it, where it applies (``common`` to every call, the call'
 ``header`` checks, the ``entry`` checks of each batch entry in turn, or the ``outcome`` when nothing failed) and
 what the hypervisor writes to guest memory when it fails there.  The docs render each list on the call's page,
 ``pvmsi spec dump --json`` gives it as ``checks`` and the suite's swapped-order faults are generated from it
-(:data:`SWAP_EXCLUSIONS` names the adjacent pairs left out, and why).
+(:mod:`.check_swaps` names the adjacent pairs a suite must tell apart, and why the others are left out).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import pairwise
 from types import MappingProxyType
 from typing import Any
 
 from .calls import CALLS, CallDef
 from .constants import Status
+from .fastcodec import fast
 
 #: Where a check applies.
 SCOPES = ("common", "call", "header", "entry", "outcome")
@@ -204,9 +204,17 @@ def _common(c: CallDef) -> tuple[Check, ...]:
     return tuple(steps)
 
 
+def _entry_can_fail_decoding(c: CallDef) -> bool:
+    """Whether the call's entry format has a field decoding can refuse: reserved, flags or enumerated (a free entry,
+    one handle, has none, so MSG_FREE has no decode-entry step)."""
+    leaves = fast(c.input_entry or "").leaves
+    return any(leaf.reserved or leaf.enum_values is not None or leaf.flags_mask is not None for leaf in leaves)
+
+
 def _batch(c: CallDef, entry: tuple[Check, ...]) -> tuple[Check, ...]:
     """A batch: the header's address and contents, count/start, the device, its claim, both whole blocks (the header
-    checks end here: batch_out is written from the next step on, HV-MEM-007), then each entry from start."""
+    checks end here: batch_out is written from the next step on, HV-MEM-007), then each entry from start: its
+    decoding where its format has a field to refuse, then the entry's own checks."""
     return (
         *_common(c),
         *_block("input", "common", "its header"),
@@ -236,7 +244,7 @@ def _batch(c: CallDef, entry: tuple[Check, ...]) -> tuple[Check, ...]:
         ),
         *_block("output", "header", "batch_out and count results"),
         _c("overlap", "the whole input and output blocks overlap", Status.INVALID_ADDRESS, "HV-MEM-004", "header"),
-        _decode("entry", "entry", BATCH_OUT),
+        *((_decode("entry", "entry", BATCH_OUT),) if _entry_can_fail_decoding(c) else ()),
         *entry,
         _c(
             "yield",
@@ -450,17 +458,6 @@ def _orders() -> dict[str, tuple[Check, ...]]:
 #: Call name -> its check order, in order (step i is ``CHECKS[name][i - 1]``).
 CHECKS: MappingProxyType[str, tuple[Check, ...]] = MappingProxyType(_orders())
 
-#: Adjacent call-specific checks whose swap no suite can detect because they never both fail, with the reason; pairs
-#: with the same status and the same writes are left out too (:func:`swap_exclusion`).  A swapped-order fault is
-#: generated for every other adjacent pair.
-SWAP_EXCLUSIONS: MappingProxyType[tuple[str, str, str], str] = MappingProxyType(
-    {
-        ("EVENT_CONFIG", "target-vector", "disable-target"): "never both: the first applies with ENABLE set, the "
-        "second with it clear",
-        ("MSG_ALLOC", "slot", "slot-occupied"): "never both: a slot out of range holds no message",
-    }
-)
-
 
 def checks_of(name: str) -> tuple[Check, ...]:
     """The check order of call ``name``."""
@@ -480,31 +477,6 @@ def statuses_of(name: str) -> frozenset[Status]:
     return frozenset(chk.status for chk in CHECKS[name])
 
 
-def swap_exclusion(name: str, a: Check, b: Check) -> str | None:
-    """Why swapping adjacent checks ``a`` and ``b`` of call ``name`` cannot be detected, or None when it can."""
-    reason = SWAP_EXCLUSIONS.get((name, a.key, b.key))
-    if reason is not None:
-        return reason
-    if a.status == b.status and a.writes == b.writes:
-        return f"same status ({a.status.name}) and same writes: a swap changes nothing observable"
-    return None
-
-
-def adjacent_pairs() -> list[tuple[str, Check, Check]]:
-    """Every adjacent pair of call-specific checks (not ``common``, not ``outcome``, both in one scope) of every
-    call."""
-    pairs: list[tuple[str, Check, Check]] = []
-    for name, order in CHECKS.items():
-        own = [chk for chk in order if chk.scope not in ("common", "outcome")]
-        pairs += [(name, a, b) for a, b in pairwise(own) if a.scope == b.scope]
-    return pairs
-
-
-def swappable_pairs() -> list[tuple[str, Check, Check]]:
-    """The adjacent pairs of :func:`adjacent_pairs` whose swap a conformance suite must tell apart."""
-    return [(name, a, b) for name, a, b in adjacent_pairs() if swap_exclusion(name, a, b) is None]
-
-
 def dump_checks(name: str) -> list[dict[str, Any]]:
     """The check order of call ``name`` as ``pvmsi spec dump --json`` gives it."""
     return [chk.as_dict(i) for i, chk in enumerate(CHECKS[name], 1)]
@@ -521,10 +493,6 @@ def _check() -> None:
         for chk in order:
             if chk.scope not in SCOPES:
                 raise ValueError(f"{name}: scope {chk.scope}")
-    for name, a, b in SWAP_EXCLUSIONS:
-        keys = [chk.key for chk in CHECKS[name]]
-        if a not in keys or b not in keys or keys.index(b) != keys.index(a) + 1:
-            raise ValueError(f"swap exclusion {name} {a}/{b} is not an adjacent pair")
 
 
 _check()

@@ -267,6 +267,11 @@ def pack_into(buf, offset, *v):
             self._check(t, offset + i * self.size, i, ok)
         raise BatchDecodeError(err, index, ok)
 
+    def unpack_record_unchecked_from(self, buf: BytesLike, offset: int = 0) -> Any:
+        """The record at ``offset`` without the strict field checks (reserved fields, flag bits, enumerated values
+        as they are): for code that has already reported the decoding failure and goes on to a later check."""
+        return self.record_type._make(self.struct.unpack_from(buf, offset))
+
     def first_error(self, t: Values, offset: int = 0) -> DecodeError | None:
         """The error :func:`.codec.decode` raises for the unpacked values ``t`` at ``offset``, or ``None``."""
         for leaf, value in zip(self.leaves, t, strict=True):

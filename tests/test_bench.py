@@ -50,7 +50,7 @@ def test_json_shape(figures: dict[str, Any]) -> None:
 
 
 def test_exit_counts_make_sense(figures: dict[str, Any]) -> None:
-    from pvmsi.reference.bench import _DEVICES, config_limit
+    from pvmsi.reference.bench_exits import DEVICES, config_limit
 
     rows = figures["exits"]
     for row in rows:
@@ -63,7 +63,7 @@ def test_exit_counts_make_sense(figures: dict[str, Any]) -> None:
             assert row["pvmsi_config_exits"] == 0  # nor is the MSI capability (HV-EMU-003 only on a new pair)
         else:
             # the Message Control accesses (disable before the claim, then enable) and MSI's unmask still trap
-            profile, kind = _DEVICES[row["device"]]
+            profile, kind = DEVICES[row["device"]]
             assert row["pvmsi_config_exits"] == config_limit(profile, kind) > 0
     msi = [r for r in rows if r["device"] == "msi" and r["operation"] == "setup"]
     assert msi

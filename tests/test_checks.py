@@ -11,15 +11,8 @@ from pvmsi.reference.hypervisor.call import CallResult
 from pvmsi.reference.hypervisor.config import HypervisorConfig
 from pvmsi.reference.system import ReferenceSystem
 from pvmsi.spec.calls import CALLS, CALLS_BY_FN
-from pvmsi.spec.checks import (
-    CHECKS,
-    SCOPES,
-    adjacent_pairs,
-    statuses_of,
-    step_of,
-    swap_exclusion,
-    swappable_pairs,
-)
+from pvmsi.spec.check_swaps import adjacent_pairs, swap_exclusion, swappable_pairs
+from pvmsi.spec.checks import CHECKS, SCOPES, statuses_of, step_of
 from pvmsi.spec.constants import KIND_FEATURE, KindMask, Status
 from pvmsi.spec.dump import spec_dump
 from pvmsi.spec.kinds import kind_bit

@@ -19,13 +19,15 @@ from click.testing import CliRunner
 from pvmsi.cli.main import main
 from pvmsi.conformance.faults import GUEST_FAULTS
 from pvmsi.conformance.guest import GuestRunner, HostCall, HostTrap, ReferenceGuest
-from pvmsi.conformance.guest_host import HostKnobs, HostModel
+from pvmsi.conformance.guest_host import HostModel
+from pvmsi.conformance.guest_host_knobs import HostKnobs
 from pvmsi.conformance.guest_probe import Probe
 from pvmsi.conformance.harness.frames import Frame, FrameReader, build
 from pvmsi.conformance.harness.guest_server import GuestService
 from pvmsi.conformance.results import Verdict
 from pvmsi.conformance.runner import catalogue, run
-from pvmsi.reference.guest.core import OUT_OFFSET, GuestCore
+from pvmsi.reference.guest.calls import OUT_OFFSET
+from pvmsi.reference.guest.core import GuestCore
 from pvmsi.spec.constants import FunctionNumber, MsgKind, Status
 from pvmsi.spec.harness_constants import FrameKind, GuestOp, HarnessRole, HarnessStatus, TrapArch, TrapInstruction
 from pvmsi.spec.iut import GuestCommand, GuestMode

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from test_harness_sessions import MLX5, Session, error, vm_config
+from harness_session import MLX5, Session, error, vm_config
 
 from pvmsi.conformance.harness.frames import payload_at
 from pvmsi.reference.backend import ReferenceHypervisor

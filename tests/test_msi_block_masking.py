@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from pvmsi.conformance.guest import ReferenceGuest
-from pvmsi.conformance.guest_host import HostKnobs, HostModel
+from pvmsi.conformance.guest_host import HostModel
+from pvmsi.conformance.guest_host_knobs import HostKnobs
 from pvmsi.conformance.toolkit import MSI_DEV
 from pvmsi.spec.constants import MsgKind
 from pvmsi.spec.harness_constants import DeviceOp, FireOutcome, GuestOp

@@ -7,7 +7,8 @@ import pytest
 from pvmsi.reference.platform.fault import FaultReason
 from pvmsi.reference.platform.iommu import Delivery, Fault
 from pvmsi.reference.platform.msi_format import compose, compose_compat, parse
-from pvmsi.reference.platform.pci import MSIX_CAP_OFFSET, MemoryWrite, NotFired, NotFiredReason, PciDevice
+from pvmsi.reference.platform.pci import MemoryWrite, NotFired, NotFiredReason, PciDevice
+from pvmsi.reference.platform.pci_caps import MSIX_CAP_OFFSET
 from pvmsi.reference.platform.platform import Blocked, Delivered, FireResult, Platform
 from pvmsi.reference.platform.profiles import IDXD_LIKE, MLX5_LIKE, MSI_MULTI
 from pvmsi.reference.platform.remap import Irte

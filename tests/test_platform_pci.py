@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pvmsi.reference.platform.pci import (
-    MSI_CAP_OFFSET,
-    MSIX_CAP_OFFSET,
-    BarRegion,
-    MemoryWrite,
-    NotFired,
-    NotFiredReason,
-    PasidImsEntry,
-    PciDevice,
-)
+from pvmsi.reference.platform.pci import BarRegion, MemoryWrite, NotFired, NotFiredReason, PciDevice
+from pvmsi.reference.platform.pci_caps import MSI_CAP_OFFSET, MSIX_CAP_OFFSET
+from pvmsi.reference.platform.pci_slots import PasidImsEntry
 from pvmsi.reference.platform.profiles import IDXD_LIKE, MLX5_LIKE, MSI_MULTI, PROFILES, profile
 from pvmsi.reference.platform.requester import Bdf, Requester
 from pvmsi.spec.constants import KindMask, MsgKind

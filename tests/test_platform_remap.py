@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pvmsi.reference.platform.remap import BLOCK_SIZES, TABLE_ENTRIES, Irte, RemappingTable, _size_flags
+from pvmsi.reference.platform.remap import TABLE_ENTRIES, Irte, RemappingTable
+from pvmsi.reference.platform.remap_bitmap import BLOCK_SIZES, size_flags
 from pvmsi.reference.platform.requester import Requester
 
 SOURCE = Requester(0, 0x1008)
@@ -177,7 +178,7 @@ def test_random_alloc_free_sequences_keep_exact_bookkeeping(ops: list[tuple[str,
         assert table.free_entries == capacity - used
         assert table.blocks() == blocks
         # the level-1 summary follows level 0 (also where alloc and free skip _set_word)
-        assert table._flags == [_size_flags(word) for word in table._free]
+        assert table._flags == [size_flags(word) for word in table._free]
         for i in range(len(BLOCK_SIZES)):
             assert table._summary[i] == sum(1 << w for w, flags in enumerate(table._flags) if flags >> i & 1)
     for index in range(capacity):
@@ -212,8 +213,8 @@ def _brute_size_flags(free: int) -> int:
 
 @given(st.integers(min_value=0, max_value=(1 << 64) - 1))
 def test_word_flags_match_a_brute_force_scan(free: int) -> None:
-    """_size_flags (with its shortcut for a free 32-entry half) and _set_word find every free block size."""
-    assert _size_flags(free) == _brute_size_flags(free)
+    """size_flags (with its shortcut for a free 32-entry half) and _set_word find every free block size."""
+    assert size_flags(free) == _brute_size_flags(free)
     table = RemappingTable(128)
     table._set_word(1, free)
     assert table._flags[1] == _brute_size_flags(free)

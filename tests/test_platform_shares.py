@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pvmsi.reference.platform.msi_format import compose_compat
-from pvmsi.reference.platform.pci import MSIX_CAP_OFFSET
+from pvmsi.reference.platform.pci_caps import MSIX_CAP_OFFSET
 from pvmsi.reference.platform.platform import Platform
 from pvmsi.reference.platform.profiles import MLX5_LIKE
 from pvmsi.reference.platform.remap import Irte, RemappingTable, Share

@@ -16,7 +16,8 @@ from pvmsi.reference.hypervisor.core import HypervisorCore
 from pvmsi.reference.hypervisor.ports import VmPort
 from pvmsi.reference.hypervisor.vmstate import DeviceKey
 from pvmsi.reference.platform.iommu import Fault
-from pvmsi.reference.platform.pci import MSIX_CAP_OFFSET, MemoryWrite, MsixCapability, PciDevice
+from pvmsi.reference.platform.pci import MemoryWrite, PciDevice
+from pvmsi.reference.platform.pci_caps import MSIX_CAP_OFFSET, MsixCapability
 from pvmsi.reference.platform.platform import Delivered
 from pvmsi.reference.platform.profiles import IDXD_LIKE, MLX5_LIKE, MSI_MULTI
 from pvmsi.reference.platform.requester import Bdf

@@ -1,10 +1,11 @@
 """Swapped-order faults, generated from the spec's check orders (spec/checks.py, HV-CALL-005).
 
-For every adjacent pair of call-specific checks that a suite can tell apart (:func:`~pvmsi.spec.checks.swappable_pairs`)
-and that the reference runs through :meth:`~pvmsi.reference.hypervisor.checkorder.OrderedChecks.verdict`, one faulty
-hypervisor runs the two the other way round: when the first fails it looks at the second before answering, and
-answers with the second's status when both fail.  conformance/suites/hypervisor/test_check_order.py sends, for each,
-a request wrong in exactly those two ways.  :data:`PENDING` lists the pairs with no generated fault yet, and why.
+For every adjacent pair of call-specific checks that a suite can tell apart
+(:func:`~pvmsi.spec.check_swaps.swappable_pairs`), all run by the reference through
+:meth:`~pvmsi.reference.hypervisor.checkorder.OrderedChecks.verdict`, one faulty hypervisor runs the two the
+other way round: when the first fails it looks at the second before answering, and answers with the second's status
+when both fail.  conformance/suites/hypervisor/test_check_order.py sends, for each,
+a request wrong in exactly those two ways.
 """
 
 from __future__ import annotations
@@ -15,29 +16,12 @@ from ...reference.hypervisor.call import Call, CallResult
 from ...reference.hypervisor.core import HypervisorCore
 from ...reference.hypervisor.errors import CallError
 from ...reference.hypervisor.ports import VmPort
-from ...spec.checks import Check, step_of, swappable_pairs
+from ...spec.check_swaps import swappable_pairs
+from ...spec.checks import Check, step_of
 from .registry import FaultList
 
 faults = FaultList()
 FAULTS = faults.defined
-
-#: Swappable pairs (call, first, second) without a generated fault yet, and why.
-PENDING: dict[tuple[str, str, str], str] = {
-    **{
-        (call, "claimed", "whole-input-page"): "the whole blocks' memory rules are not run through verdict() yet"
-        for call in ("MSG_ALLOC", "MSG_ACTIVATE", "MSG_DEACTIVATE", "MSG_FREE")
-    },
-    **{
-        (call, "decode-entry", first): "an entry's decoding is not run through verdict() yet"
-        for call, first in (
-            ("MSG_ALLOC", "kind-claimed"),
-            ("MSG_ACTIVATE", "handle"),
-            ("MSG_DEACTIVATE", "handle"),
-            ("MSG_FREE", "handle"),
-        )
-    },
-}
-
 
 #: The pairs that both fail only where a block has one target and aligned identities (the IMSIC, HV-MSI-002,
 #: HV-FMT-004): their faults run there.
@@ -95,8 +79,6 @@ class SwappedChecks(HypervisorCore):
 
 def _generate() -> None:
     for call, first, second in swappable_pairs():
-        if (call, first.key, second.key) in PENDING:
-            continue
         cls = type(
             f"Swapped_{call}_{first.key}_{second.key}".replace("-", "_"),
             (SwappedChecks,),

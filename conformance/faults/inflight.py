@@ -12,7 +12,9 @@ from ...reference.hypervisor.vmstate import Claim, Message
 from ...reference.platform.formats.base import PerDeviceFormat
 from ...reference.platform.formats.imsic import Imsic
 from ...reference.platform.legacy import LegacyMsi
-from ...reference.platform.pci import SLOT_SIZE, MsiCapability, PciDevice
+from ...reference.platform.pci import PciDevice
+from ...reference.platform.pci_caps import MsiCapability
+from ...reference.platform.pci_slots import SLOT_SIZE
 from ...reference.platform.platform import Platform
 from ...reference.system import AssignedFunction, ReferenceSystem, SystemVm
 from ...spec.constants import MsgKind

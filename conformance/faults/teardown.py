@@ -8,7 +8,7 @@ from ...reference.hypervisor.call import Call
 from ...reference.hypervisor.core import HypervisorCore
 from ...reference.hypervisor.ports import AssignedDevice, VmPort
 from ...reference.hypervisor.vmstate import Claim, DeviceKey, VmPvmsi
-from ...reference.platform.pci import SLOT_SIZE
+from ...reference.platform.pci_slots import SLOT_SIZE
 from ...reference.platform.vm import Vm
 from ...reference.system import AssignedFunction, ReferenceSystem, SystemVm
 from .registry import FaultList

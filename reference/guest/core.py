@@ -15,10 +15,9 @@ logic runs in-process, over a transport, or under the conformance suite playing 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
 
 from ...spec.codec import DecodeError, decode, encode
 from ...spec.constants import (
@@ -30,7 +29,6 @@ from ...spec.constants import (
     Feature,
     FunctionNumber,
     KindMask,
-    Limit,
     MsgKind,
     Status,
 )
@@ -53,18 +51,13 @@ from ...spec.formats import (
 from ...spec.kinds import kind_bit
 from ...spec.layout import layout_of
 from ...spec.version import VERSION_MAJOR, VERSION_MINOR, decode_version
-from .actions import Action, GuestDevice, Hypercall, MaskSlot, ProgramSlot, ReadMemory, SetEnabled, WriteMemory
-from .batches import GuestBatches
+from .actions import GuestDevice, MaskSlot, ProgramSlot, SetEnabled
+from .calls import GuestCalls
+from .calls import Op as Op
 from .discover import discover
 from .errors import GuestError as GuestError
 from .events import GuestEvents
 from .pairs import pair_acceptable
-
-Op = Generator[Action, Any, Any]
-
-#: Where the input and output blocks go in the guest's scratch area of two pages: a page each, so that a batch can
-#: fill a page (spec "Batching and partial completion").
-IN_OFFSET, OUT_OFFSET = 0, int(Limit.PAGE_SIZE)
 
 
 class GuestMode(Enum):
@@ -101,9 +94,9 @@ class GuestMessage:
 
 
 @dataclass
-class GuestCore(GuestBatches, GuestEvents):
-    """One guest kernel's interrupt-message layer; its side of the event channel comes from
-    :class:`~.events.GuestEvents`."""
+class GuestCore(GuestCalls, GuestEvents):
+    """One guest kernel's interrupt-message layer; it issues calls through :class:`~.calls.GuestCalls`, and its
+    side of the event channel comes from :class:`~.events.GuestEvents`."""
 
     scratch_gpa: int
     known_features: int = int(FEATURES_1_0)
@@ -118,37 +111,6 @@ class GuestCore(GuestBatches, GuestEvents):
     arch: str = "x86_64"
     #: hv_info.message_format: the format (and interrupt window) of the pairs the hypervisor hands out.
     message_format: int = 0
-
-    # -- plumbing --------------------------------------------------------------------------------------------
-
-    @property
-    def in_gpa(self) -> int:
-        return self.scratch_gpa + IN_OFFSET
-
-    @property
-    def out_gpa(self) -> int:
-        return self.scratch_gpa + OUT_OFFSET
-
-    def call(self, fn: FunctionNumber, block: bytes | None = None, out_size: int = 0) -> Op:
-        """Issue one call with the input block at in_gpa and the output block at out_gpa (GUEST-MEM-001/002)."""
-        if block is not None:
-            yield WriteMemory(self.in_gpa, block)
-        args = (self.in_gpa if block is not None else 0, self.out_gpa if out_size else 0, 0, 0)  # GUEST-CALL-001
-        status, value = yield Hypercall(int(fn), args, len(block) if block is not None else 0, out_size)
-        self.calls += 1
-        out = (yield ReadMemory(self.out_gpa, out_size)) if out_size else b""
-        return int(status), int(value), out
-
-    @staticmethod
-    def device_id(dev: GuestDevice) -> dict[str, Any]:
-        """The device_id fields naming ``dev``: a sub-device by its id and PVMSI_DEVID_SUBDEVICE (spec "Devices")."""
-        return {
-            "segment": dev.segment,
-            "bus": dev.bus,
-            "devfn": dev.devfn,
-            "flags": 1 if dev.pasid is not None else 0,
-            "subdevice_id": dev.pasid or 0,
-        }
 
     # -- discovery and negotiation ---------------------------------------------------------------------------
 
@@ -251,8 +213,6 @@ class GuestCore(GuestBatches, GuestEvents):
         self.claimed.pop(dev, None)
         self.messages.pop(dev, None)
         return value
-
-    # -- batches ---------------------------------------------------------------------------------------------
 
     def disable_emulated(self, dev: GuestDevice, kinds: int) -> Op:
         """Clear MSI Enable and MSI-X Enable of the kinds about to be claimed, which were under emulation until

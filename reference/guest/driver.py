@@ -12,7 +12,7 @@ from ...spec.constants import MsgKind, Status
 from ...spec.formats import BATCH_IN, BATCH_OUT
 from ...spec.layout import layout_of
 from ..hypervisor.arch import id_register, to_signed
-from ..platform.pci import MSI_CAP_OFFSET, MSIX_CAP_OFFSET, MsiCapability, MsixCapability
+from ..platform.pci_caps import MSI_CAP_OFFSET, MSIX_CAP_OFFSET, MsiCapability, MsixCapability
 from ..platform.requester import Bdf
 from ..system import ReferenceSystem, SystemVm, guest_subdevice
 from .actions import GuestDevice, Hypercall, MaskSlot, ProgramSlot, ReadMemory, SetEnabled, Trap, WriteMemory

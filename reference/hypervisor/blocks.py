@@ -21,25 +21,30 @@ class MemoryRules:
     which rule failed, in order (:meth:`check_blocks`): a subclass that relaxes a rule in :meth:`block` or
     :meth:`disjoint` relaxes it in :meth:`blocks` too.  A subclass that makes a rule stricter overrides
     :meth:`blocks` as well (or makes it :meth:`check_blocks`).
+
+    Every failure names its step of the call's check order (spec/checks.py) as :attr:`.CallError.check`:
+    ``{what}-align``, ``{what}-page`` or ``{what}-ram`` for the block ``what`` ("input" or "output"),
+    ``overlap`` for :meth:`disjoint`; the core reports a batch's whole-block failures through its check runner
+    by that key (the batch calls name the input rules on the whole block ``whole-input-page`` and
+    ``whole-input-ram``).
     """
 
     def block(self, memory: GuestMemory, gpa: int, size: int, what: str) -> None:
         """Apply the memory rules to one block (HV-MEM-001..003)."""
         if gpa % ALIGN:
-            raise CallError(
-                Status.INVALID_ADDRESS, "HV-MEM-001", f"{what} block at {gpa:#x} is not {ALIGN}-byte aligned"
-            )
+            why = f"{what} block at {gpa:#x} is not {ALIGN}-byte aligned"
+            raise CallError(Status.INVALID_ADDRESS, "HV-MEM-001", why, f"{what}-align")
         if gpa >> _PAGE_SHIFT != (gpa + size - 1) >> _PAGE_SHIFT:
-            raise CallError(
-                Status.INVALID_ADDRESS, "HV-MEM-002", f"{what} block {gpa:#x}+{size} crosses a {PAGE}-byte page"
-            )
+            why = f"{what} block {gpa:#x}+{size} crosses a {PAGE}-byte page"
+            raise CallError(Status.INVALID_ADDRESS, "HV-MEM-002", why, f"{what}-page")
         if not memory.is_ram(gpa, size):
-            raise CallError(Status.INVALID_ADDRESS, "HV-MEM-003", f"{what} block {gpa:#x}+{size} is not guest RAM")
+            why = f"{what} block {gpa:#x}+{size} is not guest RAM"
+            raise CallError(Status.INVALID_ADDRESS, "HV-MEM-003", why, f"{what}-ram")
 
     def disjoint(self, in_gpa: int, in_size: int, out_gpa: int, out_size: int) -> None:
         """Input and output blocks must not overlap (HV-MEM-004)."""
         if in_gpa < out_gpa + out_size and out_gpa < in_gpa + in_size:
-            raise CallError(Status.INVALID_ADDRESS, "HV-MEM-004", "input and output blocks overlap")
+            raise CallError(Status.INVALID_ADDRESS, "HV-MEM-004", "input and output blocks overlap", "overlap")
 
     def blocks(self, memory: GuestMemory, in_gpa: int, in_size: int, out_gpa: int, out_size: int) -> None:
         """:meth:`block` on the input, then on the output, then :meth:`disjoint` (HV-MEM-001..004, in order)."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ...spec.calls import CALLS_BY_FN, CallDef
+from ...spec.checks import CHECKS
 from ...spec.codec import DecodeError
 from ...spec.constants import (
     ActivateEntryFlag,
@@ -58,6 +59,13 @@ ALLOC_RESULT, ACTIVATE_RESULT, FREE_RESULT = fast("alloc_result"), fast("activat
 DEACTIVATE_RESULT = fast("deactivate_result")
 #: MsgKind by wire value (a table: calling the enum class is slow on the hot path).
 KIND_BY_VALUE: dict[int, MsgKind] = {int(k): k for k in MsgKind}
+
+#: The steps of every batch call's check order that apply the memory rules to the whole blocks, in order: those
+#: after the claim and before the first entry (spec/checks.py, HV-MEM-007).
+_BATCH_KEYS = [chk.key for chk in CHECKS["MSG_ALLOC"]]
+WHOLE_BLOCK_STEPS = tuple(_BATCH_KEYS[_BATCH_KEYS.index("claimed") + 1 : _BATCH_KEYS.index("decode-entry")])
+#: MemoryRules' key of a failed input rule -> the batch's step (the header block's rules are steps of their own).
+WHOLE_BLOCK_KEYS = {"input-page": "whole-input-page", "input-ram": "whole-input-ram"}
 
 #: Per entry: the call, the device's key and claim, the entry's record in; the result's record out.
 EntryOp = Callable[[Call, DeviceKey, Claim, Any], tuple[Any, ...]]
@@ -150,16 +158,10 @@ class MessageCalls:
         )
         claim = c.st.claims.get(key)
         self.verdict(c, "claimed", claim is None)
-        assert claim is not None
         count, start = header.count, header.start
         entry_size = formats.entry.size
-        self.rules.blocks(
-            c.vm.memory,
-            c.args[0],
-            BATCH_IN.size + count * entry_size,
-            c.args[1],
-            BATCH_OUT.size + count * formats.result.size,
-        )
+        self.check_whole_blocks(c, BATCH_IN.size + count * entry_size, BATCH_OUT.size + count * formats.result.size)
+        assert claim is not None
 
         raw = self.read_entries(c, formats, header)
         yield_after = c.st.config.yield_after
@@ -169,9 +171,11 @@ class MessageCalls:
         error: CallError | None = None
         for offset in range(0, (limit - start) * entry_size, entry_size):
             try:
-                results.append(pack_result(*entry_op(c, key, claim, unpack_entry(raw, offset))))
-            except DecodeError as e:
-                error = decode_failure(e)  # HV-CONV-001, HV-CONV-002 for this entry
+                try:
+                    entry = unpack_entry(raw, offset)
+                except DecodeError as e:
+                    entry = self.entry_decode_failed(c, formats, raw, offset, e)
+                results.append(pack_result(*entry_op(c, key, claim, entry)))
             except CallError as e:
                 error = e  # HV-BATCH-002: stop at the first failing entry
             else:
@@ -181,6 +185,34 @@ class MessageCalls:
         if error is not None:  # the failing entry's result is written too
             results.append(pack_result(*formats.result.build(status=error.status)))
         return self.finish_batch(c, BatchEnd(formats, header, next_index, results, error))
+
+    def check_whole_blocks(self, c: Call, in_size: int, out_size: int) -> None:
+        """Steps whole-input-page to overlap of a batch's check order: the core's memory rules on both whole
+        blocks (HV-MEM-002..004), each run through :meth:`verdict` by its key (:class:`~.blocks.MemoryRules`
+        names the rule that failed)."""
+        failed: CallError | None = None
+        try:
+            self.rules.blocks(c.vm.memory, c.args[0], in_size, c.args[1], out_size)
+        except CallError as e:
+            failed = e
+        failed_key = WHOLE_BLOCK_KEYS.get(failed.check, failed.check) if failed is not None else None
+        if failed is not None and failed_key not in WHOLE_BLOCK_STEPS:
+            raise failed  # a rule of the core's own MemoryRules, outside the spec's order
+        for key in WHOLE_BLOCK_STEPS:
+            self.verdict(c, key, key == failed_key, failed.why if failed is not None else "")
+            if key == failed_key:  # a check runner that answers later (conformance's swapped-order faults)
+                return
+
+    def entry_decode_failed(self, c: Call, formats: BatchFormats, raw: bytes, offset: int, e: DecodeError) -> Any:
+        """Step decode-entry failed (HV-CONV-001, HV-CONV-002): the entry fails with the precise requirement of the
+        field.  When :meth:`verdict` does not end the entry (a check runner that answers later), the entry goes on
+        to its next checks with its fields as they are."""
+        failure = decode_failure(e)
+        try:
+            self.verdict(c, "decode-entry", True, failure.why)
+        except CallError:
+            raise failure from None
+        return formats.entry.unpack_record_unchecked_from(raw, offset)
 
     def read_header(self, c: Call) -> BatchIn:
         """Check the header's address, read it exactly once (HV-MEM-001..003, HV-MEM-005) and decode it

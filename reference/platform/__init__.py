@@ -12,7 +12,8 @@ from .msi_format import MessageFormatError, compose, compose_compat, parse, pars
 from .pci import MemoryWrite, NotFired, NotFiredReason, PciDevice, SubDevice
 from .platform import Blocked, Delivered, FireResult, GuestDeviceLayout, Platform
 from .profiles import IDXD_LIKE, MLX5_LIKE, MSI_MULTI, PROFILES, DeviceProfile, profile
-from .remap import BLOCK_SIZES, TABLE_ENTRIES, Irte, RemappingTable
+from .remap import TABLE_ENTRIES, Irte, RemappingTable
+from .remap_bitmap import BLOCK_SIZES
 from .requester import Bdf, Requester
 from .vm import AccessTracker, ExitReason, GuestMemory, GuestMemoryError, InjectedInterrupt, VCpu, Vm
 

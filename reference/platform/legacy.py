@@ -32,15 +32,9 @@ from dataclasses import dataclass, field
 from pvmsi.spec.constants import X86_VECTORS, MsgKind
 
 from .msi_format import CompatMessage, compose, parse_compat
-from .pci import (
-    MSI_CAP_OFFSET,
-    MSIX_CAP_OFFSET,
-    SLOT_SIZE,
-    BarRegion,
-    MsiCapability,
-    MsixCapability,
-    PciDevice,
-)
+from .pci import BarRegion, PciDevice
+from .pci_caps import MSI_CAP_OFFSET, MSIX_CAP_OFFSET, MsiCapability, MsixCapability
+from .pci_slots import SLOT_SIZE
 from .remap import Irte, RemappingTable
 from .vm import ExitReason, Vm
 

@@ -19,6 +19,8 @@ the entry's PASID: the IOMMU does not validate it, spec HV-SEC-002).  A masked e
 does not fire: its pending bit is set and the message goes out when it is unmasked
 (:meth:`PciDevice.take_deliverable_pending`).  A disabled MSI/MSI-X function drops the message.  FLR returns
 MSI, MSI-X and IMS to their reset state (disabled, entries zero and masked, no pending bits).
+
+The slots and tables are in :mod:`.pci_slots`, the MSI and MSI-X capabilities in :mod:`.pci_caps`.
 """
 
 from __future__ import annotations
@@ -31,322 +33,14 @@ from typing import TypeVar
 from pvmsi.spec import harness_devices as hd
 from pvmsi.spec.constants import KindMask, MsgKind
 
+from .pci_caps import CAP_POINTER, MSI_CAP_OFFSET, MSIX_CAP_OFFSET, MsiCapability, MsixCapability
+from .pci_slots import MessageSlot, MessageTable, PasidImsEntry, check_register_access, merge_register
 from .requester import Bdf, Requester
 from .vm import MessageSource
 
 # The layouts are the spec's (pvmsi.spec.harness_devices, the harness appendix's "Device model").
 CONFIG_SPACE_SIZE = hd.CONFIG_SPACE_SIZE
-MSI_CAP_OFFSET = hd.MSI_CAP_OFFSET
-MSIX_CAP_OFFSET = hd.MSIX_CAP_OFFSET
-CAP_POINTER = hd.CAP_POINTER
-MSIX_MAX_TABLE_SIZE = hd.MSIX_TABLE_SIZE_MASK + 1
-SLOT_SIZE = hd.SLOT_SIZE
 _T = TypeVar("_T")
-
-
-def _check_access(offset: int, size: int, limit: int) -> None:
-    if size not in (1, 2, 4, 8) or offset % size or offset < 0 or offset + size > limit:
-        raise ValueError(f"bad register access: offset {offset:#x}, size {size} (limit {limit:#x})")
-
-
-def _merge(image: bytearray, offset: int, size: int, value: int) -> bytearray:
-    image[offset : offset + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
-    return image
-
-
-class MessageSlot:
-    """A 16-byte MSI-X table entry or IMS slot: address lo/hi, data, vector control (bit 0 = mask)."""
-
-    __slots__ = ("address", "control", "data")
-    MASK_BIT = hd.SLOT_MASK
-    #: The control-word bits the device implements (the others read as zero).
-    CONTROL_BITS = MASK_BIT
-
-    def __init__(self) -> None:
-        self.address = 0
-        self.data = 0
-        self.control = self.MASK_BIT
-
-    @property
-    def masked(self) -> bool:
-        return bool(self.control & self.MASK_BIT)
-
-    def reset(self) -> None:
-        self.address, self.data, self.control = 0, 0, self.MASK_BIT
-
-    def image(self) -> bytearray:
-        return bytearray(
-            self.address.to_bytes(8, "little") + self.data.to_bytes(4, "little") + self.control.to_bytes(4, "little")
-        )
-
-    def read(self, offset: int, size: int) -> int:
-        return int.from_bytes(self.image()[offset : offset + size], "little")
-
-    def write(self, offset: int, size: int, value: int) -> None:
-        image = _merge(self.image(), offset, size, value)
-        self.address = int.from_bytes(image[0:8], "little") & ~0x3
-        self.data = int.from_bytes(image[8:12], "little")
-        self.control = int.from_bytes(image[12:16], "little") & self.CONTROL_BITS
-
-    @property
-    def pasid(self) -> int | None:
-        """The PASID the device tags this entry's write with (None: no PASID prefix)."""
-        return None
-
-
-class PasidImsEntry(MessageSlot):
-    """An IDXD-like IMS entry: control word bit 0 mask, bit 3 PASID enable, bits 31:12 PASID (the layout the
-    idxd/vidxd code programs, ``IMS_PASID_ENABLE`` 0x8).  With PASID enable set the device tags the interrupt
-    write with that PASID; the device itself also checks a work descriptor's PASID against it.  The IOMMU does not
-    look at it (spec HV-SEC-002): it isolates nothing between sub-devices sharing the requester id (HV-SEC-010)."""
-
-    __slots__ = ()
-    PASID_ENABLE = hd.IMS_PASID_ENABLE
-    PASID_SHIFT = hd.IMS_PASID_SHIFT
-    CONTROL_BITS = MessageSlot.MASK_BIT | PASID_ENABLE | 0xFFFFF << PASID_SHIFT
-
-    @property
-    def pasid(self) -> int | None:
-        return self.control >> self.PASID_SHIFT if self.control & self.PASID_ENABLE else None
-
-    @classmethod
-    def control_word(cls, masked: bool, pasid: int | None) -> int:
-        """The control word of an entry: mask bit and, when ``pasid`` is given, PASID enable and the PASID."""
-        word = int(masked)
-        if pasid is not None:
-            word |= cls.PASID_ENABLE | (pasid & 0xFFFFF) << cls.PASID_SHIFT
-        return word
-
-
-class MessageTable:
-    """An array of :class:`MessageSlot` with pending bits: the MSI-X table or the IMS store.
-
-    A slot never written since the last reset is in its reset state (zero pair, masked) and is not stored:
-    :meth:`slot` makes it when it is first needed, so that a table of thousands of slots costs nothing until used.
-    """
-
-    def __init__(self, slots: int, entry: type[MessageSlot] = MessageSlot) -> None:
-        self._size = slots
-        self._entry = entry
-        self._slots: dict[int, MessageSlot] = {}
-        self.pending = 0
-
-    @property
-    def has_pasid(self) -> bool:
-        """Whether the entries have a PASID field (:class:`PasidImsEntry`)."""
-        return self._entry is not MessageSlot
-
-    def __len__(self) -> int:
-        return self._size
-
-    def slot(self, index: int) -> MessageSlot:
-        """Slot ``index`` (made in its reset state on first use)."""
-        found = self._slots.get(index)
-        if found is None:
-            if not 0 <= index < self._size:
-                raise IndexError(f"slot {index} outside 0..{self._size - 1}")
-            found = self._slots[index] = self._entry()
-        return found
-
-    def masked(self, index: int) -> bool:
-        """Whether slot ``index`` is masked (a slot never written is)."""
-        found = self._slots.get(index)
-        return found is None or found.masked
-
-    @property
-    def written(self) -> list[int]:
-        """The slots that may differ from their reset state (every other one is zero and masked), in order."""
-        return sorted(self._slots)
-
-    @property
-    def slots(self) -> list[MessageSlot]:
-        """Every slot, in order."""
-        return [self.slot(i) for i in range(self._size)]
-
-    @property
-    def size_bytes(self) -> int:
-        return self._size * SLOT_SIZE
-
-    def read(self, offset: int, size: int) -> int:
-        _check_access(offset, size, self.size_bytes)
-        return self.slot(offset // SLOT_SIZE).read(offset % SLOT_SIZE, size)
-
-    def write(self, offset: int, size: int, value: int) -> int:
-        """Apply a register write; returns the slot index written."""
-        _check_access(offset, size, self.size_bytes)
-        index = offset // SLOT_SIZE
-        self.slot(index).write(offset % SLOT_SIZE, size, value)
-        return index
-
-    def copy_from(self, other: MessageTable) -> None:
-        """Make every slot a copy of ``other``'s (same size)."""
-        self._slots = {}
-        for index, theirs in other._slots.items():
-            mine = self.slot(index)
-            mine.address, mine.data, mine.control = theirs.address, theirs.data, theirs.control
-
-    def reset(self) -> None:
-        self._slots.clear()
-        self.pending = 0
-
-
-class MsiCapability:
-    """The MSI capability: 1..32 vectors, 64-bit address, optional per-vector masking."""
-
-    CAP_ID = hd.MSI_CAP_ID
-    CONTROL = hd.MSI_CONTROL
-    ADDRESS_LO = hd.MSI_ADDRESS_LO
-    ADDRESS_HI = hd.MSI_ADDRESS_HI
-    DATA = hd.MSI_DATA
-    MASK = hd.MSI_MASK
-    PENDING = hd.MSI_PENDING
-
-    def __init__(self, max_vectors: int, per_vector_mask: bool = True) -> None:
-        if max_vectors not in (1, 2, 4, 8, 16, 32):
-            raise ValueError(f"MSI supports 1..32 vectors, a power of two, not {max_vectors}")
-        self.max_vectors = max_vectors
-        self.mmc = max_vectors.bit_length() - 1
-        self.per_vector_mask = per_vector_mask
-        self.size = hd.MSI_CAP_SIZE if per_vector_mask else hd.MSI_CAP_SIZE_NO_MASK
-        self.next_ptr = 0
-        self.enable = False
-        self.mme = 0
-        self.address = 0
-        self.data = 0
-        self.mask_bits = 0
-        self.pending_bits = 0
-
-    @property
-    def vectors_enabled(self) -> int:
-        """Multiple Message Enable as a vector count."""
-        return 1 << self.mme
-
-    @property
-    def control(self) -> int:
-        return (
-            int(self.enable) * hd.MSI_ENABLE
-            | self.mmc << hd.MSI_MMC_SHIFT
-            | self.mme << hd.MSI_MME_SHIFT
-            | hd.MSI_64BIT
-            | int(self.per_vector_mask) * hd.MSI_PER_VECTOR_MASK
-        )
-
-    def reset(self) -> None:
-        self.enable, self.mme, self.address, self.data, self.mask_bits, self.pending_bits = False, 0, 0, 0, 0, 0
-
-    def image(self) -> bytearray:
-        image = bytearray(self.size)
-        image[0] = self.CAP_ID
-        image[1] = self.next_ptr
-        image[2:4] = self.control.to_bytes(2, "little")
-        image[4:12] = self.address.to_bytes(8, "little")
-        image[12:14] = self.data.to_bytes(2, "little")
-        if self.per_vector_mask:
-            image[16:20] = self.mask_bits.to_bytes(4, "little")
-            image[20:24] = self.pending_bits.to_bytes(4, "little")
-        return image
-
-    def read(self, offset: int, size: int) -> int:
-        """Read ``size`` bytes at ``offset`` from the start of the capability."""
-        return int.from_bytes(self.image()[offset : offset + size], "little")
-
-    def write(self, offset: int, size: int, value: int) -> None:
-        """Write ``size`` bytes at ``offset`` from the start of the capability (read-only bits kept)."""
-        image = _merge(self.image(), offset, size, value)
-        control = int.from_bytes(image[2:4], "little")
-        self.enable = bool(control & 1)
-        self.mme = min((control >> 4) & 7, self.mmc)
-        self.address = int.from_bytes(image[4:12], "little") & ~0x3
-        self.data = int.from_bytes(image[12:14], "little")
-        if self.per_vector_mask:
-            self.mask_bits = int.from_bytes(image[16:20], "little") & ((1 << self.max_vectors) - 1)
-
-    def write_controls(self, offset: int, size: int, value: int) -> None:
-        """Apply only MSI Enable and the per-vector Mask Bits of a write at ``offset`` (the guest's write to a
-        claimed capability, HV-EMU-005): Message Address, Data and Multiple Message Enable are the hypervisor's."""
-        image = _merge(self.image(), offset, size, value)
-        self.enable = bool(int.from_bytes(image[2:4], "little") & 1)
-        if self.per_vector_mask:
-            self.mask_bits = int.from_bytes(image[16:20], "little") & ((1 << self.max_vectors) - 1)
-
-    def program(self, address: int, data: int, vectors: int) -> None:
-        """The hypervisor's own write of a pair and Multiple Message Enable (HV-EMU-002); MSI Enable unchanged."""
-        self.address, self.data = address & ~0x3, data & 0xFFFF
-        self.mme = min(max(vectors, 1).bit_length() - 1, self.mmc)
-
-    def clear(self) -> None:
-        """The hypervisor's clearing of a freed message (HV-EMU-004): MSI off, zero pair, one vector."""
-        self.enable, self.address, self.data, self.mme = False, 0, 0, 0
-
-    def copy_from(self, other: MsiCapability) -> None:
-        """Take over the register state of ``other`` (same shape)."""
-        self.enable, self.mme, self.address, self.data = other.enable, other.mme, other.address, other.data
-        self.mask_bits, self.pending_bits = other.mask_bits, other.pending_bits
-
-
-class MsixCapability:
-    """The MSI-X capability and its table: up to 2048 entries, function mask and enable."""
-
-    CAP_ID = hd.MSIX_CAP_ID
-    SIZE = hd.MSIX_CAP_SIZE
-    CONTROL = hd.MSIX_CONTROL
-    FUNCTION_MASK = hd.MSIX_FUNCTION_MASK
-    ENABLE = hd.MSIX_ENABLE
-
-    def __init__(self, table_size: int, table_offset: int = 0, pba_offset: int = 0) -> None:
-        if not 1 <= table_size <= MSIX_MAX_TABLE_SIZE:
-            raise ValueError(f"MSI-X table size {table_size} outside 1..{MSIX_MAX_TABLE_SIZE}")
-        self.table = MessageTable(table_size)
-        self.table_offset = table_offset
-        self.pba_offset = pba_offset
-        self.next_ptr = 0
-        self.enable = False
-        self.function_mask = False
-
-    @property
-    def table_size(self) -> int:
-        return len(self.table)
-
-    @property
-    def control(self) -> int:
-        return (
-            (self.table_size - 1)
-            | (self.FUNCTION_MASK if self.function_mask else 0)
-            | (self.ENABLE if self.enable else 0)
-        )
-
-    def reset(self) -> None:
-        self.enable = self.function_mask = False
-        self.table.reset()
-
-    def image(self) -> bytearray:
-        image = bytearray(self.SIZE)
-        image[0] = self.CAP_ID
-        image[1] = self.next_ptr
-        image[2:4] = self.control.to_bytes(2, "little")
-        image[4:8] = self.table_offset.to_bytes(4, "little")  # BIR 0
-        image[8:12] = self.pba_offset.to_bytes(4, "little")
-        return image
-
-    def read(self, offset: int, size: int) -> int:
-        return int.from_bytes(self.image()[offset : offset + size], "little")
-
-    def write(self, offset: int, size: int, value: int) -> None:
-        control = int.from_bytes(_merge(self.image(), offset, size, value)[2:4], "little")
-        self.enable = bool(control & self.ENABLE)
-        self.function_mask = bool(control & self.FUNCTION_MASK)
-
-    @property
-    def pba_size(self) -> int:
-        return -(-self.table_size // 64) * 8
-
-    def pba_read(self, offset: int, size: int) -> int:
-        _check_access(offset, size, self.pba_size)
-        return (self.table.pending >> (8 * offset)) & ((1 << (8 * size)) - 1)
-
-    def entry_live(self, index: int) -> bool:
-        """Whether entry ``index`` would fire now (enabled, not function-masked, not masked)."""
-        return self.enable and not self.function_mask and not self.table.masked(index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,7 +211,7 @@ class PciDevice:
         return None
 
     def config_read(self, offset: int, size: int) -> int:
-        _check_access(offset, size, CONFIG_SPACE_SIZE)
+        check_register_access(offset, size, CONFIG_SPACE_SIZE)
         region = self.config_region(offset)
         if region is MsgKind.MSI and self.msi is not None:
             return self.msi.read(offset - MSI_CAP_OFFSET, size)
@@ -526,14 +220,14 @@ class PciDevice:
         return int.from_bytes(self._config[offset : offset + size], "little")
 
     def config_write(self, offset: int, size: int, value: int) -> None:
-        _check_access(offset, size, CONFIG_SPACE_SIZE)
+        check_register_access(offset, size, CONFIG_SPACE_SIZE)
         region = self.config_region(offset)
         if region is MsgKind.MSI and self.msi is not None:
             self.msi.write(offset - MSI_CAP_OFFSET, size, value)
         elif region is MsgKind.MSIX and self.msix is not None:
             self.msix.write(offset - MSIX_CAP_OFFSET, size, value)
         elif offset >= 0x40:  # the header is read-only in the model
-            _merge(self._config, offset, size, value)
+            merge_register(self._config, offset, size, value)
 
     # -- BAR0 ----------------------------------------------------------------------------------------------
     def bar_region(self, offset: int) -> tuple[BarRegion, int]:
@@ -550,7 +244,7 @@ class PciDevice:
         return BarRegion.UNUSED, offset
 
     def bar_read(self, offset: int, size: int) -> int:
-        _check_access(offset, size, self.layout.size)
+        check_register_access(offset, size, self.layout.size)
         region, rel = self.bar_region(offset)
         if region is BarRegion.REGISTERS:
             return int.from_bytes(self._registers[rel : rel + size], "little")
@@ -563,10 +257,10 @@ class PciDevice:
         return 0
 
     def bar_write(self, offset: int, size: int, value: int) -> None:
-        _check_access(offset, size, self.layout.size)
+        check_register_access(offset, size, self.layout.size)
         region, rel = self.bar_region(offset)
         if region is BarRegion.REGISTERS:
-            _merge(self._registers, rel, size, value)
+            merge_register(self._registers, rel, size, value)
         elif region is BarRegion.MSIX_TABLE and self.msix is not None:
             self.msix.table.write(rel, size, value)
         elif region is BarRegion.IMS and self.ims is not None:

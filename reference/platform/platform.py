@@ -24,7 +24,9 @@ from .formats import make_format
 from .iommu import Delivery, Fault, Iommu
 from .legacy import LegacyMsi
 from .msi_format import compose_compat
-from .pci import MSI_CAP_OFFSET, MSIX_CAP_OFFSET, SLOT_SIZE, MemoryWrite, NotFired, PasidImsEntry, PciDevice, SubDevice
+from .pci import MemoryWrite, NotFired, PciDevice, SubDevice
+from .pci_caps import MSI_CAP_OFFSET, MSIX_CAP_OFFSET
+from .pci_slots import SLOT_SIZE, PasidImsEntry
 from .profiles import DeviceProfile
 from .remap import SHARE_GRANULE, TABLE_ENTRIES, RemappingTable
 from .requester import PASID_LIMIT, Bdf

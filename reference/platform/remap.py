@@ -11,7 +11,8 @@ occupancy: the table is a two-level bitmap.  Level 0 is one 64-bit free mask per
 entry free).  Level 1 is, per block size, one bit per word that says "this word holds a free aligned block of
 that size" (blocks never straddle words since 32 divides 64).  Allocation takes the lowest set bit of the
 level-1 summary, then the lowest aligned free run inside that word: a fixed number of big-integer operations
-whatever the occupancy.  ``python -m pvmsi.reference.platform.remap_bench`` measures it.
+whatever the occupancy (the word arithmetic is :mod:`.remap_bitmap`).
+``python -m pvmsi.reference.platform.remap_bench`` measures it.
 
 Shares (spec HV-QUOTA-001..003): the host gives each VM a share of the table, a range of entries no other VM
 allocates from (:meth:`RemappingTable.set_share`), with a limit on how many it may hold at once.  An entry whose
@@ -32,67 +33,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from .remap_bitmap import ALL_SIZES, BLOCK_SIZES, FULL_WORD, LOW_HALF, SIZE_INDEX, WORD, free_runs, size_flags
 from .requester import Requester
 
 TABLE_ENTRIES = 65536
-BLOCK_SIZES = (1, 2, 4, 8, 16, 32)
-_WORD = 64
-_FULL_WORD = (1 << _WORD) - 1
-_LOW_HALF = (1 << (_WORD // 2)) - 1
-_ALL_SIZES = 63  # size flags with every block size free
-
-
-def _aligned_mask(size: int) -> int:
-    return sum(1 << bit for bit in range(0, _WORD, size))
-
-
-_ALIGNED = {size: _aligned_mask(size) for size in BLOCK_SIZES}
-_A2, _A4, _A8, _A16, _A32 = (_ALIGNED[size] for size in BLOCK_SIZES[1:])
-
-
-def _free_runs(free: int) -> tuple[int, int, int, int, int, int]:
-    """Per block size: the bits of ``free`` where an aligned run of that many free entries starts."""
-    m2 = free & (free >> 1)
-    m4 = m2 & (m2 >> 2)
-    m8 = m4 & (m4 >> 4)
-    m16 = m8 & (m8 >> 8)
-    m32 = m16 & (m16 >> 16)
-    return (
-        free,
-        m2 & _ALIGNED[2],
-        m4 & _ALIGNED[4],
-        m8 & _ALIGNED[8],
-        m16 & _ALIGNED[16],
-        m32 & _ALIGNED[32],
-    )
-
-
-def _size_flags(free: int) -> int:
-    """Bit ``i`` set when the word holds a free aligned block of ``BLOCK_SIZES[i]`` entries.
-
-    No aligned block of size 2k without one of size k: stop at the first size that is missing.
-    """
-    if not free:
-        return 0
-    if free & _LOW_HALF == _LOW_HALF or free >> 32 == _LOW_HALF:
-        return _ALL_SIZES  # a free aligned 32-entry block holds free blocks of every smaller size
-    m = free & (free >> 1)
-    if not m & _A2:
-        return 1
-    m &= m >> 2
-    if not m & _A4:
-        return 3
-    m &= m >> 4
-    if not m & _A8:
-        return 7
-    m &= m >> 8
-    if not m & _A16:
-        return 15
-    m &= m >> 16
-    return _ALL_SIZES if m & _A32 else 31
-
-
-_SIZE_INDEX = {size: i for i, size in enumerate(BLOCK_SIZES)}
 #: Shares are whole multiples of the largest block, so an aligned block never straddles two shares.
 SHARE_GRANULE = BLOCK_SIZES[-1]
 
@@ -139,12 +83,12 @@ class RemappingTable:
     """The interrupt-remapping table and its allocator (sans-I/O, single-threaded)."""
 
     def __init__(self, entries: int = TABLE_ENTRIES) -> None:
-        if entries <= 0 or entries % _WORD or entries > TABLE_ENTRIES:
-            raise ValueError(f"table size {entries} must be a multiple of {_WORD} up to {TABLE_ENTRIES}")
+        if entries <= 0 or entries % WORD or entries > TABLE_ENTRIES:
+            raise ValueError(f"table size {entries} must be a multiple of {WORD} up to {TABLE_ENTRIES}")
         self._capacity = entries
-        words = entries // _WORD
-        self._free: list[int] = [_FULL_WORD] * words
-        self._flags: list[int] = [_ALL_SIZES] * words
+        words = entries // WORD
+        self._free: list[int] = [FULL_WORD] * words
+        self._flags: list[int] = [ALL_SIZES] * words
         all_words = (1 << words) - 1
         self._summary: list[int] = [all_words for _ in BLOCK_SIZES]
         self._entries: list[Irte | None] = [None] * entries
@@ -244,7 +188,7 @@ class RemappingTable:
     # -- allocation ----------------------------------------------------------------------------------------
     def can_alloc(self, count: int = 1, owner: int | None = None) -> bool:
         """Whether :meth:`alloc` of ``count`` entries (for VM ``owner``: in its share) would succeed now."""
-        size_index = _SIZE_INDEX.get(count)
+        size_index = SIZE_INDEX.get(count)
         if size_index is None:
             return False
         share = self._shares.get(owner) if owner is not None else None
@@ -263,7 +207,7 @@ class RemappingTable:
         block when it is freed; a block parked under the same tag and source goes back to it, to nobody else
         (HV-QUOTA-004).
         """
-        size_index = _SIZE_INDEX.get(count)
+        size_index = SIZE_INDEX.get(count)
         if size_index is None:
             raise ValueError(f"block size {count} is not one of {BLOCK_SIZES}")
         vector = entry.vector
@@ -291,7 +235,7 @@ class RemappingTable:
             self._held[owner] += count
             free = self._free[word] & ~(((1 << count) - 1) << bit)
             self._set_word(word, free)
-            base = word * _WORD + bit
+            base = word * WORD + bit
             self._fill(base, count, entry, tag)
             return base
         summary = self._summary[size_index]
@@ -301,27 +245,27 @@ class RemappingTable:
             return None
         word = (summary & -summary).bit_length() - 1
         free = self._free[word]
-        runs = free if count == 1 else _free_runs(free)[size_index]
+        runs = free if count == 1 else free_runs(free)[size_index]
         bit = (runs & -runs).bit_length() - 1
         free &= ~(((1 << count) - 1) << bit)
-        if self._flags[word] == _ALL_SIZES and (free & _LOW_HALF == _LOW_HALF or free >> 32 == _LOW_HALF):
+        if self._flags[word] == ALL_SIZES and (free & LOW_HALF == LOW_HALF or free >> 32 == LOW_HALF):
             self._free[word] = free  # a free 32-entry half is left: no size flag changes (the sparse case)
         else:
             self._set_word(word, free)
-        base = word * _WORD + bit
+        base = word * WORD + bit
         self._fill(base, count, entry)
         return base
 
     def alloc_at(self, base: int, entry: Irte, count: int = 1, *, tag: object = None) -> bool:
         """Allocate exactly ``[base, base + count)`` if it is free: what a live-migration destination does to
         keep a VM's address/data pairs valid (HV-MIG-002).  Returns whether the entries were free."""
-        if _SIZE_INDEX.get(count) is None or base % count or not 0 <= base < self._capacity:
+        if SIZE_INDEX.get(count) is None or base % count or not 0 <= base < self._capacity:
             raise ValueError(f"block {base}+{count} is not an aligned block of {BLOCK_SIZES}")
         _check_target(entry.dest_vcpu, entry.vector)
         parked = self._parked.get(base)
         if parked is not None and parked[0] == entry.owner_vm and parked[3] == count:
             self._release_parked(base)  # the VM's own parked block (a migration re-creating its entries)
-        word, bit = base // _WORD, base % _WORD
+        word, bit = base // WORD, base % WORD
         mask = ((1 << count) - 1) << bit
         free = self._free[word]
         if free & mask != mask:
@@ -339,8 +283,8 @@ class RemappingTable:
         candidates = self._summary[size_index] & words
         while candidates:
             word = (candidates & -candidates).bit_length() - 1
-            free = self._free[word] & edges.get(word, _FULL_WORD)
-            runs = free if count == 1 else _free_runs(free)[size_index]
+            free = self._free[word] & edges.get(word, FULL_WORD)
+            runs = free if count == 1 else free_runs(free)[size_index]
             if runs:
                 return word, (runs & -runs).bit_length() - 1
             candidates &= candidates - 1  # an edge word whose free block lies in the neighbouring share
@@ -375,10 +319,10 @@ class RemappingTable:
             raise ValueError(f"share {first}+{size} holds allocated entries")
         words = 0
         edges: dict[int, int] = {}
-        for word in range(first // _WORD, (first + size - 1) // _WORD + 1):
+        for word in range(first // WORD, (first + size - 1) // WORD + 1):
             words |= 1 << word
-            lo, hi = max(first, word * _WORD) - word * _WORD, min(first + size, (word + 1) * _WORD) - word * _WORD
-            if (lo, hi) != (0, _WORD):
+            lo, hi = max(first, word * WORD) - word * WORD, min(first + size, (word + 1) * WORD) - word * WORD
+            if (lo, hi) != (0, WORD):
                 edges[word] = ((1 << hi) - 1) & ~((1 << lo) - 1)
         self._shares[owner] = share = Share(first, size, limit)
         self._share_words[owner] = (words, edges)
@@ -462,7 +406,7 @@ class RemappingTable:
             self._entries[i] = None
         word = base >> 6
         free = self._free[word] | ((1 << count) - 1) << (base & 63)
-        if self._flags[word] == _ALL_SIZES:
+        if self._flags[word] == ALL_SIZES:
             self._free[word] = free  # every size was free already: freeing more changes no flag
         else:
             self._set_word(word, free)
@@ -496,7 +440,7 @@ class RemappingTable:
     def _set_word(self, word: int, free: int) -> None:
         self._free[word] = free
         old = self._flags[word]
-        new = _size_flags(free)
+        new = size_flags(free)
         if old != new:
             self._flags[word] = new
             changed = old ^ new

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pvmsi.conformance.guest_host import LYING_ADDRESS
+from pvmsi.conformance.guest_host_knobs import LYING_ADDRESS
 from pvmsi.conformance.guest_toolkit import MLX5, GuestSession
 from pvmsi.conformance.toolkit import check
 from pvmsi.spec.constants import FunctionNumber, MsgKind

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from pvmsi.conformance.toolkit import MLX5, MSI_CAP, MSI_DEV, MSIX_CAP, MSIX_ENABLE, Session, check
+from pvmsi.conformance.toolkit import MLX5, MSI_DEV, Session, check
+from pvmsi.conformance.toolkit_devices import MSI_CAP, MSIX_CAP, MSIX_ENABLE
 from pvmsi.spec import harness_devices as hd
 from pvmsi.spec.constants import KindMask, MsgKind, Status
 from pvmsi.spec.harness_constants import FireOutcome, LifecycleEvent

@@ -27,8 +27,18 @@ from pvmsi.conformance.toolkit import (
     status_name,
 )
 from pvmsi.spec.calls import BATCH_CALLS
-from pvmsi.spec.constants import DeliveryFlag, Feature, FunctionNumber, KindMask, MsgKind, Status
-from pvmsi.spec.formats import CLAIM_IN, DEVICE_ID, DEVICE_INFO, NEGOTIATE_OUT
+from pvmsi.spec.constants import (
+    ActivateEntryFlag,
+    AllocFlag,
+    DeliveryFlag,
+    Feature,
+    FunctionNumber,
+    KindMask,
+    MsgKind,
+    Status,
+)
+from pvmsi.spec.fastcodec import fast
+from pvmsi.spec.formats import BATCH_IN, CLAIM_IN, DEVICE_ID, DEVICE_INFO, NEGOTIATE_OUT
 from pvmsi.spec.iut import VmKnobs
 from pvmsi.spec.platforms import PLATFORM_KEYS, platform
 from pvmsi.spec.version import VERSION_MAJOR
@@ -277,3 +287,113 @@ def test_posted_before_quota(session: Session) -> None:
     posted = alloc_entry(MsgKind.IMS, 0x7FFF, vcpu=1, vector=0x40, flags=int(DeliveryFlag.POSTED))
     b = session.alloc(MLX5, [posted])
     check(b.status == Status.NOT_PERMITTED, RID, "POSTED not negotiated, quota used up", status_name(b.status))
+
+
+# -- the batch header's last step against the whole blocks, and an entry's decoding against its first check ------------
+
+#: A batch call's entry, as the suite sends it, for the pairs below (the handle is one the VM never held).
+UNKNOWN_HANDLE_ENTRY: dict[int, dict[str, Any]] = {
+    FunctionNumber.MSG_ACTIVATE: {"handle": 0x7EADBEEF, "vcpu": 1, "vector": 0x40, "flags": 0},
+    FunctionNumber.MSG_DEACTIVATE: {"handle": 0x7EADBEEF},
+}
+DEFAULT_FIELDS: dict[int, dict[str, int]] = {
+    FunctionNumber.MSG_ALLOC: {"alloc_flags": int(AllocFlag.ACTIVATE), "hint_vcpu": 0},  # one step
+    FunctionNumber.MSG_ACTIVATE: {"entry_flags": int(ActivateEntryFlag.BLOCK), "index": 0},  # block-wide
+    FunctionNumber.MSG_DEACTIVATE: {"entry_flags": int(ActivateEntryFlag.BLOCK), "index": 0},
+}
+
+
+def undecodable(fn: int, entry: dict[str, Any], how: str) -> bytes:
+    """``entry`` of call ``fn`` encoded, then made to fail decoding one way: ``reserved`` sets the last byte of the
+    first reserved field, ``flag`` the lowest undefined bit of the first flag field with one (HV-CONV-001)."""
+    fmt = fast(BATCH_CALLS[fn].input_entry or "")
+    raw = bytearray(fmt.encode({**DEFAULT_FIELDS.get(fn, {}), **entry}))
+    if how == "reserved":
+        leaf = next(lf for lf in fmt.leaves if lf.reserved)
+        raw[leaf.offset + leaf.size - 1] |= 0x01
+        return bytes(raw)
+    leaf = next(lf for lf in fmt.leaves if lf.flags_mask is not None and lf.flags_mask != (1 << 8 * lf.size) - 1)
+    mask = leaf.flags_mask or 0
+    bit = next(b for b in range(8 * leaf.size) if not mask >> b & 1)
+    value = int.from_bytes(raw[leaf.offset : leaf.offset + leaf.size], "little") | 1 << bit
+    raw[leaf.offset : leaf.offset + leaf.size] = value.to_bytes(leaf.size, "little")
+    return bytes(raw)
+
+
+@requirement(RID, "HV-ALLOC-001", "HV-MEM-002", "HV-MEM-007")
+@pytest.mark.parametrize("fn", BATCH_CALLS, ids=lambda f: FunctionNumber(f).name)
+def test_claim_before_the_whole_input_block(session: Session, fn: int) -> None:
+    """(batch, claimed, whole-input-page): a batch for an assigned but unclaimed device whose header fits in its
+    page and whose entries cross into the next is WRONG_STATE, not INVALID_ADDRESS; the output block is untouched
+    and the value register 0 (the header's checks write nothing). The same block for a claimed device is
+    INVALID_ADDRESS: the page rule applies to the whole block."""
+    session.negotiated()
+    fmt = fast(BATCH_CALLS[fn].input_entry or "")
+    name = FunctionNumber(fn).name
+    for count in (1, 3):
+        entries = [UNKNOWN_HANDLE_ENTRY.get(fn, batch_entry(fn)) for _ in range(count)]
+        at = PAGE_IN_GPA + 0x1000 - size(BATCH_IN) - (fmt.size if count > 1 else 0)  # the header fits, no more
+        b = session.batch(FunctionNumber(fn), MLX5, entries, in_gpa=at)
+        expect(b.outcome, Status.WRONG_STATE, f"{name}: unclaimed device, {count} entries crossing the page")
+        untouched(b.outcome, f"{name}: unclaimed device, entries crossing the page")
+    session.claimed(MLX5, int(KindMask.MSIX))
+    b = session.batch(FunctionNumber(fn), MLX5, [UNKNOWN_HANDLE_ENTRY.get(fn, batch_entry(fn))], in_gpa=at + fmt.size)
+    expect(b.outcome, Status.INVALID_ADDRESS, f"{name}: claimed device, the entry crossing the page (HV-MEM-002)")
+    untouched(b.outcome, f"{name}: claimed device, the entry crossing the page")
+
+
+def first_entry_check_fails(session: Session, fn: int) -> dict[str, Any]:
+    """An entry of ``fn`` that decodes and fails the entry's first check: MSG_ALLOC an IMS entry on a device
+    claimed for MSI-X only (kind-claimed), MSG_ACTIVATE and MSG_DEACTIVATE a handle never issued (handle)."""
+    if fn == FunctionNumber.MSG_ALLOC:
+        return alloc_entry(MsgKind.IMS, 5)
+    return UNKNOWN_HANDLE_ENTRY[fn]
+
+
+DECODABLE_ENTRY_CALLS = [fn for fn in BATCH_CALLS if fn != FunctionNumber.MSG_FREE]  # a free entry is one handle
+
+
+@requirement(RID, "HV-CONV-001", "HV-BATCH-002", "HV-MEM-007")
+@pytest.mark.parametrize("how", ["reserved", "flag"])
+@pytest.mark.parametrize("fn", DECODABLE_ENTRY_CALLS, ids=lambda f: FunctionNumber(f).name)
+def test_entry_decoding_before_its_checks(session: Session, fn: int, how: str) -> None:
+    """(MSG_ALLOC, decode-entry, kind-claimed), (MSG_ACTIVATE and MSG_DEACTIVATE, decode-entry, handle): an entry
+    that does not decode (a reserved field set, or an undefined flag bit) and would fail its first check fails with
+    INVALID_PARAMETER, as the first entry or after a good one; batch_out and the failing entry's result say so, the
+    entries before it are done, nothing after it."""
+    session.ready(MLX5, int(KindMask.MSIX))
+    name = FunctionNumber(fn).name
+    bad = undecodable(fn, first_entry_check_fails(session, fn), how)
+    if fn == FunctionNumber.MSG_ALLOC:
+        good = alloc_entry(MsgKind.MSIX, 0)
+    else:
+        handle = session.allocated(MLX5, MsgKind.MSIX, [1])[0].handle
+        good = {"handle": handle, "vcpu": 1, "vector": 0x41, "flags": 0}
+        if fn == FunctionNumber.MSG_DEACTIVATE:
+            good = {"handle": handle}
+    runs: list[tuple[list[dict[str, Any] | bytes], int]] = [([bad], 0), ([good, bad], 1)]
+    for entries, done in runs:
+        b = session.batch(FunctionNumber(fn), MLX5, entries)
+        what = f"{name}: entry {done} has a {how} fault and fails its first check"
+        check(b.status == Status.INVALID_PARAMETER, RID, f"{what}: INVALID_PARAMETER", status_name(b.status))
+        check(b.outcome.value == done, RID, f"{what}: value register next_index {done}", hex(b.outcome.value))
+        hdr = b.header
+        check(
+            hdr is not None and not isinstance(hdr, bytes) and hdr.status == Status.INVALID_PARAMETER,
+            RID,
+            f"{what}: batch_out.status INVALID_PARAMETER",
+            str(hdr),
+        )
+        check(
+            hdr.next_index == done and hdr.completed == done, RID, f"{what}: next_index = completed = {done}", str(hdr)
+        )
+        res = b.results[done]
+        check(
+            res is not None and not isinstance(res, bytes) and res.status == Status.INVALID_PARAMETER,
+            RID,
+            f"{what}: the failing entry's result status",
+            str(res),
+        )
+    info = session.device_info(MLX5)
+    # MSG_ALLOC: the good entry of the second batch; the others: the message made for them
+    check(info.messages_allocated == 1, RID, f"{name}: one message allocated", str(info.messages_allocated))

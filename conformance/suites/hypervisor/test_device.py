@@ -10,14 +10,13 @@ from pvmsi.conformance.toolkit import (
     IDXD_SUB_SLOTS,
     MLX5,
     MSI_DEV,
-    MSIX_CAP,
-    MSIX_ENABLE,
     PROFILE_SIZES,
     Session,
     alloc_entry,
     check,
     status_name,
 )
+from pvmsi.conformance.toolkit_devices import MSIX_CAP, MSIX_ENABLE
 from pvmsi.spec import harness_devices as hd
 from pvmsi.spec.constants import DeviceFlag, FunctionNumber, KindMask, MsgKind, Status
 from pvmsi.spec.harness_constants import DeviceProfile, FireOutcome

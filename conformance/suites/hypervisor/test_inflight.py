@@ -10,17 +10,8 @@ from typing import Any
 
 import pytest
 
-from pvmsi.conformance.toolkit import (
-    DEFAULT_DEVICES,
-    MLX5,
-    MSI_CAP,
-    MSI_DEV,
-    MSIX_CAP,
-    MSIX_ENABLE,
-    Session,
-    check,
-    status_name,
-)
+from pvmsi.conformance.toolkit import DEFAULT_DEVICES, MLX5, MSI_DEV, Session, check, status_name
+from pvmsi.conformance.toolkit_devices import MSI_CAP, MSIX_CAP, MSIX_ENABLE
 from pvmsi.spec.constants import ActivateFlag, DeliveryFlag, KindMask, MsgKind, Status
 from pvmsi.spec.harness_constants import DeviceSpace, FireOutcome, LifecycleEvent
 

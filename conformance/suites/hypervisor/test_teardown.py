@@ -8,7 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from pvmsi.conformance import eventkit
-from pvmsi.conformance.toolkit import IDXD, MLX5, MSI_DEV, MSIX_CAP, MSIX_ENABLE, Session, check, status_name
+from pvmsi.conformance.toolkit import IDXD, MLX5, MSI_DEV, Session, check, status_name
+from pvmsi.conformance.toolkit_devices import MSIX_CAP, MSIX_ENABLE
 from pvmsi.spec.constants import DeviceIdFlag, EventType, KindMask, MsgKind, Status
 from pvmsi.spec.harness_constants import FireOutcome, LifecycleEvent
 

@@ -1,7 +1,8 @@
-"""The guest's batched calls (spec "Batching and partial completion"): :class:`GuestBatches`, a part of
-:class:`~.core.GuestCore`.  It runs a batch in calls as large as the hypervisor and a page allow, resumes on
-INCOMPLETE (GUEST-BATCH-001), tells a failed entry from a failed header (GUEST-CONV-001), and refuses an answer no
-batch it sent can have (GUEST-REFUSE-002); each step a public method a faulty guest may override.
+"""How the reference guest (:class:`~.core.GuestCore`) issues pvmsi calls (spec "Calling conventions", "Batching
+and partial completion"): one call with its input and output blocks in the guest's two scratch pages
+(GUEST-MEM-001/002, GUEST-CALL-001), and a batch run in chunks the hypervisor and a page allow, resumed on
+INCOMPLETE (GUEST-BATCH-001), its results read only where batch_out says they were written (GUEST-CONV-001,
+GUEST-BATCH-002).  Each step of reading a batch's answer is a public method a faulty guest may override.
 """
 
 from __future__ import annotations
@@ -11,29 +12,55 @@ from typing import Any
 
 from ...spec.calls import CALLS_BY_FN
 from ...spec.codec import DecodeError, decode, encode
-from ...spec.constants import FunctionNumber, MsgKind, Status
+from ...spec.constants import FunctionNumber, Limit, MsgKind, Status
 from ...spec.formats import BATCH_IN, BATCH_OUT
 from ...spec.layout import layout_of
-from .actions import Action, GuestDevice
-
-#: A message the guest holds (:class:`~.core.GuestMessage`, which this part of the core does not import).
-GuestMessage = Any
+from .actions import Action, GuestDevice, Hypercall, ReadMemory, WriteMemory
 
 Op = Generator[Action, Any, Any]
 
+#: Where the input and output blocks go in the guest's scratch area of two pages: a page each, so that a batch can
+#: fill a page (spec "Batching and partial completion").
+IN_OFFSET, OUT_OFFSET = 0, int(Limit.PAGE_SIZE)
 
-class GuestBatches:
-    """The guest's batch calls (a part of :class:`~.core.GuestCore`)."""
 
+class GuestCalls:
+    """Issuing calls and running batches (a part of :class:`~.core.GuestCore`)."""
+
+    scratch_gpa: int
     max_batch: int
-    messages: dict[GuestDevice, dict[tuple[MsgKind, int], GuestMessage]]
+    calls: int
+    #: The messages the guest holds, per device (:class:`~.core.GuestMessage`s, which this part does not import).
+    messages: dict[GuestDevice, dict[tuple[MsgKind, int], Any]]
+
+    @property
+    def in_gpa(self) -> int:
+        return self.scratch_gpa + IN_OFFSET
+
+    @property
+    def out_gpa(self) -> int:
+        return self.scratch_gpa + OUT_OFFSET
 
     def call(self, fn: FunctionNumber, block: bytes | None = None, out_size: int = 0) -> Op:
-        raise NotImplementedError  # the core's
+        """Issue one call with the input block at in_gpa and the output block at out_gpa (GUEST-MEM-001/002)."""
+        if block is not None:
+            yield WriteMemory(self.in_gpa, block)
+        args = (self.in_gpa if block is not None else 0, self.out_gpa if out_size else 0, 0, 0)  # GUEST-CALL-001
+        status, value = yield Hypercall(int(fn), args, len(block) if block is not None else 0, out_size)
+        self.calls += 1
+        out = (yield ReadMemory(self.out_gpa, out_size)) if out_size else b""
+        return int(status), int(value), out
 
     @staticmethod
     def device_id(dev: GuestDevice) -> dict[str, Any]:
-        raise NotImplementedError  # the core's
+        """The device_id fields naming ``dev``: a sub-device by its id and PVMSI_DEVID_SUBDEVICE (spec "Devices")."""
+        return {
+            "segment": dev.segment,
+            "bus": dev.bus,
+            "devfn": dev.devfn,
+            "flags": 1 if dev.pasid is not None else 0,
+            "subdevice_id": dev.pasid or 0,
+        }
 
     def batch(
         self, fn: FunctionNumber, dev: GuestDevice, entry_fmt: Any, result_fmt: Any, entries: Sequence[dict[str, Any]]
