@@ -160,5 +160,6 @@ def test_faults_are_grouped_by_section() -> None:
         "events",
         "strength",
         "edges",
+        "blind_hv",
         "check_order",
     }

@@ -18,6 +18,7 @@ from ...reference.backend import ReferenceHypervisor
 from . import (
     activate,
     batch,
+    blind_hv,
     boundary,
     calling,
     check_order,
@@ -61,6 +62,7 @@ FAULTS: dict[str, FaultyImpl] = {
         events,
         strength,
         edges,
+        blind_hv,
         check_order,
     )
     for f in section.FAULTS

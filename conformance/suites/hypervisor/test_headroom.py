@@ -113,3 +113,43 @@ def test_headroom_edge(session: Session) -> None:
     check(dev == 0, "HV-HEADROOM-002", "messages_available 0", str(dev))
     b = session.alloc(MLX5, [alloc_entry(MsgKind.MSIX, 5)])
     check(b.status == Status.NO_RESOURCES, "HV-HEADROOM-002", "one more -> NO_RESOURCES", status_name(b.status))
+
+
+@requirement("HV-SEC-007", "HV-HEADROOM-001")
+@SHARED_TABLE
+@pytest.mark.parametrize("emulated", [1, 3])
+def test_a_full_share_charges_nothing_for_the_entry_it_refuses(session: Session, emulated: int) -> None:
+    """With a share of 8 entries, ``emulated`` of them taken by emulated MSI-X vectors of another device, the VM's
+    messages fill the rest; the next entry fails with NO_RESOURCES because the share (not the quota) is full, and
+    it is charged nothing: messages_allocated and both headrooms stay as they were; once slot 0 is freed, a batch
+    of two (slot 0 again, whose entries the platform may keep for it, HV-QUOTA-004, then a new slot) completes
+    exactly one entry."""
+    session.use(session.new_vm(DEFAULT_DEVICES, knobs=VmKnobs(remap_entries=8)))
+    session.negotiated()
+    for slot in range(emulated):
+        session.program(IDXD, MsgKind.MSIX, slot, 0xFEE00000, 0x60 + slot)
+    session.enable(IDXD, MsgKind.MSIX)
+    session.claimed(MLX5, int(KindMask.MSIX))
+    room = 8 - emulated
+    first = session.alloc(MLX5, [alloc_entry(MsgKind.MSIX, s) for s in range(room)])
+    check(first.status == Status.SUCCESS, "HV-HEADROOM-002", f"{room} allocations succeed", status_name(first.status))
+
+    def held() -> tuple[int, int, int]:
+        info = session.device_info(MLX5)
+        return int(info.messages_allocated), int(info.messages_available), int(info.vm_messages_available)
+
+    for attempt in (1, 2):  # a second refusal must not charge anything either
+        b = session.alloc(MLX5, [alloc_entry(MsgKind.MSIX, room + attempt)])
+        check(b.status == Status.NO_RESOURCES, "HV-SEC-007", "the share is full -> NO_RESOURCES", status_name(b.status))
+        check(held() == (room, 0, 0), "HV-SEC-007", f"refusal {attempt}: still {room} held, nothing left", str(held()))
+    freed = session.free(MLX5, [first.results[0].handle])
+    check(freed.status == Status.SUCCESS, "HV-FREE-002", "MSG_FREE -> SUCCESS", status_name(freed.status))
+    check(held()[0] == room - 1, "HV-FREE-002", f"{room - 1} held", str(held()))
+    b = session.alloc(MLX5, [alloc_entry(MsgKind.MSIX, 0), alloc_entry(MsgKind.MSIX, room + 3)])
+    check(
+        b.status == Status.NO_RESOURCES and b.header is not None and b.header.completed == 1,
+        "HV-SEC-007",
+        "exactly one more allocates, then NO_RESOURCES",
+        f"{status_name(b.status)}, {b.header}",
+    )
+    check(held() == (room, 0, 0), "HV-SEC-007", f"{room} held again, nothing left", str(held()))

@@ -6,7 +6,7 @@ import pytest
 
 from pvmsi.conformance.toolkit import DEFAULT_DEVICES, IDXD, MLX5, Session, alloc_entry, check, status_name
 from pvmsi.spec.calls import CALLS_BY_FN
-from pvmsi.spec.constants import DeliveryFlag, Feature, FunctionNumber, KindMask, MsgKind, Status
+from pvmsi.spec.constants import FEATURES_1_0, DeliveryFlag, Feature, FunctionNumber, KindMask, MsgKind, Status
 from pvmsi.spec.formats import NEGOTIATE_OUT
 from pvmsi.spec.iut import VmKnobs
 
@@ -105,6 +105,39 @@ def test_missing_required_feature_is_refused_visibly(session: Session) -> None:
         "VM left OPEN: the next NEGOTIATE succeeds",
         "it failed",
     )
+
+
+KIND_BITS = int(Feature.MSI | Feature.MSIX | Feature.IMS)
+
+
+@requirement("HV-NEG-004")
+@pytest.mark.parametrize("required", list(Feature), ids=lambda f: f.name.lower())
+def test_every_required_feature_is_enforced(session: Session, required: Feature) -> None:
+    """Whichever offered feature the VM requires, a message kind or not (SUBDEVICE, POSTED): NEGOTIATE of every
+    other offered feature is FEATURES_REFUSED with exactly that bit in refused and features zero, the value register
+    zero, and the VM stays OPEN; with the bit added NEGOTIATE succeeds."""
+    offered = session.info().features_offered & int(FEATURES_1_0)
+    others = offered & ~int(required)
+    if not offered & required or not others & KIND_BITS:
+        pytest.skip(f"unsupported: {required.name} not offered, or no other message kind to negotiate without it")
+    session.use(session.new_vm(DEFAULT_DEVICES, knobs=VmKnobs(features_required=int(required))))
+    out = session.negotiate(others)
+    body = out.decode_out(NEGOTIATE_OUT)
+    check(
+        (out.status, out.value, body.features, body.refused) == (Status.FEATURES_REFUSED, 0, 0, int(required)),
+        "HV-NEG-004",
+        f"FEATURES_REFUSED, value 0, features 0, refused {int(required):#x} ({required.name})",
+        f"{status_name(out.status)}, value {out.value:#x}, features {body.features:#x}, refused {body.refused:#x}",
+    )
+    out = session.query(MLX5)
+    check(
+        out.status == Status.WRONG_STATE,
+        "HV-NEG-004",
+        "VM left OPEN: DEVICE_QUERY -> WRONG_STATE",
+        status_name(out.status),
+    )
+    out = session.negotiate(offered)
+    check(out.status == Status.SUCCESS, "HV-NEG-004", f"with {required.name} -> SUCCESS", status_name(out.status))
 
 
 @requirement("HV-NEG-005")
