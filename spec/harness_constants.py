@@ -357,13 +357,17 @@ class FireOutcome(IntEnum):
 
 
 FIRE_OUTCOME_DOCS: dict[FireOutcome, str] = {
-    FireOutcome.DELIVERED: "The IOMMU delivered it; vcpu and vector say where.",
-    FireOutcome.BLOCKED: "The IOMMU blocked it (counted as a fault).",
+    FireOutcome.DELIVERED: "The IOMMU delivered it; vcpu and vector say where (checked last: the slot is live).",
+    FireOutcome.BLOCKED: "The IOMMU blocked it (counted as a fault; checked last: the slot is live).",
     FireOutcome.PENDING: (
-        "Not sent: the slot is masked (the device holds the message and sends it once unmasked), or the kind is "
-        "disabled or the MSI vector not enabled (nothing is held)."
+        "Not sent. Checked first: MSI or MSI-X disabled, or an MSI vector at or above the enabled count (nothing "
+        "is held); then: the slot masked (the device holds the message and sends it once unmasked), whatever "
+        "address the slot holds."
     ),
-    FireOutcome.NOT_PROGRAMMED: "The slot holds no message address.",
+    FireOutcome.NOT_PROGRAMMED: (
+        "Not sent: the slot is enabled and unmasked but its message address is zero (checked after PENDING, "
+        "before the IOMMU); no write reaches the IOMMU and nothing is held."
+    ),
 }
 
 
