@@ -463,12 +463,14 @@ def test_a_session_transcribes_every_request_of_a_test() -> None:
     s.vms.remove(second)
     s.version(vm=first)
     lines = s.transcript
-    assert lines[0].startswith(f"VM_CREATE -> vm {first}") and lines[1].startswith(f"VM_CREATE -> vm {second}")
-    assert lines[2].startswith(f"vm {second} DEVICE_WRITE") and lines[2].endswith(
-        "-> exit=True"
-    )  # emulated MSI-X: an exit
+    assert lines[0].startswith(f"VM_CREATE -> vm {first}")
+    assert lines[1].startswith(f"VM_CREATE -> vm {second}")
+    assert lines[2].startswith(f"vm {second} DEVICE_WRITE")
+    assert lines[2].endswith("-> exit=True")
     assert lines[3] == f"vm {second} COLLECT -> nothing"
-    assert lines[4].startswith(f"vm {second} COUNTERS -> exits ") and "blocked 0" in lines[4]
+    assert lines[4].startswith(f"vm {second} COUNTERS -> exits ")
+    assert "blocked 0" in lines[4]
     assert lines[5:7] == [f"vm {second} LIFECYCLE VM_RESET -> OK", f"VM_DESTROY vm {second} -> OK"]
-    assert lines[7].startswith(f"vm {first} vcpu 0 VERSION") and len(lines) == 8  # the helper's line, once
+    assert lines[7].startswith(f"vm {first} vcpu 0 VERSION")
+    assert len(lines) == 8
     s.close()
