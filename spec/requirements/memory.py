@@ -178,7 +178,9 @@ SECURITY: tuple[Requirement, ...] = (
         "security",
         "After a message is freed, the hypervisor MUST NOT program its remapping entries for a message of another "
         "slot of the same requester id until that device has been reset (FLR, VM reset) or removed; until then "
-        "the entries stay charged to the VM's share, and they may be reissued for the same slot only. On the RISC-V "
+        "the entries stay charged to the VM's share (DEVICE_QUERY's headroom counts them, HV-HEADROOM-001), and "
+        "they may be reissued for the same slot only. This holds for every freed message, a reservation that was "
+        "never activated included: its entries are kept and charged the same way. On the RISC-V "
         "IMSIC a pair names the VM's own interrupt file and an identity the guest chose, not a remapping entry: "
         "there is nothing to withhold, and a stale copy can raise only that identity on the guest's own hart.",
     ),

@@ -113,3 +113,28 @@ def test_headroom_edge(session: Session) -> None:
     check(dev == 0, "HV-HEADROOM-002", "messages_available 0", str(dev))
     b = session.alloc(MLX5, [alloc_entry(MsgKind.MSIX, 5)])
     check(b.status == Status.NO_RESOURCES, "HV-HEADROOM-002", "one more -> NO_RESOURCES", status_name(b.status))
+
+
+@requirement("HV-QUOTA-004", "HV-HEADROOM-001")
+@SHARED_TABLE
+def test_a_freed_reservation_stays_charged(session: Session) -> None:
+    """With a share of 4 entries, 4 reservations never activated and then freed keep their entries, charged to
+    the share: headroom 0 and a fifth slot refused; and a freed slot reserves again."""
+    session.use(session.new_vm(DEFAULT_DEVICES, knobs=VmKnobs(remap_entries=4)))
+    session.ready(MLX5, int(KindMask.MSIX))
+    b = session.reserve(MLX5, [{"kind": MsgKind.MSIX, "vector_count": 1, "slot": s} for s in range(4)])
+    check(b.status == Status.SUCCESS, "HV-HEADROOM-002", "4 reservations in a share of 4", status_name(b.status))
+    b = session.free(MLX5, [r.handle for r in b.results])
+    check(b.status == Status.SUCCESS, "HV-FREE-001", "MSG_FREE of the 4 -> SUCCESS", status_name(b.status))
+    check(
+        _avail(session) == (0, 0),
+        "HV-QUOTA-004",
+        "the freed reservations' entries still charged: 0, 0",
+        str(_avail(session)),
+    )
+    b = session.alloc(MLX5, [alloc_entry(MsgKind.MSIX, 4)])
+    check(
+        b.status == Status.NO_RESOURCES, "HV-QUOTA-004", "slot 4: no entry free -> NO_RESOURCES", status_name(b.status)
+    )
+    b = session.reserve(MLX5, [{"kind": MsgKind.MSIX, "vector_count": 1, "slot": 0}])
+    check(b.status == Status.SUCCESS, "HV-QUOTA-004", "slot 0 gets its kept entry again", status_name(b.status))
