@@ -162,7 +162,12 @@ SECURITY: tuple[Requirement, ...] = (
         Level.MUST,
         "security",
         "Every remapping entry the hypervisor programs for a VM MUST count against that VM's share, whether it is "
-        "for a pvmsi message or for an MSI/MSI-X vector it emulates.",
+        "for a pvmsi message or for an MSI/MSI-X vector it emulates. When an emulated vector takes its entry (at "
+        "the guest's table or capability write, at unmask or at enable) is the hypervisor's choice; the guest can "
+        "rely on this much: an emulated vector that is live (its kind enabled, the vector unmasked, holding a pair "
+        "the hypervisor honours) holds exactly one entry of the share, and once the kind is disabled again (MSI or "
+        "MSI-X Enable clear) or the device reset, none of that kind's emulated vectors holds one. The reference "
+        "takes the entry when the vector becomes live and returns it when it stops being live.",
     ),
     req(
         "HV-QUOTA-003",
