@@ -173,9 +173,11 @@ SECURITY: tuple[Requirement, ...] = (
         "HV-QUOTA-003",
         Level.MUST,
         "security",
-        "The pairs and handles the hypervisor gives a VM MUST depend only on that VM's own calls and the host's "
-        "fixed configuration, never on what other VMs allocate or free (for example, each VM allocates inside its "
-        "own share, lowest free entry first).",
+        "What other VMs allocate or free MUST NOT change what a VM observes of pvmsi: the statuses of its calls, "
+        "its quotas and headroom (GET_INFO, DEVICE_QUERY), and whether a pair it is given repeats one it was "
+        "given before. The exact pairs and handles MAY differ with the host's state (a VT-d remapping index is "
+        "host-global), but MUST NOT let the VM learn what other VMs hold or do: for example, the hypervisor "
+        "allocates inside the VM's own share, lowest free entry first, and draws handles it never reissues.",
     ),
     req(
         "HV-QUOTA-004",
