@@ -43,6 +43,7 @@ from ..spec.platforms import platform as platform_def
 from ..spec.requirements import by_id
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
 from .toolkit_devices import DeviceAccess
+from .transcribed import TranscribedIut
 
 #: The guest page the suite puts parameter blocks in, and where in it.
 SCRATCH = 0x10000
@@ -160,6 +161,12 @@ class Session(DeviceAccess):
     #: The platform the ICS declares (spec "Message formats"): the vector range tests use follows its arch.
     platform: str = DEFAULT_PLATFORM
 
+    def __post_init__(self) -> None:
+        # Tests reach the IUT through ``iut``, which writes every request into the transcript; the helpers below
+        # use ``wire`` and write lines of their own (conformance guide, "Reports": every call is kept).
+        self.wire: HypervisorIUT = self.iut
+        self.iut = TranscribedIut(self.wire, self.log)
+
     # -- vectors -------------------------------------------------------------------------------------------
 
     @property
@@ -191,7 +198,7 @@ class Session(DeviceAccess):
     def new_vm(
         self, devices: Sequence[DeviceSlot] = DEFAULT_DEVICES, vcpus: int | None = None, knobs: VmKnobs | None = None
     ) -> int:
-        vm = self.iut.create_vm(vcpus or self.vcpus, 16, list(devices), knobs)
+        vm = self.wire.create_vm(vcpus or self.vcpus, 16, list(devices), knobs)
         self.vms.append(vm)
         self.log(f"VM_CREATE -> vm {vm} ({len(devices)} devices)")
         return vm
@@ -199,7 +206,7 @@ class Session(DeviceAccess):
     def close(self) -> None:
         for vm in self.vms:
             try:
-                self.iut.destroy_vm(vm)
+                self.wire.destroy_vm(vm)
             except Exception as e:  # a destroy that fails must not hide the test's verdict
                 self.log(f"VM_DESTROY {vm} failed: {e}")
         self.vms.clear()
@@ -229,17 +236,17 @@ class Session(DeviceAccess):
         """Issue ``fn`` with ``block`` at ``in_gpa`` and an output block of ``out_size`` at ``out_gpa``."""
         vm = self.vm if vm is None else vm
         if block is not None:
-            self.iut.mem_write(vm, in_gpa, block)
+            self.wire.mem_write(vm, in_gpa, block)
         if out_size and fill:
-            self.iut.mem_write(vm, out_gpa, bytes([SENTINEL]) * out_size)
+            self.wire.mem_write(vm, out_gpa, bytes([SENTINEL]) * out_size)
         if args is None:
             args = (in_gpa if block is not None else 0, out_gpa if out_size else 0, 0, 0)
-        together = getattr(self.iut, "hypercall_and_read", None)
+        together = getattr(self.wire, "hypercall_and_read", None)
         if together is not None and out_size:  # a remote IUT: the call and the read of its output in one exchange
             status, value, out = together(vm, vcpu, fn, args, out_gpa, out_size)
         else:
-            status, value = self.iut.hypercall(vm, vcpu, fn, args)
-            out = self.iut.mem_read(vm, out_gpa, out_size) if out_size else b""
+            status, value = self.wire.hypercall(vm, vcpu, fn, args)
+            out = self.wire.mem_read(vm, out_gpa, out_size) if out_size else b""
         name = FunctionNumber(fn).name if fn in FunctionNumber._value2member_map_ else f"fn {fn:#x}"
         self.log(
             f"vm {vm} vcpu {vcpu} {name} args=({', '.join(hex(a) for a in args)})"

@@ -22,6 +22,8 @@ class DeviceAccess:
     """The device accesses of a :class:`~.toolkit.Session`, each logged in its transcript."""
 
     iut: HypervisorIUT
+    #: The IUT underneath ``iut``: these helpers write their own transcript lines.
+    wire: HypervisorIUT
 
     @property
     def vm(self) -> int:
@@ -35,14 +37,14 @@ class DeviceAccess:
 
     def config_write(self, dev: DeviceRef, offset: int, size: int, value: int, *, vm: int | None = None) -> bool:
         vm = self.vm if vm is None else vm
-        exited = self.iut.device_write(vm, dev, DeviceSpace.CONFIG, offset, size, value)
+        exited = self.wire.device_write(vm, dev, DeviceSpace.CONFIG, offset, size, value)
         self.log(f"vm {vm} config write {dev} +{offset:#x}/{size} = {value:#x} -> exit={exited}")
         return exited
 
     def config_read(self, dev: DeviceRef, offset: int = 0, size: int = 256, *, vm: int | None = None) -> bytes:
         """Bytes of ``dev``'s configuration space as its guest sees them (harness CONFIG_READ: no exit)."""
         vm = self.vm if vm is None else vm
-        data = self.iut.config_read(vm, dev, offset, size)
+        data = self.wire.config_read(vm, dev, offset, size)
         self.log(f"vm {vm} config read {dev} +{offset:#x}/{size} -> {data.hex()}")
         return data
 
@@ -60,7 +62,7 @@ class DeviceAccess:
     ) -> int:
         """Write a pair into a slot as a driver does; returns the exits it caused."""
         vm = self.vm if vm is None else vm
-        annotate = getattr(self.iut, "annotate_pair", None)
+        annotate = getattr(self.wire, "annotate_pair", None)
         if annotate is not None:  # scenario vectors: the next device writes carry this pair
             annotate(address, data)
         exits = 0
@@ -72,7 +74,7 @@ class DeviceAccess:
                 (MSI_CAP + hd.MSI_DATA, 2, data),
                 (MSI_CAP + hd.MSI_CONTROL, 2, mme),
             ):
-                exits += self.iut.device_write(vm, dev, DeviceSpace.CONFIG, off, size_, val)
+                exits += self.wire.device_write(vm, dev, DeviceSpace.CONFIG, off, size_, val)
         else:
             space = DeviceSpace.MSIX_TABLE if kind is MsgKind.MSIX else DeviceSpace.IMS
             base = slot * hd.SLOT_SIZE
@@ -82,7 +84,7 @@ class DeviceAccess:
                 (hd.SLOT_DATA, data),
                 (hd.SLOT_CONTROL, int(masked) * hd.SLOT_MASK),
             ):
-                exits += self.iut.device_write(vm, dev, space, base + off, 4, val)
+                exits += self.wire.device_write(vm, dev, space, base + off, 4, val)
         self.log(f"vm {vm} program {dev} {kind.name}[{slot}] = ({address:#x}, {data:#x}) -> {exits} exits")
         return exits
 
@@ -98,7 +100,7 @@ class DeviceAccess:
 
     def fire(self, dev: DeviceRef, kind: MsgKind, index: int, *, vm: int | None = None) -> FireResult:
         vm = self.vm if vm is None else vm
-        r = self.iut.fire(vm, dev, kind, index)
+        r = self.wire.fire(vm, dev, kind, index)
         self.log(f"vm {vm} fire {dev} {kind.name}[{index}] -> {r.outcome.name} vcpu={r.vcpu} vector={r.vector:#x}")
         return replace(r, vector=self.test_vector(r.vector)) if r.vector else r
 

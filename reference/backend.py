@@ -210,6 +210,7 @@ class ReferenceHypervisor:
             self._blocked[vm] += 1
             return FireResult(FireOutcome.BLOCKED)
         assert isinstance(result, NotFired)
+        # harness: fire outcomes -- disabled and masked are PENDING; a zero address (or a device gone) is NOT_PROGRAMMED
         outcome = FireOutcome.PENDING if result.reason.value in ("masked", "disabled") else FireOutcome.NOT_PROGRAMMED
         return FireResult(outcome)
 

@@ -180,18 +180,31 @@ class HarnessStatus(IntEnum):
 
 
 HARNESS_STATUS_DOCS: dict[HarnessStatus, str] = {
-    HarnessStatus.BAD_MAGIC: "The frame does not start with the harness magic; the receiver closes the session.",
-    HarnessStatus.BAD_VERSION: "The frame's harness major version is not implemented.",
-    HarnessStatus.UNKNOWN_KIND: "The frame kind is not defined or not a request.",
-    HarnessStatus.BAD_LENGTH: "The payload length is not a multiple of 8, too long, or wrong for the kind.",
-    HarnessStatus.BAD_PAYLOAD: "The payload does not decode (reserved field, enum value, size).",
+    HarnessStatus.BAD_MAGIC: (
+        "The frame does not start with the harness magic; offset 0, sequence number 0; the receiver closes the session."
+    ),
+    HarnessStatus.BAD_VERSION: "The frame's harness major version is not implemented; offset 4.",
+    HarnessStatus.UNKNOWN_KIND: "The frame kind is not defined, or is a response the receiver does not take; offset 6.",
+    HarnessStatus.BAD_LENGTH: (
+        "The payload length is not a multiple of 8 or longer than HARNESS_MAX_PAYLOAD (offset 12, fatal), or wrong "
+        "for the kind: shorter than the kind's format, offset 16 + length (the first byte missing); longer than the "
+        "kind allows, or its entries or data not the size its count or size field declares, offset 16 + the size "
+        "of the kind's format (the first byte after it)."
+    ),
+    HarnessStatus.BAD_PAYLOAD: "The payload does not decode (reserved field, enum value, size); offset of the field.",
     HarnessStatus.UNKNOWN_VM: "No VM with that id exists.",
     HarnessStatus.UNKNOWN_DEVICE: "The VM has no device with that identity.",
     HarnessStatus.BAD_ADDRESS: "The guest memory range is not RAM of the VM.",
     HarnessStatus.UNSUPPORTED: "The IUT does not implement this request (the test becomes 'unsupported').",
-    HarnessStatus.WRONG_ROLE: "The request belongs to the other role.",
+    HarnessStatus.WRONG_ROLE: (
+        "A HELLO names the other role (offset 16, harness_hello.role), or the request belongs to the other role "
+        "(offset 6, the header's kind)."
+    ),
     HarnessStatus.INTERNAL: "The IUT failed internally; the detail says how.",
-    HarnessStatus.NO_HELLO: "A request other than HELLO or BYE came before HELLO; a session starts with HELLO.",
+    HarnessStatus.NO_HELLO: (
+        "A request other than HELLO or BYE came before HELLO; a session starts with HELLO. Offset 6 (the header's "
+        "kind)."
+    ),
     HarnessStatus.LIMIT: "A limit of the session (VMs, guest RAM) would be exceeded; nothing was created.",
     HarnessStatus.BUSY: "The IUT already serves as many sessions as it can; it closes this connection.",
 }
@@ -357,13 +370,17 @@ class FireOutcome(IntEnum):
 
 
 FIRE_OUTCOME_DOCS: dict[FireOutcome, str] = {
-    FireOutcome.DELIVERED: "The IOMMU delivered it; vcpu and vector say where.",
-    FireOutcome.BLOCKED: "The IOMMU blocked it (counted as a fault).",
+    FireOutcome.DELIVERED: "The IOMMU delivered it; vcpu and vector say where (checked last: the slot is live).",
+    FireOutcome.BLOCKED: "The IOMMU blocked it (counted as a fault; checked last: the slot is live).",
     FireOutcome.PENDING: (
-        "Not sent: the slot is masked (the device holds the message and sends it once unmasked), or the kind is "
-        "disabled or the MSI vector not enabled (nothing is held)."
+        "Not sent. Checked first: MSI or MSI-X disabled, or an MSI vector at or above the enabled count (nothing "
+        "is held); then: the slot masked (the device holds the message and sends it once unmasked), whatever "
+        "address the slot holds."
     ),
-    FireOutcome.NOT_PROGRAMMED: "The slot holds no message address.",
+    FireOutcome.NOT_PROGRAMMED: (
+        "Not sent: the slot is enabled and unmasked but its message address is zero (checked after PENDING, "
+        "before the IOMMU); no write reaches the IOMMU and nothing is held."
+    ),
 }
 
 

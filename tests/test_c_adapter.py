@@ -101,11 +101,13 @@ def test_hello_is_acknowledged_with_the_role_version_and_name(session: Session) 
     assert session.close() == 0
 
 
-def test_a_request_before_hello_is_refused_and_the_session_ends(session: Session) -> None:
+def test_a_request_before_hello_is_refused_and_the_session_goes_on(session: Session) -> None:
     answer = session.request(FrameKind.VM_DESTROY, {"vm": 1})
     assert error_code(answer) is HarnessStatus.NO_HELLO
-    assert answer.body.request_kind == FrameKind.VM_DESTROY
-    assert session.close() == 1
+    assert (answer.body.request_kind, answer.body.offset) == (FrameKind.VM_DESTROY, 6)
+    assert session.request(FrameKind.HELLO, HELLO).kind is FrameKind.HELLO_ACK  # the session goes on
+    assert session.request(FrameKind.BYE).kind is FrameKind.OK
+    assert session.close() == 0
 
 
 def test_hello_for_the_guest_role_is_wrong_role(session: Session) -> None:
@@ -133,7 +135,9 @@ def test_every_request_is_a_stub_answering_unsupported(session: Session, kind: F
     # a payload one word short of the kind's format is BAD_LENGTH, and the session goes on
     if fmt is not None:
         session.send_raw(_frame(kind, 10, bytes(layout_of(fmt).size - 8)))
-        assert error_code(session.receive()) is HarnessStatus.BAD_LENGTH
+        answer = session.receive()
+        assert error_code(answer) is HarnessStatus.BAD_LENGTH
+        assert (answer.seq, answer.body.offset) == (10, 16 + layout_of(fmt).size - 8)  # the first byte missing
         assert session.request(FrameKind.BYE).kind is FrameKind.OK
 
 
@@ -154,14 +158,40 @@ def _frame(
 def test_framing_errors(session: Session) -> None:
     session.request(FrameKind.HELLO, HELLO)
     session.send_raw(_frame(0x7E, 3, b""))
-    assert error_code(session.receive()) is HarnessStatus.UNKNOWN_KIND
+    answer = session.receive()
+    assert error_code(answer) is HarnessStatus.UNKNOWN_KIND
+    assert (answer.seq, answer.body.offset) == (3, 6)
     session.send_raw(_frame(FrameKind.COUNTERS, 4, bytes(8), major=2))
     answer = session.receive()
     assert error_code(answer) is HarnessStatus.BAD_VERSION
     assert answer.body.offset == 4
     session.send_raw(_frame(FrameKind.COUNTERS, 5, b"", length=12))  # not a multiple of 8: fatal
-    assert error_code(session.receive()) is HarnessStatus.BAD_LENGTH
+    answer = session.receive()
+    assert error_code(answer) is HarnessStatus.BAD_LENGTH
+    assert (answer.seq, answer.body.offset) == (5, 12)
     assert session.close() == 1
+
+
+def test_the_order_of_the_checks_before_hello(session: Session) -> None:
+    """Before HELLO, an undefined kind is UNKNOWN_KIND and a wrong length BAD_LENGTH, not NO_HELLO; a request of
+    the guest role is NO_HELLO (harness "Errors and the order of the checks")."""
+    session.send_raw(_frame(0x7E, 3, b""))
+    assert error_code(session.receive()) is HarnessStatus.UNKNOWN_KIND
+    session.send_raw(_frame(FrameKind.COLLECT, 4, b""))
+    answer = session.receive()
+    assert error_code(answer) is HarnessStatus.BAD_LENGTH
+    assert (answer.seq, answer.body.offset) == (4, 16)
+    session.send_raw(_frame(FrameKind.GUEST_COMMAND, 5, _zero_payload(FrameKind.GUEST_COMMAND)))
+    answer = session.receive()
+    assert error_code(answer) is HarnessStatus.NO_HELLO
+    assert (answer.seq, answer.body.offset) == (5, 6)
+    assert session.request(FrameKind.HELLO, HELLO).kind is FrameKind.HELLO_ACK
+    session.send_raw(_frame(FrameKind.GUEST_COMMAND, 6, _zero_payload(FrameKind.GUEST_COMMAND)))
+    answer = session.receive()
+    assert error_code(answer) is HarnessStatus.WRONG_ROLE
+    assert (answer.seq, answer.body.offset) == (6, 6)
+    assert session.request(FrameKind.BYE).kind is FrameKind.OK
+    assert session.close() == 0
 
 
 def test_a_bad_magic_ends_the_session(session: Session) -> None:

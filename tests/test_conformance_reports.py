@@ -443,3 +443,34 @@ def test_a_report_that_fails_after_the_run_leaves_the_results_in_a_named_file(
         report = Report.model_validate_json(where.read_text())
         assert report.summary.pass_ == len(report.results) > 0
         assert not (tmp_path / "r.partial.jsonl").exists()
+
+
+def test_a_session_transcribes_every_request_of_a_test() -> None:
+    """Requests a test makes through ``session.iut`` (a second VM's COLLECT, COUNTERS, LIFECYCLE, a device write)
+    are in the transcript with their answers, besides the helpers' own lines (conformance guide, "Reports")."""
+    from pvmsi.conformance.toolkit import MLX5, Session
+    from pvmsi.reference.backend import ReferenceHypervisor
+    from pvmsi.spec.harness_constants import DeviceSpace, LifecycleEvent
+
+    s = Session(ReferenceHypervisor())
+    first = s.vm
+    second = s.new_vm()
+    s.iut.device_write(second, MLX5, DeviceSpace.MSIX_TABLE, 12, 4, 0)
+    s.iut.collect(second)
+    s.iut.counters(second)
+    s.iut.lifecycle(second, LifecycleEvent.VM_RESET, None)
+    s.iut.destroy_vm(second)
+    s.vms.remove(second)
+    s.version(vm=first)
+    lines = s.transcript
+    assert lines[0].startswith(f"VM_CREATE -> vm {first}")
+    assert lines[1].startswith(f"VM_CREATE -> vm {second}")
+    assert lines[2].startswith(f"vm {second} DEVICE_WRITE")
+    assert lines[2].endswith("-> exit=True")
+    assert lines[3] == f"vm {second} COLLECT -> nothing"
+    assert lines[4].startswith(f"vm {second} COUNTERS -> exits ")
+    assert "blocked 0" in lines[4]
+    assert lines[5:7] == [f"vm {second} LIFECYCLE VM_RESET -> OK", f"VM_DESTROY vm {second} -> OK"]
+    assert lines[7].startswith(f"vm {first} vcpu 0 VERSION")
+    assert len(lines) == 8
+    s.close()

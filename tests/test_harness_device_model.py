@@ -23,6 +23,7 @@ from pvmsi.spec.harness_constants import (
     FireOutcome,
     FrameKind,
     HarnessStatus,
+    LifecycleEvent,
 )
 from pvmsi.spec.iut import BadRequest, DeviceRef, DeviceSlot
 
@@ -181,3 +182,34 @@ def test_a_sub_devices_ims_slots_are_its_own(setup: tuple[ReferenceHypervisor, i
     assert pci.ims is not None
     assert pci.ims.slot(share).data == 0x1234
     assert pci.ims.slot(0).data == 0
+
+
+def test_the_functions_identity_addresses_the_whole_ims_store(setup: tuple[ReferenceHypervisor, int]) -> None:
+    """IDXD: the function's own messages have no IMS slot, yet its identity reaches every slot of the store
+    (8 x 256): the last one fires, one past it is rule 12; sub-device 8's slot 255 is the store's last."""
+    hv, vm = setup
+    idxd = DEVICES[DeviceProfile.IDXD]
+    store = hd.DEVICES[DeviceProfile.IDXD].ims_store
+    assert (hd.DEVICES[DeviceProfile.IDXD].ims_slots, store) == (0, 2048)
+    hv.device_write(vm, idxd, DeviceSpace.IMS, (store - 1) * hd.SLOT_SIZE, 4, hd.GUEST_INTERRUPT_WINDOW | 1 << 12)
+    hv.device_write(vm, idxd.with_pasid(8), DeviceSpace.IMS, 255 * hd.SLOT_SIZE + hd.SLOT_DATA, 4, 0x47)
+    hv.device_write(vm, idxd, DeviceSpace.IMS, (store - 1) * hd.SLOT_SIZE + hd.SLOT_CONTROL, 4, 0)
+    assert (
+        hv.fire(vm, idxd, MsgKind.IMS, store - 1).outcome is hv.fire(vm, idxd.with_pasid(8), MsgKind.IMS, 255).outcome
+    )
+    with pytest.raises(BadRequest):
+        hv.fire(vm, idxd, MsgKind.IMS, store)
+
+
+def test_flr_of_a_sub_device_resets_its_function(setup: tuple[ReferenceHypervisor, int]) -> None:
+    """LIFECYCLE FLR naming a sub-device acts on the function: its MSI-X table and every IMS slot reset."""
+    hv, vm = setup
+    idxd = DEVICES[DeviceProfile.IDXD]
+    hv.device_write(vm, idxd, DeviceSpace.IMS, 5 * hd.SLOT_SIZE + hd.SLOT_DATA, 4, 0x1234)
+    hv.device_write(vm, idxd.with_pasid(3), DeviceSpace.IMS, hd.SLOT_DATA, 4, 0x5678)
+    hv.lifecycle(vm, LifecycleEvent.FLR, idxd.with_pasid(1))
+    pci = hv.system.platform.device_at(hv._vm(vm).vm, Bdf(0, 0, idxd.devfn))
+    assert pci is not None
+    assert pci.ims is not None
+    assert (pci.ims.slot(5).data, pci.ims.slot(512).data) == (0, 0)
+    assert pci.ims.masked(5)

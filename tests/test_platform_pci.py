@@ -127,6 +127,8 @@ def test_ims_slots_and_subdevice_pasids() -> None:
     plain = PciDevice("p", HOST, ims_slots=4)
     plain.bar_write(plain.layout.ims_offset + 12, 4, 0xFFFFFFF8)  # no PASID field: the bits read as zero
     assert plain.bar_read(plain.layout.ims_offset + 12, 4) == 0
+    assert _not_fired(plain.fire(MsgKind.IMS, 0)) is NotFiredReason.NOT_PROGRAMMED  # unmasked, address zero
+    plain.bar_write(plain.layout.ims_offset, 4, 0xFEE00018)
     assert _write(plain.fire(MsgKind.IMS, 0)).requester.pasid is None
     with pytest.raises(ValueError, match="has no MSI"):
         plain.fire(MsgKind.MSI, 0)

@@ -233,8 +233,8 @@ static void vm_create(struct host *host, const struct pvmsi_hframe *req, struct 
 		FAIL(rsp, PVMSI_HSTATUS_BAD_PAYLOAD,
 		     PVMSI_HPAYLOAD_AT(struct pvmsi_vm_config, device_count), "too many devices");
 	if (req->hdr.length != sizeof(cfg) + cfg.device_count * sizeof(struct pvmsi_device_slot))
-		FAIL(rsp, PVMSI_HSTATUS_BAD_LENGTH,
-		     offsetof(struct pvmsi_frame_header, length), "device_count does not match the payload");
+		FAIL(rsp, PVMSI_HSTATUS_BAD_LENGTH, sizeof(struct pvmsi_frame_header) + sizeof(cfg),
+		     "device_count does not match the payload");
 	if (cfg.features_required & ~(OFFERED & ~cfg.features_withheld))
 		FAIL(rsp, PVMSI_HSTATUS_BAD_PAYLOAD,
 		     PVMSI_HPAYLOAD_AT(struct pvmsi_vm_config, features_required),
@@ -293,8 +293,8 @@ static void mem_access(struct host *host, const struct pvmsi_hframe *req, struct
 		FAIL(rsp, PVMSI_HSTATUS_BAD_PAYLOAD,
 		     PVMSI_HPAYLOAD_AT(struct pvmsi_mem_access, size), "size out of range");
 	if (write && req->hdr.length != sizeof(acc) + PVMSI_HPAD8(acc.size))
-		FAIL(rsp, PVMSI_HSTATUS_BAD_LENGTH,
-		     offsetof(struct pvmsi_frame_header, length), "the bytes do not match size");
+		FAIL(rsp, PVMSI_HSTATUS_BAD_LENGTH, sizeof(struct pvmsi_frame_header) + sizeof(acc),
+		     "the bytes do not match size");
 	ram = ram_at(vm, acc.gpa, acc.size);
 	if (ram == NULL)
 		FAIL(rsp, PVMSI_HSTATUS_BAD_ADDRESS, PVMSI_HPAYLOAD_AT(struct pvmsi_mem_access, gpa), "not guest RAM");

@@ -167,13 +167,6 @@ int pvmsi_hserve(const struct pvmsi_hserver *srv)
 			continue;
 		}
 		rq = pvmsi_hrequest_of(h->kind);
-		if (!greeted && h->kind != PVMSI_HFRAME_HELLO && h->kind != PVMSI_HFRAME_BYE &&
-		    (rq != NULL || h->kind < PVMSI_HFRAME_OK)) {
-			pvmsi_hsend_error(srv->out_fd, h->seq, PVMSI_HSTATUS_NO_HELLO,
-					  offsetof(struct pvmsi_frame_header, kind), h->kind,
-					  "a session starts with HELLO");
-			return 1; /* served no further */
-		}
 		served = rq != NULL && (srv->role == PVMSI_HROLE_HYPERVISOR ? rq->hv : rq->guest);
 		if (rq == NULL || (!served && !rq->hv && !rq->guest)) {
 			if (pvmsi_hsend_error(srv->out_fd, h->seq, PVMSI_HSTATUS_UNKNOWN_KIND,
@@ -183,9 +176,20 @@ int pvmsi_hserve(const struct pvmsi_hserver *srv)
 			continue;
 		}
 		if (h->length < rq->fixed_size || (!rq->tail && h->length != rq->fixed_size)) {
-			if (pvmsi_hsend_error(srv->out_fd, h->seq, PVMSI_HSTATUS_BAD_LENGTH,
-					      offsetof(struct pvmsi_frame_header, length), h->kind,
+			/* harness "Errors and the order of the checks": the first byte missing, or the first one past
+			 * the kind's format */
+			uint32_t at = sizeof(*h) + (h->length < rq->fixed_size ? h->length : rq->fixed_size);
+			if (pvmsi_hsend_error(srv->out_fd, h->seq, PVMSI_HSTATUS_BAD_LENGTH, at, h->kind,
 					      "payload length is wrong for this kind") < 0)
+				return 1;
+			continue;
+		}
+		if (!greeted && h->kind < PVMSI_HFRAME_OK && h->kind != PVMSI_HFRAME_HELLO &&
+		    h->kind != PVMSI_HFRAME_BYE) {
+			/* not served; the session stays open and un-greeted, a later HELLO greets it */
+			if (pvmsi_hsend_error(srv->out_fd, h->seq, PVMSI_HSTATUS_NO_HELLO,
+					      offsetof(struct pvmsi_frame_header, kind), h->kind,
+					      "a session starts with HELLO") < 0)
 				return 1;
 			continue;
 		}

@@ -90,7 +90,8 @@ void pvmsi_hreply_put(struct pvmsi_hreply *rsp, const void *data, uint32_t n);
 
 /*
  * Runs a session until BYE, the end of input or a fatal framing error. Returns 0 after BYE or the end of input
- * between frames, 1 after a fatal error (bad magic, bad length, NO_HELLO) or a broken stream.
+ * between frames, 1 after a fatal error (bad magic, a length not a multiple of 8 or too long) or a broken stream.
+ * A request before HELLO is answered NO_HELLO and not served; the session goes on (harness "Sessions", rule 1).
  */
 int pvmsi_hserve(const struct pvmsi_hserver *srv);
 

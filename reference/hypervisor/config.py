@@ -37,7 +37,8 @@ class HypervisorConfig:
     #: Seed of the handle generator; None draws from the OS (unguessable, HV-SEC-004).
     handle_seed: int | None = None
     #: Revoke a message that delivers more than this many times with no hypercall of its VM in between: the
-    #: reference's stated storm rate (HV-REVOKE-001); None never revokes.
+    #: reference's stated storm rate (HV-REVOKE-001; harness vm_config.storm_limit: delivery storm_limit + 1 still
+    #: arrives and revokes the message, the next fire does not deliver); None never revokes.
     storm_limit: int | None = None
 
     @property

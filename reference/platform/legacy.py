@@ -389,8 +389,12 @@ class LegacyMsi:
             state.device.bar_write(base + 12, 4, 0)
 
     def _mask_physical(self, state: _Emulation, entry: int) -> None:
+        """An emulated entry stops being live: mask the physical entry, then clear the pair of the emulator's it
+        held, so that no pair naming a released remapping entry stays in the table (HV-DEV-009, HV-QUOTA-002)."""
         base = state.device.layout.msix_table_offset + entry * SLOT_SIZE
         state.device.bar_write(base + 12, 4, 1)
+        for offset in (0, 4, 8):  # address lo, address hi, data
+            state.device.bar_write(base + offset, 4, 0)
 
     def _teardown_msix(self, state: _Emulation) -> int:
         freed = 0

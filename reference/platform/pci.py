@@ -95,6 +95,7 @@ class SubDevice:
 class NotFiredReason(StrEnum):
     DISABLED = "disabled"
     MASKED = "masked"
+    NOT_PROGRAMMED = "not_programmed"  # live, but the slot's address is zero: no write (harness: fire outcomes)
     REMOVED = "removed"
 
 
@@ -269,7 +270,12 @@ class PciDevice:
 
     # -- interrupts ----------------------------------------------------------------------------------------
     def fire(self, kind: MsgKind, index: int) -> MemoryWrite | NotFired:
-        """Emit the message of MSI vector ``index`` / MSI-X entry ``index`` / IMS slot ``index``."""
+        """Emit the message of MSI vector ``index`` / MSI-X entry ``index`` / IMS slot ``index``.
+
+        The checks run in the order the harness page fixes (harness: fire outcomes): the kind disabled or the MSI
+        vector beyond the enabled count (nothing held), then masked (held in the pending bit), then a zero
+        address (no write), and only then the write.
+        """
         if self.removed:
             return NotFired(NotFiredReason.REMOVED, kind, index)
         source = MessageSource(self.name, kind.name.lower(), index)
@@ -282,6 +288,8 @@ class PciDevice:
             if msi.mask_bits >> index & 1:
                 msi.pending_bits |= 1 << index
                 return NotFired(NotFiredReason.MASKED, kind, index)
+            if not msi.address:
+                return NotFired(NotFiredReason.NOT_PROGRAMMED, kind, index)
             count = msi.vectors_enabled
             data = (msi.data & ~(count - 1) & 0xFFFF) | index
             return MemoryWrite(self.requester(), msi.address, data, source)
@@ -293,12 +301,16 @@ class PciDevice:
             if msix.function_mask or slot.masked:
                 msix.table.pending |= 1 << index
                 return NotFired(NotFiredReason.MASKED, kind, index)
+            if not slot.address:
+                return NotFired(NotFiredReason.NOT_PROGRAMMED, kind, index)
             return MemoryWrite(self.requester(), slot.address, slot.data, source)
         ims = self._need(self.ims, kind)
         slot = self._slot(ims, index, kind)
         if slot.masked:
             ims.pending |= 1 << index
             return NotFired(NotFiredReason.MASKED, kind, index)
+        if not slot.address:
+            return NotFired(NotFiredReason.NOT_PROGRAMMED, kind, index)
         # The write carries the entry's PASID (an IDXD-like entry with PASID enable), whatever a guest put there:
         # the IOMMU validates the requester id only (HV-SEC-002).
         return MemoryWrite(self.requester(slot.pasid), slot.address, slot.data, source)

@@ -80,7 +80,9 @@ VM_CONFIG: Any = define(
         "storm_limit"
         / u32
         * "Knob: revoke a message that delivers more than this many times with no hypercall of the VM in between "
-        "(an interrupt storm, HV-REVOKE-001); 0: the IUT's own policy.",
+        "(an interrupt storm, HV-REVOKE-001): deliveries 1..storm_limit + 1 arrive, the last of them revokes the "
+        "message (REVOKED queued at once), and from the next DEVICE_FIRE on it does not deliver; any hypercall of "
+        "the VM starts the count again; 0: the IUT's own policy.",
         "reserved0" / Reserved(u32) * "Reserved, zero.",
     ),
 )

@@ -67,7 +67,11 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         Level.MUST,
         "device",
         "After a successful DEVICE_CLAIM the hypervisor MUST stop emulating the claimed kinds, and for MSIX MUST "
-        "let the guest's accesses to the MSI-X table and PBA reach the device without an exit.",
+        "let the guest's accesses to the MSI-X table and PBA reach the device without an exit. A claimed kind is "
+        "disabled (HV-DEV-006), so no emulated vector of it is live and the hypervisor holds no remapping entry "
+        "for one (HV-QUOTA-002): it released each when the vector stopped being live, and MUST then have masked "
+        "that MSI-X entry and cleared the pair of its own it held, so the claimed table holds no pair naming a "
+        "released entry: every entry the emulator programmed is masked with address and data zero.",
     ),
     req(
         "HV-DEV-010",

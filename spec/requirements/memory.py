@@ -162,15 +162,22 @@ SECURITY: tuple[Requirement, ...] = (
         Level.MUST,
         "security",
         "Every remapping entry the hypervisor programs for a VM MUST count against that VM's share, whether it is "
-        "for a pvmsi message or for an MSI/MSI-X vector it emulates.",
+        "for a pvmsi message or for an MSI/MSI-X vector it emulates. When an emulated vector takes its entry (at "
+        "the guest's table or capability write, at unmask or at enable) is the hypervisor's choice; the guest can "
+        "rely on this much: an emulated vector that is live (its kind enabled, the vector unmasked, holding a pair "
+        "the hypervisor honours) holds exactly one entry of the share, and once the kind is disabled again (MSI or "
+        "MSI-X Enable clear) or the device reset, none of that kind's emulated vectors holds one. The reference "
+        "takes the entry when the vector becomes live and returns it when it stops being live.",
     ),
     req(
         "HV-QUOTA-003",
         Level.MUST,
         "security",
-        "The pairs and handles the hypervisor gives a VM MUST depend only on that VM's own calls and the host's "
-        "fixed configuration, never on what other VMs allocate or free (for example, each VM allocates inside its "
-        "own share, lowest free entry first).",
+        "What other VMs allocate or free MUST NOT change what a VM observes of pvmsi: the statuses of its calls, "
+        "its quotas and headroom (GET_INFO, DEVICE_QUERY), and whether a pair it is given repeats one it was "
+        "given before. The exact pairs and handles MAY differ with the host's state (a VT-d remapping index is "
+        "host-global), but MUST NOT let the VM learn what other VMs hold or do: for example, the hypervisor "
+        "allocates inside the VM's own share, lowest free entry first, and draws handles it never reissues.",
     ),
     req(
         "HV-QUOTA-004",
@@ -178,7 +185,9 @@ SECURITY: tuple[Requirement, ...] = (
         "security",
         "After a message is freed, the hypervisor MUST NOT program its remapping entries for a message of another "
         "slot of the same requester id until that device has been reset (FLR, VM reset) or removed; until then "
-        "the entries stay charged to the VM's share, and they may be reissued for the same slot only. On the RISC-V "
+        "the entries stay charged to the VM's share (DEVICE_QUERY's headroom counts them, HV-HEADROOM-001), and "
+        "they may be reissued for the same slot only. This holds for every freed message, a reservation that was "
+        "never activated included: its entries are kept and charged the same way. On the RISC-V "
         "IMSIC a pair names the VM's own interrupt file and an identity the guest chose, not a remapping entry: "
         "there is nothing to withhold, and a stale copy can raise only that identity on the guest's own hart.",
     ),

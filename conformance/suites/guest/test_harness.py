@@ -12,10 +12,11 @@ import pytest
 
 from pvmsi.conformance.guest_toolkit import MLX5, SCRATCH, GuestSession
 from pvmsi.conformance.guest_wire import RawGuest, hello_body
-from pvmsi.conformance.harness.frames import KIND_AT, SEQ_AT, Frame, payload_at
+from pvmsi.conformance.harness.frames import HEADER_SIZE, KIND_AT, SEQ_AT, Frame, payload_at
 from pvmsi.conformance.toolkit import check
 from pvmsi.spec.formats.harness import GUEST_COMMAND, HELLO
 from pvmsi.spec.harness_constants import FrameKind, GuestOp, HarnessRole, HarnessStatus
+from pvmsi.spec.layout import layout_of
 
 requirement = pytest.mark.requirement
 RID = "GUEST-STAT-002"
@@ -77,8 +78,8 @@ def _still_serving(raw: RawGuest, what: str) -> None:
     ids=["VM_DESTROY", "COLLECT"],
 )
 def test_a_request_of_the_hypervisor_role_is_wrong_role(raw: RawGuest, kind: FrameKind, body: dict[str, Any]) -> None:
-    """A request only a hypervisor IUT serves: ERROR WRONG_ROLE; the session goes on."""
-    _error(raw, raw.frame(kind, body), HarnessStatus.WRONG_ROLE, None, kind.name)
+    """A request only a hypervisor IUT serves: ERROR WRONG_ROLE at the header's kind; the session goes on."""
+    _error(raw, raw.frame(kind, body), HarnessStatus.WRONG_ROLE, KIND_AT, kind.name)
     _still_serving(raw, kind.name)
 
 
@@ -102,11 +103,16 @@ def test_an_unknown_frame_kind(raw: RawGuest) -> None:
 
 @requirement(RID)
 def test_a_guest_command_of_the_wrong_length(raw: RawGuest) -> None:
-    """GUEST_COMMAND with 8 bytes of payload: ERROR BAD_LENGTH; the session goes on."""
+    """GUEST_COMMAND with 8 bytes of payload: ERROR BAD_LENGTH at the first byte missing (16 + 8); with 8 bytes
+    too many: at the first byte after the format; the session goes on."""
     full = raw.frame(FrameKind.GUEST_COMMAND, _command(raw))
     short = bytearray(full[:16] + full[16:24])
     short[12:16] = (8).to_bytes(4, "little")
-    _error(raw, bytes(short), HarnessStatus.BAD_LENGTH, None, "an 8-byte GUEST_COMMAND")
+    _error(raw, bytes(short), HarnessStatus.BAD_LENGTH, HEADER_SIZE + 8, "an 8-byte GUEST_COMMAND")
+    size = layout_of(GUEST_COMMAND).size
+    long = bytearray(full + bytes(8))
+    long[12:16] = (size + 8).to_bytes(4, "little")
+    _error(raw, bytes(long), HarnessStatus.BAD_LENGTH, HEADER_SIZE + size, "a GUEST_COMMAND 8 bytes too long")
     _still_serving(raw, "a short GUEST_COMMAND")
 
 

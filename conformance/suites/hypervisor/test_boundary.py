@@ -109,7 +109,12 @@ def test_free_clears_the_msi_capability(session: Session) -> None:
     b = session.free(MSI_DEV, [r.handle])
     check(b.status == Status.SUCCESS, "HV-FREE-002", "SUCCESS", str(b.status))
     fired = session.fire(MSI_DEV, MsgKind.MSI, 0)
-    check(fired.outcome == FireOutcome.PENDING, "HV-EMU-004", "MSI disabled: PENDING", fired.outcome.name)
+    check(
+        fired.outcome == FireOutcome.PENDING,
+        "HV-EMU-004",
+        "MSI disabled: PENDING (harness: fire outcomes)",
+        fired.outcome.name,
+    )
     after = session.iut.counters(session.vm).blocked
     check(after == blocked, "HV-EMU-004", "nothing blocked: no write left the device", f"{after - blocked} blocked")
 
@@ -123,7 +128,12 @@ def test_release_clears_the_msi_capability(session: Session) -> None:
     out = session.release(MSI_DEV)
     check(out.status == Status.SUCCESS and out.value == 1, "HV-DEV-011", "SUCCESS, 1 vector", str(out.status))
     fired = session.fire(MSI_DEV, MsgKind.MSI, 0)
-    check(fired.outcome == FireOutcome.PENDING, "HV-EMU-004", "MSI disabled: PENDING", fired.outcome.name)
+    check(
+        fired.outcome == FireOutcome.PENDING,
+        "HV-EMU-004",
+        "MSI disabled: PENDING (harness: fire outcomes)",
+        fired.outcome.name,
+    )
 
 
 @requirement("HV-EMU-005")
@@ -138,12 +148,22 @@ def test_guest_msi_pair_writes_are_ignored(session: Session) -> None:
     _delivers(session, 0, 1, 0x58, "HV-EMU-005", "the guest's own pair ignored")
     session.config_write(MSI_DEV, MSI_CAP + hd.MSI_MASK, 4, 1)  # mask vector 0
     fired = session.fire(MSI_DEV, MsgKind.MSI, 0)
-    check(fired.outcome == FireOutcome.PENDING, "HV-EMU-005", "masked vector 0: PENDING", fired.outcome.name)
+    check(
+        fired.outcome == FireOutcome.PENDING,
+        "HV-EMU-005",
+        "masked vector 0: PENDING (harness: fire outcomes)",
+        fired.outcome.name,
+    )
     session.config_write(MSI_DEV, MSI_CAP + hd.MSI_MASK, 4, 0)
     session.iut.collect(session.vm)
     session.config_write(MSI_DEV, MSI_CAP + hd.MSI_CONTROL, 2, 0)  # MSI Enable off
     fired = session.fire(MSI_DEV, MsgKind.MSI, 0)
-    check(fired.outcome == FireOutcome.PENDING, "HV-EMU-005", "MSI Enable cleared: PENDING", fired.outcome.name)
+    check(
+        fired.outcome == FireOutcome.PENDING,
+        "HV-EMU-005",
+        "MSI Enable cleared: PENDING (harness: fire outcomes)",
+        fired.outcome.name,
+    )
 
 
 @requirement("HV-EMU-006")
@@ -155,7 +175,12 @@ def test_msix_message_control_applied(session: Session) -> None:
     function_mask = 1 << 14
     session.config_write(MLX5, MSIX_CAP + hd.MSIX_CONTROL, 2, MSIX_ENABLE | function_mask)
     fired = session.fire(MLX5, MsgKind.MSIX, 2)
-    check(fired.outcome == FireOutcome.PENDING, "HV-EMU-006", "function-masked: PENDING", fired.outcome.name)
+    check(
+        fired.outcome == FireOutcome.PENDING,
+        "HV-EMU-006",
+        "function-masked: PENDING (harness: fire outcomes)",
+        fired.outcome.name,
+    )
     session.config_write(MLX5, MSIX_CAP + hd.MSIX_CONTROL, 2, MSIX_ENABLE)
     got = session.collect(session.vm)
     check((3, 0x77) in got, "HV-EMU-006", "the pending message delivered on unmask", str(got))
@@ -172,6 +197,11 @@ def test_flr_restores_the_msi_capability(session: Session) -> None:
     _delivers(session, 1, 2, 0x91, "HV-EMU-002", "before the FLR")
     session.iut.lifecycle(session.vm, LifecycleEvent.FLR, MSI_DEV)
     fired = session.fire(MSI_DEV, MsgKind.MSI, 0)
-    check(fired.outcome == FireOutcome.PENDING, "HV-EMU-007", "MSI Enable clear after the FLR", fired.outcome.name)
+    check(
+        fired.outcome == FireOutcome.PENDING,
+        "HV-EMU-007",
+        "MSI Enable clear after the FLR: PENDING (harness: fire outcomes)",
+        fired.outcome.name,
+    )
     session.enable(MSI_DEV, MsgKind.MSI, vectors=2)
     _delivers(session, 1, 2, 0x91, "HV-EMU-007", "after the FLR")

@@ -19,7 +19,7 @@ from pvmsi.conformance.toolkit import (
 from pvmsi.conformance.toolkit_devices import MSIX_CAP, MSIX_ENABLE
 from pvmsi.spec import harness_devices as hd
 from pvmsi.spec.constants import DeviceFlag, FunctionNumber, KindMask, MsgKind, Status
-from pvmsi.spec.harness_constants import DeviceProfile, FireOutcome
+from pvmsi.spec.harness_constants import DeviceProfile, DeviceSpace, FireOutcome
 from pvmsi.spec.iut import DeviceRef, DeviceSlot, VmKnobs
 
 requirement = pytest.mark.requirement
@@ -218,6 +218,41 @@ def test_claim_stops_trapping(session: Session) -> None:
     check(
         session.iut.counters(session.vm).msix_exits == exits0, "HV-DEV-009", "MSI-X exit counter unchanged", "it grew"
     )
+
+
+@requirement("HV-DEV-009", "HV-QUOTA-002")
+def test_claim_leaves_no_pair_of_the_emulator(session: Session) -> None:
+    """MSI-X used through emulation (entries 0..2 live), then disabled and claimed: the table holds no pair of the
+    emulator's, so an entry the guest unmasks without writing a pair of its own sends nothing (NOT_PROGRAMMED:
+    address zero), whether the emulator had programmed it (0..2) or not (3), and nothing reaches the IOMMU."""
+    session.negotiated()
+    for slot in range(3):
+        session.program(MLX5, MsgKind.MSIX, slot, 0xFEE00000 | 1 << 12, 0x40 + slot)
+    session.enable(MLX5, MsgKind.MSIX)
+    fired = session.fire(MLX5, MsgKind.MSIX, 1)
+    check(
+        (fired.outcome, fired.vcpu, fired.vector) == (FireOutcome.DELIVERED, 1, 0x41 - session.vector_shift),
+        "HV-DEV-009",
+        "emulated entry 1 delivers to vCPU 1 vector 0x41 before the claim",
+        f"{fired.outcome.name} vcpu {fired.vcpu} vector {fired.vector:#x}",
+    )
+    session.collect(session.vm)
+    session.config_write(MLX5, MSIX_CAP + 2, 2, 0)  # the guest disables MSI-X (HV-DEV-006), then claims it
+    session.claimed(MLX5, int(KindMask.MSIX))
+    session.enable(MLX5, MsgKind.MSIX)
+    blocked = session.iut.counters(session.vm).blocked
+    for slot in range(4):
+        session.iut.device_write(session.vm, MLX5, DeviceSpace.MSIX_TABLE, slot * hd.SLOT_SIZE + hd.SLOT_CONTROL, 4, 0)
+        fired = session.fire(MLX5, MsgKind.MSIX, slot)
+        check(
+            fired.outcome == FireOutcome.NOT_PROGRAMMED,
+            "HV-DEV-009",
+            f"claimed entry {slot} unmasked, no pair written: NOT_PROGRAMMED (harness: fire outcomes, address zero)",
+            f"{fired.outcome.name} vcpu {fired.vcpu} vector {fired.vector:#x}",
+        )
+    after = session.iut.counters(session.vm).blocked
+    check(after == blocked, "HV-DEV-009", "no write of an emulator's pair reached the IOMMU", f"{after - blocked}")
+    check(session.collect(session.vm) == [], "HV-DEV-009", "nothing delivered", "an interrupt was injected")
 
 
 @requirement("HV-DEV-010")

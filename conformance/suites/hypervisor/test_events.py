@@ -201,9 +201,21 @@ def test_storm_revokes_and_tells_the_guest(session: Session) -> None:
         session.live(MLX5, MsgKind.MSIX, slot, r)
     check(eventkit.config(session, NOTIFY_VCPU, NOTIFY_VECTOR).status == Status.SUCCESS, "HV-EVT-001", "target", "")
     session.collect(session.vm)
-    for _ in range(limit + 1):
-        session.fire(MLX5, MsgKind.MSIX, 0)
+    for n in range(1, limit + 2):  # deliveries 1..limit + 1 arrive; the last revokes (harness: vm_config.storm_limit)
+        fired = session.fire(MLX5, MsgKind.MSIX, 0)
+        check(
+            (fired.outcome, fired.vcpu, fired.vector) == (FireOutcome.DELIVERED, 1, 0x50),
+            "HV-REVOKE-002",
+            f"delivery {n} of storm_limit {limit} + 1 arrives (harness: vm_config.storm_limit)",
+            f"{fired.outcome.name} vcpu {fired.vcpu} vector {fired.vector:#x}",
+        )
     got = session.collect(session.vm)
+    check(
+        got.count((1, 0x50)) == limit + 1,
+        "HV-REVOKE-002",
+        f"{limit + 1} deliveries injected before the revocation (harness: vm_config.storm_limit)",
+        str(got),
+    )
     fetched = eventkit.fetch(session)
     revoked = [e for e in fetched.events or [] if e.event_type == EventType.REVOKED]
     check(
@@ -226,6 +238,43 @@ def test_storm_revokes_and_tells_the_guest(session: Session) -> None:
     )
     b = session.free(MLX5, [results[0].handle])
     check(b.status == Status.SUCCESS, "HV-REVOKE-002", "MSG_FREE of it -> SUCCESS", status_name(b.status))
+
+
+@requirement("HV-REVOKE-002")
+def test_a_hypercall_starts_the_storm_count_again(session: Session) -> None:
+    """storm_limit counts deliveries with no hypercall of the VM in between (harness: vm_config.storm_limit):
+    storm_limit deliveries, a hypercall, storm_limit more, all arrive and nothing is revoked; one more past the
+    limit still arrives, and the one after it does not."""
+    limit = 2
+    session.use(session.new_vm(knobs=VmKnobs(storm_limit=limit)))
+    session.ready(MLX5, int(KindMask.MSIX))
+    r = session.allocated(MLX5, MsgKind.MSIX, [0], vcpu=1, vector=0x50)[0]
+    session.live(MLX5, MsgKind.MSIX, 0, r)
+    outcomes = []
+    for _ in range(2):
+        outcomes += [session.fire(MLX5, MsgKind.MSIX, 0).outcome for _ in range(limit)]
+        out = session.version()
+        check(out.status == Status.SUCCESS, "HV-REVOKE-002", "VERSION -> SUCCESS", status_name(out.status))
+    check(
+        outcomes == [FireOutcome.DELIVERED] * (2 * limit),
+        "HV-REVOKE-002",
+        f"{limit} deliveries, a hypercall, {limit} more: all delivered (harness: vm_config.storm_limit)",
+        ", ".join(o.name for o in outcomes),
+    )
+    fetched = eventkit.fetch(session)
+    check(
+        EventType.REVOKED not in fetched.types(),
+        "HV-REVOKE-002",
+        "nothing revoked (the count restarts at each hypercall)",
+        str(fetched.types()),
+    )
+    outcomes = [session.fire(MLX5, MsgKind.MSIX, 0).outcome for _ in range(limit + 2)]
+    check(
+        outcomes == [FireOutcome.DELIVERED] * (limit + 1) + [outcomes[-1]] and outcomes[-1] != FireOutcome.DELIVERED,
+        "HV-REVOKE-002",
+        f"deliveries 1..{limit + 1} arrive, delivery {limit + 2} does not (harness: vm_config.storm_limit)",
+        ", ".join(o.name for o in outcomes),
+    )
 
 
 @requirement("HV-EVT-005")

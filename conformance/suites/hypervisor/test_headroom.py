@@ -16,6 +16,7 @@ from pvmsi.conformance.toolkit import (
     check,
     status_name,
 )
+from pvmsi.conformance.toolkit_devices import MSIX_CAP
 from pvmsi.spec.constants import KindMask, MsgKind, Status
 from pvmsi.spec.iut import VmKnobs
 
@@ -153,3 +154,46 @@ def test_a_full_share_charges_nothing_for_the_entry_it_refuses(session: Session,
         f"{status_name(b.status)}, {b.header}",
     )
     check(held() == (room, 0, 0), "HV-SEC-007", f"{room} held again, nothing left", str(held()))
+
+
+@requirement("HV-QUOTA-004", "HV-HEADROOM-001")
+@SHARED_TABLE
+def test_a_freed_reservation_stays_charged(session: Session) -> None:
+    """With a share of 4 entries, 4 reservations never activated and then freed keep their entries, charged to
+    the share: headroom 0 and a fifth slot refused; and a freed slot reserves again."""
+    session.use(session.new_vm(DEFAULT_DEVICES, knobs=VmKnobs(remap_entries=4)))
+    session.ready(MLX5, int(KindMask.MSIX))
+    b = session.reserve(MLX5, [{"kind": MsgKind.MSIX, "vector_count": 1, "slot": s} for s in range(4)])
+    check(b.status == Status.SUCCESS, "HV-HEADROOM-002", "4 reservations in a share of 4", status_name(b.status))
+    b = session.free(MLX5, [r.handle for r in b.results])
+    check(b.status == Status.SUCCESS, "HV-FREE-001", "MSG_FREE of the 4 -> SUCCESS", status_name(b.status))
+    check(
+        _avail(session) == (0, 0),
+        "HV-QUOTA-004",
+        "the freed reservations' entries still charged: 0, 0",
+        str(_avail(session)),
+    )
+    b = session.alloc(MLX5, [alloc_entry(MsgKind.MSIX, 4)])
+    check(
+        b.status == Status.NO_RESOURCES, "HV-QUOTA-004", "slot 4: no entry free -> NO_RESOURCES", status_name(b.status)
+    )
+    b = session.reserve(MLX5, [{"kind": MsgKind.MSIX, "vector_count": 1, "slot": 0}])
+    check(b.status == Status.SUCCESS, "HV-QUOTA-004", "slot 0 gets its kept entry again", status_name(b.status))
+
+
+@requirement("HV-QUOTA-002", "HV-HEADROOM-001")
+@SHARED_TABLE
+def test_emulated_vectors_hold_entries_while_live(session: Session) -> None:
+    """With a share of 8: 3 emulated MSI-X vectors of IDXD, written and enabled, hold 3 entries (headroom 5);
+    MSI-X Enable cleared again, they hold none (headroom 8). When between the write and the enable an entry is
+    taken is the hypervisor's, so the headroom is not checked before the enable."""
+    session.use(session.new_vm(DEFAULT_DEVICES, knobs=VmKnobs(remap_entries=8)))
+    session.negotiated()
+    for slot in range(3):
+        session.program(IDXD, MsgKind.MSIX, slot, 0xFEE00000 | 1 << 12, 0x60 + slot)
+    session.enable(IDXD, MsgKind.MSIX)
+    _dev, vm_left = _avail(session)
+    check(vm_left == 5, "HV-QUOTA-002", "3 live emulated vectors: vm_messages_available 8 - 3 = 5", str(vm_left))
+    session.config_write(IDXD, MSIX_CAP + 2, 2, 0)  # MSI-X Enable clear: emulated again, nothing live
+    _dev, vm_left = _avail(session)
+    check(vm_left == 8, "HV-QUOTA-002", "MSI-X disabled: no emulated vector holds an entry (8)", str(vm_left))

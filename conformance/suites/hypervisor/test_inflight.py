@@ -162,6 +162,58 @@ def test_hypervisor_leaves_the_msix_masks_alone(session: Session) -> None:
     check(session.collect(session.vm) == [(2, 0x66)], "HV-MASK-002", "delivered on unmask to vCPU 2 0x66", "other")
 
 
+#: The harness fact the fire-order checks rely on (harness page, "Reset, masking and pending messages").
+FIRE_ORDER = "(harness: fire outcomes: disabled, then masked, then address zero, then the IOMMU)"
+
+
+@requirement("HV-MASK-001", "HV-MASK-002")
+@pytest.mark.parametrize("kind", [MsgKind.MSIX, MsgKind.IMS], ids=["MSI-X", "IMS"])
+def test_fire_outcome_order_on_guest_owned_slots(session: Session, kind: MsgKind) -> None:
+    """On claimed slots the hypervisor leaves alone, DEVICE_FIRE answers by the harness's order of checks: a
+    masked slot is PENDING and held whatever its address; an unmasked slot with address zero is NOT_PROGRAMMED
+    and reaches no IOMMU; a held message whose slot is unmasked with address zero is not sent."""
+    session.negotiated()
+    session.claimed(MLX5, int(KindMask.MSIX | KindMask.IMS))
+    r = session.allocated(MLX5, kind, [0], vcpu=1, vector=0x50)[0]
+    rid = "HV-MASK-001" if kind is MsgKind.MSIX else "HV-MASK-002"
+    session.program(MLX5, kind, 0, r.address, r.data, masked=True)  # slot 0: masked, programmed
+    if kind is MsgKind.MSIX:
+        fired = session.fire(MLX5, kind, 0)
+        check(
+            fired.outcome == FireOutcome.PENDING, rid, f"MSI-X Enable clear: PENDING {FIRE_ORDER}", fired.outcome.name
+        )
+        mask(session, MLX5, kind, 0, False)
+        check(session.collect(session.vm) == [], rid, f"nothing held while disabled {FIRE_ORDER}", "delivered")
+        mask(session, MLX5, kind, 0, True)
+        session.enable(MLX5, kind)
+    blocked = session.iut.counters(session.vm).blocked
+    for slot, what in ((0, "masked, programmed"), (1, "masked, address zero (reset state)")):
+        fired = session.fire(MLX5, kind, slot)
+        check(
+            fired.outcome == FireOutcome.PENDING,
+            rid,
+            f"{kind.name}[{slot}] {what}: PENDING {FIRE_ORDER}",
+            fired.outcome.name,
+        )
+    mask(session, MLX5, kind, 2, False)  # slot 2: unmasked, address zero
+    fired = session.fire(MLX5, kind, 2)
+    check(
+        fired.outcome == FireOutcome.NOT_PROGRAMMED,
+        rid,
+        f"{kind.name}[2] unmasked, address zero: NOT_PROGRAMMED {FIRE_ORDER}",
+        fired.outcome.name,
+    )
+    mask(session, MLX5, kind, 1, False)  # the message slot 1 holds meets address zero: nothing is sent
+    check(session.collect(session.vm) == [], rid, f"nothing sent from a slot of address zero {FIRE_ORDER}", "delivered")
+    after = session.iut.counters(session.vm).blocked
+    check(
+        after == blocked, rid, f"no write of address zero reached the IOMMU {FIRE_ORDER}", f"{after - blocked} blocked"
+    )
+    mask(session, MLX5, kind, 0, False)
+    got = session.collect(session.vm)
+    check(got == [(1, 0x50)], "HV-MASK-002", f"slot 0's held message delivered once on unmask {FIRE_ORDER}", str(got))
+
+
 @requirement("HV-MASK-002")
 @option("msi")
 def test_unmask_delivers_once_to_the_target_then(session: Session) -> None:

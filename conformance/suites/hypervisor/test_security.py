@@ -246,4 +246,3 @@ def test_destroyed_vms_leave_nothing_behind(session: Session) -> None:
             check(b.status == Status.SUCCESS, "HV-SEC-009", f"VM #{i}: allocation succeeds", status_name(b.status))
         session.iut.destroy_vm(vm)
         session.vms.remove(vm)
-        session.transcript.clear()

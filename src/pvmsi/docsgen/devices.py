@@ -43,6 +43,7 @@ def _profiles() -> str:
                 str(d.msix_table_size),
                 str(d.ims_slots),
                 f"{d.subdevices} × {d.subdevice_slots} IMS slots" if d.subdevices else "none",
+                str(d.ims_store),
                 _yes(d.ims_pasid),
             ]
         )
@@ -54,8 +55,9 @@ def _profiles() -> str:
             "capabilities",
             "MSI vectors",
             "MSI-X entries",
-            "IMS slots (function)",
+            "IMS slots the function's own messages use (DEVICE_QUERY ims_slots)",
             "sub-devices (ids 1..N)",
+            "IMS store: slots the function's identity addresses",
             "PASID in IMS slots",
         ],
         rows,

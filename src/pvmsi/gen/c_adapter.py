@@ -180,12 +180,6 @@ int main(void)
 			continue;
 		}
 		const struct request_kind *rk = find_request(h->kind);
-		if (!greeted && h->kind != PVMSI_HFRAME_HELLO && h->kind != PVMSI_HFRAME_BYE &&
-				(rk != NULL || h->kind < PVMSI_HFRAME_OK)) {
-			send_error(h->seq, PVMSI_HSTATUS_NO_HELLO, offsetof(struct pvmsi_frame_header, kind), h->kind,
-						"a session starts with HELLO");
-			return 1; /* served no further */
-		}
 		if (rk == NULL) {
 			if (send_error(h->seq, PVMSI_HSTATUS_UNKNOWN_KIND, offsetof(struct pvmsi_frame_header, kind), h->kind,
 						"not a request to a hypervisor") < 0)
@@ -193,8 +187,16 @@ int main(void)
 			continue;
 		}
 		if (h->length < rk->fixed_size || (!rk->has_tail && h->length != rk->fixed_size)) {
-			if (send_error(h->seq, PVMSI_HSTATUS_BAD_LENGTH, offsetof(struct pvmsi_frame_header, length), h->kind,
-						"payload length is wrong for this kind") < 0)
+			/* harness "Errors and the order of the checks": the first byte missing, or the first past the format */
+			uint32_t at = sizeof(*h) + (h->length < rk->fixed_size ? h->length : rk->fixed_size);
+			if (send_error(h->seq, PVMSI_HSTATUS_BAD_LENGTH, at, h->kind, "payload length is wrong for this kind") < 0)
+				return 1;
+			continue;
+		}
+		if (!greeted && h->kind != PVMSI_HFRAME_HELLO && h->kind != PVMSI_HFRAME_BYE) {
+			/* not served; the session stays open and un-greeted, a later HELLO greets it */
+			if (send_error(h->seq, PVMSI_HSTATUS_NO_HELLO, offsetof(struct pvmsi_frame_header, kind), h->kind,
+						"a session starts with HELLO") < 0)
 				return 1;
 			continue;
 		}
