@@ -60,7 +60,7 @@ class DeviceChecks(HostState):
             return
         if m is not None and pair == (m.address, m.data) and (rec.kind != MsgKind.MSI or rec.vectors == m.count):
             if where in self.rewrite_needed:
-                if not self.masked.get(where, True) and self.enabled.get((rec.device, rec.kind), False):
+                if not self.masked.get(where, True) and self.kind_on(rec.device, rec.kind):
                     self.violate("GUEST-ALLOC-002", f"{label}: new pair written while the slot is unmasked")
                 del self.rewrite_needed[where]
             return

@@ -27,6 +27,7 @@ from . import (
     formats,
     guest_events,  # noqa: F401  (registers the event channel's faulty guests)
     guest_order,  # noqa: F401  (registers the big-endian identity faults)
+    guest_release,  # noqa: F401  (registers the faulty guests of GUEST-DEV-003)
     guest_results,  # noqa: F401  (registers the faulty guests of guest_result)
     inflight,
     lifecycle,

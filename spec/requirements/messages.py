@@ -135,7 +135,8 @@ MESSAGES: tuple[Requirement, ...] = (
         "messages",
         "When an activate result has PVMSI_ACTIVATE_REWRITE set for an MSI-X or IMS message, the guest MUST write "
         "the new pair into the device, masking the slot while it does so (a claimed MSI capability the hypervisor "
-        "writes itself, HV-EMU-003).",
+        "writes itself, HV-EMU-003), unless it refuses the pair under GUEST-CVM-002 and frees the message "
+        "instead.",
     ),
     req(
         "GUEST-ALLOC-003",
