@@ -29,7 +29,7 @@ class DeviceChecks(HostState):
                 self._check_pair(rec, where, label)
             self.programmed[where] = (rec.address, rec.data, rec.vectors)
             if kind != MsgKind.MSI:
-                self.masked[where] = True  # written with its vector control masked, as a driver does
+                self.masked[where] = True  # the control word is written last, masked (harness DeviceOp PROGRAM)
         elif rec.op is DeviceOp.MASK:
             self.masked[where] = True
         elif rec.op is DeviceOp.UNMASK:

@@ -119,13 +119,14 @@ FRAME_KIND_DOCS: dict[FrameKind, str] = {
     FrameKind.GUEST_DEVICE_OP: "Guest IUT -> suite, during a command: a write to its device (guest_device_op).",
     FrameKind.GUEST_TRAP: (
         "Guest IUT -> suite, during a command: the guest executes a trap instruction of its platform's discovery "
-        "(trap_req, vm zero), exactly these: x86-64 CPUID of the leaves 0x40000000 + 0x100 * n (n = 0..255, the "
-        "hypervisor leaf blocks) and of base + 1 (the pvmsi path); arm64 HVC of SMCCC_VERSION, "
-        "ARM_SMCCC_VENDOR_HYP_CALL_UID and ARM_SMCCC_VENDOR_HYP_KVM_FEATURES_FUNC_ID; riscv64 ECALL of the SBI base "
-        "extension (sbi_probe_extension of the pvmsi extension id). A pvmsi call, VERSION included, is never a "
-        "GUEST_TRAP: the guest sends it as GUEST_HYPERCALL, whatever instruction its calling convention uses "
-        '(spec "Discovery": the x86-64 step that issues VERSION through the path CPUID named is this '
-        "GUEST_HYPERCALL)."
+        '(trap_req, vm zero), the steps spec "Discovery" lists before VERSION: x86-64 CPUID of the leaves '
+        "0x40000000 + 0x100 * n (n = 0..255) and of the pvmsi block's base + 1; arm64 HVC of PSCI_FEATURES, "
+        "SMCCC_VERSION and the Vendor Specific Hypervisor Service Call UID; riscv64 ECALL of the SBI base "
+        "extension's probe_extension. A pvmsi call, VERSION included, is never a GUEST_TRAP: the guest sends it "
+        "as GUEST_HYPERCALL, whatever instruction its calling convention uses (the x86-64 step that issues "
+        "VERSION through the path CPUID named is that GUEST_HYPERCALL). A GUEST_TRAP of another instruction or "
+        "leaf (a VMCALL of VERSION included) is answered as the platform answers it, but the suite neither counts "
+        "nor checks it as a pvmsi call."
     ),
     FrameKind.OK: "Response without payload.",
     FrameKind.HELLO_ACK: "Response to HELLO (harness_hello).",
@@ -433,7 +434,12 @@ class DeviceOp(IntEnum):
 
 
 DEVICE_OP_DOCS: dict[DeviceOp, str] = {
-    DeviceOp.PROGRAM: "Write address and data into the slot (MSI: vectors sets Multiple Message Enable).",
+    DeviceOp.PROGRAM: "Write address and data into the slot as a driver writes it. MSI-X entry, IMS slot: four "
+    "dword writes, address low, address high, data, then the control word with the mask bit set, so the slot is "
+    "masked after a PROGRAM whatever it was before and delivers only once UNMASKed (no MASK is needed before the "
+    "first PROGRAM of a slot, masked since reset; a slot that was unmasked is masked first, GUEST-ALLOC-002). MSI: "
+    "Message Address, Message Data, and Multiple Message Enable from vectors; MSI Enable stays as the guest last "
+    "set it, the Mask Bits are untouched.",
     DeviceOp.ENABLE: "Set MSI Enable / MSI-X Enable (IMS: no-op).",
     DeviceOp.DISABLE: "Clear MSI Enable / MSI-X Enable (IMS: no-op: IMS has no kind-wide enable, each slot's mask "
     "bit alone stops it).",

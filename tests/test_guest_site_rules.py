@@ -69,6 +69,9 @@ class OneStepGuest(GuestCore):
         if status != Status.SUCCESS:
             yield from self.free(dev, msgs)
             raise GuestError("MSG_ALLOC", status, f"entry {len(results)}")
+        if any(not self.pair_acceptable(m.address) for m in msgs):  # GUEST-CVM-002, as domain_activate does
+            yield from self.free(dev, msgs)
+            raise GuestError("MSG_ALLOC", Status.INVALID_ADDRESS, "pair outside the interrupt window")
         return msgs
 
     def domain_activate(self, dev: GuestDevice, msgs: Sequence[GuestMessage]) -> Op:

@@ -208,7 +208,8 @@ STATUS: tuple[Requirement, ...] = (
         "status",
         "A guest under test MUST answer the harness as its appendix defines: each command's outcome in "
         "guest_result (SUCCESS for a command done and for a BOOT that falls back to emulation, the mode saying "
-        "so; otherwise the status of the call that made it fail, as returned; done in vectors, an MSI block of n "
+        "so; otherwise the status of the call that made it fail, as returned, or INVALID_ADDRESS when no call "
+        "failed but the guest refused a pair under GUEST-CVM-002; done in vectors, an MSI block of n "
         "vectors counting n), and an ERROR frame of the code the appendix names for a request it cannot serve.",
     ),
 )
