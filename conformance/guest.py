@@ -28,7 +28,7 @@ from ..reference.guest.core import GuestCore, GuestError, Target
 from ..reference.guest.core import GuestMode as CoreMode
 from ..reference.platform.vm import PAGE_SIZE
 from ..spec.constants import MsgKind, Status
-from ..spec.harness_constants import TRAP_REGISTERS, DeviceOp, GuestOp, TrapArch, TrapInstruction
+from ..spec.harness_constants import TRAP_REGISTERS, DeviceOp, GuestBootFlag, GuestOp, TrapArch, TrapInstruction
 from ..spec.iut import DeviceRef, GuestCommand, GuestHost, GuestMode, GuestResult, IutError, IutInfo
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR
 
@@ -131,6 +131,7 @@ class GuestRunner:
             self.core = self.factory(cmd.scratch_gpa)
             if self.arch is not None:
                 self.core.arch = self.arch
+            self.core.confidential = bool(cmd.count & GuestBootFlag.CONFIDENTIAL)
             self.memory = SparseMemory()
         core = self.core
         if core is None:
@@ -144,8 +145,17 @@ class GuestRunner:
         except StopIteration as stop:
             done = count(stop.value)
         except GuestError as e:
-            return GuestResult(int(e.status), self.mode)
+            return GuestResult(int(e.status), self.mode, self._left_working(core, cmd))
         return GuestResult(int(Status.SUCCESS), self.mode, done)
+
+    def _left_working(self, core: GuestCore, cmd: GuestCommand) -> int:
+        """``done`` of a command that failed: the vectors it left enabled and working (harness guest_result).
+        A failed RETARGET leaves every message it still holds delivering, moved or at its old target; a failed
+        ENABLE has freed what it obtained, and the other commands mask and disable before anything can fail."""
+        if cmd.op is not GuestOp.RETARGET:
+            return 0
+        held = core.messages.get(to_guest(cmd.device), {})
+        return core.vectors_of(m for (k, _), m in held.items() if int(k) == cmd.kind)
 
     # -- commands -> core operations ------------------------------------------------------------------------
 

@@ -192,12 +192,20 @@ class CallChecks(HostState):
         if fn in (FunctionNumber.DEVICE_RELEASE, FunctionNumber.MSG_FREE) and key[:3] in self.unplugged:
             self.violate("GUEST-UNPLUG-001", f"{name} for {name_of(key)}, which was hot-unplugged")
         if fn == FunctionNumber.DEVICE_RELEASE:
+            # GUEST-DEV-003, per kind: every message freed; MSI and MSI-X disabled; IMS, which has no kind-wide
+            # enable, with every slot the guest wrote masked.
             left = [m for m in self.live().values() if m.device == key]
-            on = [MsgKind(k).name for (d, k), v in self.enabled.items() if d == key and v and self.claimed_kinds(key)]
-            if left or on:
+            on = [
+                MsgKind(k).name
+                for (d, k), v in self.enabled.items()
+                if d == key and v and k != MsgKind.IMS and self.claimed_kinds(key)
+            ]
+            ims = self.unmasked_ims(key) if self.claimed_kinds(key) & kind_bit(MsgKind.IMS) else []
+            if left or on or ims:
                 self.violate(
                     "GUEST-DEV-003",
-                    f"DEVICE_RELEASE of {name_of(key)} with {len(left)} messages live and {on or 'no'} kinds enabled",
+                    f"DEVICE_RELEASE of {name_of(key)} with {len(left)} messages live, {on or 'no'} kinds enabled "
+                    f"and {f'IMS slots {ims}' if ims else 'no IMS slot'} unmasked",
                 )
         if fn in (FunctionNumber.MSG_ACTIVATE, FunctionNumber.MSG_FREE):
             live = self.live()
@@ -209,7 +217,7 @@ class CallChecks(HostState):
                 if m is not None and m.device == key:
                     if fn == FunctionNumber.MSG_FREE:
                         slot = (key, int(m.kind), m.slot)
-                        if not self.masked.get(slot, True) and self.enabled.get((key, int(m.kind)), False):
+                        if not self.masked.get(slot, True) and self.kind_on(key, int(m.kind)):
                             self.violate(
                                 "GUEST-ALLOC-003",
                                 f"MSG_FREE of {m.kind.name}[{m.slot}] on {name_of(key)} while the slot is unmasked",

@@ -29,7 +29,7 @@ class DeviceChecks(HostState):
                 self._check_pair(rec, where, label)
             self.programmed[where] = (rec.address, rec.data, rec.vectors)
             if kind != MsgKind.MSI:
-                self.masked[where] = True  # written with its vector control masked, as a driver does
+                self.masked[where] = True  # the control word is written last, masked (harness DeviceOp PROGRAM)
         elif rec.op is DeviceOp.MASK:
             self.masked[where] = True
         elif rec.op is DeviceOp.UNMASK:
@@ -60,7 +60,7 @@ class DeviceChecks(HostState):
             return
         if m is not None and pair == (m.address, m.data) and (rec.kind != MsgKind.MSI or rec.vectors == m.count):
             if where in self.rewrite_needed:
-                if not self.masked.get(where, True) and self.enabled.get((rec.device, rec.kind), False):
+                if not self.masked.get(where, True) and self.kind_on(rec.device, rec.kind):
                     self.violate("GUEST-ALLOC-002", f"{label}: new pair written while the slot is unmasked")
                 del self.rewrite_needed[where]
             return

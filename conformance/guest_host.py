@@ -55,6 +55,8 @@ class HostModel(CallChecks, DeviceChecks):
             )
             self.pending_resume = None
         for (key, kind, slot), pair in self.rewrite_needed.items():
+            if self.live_at(key, kind, slot) is None and self.knobs.lying_pairs:
+                continue  # GUEST-ALLOC-002's exception: the lying pair handed out refused (GUEST-CVM-002), freed
             self.violate(
                 "GUEST-ALLOC-002",
                 f"retarget set REWRITE for {name_of(key)} {MsgKind(kind).name}[{slot}] (new pair "
@@ -84,7 +86,9 @@ class HostModel(CallChecks, DeviceChecks):
         self._check_blocks(rec)
         self._check_sequence(rec)
         self.refusals.check_call(self, rec)
-        before = {h: (m.address, m.data) for h, m in self.live().items()}
+        before = {
+            h: (m.address, m.data) for h, m in self.live().items() if m.active
+        }  # retargets, not first activations
         status, value, why = self._execute(vcpu, rec)
         rec.status, rec.value = status, value
         self._after(rec, before)

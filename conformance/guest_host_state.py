@@ -15,7 +15,7 @@ from ..reference.hypervisor.config import HypervisorConfig
 from ..reference.hypervisor.core import HypervisorCore
 from ..reference.hypervisor.vmstate import Message
 from ..spec.calls import LARGEST_BATCH
-from ..spec.constants import Limit
+from ..spec.constants import Limit, MsgKind
 from ..spec.harness_constants import DeviceOp
 from ..spec.iut import VmKnobs
 from .guest_host_knobs import KNOWN_1_0, HostKnobs, MovingRetargetCore
@@ -109,6 +109,15 @@ class HostState:
             if m.device == key and int(m.kind) == kind and m.slot == slot:
                 return m
         return None
+
+    def kind_on(self, key: DeviceKey, kind: int) -> bool:
+        """Whether the kind is enabled on the device: MSI Enable / MSI-X Enable as the guest last set them; IMS has
+        no kind-wide enable (harness DeviceOp DISABLE: IMS no-op), so its slots' masks alone decide."""
+        return kind == MsgKind.IMS or self.enabled.get((key, kind), False)
+
+    def unmasked_ims(self, key: DeviceKey) -> list[int]:
+        """The IMS slots of the device the guest wrote and left unmasked."""
+        return sorted(w[2] for w, m in self.masked.items() if w[0] == key and w[1] == MsgKind.IMS and not m)
 
     def claimed_kinds(self, key: DeviceKey) -> int:
         claim = self.core.state_of(self.svm).claims.get(key)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..spec.constants import FunctionNumber, MsgKind, Status
-from ..spec.harness_constants import GuestOp
+from ..spec.harness_constants import GuestBootFlag, GuestOp
 from ..spec.iut import DeviceRef, GuestCommand, GuestIUT, GuestMode, GuestResult
 from ..spec.platforms import DEFAULT_PLATFORM
 from . import guest_events
@@ -98,7 +98,8 @@ class GuestSession:
         if self.model is not None and any(r.mode is not GuestMode.NOT_BOOTED for r in self.results):
             self.log("reboot: a fresh VM")
             self.model = HostModel(self.model.knobs, self.log)
-        return self.command(GuestCommand(GuestOp.BOOT, scratch_gpa=scratch))
+        flags = GuestBootFlag.CONFIDENTIAL if self.hv.knobs.confidential else 0  # harness PVMSI_HBOOT_*
+        return self.command(GuestCommand(GuestOp.BOOT, count=int(flags), scratch_gpa=scratch))
 
     def enable(
         self, dev: DeviceRef, kind: MsgKind, count: int, *, vcpu: int = 1, vector: int = 0x40, first_slot: int = 0

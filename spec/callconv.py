@@ -166,9 +166,10 @@ class CallingConvention:
 
 
 _THEN = DiscoveryStep(
-    "pvmsi VERSION, then GET_INFO",
+    "GET_INFO, after the VERSION call of the step before (that VERSION is the guest's first pvmsi call; it does "
+    "not issue a second one)",
     (),
-    "VERSION succeeds with a major version the guest implements",
+    "that VERSION succeeded with a major version the guest implements",
     "pvmsi is absent (emulated MSI and MSI-X)",
 )
 
@@ -190,7 +191,9 @@ X86_64 = CallingConvention(
         DiscoveryStep(
             "CPUID(base) for base = 0x40000000, 0x40000100, ... 0x4000FF00",
             (),
-            "EBX, ECX, EDX hold the signature 'PVMSIPVMSIPV' and EAX >= base + 1 (the block's highest leaf)",
+            "EBX, ECX, EDX hold the signature 'PVMSIPVMSIPV' as CPUID vendor strings do, four bytes a register "
+            "in little-endian order: EBX = 'PVMS' (0x534D5650), ECX = 'IPVM' (0x4D565049), EDX = 'SIPV' "
+            "(0x56504953); and EAX >= base + 1 (the block's highest leaf)",
             "pvmsi is absent",
         ),
         DiscoveryStep(
@@ -200,9 +203,10 @@ X86_64 = CallingConvention(
             "(EBX = 0 or a path the guest does not know) pvmsi is absent",
         ),
         DiscoveryStep(
-            "VMCALL on Intel, VMMCALL on AMD, at CPL 0 (the hypervisor accepts both)",
+            "pvmsi VERSION through the path NATIVE: VMCALL on Intel, VMMCALL on AMD, at CPL 0 (the hypervisor "
+            "accepts both)",
             (("rax", X86_CALL_BASE | FunctionNumber.VERSION),),
-            "path NATIVE: rax = 0 and rbx = the version",
+            "rax = 0 and rbx = the version",
             "pvmsi is absent",
         ),
         _THEN,

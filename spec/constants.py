@@ -478,6 +478,7 @@ CONSTANT_GROUPS: tuple[ConstantGroup, ...] = (
     ConstantGroup.of("trap_instruction", "PVMSI_HTRAP_", "enum", hc.TrapInstruction, hc.TRAP_INSTRUCTION_DOCS),
     ConstantGroup.of("fire_outcome", "PVMSI_HFIRE_", "enum", hc.FireOutcome, hc.FIRE_OUTCOME_DOCS),
     ConstantGroup.of("guest_op", "PVMSI_HGUEST_", "enum", hc.GuestOp, hc.GUEST_OP_DOCS),
+    ConstantGroup.of("guest_boot_flag", "PVMSI_HBOOT_", "flags", hc.GuestBootFlag, hc.GUEST_BOOT_FLAG_DOCS),
     ConstantGroup.of("device_op", "PVMSI_HDEVOP_", "enum", hc.DeviceOp, hc.DEVICE_OP_DOCS),
 )
 

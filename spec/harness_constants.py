@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import IntEnum, IntFlag
 
 HARNESS_MAGIC = 0x484D5650  # "PVMH" as little-endian bytes
 HARNESS_VERSION_MAJOR = 1
@@ -118,8 +118,15 @@ FRAME_KIND_DOCS: dict[FrameKind, str] = {
     FrameKind.GUEST_HYPERCALL: "Guest IUT -> suite, during a command: a hypercall with its input block inline.",
     FrameKind.GUEST_DEVICE_OP: "Guest IUT -> suite, during a command: a write to its device (guest_device_op).",
     FrameKind.GUEST_TRAP: (
-        "Guest IUT -> suite, during a command: the guest executes a trap instruction for discovery (trap_req, vm "
-        "zero): CPUID, the SMCCC and vendor hypervisor UID calls, the SBI probe."
+        "Guest IUT -> suite, during a command: the guest executes a trap instruction of its platform's discovery "
+        '(trap_req, vm zero), the steps spec "Discovery" lists before VERSION: x86-64 CPUID of the leaves '
+        "0x40000000 + 0x100 * n (n = 0..255) and of the pvmsi block's base + 1; arm64 HVC of PSCI_FEATURES, "
+        "SMCCC_VERSION and the Vendor Specific Hypervisor Service Call UID; riscv64 ECALL of the SBI base "
+        "extension's probe_extension. A pvmsi call, VERSION included, is never a GUEST_TRAP: the guest sends it "
+        "as GUEST_HYPERCALL, whatever instruction its calling convention uses (the x86-64 step that issues "
+        "VERSION through the path CPUID named is that GUEST_HYPERCALL). A GUEST_TRAP of another instruction or "
+        "leaf (a VMCALL of VERSION included) is answered as the platform answers it, but the suite neither counts "
+        "nor checks it as a pvmsi call."
     ),
     FrameKind.OK: "Response without payload.",
     FrameKind.HELLO_ACK: "Response to HELLO (harness_hello).",
@@ -402,9 +409,11 @@ GUEST_OP_DOCS: dict[GuestOp, str] = {
     GuestOp.BOOT: "Start the guest afresh (no pvmsi state kept), discover pvmsi and negotiate (or fall back to "
     "emulation). A BOOT of a guest already booted, negotiated or not, is a reboot: the suite gives it a fresh VM "
     "(nothing claimed, nothing negotiated, every slot at its reset value), and the guest keeps no handle, claim or "
-    "mode of the boot before.",
+    "mode of the boot before. guest_command.count carries PVMSI_HBOOT_* flags: what the guest's CPU would tell "
+    "it at boot (PVMSI_HBOOT_CONFIDENTIAL: a confidential VM).",
     GuestOp.ENABLE: "Enable count vectors of a kind from first_slot, targeting vcpu, vector, vector+1, ...",
-    GuestOp.RETARGET: "Move every message of the kind on the device to vcpu, keeping each vector.",
+    GuestOp.RETARGET: "Move every message of the kind on the device to vcpu, keeping each vector (on pvmsi: one "
+    "MSG_ACTIVATE of the messages held, whatever path enabled them).",
     GuestOp.DISABLE: "Mask, disable and free every message of the kind on the device.",
     GuestOp.FLR: "The device went through an FLR: restore its messages.",
     GuestOp.UNPLUG: "The device was hot-unplugged: forget it.",
@@ -414,6 +423,20 @@ GUEST_OP_DOCS: dict[GuestOp, str] = {
         "The notification interrupt (vcpu, vector) arrived: handle the events (fetch, act on each, acknowledge); "
         "done is the number of events handled."
     ),
+}
+
+
+class GuestBootFlag(IntFlag):
+    """Flags of a BOOT command (guest_command.count): what a guest learns from its own CPU when it boots, which
+    the harness must tell a simulated guest. The bits not defined here are zero."""
+
+    CONFIDENTIAL = 1 << 0
+
+
+GUEST_BOOT_FLAG_DOCS: dict[GuestBootFlag, str] = {
+    GuestBootFlag.CONFIDENTIAL: "The guest runs in a confidential VM (what a TDX or SEV-SNP guest reads from CPUID, "
+    "a CCA realm from its RSI): its memory is private but for BOOT's scratch pages, which stand for the pages "
+    "it shares with the host (GUEST-CVM-001), and it treats the pairs the host hands out as GUEST-CVM-002 says.",
 }
 
 
@@ -428,9 +451,15 @@ class DeviceOp(IntEnum):
 
 
 DEVICE_OP_DOCS: dict[DeviceOp, str] = {
-    DeviceOp.PROGRAM: "Write address and data into the slot (MSI: vectors sets Multiple Message Enable).",
+    DeviceOp.PROGRAM: "Write address and data into the slot as a driver writes it. MSI-X entry, IMS slot: four "
+    "dword writes, address low, address high, data, then the control word with the mask bit set, so the slot is "
+    "masked after a PROGRAM whatever it was before and delivers only once UNMASKed (no MASK is needed before the "
+    "first PROGRAM of a slot, masked since reset; a slot that was unmasked is masked first, GUEST-ALLOC-002). MSI: "
+    "Message Address, Message Data, and Multiple Message Enable from vectors; MSI Enable stays as the guest last "
+    "set it, the Mask Bits are untouched.",
     DeviceOp.ENABLE: "Set MSI Enable / MSI-X Enable (IMS: no-op).",
-    DeviceOp.DISABLE: "Clear MSI Enable / MSI-X Enable (IMS: no-op).",
+    DeviceOp.DISABLE: "Clear MSI Enable / MSI-X Enable (IMS: no-op: IMS has no kind-wide enable, each slot's mask "
+    "bit alone stops it).",
     DeviceOp.MASK: "Mask the slot: the MSI-X entry's Vector Control mask bit, the IMS slot's mask bit; MSI: the "
     "Mask Bits of every vector of the block (an MSI block is one slot, 0: MASK of slot 0 masks the whole block); "
     "MSI slot n > 0 sets vector n's Mask Bit alone, which leaves the rest of the block unmasked.",

@@ -198,7 +198,8 @@ class GuestCommand:
         from .constants import MsgKind
 
         if self.op is GuestOp.BOOT:
-            return f"BOOT (scratch page {self.scratch_gpa:#x})"
+            flags = f", flags {self.count:#x}" if self.count else ""
+            return f"BOOT (scratch page {self.scratch_gpa:#x}{flags})"
         if self.op is GuestOp.EVENTS:
             return f"EVENTS -> vcpu {self.vcpu} vector {self.vector:#x}"
         if self.op is GuestOp.NOTIFY:

@@ -29,6 +29,7 @@ from . import (
     guest_events,  # noqa: F401  (registers the event channel's faulty guests)
     guest_order,  # noqa: F401  (registers the big-endian identity faults)
     guest_refusals,  # noqa: F401  (registers the faulty guests of GUEST-REFUSE-*, GUEST-EXT-* and MSI masking)
+    guest_release,  # noqa: F401  (registers the faulty guests of GUEST-DEV-003)
     guest_results,  # noqa: F401  (registers the faulty guests of guest_result)
     inflight,
     lifecycle,

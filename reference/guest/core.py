@@ -111,6 +111,9 @@ class GuestCore(GuestCalls, GuestEvents):
     arch: str = "x86_64"
     #: hv_info.message_format: the format (and interrupt window) of the pairs the hypervisor hands out.
     message_format: int = 0
+    #: The guest runs in a confidential VM, as its CPU tells it at boot (on the harness: BOOT's
+    #: PVMSI_HBOOT_CONFIDENTIAL): it does not trust the pairs the host hands out (GUEST-CVM-002).
+    confidential: bool = False
 
     # -- discovery and negotiation ---------------------------------------------------------------------------
 
@@ -346,8 +349,9 @@ class GuestCore(GuestCalls, GuestEvents):
         return done
 
     def pair_acceptable(self, address: int) -> bool:
-        """Whether a pair the host handed out may be written into a device (GUEST-CVM-002)."""
-        return pair_acceptable(self.message_format, address)
+        """Whether a pair the host handed out may be written into a device: a guest outside a confidential VM
+        trusts its host; one inside checks the interrupt window (GUEST-CVM-002)."""
+        return not self.confidential or pair_acceptable(self.message_format, address)
 
     def set_affinity(self, dev: GuestDevice, moves: Sequence[tuple[GuestMessage, int, int]]) -> Op:
         """Move messages to (vcpu, vector); rewrite the device only where the pair changed (GUEST-ALLOC-002)."""
@@ -360,11 +364,22 @@ class GuestCore(GuestCalls, GuestEvents):
             results, status = yield from self.batch(
                 FunctionNumber.MSG_ACTIVATE, dev, ACTIVATE_ENTRY, ACTIVATE_RESULT, entries
             )
+            refused: list[GuestMessage] = []
             for (m, vcpu, vector), r in zip(moves, results, strict=False):
                 m.vcpu, m.vector = vcpu, vector
                 if r.flags & ActivateFlag.REWRITE:
                     m.address, m.data = r.address, r.data
+                    if self.writes_pair(dev, m.kind) and not self.pair_acceptable(r.address):
+                        refused.append(m)  # GUEST-CVM-002: never written; masked and freed below
+                        continue
                     yield from self.rewrite(m)
+            if refused:
+                for m in refused:
+                    yield MaskSlot(dev, m.kind, m.slot, True)
+                yield from self.free(dev, refused)
+                for m in refused:
+                    self.drop_freed(dev, m.kind, [m])
+                raise GuestError("MSG_ACTIVATE", Status.INVALID_ADDRESS, f"pair address {refused[0].address:#x}")
             if status != Status.SUCCESS:
                 raise GuestError("MSG_ACTIVATE", status, f"entry {len(results)}")
             return sum(1 for r in results if r.flags & ActivateFlag.REWRITE)

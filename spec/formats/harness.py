@@ -128,7 +128,10 @@ HYPERCALL_REQ: Any = define(
     "Payload of HYPERCALL (suite to hypervisor IUT) and, followed by the input block, GUEST_HYPERCALL.",
     cs.Struct(
         "vm" / u32 * "VM id (GUEST_HYPERCALL: zero).",
-        "vcpu" / u32 * "vCPU issuing the call.",
+        "vcpu" / u32 * "vCPU issuing the call: an index, 0 to vm_config.vcpus - 1. A harness VM numbers its "
+        "vCPUs so that vCPU i's architectural id (x86 APIC id, arm64 MPIDR affinity, riscv64 hart id) is i, "
+        "so the index is also the id a pvmsi entry names it by. A guest IUT may issue its GUEST_HYPERCALLs "
+        "on any vCPU of its VM (the reference guest: vCPU 0); no pvmsi call's outcome depends on it.",
         "function" / u32 * "pvmsi function number (PVMSI_FN_*), architecture-neutral.",
         "in_size" / u32 * "GUEST_HYPERCALL: bytes of the input block that follow; HYPERCALL: zero.",
         "out_size" / u32 * "GUEST_HYPERCALL: bytes of output block the guest reads back; HYPERCALL: zero.",
@@ -328,9 +331,12 @@ GUEST_COMMAND: Any = define(
         "op" / EnumField(u8, GuestOp) * "PVMSI_HGUEST_*.",
         "kind" / u8 * "PVMSI_KIND_* for ENABLE, RETARGET, DISABLE; zero otherwise.",
         "reserved0" / Reserved(u16) * "Reserved, zero.",
-        "count" / u32 * "ENABLE: messages (MSI: vectors of the block).",
+        "count" / u32 * "ENABLE: messages (MSI: vectors of the block). BOOT: PVMSI_HBOOT_* flags (zero: an "
+        "ordinary VM). Zero otherwise.",
         "device" / DEVICE_ID * "The device; zero for BOOT.",
-        "vcpu" / u32 * "ENABLE, RETARGET: target vCPU.",
+        "vcpu" / u32 * "ENABLE, RETARGET, EVENTS: the target vCPU, by the architectural id the guest puts in a "
+        "pvmsi entry's vcpu (harness VMs number their vCPUs so that vCPU i's APIC id, MPIDR affinity or hart id "
+        "is i).",
         "vector" / u32 * "ENABLE: first vector.",
         "first_slot" / u32 * "ENABLE: first MSI-X entry or IMS slot.",
         "reserved1" / Reserved(u32) * "Reserved, zero.",
@@ -355,7 +361,8 @@ GUEST_RESULT: Any = define(
         "(pvmsi absent, of another major version, or refused: mode 2 says so; the fallback is the guest working "
         "as the spec requires, not an error). Otherwise the negative pvmsi status of the call that made the "
         "command fail, exactly as the call returned it (one the guest does not know included): an ENABLE whose "
-        "MSG_ALLOC stopped at an entry with NO_RESOURCES reports NO_RESOURCES. A command before any BOOT: "
+        "MSG_ALLOC stopped at an entry with NO_RESOURCES reports NO_RESOURCES. A command that fails because the "
+        "guest refused a pair under GUEST-CVM-002 (no call failed): INVALID_ADDRESS. A command before any BOOT: "
         "WRONG_STATE.",
         "mode" / u8 * "1: pvmsi negotiated, 2: emulated MSI/MSI-X, 0: not booted (the mode after the command).",
         "reserved0" / Reserved(u8) * "Reserved, zero.",
@@ -363,10 +370,11 @@ GUEST_RESULT: Any = define(
         "done"
         / u32
         * "Vectors the command acted on, an MSI block of n vectors counting n: ENABLE the vectors enabled, "
-        "RETARGET the vectors moved, DISABLE the vectors disabled and freed, FLR the vectors restored, UNPLUG the "
-        "vectors dropped, RELEASE the vectors the device held; NOTIFY the events handled; BOOT and EVENTS 0. A "
-        "command that fails reports the vectors it left enabled and working (an ENABLE that freed what it had "
-        "obtained: 0).",
+        "RETARGET the vectors moved (every vector of the kind the guest holds), DISABLE the vectors disabled and "
+        "freed, FLR the vectors restored, UNPLUG the vectors dropped, RELEASE the vectors the device held; NOTIFY "
+        "the events handled; BOOT and EVENTS 0. A command that fails reports instead the vectors of the kind "
+        "(FLR, UNPLUG, RELEASE: of the device) it left enabled and working: an ENABLE that freed what it had "
+        "obtained 0; a RETARGET every vector that still delivers, moved or at its old target.",
         "reserved2" / Reserved(u32) * "Reserved, zero.",
     ),
 )

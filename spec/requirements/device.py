@@ -114,7 +114,9 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "GUEST-DEV-003",
         Level.SHOULD,
         "device",
-        "The guest SHOULD disable the device's message kinds and free its messages before it releases the device.",
+        "Before it releases a device, the guest SHOULD free every message of the device and leave each kind it "
+        "used quiet: MSI and MSI-X disabled (MSI Enable, MSI-X Enable clear), and every IMS slot it wrote masked "
+        "(IMS has no kind-wide enable: the harness's DISABLE of IMS is a no-op, and none is needed).",
     ),
     req(
         "GUEST-DEV-004",

@@ -46,10 +46,12 @@ CONVENTIONS: tuple[Requirement, ...] = (
         Level.MUST_NOT,
         "conventions",
         "After a call failed, the guest MUST NOT rely on its output block, except the batch_out header and the "
-        "results below next_index of a batch whose batch_out was written (an entry failed: the value register "
-        "equals batch_out.next_index and batch_out.status is the status returned), and negotiate_out of a "
-        "NEGOTIATE that failed with FEATURES_REFUSED or INVALID_PARAMETER. A batch call that failed before "
-        "writing batch_out (in its header checks) completed no entry, and its value register means nothing.",
+        "results below next_index of a batch whose batch_out was written, and negotiate_out of a NEGOTIATE that "
+        "failed with FEATURES_REFUSED or INVALID_PARAMETER. A failed batch call wrote batch_out (an entry "
+        "failed) exactly when all of these hold (HV-BATCH-007): the value register equals batch_out.next_index, "
+        "start <= next_index < count, batch_out.completed equals next_index - start, and batch_out.status is the "
+        "status returned. Otherwise it failed before writing batch_out (in its header checks): it completed no "
+        "entry, and its value register means nothing.",
     ),
 )
 
@@ -206,8 +208,9 @@ STATUS: tuple[Requirement, ...] = (
         "status",
         "A guest under test MUST answer the harness as its appendix defines: each command's outcome in "
         "guest_result (SUCCESS for a command done and for a BOOT that falls back to emulation, the mode saying "
-        "so; otherwise the status of the call that made it fail, as returned, or INVALID_PARAMETER for an answer "
-        "it refuses, GUEST-REFUSE-002; done in vectors, an MSI block of n "
+        "so; otherwise the status of the call that made it fail, as returned; when no call failed, INVALID_ADDRESS "
+        "when the guest refused a pair under GUEST-CVM-002 and INVALID_PARAMETER when it refused an answer under "
+        "GUEST-REFUSE-002; done in vectors, an MSI block of n "
         "vectors counting n), and an ERROR frame of the code the appendix names for a request it cannot serve.",
     ),
 )

@@ -135,7 +135,8 @@ MESSAGES: tuple[Requirement, ...] = (
         "messages",
         "When an activate result has PVMSI_ACTIVATE_REWRITE set for an MSI-X or IMS message, the guest MUST write "
         "the new pair into the device, masking the slot while it does so (a claimed MSI capability the hypervisor "
-        "writes itself, HV-EMU-003). Wherever the guest itself rewrites the pair of an enabled MSI block (a kind "
+        "writes itself, HV-EMU-003), unless it refuses the pair under GUEST-CVM-002 and frees the message "
+        "instead. Wherever the guest itself rewrites the pair of an enabled MSI block (a kind "
         "it has not claimed, retargeted under emulation), it MUST mask every vector of the block while it does so: "
         "every Mask Bit of the block's vectors (on the harness: MASK of MSI slot 0), not one vector nor none.",
     ),

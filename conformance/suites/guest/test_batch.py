@@ -3,9 +3,11 @@ completion")."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from pvmsi.conformance.guest_toolkit import MLX5, GuestSession
+from pvmsi.conformance.guest_toolkit import MLX5, GuestSession, HostKnobs
 from pvmsi.conformance.toolkit import check, status_name
 from pvmsi.spec.constants import FunctionNumber, MsgKind, Status
 
@@ -64,14 +66,30 @@ def test_a_batch_failing_before_any_entry_completed_nothing(
 ) -> None:
     """A batch call fails in its header checks with a value register of 3 and an output block that looks like a
     whole completed batch (never written by the hypervisor): the guest takes no entry as completed, names no
-    handle from it, writes no pair from it, and reports the status."""
-    guest.host(status_for=((int(fn), int(status)),), status_value=3)
+    handle from it, writes no pair from it, and reports the status. The call is poisoned in a command every
+    conforming guest makes it in: MSG_ALLOC in an ENABLE; MSG_ACTIVATE in a RETARGET (an ENABLE may activate in
+    MSG_ALLOC, PVMSI_ALLOC_ACTIVATE), whose 4 vectors then still deliver at their old target (done 4)."""
+    poisoned = HostKnobs(status_for=((int(fn), int(status)),), status_value=3)
+    retarget = fn == FunctionNumber.MSG_ACTIVATE
+    guest.host() if retarget else guest.host(status_for=poisoned.status_for, status_value=3)
     guest.boot()
-    r = guest.enable(MLX5, MsgKind.MSIX, 4)
+    if retarget:
+        guest.ok(guest.enable(MLX5, MsgKind.MSIX, 4, vcpu=1, vector=0x40), "GUEST-STAT-002", "ENABLE")
+        guest.hv.knobs = replace(guest.hv.knobs, status_for=poisoned.status_for, status_value=3)
+        guest.log(f"model: status_for={poisoned.status_for!r}, status_value=3 from now on")
+        r = guest.retarget(MLX5, MsgKind.MSIX, 2)
+    else:
+        r = guest.enable(MLX5, MsgKind.MSIX, 4)
+    what = "RETARGET" if retarget else "ENABLE"
+    if not guest.calls(fn, guest.hv.command):
+        pytest.skip(f"unsupported: the guest made no {fn.name} call in {what}")
     guest.clean("GUEST-CONV-001", "GUEST-ALLOC-004", "GUEST-NEG-004")
-    check(r.status == status, "GUEST-STAT-002", f"ENABLE reports {status_name(status)}", status_name(r.status))
-    programs = [op for op in guest.hv.device_ops() if op.op.name == "PROGRAM"]
+    check(r.status == status, "GUEST-STAT-002", f"{what} reports {status_name(status)}", status_name(r.status))
+    programs = [op for op in guest.hv.device_ops() if op.op.name == "PROGRAM" and op.command == guest.hv.command]
     check(not programs, "GUEST-CONV-001", "no pair written", str(len(programs)))
+    if retarget:
+        check(r.done == 4, "GUEST-STAT-002", "RETARGET: done = the 4 vectors left working", str(r.done))
+        guest.delivers(MLX5, MsgKind.MSIX, 4, "GUEST-CONV-001", vcpu=1, vector=0x40)
 
 
 @requirement("GUEST-BATCH-002", "GUEST-CONV-001", "GUEST-STAT-002", "GUEST-ALLOC-004")

@@ -50,7 +50,8 @@ def test_queries_before_claiming(guest: GuestSession) -> None:
 
 @requirement("GUEST-DEV-003")
 def test_disables_and_frees_before_releasing(guest: GuestSession) -> None:
-    """SHOULD: before DEVICE_RELEASE the guest disables the kinds and frees every message."""
+    """SHOULD: before DEVICE_RELEASE the guest frees every message, clears MSI-X Enable, and leaves every IMS slot
+    it wrote masked (IMS has no kind-wide enable: whether it sends the no-op DISABLE of IMS is its own affair)."""
     guest.boot()
     guest.enable(MLX5, MsgKind.MSIX, 4)
     guest.enable(MLX5, MsgKind.IMS, 2, first_slot=8, vector=0x60)

@@ -29,6 +29,8 @@ requirement = pytest.mark.requirement
 #: specification sets no lower bound on max_messages_per_device, so the tests aim at what it fixes: the VM's quota or
 #: the devices' quotas together, whichever is smaller.
 NICS = [DeviceSlot(DeviceProfile.MLX5, DeviceRef(0, 0, 0x08 * (n + 1))) for n in range(4)]
+#: The NICs' functions.
+NIC_DEVICES = tuple(nic.device for nic in NICS)
 #: The same four NICs' slots but one, at 0x18, taken by a device with a 32-vector MSI capability.
 FOUR_NICS = [DeviceRef(0, 0, 0x08), DeviceRef(0, 0, 0x10), DeviceRef(0, 0, 0x20), DeviceRef(0, 0, 0x28)]
 MSI_3 = DeviceRef(0, 0, 0x18)
@@ -38,9 +40,7 @@ NICS_AND_MSI = [*(DeviceSlot(DeviceProfile.MLX5, d) for d in FOUR_NICS), DeviceS
 FILL_CAP = 8192
 
 
-def fill_quota(
-    session: Session, vm: int, leave: int = 0, nics: Sequence[DeviceRef] = tuple(s.device for s in NICS)
-) -> tuple[int, int]:
+def fill_quota(session: Session, vm: int, leave: int = 0, nics: Sequence[DeviceRef] = NIC_DEVICES) -> tuple[int, int]:
     """Negotiate, claim MSI-X and IMS of the NICs (all of :data:`NICS` by default) and allocate the VM's whole
     quota (GET_INFO, at most ``FILL_CAP``) but ``leave`` vectors, each NIC up to its device quota (DEVICE_QUERY
     message_quota) and its slots; returns how many were allocated before the first failure and how many the
