@@ -58,6 +58,8 @@ from ..spec.layout import layout_of
 from ..spec.platforms import DEFAULT_PLATFORM
 from ..spec.version import VERSION_MAJOR, VERSION_MINOR, encode_version
 from . import guest_events
+from .guest_features import RULE as GUEST_FEATURES_RULE
+from .guest_features import unnegotiated_uses
 from .guest_probe import GuestProbe, Probe
 from .toolkit import DEFAULT_DEVICES, status_name
 
@@ -300,6 +302,8 @@ class HostModel:
         # what the guest has done and been told
         self.discovery: str | None = None  # None: no VERSION yet; "present"; "absent"; "major"
         self.negotiated = 0
+        #: The features NEGOTIATE put in force (its value register): what the guest may use (GUEST-BLIND-001).
+        self.in_force = 0
         self.refused = False
         self.queried: set[DeviceKey] = set()
         self.issued: dict[int, DeviceKey] = {}
@@ -318,6 +322,8 @@ class HostModel:
         #: Each revoked handle: the event index of its revocation, its device, kind and slot (GUEST-REVOKE-001).
         self.revoked_at: dict[int, tuple[int, DeviceKey, int, int]] = {}
         self.fetched: list[Any] = []
+        #: Actions a test has happen while the guest handles its events, one after each EVENT_FETCH.
+        self.while_handling: list[Callable[[], object]] = []
 
     # -- bookkeeping -------------------------------------------------------------------------------------------
 
@@ -392,6 +398,9 @@ class HostModel:
         self._check_registers(rec)
         self._check_blocks(rec)
         self._check_sequence(rec)
+        if self.negotiated and rec.device is not None:
+            for what in unnegotiated_uses(rec.fn, rec.decoded, rec.entries, rec.device[3], self.in_force):
+                self.violate(GUEST_FEATURES_RULE, f"{fn_name(rec.fn)}: {what}")
         before = {h: (m.address, m.data) for h, m in self.live().items()}
         status, value, why = self._execute(vcpu, rec)
         rec.status, rec.value = status, value
@@ -703,6 +712,7 @@ class HostModel:
         elif fn == FunctionNumber.NEGOTIATE:
             if status == Status.SUCCESS:
                 self.negotiated += 1
+                self.in_force = int(rec.value)
             else:
                 self.refused = True
         elif fn == FunctionNumber.DEVICE_QUERY and status == Status.SUCCESS and rec.device is not None:
@@ -778,6 +788,8 @@ class HostModel:
                 self.violate("GUEST-EMU-001", f"{label}: wrote {rec.address:#x}/{rec.data:#x} into a claimed MSI")
             elif claimed:
                 self._check_pair(rec, where, label)
+            elif kind == MsgKind.IMS:
+                self._check_unclaimed_ims(rec, label)
             self.programmed[where] = (rec.address, rec.data, rec.vectors)
             if kind != MsgKind.MSI:
                 self.masked[where] = True  # written with its vector control masked, as a driver does
@@ -837,6 +849,21 @@ class HostModel:
             self.violate(
                 "GUEST-NEG-004",
                 f"{label}: wrote {rec.address:#x}/{rec.data:#x}; the call returned {m.address:#x}/{m.data:#x}",
+            )
+
+    def _check_unclaimed_ims(self, rec: DeviceRecord, label: str) -> None:
+        """IMS through an identity not claimed for it (a sub-device's slots through its function, another
+        sub-device): no pair pvmsi handed out for another identity may go there (GUEST-SEC-001)."""
+        owners = sorted(
+            {
+                name_of(m.device)
+                for m in self.live().values()
+                if m.device != rec.device and (m.address, m.data) == (rec.address, rec.data)
+            }
+        )
+        if owners:
+            self.violate(
+                "GUEST-SEC-001", f"{label} (IMS not claimed through this identity): wrote the pair of {owners[0]}"
             )
 
     def _check_before_live(self, where: tuple[DeviceKey, int, int], label: str, doing: str) -> None:

@@ -111,4 +111,12 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "The guest SHOULD negotiate once, early during boot, before it enables MSI or MSI-X on any device it "
         "means to claim.",
     ),
+    req(
+        "GUEST-BLIND-001",
+        Level.MUST_NOT,
+        "negotiation",
+        "The guest MUST NOT use a message kind, a delivery flag or a sub-device id whose feature is not in force "
+        "(HV-NEG-008 refuses it): it names only negotiated kinds in DEVICE_CLAIM and MSG_ALLOC, and keeps using a "
+        "kind it did not negotiate through emulation (MSI, MSI-X; GUEST-EMU-002) or not at all (IMS).",
+    ),
 )
