@@ -1,6 +1,7 @@
 """Faulty guests found by a blind measurement of the guest suite: realistic guest bugs, written from the spec and
 the reference guest's public steps without reading the suite, that the suite did not catch at first (each is now
-caught by the test that names its requirement).  Each is a subclass of the reference guest core overriding the
+caught by the test that names its requirement), and posted-without-feature, the draft that showed GUEST-BLIND-001
+missing.  Each is a subclass of the reference guest core overriding the
 public steps where it goes wrong."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from ...reference.guest.actions import GuestDevice, MaskSlot, ProgramSlot, Trap
 from ...reference.guest.core import GuestCore, GuestError, GuestMessage, GuestMode, Op, Target, compat_message
 from ...spec.callconv import ARM64_VENDOR_HYP_CALL_UID, PVMSI_UID, uid_registers
 from ...spec.codec import encode
-from ...spec.constants import KIND_FEATURE, EventType, FunctionNumber, MsgKind, Status
+from ...spec.constants import KIND_FEATURE, DeliveryFlag, EventType, FunctionNumber, MsgKind, Status
 from ...spec.formats import EVENT_ACK_IN
 from .guests import fault
 
@@ -114,6 +115,20 @@ class _PvmsiForUnnegotiatedKind(GuestCore):
             return (yield from super().enable(dev, kind, targets))
         finally:
             self.features = saved
+
+
+@fault(
+    "posted-without-feature",
+    "GUEST-BLIND-001",
+    "asks for posted delivery (PVMSI_DELIVERY_POSTED) in every activate entry, POSTED negotiated or not",
+)
+class _PostedWithoutFeature(GuestCore):
+    def batch(
+        self, fn: FunctionNumber, dev: GuestDevice, entry_fmt: Any, result_fmt: Any, entries: Sequence[dict[str, Any]]
+    ) -> Op:
+        if fn == FunctionNumber.MSG_ACTIVATE:
+            entries = [{**e, "flags": int(e["flags"]) | DeliveryFlag.POSTED} for e in entries]
+        return (yield from super().batch(fn, dev, entry_fmt, result_fmt, entries))
 
 
 # -- events ---------------------------------------------------------------------------------------------------------

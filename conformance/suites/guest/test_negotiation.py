@@ -137,11 +137,11 @@ def test_negotiates_once_early(guest: GuestSession) -> None:
 @requirement("GUEST-BLIND-001", "GUEST-EMU-002")
 @pytest.mark.parametrize(
     "withheld",
-    [Feature.MSI, Feature.IMS, Feature.SUBDEVICE, Feature.MSI | Feature.IMS],
-    ids=["MSI", "IMS", "SUBDEVICE", "MSI+IMS"],
+    [Feature.MSI, Feature.IMS, Feature.SUBDEVICE, Feature.POSTED, Feature.MSI | Feature.IMS],
+    ids=["MSI", "IMS", "SUBDEVICE", "POSTED", "MSI+IMS"],
 )
 def test_uses_nothing_it_did_not_negotiate(guest: GuestSession, withheld: Feature) -> None:
-    """GET_INFO withholds a kind or SUBDEVICE: the guest names no kind, flag or sub-device it did not negotiate
+    """GET_INFO withholds a kind, SUBDEVICE or POSTED: the guest names no kind, flag or sub-device it did not negotiate
     in any call (DEVICE_CLAIM of the device that has the kind included), runs MSI-X through pvmsi, an MSI block it
     did not negotiate through emulation, and every message it enables delivers."""
     guest.host(withheld=int(withheld))
