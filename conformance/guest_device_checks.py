@@ -27,6 +27,8 @@ class DeviceChecks(HostState):
                 self.violate("GUEST-EMU-001", f"{label}: wrote {rec.address:#x}/{rec.data:#x} into a claimed MSI")
             elif claimed:
                 self._check_pair(rec, where, label)
+            elif kind == MsgKind.IMS:
+                self._check_unclaimed_ims(rec, label)
             self.programmed[where] = (rec.address, rec.data, rec.vectors)
             if kind != MsgKind.MSI:
                 self.masked[where] = True  # the control word is written last, masked (harness DeviceOp PROGRAM)
@@ -51,6 +53,21 @@ class DeviceChecks(HostState):
                 self.enabled_before_negotiate.append(f"{MsgKind(kind).name} on {name_of(key)}")
         elif rec.op is DeviceOp.DISABLE:
             self.enabled[(key, kind)] = False
+
+    def _check_unclaimed_ims(self, rec: DeviceRecord, label: str) -> None:
+        """IMS through an identity not claimed for it (a sub-device's slots through its function, another
+        sub-device): no pair pvmsi handed out for another identity may go there (GUEST-SEC-001)."""
+        owners = sorted(
+            {
+                name_of(m.device)
+                for m in self.live().values()
+                if m.device != rec.device and (m.address, m.data) == (rec.address, rec.data)
+            }
+        )
+        if owners:
+            self.violate(
+                "GUEST-SEC-001", f"{label} (IMS not claimed through this identity): wrote the pair of {owners[0]}"
+            )
 
     def _check_pair(self, rec: DeviceRecord, where: tuple[DeviceKey, int, int], label: str) -> None:
         pair = (rec.address, rec.data)

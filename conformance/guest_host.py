@@ -36,6 +36,8 @@ from ..spec.version import VERSION_MAJOR, encode_version
 from . import guest_events
 from .guest_call_checks import CallChecks
 from .guest_device_checks import DeviceChecks
+from .guest_features import RULE as GUEST_FEATURES_RULE
+from .guest_features import unnegotiated_uses
 from .guest_host_knobs import LYING_ADDRESS, LYING_CALLS, poison_block
 from .guest_host_records import OUT_HDR, CallRecord, DeviceRecord, fn_name, guest_device, key_of, name_of
 from .guest_masking import check_msi_rewrite
@@ -86,6 +88,9 @@ class HostModel(CallChecks, DeviceChecks):
         self._check_blocks(rec)
         self._check_sequence(rec)
         self.refusals.check_call(self, rec)
+        if self.negotiated and rec.device is not None:
+            for what in unnegotiated_uses(rec.fn, rec.decoded, rec.entries, rec.device[3], self.granted):
+                self.violate(GUEST_FEATURES_RULE, f"{fn_name(rec.fn)}: {what}")
         before = {
             h: (m.address, m.data) for h, m in self.live().items() if m.active
         }  # retargets, not first activations
@@ -172,6 +177,7 @@ class HostModel(CallChecks, DeviceChecks):
         elif fn == FunctionNumber.NEGOTIATE:
             if status == Status.SUCCESS:
                 self.negotiated += 1
+                self.granted = int(rec.value)
             else:
                 self.refused = True
         elif fn == FunctionNumber.DEVICE_QUERY and status == Status.SUCCESS and rec.device is not None:

@@ -65,6 +65,9 @@ class HostState:
         # what the guest has done and been told
         self.discovery: str | None = None  # None: no VERSION yet; "present"; "absent"; "major"
         self.negotiated = 0
+        #: The features NEGOTIATE's value granted: the guest uses no other (GUEST-NEG-006; of these, one it did not
+        #: ask for is GUEST-REFUSE-001's, checked by :mod:`.guest_refusals`).
+        self.granted = 0
         self.refused = False
         self.queried: set[DeviceKey] = set()
         self.issued: dict[int, DeviceKey] = {}
@@ -83,6 +86,8 @@ class HostState:
         #: Each revoked handle: the event index of its revocation, its device, kind and slot (GUEST-REVOKE-001).
         self.revoked_at: dict[int, tuple[int, DeviceKey, int, int]] = {}
         self.fetched: list[Any] = []
+        #: Actions a test has happen while the guest handles its events, one after each EVENT_FETCH.
+        self.while_handling: list[Callable[[], object]] = []
         #: What the model answered beyond the guest's request, and what the guest must refuse (GUEST-REFUSE-*).
         self.refusals = Refusals(k.overreach)
 

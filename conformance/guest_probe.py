@@ -9,12 +9,16 @@ from enum import Enum
 
 from ..reference.backend import ReferenceHypervisor
 from ..spec.callconv import (
+    ARM64_PSCI_FEATURES,
+    ARM64_SMCCC_NOT_SUPPORTED,
+    ARM64_SMCCC_VERSION,
     ARM64_VENDOR_HYP_CALL_UID,
     KVM_VENDOR_HYP_UID,
     RISCV_EXTENSION_ID,
     SBI_BASE_EXTENSION,
     SBI_PROBE_EXTENSION,
     X86_CPUID_SIGNATURE,
+    SbiError,
     X86Path,
     uid_registers,
 )
@@ -27,6 +31,9 @@ ABI_RULE: dict[TrapArch, str] = {
     TrapArch.X86_64: "GUEST-ABI-003",
 }
 KVM_CPUID_SIGNATURE = b"KVMKVMKVM\0\0\0"
+#: A CPUID(base + 1).EBX path no version of pvmsi defines (X86Path: 0 none, 1 native).
+UNDEFINED_X86_PATH = 2
+MASK64 = (1 << 64) - 1
 
 
 class Probe(Enum):
@@ -38,6 +45,11 @@ class Probe(Enum):
     FOREIGN = "foreign"
     #: pvmsi's CPUID block names path 0 (another emulation takes the VMCALLs); KVM's UID; the SBI probe 0.
     NO_PATH = "no-path"
+    #: pvmsi identifies itself but cannot be used: the CPUID block names a path no version defines (2); the pvmsi
+    #: Call UID behind SMCCC 1.0 (PSCI_FEATURES and SMCCC_VERSION answer NOT_SUPPORTED); the SBI probe fails
+    #: (SBI_ERR_NOT_SUPPORTED) with a non-zero a1.  Discovery must find pvmsi absent in every case
+    #: (GUEST-ABI-001..003: each check of the platform's discovery, not only the identifying answer).
+    UNUSABLE = "unusable"
 
 
 def _words(sig: bytes) -> list[int]:
@@ -92,17 +104,35 @@ class GuestProbe:
             identifying = self._x86_base is not None and leaf == self._x86_base + 1
             if identifying and self.probe is Probe.NO_PATH:
                 after["rbx"] = X86Path.NONE
+            if identifying and self.probe is Probe.UNUSABLE:
+                after["rbx"] = UNDEFINED_X86_PATH
             return identifying
-        if arch is TrapArch.ARM64 and before["x0"] & 0xFFFFFFFF == ARM64_VENDOR_HYP_CALL_UID:
-            if self.probe is not Probe.PVMSI:
-                after.update({f"x{i}": w for i, w in enumerate(uid_registers(KVM_VENDOR_HYP_UID))})
-            return True
+        if arch is TrapArch.ARM64:
+            return self._answer_arm64(before, after)
         probe = before.get("a7") == SBI_BASE_EXTENSION and before.get("a6") == SBI_PROBE_EXTENSION
         if arch is TrapArch.RISCV64 and probe and before.get("a0") == RISCV_EXTENSION_ID:
-            if self.probe is not Probe.PVMSI:
+            if self.probe is Probe.UNUSABLE:
+                after.update(a0=SbiError.NOT_SUPPORTED & MASK64, a1=1)
+            elif self.probe is not Probe.PVMSI:
                 after["a1"] = 0
             return True
         return False
+
+    def _answer_arm64(self, before: dict[str, int], after: dict[str, int]) -> bool:
+        """SMCCC discovery: UNUSABLE is an SMCCC 1.0 conduit (no SMCCC_VERSION) behind which the vendor UID is
+        pvmsi's; FOREIGN and NO_PATH answer KVM's UID.  Whether this trap is the Call UID."""
+        fid = before["x0"] & 0xFFFFFFFF
+        if self.probe is Probe.UNUSABLE and (
+            fid == ARM64_SMCCC_VERSION
+            or (fid == ARM64_PSCI_FEATURES and before["x1"] & 0xFFFFFFFF == ARM64_SMCCC_VERSION)
+        ):
+            after["x0"] = ARM64_SMCCC_NOT_SUPPORTED & MASK64
+            return False
+        if fid != ARM64_VENDOR_HYP_CALL_UID:
+            return False
+        if self.probe in (Probe.FOREIGN, Probe.NO_PATH):
+            after.update({f"x{i}": w for i, w in enumerate(uid_registers(KVM_VENDOR_HYP_UID))})
+        return True
 
     def violation(self) -> tuple[str, str] | None:
         """The rule a pvmsi call breaks now: the guest did no discovery, or discovery did not find pvmsi."""

@@ -126,7 +126,8 @@ class Refusals:
                 hv.violate("GUEST-EXT-001", f"NEGOTIATE accepts vendor bits {vendor:#x} of a vendor it does not know")
         asked = asked_features(hv)
         if asked is not None:
-            self._check_asked(hv, rec, asked)
+            # Only bits granted beyond the request: a bit not granted at all is GUEST-NEG-006's (guest_features).
+            self._check_asked(hv, rec, asked | ~hv.granted)
         handles = {
             int(r.handle)
             for c in self.refused

@@ -10,7 +10,7 @@ transcript the reports show.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,6 +137,14 @@ class GuestSession:
     def revoke(self, dev: DeviceRef, kind: MsgKind, slot: int) -> int:
         """Revoke the message of ``slot`` by host policy; its handle."""
         return guest_events.revoke(self.hv, dev, int(kind), slot)
+
+    def queue_event(self, event_type: int) -> None:
+        """Queue an event of any type, one 1.0 does not define included."""
+        guest_events.queue(self.hv, event_type)
+
+    def while_handling(self, action: Callable[[], object]) -> None:
+        """Have ``action`` happen after the guest's next EVENT_FETCH, before it acknowledges what it fetched."""
+        self.hv.while_handling.append(action)
 
     def notify(self) -> GuestResult:
         """Raise the notification interrupt in the guest (NOTIFY), then check how it handled the events."""

@@ -18,6 +18,7 @@ from ...reference.backend import ReferenceHypervisor
 from . import (
     activate,
     batch,
+    blind_guest,  # noqa: F401  (registers the faulty guests of the blind measurement)
     blind_hv,
     boundary,
     calling,

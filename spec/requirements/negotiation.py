@@ -120,4 +120,13 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "or vendor bit, the bit just above the highest one asked) is not in force for it; it claims no kind, names "
         "no sub-device and sets no flag behind such a bit, and uses the kinds it asked for as negotiated.",
     ),
+    req(
+        "GUEST-NEG-006",
+        Level.MUST_NOT,
+        "negotiation",
+        "The guest MUST NOT use a message kind, a delivery flag or a sub-device id whose feature bit NEGOTIATE's "
+        "value did not grant (HV-NEG-008 refuses it; a bit granted but not asked for is GUEST-REFUSE-001's): "
+        "it names only negotiated kinds in DEVICE_CLAIM and MSG_ALLOC, and keeps using a kind it did not "
+        "negotiate through emulation (MSI, MSI-X; GUEST-EMU-002) or not at all (IMS).",
+    ),
 )

@@ -35,9 +35,10 @@ def test_discovery_finds_pvmsi_before_the_first_call(guest: GuestSession) -> Non
 
 
 @requirement("GUEST-ABI-001", "GUEST-ABI-002", "GUEST-ABI-003", "GUEST-DISC-002", "GUEST-STAT-002")
-@pytest.mark.parametrize("probe", [Probe.FOREIGN, Probe.NO_PATH], ids=lambda p: p.value)
+@pytest.mark.parametrize("probe", [Probe.FOREIGN, Probe.NO_PATH, Probe.UNUSABLE], ids=lambda p: p.value)
 def test_another_vendor_or_no_path_means_no_call(guest: GuestSession, probe: Probe) -> None:
-    """The platform is another vendor's (KVM's CPUID block or UID, the SBI probe 0) or names no path to pvmsi:
+    """The platform is another vendor's (KVM's CPUID block or UID, the SBI probe 0), names no path to pvmsi, or
+    shows pvmsi where it cannot be used (a CPUID path no version defines, SMCCC 1.0, an SBI probe that failed):
     the guest issues no pvmsi call at all and keeps MSI-X working through emulation."""
     guest.host(probe=probe)
     r = guest.boot()

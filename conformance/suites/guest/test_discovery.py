@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pvmsi.conformance.guest_toolkit import MLX5, GuestSession
+from pvmsi.conformance.guest_toolkit import MLX5, MSI_DEV, GuestSession
 from pvmsi.conformance.toolkit import check
 from pvmsi.spec.constants import FunctionNumber, MsgKind
 from pvmsi.spec.iut import GuestMode
@@ -14,7 +14,8 @@ requirement = pytest.mark.requirement
 
 
 def _emulated(guest: GuestSession, rid: str) -> None:
-    """The guest enables MSI-X through the trapped path: compat pairs, exits, delivered; nothing claimed."""
+    """The guest enables MSI-X, and a block of 4 MSI vectors, through the trapped path: compat pairs (Multiple
+    Message Enable set for the block), exits, every vector delivered; nothing claimed."""
     exits = guest.hv.msix_exits()
     r = guest.enable(MLX5, MsgKind.MSIX, 4, vcpu=2, vector=0x50)
     guest.ok(r, rid, "ENABLE under emulation", GuestMode.EMULATED)
@@ -22,6 +23,10 @@ def _emulated(guest: GuestSession, rid: str) -> None:
     check(not claims, rid, "no DEVICE_CLAIM or MSG_ALLOC", ", ".join(guest.fns()))
     check(guest.hv.msix_exits() > exits, rid, "MSI-X table writes trapped (exits)", "no exit")
     guest.delivers(MLX5, MsgKind.MSIX, 4, "GUEST-EMU-002", vcpu=2, vector=0x50)
+    r = guest.enable(MSI_DEV, MsgKind.MSI, 4, vcpu=3, vector=0x88)
+    guest.ok(r, rid, "ENABLE of an MSI block under emulation", GuestMode.EMULATED)
+    check(r.done == 4, "GUEST-STAT-002", "done counts the block's 4 vectors", str(r.done))
+    guest.delivers(MSI_DEV, MsgKind.MSI, 4, "GUEST-EMU-002", vcpu=3, vector=0x88)
 
 
 @requirement("GUEST-DISC-001")

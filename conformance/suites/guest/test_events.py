@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pvmsi.conformance.guest_toolkit import MLX5, MSI_DEV, GuestSession
+from pvmsi.conformance.guest_toolkit import IDXD_SUB, MLX5, MSI_DEV, GuestSession
 from pvmsi.conformance.toolkit import check
 from pvmsi.spec.constants import FunctionNumber, MsgKind
 
@@ -79,3 +79,73 @@ def test_handles_every_pending_event_of_one_notification(guest: GuestSession) ->
     guest.delivers(MLX5, MsgKind.MSIX, 3, "GUEST-EVT-002", vcpu=1, vector=0x41, first=1)
     guest.delivers(MLX5, MsgKind.IMS, 1, "GUEST-EVT-002", vcpu=2, vector=0x60, first=4)
     guest.delivers(MLX5, MsgKind.IMS, 1, "GUEST-EVT-002", vcpu=2, vector=0x62, first=6)
+
+
+@requirement("GUEST-EVT-001", "GUEST-EVT-002", "GUEST-REVOKE-001")
+@pytest.mark.parametrize("meanwhile", ["revocation", "migration"])
+def test_fetches_again_when_events_arrive_while_handling(guest: GuestSession, meanwhile: str) -> None:
+    """A revocation is pending; right after the guest fetched it the host queues another event (a second revocation,
+    or a migration's REFETCH), so EVENT_ACK leaves it pending: the guest fetches again, acts on it, acknowledges it,
+    and nothing is left pending."""
+    guest.boot()
+    guest.ok(guest.events(vcpu=0, vector=0xE0), "GUEST-EVT-001", "EVENTS")
+    guest.enable(MLX5, MsgKind.MSIX, 4, vcpu=1, vector=0x40)
+    guest.revoke(MLX5, MsgKind.MSIX, 0)
+    if meanwhile == "revocation":
+        guest.while_handling(lambda: guest.revoke(MLX5, MsgKind.MSIX, 2))
+    else:
+        guest.while_handling(guest.migrate)
+    guest.ok(guest.notify(), "GUEST-EVT-001", "NOTIFY")
+    guest.clean("GUEST-EVT-001", "GUEST-REVOKE-001", "GUEST-EVT-002", "GUEST-ALLOC-002")
+    fetches = guest.calls(FunctionNumber.EVENT_FETCH)
+    check(len(fetches) >= 2, "GUEST-EVT-001", "fetched again after an EVENT_ACK that left events", str(len(fetches)))
+    left = len(guest.hv.core.state_of(guest.hv.svm).events.pending)
+    check(left == 0, "GUEST-EVT-001", "every event acknowledged", f"{left} pending")
+    if meanwhile == "revocation":
+        guest.delivers(MLX5, MsgKind.MSIX, 1, "GUEST-REVOKE-001", vcpu=1, vector=0x41, first=1)
+        guest.delivers(MLX5, MsgKind.MSIX, 1, "GUEST-REVOKE-001", vcpu=1, vector=0x43, first=3)
+    else:
+        guest.delivers(MLX5, MsgKind.MSIX, 3, "GUEST-EVT-002", vcpu=1, vector=0x41, first=1)
+
+
+@requirement("GUEST-EVT-001", "GUEST-REVOKE-001")
+@pytest.mark.parametrize("event_type", [0x5, 0x8001], ids=["later minor", "vendor"])
+def test_skips_event_types_it_does_not_know(guest: GuestSession, event_type: int) -> None:
+    """An event of a type 1.0 does not define (a later minor's, a vendor's from 0x8000) sits between two
+    revocations: the guest skips it, acts on the others, acknowledges all three, and the rest keeps delivering."""
+    guest.boot()
+    guest.ok(guest.events(vcpu=0, vector=0xE0), "GUEST-EVT-001", "EVENTS")
+    guest.enable(MLX5, MsgKind.MSIX, 4, vcpu=1, vector=0x40)
+    guest.revoke(MLX5, MsgKind.MSIX, 0)
+    guest.queue_event(event_type)
+    guest.revoke(MLX5, MsgKind.MSIX, 3)
+    guest.ok(guest.notify(), "GUEST-EVT-001", "NOTIFY with an event of an unknown type")
+    guest.clean("GUEST-EVT-001", "GUEST-REVOKE-001")
+    left = len(guest.hv.core.state_of(guest.hv.svm).events.pending)
+    check(left == 0, "GUEST-EVT-001", "every event acknowledged, the unknown one too", f"{left} pending")
+    guest.delivers(MLX5, MsgKind.MSIX, 2, "GUEST-REVOKE-001", vcpu=1, vector=0x41, first=1)
+
+
+@requirement("GUEST-UNPLUG-001", "GUEST-EVT-001", "GUEST-ALLOC-004")
+def test_device_removed_drops_the_handles(guest: GuestSession) -> None:
+    """A claimed device is hot-unplugged and the guest learns it from DEVICE_REMOVED alone (NOTIFY, no UNPLUG
+    command): it frees, deactivates and releases nothing for it, acknowledges the event, never names its handles
+    again, and its other device keeps delivering."""
+    guest.boot()
+    guest.ok(guest.events(vcpu=0, vector=0xE0), "GUEST-EVT-001", "EVENTS")
+    guest.enable(MLX5, MsgKind.MSIX, 4)
+    guest.enable(MLX5, MsgKind.IMS, 2, first_slot=8)
+    guest.enable(IDXD_SUB, MsgKind.IMS, 2, vcpu=2, vector=0x90)
+    before = len(guest.calls())
+    guest.hv.unplug(MLX5)
+    guest.ok(guest.notify(), "GUEST-UNPLUG-001", "NOTIFY with DEVICE_REMOVED")
+    guest.clean("GUEST-UNPLUG-001", "GUEST-EVT-001")
+    guest.retarget(MLX5, MsgKind.MSIX, 2)
+    guest.disable(MLX5, MsgKind.IMS)
+    guest.clean("GUEST-UNPLUG-001", "GUEST-ALLOC-004")
+    named = [c for c in guest.calls()[before:] if c.device is not None and c.device[:3] == (0, 0, MLX5.devfn)]
+    after = [c for c in named if c.fn in (FunctionNumber.MSG_FREE, FunctionNumber.DEVICE_RELEASE)]
+    check(not after, "GUEST-UNPLUG-001", "no MSG_FREE or DEVICE_RELEASE for the removed device", str(len(after)))
+    left = len(guest.hv.core.state_of(guest.hv.svm).events.pending)
+    check(left == 0, "GUEST-EVT-001", "DEVICE_REMOVED acknowledged", f"{left} pending")
+    guest.delivers(IDXD_SUB, MsgKind.IMS, 2, "GUEST-UNPLUG-001", vcpu=2, vector=0x90)

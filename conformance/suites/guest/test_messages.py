@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pvmsi.conformance.guest_toolkit import IDXD_SUB, MLX5, MSI_DEV, GuestSession
+from pvmsi.conformance.guest_toolkit import IDXD, IDXD_SUB, MLX5, MSI_DEV, GuestSession
 from pvmsi.conformance.toolkit import check
 from pvmsi.spec.constants import ActivateFlag, FunctionNumber, MsgKind
 from pvmsi.spec.harness_constants import DeviceOp
@@ -16,14 +16,16 @@ requirement = pytest.mark.requirement
 
 @requirement("GUEST-ALLOC-001", "GUEST-NEG-004", "GUEST-SEC-001")
 def test_writes_the_returned_pairs_before_enabling(guest: GuestSession) -> None:
-    """MSI-X, IMS, an 8-vector MSI block and a sub-device's IMS: every device write is a pair MSG_ALLOC returned for
-    that slot of that device, written before the slot is enabled or unmasked; every vector delivers."""
+    """MSI-X, IMS, an 8-vector MSI block and the IMS of two sub-devices (the first and a later one, each writing
+    through its own identity into its own slots): every device write is a pair MSG_ALLOC returned for that slot of
+    that device, written before the slot is enabled or unmasked; every vector delivers."""
     guest.boot()
     enables = [
         (MLX5, MsgKind.MSIX, 6, 1, 0x40, 0),
         (MLX5, MsgKind.IMS, 3, 2, 0x60, 10),
         (MSI_DEV, MsgKind.MSI, 8, 3, 0x80, 0),
         (IDXD_SUB, MsgKind.IMS, 2, 0, 0xA0, 0),
+        (IDXD.with_pasid(3), MsgKind.IMS, 2, 1, 0xB0, 0),
     ]
     for dev, kind, n, vcpu, vector, first in enables:
         r = guest.enable(dev, kind, n, vcpu=vcpu, vector=vector, first_slot=first)
